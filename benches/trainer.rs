@@ -1,0 +1,165 @@
+//! Trainer throughput against the same model, optimizer and batch in PyTorch eager
+//! (scripts/bench_peer.py, run with the project's venv), measured side by side in one
+//! run with the same thread count; and the monitoring overhead (log + default metrics +
+//! eval schedule) against a bare step loop.
+//!
+//! cargo bench --bench trainer [-- STEPS]
+
+use phasetop::config;
+use phasetop::trainer::Trainer;
+use std::process::Command;
+use std::time::Instant;
+
+const MLP: &str = r#"
+[run]
+name = "bench-mlp"
+max_steps = 1000000
+threads = THREADS
+[task]
+kind = "gaussian"
+dim = 32
+classes = 8
+clusters_per_class = 3
+n_train = 8192
+[model]
+kind = "mlp"
+depth = 3
+width = 128
+[eval]
+every = 25
+[checkpoint]
+every = 0
+[[phase]]
+name = "main"
+optimizer = "adamw"
+lr = 0.002
+weight_decay = 0.01
+batch_size = 128
+"#;
+
+const TRANSFORMER: &str = r#"
+[run]
+name = "bench-transformer"
+max_steps = 1000000
+threads = THREADS
+[task]
+kind = "modular"
+p = 59
+train_fraction = 0.4
+[model]
+kind = "transformer"
+d_model = 64
+heads = 4
+layers = 1
+d_ff = 256
+[eval]
+every = 50
+[checkpoint]
+every = 0
+[[phase]]
+name = "main"
+optimizer = "adamw"
+lr = 0.001
+weight_decay = 1.0
+batch_size = 512
+"#;
+
+fn ours(src: &str, steps: usize, full_metrics: bool) -> f64 {
+    let cfg = config::parse("bench.toml", src).unwrap();
+    let mut t = Trainer::new(&cfg, 0).unwrap();
+    t.set_full_metrics(full_metrics);
+    for _ in 0..20 {
+        t.train_step();
+    }
+    let t0 = Instant::now();
+    for _ in 0..steps {
+        t.train_step();
+    }
+    steps as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn peer(kind: &str, steps: usize, threads: usize) -> Option<f64> {
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_peer.py");
+    let out = Command::new(py)
+        .arg(script)
+        .args([kind, &steps.to_string(), &threads.to_string()])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["steps_per_s"].as_f64()
+}
+
+/// The full host loop (run log, every-step metrics, eval schedule, control socket) vs
+/// bare `train_step`s, on the same config.
+fn monitoring_overhead(src: &str, steps: u64) -> (f64, f64) {
+    let bare = ours(src, steps as usize, false);
+    let tmp = tempfile::tempdir().unwrap();
+    let loaded = config::LoadedConfig {
+        config: config::parse("bench.toml", src).unwrap(),
+        path: "bench.toml".into(),
+        source: src.to_string(),
+    };
+    let host = phasetop::host::create(
+        phasetop::host::NewRun {
+            config: loaded,
+            run_dir: tmp.path().join("run"),
+            seed: None,
+            max_steps: Some(steps + 20),
+        },
+        Default::default(),
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    host.run(Box::new(())).unwrap();
+    let full = (steps + 20) as f64 / t0.elapsed().as_secs_f64();
+    (bare, full)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` only checks that it builds.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("trainer benchmark: run it with `cargo bench --bench trainer`");
+        return;
+    }
+    let steps: usize = std::env::args().find_map(|s| s.parse().ok()).unwrap_or(400);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("trainer benchmark: {steps} steps, {threads} threads, same machine, one run");
+    println!(
+        "{:<26} {:>12} {:>12} {:>8}",
+        "model", "phasetop/s", "pytorch/s", "ratio"
+    );
+    for (name, kind, src) in [
+        ("demo MLP (batch 128)", "mlp", MLP),
+        ("transformer (batch 512)", "transformer", TRANSFORMER),
+    ] {
+        let src = src.replace("THREADS", &threads.to_string());
+        // Alternate to spread machine noise over both sides.
+        let a1 = ours(&src, steps, false);
+        let p1 = peer(kind, steps, threads);
+        let a2 = ours(&src, steps, false);
+        let p2 = peer(kind, steps, threads);
+        let a = (a1 + a2) / 2.0;
+        match (p1, p2) {
+            (Some(p1), Some(p2)) => {
+                let p = (p1 + p2) / 2.0;
+                println!("{name:<26} {a:>12.1} {p:>12.1} {:>7.2}x", a / p);
+            }
+            _ => println!("{name:<26} {a:>12.1} {:>12} {:>8}", "n/a", "-"),
+        }
+    }
+    println!();
+    println!("monitoring overhead (log + per-step metrics + eval schedule vs bare steps)");
+    for (name, src) in [("demo MLP", MLP), ("transformer", TRANSFORMER)] {
+        let src = src.replace("THREADS", &threads.to_string());
+        let (bare, full) = monitoring_overhead(&src, steps as u64);
+        println!(
+            "{name:<26} bare {bare:>9.1}/s  monitored {full:>9.1}/s  overhead {:>5.1}%",
+            (1.0 - full / bare) * 100.0
+        );
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs libtorch (the PyTorch wheel pinned to what tch expects) into a venv shared by
+# every checkout, then points this checkout's `.libtorch` link at it. Idempotent: a
+# second run with a complete venv only refreshes the link.
+set -euo pipefail
+TORCH_VERSION=2.13.0
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${PHASETOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phasetop}
+venv="$cache/torch-$TORCH_VERSION"
+python=${PYTHON:-python3}
+
+if [ ! -f "$venv/.complete" ]; then
+  echo "phasetop: installing torch==$TORCH_VERSION into $venv (once per machine, ~2 min, ~5 GB)" >&2
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
+  touch "$venv/.complete"
+fi
+
+torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+ln -sfn "$torch_dir" "$here/.libtorch"
+ln -sfn "$venv" "$here/.venv"

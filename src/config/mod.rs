@@ -1,0 +1,369 @@
+//! Run configuration: TOML parsed with serde, then validated. Every error carries the
+//! file, line and column of the offending value (see [`ConfigError`]).
+//!
+//! Enumerated settings (optimizer, schedule, activation, …) have hand-written
+//! `Deserialize` impls so that their messages read `unknown optimizer "adamm", expected
+//! one of sgd, adam, adamw` rather than serde's generic wording; the toml crate attaches
+//! the value's span to them. Cross-field rules (a cosine schedule needs a step count, a
+//! frozen layer must exist) are checked afterwards against `Spanned` fields.
+
+mod defaults;
+mod names;
+mod validate;
+
+pub use names::*;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A config error located in its source file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    pub(crate) fn at(file: &str, src: &str, offset: usize, message: impl Into<String>) -> Self {
+        let (line, col) = line_col(src, offset);
+        ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = &src[..src.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub run: RunSection,
+    pub task: TaskSection,
+    pub model: ModelSection,
+    #[serde(default)]
+    pub probes: ProbeSection,
+    #[serde(default)]
+    pub eval: EvalSection,
+    #[serde(default)]
+    pub checkpoint: CheckpointSection,
+    #[serde(rename = "phase")]
+    pub phases: Vec<Phase>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub device: DeviceChoice,
+    /// Total steps over all phases; the run completes when it is reached.
+    pub max_steps: Spanned<u64>,
+    /// libtorch intra-op threads; 0 leaves libtorch's default (one per core).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSection {
+    pub kind: Spanned<TaskKind>,
+    // modular
+    #[serde(default)]
+    pub p: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub op: Option<ModOp>,
+    #[serde(default)]
+    pub train_fraction: Option<Spanned<f64>>,
+    // parity
+    #[serde(default)]
+    pub dim: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub k: Option<Spanned<i64>>,
+    // gaussian
+    #[serde(default)]
+    pub classes: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub clusters_per_class: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub spread: Option<f64>,
+    // parity / gaussian sample counts
+    #[serde(default)]
+    pub n_train: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub n_val: Option<Spanned<i64>>,
+    // csv
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub features: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub label: Option<Spanned<String>>,
+    #[serde(default)]
+    pub val_fraction: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub kind: Spanned<ModelKind>,
+    // mlp
+    #[serde(default)]
+    pub depth: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub width: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub activation: Option<Activation>,
+    #[serde(default)]
+    pub init_scale: Option<Spanned<f64>>,
+    // transformer
+    #[serde(default)]
+    pub d_model: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub heads: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub layers: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub d_ff: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub positional: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSection {
+    /// Probe every N steps; 0 turns probes off.
+    #[serde(default)]
+    pub every: u64,
+    #[serde(default)]
+    pub layers: Vec<Spanned<String>>,
+    /// Samples in the fixed probe batch.
+    #[serde(default = "default_probe_batch")]
+    pub batch: Spanned<i64>,
+}
+
+fn default_probe_batch() -> Spanned<i64> {
+    Spanned::new(0..0, 256)
+}
+
+impl Default for ProbeSection {
+    fn default() -> Self {
+        ProbeSection {
+            every: 0,
+            layers: Vec::new(),
+            batch: default_probe_batch(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSection {
+    /// Evaluate on the held-out split every N steps; 0 turns evaluation off.
+    #[serde(default = "default_eval_every")]
+    pub every: u64,
+    /// Cap on held-out samples per evaluation (0 = all).
+    #[serde(default)]
+    pub max_samples: usize,
+}
+
+fn default_eval_every() -> u64 {
+    50
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        EvalSection {
+            every: default_eval_every(),
+            max_samples: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSection {
+    /// Checkpoint every N steps; 0 = only at phase changes and on stop.
+    #[serde(default = "default_ckpt_every")]
+    pub every: u64,
+    /// How many periodic checkpoints to keep (phase-change ones are always kept).
+    #[serde(default = "default_ckpt_keep")]
+    pub keep: usize,
+}
+
+fn default_ckpt_every() -> u64 {
+    1000
+}
+fn default_ckpt_keep() -> usize {
+    3
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        CheckpointSection {
+            every: default_ckpt_every(),
+            keep: default_ckpt_keep(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub name: Spanned<String>,
+    /// The phase ends after this many steps; absent = only by hand (or a rule).
+    #[serde(default)]
+    pub steps: Option<Spanned<u64>>,
+    pub optimizer: Spanned<OptimizerKind>,
+    pub lr: Spanned<f64>,
+    #[serde(default)]
+    pub weight_decay: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub momentum: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub betas: Option<Spanned<(f64, f64)>>,
+    #[serde(default)]
+    pub schedule: Option<Spanned<ScheduleKind>>,
+    #[serde(default)]
+    pub warmup_steps: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub min_lr: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub cycle_steps: Option<Spanned<u64>>,
+    pub batch_size: Spanned<i64>,
+    /// Loss terms; defaults to one cross-entropy term of weight 1.
+    #[serde(default)]
+    pub loss: Vec<LossTerm>,
+    /// Named layers whose parameters do not train in this phase.
+    #[serde(default)]
+    pub freeze: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub reset_optimizer: bool,
+    /// Fraction of training labels replaced by random ones (classification tasks).
+    #[serde(default)]
+    pub label_noise: Option<Spanned<f64>>,
+    /// Standard deviation of Gaussian noise added to real-valued inputs.
+    #[serde(default)]
+    pub input_noise: Option<Spanned<f64>>,
+    /// Signal rule that ends the phase (evaluated by the signals layer).
+    #[serde(default)]
+    pub until: Option<Spanned<UntilRule>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossTerm {
+    pub kind: Spanned<LossKind>,
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A phase ending driven by a detector firing on a metric.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UntilRule {
+    pub detector: Spanned<String>,
+    pub metric: Spanned<String>,
+    #[serde(default)]
+    pub mode: RuleMode,
+    /// The rule is ignored before the phase has run this many steps.
+    #[serde(default)]
+    pub min_steps: u64,
+    /// Detector parameters, passed through to the detector.
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+/// A loaded, validated config with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub path: PathBuf,
+    pub source: String,
+}
+
+impl LoadedConfig {
+    /// The config's short name: its file stem.
+    pub fn name(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let display = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: display.clone(),
+        line: 0,
+        col: 0,
+        message: format!("cannot read config: {e}"),
+    })?;
+    let config = parse(&display, &source)?;
+    Ok(LoadedConfig {
+        config,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses and validates config text; `file` is used in error locations.
+pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
+    let config: Config = toml::from_str(source).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        ConfigError::at(file, source, offset, tidy_serde_message(e.message()))
+    })?;
+    validate::validate(&config, file, source)?;
+    Ok(config)
+}
+
+/// serde's wording with backticks → the quoting used in our own messages.
+fn tidy_serde_message(msg: &str) -> String {
+    msg.trim().replace('`', "\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let src = "a = 1\nbb = 2\n";
+        assert_eq!(line_col(src, 0), (1, 1));
+        assert_eq!(line_col(src, 6), (2, 1));
+        assert_eq!(line_col(src, 11), (2, 6));
+    }
+}

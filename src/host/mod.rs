@@ -1,0 +1,530 @@
+//! The host owns a run: it builds the trainer, writes every event to the run log, serves
+//! the control socket, and runs the loop that applies commands between steps.
+
+pub mod control;
+
+use crate::config::{self, Config};
+use crate::event::{
+    Command, Event, LogLevel, Metrics, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR,
+};
+use crate::rundir::{RunDir, RunMeta, now_unix};
+use crate::runlog;
+use crate::trainer::{Trainer, checkpoint, device_name};
+use anyhow::{Context, Result};
+use control::{ControlServer, Pending, Reply, Status};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How to start a run.
+pub struct NewRun {
+    pub config: config::LoadedConfig,
+    pub run_dir: PathBuf,
+    pub seed: Option<u64>,
+    pub max_steps: Option<u64>,
+}
+
+/// Receives every event as it is written (the headless printer, tests).
+pub trait Observer {
+    fn event(&mut self, _ev: &Event) {}
+    /// Called about once a second with the latest step metrics.
+    fn progress(&mut self, _p: &Progress) {}
+}
+
+impl Observer for () {}
+
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub step: u64,
+    pub max_steps: u64,
+    pub phase: String,
+    pub metrics: Metrics,
+    pub val: Metrics,
+    pub steps_per_s: f64,
+}
+
+pub struct Host {
+    dir: RunDir,
+    meta: RunMeta,
+    trainer: Trainer,
+    log: runlog::Writer,
+    stop_flag: Arc<AtomicBool>,
+    status: Arc<Mutex<Status>>,
+    paused: bool,
+    last_val: Metrics,
+    observer: Option<Box<dyn Observer>>,
+    /// A switch accepted by `apply`, carried out after the command is recorded.
+    pending_switch: Option<usize>,
+    /// Events emitted before an observer was attached (run start, resume warnings).
+    early: Vec<Event>,
+}
+
+/// Creates the run directory, writes its config and metadata, and starts the log.
+pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
+    let cfg = &run.config.config;
+    let dir = RunDir::create(&run.run_dir)?;
+    std::fs::write(dir.config(), &run.config.source)?;
+    let run_id = run
+        .run_dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let meta = RunMeta {
+        run_id,
+        config_name: run.config.name(),
+        seed: run.seed.unwrap_or(cfg.run.seed),
+        max_steps: run.max_steps.unwrap_or(cfg.max_steps()),
+        created_at: now_unix(),
+    };
+    dir.write_meta(&meta)?;
+    let trainer = Trainer::new(cfg, meta.seed)?;
+    let log = runlog::Writer::create(&dir.log())
+        .with_context(|| format!("cannot create {}", dir.log().display()))?;
+    let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
+    host.emit_started(None)?;
+    let first = host.trainer.phase().name().to_string();
+    host.emit(Event::PhaseChanged {
+        step: 0,
+        from: None,
+        to: first,
+        cause: PhaseCause::Start,
+        detail: None,
+    })?;
+    Ok(host)
+}
+
+/// Reopens a run from its latest checkpoint and appends to the same log.
+pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>) -> Result<Host> {
+    let dir = RunDir::open(path)?;
+    let meta = dir.read_meta()?;
+    let loaded = config::load(&dir.config())?;
+    let mut trainer = Trainer::new(&loaded.config, meta.seed)?;
+    let (log, dropped) = runlog::Writer::open_append(&dir.log())
+        .with_context(|| format!("cannot reopen {}", dir.log().display()))?;
+    let mut warnings = Vec::new();
+    if let Some(d) = dropped {
+        warnings.push(format!(
+            "dropped {} bytes of a torn record at offset {} before resuming",
+            d.bytes, d.offset
+        ));
+    }
+    let latest = checkpoint::list(&dir.checkpoints()).pop();
+    let from = match &latest {
+        Some(m) => {
+            warnings.extend(checkpoint::restore(&mut trainer, &dir.checkpoints(), m)?);
+            Some(m.step)
+        }
+        None => {
+            warnings.push("no checkpoint found: the run restarts from step 0".into());
+            Some(0)
+        }
+    };
+    let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
+    host.emit_started(from)?;
+    for w in warnings {
+        host.log_line(LogLevel::Warn, w)?;
+    }
+    Ok(host)
+}
+
+impl Host {
+    fn assemble(
+        dir: RunDir,
+        meta: RunMeta,
+        trainer: Trainer,
+        log: runlog::Writer,
+        stop_flag: Arc<AtomicBool>,
+    ) -> Host {
+        let status = Arc::new(Mutex::new(Status {
+            run_id: meta.run_id.clone(),
+            step: trainer.step(),
+            phase: trainer.phase().name().to_string(),
+            paused: false,
+        }));
+        Host {
+            dir,
+            meta,
+            trainer,
+            log,
+            stop_flag,
+            status,
+            paused: false,
+            last_val: Metrics::new(),
+            observer: None,
+            pending_switch: None,
+            early: Vec::new(),
+        }
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.dir.path
+    }
+
+    pub fn config(&self) -> &Config {
+        self.trainer.config()
+    }
+
+    fn emit_started(&mut self, resumed_from_step: Option<u64>) -> Result<()> {
+        let cfg = self.trainer.config();
+        let ev = Event::RunStarted {
+            run_id: self.meta.run_id.clone(),
+            schema_major: SCHEMA_MAJOR,
+            schema_minor: SCHEMA_MINOR,
+            config_name: self.meta.config_name.clone(),
+            config: serde_json::to_value(cfg)?,
+            phases: cfg.phase_names(),
+            device: device_name(self.trainer.device()),
+            seed: self.meta.seed,
+            started_at: now_unix(),
+            resumed_from_step,
+        };
+        self.emit(ev)
+    }
+
+    fn emit(&mut self, ev: Event) -> Result<()> {
+        self.log.append(&ev).context("cannot write the run log")?;
+        self.log
+            .flush_if_due()
+            .context("cannot flush the run log")?;
+        match &mut self.observer {
+            Some(o) => o.event(&ev),
+            None => self.early.push(ev),
+        }
+        Ok(())
+    }
+
+    fn log_line(&mut self, level: LogLevel, message: String) -> Result<()> {
+        let step = self.trainer.step();
+        self.emit(Event::Log {
+            step,
+            level,
+            message,
+        })
+    }
+}
+
+/// What ended the loop.
+enum Exit {
+    Completed(String),
+    Stopped(String),
+    Diverged(String),
+}
+
+impl Host {
+    /// Runs until the plan or `max_steps` completes, a stop command arrives, or the stop
+    /// flag (SIGINT/SIGTERM/SIGHUP) is raised. Ends with a checkpoint (unless the run
+    /// diverged) and a `RunEnded` event.
+    pub fn run(mut self, observer: Box<dyn Observer>) -> Result<RunStatus> {
+        let mut observer = observer;
+        for ev in self.early.drain(..) {
+            observer.event(&ev);
+        }
+        self.observer = Some(observer);
+        let (server, commands) = ControlServer::start(&self.dir.socket(), self.status.clone())
+            .with_context(|| format!("cannot serve {}", self.dir.socket().display()))?;
+        let result = self.run_loop(&commands);
+        drop(server);
+        // Answer commands that arrived while the run was ending.
+        while let Ok(p) = commands.try_recv() {
+            let _ = p.reply.send(Reply {
+                ok: false,
+                step: self.trainer.step(),
+                message: "the run has ended".into(),
+            });
+        }
+        let exit = match result {
+            Ok(exit) => exit,
+            Err(e) => {
+                let step = self.trainer.step();
+                let _ = self.emit(Event::RunEnded {
+                    step,
+                    status: RunStatus::Failed,
+                    message: format!("{e:#}"),
+                });
+                let _ = self.log.sync();
+                return Err(e);
+            }
+        };
+        let step = self.trainer.step();
+        let (status, message) = match exit {
+            Exit::Completed(m) => (RunStatus::Completed, m),
+            Exit::Stopped(m) => (RunStatus::Stopped, m),
+            Exit::Diverged(m) => (RunStatus::Diverged, m),
+        };
+        if status != RunStatus::Diverged {
+            self.checkpoint(false)?;
+        }
+        self.emit(Event::RunEnded {
+            step,
+            status,
+            message,
+        })?;
+        self.log.sync()?;
+        Ok(status)
+    }
+
+    fn run_loop(&mut self, commands: &Receiver<Pending>) -> Result<Exit> {
+        let max_steps = self.meta.max_steps;
+        let cfg = self.trainer.config().clone();
+        let mut rate = Rate::new(self.trainer.step());
+        let mut last_progress = Instant::now();
+        loop {
+            while let Ok(p) = commands.try_recv() {
+                if let Some(exit) = self.apply(p)? {
+                    return Ok(exit);
+                }
+            }
+            if self.stop_flag.load(Ordering::Relaxed) {
+                return Ok(Exit::Stopped("stopped by signal".into()));
+            }
+            if self.paused {
+                rate.pause();
+                match commands.recv_timeout(Duration::from_millis(100)) {
+                    Ok(p) => {
+                        if let Some(exit) = self.apply(p)? {
+                            return Ok(exit);
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {}
+                }
+                self.log.flush_if_due()?;
+                continue;
+            }
+            if self.trainer.step() >= max_steps {
+                self.final_eval()?;
+                return Ok(Exit::Completed(format!("reached max_steps = {max_steps}")));
+            }
+
+            let mut metrics = self.trainer.train_step();
+            let step = self.trainer.step();
+            metrics.insert("steps_per_s".into(), rate.tick(step));
+            let loss = metrics.get("train_loss").copied().unwrap_or(f64::NAN);
+            let phase = self.trainer.phase().name().to_string();
+            self.emit(Event::Step {
+                step,
+                phase: phase.clone(),
+                t: now_unix(),
+                metrics: metrics.clone(),
+            })?;
+            if let Ok(mut s) = self.status.lock() {
+                s.step = step;
+            }
+            if !loss.is_finite() {
+                return Ok(Exit::Diverged(format!(
+                    "train_loss is {loss} at step {step}"
+                )));
+            }
+            if cfg.eval.every > 0 && step % cfg.eval.every == 0 {
+                self.eval()?;
+            }
+            if self.trainer.phase_finished() {
+                let next = self.trainer.phase_index() + 1;
+                if next < cfg.phases.len() {
+                    self.switch(next, PhaseCause::Scheduled, None)?;
+                } else {
+                    self.final_eval()?;
+                    return Ok(Exit::Completed(format!(
+                        "phase plan finished (last phase \"{phase}\")"
+                    )));
+                }
+            } else if cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0 {
+                self.checkpoint(false)?;
+            }
+            if last_progress.elapsed() >= Duration::from_secs(1) {
+                last_progress = Instant::now();
+                self.report_progress(&metrics, max_steps, rate.value);
+            }
+        }
+    }
+
+    fn report_progress(&mut self, metrics: &Metrics, max_steps: u64, steps_per_s: f64) {
+        let p = Progress {
+            step: self.trainer.step(),
+            max_steps,
+            phase: self.trainer.phase().name().to_string(),
+            metrics: metrics.clone(),
+            val: self.last_val.clone(),
+            steps_per_s,
+        };
+        if let Some(o) = &mut self.observer {
+            o.progress(&p);
+        }
+    }
+
+    fn eval(&mut self) -> Result<()> {
+        let metrics = self.trainer.evaluate();
+        self.last_val = metrics.clone();
+        let step = self.trainer.step();
+        self.emit(Event::Eval {
+            step,
+            split: "val".into(),
+            metrics,
+        })
+    }
+
+    /// Evaluates at the final step unless that step was just evaluated.
+    fn final_eval(&mut self) -> Result<()> {
+        let every = self.trainer.config().eval.every;
+        if every == 0 || self.trainer.step() % every != 0 {
+            self.eval()?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, pinned: bool) -> Result<()> {
+        let dir = self.dir.checkpoints();
+        let path = checkpoint::save(&self.trainer, &dir, pinned)?;
+        checkpoint::prune(&dir, self.trainer.config().checkpoint.keep);
+        let rel = path
+            .strip_prefix(&self.dir.path)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let step = self.trainer.step();
+        self.emit(Event::Checkpoint { step, path: rel })
+    }
+
+    fn switch(&mut self, index: usize, cause: PhaseCause, detail: Option<String>) -> Result<()> {
+        let from = self.trainer.phase().name().to_string();
+        let note = self.trainer.switch_to(index);
+        let to = self.trainer.phase().name().to_string();
+        let step = self.trainer.step();
+        self.emit(Event::PhaseChanged {
+            step,
+            from: Some(from),
+            to: to.clone(),
+            cause,
+            detail,
+        })?;
+        if let Some(n) = note {
+            self.log_line(LogLevel::Info, n)?;
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.phase = to;
+        }
+        // A checkpoint at every phase change, kept from pruning: the branch points.
+        self.checkpoint(true)
+    }
+
+    /// Applies one command between steps, records it, and answers the client.
+    fn apply(&mut self, p: Pending) -> Result<Option<Exit>> {
+        let step = self.trainer.step();
+        let mut exit = None;
+        let outcome: std::result::Result<String, String> = match &p.command {
+            Command::Switch { phase } => match self.trainer.config().phase_index(phase) {
+                Some(i) if i == self.trainer.phase_index() => {
+                    Err(format!("already in phase \"{phase}\""))
+                }
+                Some(i) => Ok(i),
+                None => Err(format!(
+                    "unknown phase \"{phase}\", expected one of {}",
+                    self.trainer.config().phase_names().join(", ")
+                )),
+            }
+            .map(|i| {
+                let from = self.trainer.phase().name().to_string();
+                (i, format!("switched {from} → {phase} at step {step}"))
+            })
+            .map(|(i, msg)| {
+                self.pending_switch = Some(i);
+                msg
+            }),
+            Command::Pause if self.paused => Err("already paused".into()),
+            Command::Pause => {
+                self.paused = true;
+                Ok(format!("paused at step {step}"))
+            }
+            Command::Resume if !self.paused => Err("not paused".into()),
+            Command::Resume => {
+                self.paused = false;
+                Ok(format!("resumed at step {step}"))
+            }
+            Command::Stop => {
+                exit = Some(Exit::Stopped(format!("stopped by {}", p.client)));
+                Ok(format!("stopping at step {step} (checkpoint, then stop)"))
+            }
+            Command::Checkpoint => Ok(format!("checkpoint at step {step}")),
+            Command::Set { key, value } => self.trainer.set(key, *value),
+            Command::Accept { .. } | Command::Dismiss { .. } => Err("no pending suggestion".into()),
+        };
+        let (applied, message) = match outcome {
+            Ok(m) => (true, m),
+            Err(m) => (false, m),
+        };
+        self.emit(Event::Command {
+            step,
+            t: now_unix(),
+            client: p.client.clone(),
+            command: p.command.clone(),
+            applied,
+            message: message.clone(),
+        })?;
+        if applied {
+            if let Some(i) = self.pending_switch.take() {
+                self.switch(i, PhaseCause::Manual, Some(format!("by {}", p.client)))?;
+            }
+            if p.command == Command::Checkpoint {
+                self.checkpoint(false)?;
+            }
+        }
+        if let Ok(mut s) = self.status.lock() {
+            s.paused = self.paused;
+        }
+        let _ = p.reply.send(Reply {
+            ok: applied,
+            step,
+            message,
+        });
+        Ok(exit)
+    }
+}
+
+/// Steps per second over a sliding window of about a second, excluding paused time.
+struct Rate {
+    window_start: Instant,
+    window_step: u64,
+    value: f64,
+}
+
+impl Rate {
+    fn new(step: u64) -> Rate {
+        Rate {
+            window_start: Instant::now(),
+            window_step: step,
+            value: 0.0,
+        }
+    }
+
+    fn tick(&mut self, step: u64) -> f64 {
+        let dt = self.window_start.elapsed().as_secs_f64();
+        if dt >= 0.5 || self.value == 0.0 && step > self.window_step && dt > 0.0 {
+            self.value = (step - self.window_step) as f64 / dt;
+            if dt >= 0.5 {
+                self.window_start = Instant::now();
+                self.window_step = step;
+            }
+        }
+        self.value
+    }
+
+    fn pause(&mut self) {
+        self.window_start = Instant::now();
+        self.value = 0.0;
+    }
+}
+
+/// Raises `flag` on SIGINT, SIGTERM and SIGHUP, so the run loop stops gracefully.
+pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(flag)
+}

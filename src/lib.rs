@@ -1,0 +1,10 @@
+//! phasetop: a terminal training monitor and controller. See docs/ARCHITECTURE.md.
+
+pub mod commands;
+pub mod config;
+pub mod event;
+pub mod host;
+pub mod inspect;
+pub mod rundir;
+pub mod runlog;
+pub mod trainer;

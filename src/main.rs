@@ -1,0 +1,99 @@
+//! CLI dispatch only; the commands live in `phasetop::commands`.
+
+use clap::{Parser, Subcommand};
+use phasetop::commands;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "phasetop",
+    version,
+    about = "Terminal training monitor and controller for two-phase training"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train from a config (the embedded demo when none is given), or resume a run.
+    Train {
+        /// Run config (TOML). Omit to run the embedded demo config.
+        config: Option<PathBuf>,
+        /// Run in the foreground with plain progress lines (no terminal needed).
+        #[arg(long)]
+        headless: bool,
+        /// Run directory to create (default: runs/<name>-<utc time>).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Override run.max_steps.
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// Override run.seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Continue RUN_DIR from its latest checkpoint, appending to its log.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run_dir", "max_steps", "seed"])]
+        resume: Option<PathBuf>,
+    },
+    /// Validate configs without training.
+    Check {
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+    },
+    /// Send one command to a live run: switch PHASE | pause | resume | stop | checkpoint |
+    /// set KEY=VALUE | accept [ID] | dismiss [ID] | status.
+    Ctl {
+        run_dir: PathBuf,
+        /// The command and its argument.
+        #[arg(required = true, num_args = 1..=2)]
+        command: Vec<String>,
+    },
+    /// Summarise a run from its log alone.
+    Inspect {
+        run_dir: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Cmd::Train {
+        config: None,
+        headless: false,
+        run_dir: None,
+        max_steps: None,
+        seed: None,
+        resume: None,
+    }) {
+        Cmd::Train {
+            config,
+            headless,
+            run_dir,
+            max_steps,
+            seed,
+            resume,
+        } => commands::train(commands::TrainArgs {
+            config,
+            headless,
+            run_dir,
+            max_steps,
+            seed,
+            resume,
+        }),
+        Cmd::Check { configs } => commands::check(&configs),
+        Cmd::Ctl { run_dir, command } => commands::ctl(&run_dir, &command),
+        Cmd::Inspect { run_dir, json } => commands::inspect(&run_dir, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("phasetop: {e:#}");
+            ExitCode::from(commands::exit_code_for(&e))
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Checkpoints: one safetensors file with the model (`model.<name>`), the initial
+//! weights (`init.<name>`, for distance-from-init) and the optimizer's state
+//! (`opt.{m,v,t}.<name>`), plus a JSON file with the position in the plan. The JSON is
+//! written last, after the tensors are on disk, so its presence marks a complete
+//! checkpoint; both are written to a temporary name and renamed.
+
+use super::{Overrides, Trainer};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointMeta {
+    pub step: u64,
+    pub phase: String,
+    pub phase_index: usize,
+    pub phase_start: u64,
+    pub optimizer: String,
+    pub overrides: Overrides,
+    /// Whether the phase change that made this checkpoint keeps it from pruning.
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+pub fn tensors_path(dir: &Path, step: u64) -> PathBuf {
+    dir.join(format!("step-{step:09}.safetensors"))
+}
+
+fn meta_path(dir: &Path, step: u64) -> PathBuf {
+    dir.join(format!("step-{step:09}.json"))
+}
+
+/// Writes a checkpoint of the trainer's current state into `dir`.
+pub fn save(t: &Trainer, dir: &Path, pinned: bool) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let step = t.step();
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for ((name, p), p0) in t.named_params().iter().zip(t.init_params()) {
+        tensors.push((format!("model.{name}"), p.detach()));
+        tensors.push((format!("init.{name}"), p0.shallow_clone()));
+    }
+    tensors.extend(t.optimizer().state());
+    let final_path = tensors_path(dir, step);
+    let tmp = final_path.with_extension("safetensors.tmp");
+    Tensor::write_safetensors(&tensors, &tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    sync_file(&tmp)?;
+    std::fs::rename(&tmp, &final_path)?;
+    let meta = CheckpointMeta {
+        step,
+        phase: t.phase().name().to_string(),
+        phase_index: t.phase_index(),
+        phase_start: t.phase_start(),
+        optimizer: t.optimizer().kind().to_string(),
+        overrides: t.overrides().clone(),
+        pinned,
+    };
+    let mpath = meta_path(dir, step);
+    let mtmp = mpath.with_extension("json.tmp");
+    std::fs::write(&mtmp, serde_json::to_vec_pretty(&meta)?)?;
+    sync_file(&mtmp)?;
+    std::fs::rename(&mtmp, &mpath)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(final_path)
+}
+
+fn sync_file(p: &Path) -> Result<()> {
+    std::fs::File::open(p)?.sync_all()?;
+    Ok(())
+}
+
+/// Complete checkpoints in `dir`, oldest first.
+pub fn list(dir: &Path) -> Vec<CheckpointMeta> {
+    let mut out: Vec<CheckpointMeta> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| {
+            serde_json::from_slice::<CheckpointMeta>(&std::fs::read(e.path()).ok()?).ok()
+        })
+        .filter(|m| tensors_path(dir, m.step).exists())
+        .collect();
+    out.sort_by_key(|m| m.step);
+    out
+}
+
+/// Keeps the newest `keep` unpinned checkpoints and every pinned one.
+pub fn prune(dir: &Path, keep: usize) {
+    let unpinned: Vec<CheckpointMeta> = list(dir).into_iter().filter(|m| !m.pinned).collect();
+    if unpinned.len() <= keep {
+        return;
+    }
+    for m in &unpinned[..unpinned.len() - keep] {
+        let _ = std::fs::remove_file(meta_path(dir, m.step));
+        let _ = std::fs::remove_file(tensors_path(dir, m.step));
+    }
+}
+
+/// Restores a checkpoint into a trainer built from the same config. Returns warnings
+/// about anything that could not be restored (the caller logs them).
+pub fn restore(t: &mut Trainer, dir: &Path, meta: &CheckpointMeta) -> Result<Vec<String>> {
+    let path = tensors_path(dir, meta.step);
+    let loaded: HashMap<String, Tensor> = Tensor::read_safetensors(&path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?
+        .into_iter()
+        .collect();
+    if meta.phase_index >= t.config().phases.len()
+        || t.config().phases[meta.phase_index].name() != meta.phase
+    {
+        bail!(
+            "checkpoint phase \"{}\" (#{}) is not in this config's plan",
+            meta.phase,
+            meta.phase_index
+        );
+    }
+    let mut warnings = Vec::new();
+    tch::no_grad(|| -> Result<()> {
+        for (name, p) in t.named_params() {
+            let saved = loaded
+                .get(&format!("model.{name}"))
+                .with_context(|| format!("checkpoint lacks model.{name}"))?;
+            if saved.size() != p.size() {
+                bail!(
+                    "checkpoint model.{name} has shape {:?}, the model {:?}",
+                    saved.size(),
+                    p.size()
+                );
+            }
+            p.shallow_clone().copy_(saved);
+        }
+        for ((name, _), p0) in t.named_params().iter().zip(t.init_params()) {
+            match loaded.get(&format!("init.{name}")) {
+                Some(saved) => p0.shallow_clone().copy_(saved),
+                None => warnings.push(format!(
+                    "initial weights of {name} not in checkpoint: dist_init restarts"
+                )),
+            }
+        }
+        Ok(())
+    })?;
+    t.set_position(
+        meta.step,
+        meta.phase_index,
+        meta.phase_start,
+        meta.overrides.clone(),
+    );
+    let missing = t.optimizer_mut().load_state(&loaded);
+    if !missing.is_empty() {
+        warnings.push(format!(
+            "optimizer state not restored for {} parameter(s) ({}): they start cold",
+            missing.len(),
+            missing.join(", ")
+        ));
+    }
+    Ok(warnings)
+}

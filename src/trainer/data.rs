@@ -1,0 +1,386 @@
+//! Built-in tasks, generated on the fly from the run's seed (no downloads), and the
+//! user's own CSV data. Every task is classification and splits into train and
+//! held-out sets. Batches are a pure function of (seed, step), so a resumed run draws
+//! the same batches as an uninterrupted one.
+
+use crate::config::{ModOp, ModelKind, TaskKind, TaskSection};
+use anyhow::{Context, Result, bail};
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Tensor};
+
+/// What the model sees: token ids (for the transformer) or real-valued features.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Inputs {
+    Tokens { vocab: usize, seq_len: usize },
+    Features { dim: usize },
+}
+
+pub struct Dataset {
+    pub inputs: Inputs,
+    pub classes: usize,
+    pub train_x: Tensor,
+    pub train_y: Tensor,
+    pub val_x: Tensor,
+    pub val_y: Tensor,
+}
+
+impl Dataset {
+    pub fn build(
+        task: &TaskSection,
+        model: ModelKind,
+        seed: u64,
+        device: Device,
+    ) -> Result<Dataset> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a);
+        let raw = match task.kind.get_ref() {
+            TaskKind::Modular => modular(task, model, &mut rng),
+            TaskKind::Parity => parity(task, &mut rng),
+            TaskKind::Gaussian => gaussian(task, &mut rng),
+            TaskKind::Csv => csv_task(task, &mut rng)?,
+        };
+        Ok(raw.into_dataset(device))
+    }
+
+    pub fn n_train(&self) -> usize {
+        self.train_y.size()[0] as usize
+    }
+
+    /// Indices of a training batch for `step`, drawn with replacement.
+    pub fn batch_indices(&self, seed: u64, step: u64, batch: usize) -> Vec<i64> {
+        let n = self.n_train();
+        if batch >= n {
+            return (0..n as i64).collect();
+        }
+        let mut rng = step_rng(seed, step, 1);
+        (0..batch).map(|_| rng.random_range(0..n) as i64).collect()
+    }
+}
+
+/// A generator private to one step and purpose, so that noise and sampling do not
+/// depend on what happened at earlier steps.
+pub fn step_rng(seed: u64, step: u64, purpose: u64) -> ChaCha8Rng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(step.wrapping_mul(16).wrapping_add(purpose));
+    r
+}
+
+/// Host-side data before it becomes tensors.
+struct Raw {
+    inputs: Inputs,
+    classes: usize,
+    /// Row-major: tokens (i64 as f64 ids) or features.
+    x: Vec<f64>,
+    y: Vec<i64>,
+    n_train: usize,
+}
+
+impl Raw {
+    fn into_dataset(self, device: Device) -> Dataset {
+        let width = match self.inputs {
+            Inputs::Tokens { seq_len, .. } => seq_len,
+            Inputs::Features { dim } => dim,
+        } as i64;
+        let n = self.y.len() as i64;
+        let x = match self.inputs {
+            Inputs::Tokens { .. } => {
+                let ids: Vec<i64> = self.x.iter().map(|&v| v as i64).collect();
+                Tensor::from_slice(&ids).view([n, width])
+            }
+            Inputs::Features { .. } => {
+                let f: Vec<f32> = self.x.iter().map(|&v| v as f32).collect();
+                Tensor::from_slice(&f).view([n, width])
+            }
+        };
+        let y = Tensor::from_slice(&self.y);
+        let nt = self.n_train as i64;
+        Dataset {
+            inputs: self.inputs,
+            classes: self.classes,
+            train_x: x.narrow(0, 0, nt).to(device),
+            train_y: y.narrow(0, 0, nt).to(device),
+            val_x: x.narrow(0, nt, n - nt).to(device),
+            val_y: y.narrow(0, nt, n - nt).to(device),
+        }
+    }
+}
+
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    // Box–Muller; 1 - u keeps the log's argument in (0, 1].
+    let u: f64 = 1.0 - rng.random::<f64>();
+    let v: f64 = rng.random::<f64>();
+    (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+}
+
+fn mod_pow(mut b: usize, mut e: usize, p: usize) -> usize {
+    let mut r = 1;
+    b %= p;
+    while e > 0 {
+        if e & 1 == 1 {
+            r = r * b % p;
+        }
+        b = b * b % p;
+        e >>= 1;
+    }
+    r
+}
+
+/// a∘b mod p over every pair; a random `train_fraction` of pairs is the training set.
+/// For the transformer, inputs are the tokens `a b =`; for an MLP, one-hot(a) ++ one-hot(b).
+fn modular(task: &TaskSection, model: ModelKind, rng: &mut ChaCha8Rng) -> Raw {
+    let p = task.modulus();
+    let op = task.mod_op();
+    let mut pairs: Vec<(usize, usize)> = Vec::with_capacity(p * p);
+    for a in 0..p {
+        for b in 0..p {
+            if op == ModOp::Div && b == 0 {
+                continue;
+            }
+            pairs.push((a, b));
+        }
+    }
+    pairs.shuffle(rng);
+    let label = |a: usize, b: usize| -> i64 {
+        (match op {
+            ModOp::Add => (a + b) % p,
+            ModOp::Sub => (a + p - b) % p,
+            ModOp::Mul => a * b % p,
+            ModOp::Div => a * mod_pow(b, p - 2, p) % p,
+        }) as i64
+    };
+    let n_train = ((pairs.len() as f64) * task.train_fraction())
+        .round()
+        .max(1.0) as usize;
+    let y = pairs.iter().map(|&(a, b)| label(a, b)).collect();
+    let (inputs, x) = match model {
+        ModelKind::Transformer => {
+            let eq = p as f64;
+            let x = pairs
+                .iter()
+                .flat_map(|&(a, b)| [a as f64, b as f64, eq])
+                .collect();
+            (
+                Inputs::Tokens {
+                    vocab: p + 1,
+                    seq_len: 3,
+                },
+                x,
+            )
+        }
+        ModelKind::Mlp => {
+            let mut x = vec![0.0; pairs.len() * 2 * p];
+            for (i, &(a, b)) in pairs.iter().enumerate() {
+                x[i * 2 * p + a] = 1.0;
+                x[i * 2 * p + p + b] = 1.0;
+            }
+            (Inputs::Features { dim: 2 * p }, x)
+        }
+    };
+    Raw {
+        inputs,
+        classes: p,
+        x,
+        y,
+        n_train: n_train.min(pairs.len() - 1),
+    }
+}
+
+/// k-sparse parity on {−1, +1}^d: the label is whether the product of the first k
+/// coordinates is −1 (for k = 2 that is XOR, y = −x₀·x₁ as a sign).
+fn parity(task: &TaskSection, rng: &mut ChaCha8Rng) -> Raw {
+    let (d, k) = (task.parity_dim(), task.parity_k());
+    let n_train = task.n_train();
+    let n = n_train + task.n_val();
+    let mut x = Vec::with_capacity(n * d);
+    let mut y = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = x.len();
+        for _ in 0..d {
+            x.push(if rng.random::<bool>() { 1.0 } else { -1.0 });
+        }
+        let prod: f64 = x[start..start + k].iter().product();
+        y.push((prod < 0.0) as i64);
+    }
+    Raw {
+        inputs: Inputs::Features { dim: d },
+        classes: 2,
+        x,
+        y,
+        n_train,
+    }
+}
+
+/// Gaussian clusters: each class owns `clusters_per_class` random centres; samples are
+/// a centre plus isotropic noise of standard deviation `spread`.
+fn gaussian(task: &TaskSection, rng: &mut ChaCha8Rng) -> Raw {
+    let (d, c, m) = (
+        task.gaussian_dim(),
+        task.classes(),
+        task.clusters_per_class(),
+    );
+    let spread = task.spread();
+    let centres: Vec<Vec<f64>> = (0..c * m)
+        .map(|_| (0..d).map(|_| 2.0 * normal(rng)).collect())
+        .collect();
+    let n_train = task.n_train();
+    let n = n_train + task.n_val();
+    let mut x = Vec::with_capacity(n * d);
+    let mut y = Vec::with_capacity(n);
+    for _ in 0..n {
+        let cluster = rng.random_range(0..c * m);
+        x.extend(centres[cluster].iter().map(|&mu| mu + spread * normal(rng)));
+        y.push((cluster / m) as i64);
+    }
+    Raw {
+        inputs: Inputs::Features { dim: d },
+        classes: c,
+        x,
+        y,
+        n_train,
+    }
+}
+
+/// The user's CSV: a header row, numeric feature columns, a label column (class names
+/// or integers). Features are standardised with the training split's statistics.
+fn csv_task(task: &TaskSection, rng: &mut ChaCha8Rng) -> Result<Raw> {
+    let path = task.path.as_ref().expect("validated").get_ref().clone();
+    let label_col = task.label.as_ref().expect("validated").get_ref().clone();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(&path)
+        .with_context(|| format!("{path}: cannot open CSV file"))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{path}:1: cannot read the header row"))?
+        .clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let label_idx = col(&label_col).with_context(|| {
+        format!(
+            "{path}:1: no column \"{label_col}\" (columns: {})",
+            headers.iter().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let feature_names: Vec<String> = match &task.features {
+        Some(f) => f.get_ref().clone(),
+        None => headers
+            .iter()
+            .filter(|h| *h != label_col)
+            .map(str::to_string)
+            .collect(),
+    };
+    let mut feature_idx = Vec::new();
+    for f in &feature_names {
+        feature_idx.push(col(f).with_context(|| format!("{path}:1: no feature column \"{f}\""))?);
+    }
+    if feature_idx.is_empty() {
+        bail!("{path}: no feature columns");
+    }
+    let mut rows: Vec<(Vec<f64>, String)> = Vec::new();
+    for (i, rec) in reader.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.map_err(|e| anyhow::anyhow!("{path}:{line}: {e}"))?;
+        let mut feats = Vec::with_capacity(feature_idx.len());
+        for (&j, name) in feature_idx.iter().zip(&feature_names) {
+            let cell = rec.get(j).unwrap_or("");
+            let v: f64 = cell.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{path}:{line}: column \"{name}\": cannot parse \"{cell}\" as a number"
+                )
+            })?;
+            if !v.is_finite() {
+                bail!("{path}:{line}: column \"{name}\": value \"{cell}\" is not finite");
+            }
+            feats.push(v);
+        }
+        let label = rec.get(label_idx).unwrap_or("").to_string();
+        if label.is_empty() {
+            bail!("{path}:{line}: empty label in column \"{label_col}\"");
+        }
+        rows.push((feats, label));
+    }
+    if rows.len() < 4 {
+        bail!(
+            "{path}: only {} data rows; need at least 4 to split into train and held-out sets",
+            rows.len()
+        );
+    }
+    let mut classes: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
+    classes.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        _ => a.cmp(b),
+    });
+    classes.dedup();
+    if classes.len() < 2 {
+        bail!("{path}: label column \"{label_col}\" has only one class");
+    }
+    rows.shuffle(rng);
+    let n_val = ((rows.len() as f64) * task.val_fraction())
+        .round()
+        .clamp(1.0, rows.len() as f64 - 1.0) as usize;
+    let n_train = rows.len() - n_val;
+    let d = feature_idx.len();
+    let (mut mean, mut var) = (vec![0.0; d], vec![0.0; d]);
+    for (f, _) in &rows[..n_train] {
+        for j in 0..d {
+            mean[j] += f[j] / n_train as f64;
+        }
+    }
+    for (f, _) in &rows[..n_train] {
+        for j in 0..d {
+            var[j] += (f[j] - mean[j]).powi(2) / n_train as f64;
+        }
+    }
+    let std: Vec<f64> = var
+        .iter()
+        .map(|v| if *v > 0.0 { v.sqrt() } else { 1.0 })
+        .collect();
+    let mut x = Vec::with_capacity(rows.len() * d);
+    let mut y = Vec::with_capacity(rows.len());
+    for (f, label) in &rows {
+        x.extend((0..d).map(|j| (f[j] - mean[j]) / std[j]));
+        y.push(classes.iter().position(|c| c == label).expect("label seen") as i64);
+    }
+    Ok(Raw {
+        inputs: Inputs::Features { dim: d },
+        classes: classes.len(),
+        x,
+        y,
+        n_train,
+    })
+}
+
+/// Replaces a `fraction` of `labels` with random classes, deterministically per step.
+pub fn noisy_labels(
+    labels: &Tensor,
+    classes: usize,
+    fraction: f64,
+    seed: u64,
+    step: u64,
+) -> Tensor {
+    if fraction <= 0.0 {
+        return labels.shallow_clone();
+    }
+    let n = labels.size()[0] as usize;
+    let mut rng = step_rng(seed, step, 2);
+    let mut y: Vec<i64> = Vec::<i64>::try_from(labels.to_device(Device::Cpu)).expect("int labels");
+    for v in y.iter_mut().take(n) {
+        if rng.random::<f64>() < fraction {
+            *v = rng.random_range(0..classes) as i64;
+        }
+    }
+    Tensor::from_slice(&y).to_device(labels.device())
+}
+
+/// Gaussian input noise of standard deviation `std`, deterministic per step.
+pub fn noisy_inputs(x: &Tensor, std: f64, seed: u64, step: u64) -> Tensor {
+    if std <= 0.0 {
+        return x.shallow_clone();
+    }
+    let mut rng = step_rng(seed, step, 3);
+    let n = x.numel();
+    let noise: Vec<f32> = (0..n).map(|_| (std * normal(&mut rng)) as f32).collect();
+    x + Tensor::from_slice(&noise)
+        .view(x.size().as_slice())
+        .to_device(x.device())
+}

@@ -1,0 +1,242 @@
+//! Models with named layers. `forward` can also hand back each named layer's output
+//! (tch has no forward hooks), which is what probes read.
+
+use super::data::Inputs;
+use crate::config::{Activation, ModelKind, ModelSection};
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+/// A named layer's output captured during a forward pass.
+pub struct Feature {
+    pub layer: String,
+    /// (n × d) features; for attention layers, the attention probabilities
+    /// (n × heads × q × k).
+    pub value: Tensor,
+    pub is_attention: bool,
+}
+
+pub enum Model {
+    Mlp(Mlp),
+    Transformer(Transformer),
+}
+
+impl Model {
+    pub fn new(vs: &nn::Path, cfg: &ModelSection, inputs: Inputs, classes: usize) -> Model {
+        match (cfg.kind.get_ref(), inputs) {
+            (ModelKind::Transformer, Inputs::Tokens { vocab, seq_len }) => {
+                Model::Transformer(Transformer::new(vs, cfg, vocab, seq_len, classes))
+            }
+            (_, Inputs::Features { dim }) => Model::Mlp(Mlp::new(vs, cfg, dim, classes)),
+            (ModelKind::Mlp, Inputs::Tokens { .. }) => {
+                unreachable!("MLP inputs are one-hot features")
+            }
+        }
+    }
+
+    /// Logits, and each named layer's output when `capture` is set.
+    pub fn forward(&self, x: &Tensor, capture: bool) -> (Tensor, Vec<Feature>) {
+        let mut feats = Vec::new();
+        let logits = match self {
+            Model::Mlp(m) => m.forward(x, capture.then_some(&mut feats)),
+            Model::Transformer(t) => t.forward(x, capture.then_some(&mut feats)),
+        };
+        (logits, feats)
+    }
+}
+
+fn activate(a: Activation, x: Tensor) -> Tensor {
+    match a {
+        Activation::Relu => x.relu(),
+        Activation::Gelu => x.gelu("none"),
+        Activation::Tanh => x.tanh(),
+        Activation::Sigmoid => x.sigmoid(),
+        Activation::Linear => x,
+    }
+}
+
+pub struct Mlp {
+    hidden: Vec<nn::Linear>,
+    head: nn::Linear,
+    activation: Activation,
+}
+
+impl Mlp {
+    fn new(vs: &nn::Path, cfg: &ModelSection, input_dim: usize, classes: usize) -> Mlp {
+        let width = cfg.mlp_width() as i64;
+        let mut hidden = Vec::new();
+        let mut d = input_dim as i64;
+        for i in 0..cfg.mlp_depth() {
+            hidden.push(nn::linear(vs / "mlp" / i, d, width, Default::default()));
+            d = width;
+        }
+        let head = nn::linear(vs / "head", d, classes as i64, Default::default());
+        Mlp {
+            hidden,
+            head,
+            activation: cfg.activation(),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, mut capture: Option<&mut Vec<Feature>>) -> Tensor {
+        let mut h = x.shallow_clone();
+        for (i, layer) in self.hidden.iter().enumerate() {
+            h = activate(self.activation, layer.forward(&h));
+            if let Some(f) = capture.as_deref_mut() {
+                f.push(Feature {
+                    layer: format!("mlp.{i}"),
+                    value: h.shallow_clone(),
+                    is_attention: false,
+                });
+            }
+        }
+        let out = self.head.forward(&h);
+        if let Some(f) = capture {
+            f.push(Feature {
+                layer: "head".into(),
+                value: out.shallow_clone(),
+                is_attention: false,
+            });
+        }
+        out
+    }
+}
+
+/// A small pre-norm transformer over short token sequences; the prediction is read
+/// from the last position (the `=` token for modular arithmetic).
+pub struct Transformer {
+    tok: nn::Embedding,
+    pos: Option<Tensor>,
+    blocks: Vec<Block>,
+    ln_f: nn::LayerNorm,
+    head: nn::Linear,
+}
+
+struct Block {
+    ln1: nn::LayerNorm,
+    qkv: nn::Linear,
+    proj: nn::Linear,
+    ln2: nn::LayerNorm,
+    fc: nn::Linear,
+    out: nn::Linear,
+    heads: i64,
+}
+
+impl Transformer {
+    fn new(
+        vs: &nn::Path,
+        cfg: &ModelSection,
+        vocab: usize,
+        seq_len: usize,
+        classes: usize,
+    ) -> Transformer {
+        let d = cfg.transformer_d_model() as i64;
+        let embed = vs / "embed";
+        let tok = nn::embedding(&embed / "tok", vocab as i64, d, Default::default());
+        let pos = cfg.positional().then(|| {
+            embed.var(
+                "pos",
+                &[seq_len as i64, d],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            )
+        });
+        let ff = cfg.transformer_d_ff() as i64;
+        let blocks = (0..cfg.transformer_layers())
+            .map(|i| {
+                let attn = vs / "block" / i / "attn";
+                let mlp = vs / "block" / i / "mlp";
+                Block {
+                    ln1: nn::layer_norm(&attn / "ln", vec![d], Default::default()),
+                    qkv: nn::linear(&attn / "qkv", d, 3 * d, Default::default()),
+                    proj: nn::linear(&attn / "proj", d, d, Default::default()),
+                    ln2: nn::layer_norm(&mlp / "ln", vec![d], Default::default()),
+                    fc: nn::linear(&mlp / "fc", d, ff, Default::default()),
+                    out: nn::linear(&mlp / "out", ff, d, Default::default()),
+                    heads: cfg.transformer_heads() as i64,
+                }
+            })
+            .collect();
+        let ln_f = nn::layer_norm(vs / "head" / "ln", vec![d], Default::default());
+        let head = nn::linear(vs / "head" / "out", d, classes as i64, Default::default());
+        Transformer {
+            tok,
+            pos,
+            blocks,
+            ln_f,
+            head,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, mut capture: Option<&mut Vec<Feature>>) -> Tensor {
+        let mut h = self.tok.forward(x);
+        if let Some(pos) = &self.pos {
+            h = h + pos;
+        }
+        if let Some(f) = capture.as_deref_mut() {
+            f.push(Feature {
+                layer: "embed".into(),
+                value: last_position(&h),
+                is_attention: false,
+            });
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            let (attn_out, probs) = b.attention(&b.ln1.forward(&h));
+            h = h + attn_out;
+            if let Some(f) = capture.as_deref_mut() {
+                f.push(Feature {
+                    layer: format!("block.{i}.attn"),
+                    value: probs,
+                    is_attention: true,
+                });
+            }
+            h = &h
+                + b.out
+                    .forward(&b.fc.forward(&b.ln2.forward(&h)).gelu("none"));
+            if let Some(f) = capture.as_deref_mut() {
+                f.push(Feature {
+                    layer: format!("block.{i}.mlp"),
+                    value: last_position(&h),
+                    is_attention: false,
+                });
+            }
+        }
+        let out = self.head.forward(&self.ln_f.forward(&last_position(&h)));
+        if let Some(f) = capture {
+            f.push(Feature {
+                layer: "head".into(),
+                value: out.shallow_clone(),
+                is_attention: false,
+            });
+        }
+        out
+    }
+}
+
+fn last_position(h: &Tensor) -> Tensor {
+    let t = h.size()[1];
+    h.select(1, t - 1)
+}
+
+impl Block {
+    /// Multi-head self-attention (no mask: every position sees the whole short input).
+    fn attention(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let (b, t, d) = x.size3().expect("batch × time × dim");
+        let dh = d / self.heads;
+        let qkv = self
+            .qkv
+            .forward(x)
+            .view([b, t, 3, self.heads, dh])
+            .permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        let scores = q.matmul(&k.transpose(-2, -1)) / (dh as f64).sqrt();
+        let probs = scores.softmax(-1, Kind::Float);
+        let out = probs
+            .matmul(&v)
+            .transpose(1, 2)
+            .contiguous()
+            .view([b, t, d]);
+        (self.proj.forward(&out), probs)
+    }
+}

@@ -1,0 +1,270 @@
+//! Every config error names file:line:col and what was expected; `check` exits 2.
+
+use phasetop::config;
+
+const BASE: &str = r#"[run]
+name = "t"
+seed = 1
+max_steps = 100
+
+[task]
+kind = "gaussian"
+dim = 8
+
+[model]
+kind = "mlp"
+depth = 2
+width = 16
+
+[[phase]]
+name = "warmup"
+steps = 10
+optimizer = "sgd"
+lr = 0.1
+batch_size = 32
+
+[[phase]]
+name = "main"
+optimizer = "adamw"
+lr = 0.001
+batch_size = 32
+"#;
+
+fn err(src: &str) -> String {
+    match config::parse("cfg.toml", src) {
+        Ok(_) => panic!("config unexpectedly valid:\n{src}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn replace(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "base lacks {from:?}");
+    BASE.replacen(from, to, 1)
+}
+
+#[test]
+fn base_config_is_valid() {
+    let c = config::parse("cfg.toml", BASE).unwrap();
+    assert_eq!(c.phase_names(), vec!["warmup", "main"]);
+}
+
+#[test]
+fn malformed_configs_report_location_and_expectation() {
+    let cases: Vec<(String, &str)> = vec![
+        (
+            replace(r#"optimizer = "sgd""#, r#"optimizer = "adamm""#),
+            r#"cfg.toml:18:13: unknown optimizer "adamm", expected one of sgd, adam, adamw"#,
+        ),
+        (
+            replace(r#"kind = "gaussian""#, r#"kind = "mnist""#),
+            r#"cfg.toml:7:8: unknown task kind "mnist", expected one of modular, parity, gaussian, csv"#,
+        ),
+        (
+            replace(r#"kind = "mlp""#, r#"kind = "cnn""#),
+            r#"cfg.toml:11:8: unknown model kind "cnn", expected one of mlp, transformer"#,
+        ),
+        (
+            replace("width = 16", "widht = 16"),
+            "cfg.toml:13:1: unknown field \"widht\"",
+        ),
+        (
+            replace("lr = 0.1", "lr = -0.1"),
+            "cfg.toml:19:6: lr must be a positive number, got -0.1",
+        ),
+        (
+            replace("lr = 0.1", "lr = \"fast\""),
+            "cfg.toml:19:6: invalid type: string \"fast\", expected f64",
+        ),
+        (
+            replace("max_steps = 100", "max_steps = 0"),
+            "cfg.toml:4:13: max_steps must be at least 1",
+        ),
+        (
+            replace("\nsteps = 10", "\nsteps = 0"),
+            "cfg.toml:17:9: steps must be at least 1",
+        ),
+        (
+            replace(r#"name = "main""#, r#"name = "warmup""#),
+            r#"cfg.toml:23:8: duplicate phase name "warmup""#,
+        ),
+        (
+            replace("batch_size = 32\n\n", "batch_size = 0\n\n"),
+            "cfg.toml:20:14: batch_size must be at least 1, got 0",
+        ),
+        (
+            replace("lr = 0.1\n", "lr = 0.1\nschedule = \"cosin\"\n"),
+            r#"cfg.toml:20:12: unknown schedule "cosin", expected one of constant, warmup, cosine, cyclical, cooldown"#,
+        ),
+        (
+            replace("lr = 0.001\n", "lr = 0.001\nschedule = \"cosine\"\n"),
+            r#"cfg.toml:26:12: schedule "cosine" needs the phase to have steps = N"#,
+        ),
+        (
+            replace("lr = 0.001\n", "lr = 0.001\nschedule = \"cyclical\"\n"),
+            "cfg.toml:26:12: schedule \"cyclical\" needs cycle_steps = N (at least 2)",
+        ),
+        (
+            replace("lr = 0.1\n", "lr = 0.1\nfreeze = [\"mlp.7\"]\n"),
+            r#"cfg.toml:20:11: unknown layer "mlp.7", expected one of mlp.0, mlp.1, head"#,
+        ),
+        (
+            replace("lr = 0.1\n", "lr = 0.1\nbetas = [0.9, 0.99]\n"),
+            "cfg.toml:20:9: betas apply to adam and adamw, not sgd",
+        ),
+        (
+            replace("lr = 0.001\n", "lr = 0.001\nmomentum = 0.9\n"),
+            "cfg.toml:26:12: momentum applies to sgd; adam and adamw use betas",
+        ),
+        (
+            replace("lr = 0.1\n", "lr = 0.1\nloss = [{ kind = \"hinge\" }]\n"),
+            r#"cfg.toml:20:18: unknown loss "hinge", expected one of ce, mse, l2"#,
+        ),
+        (
+            replace("lr = 0.1\n", "lr = 0.1\nloss = [{ kind = \"l2\" }]\n"),
+            "cfg.toml:20:18: a phase needs a data loss term (ce or mse), not only l2",
+        ),
+        (
+            replace("lr = 0.1\n", "lr = 0.1\nlabel_noise = 1.5\n"),
+            "cfg.toml:20:15: label_noise must be in [0, 1], got 1.5",
+        ),
+        (
+            replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nuntil = { detector = \"jumpy\", metric = \"val_acc\" }\n",
+            ),
+            r#"cfg.toml:20:22: unknown detector "jumpy", expected one of plateau, changepoint, jump, divergence, collapse"#,
+        ),
+        (
+            replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nuntil = { detector = \"jump\", metric = \"val_accuracy\" }\n",
+            ),
+            r#"cfg.toml:20:39: unknown metric "val_accuracy""#,
+        ),
+        (
+            replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nuntil = { detector = \"jump\", metric = \"val_acc\", mode = \"maybe\" }\n",
+            ),
+            r#"cfg.toml:20:57: unknown rule mode "maybe", expected one of auto, suggest"#,
+        ),
+        (
+            replace(r#"kind = "mlp""#, r#"kind = "transformer""#),
+            r#"cfg.toml:11:8: model "transformer" needs a token task (modular), not "gaussian""#,
+        ),
+        (
+            replace("dim = 8", "dim = 8\np = 7"),
+            r#"cfg.toml:7:8: field "p" does not apply to task kind "gaussian""#,
+        ),
+        (
+            replace("dim = 8", "dim = 0"),
+            "cfg.toml:8:7: dim must be at least 1, got 0",
+        ),
+        (
+            replace("seed = 1", "seed = 1\ndevice = \"tpu\""),
+            r#"cfg.toml:4:10: unknown device "tpu", expected one of cpu, auto, cuda, cuda:N"#,
+        ),
+        (replace("[task]", "[tsk]"), "unknown field \"tsk\""),
+        (replace("name = \"t\"\n", ""), "missing field \"name\""),
+        (
+            BASE.split("[[phase]]").next().unwrap().to_string(),
+            "missing field \"phase\"",
+        ),
+        (
+            replace("max_steps = 100", "max_steps = 100 100"),
+            "cfg.toml:4:13: string values must be quoted",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (src, expected) in &cases {
+        let got = err(src);
+        if !got.contains(expected) {
+            failures.push(format!("expected {expected:?}\n     got {got:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn modular_div_needs_prime_and_transformer_heads_divide() {
+    let m = |extra: &str, model: &str| {
+        format!(
+            "[run]\nname='m'\nmax_steps=5\n[task]\nkind='modular'\n{extra}\n[model]\n{model}\n\
+             [[phase]]\nname='a'\noptimizer='adamw'\nlr=0.001\nbatch_size=8\n"
+        )
+    };
+    assert!(
+        err(&m("p = 12\nop = 'div'", "kind='mlp'"))
+            .contains("cfg.toml:6:5: op \"div\" needs a prime modulus, 12 is not prime")
+    );
+    assert!(
+        err(&m("p = 13", "kind='transformer'\nd_model=30\nheads=4"))
+            .contains("cfg.toml:10:7: heads (4) must divide d_model (30)")
+    );
+    assert!(
+        config::parse(
+            "cfg.toml",
+            &m(
+                "p = 13\nop = 'div'",
+                "kind='transformer'\nd_model=32\nheads=4"
+            )
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn check_command_exits_2_with_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        replace(r#"optimizer = "sgd""#, r#"optimizer = "adamm""#),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasetop"))
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:18:13: unknown optimizer \"adamm\"",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+
+    let missing = dir.path().join("nope.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasetop"))
+        .arg("check")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            config::load(&p).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(
+        n >= 7,
+        "expected the demo and six scenario configs, found {n}"
+    );
+}

@@ -1,0 +1,450 @@
+//! The engine end to end with real libtorch: determinism, checkpoints, phase switches,
+//! live control over the socket, kill -9 then inspect and resume.
+
+use phasetop::config;
+use phasetop::event::{Event, PhaseCause, RunStatus};
+use phasetop::runlog;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_phasetop");
+
+/// A small, fast config: two phases, the first ending after `switch_at` steps.
+fn small_config(max_steps: u64, switch_at: u64, extra_first: &str) -> String {
+    format!(
+        r#"[run]
+name = "small"
+seed = 3
+max_steps = {max_steps}
+threads = 1
+
+[task]
+kind = "gaussian"
+dim = 8
+classes = 3
+n_train = 512
+n_val = 128
+
+[model]
+kind = "mlp"
+depth = 2
+width = 32
+
+[eval]
+every = 10
+
+[checkpoint]
+every = 20
+
+[[phase]]
+name = "warm"
+steps = {switch_at}
+optimizer = "adam"
+lr = 0.01
+batch_size = 32
+{extra_first}
+
+[[phase]]
+name = "main"
+optimizer = "sgd"
+lr = 0.05
+momentum = 0.9
+batch_size = 32
+"#
+    )
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("small.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn events(run: &Path) -> Vec<Event> {
+    runlog::read_all(&run.join("events.log"))
+        .unwrap()
+        .records
+        .into_iter()
+        .map(|r| r.event)
+        .collect()
+}
+
+fn losses(evs: &[Event]) -> Vec<(u64, f64)> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::Step { step, metrics, .. } => Some((*step, metrics["train_loss"])),
+            _ => None,
+        })
+        .collect()
+}
+
+fn train_headless(cfg: &Path, run: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args([
+            "train",
+            cfg.to_str().unwrap(),
+            "--headless",
+            "--run-dir",
+            run.to_str().unwrap(),
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn same_seed_same_losses_and_phase_switch_between_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), &small_config(60, 25, ""));
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for run in [&a, &b] {
+        let out = train_headless(&cfg, run, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (ea, eb) = (events(&a), events(&b));
+    let (la, lb) = (losses(&ea), losses(&eb));
+    assert_eq!(la.len(), 60);
+    assert_eq!(
+        la, lb,
+        "same config and seed must give the same loss sequence"
+    );
+    assert!(la.iter().all(|(_, l)| l.is_finite()));
+
+    // A different seed gives a different sequence (the test could fail).
+    let c = tmp.path().join("c");
+    assert!(train_headless(&cfg, &c, &["--seed", "4"]).status.success());
+    assert_ne!(losses(&events(&c)), la);
+
+    // The switch sits exactly between step 25 and step 26, and every step after it
+    // belongs to the new phase.
+    let pos = ea
+        .iter()
+        .position(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "main"))
+        .expect("phase change");
+    let Event::PhaseChanged {
+        step, cause, from, ..
+    } = &ea[pos]
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (*step, *cause, from.as_deref()),
+        (25, PhaseCause::Scheduled, Some("warm"))
+    );
+    for e in &ea {
+        if let Event::Step { step, phase, .. } = e {
+            assert_eq!(
+                phase,
+                if *step <= 25 { "warm" } else { "main" },
+                "step {step}"
+            );
+        }
+    }
+    assert!(matches!(
+        ea.last(),
+        Some(Event::RunEnded {
+            status: RunStatus::Completed,
+            step: 60,
+            ..
+        })
+    ));
+    let stdout = String::from_utf8_lossy(
+        &train_headless(&cfg, &tmp.path().join("d"), &["--max-steps", "30"]).stdout,
+    )
+    .to_string();
+    assert!(
+        stdout.contains("phase warm -> main at step 25 (scheduled)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("run completed at step 30"), "{stdout}");
+}
+
+#[test]
+fn checkpoint_round_trip_restores_weights_and_adam_moments() {
+    use phasetop::trainer::{Trainer, checkpoint};
+    let cfg = config::parse("small.toml", &small_config(100, 100, "")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Trainer::new(&cfg, 3).unwrap();
+    for _ in 0..15 {
+        a.train_step();
+    }
+    checkpoint::save(&a, tmp.path(), false).unwrap();
+    let meta = checkpoint::list(tmp.path()).pop().unwrap();
+    assert_eq!(meta.step, 15);
+    let mut b = Trainer::new(&cfg, 3).unwrap();
+    let warnings = checkpoint::restore(&mut b, tmp.path(), &meta).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // If Adam's moments had not been restored, the next updates would differ.
+    for _ in 0..5 {
+        let (ma, mb) = (a.train_step(), b.train_step());
+        assert_eq!(ma["train_loss"], mb["train_loss"]);
+        assert_eq!(ma["dist_init"], mb["dist_init"]);
+    }
+    // A cold optimizer diverges from the warm one: the check above can fail.
+    let mut c = Trainer::new(&cfg, 3).unwrap();
+    checkpoint::restore(&mut c, tmp.path(), &meta).unwrap();
+    c.switch_to(0); // same phase, but reset_optimizer is false: state kept
+    let mut cold = Trainer::new(&cfg, 3).unwrap();
+    checkpoint::restore(&mut cold, tmp.path(), &meta).unwrap();
+    cold.reset_optimizer();
+    let (mc, mcold) = (c.train_step(), cold.train_step());
+    assert_eq!(
+        mc["train_loss"], mcold["train_loss"],
+        "same weights → same loss at the first step"
+    );
+    let (mc, mcold) = (c.train_step(), cold.train_step());
+    assert_ne!(
+        mc["train_loss"], mcold["train_loss"],
+        "cold Adam must move differently"
+    );
+}
+
+struct Live {
+    child: Child,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_live(cfg: &Path, run: &Path) -> Live {
+    let child = Command::new(BIN)
+        .args([
+            "train",
+            cfg.to_str().unwrap(),
+            "--headless",
+            "--run-dir",
+            run.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let live = Live { child };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run.join("control.sock").exists() {
+        assert!(Instant::now() < deadline, "host never opened its socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    live
+}
+
+fn ctl(run: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("ctl")
+        .arg(run)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctl_controls_a_live_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), &small_config(10_000_000, 10_000_000, ""));
+    let run = tmp.path().join("run");
+    let mut live = start_live(&cfg, &run);
+
+    // Pause so that the steps around each command can be checked exactly.
+    let (code, out, err) = ctl(&run, &["pause"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("paused at step"), "{out}");
+
+    let (code, _, err) = ctl(&run, &["switch", "nosuch"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown phase \"nosuch\", expected one of warm, main"),
+        "{err}"
+    );
+    let (code, _, err) = ctl(&run, &["set", "momentum_x=1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown key \"momentum_x\""), "{err}");
+    let (code, _, err) = ctl(&run, &["set", "lr=abc"]);
+    assert_eq!(code, 2, "{err}");
+
+    let (code, out, _) = ctl(&run, &["set", "lr=0.005"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("lr = 0.005"), "{out}");
+    let (code, out, _) = ctl(&run, &["switch", "main"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("switched warm → main"), "{out}");
+    let switch_step: u64 = out
+        .trim_start_matches("step ")
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Malformed requests on the raw socket are refused and the run goes on.
+    for junk in [
+        "not json\n",
+        "{\"cmd\":\"explode\"}\n",
+        "{\"cmd\":\"set\",\"key\":\"lr\"}\n",
+        "\u{0}\u{1}\n",
+    ] {
+        use std::io::{BufRead, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(run.join("control.sock")).unwrap();
+        s.write_all(junk.as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).unwrap();
+        assert!(line.contains("\"ok\":false"), "{junk:?} → {line}");
+    }
+    let (code, out, _) = ctl(&run, &["resume"]);
+    assert_eq!(code, 0, "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, out, _) = ctl(&run, &["checkpoint"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = ctl(&run, &["stop"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(wait_exit(&mut live.child, 60).success());
+
+    let evs = events(&run);
+    let mut after_switch = evs.iter().filter_map(|e| match e {
+        Event::Step {
+            step,
+            phase,
+            metrics,
+            ..
+        } if *step > switch_step => Some((phase.clone(), metrics["lr"])),
+        _ => None,
+    });
+    let (phase, lr) = after_switch.next().expect("steps after the switch");
+    assert_eq!(phase, "main");
+    assert_eq!(lr, 0.05, "an override ends with its phase");
+    let before: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step { step, phase, .. } if *step <= switch_step => Some(phase.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(before.iter().all(|p| *p == "warm"));
+    let refused = evs
+        .iter()
+        .filter(|e| matches!(e, Event::Command { applied: false, .. }))
+        .count();
+    assert_eq!(
+        refused, 2,
+        "the unknown phase and unknown key are recorded as refused"
+    );
+    assert!(evs.iter().any(|e| matches!(e, Event::PhaseChanged { cause: PhaseCause::Manual, step, .. } if *step == switch_step)));
+    assert!(matches!(
+        evs.last(),
+        Some(Event::RunEnded {
+            status: RunStatus::Stopped,
+            ..
+        })
+    ));
+    assert!(!run.join("control.sock").exists(), "socket removed at exit");
+}
+
+#[test]
+fn kill_9_then_inspect_and_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), &small_config(10_000_000, 10_000_000, ""));
+    let run = tmp.path().join("run");
+    let mut live = start_live(&cfg, &run);
+    let mode = std::fs::metadata(run.join("control.sock")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    // Wait past the first periodic checkpoint (every 20 steps).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run.join("checkpoints/step-000000040.json").exists() {
+        assert!(Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1200)); // at least one flush after it
+    live.child.kill().unwrap(); // SIGKILL
+    live.child.wait().unwrap();
+
+    let out = Command::new(BIN)
+        .args(["inspect", run.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        j["status"], "unknown",
+        "killed host: no run_ended, no live socket"
+    );
+    let last_step = j["last_step"].as_u64().unwrap();
+    assert!(last_step >= 40, "{j}");
+    assert!(j["checkpoints"].as_array().unwrap().iter().any(|s| s == 40));
+    assert_eq!(j["phases"][0]["name"], "warm");
+
+    let before = events(&run);
+    let ckpts: Vec<u64> = phasetop::trainer::checkpoint::list(&run.join("checkpoints"))
+        .iter()
+        .map(|m| m.step)
+        .collect();
+    let mut resumed = Command::new(BIN)
+        .args(["train", "--resume", run.to_str().unwrap(), "--headless"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run.join("control.sock").exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ctl(&run, &["stop"]).0, 0);
+    assert!(wait_exit(&mut resumed, 60).success());
+    let after = events(&run);
+    assert!(after.len() > before.len());
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "nothing already recorded is lost"
+    );
+    let restart = after[before.len()..]
+        .iter()
+        .find_map(|e| match e {
+            Event::RunStarted {
+                resumed_from_step, ..
+            } => *resumed_from_step,
+            _ => None,
+        })
+        .expect("a resumed run_started");
+    assert!(
+        restart >= 40 && ckpts.last() == Some(&restart),
+        "resumed from {restart}, checkpoints {ckpts:?}"
+    );
+    // The resumed run continues the uninterrupted loss sequence exactly.
+    let first = losses(&before);
+    let again = losses(&after[before.len()..]);
+    let (s, l) = again[0];
+    assert_eq!(s, restart + 1);
+    if let Some((_, l0)) = first.iter().find(|(st, _)| *st == s) {
+        assert_eq!(*l0, l, "step {s} after resume matches the original run");
+    }
+}
