@@ -451,6 +451,11 @@ impl Trainer {
         self.optim.reset();
     }
 
+    /// Trainable variables by name, in a fixed order.
+    pub fn parameters(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+
     pub(crate) fn named_params(&self) -> &[(String, Tensor)] {
         &self.params
     }
