@@ -81,11 +81,7 @@ fn ours(src: &str, steps: usize, full_metrics: bool) -> f64 {
 fn peer(kind: &str, steps: usize, threads: usize) -> Option<f64> {
     let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_peer.py");
-    let out = Command::new(py)
-        .arg(script)
-        .args([kind, &steps.to_string(), &threads.to_string()])
-        .output()
-        .ok()?;
+    let out = Command::new(py).arg(script).args([kind, &steps.to_string(), &threads.to_string()]).output().ok()?;
     if !out.status.success() {
         eprintln!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
         return None;
@@ -129,14 +125,10 @@ fn main() {
     let steps: usize = std::env::args().find_map(|s| s.parse().ok()).unwrap_or(400);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("trainer benchmark: {steps} steps, {threads} threads, same machine, one run");
-    println!(
-        "{:<26} {:>12} {:>12} {:>8}",
-        "model", "phasetop/s", "pytorch/s", "ratio"
-    );
-    for (name, kind, src) in [
-        ("demo MLP (batch 128)", "mlp", MLP),
-        ("transformer (batch 512)", "transformer", TRANSFORMER),
-    ] {
+    println!("{:<26} {:>12} {:>12} {:>8}", "model", "phasetop/s", "pytorch/s", "ratio");
+    for (name, kind, src) in
+        [("demo MLP (batch 128)", "mlp", MLP), ("transformer (batch 512)", "transformer", TRANSFORMER)]
+    {
         let src = src.replace("THREADS", &threads.to_string());
         // Alternate to spread machine noise over both sides.
         let a1 = ours(&src, steps, false);

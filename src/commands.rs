@@ -25,11 +25,7 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 pub fn exit_code_for(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsageError>().is_some() {
-        2
-    } else {
-        1
-    }
+    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsageError>().is_some() { 2 } else { 1 }
 }
 
 pub struct TrainArgs {
@@ -39,9 +35,24 @@ pub struct TrainArgs {
     pub max_steps: Option<u64>,
     pub seed: Option<u64>,
     pub resume: Option<PathBuf>,
+    pub view: ViewOptions,
+}
+
+/// How the dashboard looks.
+#[derive(Clone, Default)]
+pub struct ViewOptions {
+    pub layout: String,
+    pub theme: Option<crate::ui::theme::ThemeKind>,
+    pub ascii: bool,
+    pub keys_file: Option<PathBuf>,
 }
 
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    // Without a terminal (CI, pipes, nohup) never draw: run headless instead.
+    if !args.headless && std::io::stdout().is_terminal() {
+        return train_in_background(args);
+    }
     let stop = host::stop_on_signals()?;
     let host = match &args.resume {
         Some(dir) => host::resume(dir, stop)?,
@@ -54,18 +65,11 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
                     source: DEMO_CONFIG.to_string(),
                 },
             };
-            let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-                rundir::new_run_path(Path::new("runs"), &loaded.config.run.name)
-            });
-            host::create(
-                host::NewRun {
-                    config: loaded,
-                    run_dir,
-                    seed: args.seed,
-                    max_steps: args.max_steps,
-                },
-                stop,
-            )?
+            let run_dir = args
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| rundir::new_run_path(Path::new("runs"), &loaded.config.run.name));
+            host::create(host::NewRun { config: loaded, run_dir, seed: args.seed, max_steps: args.max_steps }, stop)?
         }
     };
     eprintln!("phasetop: run directory {}", host.run_dir().display());
@@ -87,46 +91,19 @@ fn fmt_metric(m: &crate::event::Metrics, key: &str, prec: usize) -> String {
 impl Observer for HeadlessPrinter {
     fn event(&mut self, ev: &Event) {
         match ev {
-            Event::PhaseChanged {
-                step,
-                from,
-                to,
-                cause,
-                detail,
-            } => {
+            Event::PhaseChanged { step, from, to, cause, detail } => {
                 let from = from.as_deref().unwrap_or("-");
-                let detail = detail
-                    .as_deref()
-                    .map(|d| format!(", {d}"))
-                    .unwrap_or_default();
-                println!(
-                    "phase {from} -> {to} at step {step} ({}{detail})",
-                    cause.as_str()
-                );
+                let detail = detail.as_deref().map(|d| format!(", {d}")).unwrap_or_default();
+                println!("phase {from} -> {to} at step {step} ({}{detail})", cause.as_str());
             }
-            Event::Command {
-                step,
-                command,
-                applied,
-                message,
-                ..
-            } => {
+            Event::Command { step, command, applied, message, .. } => {
                 let verdict = if *applied { "applied" } else { "refused" };
                 println!("command {command} {verdict} at step {step}: {message}");
             }
-            Event::Log {
-                step,
-                level,
-                message,
-            } => println!(
-                "{} at step {step}: {message}",
-                format!("{level:?}").to_lowercase()
-            ),
-            Event::RunEnded {
-                step,
-                status,
-                message,
-            } => {
+            Event::Log { step, level, message } => {
+                println!("{} at step {step}: {message}", format!("{level:?}").to_lowercase())
+            }
+            Event::RunEnded { step, status, message } => {
                 println!("run {} at step {step}: {message}", status.as_str())
             }
             _ => {}
@@ -176,9 +153,7 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
     let usage = |m: &str| UsageError(m.to_string());
     let command = match (words[0].as_str(), arg) {
         ("status", None) => return Ok(serde_json::json!({"cmd": "status"})),
-        ("switch", Some(phase)) => Command::Switch {
-            phase: phase.to_string(),
-        },
+        ("switch", Some(phase)) => Command::Switch { phase: phase.to_string() },
         ("switch", None) => {
             return Err(usage("switch needs a phase name: ctl RUN_DIR switch PHASE"));
         }
@@ -187,36 +162,19 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
         ("stop", None) => Command::Stop,
         ("checkpoint", None) => Command::Checkpoint,
         ("set", Some(kv)) => {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| usage("set needs KEY=VALUE, e.g. set lr=0.001"))?;
-            let value: f64 = v
-                .trim()
-                .parse()
-                .map_err(|_| UsageError(format!("set {k}: \"{v}\" is not a number")))?;
-            Command::Set {
-                key: k.trim().to_string(),
-                value,
-            }
+            let (k, v) = kv.split_once('=').ok_or_else(|| usage("set needs KEY=VALUE, e.g. set lr=0.001"))?;
+            let value: f64 = v.trim().parse().map_err(|_| UsageError(format!("set {k}: \"{v}\" is not a number")))?;
+            Command::Set { key: k.trim().to_string(), value }
         }
         ("set", None) => return Err(usage("set needs KEY=VALUE, e.g. set lr=0.001")),
         ("accept" | "dismiss", id) => {
             let id = id
-                .map(|s| {
-                    s.parse::<u64>()
-                        .map_err(|_| UsageError(format!("suggestion id \"{s}\" is not a number")))
-                })
+                .map(|s| s.parse::<u64>().map_err(|_| UsageError(format!("suggestion id \"{s}\" is not a number"))))
                 .transpose()?;
-            if words[0] == "accept" {
-                Command::Accept { id }
-            } else {
-                Command::Dismiss { id }
-            }
+            if words[0] == "accept" { Command::Accept { id } } else { Command::Dismiss { id } }
         }
         (c @ ("pause" | "resume" | "stop" | "checkpoint" | "status"), Some(extra)) => {
-            return Err(UsageError(format!(
-                "{c} takes no argument (got \"{extra}\")"
-            )));
+            return Err(UsageError(format!("{c} takes no argument (got \"{extra}\")")));
         }
         (other, _) => {
             return Err(UsageError(format!(
@@ -229,16 +187,9 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
 
 pub fn ctl(run_dir: &Path, words: &[String]) -> Result<ExitCode> {
     let body = parse_ctl(words)?;
-    let dir = RunDir {
-        path: run_dir.to_path_buf(),
-    };
-    let reply = control::request(&dir.socket(), &body).with_context(|| {
-        format!(
-            "no live run at {} (cannot reach {})",
-            run_dir.display(),
-            dir.socket().display()
-        )
-    })?;
+    let dir = RunDir { path: run_dir.to_path_buf() };
+    let reply = control::request(&dir.socket(), &body)
+        .with_context(|| format!("no live run at {} (cannot reach {})", run_dir.display(), dir.socket().display()))?;
     if reply.ok {
         println!("step {}: {}", reply.step, reply.message);
         Ok(ExitCode::SUCCESS)
@@ -254,6 +205,163 @@ pub fn inspect(run_dir: &Path, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print!("{}", summary.render_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads the config (or the embedded demo) for a new run and picks its directory.
+fn new_run_config(args: &TrainArgs) -> Result<(LoadedConfig, PathBuf)> {
+    let loaded = match &args.config {
+        Some(p) => config::load(p)?,
+        None => LoadedConfig {
+            config: config::parse("<embedded demo.toml>", DEMO_CONFIG)?,
+            path: PathBuf::from("demo.toml"),
+            source: DEMO_CONFIG.to_string(),
+        },
+    };
+    let dir = args.run_dir.clone().unwrap_or_else(|| rundir::new_run_path(Path::new("runs"), &loaded.config.run.name));
+    Ok((loaded, dir))
+}
+
+/// `train` in a terminal: the host runs as a detached background process (its own
+/// session, so a closed terminal or a dropped SSH connection never stops it) and the
+/// dashboard attaches to it.
+fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("train").arg("--headless");
+    let run_dir = match &args.resume {
+        Some(dir) => {
+            cmd.arg("--resume").arg(dir);
+            dir.clone()
+        }
+        None => {
+            let (loaded, dir) = new_run_config(&args)?; // validate before forking
+            let config_path = match &args.config {
+                Some(p) => p.clone(),
+                None => {
+                    // The embedded demo: hand the host a file it can read.
+                    std::fs::create_dir_all(&dir)?;
+                    let p = dir.join("demo.toml.in");
+                    std::fs::write(&p, &loaded.source)?;
+                    p
+                }
+            };
+            cmd.arg(&config_path).arg("--run-dir").arg(&dir);
+            if let Some(m) = args.max_steps {
+                cmd.arg("--max-steps").arg(m.to_string());
+            }
+            if let Some(s) = args.seed {
+                cmd.arg("--seed").arg(s.to_string());
+            }
+            dir
+        }
+    };
+    std::fs::create_dir_all(&run_dir)?;
+    let host_log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join(rundir::HOST_LOG))?;
+    cmd.stdin(std::process::Stdio::null()).stdout(host_log.try_clone()?).stderr(host_log);
+    // setsid: a new session without a controlling terminal, immune to the terminal's SIGHUP.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the training host")?;
+    let dir = RunDir { path: run_dir.clone() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !(dir.log().exists() && dir.is_live()) {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(run_dir.join(rundir::HOST_LOG)).unwrap_or_default();
+            bail!("the training host exited ({status}) before starting:\n{}", log.trim());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the training host did not start within 120 s (see {})", run_dir.join(rundir::HOST_LOG).display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    attach_dir(&run_dir, args.view)
+}
+
+pub fn attach(run_dir: Option<PathBuf>, view: ViewOptions) -> Result<ExitCode> {
+    let dir = match run_dir {
+        Some(d) => d,
+        None => crate::ui::newest_live_run(Path::new("runs"))
+            .ok_or_else(|| UsageError("no live run under runs/ (name one: phasetop attach RUN_DIR)".into()))?,
+    };
+    attach_dir(&dir, view)
+}
+
+fn attach_dir(dir: &Path, view: ViewOptions) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return Err(UsageError("attach needs a terminal; use `phasetop inspect` or `--headless` instead".into()).into());
+    }
+    let exit = crate::ui::run(crate::ui::Options {
+        run_dir: dir.to_path_buf(),
+        layout: if view.layout.is_empty() { "default".into() } else { view.layout },
+        theme: view.theme,
+        ascii: view.ascii,
+        keys_file: view.keys_file,
+    })?;
+    match exit {
+        crate::ui::app::Exit::Detach => {
+            let live = RunDir { path: dir.to_path_buf() }.is_live();
+            if live {
+                println!("detached; training goes on. Re-attach with: phasetop attach {}", dir.display());
+            }
+        }
+        crate::ui::app::Exit::Stop => println!("stop sent; the run checkpoints and stops: {}", dir.display()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ls`: one line per run under `root`.
+pub fn ls(root: &Path) -> Result<ExitCode> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        println!("no runs under {}", root.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    for e in entries.flatten() {
+        let Ok(dir) = RunDir::open(&e.path()) else { continue };
+        let Ok(s) = Summary::load(&dir.log()) else { continue };
+        let live = dir.is_live();
+        let s = s.with_live(live);
+        let mut status = s.status.clone();
+        if status == "unknown" {
+            status = "stale".into();
+        }
+        let age = std::fs::metadata(dir.log()).and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok());
+        let age = age.map_or("-".into(), |a| {
+            let s = a.as_secs();
+            if s < 120 {
+                format!("{s}s")
+            } else if s < 7200 {
+                format!("{}m", s / 60)
+            } else if s < 172_800 {
+                format!("{}h", s / 3600)
+            } else {
+                format!("{}d", s / 86400)
+            }
+        });
+        let phase = s.phases.last().map(|p| p.name.clone()).unwrap_or_default();
+        rows.push((
+            e.file_name().to_string_lossy().into_owned(),
+            s.config_name.clone(),
+            status,
+            phase,
+            s.last_step,
+            age,
+        ));
+    }
+    rows.sort();
+    println!("{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}", "RUN", "CONFIG", "STATUS", "PHASE", "STEP", "AGE");
+    for (id, cfg, status, phase, step, age) in rows {
+        println!("{id:<36} {cfg:<22} {status:<10} {phase:<14} {step:>9} {age:>5}");
     }
     Ok(ExitCode::SUCCESS)
 }

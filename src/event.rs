@@ -253,10 +253,7 @@ mod finite_or_null {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Metrics, D::Error> {
         let raw = BTreeMap::<String, Option<f64>>::deserialize(d)?;
-        Ok(raw
-            .into_iter()
-            .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
-            .collect())
+        Ok(raw.into_iter().map(|(k, v)| (k, v.unwrap_or(f64::NAN))).collect())
     }
 }
 
@@ -270,18 +267,12 @@ mod tests {
             step: 3,
             phase: "main".into(),
             t: 1.5,
-            metrics: [
-                ("train_loss".to_string(), f64::NAN),
-                ("lr".to_string(), 0.1),
-            ]
-            .into(),
+            metrics: [("train_loss".to_string(), f64::NAN), ("lr".to_string(), 0.1)].into(),
         };
         let json = serde_json::to_string(&ev).unwrap();
         assert!(json.contains("\"train_loss\":null"), "{json}");
         let back: Event = serde_json::from_str(&json).unwrap();
-        let Event::Step { metrics, .. } = back else {
-            panic!("wrong kind")
-        };
+        let Event::Step { metrics, .. } = back else { panic!("wrong kind") };
         assert!(metrics["train_loss"].is_nan());
         assert_eq!(metrics["lr"], 0.1);
     }
@@ -289,13 +280,7 @@ mod tests {
     #[test]
     fn commands_use_cmd_tag() {
         let c: Command = serde_json::from_str(r#"{"cmd":"set","key":"lr","value":0.01}"#).unwrap();
-        assert_eq!(
-            c,
-            Command::Set {
-                key: "lr".into(),
-                value: 0.01
-            }
-        );
+        assert_eq!(c, Command::Set { key: "lr".into(), value: 0.01 });
         let a: Command = serde_json::from_str(r#"{"cmd":"accept"}"#).unwrap();
         assert_eq!(a, Command::Accept { id: None });
         assert!(serde_json::from_str::<Command>(r#"{"cmd":"explode"}"#).is_err());

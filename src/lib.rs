@@ -8,3 +8,4 @@ pub mod inspect;
 pub mod rundir;
 pub mod runlog;
 pub mod trainer;
+pub mod ui;

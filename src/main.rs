@@ -6,11 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "phasetop",
-    version,
-    about = "Terminal training monitor and controller for two-phase training"
-)]
+#[command(name = "phasetop", version, about = "Terminal training monitor and controller for two-phase training")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -37,6 +33,19 @@ enum Cmd {
         /// Continue RUN_DIR from its latest checkpoint, appending to its log.
         #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run_dir", "max_steps", "seed"])]
         resume: Option<PathBuf>,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
+    /// Attach the dashboard to a run (the newest live one under runs/ when none is named).
+    Attach {
+        run_dir: Option<PathBuf>,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
+    /// List runs: id, config, status, phase, step, age.
+    Ls {
+        #[arg(default_value = "runs")]
+        root: PathBuf,
     },
     /// Validate configs without training.
     Check {
@@ -60,6 +69,33 @@ enum Cmd {
     },
 }
 
+#[derive(clap::Args, Clone, Default)]
+struct ViewArgs {
+    /// Dashboard layout: default, compact, diversity, or layouts/NAME.toml.
+    #[arg(long, default_value = "default")]
+    layout: String,
+    /// Colours: default (colour-blind friendly), ansi16, mono. NO_COLOR forces mono.
+    #[arg(long, value_parser = ["default", "ansi16", "mono"])]
+    theme: Option<String>,
+    /// ASCII glyphs and dot-marker charts, for terminals or fonts without braille.
+    #[arg(long)]
+    ascii: bool,
+    /// Key overrides (TOML: [keys] action = "key").
+    #[arg(long)]
+    keys: Option<PathBuf>,
+}
+
+impl ViewArgs {
+    fn into_options(self) -> commands::ViewOptions {
+        commands::ViewOptions {
+            layout: self.layout,
+            theme: self.theme.as_deref().and_then(phasetop::ui::theme::ThemeKind::parse),
+            ascii: self.ascii,
+            keys_file: self.keys,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Cmd::Train {
@@ -69,22 +105,21 @@ fn main() -> ExitCode {
         max_steps: None,
         seed: None,
         resume: None,
+        view: ViewArgs { layout: "default".into(), ..Default::default() },
     }) {
-        Cmd::Train {
-            config,
-            headless,
-            run_dir,
-            max_steps,
-            seed,
-            resume,
-        } => commands::train(commands::TrainArgs {
-            config,
-            headless,
-            run_dir,
-            max_steps,
-            seed,
-            resume,
-        }),
+        Cmd::Train { config, headless, run_dir, max_steps, seed, resume, view } => {
+            commands::train(commands::TrainArgs {
+                config,
+                headless,
+                run_dir,
+                max_steps,
+                seed,
+                resume,
+                view: view.into_options(),
+            })
+        }
+        Cmd::Attach { run_dir, view } => commands::attach(run_dir, view.into_options()),
+        Cmd::Ls { root } => commands::ls(&root),
         Cmd::Check { configs } => commands::check(&configs),
         Cmd::Ctl { run_dir, command } => commands::ctl(&run_dir, &command),
         Cmd::Inspect { run_dir, json } => commands::inspect(&run_dir, json),

@@ -11,6 +11,8 @@ pub const META_FILE: &str = "run.json";
 pub const LOG_FILE: &str = "events.log";
 pub const CHECKPOINT_DIR: &str = "checkpoints";
 pub const SOCKET_FILE: &str = "control.sock";
+/// stdout/stderr of a host started in the background.
+pub const HOST_LOG: &str = "host.log";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunMeta {
@@ -30,21 +32,17 @@ impl RunDir {
         if !path.join(LOG_FILE).exists() {
             bail!("{}: not a run directory (no {LOG_FILE})", path.display());
         }
-        Ok(RunDir {
-            path: path.to_path_buf(),
-        })
+        Ok(RunDir { path: path.to_path_buf() })
     }
 
-    /// Creates `path`, which must not exist or be empty.
+    /// Creates `path`, which must not exist or hold a run already (a background host's
+    /// `host.log` and the demo's config copy may be there).
     pub fn create(path: &Path) -> Result<RunDir> {
-        if path.exists() && std::fs::read_dir(path)?.next().is_some() {
-            bail!("{}: run directory exists and is not empty", path.display());
+        if path.join(LOG_FILE).exists() || path.join(CONFIG_FILE).exists() {
+            bail!("{}: already holds a run (use --resume to continue it)", path.display());
         }
-        std::fs::create_dir_all(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(RunDir {
-            path: path.to_path_buf(),
-        })
+        std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(RunDir { path: path.to_path_buf() })
     }
 
     pub fn log(&self) -> PathBuf {
@@ -63,8 +61,7 @@ impl RunDir {
     pub fn read_meta(&self) -> Result<RunMeta> {
         let p = self.path.join(META_FILE);
         let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: invalid run metadata", p.display()))
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid run metadata", p.display()))
     }
 
     pub fn write_meta(&self, meta: &RunMeta) -> Result<()> {
@@ -85,16 +82,11 @@ pub fn new_run_path(root: &Path, name: &str) -> PathBuf {
     if !base.exists() {
         return base;
     }
-    (2..)
-        .map(|i| root.join(format!("{name}-{stamp}-{i}")))
-        .find(|p| !p.exists())
-        .expect("unbounded")
+    (2..).map(|i| root.join(format!("{name}-{stamp}-{i}"))).find(|p| !p.exists()).expect("unbounded")
 }
 
 pub fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// `yyyymmdd-hhmmss` in UTC (civil-from-days, H. Hinnant's algorithm).
@@ -110,12 +102,7 @@ pub fn utc_stamp(unix: f64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + (m <= 2) as i64;
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]

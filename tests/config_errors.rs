@@ -63,34 +63,13 @@ fn malformed_configs_report_location_and_expectation() {
             replace(r#"kind = "mlp""#, r#"kind = "cnn""#),
             r#"cfg.toml:11:8: unknown model kind "cnn", expected one of mlp, transformer"#,
         ),
-        (
-            replace("width = 16", "widht = 16"),
-            "cfg.toml:13:1: unknown field \"widht\"",
-        ),
-        (
-            replace("lr = 0.1", "lr = -0.1"),
-            "cfg.toml:19:6: lr must be a positive number, got -0.1",
-        ),
-        (
-            replace("lr = 0.1", "lr = \"fast\""),
-            "cfg.toml:19:6: invalid type: string \"fast\", expected f64",
-        ),
-        (
-            replace("max_steps = 100", "max_steps = 0"),
-            "cfg.toml:4:13: max_steps must be at least 1",
-        ),
-        (
-            replace("\nsteps = 10", "\nsteps = 0"),
-            "cfg.toml:17:9: steps must be at least 1",
-        ),
-        (
-            replace(r#"name = "main""#, r#"name = "warmup""#),
-            r#"cfg.toml:23:8: duplicate phase name "warmup""#,
-        ),
-        (
-            replace("batch_size = 32\n\n", "batch_size = 0\n\n"),
-            "cfg.toml:20:14: batch_size must be at least 1, got 0",
-        ),
+        (replace("width = 16", "widht = 16"), "cfg.toml:13:1: unknown field \"widht\""),
+        (replace("lr = 0.1", "lr = -0.1"), "cfg.toml:19:6: lr must be a positive number, got -0.1"),
+        (replace("lr = 0.1", "lr = \"fast\""), "cfg.toml:19:6: invalid type: string \"fast\", expected f64"),
+        (replace("max_steps = 100", "max_steps = 0"), "cfg.toml:4:13: max_steps must be at least 1"),
+        (replace("\nsteps = 10", "\nsteps = 0"), "cfg.toml:17:9: steps must be at least 1"),
+        (replace(r#"name = "main""#, r#"name = "warmup""#), r#"cfg.toml:23:8: duplicate phase name "warmup""#),
+        (replace("batch_size = 32\n\n", "batch_size = 0\n\n"), "cfg.toml:20:14: batch_size must be at least 1, got 0"),
         (
             replace("lr = 0.1\n", "lr = 0.1\nschedule = \"cosin\"\n"),
             r#"cfg.toml:20:12: unknown schedule "cosin", expected one of constant, warmup, cosine, cyclical, cooldown"#,
@@ -128,17 +107,11 @@ fn malformed_configs_report_location_and_expectation() {
             "cfg.toml:20:15: label_noise must be in [0, 1], got 1.5",
         ),
         (
-            replace(
-                "lr = 0.1\n",
-                "lr = 0.1\nuntil = { detector = \"jumpy\", metric = \"val_acc\" }\n",
-            ),
+            replace("lr = 0.1\n", "lr = 0.1\nuntil = { detector = \"jumpy\", metric = \"val_acc\" }\n"),
             r#"cfg.toml:20:22: unknown detector "jumpy", expected one of plateau, changepoint, jump, divergence, collapse"#,
         ),
         (
-            replace(
-                "lr = 0.1\n",
-                "lr = 0.1\nuntil = { detector = \"jump\", metric = \"val_accuracy\" }\n",
-            ),
+            replace("lr = 0.1\n", "lr = 0.1\nuntil = { detector = \"jump\", metric = \"val_accuracy\" }\n"),
             r#"cfg.toml:20:39: unknown metric "val_accuracy""#,
         ),
         (
@@ -152,28 +125,16 @@ fn malformed_configs_report_location_and_expectation() {
             replace(r#"kind = "mlp""#, r#"kind = "transformer""#),
             r#"cfg.toml:11:8: model "transformer" needs a token task (modular), not "gaussian""#,
         ),
-        (
-            replace("dim = 8", "dim = 8\np = 7"),
-            r#"cfg.toml:7:8: field "p" does not apply to task kind "gaussian""#,
-        ),
-        (
-            replace("dim = 8", "dim = 0"),
-            "cfg.toml:8:7: dim must be at least 1, got 0",
-        ),
+        (replace("dim = 8", "dim = 8\np = 7"), r#"cfg.toml:7:8: field "p" does not apply to task kind "gaussian""#),
+        (replace("dim = 8", "dim = 0"), "cfg.toml:8:7: dim must be at least 1, got 0"),
         (
             replace("seed = 1", "seed = 1\ndevice = \"tpu\""),
             r#"cfg.toml:4:10: unknown device "tpu", expected one of cpu, auto, cuda, cuda:N"#,
         ),
         (replace("[task]", "[tsk]"), "unknown field \"tsk\""),
         (replace("name = \"t\"\n", ""), "missing field \"name\""),
-        (
-            BASE.split("[[phase]]").next().unwrap().to_string(),
-            "missing field \"phase\"",
-        ),
-        (
-            replace("max_steps = 100", "max_steps = 100 100"),
-            "cfg.toml:4:13: string values must be quoted",
-        ),
+        (BASE.split("[[phase]]").next().unwrap().to_string(), "missing field \"phase\""),
+        (replace("max_steps = 100", "max_steps = 100 100"), "cfg.toml:4:13: string values must be quoted"),
     ];
     let mut failures = Vec::new();
     for (src, expected) in &cases {
@@ -182,13 +143,7 @@ fn malformed_configs_report_location_and_expectation() {
             failures.push(format!("expected {expected:?}\n     got {got:?}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases wrong:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 #[test]
@@ -207,48 +162,21 @@ fn modular_div_needs_prime_and_transformer_heads_divide() {
         err(&m("p = 13", "kind='transformer'\nd_model=30\nheads=4"))
             .contains("cfg.toml:10:7: heads (4) must divide d_model (30)")
     );
-    assert!(
-        config::parse(
-            "cfg.toml",
-            &m(
-                "p = 13\nop = 'div'",
-                "kind='transformer'\nd_model=32\nheads=4"
-            )
-        )
-        .is_ok()
-    );
+    assert!(config::parse("cfg.toml", &m("p = 13\nop = 'div'", "kind='transformer'\nd_model=32\nheads=4")).is_ok());
 }
 
 #[test]
 fn check_command_exits_2_with_location() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        replace(r#"optimizer = "sgd""#, r#"optimizer = "adamm""#),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasetop"))
-        .arg("check")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    std::fs::write(&bad, replace(r#"optimizer = "sgd""#, r#"optimizer = "adamm""#)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasetop")).arg("check").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!(
-            "{}:18:13: unknown optimizer \"adamm\"",
-            bad.display()
-        )),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("{}:18:13: unknown optimizer \"adamm\"", bad.display())), "{stderr}");
 
     let missing = dir.path().join("nope.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasetop"))
-        .arg("check")
-        .arg(&missing)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_phasetop")).arg("check").arg(&missing).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -263,8 +191,5 @@ fn shipped_configs_are_valid() {
             n += 1;
         }
     }
-    assert!(
-        n >= 7,
-        "expected the demo and six scenario configs, found {n}"
-    );
+    assert!(n >= 7, "expected the demo and six scenario configs, found {n}");
 }

@@ -62,12 +62,7 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
 }
 
 fn events(run: &Path) -> Vec<Event> {
-    runlog::read_all(&run.join("events.log"))
-        .unwrap()
-        .records
-        .into_iter()
-        .map(|r| r.event)
-        .collect()
+    runlog::read_all(&run.join("events.log")).unwrap().records.into_iter().map(|r| r.event).collect()
 }
 
 fn losses(evs: &[Event]) -> Vec<(u64, f64)> {
@@ -81,13 +76,7 @@ fn losses(evs: &[Event]) -> Vec<(u64, f64)> {
 
 fn train_headless(cfg: &Path, run: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(BIN)
-        .args([
-            "train",
-            cfg.to_str().unwrap(),
-            "--headless",
-            "--run-dir",
-            run.to_str().unwrap(),
-        ])
+        .args(["train", cfg.to_str().unwrap(), "--headless", "--run-dir", run.to_str().unwrap()])
         .args(extra)
         .output()
         .unwrap()
@@ -100,19 +89,12 @@ fn same_seed_same_losses_and_phase_switch_between_steps() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     for run in [&a, &b] {
         let out = train_headless(&cfg, run, &[]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let (ea, eb) = (events(&a), events(&b));
     let (la, lb) = (losses(&ea), losses(&eb));
     assert_eq!(la.len(), 60);
-    assert_eq!(
-        la, lb,
-        "same config and seed must give the same loss sequence"
-    );
+    assert_eq!(la, lb, "same config and seed must give the same loss sequence");
     assert!(la.iter().all(|(_, l)| l.is_finite()));
 
     // A different seed gives a different sequence (the test could fail).
@@ -122,45 +104,19 @@ fn same_seed_same_losses_and_phase_switch_between_steps() {
 
     // The switch sits exactly between step 25 and step 26, and every step after it
     // belongs to the new phase.
-    let pos = ea
-        .iter()
-        .position(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "main"))
-        .expect("phase change");
-    let Event::PhaseChanged {
-        step, cause, from, ..
-    } = &ea[pos]
-    else {
-        unreachable!()
-    };
-    assert_eq!(
-        (*step, *cause, from.as_deref()),
-        (25, PhaseCause::Scheduled, Some("warm"))
-    );
+    let pos =
+        ea.iter().position(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "main")).expect("phase change");
+    let Event::PhaseChanged { step, cause, from, .. } = &ea[pos] else { unreachable!() };
+    assert_eq!((*step, *cause, from.as_deref()), (25, PhaseCause::Scheduled, Some("warm")));
     for e in &ea {
         if let Event::Step { step, phase, .. } = e {
-            assert_eq!(
-                phase,
-                if *step <= 25 { "warm" } else { "main" },
-                "step {step}"
-            );
+            assert_eq!(phase, if *step <= 25 { "warm" } else { "main" }, "step {step}");
         }
     }
-    assert!(matches!(
-        ea.last(),
-        Some(Event::RunEnded {
-            status: RunStatus::Completed,
-            step: 60,
-            ..
-        })
-    ));
-    let stdout = String::from_utf8_lossy(
-        &train_headless(&cfg, &tmp.path().join("d"), &["--max-steps", "30"]).stdout,
-    )
-    .to_string();
-    assert!(
-        stdout.contains("phase warm -> main at step 25 (scheduled)"),
-        "{stdout}"
-    );
+    assert!(matches!(ea.last(), Some(Event::RunEnded { status: RunStatus::Completed, step: 60, .. })));
+    let stdout = String::from_utf8_lossy(&train_headless(&cfg, &tmp.path().join("d"), &["--max-steps", "30"]).stdout)
+        .to_string();
+    assert!(stdout.contains("phase warm -> main at step 25 (scheduled)"), "{stdout}");
     assert!(stdout.contains("run completed at step 30"), "{stdout}");
 }
 
@@ -193,15 +149,9 @@ fn checkpoint_round_trip_restores_weights_and_adam_moments() {
     checkpoint::restore(&mut cold, tmp.path(), &meta).unwrap();
     cold.reset_optimizer();
     let (mc, mcold) = (c.train_step(), cold.train_step());
-    assert_eq!(
-        mc["train_loss"], mcold["train_loss"],
-        "same weights → same loss at the first step"
-    );
+    assert_eq!(mc["train_loss"], mcold["train_loss"], "same weights → same loss at the first step");
     let (mc, mcold) = (c.train_step(), cold.train_step());
-    assert_ne!(
-        mc["train_loss"], mcold["train_loss"],
-        "cold Adam must move differently"
-    );
+    assert_ne!(mc["train_loss"], mcold["train_loss"], "cold Adam must move differently");
 }
 
 struct Live {
@@ -217,13 +167,7 @@ impl Drop for Live {
 
 fn start_live(cfg: &Path, run: &Path) -> Live {
     let child = Command::new(BIN)
-        .args([
-            "train",
-            cfg.to_str().unwrap(),
-            "--headless",
-            "--run-dir",
-            run.to_str().unwrap(),
-        ])
+        .args(["train", cfg.to_str().unwrap(), "--headless", "--run-dir", run.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -238,12 +182,7 @@ fn start_live(cfg: &Path, run: &Path) -> Live {
 }
 
 fn ctl(run: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .arg("ctl")
-        .arg(run)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(BIN).arg("ctl").arg(run).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
@@ -276,10 +215,7 @@ fn ctl_controls_a_live_run() {
 
     let (code, _, err) = ctl(&run, &["switch", "nosuch"]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("unknown phase \"nosuch\", expected one of warm, main"),
-        "{err}"
-    );
+    assert!(err.contains("unknown phase \"nosuch\", expected one of warm, main"), "{err}");
     let (code, _, err) = ctl(&run, &["set", "momentum_x=1"]);
     assert_eq!(code, 1);
     assert!(err.contains("unknown key \"momentum_x\""), "{err}");
@@ -292,21 +228,10 @@ fn ctl_controls_a_live_run() {
     let (code, out, _) = ctl(&run, &["switch", "main"]);
     assert_eq!(code, 0);
     assert!(out.contains("switched warm → main"), "{out}");
-    let switch_step: u64 = out
-        .trim_start_matches("step ")
-        .split(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let switch_step: u64 = out.trim_start_matches("step ").split(':').next().unwrap().parse().unwrap();
 
     // Malformed requests on the raw socket are refused and the run goes on.
-    for junk in [
-        "not json\n",
-        "{\"cmd\":\"explode\"}\n",
-        "{\"cmd\":\"set\",\"key\":\"lr\"}\n",
-        "\u{0}\u{1}\n",
-    ] {
+    for junk in ["not json\n", "{\"cmd\":\"explode\"}\n", "{\"cmd\":\"set\",\"key\":\"lr\"}\n", "\u{0}\u{1}\n"] {
         use std::io::{BufRead, Write};
         let mut s = std::os::unix::net::UnixStream::connect(run.join("control.sock")).unwrap();
         s.write_all(junk.as_bytes()).unwrap();
@@ -325,12 +250,7 @@ fn ctl_controls_a_live_run() {
 
     let evs = events(&run);
     let mut after_switch = evs.iter().filter_map(|e| match e {
-        Event::Step {
-            step,
-            phase,
-            metrics,
-            ..
-        } if *step > switch_step => Some((phase.clone(), metrics["lr"])),
+        Event::Step { step, phase, metrics, .. } if *step > switch_step => Some((phase.clone(), metrics["lr"])),
         _ => None,
     });
     let (phase, lr) = after_switch.next().expect("steps after the switch");
@@ -344,22 +264,13 @@ fn ctl_controls_a_live_run() {
         })
         .collect();
     assert!(before.iter().all(|p| *p == "warm"));
-    let refused = evs
-        .iter()
-        .filter(|e| matches!(e, Event::Command { applied: false, .. }))
-        .count();
-    assert_eq!(
-        refused, 2,
-        "the unknown phase and unknown key are recorded as refused"
+    let refused = evs.iter().filter(|e| matches!(e, Event::Command { applied: false, .. })).count();
+    assert_eq!(refused, 2, "the unknown phase and unknown key are recorded as refused");
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::PhaseChanged { cause: PhaseCause::Manual, step, .. } if *step == switch_step))
     );
-    assert!(evs.iter().any(|e| matches!(e, Event::PhaseChanged { cause: PhaseCause::Manual, step, .. } if *step == switch_step)));
-    assert!(matches!(
-        evs.last(),
-        Some(Event::RunEnded {
-            status: RunStatus::Stopped,
-            ..
-        })
-    ));
+    assert!(matches!(evs.last(), Some(Event::RunEnded { status: RunStatus::Stopped, .. })));
     assert!(!run.join("control.sock").exists(), "socket removed at exit");
 }
 
@@ -382,33 +293,22 @@ fn kill_9_then_inspect_and_resume() {
     live.child.kill().unwrap(); // SIGKILL
     live.child.wait().unwrap();
 
-    let out = Command::new(BIN)
-        .args(["inspect", run.to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(BIN).args(["inspect", run.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        j["status"], "unknown",
-        "killed host: no run_ended, no live socket"
-    );
+    assert_eq!(j["status"], "unknown", "killed host: no run_ended, no live socket");
     let last_step = j["last_step"].as_u64().unwrap();
     assert!(last_step >= 40, "{j}");
     assert!(j["checkpoints"].as_array().unwrap().iter().any(|s| s == 40));
     assert_eq!(j["phases"][0]["name"], "warm");
 
     let before = events(&run);
-    let ckpts: Vec<u64> = phasetop::trainer::checkpoint::list(&run.join("checkpoints"))
-        .iter()
-        .map(|m| m.step)
-        .collect();
+    let ckpts: Vec<u64> =
+        phasetop::trainer::checkpoint::list(&run.join("checkpoints")).iter().map(|m| m.step).collect();
     let mut resumed = Command::new(BIN)
         .args(["train", "--resume", run.to_str().unwrap(), "--headless"])
         .stdout(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("resume.err")).unwrap())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -420,25 +320,23 @@ fn kill_9_then_inspect_and_resume() {
     assert_eq!(ctl(&run, &["stop"]).0, 0);
     assert!(wait_exit(&mut resumed, 60).success());
     let after = events(&run);
-    assert!(after.len() > before.len());
-    assert_eq!(
-        &after[..before.len()],
-        &before[..],
-        "nothing already recorded is lost"
+    assert!(
+        after.len() > before.len(),
+        "before {} after {}; resume stderr: {}; log bytes {}",
+        before.len(),
+        after.len(),
+        std::fs::read_to_string(tmp.path().join("resume.err")).unwrap_or_default(),
+        std::fs::metadata(run.join("events.log")).unwrap().len()
     );
+    assert_eq!(&after[..before.len()], &before[..], "nothing already recorded is lost");
     let restart = after[before.len()..]
         .iter()
         .find_map(|e| match e {
-            Event::RunStarted {
-                resumed_from_step, ..
-            } => *resumed_from_step,
+            Event::RunStarted { resumed_from_step, .. } => *resumed_from_step,
             _ => None,
         })
         .expect("a resumed run_started");
-    assert!(
-        restart >= 40 && ckpts.last() == Some(&restart),
-        "resumed from {restart}, checkpoints {ckpts:?}"
-    );
+    assert!(restart >= 40 && ckpts.last() == Some(&restart), "resumed from {restart}, checkpoints {ckpts:?}");
     // The resumed run continues the uninterrupted loss sequence exactly.
     let first = losses(&before);
     let again = losses(&after[before.len()..]);

@@ -16,9 +16,7 @@ fn cfg(task: &str, model: &str, phase_extra: &str) -> config::Config {
 
 fn rows_i64(t: &Tensor) -> Vec<Vec<i64>> {
     let n = t.size()[0];
-    (0..n)
-        .map(|i| Vec::<i64>::try_from(t.get(i)).unwrap())
-        .collect()
+    (0..n).map(|i| Vec::<i64>::try_from(t.get(i)).unwrap()).collect()
 }
 
 #[test]
@@ -35,13 +33,7 @@ fn modular_labels_are_correct_for_every_op() {
             "",
         );
         let d = Dataset::build(&c.task, ModelKind::Transformer, 0, Device::Cpu).unwrap();
-        assert_eq!(
-            d.inputs,
-            Inputs::Tokens {
-                vocab: 14,
-                seq_len: 3
-            }
-        );
+        assert_eq!(d.inputs, Inputs::Tokens { vocab: 14, seq_len: 3 });
         let pairs = if op == "div" { 13 * 12 } else { 169 };
         assert_eq!(d.n_train() + d.val_y.size()[0] as usize, pairs);
         for (x, y) in [(&d.train_x, &d.train_y), (&d.val_x, &d.val_y)] {
@@ -59,10 +51,7 @@ fn modular_labels_are_correct_for_every_op() {
     let x = d.train_x.argmax(-1, false); // index of a (first block wins ties by position)
     let b = d.train_x.narrow(1, 7, 7).argmax(-1, false);
     let ys = Vec::<i64>::try_from(&d.train_y).unwrap();
-    let (xs, bs) = (
-        Vec::<i64>::try_from(&x).unwrap(),
-        Vec::<i64>::try_from(&b).unwrap(),
-    );
+    let (xs, bs) = (Vec::<i64>::try_from(&x).unwrap(), Vec::<i64>::try_from(&b).unwrap());
     for i in 0..ys.len() {
         assert_eq!(ys[i], (xs[i] + bs[i]) % 7);
     }
@@ -70,11 +59,7 @@ fn modular_labels_are_correct_for_every_op() {
 
 #[test]
 fn parity_labels_follow_the_first_k_coordinates() {
-    let c = cfg(
-        "kind='parity'\ndim=10\nk=3\nn_train=300\nn_val=100",
-        "kind='mlp'",
-        "",
-    );
+    let c = cfg("kind='parity'\ndim=10\nk=3\nn_train=300\nn_val=100", "kind='mlp'", "");
     let d = Dataset::build(&c.task, ModelKind::Mlp, 5, Device::Cpu).unwrap();
     let x = Vec::<f32>::try_from(d.train_x.flatten(0, -1)).unwrap();
     let y = Vec::<i64>::try_from(&d.train_y).unwrap();
@@ -100,19 +85,10 @@ fn csv_task_loads_names_classes_and_reports_bad_lines() {
     let good = tmp.path().join("good.csv");
     let mut text = String::from("a,b,species\n");
     for i in 0..40 {
-        text.push_str(&format!(
-            "{},{},{}\n",
-            i,
-            i % 7,
-            if i % 2 == 0 { "cat" } else { "dog" }
-        ));
+        text.push_str(&format!("{},{},{}\n", i, i % 7, if i % 2 == 0 { "cat" } else { "dog" }));
     }
     std::fs::write(&good, &text).unwrap();
-    let c = cfg(
-        &format!("kind='csv'\npath='{}'\nlabel='species'", good.display()),
-        "kind='mlp'",
-        "",
-    );
+    let c = cfg(&format!("kind='csv'\npath='{}'\nlabel='species'", good.display()), "kind='mlp'", "");
     let d = Dataset::build(&c.task, ModelKind::Mlp, 0, Device::Cpu).unwrap();
     assert_eq!(d.classes, 2);
     assert_eq!(d.inputs, Inputs::Features { dim: 2 });
@@ -122,45 +98,18 @@ fn csv_task_loads_names_classes_and_reports_bad_lines() {
 
     let bad = tmp.path().join("bad.csv");
     std::fs::write(&bad, "a,b,species\n1,2,cat\n3,x7,dog\n").unwrap();
-    let c = cfg(
-        &format!("kind='csv'\npath='{}'\nlabel='species'", bad.display()),
-        "kind='mlp'",
-        "",
-    );
-    let err = Dataset::build(&c.task, ModelKind::Mlp, 0, Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains(&format!(
-            "{}:3: column \"b\": cannot parse \"x7\" as a number",
-            bad.display()
-        )),
-        "{err}"
-    );
+    let c = cfg(&format!("kind='csv'\npath='{}'\nlabel='species'", bad.display()), "kind='mlp'", "");
+    let err = Dataset::build(&c.task, ModelKind::Mlp, 0, Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains(&format!("{}:3: column \"b\": cannot parse \"x7\" as a number", bad.display())), "{err}");
 
     let ragged = tmp.path().join("ragged.csv");
     std::fs::write(&ragged, "a,b,species\n1,2,cat\n3,4\n").unwrap();
-    let c = cfg(
-        &format!("kind='csv'\npath='{}'\nlabel='species'", ragged.display()),
-        "kind='mlp'",
-        "",
-    );
-    let err = Dataset::build(&c.task, ModelKind::Mlp, 0, Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
+    let c = cfg(&format!("kind='csv'\npath='{}'\nlabel='species'", ragged.display()), "kind='mlp'", "");
+    let err = Dataset::build(&c.task, ModelKind::Mlp, 0, Device::Cpu).err().unwrap().to_string();
     assert!(err.contains(":3:"), "{err}");
 
-    let c = cfg(
-        &format!("kind='csv'\npath='{}'\nlabel='kind'", good.display()),
-        "kind='mlp'",
-        "",
-    );
-    let err = Dataset::build(&c.task, ModelKind::Mlp, 0, Device::Cpu)
-        .err()
-        .unwrap()
-        .to_string();
+    let c = cfg(&format!("kind='csv'\npath='{}'\nlabel='kind'", good.display()), "kind='mlp'", "");
+    let err = Dataset::build(&c.task, ModelKind::Mlp, 0, Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("no column \"kind\""), "{err}");
 }
 
@@ -173,10 +122,7 @@ fn frozen_layers_do_not_move_and_unfreeze_trains_them() {
     let c = config::parse("t.toml", src).unwrap();
     let mut t = Trainer::new(&c, 1).unwrap();
     let snapshot = |t: &Trainer| -> Vec<(String, Tensor)> {
-        t.parameters()
-            .iter()
-            .map(|(n, p)| (n.clone(), p.detach().copy()))
-            .collect()
+        t.parameters().iter().map(|(n, p)| (n.clone(), p.detach().copy())).collect()
     };
     let before = snapshot(&t);
     for _ in 0..5 {
@@ -204,19 +150,8 @@ fn transformer_and_multi_term_losses_train() {
     );
     let mut t = Trainer::new(&c, 0).unwrap();
     let first = t.train_step();
-    for key in [
-        "loss/ce",
-        "loss/mse",
-        "loss/l2",
-        "grad_norm",
-        "weight_norm",
-        "dist_init",
-        "train_acc",
-    ] {
-        assert!(
-            first[key].is_finite(),
-            "{key} missing or not finite: {first:?}"
-        );
+    for key in ["loss/ce", "loss/mse", "loss/l2", "grad_norm", "weight_norm", "dist_init", "train_acc"] {
+        assert!(first[key].is_finite(), "{key} missing or not finite: {first:?}");
     }
     let expected = first["loss/ce"] + 0.5 * first["loss/mse"] + 0.001 * first["loss/l2"];
     assert!((first["train_loss"] - expected).abs() < 1e-4 * expected.abs().max(1.0));
@@ -224,28 +159,13 @@ fn transformer_and_multi_term_losses_train() {
     for _ in 0..60 {
         last = t.train_step();
     }
-    assert!(
-        last["loss/ce"] < first["loss/ce"],
-        "loss falls: {} → {}",
-        first["loss/ce"],
-        last["loss/ce"]
-    );
+    assert!(last["loss/ce"] < first["loss/ce"], "loss falls: {} → {}", first["loss/ce"], last["loss/ce"]);
     assert!(last["dist_init"] > 0.0);
     let ev = t.evaluate();
     assert!((0.0..=1.0).contains(&ev["val_acc"]) && ev["val_loss"].is_finite());
     let feats = t.probe_features();
     let names: Vec<&str> = feats.iter().map(|f| f.layer.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "embed",
-            "block.0.attn",
-            "block.0.mlp",
-            "block.1.attn",
-            "block.1.mlp",
-            "head"
-        ]
-    );
+    assert_eq!(names, ["embed", "block.0.attn", "block.0.mlp", "block.1.attn", "block.1.mlp", "head"]);
 }
 
 #[test]
@@ -254,10 +174,6 @@ fn auto_device_runs_where_cuda_is_absent() {
     let mut c = c;
     c.run.device = config::DeviceChoice::Auto;
     let t = Trainer::new(&c, 0).unwrap();
-    let expected = if tch::Cuda::is_available() {
-        Device::Cuda(0)
-    } else {
-        Device::Cpu
-    };
+    let expected = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
     assert_eq!(t.device(), expected);
 }

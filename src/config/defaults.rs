@@ -77,10 +77,9 @@ impl ModelSection {
     /// Names of the model's layers, the handles for probes and `freeze`.
     pub fn layer_names(&self) -> Vec<String> {
         match self.kind.get_ref() {
-            ModelKind::Mlp => (0..self.mlp_depth())
-                .map(|i| format!("mlp.{i}"))
-                .chain(std::iter::once("head".to_string()))
-                .collect(),
+            ModelKind::Mlp => {
+                (0..self.mlp_depth()).map(|i| format!("mlp.{i}")).chain(std::iter::once("head".to_string())).collect()
+            }
             ModelKind::Transformer => {
                 let mut names = vec!["embed".to_string()];
                 for i in 0..self.transformer_layers() {
@@ -117,9 +116,7 @@ impl Phase {
         self.betas.as_ref().map_or((0.9, 0.999), |s| *s.get_ref())
     }
     pub fn schedule(&self) -> ScheduleKind {
-        self.schedule
-            .as_ref()
-            .map_or(ScheduleKind::Constant, |s| *s.get_ref())
+        self.schedule.as_ref().map_or(ScheduleKind::Constant, |s| *s.get_ref())
     }
     pub fn warmup_steps(&self) -> u64 {
         self.warmup_steps.as_ref().map_or(0, |s| *s.get_ref())
@@ -144,10 +141,7 @@ impl Phase {
         if self.loss.is_empty() {
             vec![(LossKind::CrossEntropy, 1.0)]
         } else {
-            self.loss
-                .iter()
-                .map(|t| (*t.kind.get_ref(), t.weight))
-                .collect()
+            self.loss.iter().map(|t| (*t.kind.get_ref(), t.weight)).collect()
         }
     }
     pub fn frozen(&self) -> Vec<String> {

@@ -28,11 +28,7 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.col, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
     }
 }
 
@@ -41,12 +37,7 @@ impl std::error::Error for ConfigError {}
 impl ConfigError {
     pub(crate) fn at(file: &str, src: &str, offset: usize, message: impl Into<String>) -> Self {
         let (line, col) = line_col(src, offset);
-        ConfigError {
-            file: file.to_string(),
-            line,
-            col,
-            message: message.into(),
-        }
+        ConfigError { file: file.to_string(), line, col, message: message.into() }
     }
 }
 
@@ -175,11 +166,7 @@ fn default_probe_batch() -> Spanned<i64> {
 
 impl Default for ProbeSection {
     fn default() -> Self {
-        ProbeSection {
-            every: 0,
-            layers: Vec::new(),
-            batch: default_probe_batch(),
-        }
+        ProbeSection { every: 0, layers: Vec::new(), batch: default_probe_batch() }
     }
 }
 
@@ -200,10 +187,7 @@ fn default_eval_every() -> u64 {
 
 impl Default for EvalSection {
     fn default() -> Self {
-        EvalSection {
-            every: default_eval_every(),
-            max_samples: 0,
-        }
+        EvalSection { every: default_eval_every(), max_samples: 0 }
     }
 }
 
@@ -227,10 +211,7 @@ fn default_ckpt_keep() -> usize {
 
 impl Default for CheckpointSection {
     fn default() -> Self {
-        CheckpointSection {
-            every: default_ckpt_every(),
-            keep: default_ckpt_keep(),
-        }
+        CheckpointSection { every: default_ckpt_every(), keep: default_ckpt_keep() }
     }
 }
 
@@ -316,10 +297,7 @@ pub struct LoadedConfig {
 impl LoadedConfig {
     /// The config's short name: its file stem.
     pub fn name(&self) -> String {
-        self.path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     }
 }
 
@@ -333,11 +311,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         message: format!("cannot read config: {e}"),
     })?;
     let config = parse(&display, &source)?;
-    Ok(LoadedConfig {
-        config,
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(LoadedConfig { config, path: path.to_path_buf(), source })
 }
 
 /// Parses and validates config text; `file` is used in error locations.

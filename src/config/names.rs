@@ -102,15 +102,11 @@ impl<'de> serde::Deserialize<'de> for DeviceChoice {
             "cpu" => Ok(DeviceChoice::Cpu),
             "auto" => Ok(DeviceChoice::Auto),
             "cuda" => Ok(DeviceChoice::Cuda(0)),
-            other => other
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(DeviceChoice::Cuda)
-                .ok_or_else(|| {
-                    serde::de::Error::custom(format!(
-                        "unknown device \"{s}\", expected one of cpu, auto, cuda, cuda:N"
-                    ))
-                }),
+            other => {
+                other.strip_prefix("cuda:").and_then(|n| n.parse().ok()).map(DeviceChoice::Cuda).ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown device \"{s}\", expected one of cpu, auto, cuda, cuda:N"))
+                })
+            }
         }
     }
 }

@@ -5,23 +5,9 @@ use super::*;
 /// Detector names a phase's `until` rule may use (implemented in `signals`).
 pub const DETECTORS: &[&str] = &["plateau", "changepoint", "jump", "divergence", "collapse"];
 /// Metrics every run records; probe metrics are `<layer>/<name>`.
-pub const RUN_METRICS: &[&str] = &[
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "lr",
-    "grad_norm",
-    "weight_norm",
-    "dist_init",
-];
-pub const PROBE_METRICS: &[&str] = &[
-    "mean_cos",
-    "diversity",
-    "eff_rank",
-    "entropy",
-    "participation",
-];
+pub const RUN_METRICS: &[&str] =
+    &["train_loss", "train_acc", "val_loss", "val_acc", "lr", "grad_norm", "weight_norm", "dist_init"];
+pub const PROBE_METRICS: &[&str] = &["mean_cos", "diversity", "eff_rank", "entropy", "participation"];
 
 struct Ctx<'a> {
     file: &'a str,
@@ -29,42 +15,23 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err<T>(
-        &self,
-        span: std::ops::Range<usize>,
-        msg: impl Into<String>,
-    ) -> Result<T, ConfigError> {
+    fn err<T>(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> Result<T, ConfigError> {
         Err(ConfigError::at(self.file, self.src, span.start, msg))
     }
 
-    fn int_at_least(
-        &self,
-        v: &Option<Spanned<i64>>,
-        min: i64,
-        what: &str,
-    ) -> Result<(), ConfigError> {
+    fn int_at_least(&self, v: &Option<Spanned<i64>>, min: i64, what: &str) -> Result<(), ConfigError> {
         match v {
-            Some(s) if *s.get_ref() < min => self.err(
-                s.span(),
-                format!("{what} must be at least {min}, got {}", s.get_ref()),
-            ),
+            Some(s) if *s.get_ref() < min => {
+                self.err(s.span(), format!("{what} must be at least {min}, got {}", s.get_ref()))
+            }
             _ => Ok(()),
         }
     }
 
-    fn in_range(
-        &self,
-        v: &Option<Spanned<f64>>,
-        lo: f64,
-        hi: f64,
-        what: &str,
-    ) -> Result<(), ConfigError> {
+    fn in_range(&self, v: &Option<Spanned<f64>>, lo: f64, hi: f64, what: &str) -> Result<(), ConfigError> {
         match v {
             Some(s) if !(s.get_ref().is_finite() && *s.get_ref() >= lo && *s.get_ref() <= hi) => {
-                self.err(
-                    s.span(),
-                    format!("{what} must be in [{lo}, {hi}], got {}", s.get_ref()),
-                )
+                self.err(s.span(), format!("{what} must be in [{lo}, {hi}], got {}", s.get_ref()))
             }
             _ => Ok(()),
         }
@@ -84,14 +51,8 @@ pub(super) fn validate(c: &Config, file: &str, src: &str) -> Result<(), ConfigEr
     }
     for l in &c.probes.layers {
         if !layers.contains(l.get_ref()) {
-            return cx.err(
-                l.span(),
-                format!(
-                    "unknown layer \"{}\", expected one of {}",
-                    l.get_ref(),
-                    layers.join(", ")
-                ),
-            );
+            return cx
+                .err(l.span(), format!("unknown layer \"{}\", expected one of {}", l.get_ref(), layers.join(", ")));
         }
     }
     if *c.probes.batch.get_ref() < 2 {
@@ -101,10 +62,7 @@ pub(super) fn validate(c: &Config, file: &str, src: &str) -> Result<(), ConfigEr
     for p in &c.phases {
         let name = p.name.get_ref();
         if name.is_empty() || name.chars().any(|ch| ch.is_whitespace()) {
-            return cx.err(
-                p.name.span(),
-                format!("phase name \"{name}\" must be non-empty without spaces"),
-            );
+            return cx.err(p.name.span(), format!("phase name \"{name}\" must be non-empty without spaces"));
         }
         if seen.contains(&name.as_str()) {
             return cx.err(p.name.span(), format!("duplicate phase name \"{name}\""));
@@ -119,32 +77,13 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
     let kind = *t.kind.get_ref();
     // Fields that belong to other task kinds are mistakes worth naming.
     let foreign: &[(&str, bool)] = match kind {
-        TaskKind::Modular => &[
-            ("dim", t.dim.is_some()),
-            ("path", t.path.is_some()),
-            ("classes", t.classes.is_some()),
-        ],
-        TaskKind::Parity => &[
-            ("p", t.p.is_some()),
-            ("path", t.path.is_some()),
-            ("classes", t.classes.is_some()),
-        ],
-        TaskKind::Gaussian => &[
-            ("p", t.p.is_some()),
-            ("path", t.path.is_some()),
-            ("k", t.k.is_some()),
-        ],
-        TaskKind::Csv => &[
-            ("p", t.p.is_some()),
-            ("dim", t.dim.is_some()),
-            ("k", t.k.is_some()),
-        ],
+        TaskKind::Modular => &[("dim", t.dim.is_some()), ("path", t.path.is_some()), ("classes", t.classes.is_some())],
+        TaskKind::Parity => &[("p", t.p.is_some()), ("path", t.path.is_some()), ("classes", t.classes.is_some())],
+        TaskKind::Gaussian => &[("p", t.p.is_some()), ("path", t.path.is_some()), ("k", t.k.is_some())],
+        TaskKind::Csv => &[("p", t.p.is_some()), ("dim", t.dim.is_some()), ("k", t.k.is_some())],
     };
     if let Some((field, _)) = foreign.iter().find(|(_, set)| *set) {
-        return cx.err(
-            t.kind.span(),
-            format!("field \"{field}\" does not apply to task kind \"{kind}\""),
-        );
+        return cx.err(t.kind.span(), format!("field \"{field}\" does not apply to task kind \"{kind}\""));
     }
     match kind {
         TaskKind::Modular => {
@@ -154,10 +93,7 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
                 let p = t.modulus();
                 if !is_prime(p) {
                     let span = t.p.as_ref().map_or(t.kind.span(), |s| s.span());
-                    return cx.err(
-                        span,
-                        format!("op \"div\" needs a prime modulus, {p} is not prime"),
-                    );
+                    return cx.err(span, format!("op \"div\" needs a prime modulus, {p} is not prime"));
                 }
             }
         }
@@ -166,10 +102,7 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
             cx.int_at_least(&t.k, 1, "k")?;
             if let Some(k) = &t.k {
                 if *k.get_ref() as usize > t.parity_dim() {
-                    return cx.err(
-                        k.span(),
-                        format!("k ({}) cannot exceed dim ({})", k.get_ref(), t.parity_dim()),
-                    );
+                    return cx.err(k.span(), format!("k ({}) cannot exceed dim ({})", k.get_ref(), t.parity_dim()));
                 }
             }
             cx.int_at_least(&t.n_train, 1, "n_train")?;
@@ -184,10 +117,7 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
         }
         TaskKind::Csv => {
             if t.path.is_none() {
-                return cx.err(
-                    t.kind.span(),
-                    "task kind \"csv\" needs a path = \"file.csv\"",
-                );
+                return cx.err(t.kind.span(), "task kind \"csv\" needs a path = \"file.csv\"");
             }
             if t.label.is_none() {
                 return cx.err(t.kind.span(), "task kind \"csv\" needs label = \"column\"");
@@ -206,10 +136,7 @@ fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
             cx.int_at_least(&m.width, 1, "width")?;
             if let Some(s) = &m.init_scale {
                 if !(s.get_ref().is_finite() && *s.get_ref() > 0.0) {
-                    return cx.err(
-                        s.span(),
-                        format!("init_scale must be positive, got {}", s.get_ref()),
-                    );
+                    return cx.err(s.span(), format!("init_scale must be positive, got {}", s.get_ref()));
                 }
             }
         }
@@ -217,10 +144,7 @@ fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
             if *c.task.kind.get_ref() != TaskKind::Modular {
                 return cx.err(
                     m.kind.span(),
-                    format!(
-                        "model \"transformer\" needs a token task (modular), not \"{}\"",
-                        c.task.kind.get_ref()
-                    ),
+                    format!("model \"transformer\" needs a token task (modular), not \"{}\"", c.task.kind.get_ref()),
                 );
             }
             cx.int_at_least(&m.d_model, 1, "d_model")?;
@@ -240,17 +164,11 @@ fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
 fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), ConfigError> {
     let lr = *p.lr.get_ref();
     if !(lr.is_finite() && lr > 0.0) {
-        return cx.err(
-            p.lr.span(),
-            format!("lr must be a positive number, got {lr}"),
-        );
+        return cx.err(p.lr.span(), format!("lr must be a positive number, got {lr}"));
     }
     if let Some(s) = &p.steps {
         if *s.get_ref() == 0 {
-            return cx.err(
-                s.span(),
-                "steps must be at least 1 (leave it out for a phase that ends by hand)",
-            );
+            return cx.err(s.span(), "steps must be at least 1 (leave it out for a phase that ends by hand)");
         }
     }
     cx.in_range(&p.weight_decay, 0.0, f64::MAX, "weight_decay")?;
@@ -258,10 +176,7 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
     if let Some(b) = &p.betas {
         let (b1, b2) = *b.get_ref();
         if !(0.0..1.0).contains(&b1) || !(0.0..1.0).contains(&b2) {
-            return cx.err(
-                b.span(),
-                format!("betas must be in [0, 1), got [{b1}, {b2}]"),
-            );
+            return cx.err(b.span(), format!("betas must be in [0, 1), got [{b1}, {b2}]"));
         }
         if *p.optimizer.get_ref() == OptimizerKind::Sgd {
             return cx.err(b.span(), "betas apply to adam and adamw, not sgd");
@@ -269,91 +184,50 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
     }
     if let Some(m) = &p.momentum {
         if *p.optimizer.get_ref() != OptimizerKind::Sgd {
-            return cx.err(
-                m.span(),
-                "momentum applies to sgd; adam and adamw use betas",
-            );
+            return cx.err(m.span(), "momentum applies to sgd; adam and adamw use betas");
         }
     }
     if let Some(s) = &p.min_lr {
         if !(s.get_ref().is_finite() && *s.get_ref() >= 0.0 && *s.get_ref() <= lr) {
-            return cx.err(
-                s.span(),
-                format!("min_lr must be in [0, lr = {lr}], got {}", s.get_ref()),
-            );
+            return cx.err(s.span(), format!("min_lr must be in [0, lr = {lr}], got {}", s.get_ref()));
         }
     }
     if let Some(sched) = &p.schedule {
         match sched.get_ref() {
             ScheduleKind::Cosine | ScheduleKind::Cooldown if p.steps.is_none() => {
-                return cx.err(
-                    sched.span(),
-                    format!(
-                        "schedule \"{}\" needs the phase to have steps = N",
-                        sched.get_ref()
-                    ),
-                );
+                return cx
+                    .err(sched.span(), format!("schedule \"{}\" needs the phase to have steps = N", sched.get_ref()));
             }
             ScheduleKind::Warmup if p.warmup_steps.is_none() => {
                 return cx.err(sched.span(), "schedule \"warmup\" needs warmup_steps = N");
             }
             ScheduleKind::Cyclical if p.cycle_steps.as_ref().is_none_or(|s| *s.get_ref() < 2) => {
-                return cx.err(
-                    sched.span(),
-                    "schedule \"cyclical\" needs cycle_steps = N (at least 2)",
-                );
+                return cx.err(sched.span(), "schedule \"cyclical\" needs cycle_steps = N (at least 2)");
             }
             _ => {}
         }
     }
     if let (Some(w), Some(s)) = (&p.warmup_steps, &p.steps) {
         if w.get_ref() > s.get_ref() {
-            return cx.err(
-                w.span(),
-                format!(
-                    "warmup_steps ({}) exceeds the phase's steps ({})",
-                    w.get_ref(),
-                    s.get_ref()
-                ),
-            );
+            return cx
+                .err(w.span(), format!("warmup_steps ({}) exceeds the phase's steps ({})", w.get_ref(), s.get_ref()));
         }
     }
     if *p.batch_size.get_ref() < 1 {
-        return cx.err(
-            p.batch_size.span(),
-            format!(
-                "batch_size must be at least 1, got {}",
-                p.batch_size.get_ref()
-            ),
-        );
+        return cx.err(p.batch_size.span(), format!("batch_size must be at least 1, got {}", p.batch_size.get_ref()));
     }
     if !p.loss.is_empty() && !p.loss.iter().any(|t| *t.kind.get_ref() != LossKind::L2) {
-        return cx.err(
-            p.loss[0].kind.span(),
-            "a phase needs a data loss term (ce or mse), not only l2",
-        );
+        return cx.err(p.loss[0].kind.span(), "a phase needs a data loss term (ce or mse), not only l2");
     }
     for t in &p.loss {
         if !(t.weight.is_finite() && t.weight >= 0.0) {
-            return cx.err(
-                t.kind.span(),
-                format!(
-                    "loss weight must be a non-negative number, got {}",
-                    t.weight
-                ),
-            );
+            return cx.err(t.kind.span(), format!("loss weight must be a non-negative number, got {}", t.weight));
         }
     }
     for f in &p.freeze {
         if !layers.contains(f.get_ref()) {
-            return cx.err(
-                f.span(),
-                format!(
-                    "unknown layer \"{}\", expected one of {}",
-                    f.get_ref(),
-                    layers.join(", ")
-                ),
-            );
+            return cx
+                .err(f.span(), format!("unknown layer \"{}\", expected one of {}", f.get_ref(), layers.join(", ")));
         }
     }
     if p.freeze.len() == layers.len() {
@@ -365,10 +239,7 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
     if let Some(n) = &p.input_noise {
         cx.in_range(&p.input_noise, 0.0, f64::MAX, "input_noise")?;
         if *c.task.kind.get_ref() == TaskKind::Modular {
-            return cx.err(
-                n.span(),
-                "input_noise applies to real-valued inputs, not the token task \"modular\"",
-            );
+            return cx.err(n.span(), "input_noise applies to real-valued inputs, not the token task \"modular\"");
         }
     }
     if let Some(rule) = &p.until {
@@ -376,21 +247,15 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
         if !DETECTORS.contains(&r.detector.get_ref().as_str()) {
             return cx.err(
                 r.detector.span(),
-                format!(
-                    "unknown detector \"{}\", expected one of {}",
-                    r.detector.get_ref(),
-                    DETECTORS.join(", ")
-                ),
+                format!("unknown detector \"{}\", expected one of {}", r.detector.get_ref(), DETECTORS.join(", ")),
             );
         }
         let metric = r.metric.get_ref();
         let known = RUN_METRICS.contains(&metric.as_str())
+            || metric.strip_prefix("loss/").is_some_and(|t| LossKind::parse(t).is_some())
             || metric
-                .strip_prefix("loss/")
-                .is_some_and(|t| LossKind::parse(t).is_some())
-            || metric.rsplit_once('/').is_some_and(|(layer, m)| {
-                layers.iter().any(|l| l == layer) && PROBE_METRICS.contains(&m)
-            });
+                .rsplit_once('/')
+                .is_some_and(|(layer, m)| layers.iter().any(|l| l == layer) && PROBE_METRICS.contains(&m));
         if !known {
             return cx.err(
                 r.metric.span(),

@@ -47,10 +47,7 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds the socket (replacing a stale one left by a killed host) and serves it on a
     /// background thread.
-    pub fn start(
-        path: &Path,
-        status: Arc<Mutex<Status>>,
-    ) -> std::io::Result<(ControlServer, Receiver<Pending>)> {
+    pub fn start(path: &Path, status: Arc<Mutex<Status>>) -> std::io::Result<(ControlServer, Receiver<Pending>)> {
         if path.exists() {
             if UnixStream::connect(path).is_ok() {
                 return Err(std::io::Error::new(
@@ -67,15 +64,8 @@ impl ControlServer {
         let listener = bound?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("control".into())
-            .spawn(move || accept_loop(listener, tx, status))?;
-        Ok((
-            ControlServer {
-                path: path.to_path_buf(),
-            },
-            rx,
-        ))
+        std::thread::Builder::new().name("control".into()).spawn(move || accept_loop(listener, tx, status))?;
+        Ok((ControlServer { path: path.to_path_buf() }, rx))
     }
 }
 
@@ -89,20 +79,13 @@ fn accept_loop(listener: UnixListener, tx: Sender<Pending>, status: Arc<Mutex<St
     for (n, conn) in listener.incoming().enumerate() {
         let Ok(conn) = conn else { continue };
         let (tx, status) = (tx.clone(), status.clone());
-        let _ = std::thread::Builder::new()
-            .name("control-conn".into())
-            .spawn(move || {
-                let _ = serve(conn, format!("socket#{n}"), tx, status);
-            });
+        let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
+            let _ = serve(conn, format!("socket#{n}"), tx, status);
+        });
     }
 }
 
-fn serve(
-    conn: UnixStream,
-    client: String,
-    tx: Sender<Pending>,
-    status: Arc<Mutex<Status>>,
-) -> std::io::Result<()> {
+fn serve(conn: UnixStream, client: String, tx: Sender<Pending>, status: Arc<Mutex<Status>>) -> std::io::Result<()> {
     let mut writer = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
     loop {
@@ -115,51 +98,26 @@ fn serve(
         if !line.ends_with('\n') && n as u64 >= MAX_LINE {
             write_reply(
                 &mut writer,
-                &Reply {
-                    ok: false,
-                    step,
-                    message: format!("request longer than {MAX_LINE} bytes"),
-                },
+                &Reply { ok: false, step, message: format!("request longer than {MAX_LINE} bytes") },
             )?;
             return Ok(());
         }
         let reply = match parse_request(line.trim()) {
-            Err(message) => Reply {
-                ok: false,
-                step,
-                message,
-            },
+            Err(message) => Reply { ok: false, step, message },
             Ok(None) => {
                 let s = status.lock().map(|s| s.clone()).unwrap_or_default();
-                Reply {
-                    ok: true,
-                    step: s.step,
-                    message: serde_json::to_string(&s).unwrap_or_default(),
-                }
+                Reply { ok: true, step: s.step, message: serde_json::to_string(&s).unwrap_or_default() }
             }
             Ok(Some(command)) => {
                 let (reply_tx, reply_rx) = mpsc::sync_channel(1);
-                if tx
-                    .send(Pending {
-                        command,
-                        client: client.clone(),
-                        reply: reply_tx,
-                    })
-                    .is_err()
-                {
-                    Reply {
+                if tx.send(Pending { command, client: client.clone(), reply: reply_tx }).is_err() {
+                    Reply { ok: false, step, message: "the run is ending".into() }
+                } else {
+                    reply_rx.recv_timeout(Duration::from_secs(600)).unwrap_or(Reply {
                         ok: false,
                         step,
-                        message: "the run is ending".into(),
-                    }
-                } else {
-                    reply_rx
-                        .recv_timeout(Duration::from_secs(600))
-                        .unwrap_or(Reply {
-                            ok: false,
-                            step,
-                            message: "no answer from the trainer".into(),
-                        })
+                        message: "no answer from the trainer".into(),
+                    })
                 }
             }
         };
@@ -169,14 +127,11 @@ fn serve(
 
 /// `Ok(None)` is a status request.
 fn parse_request(line: &str) -> Result<Option<Command>, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
     if value.get("cmd").and_then(|c| c.as_str()) == Some("status") {
         return Ok(None);
     }
-    serde_json::from_value(value)
-        .map(Some)
-        .map_err(|e| format!("invalid command: {e}"))
+    serde_json::from_value(value).map(Some).map_err(|e| format!("invalid command: {e}"))
 }
 
 fn write_reply(w: &mut UnixStream, r: &Reply) -> std::io::Result<()> {
@@ -193,6 +148,5 @@ pub fn request(socket: &Path, body: &serde_json::Value) -> std::io::Result<Reply
     conn.write_all(&line)?;
     let mut answer = String::new();
     BufReader::new(conn).read_line(&mut answer)?;
-    serde_json::from_str(&answer)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    serde_json::from_str(&answer).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }

@@ -4,9 +4,7 @@
 pub mod control;
 
 use crate::config::{self, Config};
-use crate::event::{
-    Command, Event, LogLevel, Metrics, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR,
-};
+use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
 use crate::rundir::{RunDir, RunMeta, now_unix};
 use crate::runlog;
 use crate::trainer::{Trainer, checkpoint, device_name};
@@ -66,11 +64,7 @@ pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     let cfg = &run.config.config;
     let dir = RunDir::create(&run.run_dir)?;
     std::fs::write(dir.config(), &run.config.source)?;
-    let run_id = run
-        .run_dir
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let run_id = run.run_dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let meta = RunMeta {
         run_id,
         config_name: run.config.name(),
@@ -80,18 +74,11 @@ pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     };
     dir.write_meta(&meta)?;
     let trainer = Trainer::new(cfg, meta.seed)?;
-    let log = runlog::Writer::create(&dir.log())
-        .with_context(|| format!("cannot create {}", dir.log().display()))?;
+    let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
     let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
     host.emit_started(None)?;
     let first = host.trainer.phase().name().to_string();
-    host.emit(Event::PhaseChanged {
-        step: 0,
-        from: None,
-        to: first,
-        cause: PhaseCause::Start,
-        detail: None,
-    })?;
+    host.emit(Event::PhaseChanged { step: 0, from: None, to: first, cause: PhaseCause::Start, detail: None })?;
     Ok(host)
 }
 
@@ -101,14 +88,11 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     let meta = dir.read_meta()?;
     let loaded = config::load(&dir.config())?;
     let mut trainer = Trainer::new(&loaded.config, meta.seed)?;
-    let (log, dropped) = runlog::Writer::open_append(&dir.log())
-        .with_context(|| format!("cannot reopen {}", dir.log().display()))?;
+    let (log, dropped) =
+        runlog::Writer::open_append(&dir.log()).with_context(|| format!("cannot reopen {}", dir.log().display()))?;
     let mut warnings = Vec::new();
     if let Some(d) = dropped {
-        warnings.push(format!(
-            "dropped {} bytes of a torn record at offset {} before resuming",
-            d.bytes, d.offset
-        ));
+        warnings.push(format!("dropped {} bytes of a torn record at offset {} before resuming", d.bytes, d.offset));
     }
     let latest = checkpoint::list(&dir.checkpoints()).pop();
     let from = match &latest {
@@ -130,13 +114,7 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>) -> Result<Host> {
 }
 
 impl Host {
-    fn assemble(
-        dir: RunDir,
-        meta: RunMeta,
-        trainer: Trainer,
-        log: runlog::Writer,
-        stop_flag: Arc<AtomicBool>,
-    ) -> Host {
+    fn assemble(dir: RunDir, meta: RunMeta, trainer: Trainer, log: runlog::Writer, stop_flag: Arc<AtomicBool>) -> Host {
         let status = Arc::new(Mutex::new(Status {
             run_id: meta.run_id.clone(),
             step: trainer.step(),
@@ -185,9 +163,7 @@ impl Host {
 
     fn emit(&mut self, ev: Event) -> Result<()> {
         self.log.append(&ev).context("cannot write the run log")?;
-        self.log
-            .flush_if_due()
-            .context("cannot flush the run log")?;
+        self.log.flush_if_due().context("cannot flush the run log")?;
         match &mut self.observer {
             Some(o) => o.event(&ev),
             None => self.early.push(ev),
@@ -197,11 +173,7 @@ impl Host {
 
     fn log_line(&mut self, level: LogLevel, message: String) -> Result<()> {
         let step = self.trainer.step();
-        self.emit(Event::Log {
-            step,
-            level,
-            message,
-        })
+        self.emit(Event::Log { step, level, message })
     }
 }
 
@@ -228,21 +200,13 @@ impl Host {
         drop(server);
         // Answer commands that arrived while the run was ending.
         while let Ok(p) = commands.try_recv() {
-            let _ = p.reply.send(Reply {
-                ok: false,
-                step: self.trainer.step(),
-                message: "the run has ended".into(),
-            });
+            let _ = p.reply.send(Reply { ok: false, step: self.trainer.step(), message: "the run has ended".into() });
         }
         let exit = match result {
             Ok(exit) => exit,
             Err(e) => {
                 let step = self.trainer.step();
-                let _ = self.emit(Event::RunEnded {
-                    step,
-                    status: RunStatus::Failed,
-                    message: format!("{e:#}"),
-                });
+                let _ = self.emit(Event::RunEnded { step, status: RunStatus::Failed, message: format!("{e:#}") });
                 let _ = self.log.sync();
                 return Err(e);
             }
@@ -256,11 +220,7 @@ impl Host {
         if status != RunStatus::Diverged {
             self.checkpoint(false)?;
         }
-        self.emit(Event::RunEnded {
-            step,
-            status,
-            message,
-        })?;
+        self.emit(Event::RunEnded { step, status, message })?;
         self.log.sync()?;
         Ok(status)
     }
@@ -303,19 +263,12 @@ impl Host {
             metrics.insert("steps_per_s".into(), rate.tick(step));
             let loss = metrics.get("train_loss").copied().unwrap_or(f64::NAN);
             let phase = self.trainer.phase().name().to_string();
-            self.emit(Event::Step {
-                step,
-                phase: phase.clone(),
-                t: now_unix(),
-                metrics: metrics.clone(),
-            })?;
+            self.emit(Event::Step { step, phase: phase.clone(), t: now_unix(), metrics: metrics.clone() })?;
             if let Ok(mut s) = self.status.lock() {
                 s.step = step;
             }
             if !loss.is_finite() {
-                return Ok(Exit::Diverged(format!(
-                    "train_loss is {loss} at step {step}"
-                )));
+                return Ok(Exit::Diverged(format!("train_loss is {loss} at step {step}")));
             }
             if cfg.eval.every > 0 && step % cfg.eval.every == 0 {
                 self.eval()?;
@@ -326,9 +279,7 @@ impl Host {
                     self.switch(next, PhaseCause::Scheduled, None)?;
                 } else {
                     self.final_eval()?;
-                    return Ok(Exit::Completed(format!(
-                        "phase plan finished (last phase \"{phase}\")"
-                    )));
+                    return Ok(Exit::Completed(format!("phase plan finished (last phase \"{phase}\")")));
                 }
             } else if cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0 {
                 self.checkpoint(false)?;
@@ -358,11 +309,7 @@ impl Host {
         let metrics = self.trainer.evaluate();
         self.last_val = metrics.clone();
         let step = self.trainer.step();
-        self.emit(Event::Eval {
-            step,
-            split: "val".into(),
-            metrics,
-        })
+        self.emit(Event::Eval { step, split: "val".into(), metrics })
     }
 
     /// Evaluates at the final step unless that step was just evaluated.
@@ -378,11 +325,7 @@ impl Host {
         let dir = self.dir.checkpoints();
         let path = checkpoint::save(&self.trainer, &dir, pinned)?;
         checkpoint::prune(&dir, self.trainer.config().checkpoint.keep);
-        let rel = path
-            .strip_prefix(&self.dir.path)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
+        let rel = path.strip_prefix(&self.dir.path).unwrap_or(&path).display().to_string();
         let step = self.trainer.step();
         self.emit(Event::Checkpoint { step, path: rel })
     }
@@ -392,13 +335,7 @@ impl Host {
         let note = self.trainer.switch_to(index);
         let to = self.trainer.phase().name().to_string();
         let step = self.trainer.step();
-        self.emit(Event::PhaseChanged {
-            step,
-            from: Some(from),
-            to: to.clone(),
-            cause,
-            detail,
-        })?;
+        self.emit(Event::PhaseChanged { step, from: Some(from), to: to.clone(), cause, detail })?;
         if let Some(n) = note {
             self.log_line(LogLevel::Info, n)?;
         }
@@ -415,9 +352,7 @@ impl Host {
         let mut exit = None;
         let outcome: std::result::Result<String, String> = match &p.command {
             Command::Switch { phase } => match self.trainer.config().phase_index(phase) {
-                Some(i) if i == self.trainer.phase_index() => {
-                    Err(format!("already in phase \"{phase}\""))
-                }
+                Some(i) if i == self.trainer.phase_index() => Err(format!("already in phase \"{phase}\"")),
                 Some(i) => Ok(i),
                 None => Err(format!(
                     "unknown phase \"{phase}\", expected one of {}",
@@ -473,11 +408,7 @@ impl Host {
         if let Ok(mut s) = self.status.lock() {
             s.paused = self.paused;
         }
-        let _ = p.reply.send(Reply {
-            ok: applied,
-            step,
-            message,
-        });
+        let _ = p.reply.send(Reply { ok: applied, step, message });
         Ok(exit)
     }
 }
@@ -491,11 +422,7 @@ struct Rate {
 
 impl Rate {
     fn new(step: u64) -> Rate {
-        Rate {
-            window_start: Instant::now(),
-            window_step: step,
-            value: 0.0,
-        }
+        Rate { window_start: Instant::now(), window_step: step, value: 0.0 }
     }
 
     fn tick(&mut self, step: u64) -> f64 {
@@ -519,11 +446,7 @@ impl Rate {
 /// Raises `flag` on SIGINT, SIGTERM and SIGHUP, so the run loop stops gracefully.
 pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         signal_hook::flag::register(sig, flag.clone())?;
     }
     Ok(flag)

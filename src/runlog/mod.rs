@@ -14,30 +14,27 @@ pub struct Writer {
 }
 impl Writer {
     pub fn create(path: &Path) -> std::io::Result<Writer> {
-        let f = std::fs::OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(path)?;
-        let mut w = Writer {
-            w: BufWriter::new(f),
-            last: std::time::Instant::now(),
-            buf: Vec::new(),
-        };
+        let f = std::fs::OpenOptions::new().create_new(true).write(true).open(path)?;
+        let mut w = Writer { w: BufWriter::new(f), last: std::time::Instant::now(), buf: Vec::new() };
         w.w.write_all(b"PHTOPLOG")?;
         w.w.write_all(&1u32.to_le_bytes())?;
         w.w.write_all(&0u32.to_le_bytes())?;
         Ok(w)
     }
     pub fn open_append(path: &Path) -> std::io::Result<(Writer, Option<Dropped>)> {
+        let b = std::fs::read(path)?;
+        let mut off = 16;
+        while off + 8 <= b.len() {
+            let len = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(b[off + 4..off + 8].try_into().unwrap());
+            if off + 8 + len > b.len() || crc32c::crc32c(&b[off + 8..off + 8 + len]) != crc {
+                break;
+            }
+            off += 8 + len;
+        }
+        std::fs::OpenOptions::new().write(true).open(path)?.set_len(off as u64)?;
         let f = std::fs::OpenOptions::new().append(true).open(path)?;
-        Ok((
-            Writer {
-                w: BufWriter::new(f),
-                last: std::time::Instant::now(),
-                buf: Vec::new(),
-            },
-            None,
-        ))
+        Ok((Writer { w: BufWriter::new(f), last: std::time::Instant::now(), buf: Vec::new() }, None))
     }
     pub fn append(&mut self, ev: &Event) -> std::io::Result<()> {
         self.buf.clear();
@@ -76,12 +73,40 @@ pub fn read_all(path: &Path) -> std::io::Result<LogContents> {
             break;
         }
         if let Ok(event) = serde_json::from_slice(&b[off + 8..off + 8 + len]) {
-            records.push(Record {
-                offset: off as u64,
-                event,
-            });
+            records.push(Record { offset: off as u64, event });
         }
         off += 8 + len;
     }
     Ok(LogContents { records })
+}
+
+pub struct Tail {
+    path: std::path::PathBuf,
+    offset: u64,
+}
+impl Tail {
+    pub fn new(path: &Path) -> Tail {
+        Tail { path: path.to_path_buf(), offset: 16 }
+    }
+    pub fn poll(&mut self) -> std::io::Result<Vec<Record>> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::File::open(&self.path)?;
+        f.seek(SeekFrom::Start(self.offset))?;
+        let mut b = Vec::new();
+        f.read_to_end(&mut b)?;
+        let mut off = 0;
+        let mut out = Vec::new();
+        while off + 8 <= b.len() {
+            let len = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
+            if off + 8 + len > b.len() {
+                break;
+            }
+            if let Ok(event) = serde_json::from_slice(&b[off + 8..off + 8 + len]) {
+                out.push(Record { offset: self.offset + off as u64, event });
+            }
+            off += 8 + len;
+        }
+        self.offset += off as u64;
+        Ok(out)
+    }
 }

@@ -44,8 +44,7 @@ pub fn save(t: &Trainer, dir: &Path, pinned: bool) -> Result<PathBuf> {
     tensors.extend(t.optimizer().state());
     let final_path = tensors_path(dir, step);
     let tmp = final_path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(&tensors, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     sync_file(&tmp)?;
     std::fs::rename(&tmp, &final_path)?;
     let meta = CheckpointMeta {
@@ -80,9 +79,7 @@ pub fn list(dir: &Path) -> Vec<CheckpointMeta> {
         .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .filter_map(|e| {
-            serde_json::from_slice::<CheckpointMeta>(&std::fs::read(e.path()).ok()?).ok()
-        })
+        .filter_map(|e| serde_json::from_slice::<CheckpointMeta>(&std::fs::read(e.path()).ok()?).ok())
         .filter(|m| tensors_path(dir, m.step).exists())
         .collect();
     out.sort_by_key(|m| m.step);
@@ -109,46 +106,28 @@ pub fn restore(t: &mut Trainer, dir: &Path, meta: &CheckpointMeta) -> Result<Vec
         .with_context(|| format!("cannot read checkpoint {}", path.display()))?
         .into_iter()
         .collect();
-    if meta.phase_index >= t.config().phases.len()
-        || t.config().phases[meta.phase_index].name() != meta.phase
-    {
-        bail!(
-            "checkpoint phase \"{}\" (#{}) is not in this config's plan",
-            meta.phase,
-            meta.phase_index
-        );
+    if meta.phase_index >= t.config().phases.len() || t.config().phases[meta.phase_index].name() != meta.phase {
+        bail!("checkpoint phase \"{}\" (#{}) is not in this config's plan", meta.phase, meta.phase_index);
     }
     let mut warnings = Vec::new();
     tch::no_grad(|| -> Result<()> {
         for (name, p) in t.named_params() {
-            let saved = loaded
-                .get(&format!("model.{name}"))
-                .with_context(|| format!("checkpoint lacks model.{name}"))?;
+            let saved =
+                loaded.get(&format!("model.{name}")).with_context(|| format!("checkpoint lacks model.{name}"))?;
             if saved.size() != p.size() {
-                bail!(
-                    "checkpoint model.{name} has shape {:?}, the model {:?}",
-                    saved.size(),
-                    p.size()
-                );
+                bail!("checkpoint model.{name} has shape {:?}, the model {:?}", saved.size(), p.size());
             }
             p.shallow_clone().copy_(saved);
         }
         for ((name, _), p0) in t.named_params().iter().zip(t.init_params()) {
             match loaded.get(&format!("init.{name}")) {
                 Some(saved) => p0.shallow_clone().copy_(saved),
-                None => warnings.push(format!(
-                    "initial weights of {name} not in checkpoint: dist_init restarts"
-                )),
+                None => warnings.push(format!("initial weights of {name} not in checkpoint: dist_init restarts")),
             }
         }
         Ok(())
     })?;
-    t.set_position(
-        meta.step,
-        meta.phase_index,
-        meta.phase_start,
-        meta.overrides.clone(),
-    );
+    t.set_position(meta.step, meta.phase_index, meta.phase_start, meta.overrides.clone());
     let missing = t.optimizer_mut().load_state(&loaded);
     if !missing.is_empty() {
         warnings.push(format!(

@@ -27,12 +27,7 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    pub fn build(
-        task: &TaskSection,
-        model: ModelKind,
-        seed: u64,
-        device: Device,
-    ) -> Result<Dataset> {
+    pub fn build(task: &TaskSection, model: ModelKind, seed: u64, device: Device) -> Result<Dataset> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a);
         let raw = match task.kind.get_ref() {
             TaskKind::Modular => modular(task, model, &mut rng),
@@ -149,24 +144,13 @@ fn modular(task: &TaskSection, model: ModelKind, rng: &mut ChaCha8Rng) -> Raw {
             ModOp::Div => a * mod_pow(b, p - 2, p) % p,
         }) as i64
     };
-    let n_train = ((pairs.len() as f64) * task.train_fraction())
-        .round()
-        .max(1.0) as usize;
+    let n_train = ((pairs.len() as f64) * task.train_fraction()).round().max(1.0) as usize;
     let y = pairs.iter().map(|&(a, b)| label(a, b)).collect();
     let (inputs, x) = match model {
         ModelKind::Transformer => {
             let eq = p as f64;
-            let x = pairs
-                .iter()
-                .flat_map(|&(a, b)| [a as f64, b as f64, eq])
-                .collect();
-            (
-                Inputs::Tokens {
-                    vocab: p + 1,
-                    seq_len: 3,
-                },
-                x,
-            )
+            let x = pairs.iter().flat_map(|&(a, b)| [a as f64, b as f64, eq]).collect();
+            (Inputs::Tokens { vocab: p + 1, seq_len: 3 }, x)
         }
         ModelKind::Mlp => {
             let mut x = vec![0.0; pairs.len() * 2 * p];
@@ -177,13 +161,7 @@ fn modular(task: &TaskSection, model: ModelKind, rng: &mut ChaCha8Rng) -> Raw {
             (Inputs::Features { dim: 2 * p }, x)
         }
     };
-    Raw {
-        inputs,
-        classes: p,
-        x,
-        y,
-        n_train: n_train.min(pairs.len() - 1),
-    }
+    Raw { inputs, classes: p, x, y, n_train: n_train.min(pairs.len() - 1) }
 }
 
 /// k-sparse parity on {−1, +1}^d: the label is whether the product of the first k
@@ -202,27 +180,15 @@ fn parity(task: &TaskSection, rng: &mut ChaCha8Rng) -> Raw {
         let prod: f64 = x[start..start + k].iter().product();
         y.push((prod < 0.0) as i64);
     }
-    Raw {
-        inputs: Inputs::Features { dim: d },
-        classes: 2,
-        x,
-        y,
-        n_train,
-    }
+    Raw { inputs: Inputs::Features { dim: d }, classes: 2, x, y, n_train }
 }
 
 /// Gaussian clusters: each class owns `clusters_per_class` random centres; samples are
 /// a centre plus isotropic noise of standard deviation `spread`.
 fn gaussian(task: &TaskSection, rng: &mut ChaCha8Rng) -> Raw {
-    let (d, c, m) = (
-        task.gaussian_dim(),
-        task.classes(),
-        task.clusters_per_class(),
-    );
+    let (d, c, m) = (task.gaussian_dim(), task.classes(), task.clusters_per_class());
     let spread = task.spread();
-    let centres: Vec<Vec<f64>> = (0..c * m)
-        .map(|_| (0..d).map(|_| 2.0 * normal(rng)).collect())
-        .collect();
+    let centres: Vec<Vec<f64>> = (0..c * m).map(|_| (0..d).map(|_| 2.0 * normal(rng)).collect()).collect();
     let n_train = task.n_train();
     let n = n_train + task.n_val();
     let mut x = Vec::with_capacity(n * d);
@@ -232,13 +198,7 @@ fn gaussian(task: &TaskSection, rng: &mut ChaCha8Rng) -> Raw {
         x.extend(centres[cluster].iter().map(|&mu| mu + spread * normal(rng)));
         y.push((cluster / m) as i64);
     }
-    Raw {
-        inputs: Inputs::Features { dim: d },
-        classes: c,
-        x,
-        y,
-        n_train,
-    }
+    Raw { inputs: Inputs::Features { dim: d }, classes: c, x, y, n_train }
 }
 
 /// The user's CSV: a header row, numeric feature columns, a label column (class names
@@ -250,24 +210,14 @@ fn csv_task(task: &TaskSection, rng: &mut ChaCha8Rng) -> Result<Raw> {
         .trim(csv::Trim::All)
         .from_path(&path)
         .with_context(|| format!("{path}: cannot open CSV file"))?;
-    let headers = reader
-        .headers()
-        .with_context(|| format!("{path}:1: cannot read the header row"))?
-        .clone();
+    let headers = reader.headers().with_context(|| format!("{path}:1: cannot read the header row"))?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let label_idx = col(&label_col).with_context(|| {
-        format!(
-            "{path}:1: no column \"{label_col}\" (columns: {})",
-            headers.iter().collect::<Vec<_>>().join(", ")
-        )
+        format!("{path}:1: no column \"{label_col}\" (columns: {})", headers.iter().collect::<Vec<_>>().join(", "))
     })?;
     let feature_names: Vec<String> = match &task.features {
         Some(f) => f.get_ref().clone(),
-        None => headers
-            .iter()
-            .filter(|h| *h != label_col)
-            .map(str::to_string)
-            .collect(),
+        None => headers.iter().filter(|h| *h != label_col).map(str::to_string).collect(),
     };
     let mut feature_idx = Vec::new();
     for f in &feature_names {
@@ -284,9 +234,7 @@ fn csv_task(task: &TaskSection, rng: &mut ChaCha8Rng) -> Result<Raw> {
         for (&j, name) in feature_idx.iter().zip(&feature_names) {
             let cell = rec.get(j).unwrap_or("");
             let v: f64 = cell.parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "{path}:{line}: column \"{name}\": cannot parse \"{cell}\" as a number"
-                )
+                anyhow::anyhow!("{path}:{line}: column \"{name}\": cannot parse \"{cell}\" as a number")
             })?;
             if !v.is_finite() {
                 bail!("{path}:{line}: column \"{name}\": value \"{cell}\" is not finite");
@@ -300,10 +248,7 @@ fn csv_task(task: &TaskSection, rng: &mut ChaCha8Rng) -> Result<Raw> {
         rows.push((feats, label));
     }
     if rows.len() < 4 {
-        bail!(
-            "{path}: only {} data rows; need at least 4 to split into train and held-out sets",
-            rows.len()
-        );
+        bail!("{path}: only {} data rows; need at least 4 to split into train and held-out sets", rows.len());
     }
     let mut classes: Vec<String> = rows.iter().map(|r| r.1.clone()).collect();
     classes.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
@@ -315,9 +260,7 @@ fn csv_task(task: &TaskSection, rng: &mut ChaCha8Rng) -> Result<Raw> {
         bail!("{path}: label column \"{label_col}\" has only one class");
     }
     rows.shuffle(rng);
-    let n_val = ((rows.len() as f64) * task.val_fraction())
-        .round()
-        .clamp(1.0, rows.len() as f64 - 1.0) as usize;
+    let n_val = ((rows.len() as f64) * task.val_fraction()).round().clamp(1.0, rows.len() as f64 - 1.0) as usize;
     let n_train = rows.len() - n_val;
     let d = feature_idx.len();
     let (mut mean, mut var) = (vec![0.0; d], vec![0.0; d]);
@@ -331,33 +274,18 @@ fn csv_task(task: &TaskSection, rng: &mut ChaCha8Rng) -> Result<Raw> {
             var[j] += (f[j] - mean[j]).powi(2) / n_train as f64;
         }
     }
-    let std: Vec<f64> = var
-        .iter()
-        .map(|v| if *v > 0.0 { v.sqrt() } else { 1.0 })
-        .collect();
+    let std: Vec<f64> = var.iter().map(|v| if *v > 0.0 { v.sqrt() } else { 1.0 }).collect();
     let mut x = Vec::with_capacity(rows.len() * d);
     let mut y = Vec::with_capacity(rows.len());
     for (f, label) in &rows {
         x.extend((0..d).map(|j| (f[j] - mean[j]) / std[j]));
         y.push(classes.iter().position(|c| c == label).expect("label seen") as i64);
     }
-    Ok(Raw {
-        inputs: Inputs::Features { dim: d },
-        classes: classes.len(),
-        x,
-        y,
-        n_train,
-    })
+    Ok(Raw { inputs: Inputs::Features { dim: d }, classes: classes.len(), x, y, n_train })
 }
 
 /// Replaces a `fraction` of `labels` with random classes, deterministically per step.
-pub fn noisy_labels(
-    labels: &Tensor,
-    classes: usize,
-    fraction: f64,
-    seed: u64,
-    step: u64,
-) -> Tensor {
+pub fn noisy_labels(labels: &Tensor, classes: usize, fraction: f64, seed: u64, step: u64) -> Tensor {
     if fraction <= 0.0 {
         return labels.shallow_clone();
     }
@@ -380,7 +308,5 @@ pub fn noisy_inputs(x: &Tensor, std: f64, seed: u64, step: u64) -> Tensor {
     let mut rng = step_rng(seed, step, 3);
     let n = x.numel();
     let noise: Vec<f32> = (0..n).map(|_| (std * normal(&mut rng)) as f32).collect();
-    x + Tensor::from_slice(&noise)
-        .view(x.size().as_slice())
-        .to_device(x.device())
+    x + Tensor::from_slice(&noise).view(x.size().as_slice()).to_device(x.device())
 }

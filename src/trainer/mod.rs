@@ -28,13 +28,7 @@ pub struct Overrides {
 }
 
 /// Keys accepted by [`Trainer::set`].
-pub const SETTABLE_KEYS: &[&str] = &[
-    "lr",
-    "weight_decay",
-    "momentum",
-    "batch_size",
-    "label_noise",
-];
+pub const SETTABLE_KEYS: &[&str] = &["lr", "weight_decay", "momentum", "batch_size", "label_noise"];
 
 pub struct Trainer {
     cfg: Config,
@@ -68,10 +62,7 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
         DeviceChoice::Auto => Device::cuda_if_available(),
         DeviceChoice::Cuda(n) => {
             if !tch::Cuda::is_available() || n >= tch::Cuda::device_count() as usize {
-                bail!(
-                    "device cuda:{n} requested but CUDA reports {} device(s)",
-                    tch::Cuda::device_count()
-                );
+                bail!("device cuda:{n} requested but CUDA reports {} device(s)", tch::Cuda::device_count());
             }
             Device::Cuda(n)
         }
@@ -102,11 +93,7 @@ impl Trainer {
         let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         let scale = cfg.model.init_scale();
         if scale != 1.0 {
-            tch::no_grad(|| {
-                named
-                    .iter_mut()
-                    .for_each(|(_, v)| drop(v.g_mul_scalar_(scale)))
-            });
+            tch::no_grad(|| named.iter_mut().for_each(|(_, v)| drop(v.g_mul_scalar_(scale))));
         }
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let layers = cfg.model.layer_names();
@@ -123,9 +110,7 @@ impl Trainer {
             .collect();
         let init = tch::no_grad(|| named.iter().map(|(_, t)| t.detach().copy()).collect());
         let optim = Optimizer::new(cfg.phases[0].optimizer(), &named);
-        let n_probe = (*cfg.probes.batch.get_ref() as i64)
-            .min(data.val_y.size()[0])
-            .max(1);
+        let n_probe = (*cfg.probes.batch.get_ref() as i64).min(data.val_y.size()[0]).max(1);
         let probe_x = data.val_x.narrow(0, 0, n_probe);
         let mut t = Trainer {
             cfg: cfg.clone(),
@@ -182,19 +167,13 @@ impl Trainer {
 
     /// Whether the current phase has run its step count.
     pub fn phase_finished(&self) -> bool {
-        self.phase()
-            .steps()
-            .is_some_and(|n| self.steps_in_phase() >= n)
+        self.phase().steps().is_some_and(|n| self.steps_in_phase() >= n)
     }
 
     /// The learning rate the next step will use.
     pub fn current_lr(&self) -> f64 {
         let p = self.phase();
-        schedule::lr_at(
-            p,
-            self.overrides.lr.unwrap_or(p.lr()),
-            self.steps_in_phase(),
-        )
+        schedule::lr_at(p, self.overrides.lr.unwrap_or(p.lr()), self.steps_in_phase())
     }
 
     fn hyper(&self) -> Hyper {
@@ -225,8 +204,7 @@ impl Trainer {
         let next = self.step + 1;
         let phase = self.phase().clone();
         let batch = self.overrides.batch_size.unwrap_or(phase.batch_size());
-        let idx = Tensor::from_slice(&self.data.batch_indices(self.seed, next, batch))
-            .to_device(self.device);
+        let idx = Tensor::from_slice(&self.data.batch_indices(self.seed, next, batch)).to_device(self.device);
         let x = self.data.train_x.index_select(0, &idx);
         let x = data::noisy_inputs(&x, phase.input_noise(), self.seed, next);
         let y = self.data.train_y.index_select(0, &idx);
@@ -265,13 +243,7 @@ impl Trainer {
         if !self.full_metrics {
             return m;
         }
-        let acc = tch::no_grad(|| {
-            logits
-                .argmax(-1, false)
-                .eq_tensor(&y)
-                .to_kind(Kind::Float)
-                .mean(Kind::Float)
-        });
+        let acc = tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).mean(Kind::Float));
         m.insert("train_acc".into(), acc.double_value(&[]));
         if terms.len() > 1 {
             for (kind, v) in &terms {
@@ -312,14 +284,7 @@ impl Trainer {
                 .filter(|g| g.defined())
                 .map(|g| g.square().sum(Kind::Float))
                 .collect();
-            if sq.is_empty() {
-                0.0
-            } else {
-                Tensor::stack(&sq, 0)
-                    .sum(Kind::Float)
-                    .sqrt()
-                    .double_value(&[])
-            }
+            if sq.is_empty() { 0.0 } else { Tensor::stack(&sq, 0).sum(Kind::Float).sqrt().double_value(&[]) }
         })
     }
 
@@ -331,12 +296,9 @@ impl Trainer {
                 parts.push(p.square().sum(Kind::Float));
                 parts.push((p - p0).square().sum(Kind::Float));
             }
-            let v: Vec<f64> = Vec::try_from(
-                Tensor::stack(&parts, 0)
-                    .view([-1, 2])
-                    .sum_dim_intlist(0, false, Kind::Double),
-            )
-            .expect("two sums");
+            let v: Vec<f64> =
+                Vec::try_from(Tensor::stack(&parts, 0).view([-1, 2]).sum_dim_intlist(0, false, Kind::Double))
+                    .expect("two sums");
             (v[0].sqrt(), v[1].sqrt())
         })
     }
@@ -357,22 +319,13 @@ impl Trainer {
                 let x = self.data.val_x.narrow(0, start, len);
                 let y = self.data.val_y.narrow(0, start, len);
                 let (logits, _) = self.model.forward(&x, false);
-                loss_sum += logits
-                    .cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0)
-                    .double_value(&[]);
-                correct += logits
-                    .argmax(-1, false)
-                    .eq_tensor(&y)
-                    .to_kind(Kind::Float)
-                    .sum(Kind::Float)
-                    .double_value(&[]);
+                loss_sum += logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0).double_value(&[]);
+                correct +=
+                    logits.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).sum(Kind::Float).double_value(&[]);
                 start += len;
             }
             let n = n.max(1) as f64;
-            Metrics::from([
-                ("val_loss".to_string(), loss_sum / n),
-                ("val_acc".to_string(), correct / n),
-            ])
+            Metrics::from([("val_loss".to_string(), loss_sum / n), ("val_acc".to_string(), correct / n)])
         })
     }
 
@@ -396,10 +349,7 @@ impl Trainer {
             return Some("optimizer state reset (reset_optimizer = true)".into());
         }
         if self.optim.set_kind(phase.optimizer()) {
-            return Some(format!(
-                "optimizer state dropped: {from} → {} do not share state",
-                phase.optimizer()
-            ));
+            return Some(format!("optimizer state dropped: {from} → {} do not share state", phase.optimizer()));
         }
         None
     }
@@ -412,30 +362,18 @@ impl Trainer {
         match key {
             "lr" if positive(value) => self.overrides.lr = Some(value),
             "weight_decay" if non_negative(value) => self.overrides.weight_decay = Some(value),
-            "momentum" if non_negative(value) && value < 1.0 => {
-                self.overrides.momentum = Some(value)
-            }
-            "batch_size" if value >= 1.0 && value.fract() == 0.0 => {
-                self.overrides.batch_size = Some(value as usize)
-            }
-            "label_noise" if (0.0..=1.0).contains(&value) => {
-                self.overrides.label_noise = Some(value)
-            }
+            "momentum" if non_negative(value) && value < 1.0 => self.overrides.momentum = Some(value),
+            "batch_size" if value >= 1.0 && value.fract() == 0.0 => self.overrides.batch_size = Some(value as usize),
+            "label_noise" if (0.0..=1.0).contains(&value) => self.overrides.label_noise = Some(value),
             k if SETTABLE_KEYS.contains(&k) => {
                 return Err(format!("invalid value {value} for {key}"));
             }
             _ => {
-                return Err(format!(
-                    "unknown key \"{key}\", expected one of {}",
-                    SETTABLE_KEYS.join(", ")
-                ));
+                return Err(format!("unknown key \"{key}\", expected one of {}", SETTABLE_KEYS.join(", ")));
             }
         }
         Ok(match key {
-            "lr" => format!(
-                "lr = {value} (next step uses {:.6e} after the phase's schedule)",
-                self.current_lr()
-            ),
+            "lr" => format!("lr = {value} (next step uses {:.6e} after the phase's schedule)", self.current_lr()),
             _ => format!("{key} = {value}"),
         })
     }
@@ -469,13 +407,7 @@ impl Trainer {
         &mut self.optim
     }
     /// Sets the position after a restore.
-    pub(crate) fn set_position(
-        &mut self,
-        step: u64,
-        phase_index: usize,
-        phase_start: u64,
-        overrides: Overrides,
-    ) {
+    pub(crate) fn set_position(&mut self, step: u64, phase_index: usize, phase_start: u64, overrides: Overrides) {
         self.step = step;
         self.phase_index = phase_index;
         self.phase_start = phase_start;

@@ -70,11 +70,7 @@ impl Mlp {
             d = width;
         }
         let head = nn::linear(vs / "head", d, classes as i64, Default::default());
-        Mlp {
-            hidden,
-            head,
-            activation: cfg.activation(),
-        }
+        Mlp { hidden, head, activation: cfg.activation() }
     }
 
     fn forward(&self, x: &Tensor, mut capture: Option<&mut Vec<Feature>>) -> Tensor {
@@ -82,20 +78,12 @@ impl Mlp {
         for (i, layer) in self.hidden.iter().enumerate() {
             h = activate(self.activation, layer.forward(&h));
             if let Some(f) = capture.as_deref_mut() {
-                f.push(Feature {
-                    layer: format!("mlp.{i}"),
-                    value: h.shallow_clone(),
-                    is_attention: false,
-                });
+                f.push(Feature { layer: format!("mlp.{i}"), value: h.shallow_clone(), is_attention: false });
             }
         }
         let out = self.head.forward(&h);
         if let Some(f) = capture {
-            f.push(Feature {
-                layer: "head".into(),
-                value: out.shallow_clone(),
-                is_attention: false,
-            });
+            f.push(Feature { layer: "head".into(), value: out.shallow_clone(), is_attention: false });
         }
         out
     }
@@ -122,26 +110,13 @@ struct Block {
 }
 
 impl Transformer {
-    fn new(
-        vs: &nn::Path,
-        cfg: &ModelSection,
-        vocab: usize,
-        seq_len: usize,
-        classes: usize,
-    ) -> Transformer {
+    fn new(vs: &nn::Path, cfg: &ModelSection, vocab: usize, seq_len: usize, classes: usize) -> Transformer {
         let d = cfg.transformer_d_model() as i64;
         let embed = vs / "embed";
         let tok = nn::embedding(&embed / "tok", vocab as i64, d, Default::default());
-        let pos = cfg.positional().then(|| {
-            embed.var(
-                "pos",
-                &[seq_len as i64, d],
-                nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: 0.02,
-                },
-            )
-        });
+        let pos = cfg
+            .positional()
+            .then(|| embed.var("pos", &[seq_len as i64, d], nn::Init::Randn { mean: 0.0, stdev: 0.02 }));
         let ff = cfg.transformer_d_ff() as i64;
         let blocks = (0..cfg.transformer_layers())
             .map(|i| {
@@ -160,13 +135,7 @@ impl Transformer {
             .collect();
         let ln_f = nn::layer_norm(vs / "head" / "ln", vec![d], Default::default());
         let head = nn::linear(vs / "head" / "out", d, classes as i64, Default::default());
-        Transformer {
-            tok,
-            pos,
-            blocks,
-            ln_f,
-            head,
-        }
+        Transformer { tok, pos, blocks, ln_f, head }
     }
 
     fn forward(&self, x: &Tensor, mut capture: Option<&mut Vec<Feature>>) -> Tensor {
@@ -175,40 +144,22 @@ impl Transformer {
             h = h + pos;
         }
         if let Some(f) = capture.as_deref_mut() {
-            f.push(Feature {
-                layer: "embed".into(),
-                value: last_position(&h),
-                is_attention: false,
-            });
+            f.push(Feature { layer: "embed".into(), value: last_position(&h), is_attention: false });
         }
         for (i, b) in self.blocks.iter().enumerate() {
             let (attn_out, probs) = b.attention(&b.ln1.forward(&h));
             h = h + attn_out;
             if let Some(f) = capture.as_deref_mut() {
-                f.push(Feature {
-                    layer: format!("block.{i}.attn"),
-                    value: probs,
-                    is_attention: true,
-                });
+                f.push(Feature { layer: format!("block.{i}.attn"), value: probs, is_attention: true });
             }
-            h = &h
-                + b.out
-                    .forward(&b.fc.forward(&b.ln2.forward(&h)).gelu("none"));
+            h = &h + b.out.forward(&b.fc.forward(&b.ln2.forward(&h)).gelu("none"));
             if let Some(f) = capture.as_deref_mut() {
-                f.push(Feature {
-                    layer: format!("block.{i}.mlp"),
-                    value: last_position(&h),
-                    is_attention: false,
-                });
+                f.push(Feature { layer: format!("block.{i}.mlp"), value: last_position(&h), is_attention: false });
             }
         }
         let out = self.head.forward(&self.ln_f.forward(&last_position(&h)));
         if let Some(f) = capture {
-            f.push(Feature {
-                layer: "head".into(),
-                value: out.shallow_clone(),
-                is_attention: false,
-            });
+            f.push(Feature { layer: "head".into(), value: out.shallow_clone(), is_attention: false });
         }
         out
     }
@@ -224,19 +175,11 @@ impl Block {
     fn attention(&self, x: &Tensor) -> (Tensor, Tensor) {
         let (b, t, d) = x.size3().expect("batch × time × dim");
         let dh = d / self.heads;
-        let qkv = self
-            .qkv
-            .forward(x)
-            .view([b, t, 3, self.heads, dh])
-            .permute([2, 0, 3, 1, 4]);
+        let qkv = self.qkv.forward(x).view([b, t, 3, self.heads, dh]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let scores = q.matmul(&k.transpose(-2, -1)) / (dh as f64).sqrt();
         let probs = scores.softmax(-1, Kind::Float);
-        let out = probs
-            .matmul(&v)
-            .transpose(1, 2)
-            .contiguous()
-            .view([b, t, d]);
+        let out = probs.matmul(&v).transpose(1, 2).contiguous().view([b, t, d]);
         (self.proj.forward(&out), probs)
     }
 }

@@ -38,13 +38,7 @@ impl Optimizer {
     pub fn new(kind: OptimizerKind, params: &[(String, Tensor)]) -> Optimizer {
         let slots = params
             .iter()
-            .map(|(name, p)| Slot {
-                name: name.clone(),
-                param: p.shallow_clone(),
-                m: None,
-                v: None,
-                t: 0,
-            })
+            .map(|(name, p)| Slot { name: name.clone(), param: p.shallow_clone(), m: None, v: None, t: 0 })
             .collect();
         Optimizer { kind, slots }
     }
@@ -121,21 +115,15 @@ impl Optimizer {
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Vec<String> {
         let mut missing = Vec::new();
         for s in &mut self.slots {
-            let get = |kind: &str| {
-                tensors
-                    .get(&format!("opt.{kind}.{}", s.name))
-                    .map(|t| t.to_device(s.param.device()))
-            };
+            let get =
+                |kind: &str| tensors.get(&format!("opt.{kind}.{}", s.name)).map(|t| t.to_device(s.param.device()));
             match get("t") {
                 Some(t) => {
                     s.t = t.int64_value(&[]);
                     s.m = get("m");
                     s.v = get("v");
                     let needs_v = matches!(self.kind, OptimizerKind::Adam | OptimizerKind::AdamW);
-                    if s.t > 0
-                        && (s.m.is_none() && self.kind != OptimizerKind::Sgd
-                            || needs_v && s.v.is_none())
-                    {
+                    if s.t > 0 && (s.m.is_none() && self.kind != OptimizerKind::Sgd || needs_v && s.v.is_none()) {
                         missing.push(s.name.clone());
                         s.m = None;
                         s.v = None;
@@ -150,11 +138,7 @@ impl Optimizer {
 }
 
 fn sgd(s: &mut Slot, g: Tensor, h: &Hyper) {
-    let g = if h.weight_decay != 0.0 {
-        &g + &s.param * h.weight_decay
-    } else {
-        g
-    };
+    let g = if h.weight_decay != 0.0 { &g + &s.param * h.weight_decay } else { g };
     let update = if h.momentum != 0.0 {
         match &mut s.m {
             Some(buf) => {

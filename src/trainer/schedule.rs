@@ -27,11 +27,7 @@ pub fn lr_at(phase: &Phase, base: f64, k: u64) -> f64 {
             let cycle = phase.cycle_steps().max(2);
             let pos = k % cycle;
             let half = cycle / 2;
-            let frac = if pos < half {
-                pos as f64 / half as f64
-            } else {
-                (cycle - pos) as f64 / (cycle - half) as f64
-            };
+            let frac = if pos < half { pos as f64 / half as f64 } else { (cycle - pos) as f64 / (cycle - half) as f64 };
             min + (base - min) * frac
         }
     }
@@ -46,10 +42,7 @@ mod tests {
             "[run]\nname='t'\nmax_steps=10\n[task]\nkind='parity'\n[model]\nkind='mlp'\n\
              [[phase]]\nname='p'\noptimizer='sgd'\nlr=1.0\nbatch_size=4\n{extra}"
         );
-        crate::config::parse("t.toml", &src)
-            .unwrap()
-            .phases
-            .remove(0)
+        crate::config::parse("t.toml", &src).unwrap().phases.remove(0)
     }
 
     #[test]

@@ -1,0 +1,415 @@
+//! The dashboard's view state and input handling, free of terminal I/O so that it can
+//! be driven by tests. Commands for the run go out through a [`CommandSink`].
+
+use super::keymap::{Action, Keymap};
+use super::layout::{Layout, Panel};
+use super::state::RunView;
+use super::theme::Theme;
+use crate::event::Command;
+use crate::host::control::Reply;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::path::PathBuf;
+
+/// Sends a command to the run's host and returns its answer.
+pub trait CommandSink {
+    fn send(&mut self, c: &Command) -> Result<Reply, String>;
+}
+
+/// Sends over the control socket in the run directory.
+pub struct SocketSink(pub PathBuf);
+
+impl CommandSink for SocketSink {
+    fn send(&mut self, c: &Command) -> Result<Reply, String> {
+        let body = serde_json::to_value(c).map_err(|e| e.to_string())?;
+        crate::host::control::request(&self.0, &body).map_err(|e| format!("run not reachable: {e}"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Normal,
+    Help,
+    Command { input: String, history_pos: Option<usize> },
+    PhasePicker { selected: usize },
+    Confirm { phase: String },
+    Quit { selected: usize },
+}
+
+/// The link to the host, as the header shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Live,
+    /// The host stopped answering (or died) without ending the run.
+    Stale,
+    /// Reading a finished run.
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Detach,
+    Stop,
+}
+
+pub const DIVERSITY_METRICS: &[&str] = &["eff_rank", "entropy", "diversity", "participation", "mean_cos"];
+/// Steps shown in the recent-window view at zoom 0.
+pub const RECENT_WINDOW: u64 = 2000;
+
+pub struct App {
+    pub view: RunView,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub layout: Layout,
+    pub layouts_dir: PathBuf,
+    pub mode: Mode,
+    pub link: Link,
+    pub focus: usize,
+    pub smoothing: f64,
+    pub log_y: bool,
+    pub ignore_outliers: bool,
+    pub full_history: bool,
+    /// Each level halves the visible span.
+    pub zoom: u32,
+    /// Right edge of the view; `None` follows the newest step.
+    pub pan_end: Option<u64>,
+    pub cursor: Option<u64>,
+    pub diversity_metric: usize,
+    /// `None` shows every probed layer.
+    pub diversity_layer: Option<usize>,
+    /// ASCII/dot glyphs instead of braille and box-drawing (weak terminals).
+    pub ascii: bool,
+    pub status: Option<(String, bool)>,
+    pub history: Vec<String>,
+    pub exit: Option<Exit>,
+    sink: Box<dyn CommandSink>,
+}
+
+impl App {
+    pub fn new(
+        view: RunView,
+        keymap: Keymap,
+        theme: Theme,
+        layout: Layout,
+        layouts_dir: PathBuf,
+        sink: Box<dyn CommandSink>,
+    ) -> App {
+        App {
+            view,
+            keymap,
+            theme,
+            layout,
+            layouts_dir,
+            mode: Mode::Normal,
+            link: Link::Live,
+            focus: 0,
+            smoothing: 0.6,
+            log_y: false,
+            ignore_outliers: false,
+            full_history: true,
+            zoom: 0,
+            pan_end: None,
+            cursor: None,
+            diversity_metric: 0,
+            diversity_layer: None,
+            ascii: false,
+            status: None,
+            history: Vec::new(),
+            exit: None,
+            sink,
+        }
+    }
+
+    pub fn focused_panel(&self) -> Option<Panel> {
+        self.layout.panels().get(self.focus).copied()
+    }
+
+    /// The step range the charts show.
+    pub fn x_range(&self) -> (u64, u64) {
+        let last = self.view.step.max(1);
+        let first = self.view.series.get("train_loss").and_then(|s| s.first_step()).unwrap_or(1).min(last);
+        let base = if self.full_history { last - first + 1 } else { RECENT_WINDOW.min(last - first + 1) };
+        let span = (base >> self.zoom.min(40)).max(10);
+        let end = self.pan_end.unwrap_or(last).clamp(first.saturating_add(span.min(last - first)).min(last), last);
+        (end.saturating_sub(span - 1).max(first.min(end)), end)
+    }
+
+    fn set_status(&mut self, msg: impl Into<String>, error: bool) {
+        self.status = Some((msg.into(), error));
+    }
+
+    fn send(&mut self, c: Command) {
+        match self.sink.send(&c) {
+            Ok(r) => self.set_status(format!("step {}: {}", r.step, r.message), !r.ok),
+            Err(e) => self.set_status(e, true),
+        }
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent) {
+        let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+        match self.mode.clone() {
+            Mode::Help => self.mode = Mode::Normal,
+            Mode::Command { input, history_pos } => self.on_command_key(key, input, history_pos),
+            Mode::PhasePicker { selected } => self.on_picker_key(key, selected),
+            Mode::Confirm { phase } => match key.code {
+                KeyCode::Char('y') | KeyCode::Enter => {
+                    self.mode = Mode::Normal;
+                    self.send(Command::Switch { phase });
+                }
+                _ => {
+                    self.mode = Mode::Normal;
+                    self.set_status("switch cancelled", false);
+                }
+            },
+            Mode::Quit { selected } => self.on_quit_key(key, selected),
+            Mode::Normal if ctrl_c => self.mode = Mode::Quit { selected: 0 },
+            Mode::Normal => {
+                if let Some(a) = self.keymap.action(&key) {
+                    self.on_action(a);
+                }
+            }
+        }
+    }
+
+    fn on_quit_key(&mut self, key: KeyEvent, selected: usize) {
+        match key.code {
+            KeyCode::Char('d') => self.exit = Some(Exit::Detach),
+            KeyCode::Char('s') => self.exit = Some(Exit::Stop),
+            KeyCode::Left | KeyCode::Right | KeyCode::Tab => self.mode = Mode::Quit { selected: (selected + 1) % 3 },
+            KeyCode::Enter => match selected {
+                0 => self.exit = Some(Exit::Detach),
+                1 => self.exit = Some(Exit::Stop),
+                _ => self.mode = Mode::Normal,
+            },
+            _ => self.mode = Mode::Normal,
+        }
+        if self.exit == Some(Exit::Stop) {
+            if self.link == Link::Live {
+                self.send(Command::Stop);
+            } else {
+                self.exit = Some(Exit::Detach);
+            }
+        }
+    }
+
+    fn on_picker_key(&mut self, key: KeyEvent, selected: usize) {
+        let n = self.view.plan.len().max(1);
+        match key.code {
+            KeyCode::Up | KeyCode::Char('k') => self.mode = Mode::PhasePicker { selected: (selected + n - 1) % n },
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
+                self.mode = Mode::PhasePicker { selected: (selected + 1) % n }
+            }
+            KeyCode::Enter => {
+                let phase = self.view.plan.get(selected).map(|p| p.name.clone()).unwrap_or_default();
+                self.mode = Mode::Confirm { phase };
+            }
+            _ => self.mode = Mode::Normal,
+        }
+    }
+
+    fn on_command_key(&mut self, key: KeyEvent, mut input: String, history_pos: Option<usize>) {
+        match key.code {
+            KeyCode::Esc => self.mode = Mode::Normal,
+            KeyCode::Enter => {
+                self.mode = Mode::Normal;
+                let line = input.trim().to_string();
+                if !line.is_empty() {
+                    self.history.push(line.clone());
+                    self.run_command_line(&line);
+                }
+            }
+            KeyCode::Backspace => {
+                input.pop();
+                self.mode = Mode::Command { input, history_pos: None };
+            }
+            KeyCode::Tab => {
+                let completed = self.complete(&input);
+                self.mode = Mode::Command { input: completed, history_pos: None };
+            }
+            KeyCode::Up if !self.history.is_empty() => {
+                let pos = history_pos.map_or(self.history.len() - 1, |p| p.saturating_sub(1));
+                self.mode = Mode::Command { input: self.history[pos].clone(), history_pos: Some(pos) };
+            }
+            KeyCode::Down => {
+                let pos = history_pos.map(|p| p + 1).filter(|p| *p < self.history.len());
+                let input = pos.map(|p| self.history[p].clone()).unwrap_or_default();
+                self.mode = Mode::Command { input, history_pos: pos };
+            }
+            KeyCode::Char(c) => {
+                input.push(c);
+                self.mode = Mode::Command { input, history_pos: None };
+            }
+            _ => {}
+        }
+    }
+
+    /// Completes the word being typed: command names, then phase or layout names.
+    pub fn complete(&self, input: &str) -> String {
+        let words: Vec<&str> = input.split_whitespace().collect();
+        let typing_first = words.len() <= 1 && !input.ends_with(' ');
+        let candidates: Vec<String> = if typing_first {
+            COMMANDS.iter().map(|s| s.to_string()).collect()
+        } else {
+            match words.first().copied() {
+                Some("switch") => self.view.plan.iter().map(|p| p.name.clone()).collect(),
+                Some("layout") => super::layout::SHIPPED.iter().map(|s| s.0.to_string()).collect(),
+                Some("set") => crate::trainer::SETTABLE_KEYS.iter().map(|k| format!("{k}=")).collect(),
+                _ => Vec::new(),
+            }
+        };
+        let partial = if input.ends_with(' ') { "" } else { words.last().copied().unwrap_or("") };
+        let matches: Vec<&String> = candidates.iter().filter(|c| c.starts_with(partial)).collect();
+        let Some(first) = matches.first() else { return input.to_string() };
+        // The longest common prefix of the matches.
+        let mut prefix = first.to_string();
+        for m in &matches[1..] {
+            while !m.starts_with(&prefix) {
+                prefix.pop();
+            }
+        }
+        let head = &input[..input.len() - partial.len()];
+        let sep = if matches.len() == 1 && !prefix.ends_with('=') { " " } else { "" };
+        format!("{head}{prefix}{sep}")
+    }
+
+    /// Runs a `:` command line. Errors go to the status line and change nothing.
+    pub fn run_command_line(&mut self, line: &str) {
+        let mut words = line.split_whitespace();
+        let verb = words.next().unwrap_or("");
+        let arg = words.next();
+        let extra = words.next();
+        if extra.is_some() {
+            return self.set_status(format!("too many arguments: {line}"), true);
+        }
+        match (verb, arg) {
+            ("switch", Some(p)) => {
+                if self.view.plan.iter().any(|x| x.name == p) {
+                    self.send(Command::Switch { phase: p.to_string() })
+                } else {
+                    let names: Vec<&str> = self.view.plan.iter().map(|x| x.name.as_str()).collect();
+                    self.set_status(format!("unknown phase \"{p}\", expected one of {}", names.join(", ")), true)
+                }
+            }
+            ("pause", None) => self.send(Command::Pause),
+            ("resume", None) => self.send(Command::Resume),
+            ("stop", None) => self.send(Command::Stop),
+            ("checkpoint", None) => self.send(Command::Checkpoint),
+            ("accept", None) => self.send(Command::Accept { id: None }),
+            ("dismiss", None) => self.send(Command::Dismiss { id: None }),
+            ("set", Some(kv)) => match kv.split_once('=').map(|(k, v)| (k, v.parse::<f64>())) {
+                Some((k, Ok(value))) => self.send(Command::Set { key: k.to_string(), value }),
+                _ => self.set_status(format!("set needs KEY=NUMBER, got \"{kv}\""), true),
+            },
+            ("goto", Some(s)) => match s.parse::<u64>() {
+                Ok(step) => {
+                    self.cursor = Some(step.min(self.view.step));
+                    let (a, b) = self.x_range();
+                    if step < a || step > b {
+                        self.pan_end = Some((step + (b - a) / 2).min(self.view.step));
+                    }
+                    self.set_status(format!("cursor at step {}", step.min(self.view.step)), false);
+                }
+                Err(_) => self.set_status(format!("goto needs a step number, got \"{s}\""), true),
+            },
+            ("smooth", Some(s)) => match s.parse::<f64>() {
+                Ok(v) if (0.0..1.0).contains(&v) => {
+                    self.smoothing = v;
+                    self.set_status(format!("smoothing {v}"), false);
+                }
+                _ => self.set_status(format!("smooth needs a number in [0, 1), got \"{s}\""), true),
+            },
+            ("layout", Some(name)) => match Layout::load(name, &self.layouts_dir) {
+                Ok(l) => {
+                    self.layout = l;
+                    self.focus = 0;
+                    self.set_status(format!("layout {name}"), false);
+                }
+                Err(e) => self.set_status(e, true),
+            },
+            ("help", None) => self.mode = Mode::Help,
+            ("", _) => {}
+            _ => self.set_status(format!("unknown command \"{line}\" (try: {})", COMMANDS.join(", ")), true),
+        }
+    }
+
+    fn pan(&mut self, right: bool) {
+        let (a, b) = self.x_range();
+        let step = ((b - a) / 4).max(1);
+        let end = if right { b + step } else { b.saturating_sub(step) };
+        self.pan_end = if end >= self.view.step { None } else { Some(end) };
+    }
+
+    fn on_action(&mut self, a: Action) {
+        match a {
+            Action::Quit => self.mode = Mode::Quit { selected: 0 },
+            Action::Help => self.mode = Mode::Help,
+            Action::CommandLine => self.mode = Mode::Command { input: String::new(), history_pos: None },
+            Action::Pause => self.send(if self.view.paused { Command::Resume } else { Command::Pause }),
+            Action::SwitchPhase => {
+                let current = self.view.current_phase().map(|p| p.name.clone());
+                let selected = self.view.plan.iter().position(|p| Some(&p.name) != current.as_ref()).unwrap_or(0);
+                self.mode = Mode::PhasePicker { selected };
+            }
+            Action::Accept | Action::Dismiss => match self.view.pending_suggestion().map(|s| s.id) {
+                Some(id) => self.send(if a == Action::Accept {
+                    Command::Accept { id: Some(id) }
+                } else {
+                    Command::Dismiss { id: Some(id) }
+                }),
+                None => self.set_status("no pending suggestion", true),
+            },
+            Action::Checkpoint => self.send(Command::Checkpoint),
+            Action::LogScale => self.log_y = !self.log_y,
+            Action::IgnoreOutliers => self.ignore_outliers = !self.ignore_outliers,
+            Action::SmoothMore => self.smoothing = (self.smoothing + 0.1).min(0.99),
+            Action::SmoothLess => self.smoothing = (self.smoothing - 0.1).max(0.0),
+            Action::ZoomIn => self.zoom = (self.zoom + 1).min(30),
+            Action::ZoomOut => self.zoom = self.zoom.saturating_sub(1),
+            Action::ResetView => {
+                self.zoom = 0;
+                self.pan_end = None;
+                self.cursor = None;
+            }
+            Action::FullHistory => self.full_history = !self.full_history,
+            Action::PanLeft => self.pan(false),
+            Action::PanRight => self.pan(true),
+            Action::CursorLeft | Action::CursorRight => {
+                let (a0, b0) = self.x_range();
+                let step = ((b0 - a0) / 60).max(1);
+                let c = self.cursor.unwrap_or(b0);
+                self.cursor =
+                    Some(if a == Action::CursorLeft { c.saturating_sub(step).max(a0) } else { (c + step).min(b0) });
+            }
+            Action::NextPanel => self.focus = (self.focus + 1) % self.layout.panels().len().max(1),
+            Action::PrevPanel => {
+                let n = self.layout.panels().len().max(1);
+                self.focus = (self.focus + n - 1) % n;
+            }
+            Action::NextLayer => {
+                let n = self.view.probe_layers.len();
+                self.diversity_layer = match self.diversity_layer {
+                    None if n > 0 => Some(0),
+                    Some(i) if i + 1 < n => Some(i + 1),
+                    _ => None,
+                };
+            }
+            Action::NextDiversityMetric => {
+                self.diversity_metric = (self.diversity_metric + 1) % DIVERSITY_METRICS.len()
+            }
+        }
+    }
+}
+
+pub const COMMANDS: &[&str] = &[
+    "switch",
+    "pause",
+    "resume",
+    "stop",
+    "checkpoint",
+    "set",
+    "accept",
+    "dismiss",
+    "goto",
+    "smooth",
+    "layout",
+    "help",
+];

@@ -1,0 +1,185 @@
+//! The ratatui dashboard. It reads the run log (backfill, then the live tail) and sends
+//! commands over the control socket; it never owns the run, so closing it, or losing
+//! the terminal, never stops training.
+
+pub mod app;
+pub mod keymap;
+pub mod layout;
+pub mod render;
+pub mod series;
+pub mod state;
+pub mod theme;
+
+use crate::rundir::RunDir;
+use crate::runlog;
+use anyhow::{Context, Result};
+use app::{App, Exit, Link, SocketSink};
+use ratatui::crossterm::event::{self as cevent, Event as TermEvent, KeyEventKind};
+use ratatui::crossterm::{execute, terminal};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Redraws at most this often (10 Hz), and only when something changed.
+const FRAME: Duration = Duration::from_millis(100);
+
+pub struct Options {
+    pub run_dir: PathBuf,
+    pub layout: String,
+    pub theme: Option<theme::ThemeKind>,
+    pub ascii: bool,
+    pub keys_file: Option<PathBuf>,
+}
+
+/// Key overrides from a TOML file: `[keys]\nlog_scale = "y"` or `= ["y", "L"]`.
+pub fn load_keymap(path: Option<&Path>) -> Result<keymap::Keymap> {
+    let mut overrides = BTreeMap::new();
+    if let Some(p) = path {
+        let src = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Keys {
+            One(String),
+            Many(Vec<String>),
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            #[serde(default)]
+            keys: BTreeMap<String, Keys>,
+        }
+        let f: File = toml::from_str(&src).map_err(|e| {
+            crate::commands::UsageError(format!("{}: {}", p.display(), e.message().trim().replace('`', "\"")))
+        })?;
+        for (k, v) in f.keys {
+            overrides.insert(
+                k,
+                match v {
+                    Keys::One(s) => vec![s],
+                    Keys::Many(v) => v,
+                },
+            );
+        }
+    }
+    keymap::Keymap::new(&overrides).map_err(|e| {
+        let file = path.map(|p| p.display().to_string()).unwrap_or_default();
+        crate::commands::UsageError(format!("{file}: {e}")).into()
+    })
+}
+
+/// Puts the terminal back: raw mode off, main screen, cursor shown.
+pub fn restore_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(std::io::stdout(), terminal::LeaveAlternateScreen, ratatui::crossterm::cursor::Show);
+}
+
+/// Runs the dashboard on a run directory until the user detaches or stops the run.
+pub fn run(opts: Options) -> Result<Exit> {
+    let dir = RunDir::open(&opts.run_dir)?;
+    let keymap = load_keymap(opts.keys_file.as_deref())?;
+    let layouts_dir = PathBuf::from("layouts");
+    let layout = layout::Layout::load(&opts.layout, &layouts_dir).map_err(crate::commands::UsageError)?;
+    let theme = theme::Theme::new(theme::ThemeKind::resolve(opts.theme));
+    let mut tail = runlog::Tail::new(&dir.log());
+    let mut view = state::RunView::default();
+    for r in tail.poll()? {
+        view.apply(&r.event);
+    }
+    let mut app = App::new(view, keymap, theme, layout, layouts_dir, Box::new(SocketSink(dir.socket())));
+    app.ascii = opts.ascii;
+
+    // SIGTERM/SIGHUP/SIGINT end the dashboard cleanly (the run goes on).
+    let quit = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, quit.clone())?;
+    }
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        default_hook(info);
+    }));
+    terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
+    execute!(std::io::stdout(), terminal::EnterAlternateScreen, ratatui::crossterm::cursor::Hide)?;
+    let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
+    let result = (|| -> Result<Exit> {
+        let mut term = ratatui::Terminal::new(backend)?;
+        term.clear()?;
+        let mut dirty = true;
+        let mut last_draw = Instant::now() - FRAME;
+        let mut last_liveness = Instant::now() - Duration::from_secs(2);
+        let mut layout_mtime = layout_file_mtime(&app);
+        loop {
+            if quit.load(Ordering::Relaxed) {
+                return Ok(Exit::Detach);
+            }
+            if let Some(e) = app.exit {
+                return Ok(e);
+            }
+            let wait = FRAME.saturating_sub(last_draw.elapsed()).max(Duration::from_millis(10));
+            if cevent::poll(wait)? {
+                match cevent::read()? {
+                    TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
+                        app.on_key(k);
+                        dirty = true;
+                    }
+                    TermEvent::Resize(..) => dirty = true,
+                    _ => {}
+                }
+            }
+            let new = tail.poll()?;
+            if !new.is_empty() {
+                for r in &new {
+                    app.view.apply(&r.event);
+                }
+                dirty = true;
+            }
+            if last_liveness.elapsed() >= Duration::from_secs(1) {
+                last_liveness = Instant::now();
+                let link = if app.view.ended.is_some() {
+                    Link::Ended
+                } else if dir.is_live() {
+                    Link::Live
+                } else {
+                    Link::Stale
+                };
+                if link != app.link {
+                    app.link = link;
+                    dirty = true;
+                }
+                // Layout files are watched: an edit redraws with the new layout.
+                let m = layout_file_mtime(&app);
+                if m != layout_mtime {
+                    layout_mtime = m;
+                    app.run_command_line(&format!("layout {}", app.layout.name));
+                    dirty = true;
+                }
+            }
+            if dirty && last_draw.elapsed() >= FRAME {
+                term.draw(|f| render::draw(f, &app))?;
+                last_draw = Instant::now();
+                dirty = false;
+            }
+        }
+    })();
+    restore_terminal();
+    result
+}
+
+fn layout_file_mtime(app: &App) -> Option<std::time::SystemTime> {
+    std::fs::metadata(layout::Layout::path(&app.layout.name, &app.layouts_dir)).and_then(|m| m.modified()).ok()
+}
+
+/// The newest run under `root` whose host is live.
+pub fn newest_live_run(root: &Path) -> Option<PathBuf> {
+    let mut runs: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(root)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| RunDir::open(p).is_ok_and(|d| d.is_live()))
+        .filter_map(|p| Some((std::fs::metadata(p.join(crate::rundir::LOG_FILE)).ok()?.modified().ok()?, p)))
+        .collect();
+    runs.sort();
+    runs.pop().map(|(_, p)| p)
+}
