@@ -95,31 +95,6 @@ fn phase_index(v: &RunView, name: &str) -> usize {
 fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     let v = &app.view;
     let t = &app.theme;
-    let sep = Span::styled(" │ ", t.dim);
-    let mut spans = vec![Span::styled(" phasetop ", t.accent), Span::raw(v.run_id.clone()), sep.clone()];
-    if let Some(p) = v.current_phase() {
-        let i = phase_index(v, &p.name);
-        let glyph = if app.ascii { "*" } else { "●" };
-        spans.push(Span::raw("phase "));
-        spans.push(Span::styled(format!("{glyph} {}", p.name), t.phase_fg(i)));
-        spans.push(Span::raw(format!(" ({}/{})", i + 1, v.plan.len().max(1))));
-        spans.push(sep.clone());
-    }
-    let max = v.max_steps.map(|m| format!(" / {}", fmt_step(m))).unwrap_or_default();
-    spans.push(Span::raw(format!("step {}{max}", fmt_step(v.step))));
-    spans.push(sep.clone());
-    let rate = v.steps_per_s().unwrap_or(0.0);
-    spans.push(Span::raw(format!("{rate:.0} it/s")));
-    spans.push(sep.clone());
-    let elapsed = (v.last_t - v.started_at).max(0.0);
-    let eta = match (v.max_steps, rate > 0.0 && v.ended.is_none()) {
-        (Some(m), true) if m > v.step => format!(" → ETA {}", fmt_duration((m - v.step) as f64 / rate)),
-        _ => String::new(),
-    };
-    spans.push(Span::raw(format!("{}{eta}", fmt_duration(elapsed))));
-    spans.push(sep.clone());
-    spans.push(Span::raw(v.device.clone()));
-    spans.push(sep);
     let (state, style) = match (v.ended, app.link, v.paused) {
         (Some(RunStatus::Completed), _, _) => ("COMPLETED", t.ok),
         (Some(RunStatus::Stopped), _, _) => ("STOPPED", t.warn),
@@ -130,7 +105,44 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
         (None, Link::Stale, _) => ("STALE", t.error),
         (None, Link::Ended, _) => ("NO HOST", t.warn),
     };
-    spans.push(Span::styled(state, style.add_modifier(Modifier::BOLD)));
+    // Segments in order of importance; the least important are dropped to fit, so the
+    // header survives at 80 columns.
+    let mut segments: Vec<Vec<Span>> = vec![vec![Span::styled(format!(" {state} "), style.add_modifier(Modifier::BOLD))]];
+    if let Some(p) = v.current_phase() {
+        let i = phase_index(v, &p.name);
+        let glyph = if app.ascii { "*" } else { "●" };
+        segments.push(vec![
+            Span::styled(format!("{glyph} {}", p.name), t.phase_fg(i)),
+            Span::raw(format!(" ({}/{})", i + 1, v.plan.len().max(1))),
+        ]);
+    }
+    let max = v.max_steps.map(|m| format!("/{}", fmt_step(m))).unwrap_or_default();
+    segments.push(vec![Span::raw(format!("step {}{max}", fmt_step(v.step)))]);
+    let rate = v.steps_per_s().unwrap_or(0.0);
+    segments.push(vec![Span::raw(format!("{rate:.0} it/s"))]);
+    let elapsed = (v.last_t - v.started_at).max(0.0);
+    let eta = match (v.max_steps, rate > 0.0 && v.ended.is_none()) {
+        (Some(m), true) if m > v.step => format!(" → ETA {}", fmt_duration((m - v.step) as f64 / rate)),
+        _ => String::new(),
+    };
+    segments.push(vec![Span::raw(format!("{}{eta}", fmt_duration(elapsed)))]);
+    let run: String = v.run_id.chars().take(32).collect();
+    segments.push(vec![Span::raw(run)]);
+    segments.push(vec![Span::raw(v.device.clone())]);
+    segments.push(vec![Span::styled("phasetop", t.accent)]);
+    let width = |segs: &[Vec<Span>]| -> usize {
+        segs.iter().map(|s| s.iter().map(|x| x.width()).sum::<usize>()).sum::<usize>() + 3 * segs.len()
+    };
+    while segments.len() > 1 && width(&segments) > area.width as usize {
+        segments.pop();
+    }
+    let mut spans = Vec::new();
+    for (i, seg) in segments.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" │ ", t.dim));
+        }
+        spans.extend(seg);
+    }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -328,7 +340,9 @@ fn y_bounds(ys: &mut [f64], clip: bool) -> (f64, f64) {
         hi += 0.5f64.max(hi.abs() * 0.05);
     }
     let pad = (hi - lo) * 0.05;
-    (lo - pad, hi + pad)
+    // Non-negative series (losses, accuracies, rates) never get a negative axis.
+    let floor = if ys[0] >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
+    ((lo - pad).max(floor), hi + pad)
 }
 
 /// The phase band under a chart: each phase's span in its colour with its name where it
