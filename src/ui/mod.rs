@@ -101,11 +101,17 @@ pub fn run(opts: Options) -> Result<Exit> {
         default_hook(info);
     }));
     terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
-    execute!(std::io::stdout(), terminal::EnterAlternateScreen, ratatui::crossterm::cursor::Hide)?;
+    // Clearing through crossterm rather than `Terminal::clear`, which asks the terminal
+    // for the cursor position: some terminals (and emulators in tests) never answer.
+    execute!(
+        std::io::stdout(),
+        terminal::EnterAlternateScreen,
+        ratatui::crossterm::cursor::Hide,
+        terminal::Clear(terminal::ClearType::All)
+    )?;
     let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
     let result = (|| -> Result<Exit> {
         let mut term = ratatui::Terminal::new(backend)?;
-        term.clear()?;
         let mut dirty = true;
         let mut last_draw = Instant::now() - FRAME;
         let mut last_liveness = Instant::now() - Duration::from_secs(2);

@@ -1,0 +1,200 @@
+//! The real binary in a pseudo-terminal, its screen parsed by a terminal emulator
+//! (vt100): start a run, switch phase by keys and by `:switch`, detach, re-attach and
+//! see the history, survive SIGKILL and SIGHUP of the dashboard, quit with stop.
+
+use phasetop::event::{Event, PhaseCause, RunStatus};
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_phasetop");
+
+struct Tty {
+    screen: Arc<Mutex<vt100::Parser>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+}
+
+impl Tty {
+    fn spawn(args: &[&str], cwd: &Path) -> Tty {
+        let pty = native_pty_system();
+        let pair = pty.openpty(PtySize { rows: 48, cols: 160, pixel_width: 0, pixel_height: 0 }).unwrap();
+        let mut cmd = CommandBuilder::new(BIN);
+        cmd.args(args);
+        cmd.cwd(cwd);
+        cmd.env("TERM", "xterm-256color");
+        let child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let writer = pair.master.take_writer().unwrap();
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(std::num::NonZeroU16::new(48).unwrap(), std::num::NonZeroU16::new(160).unwrap(), 0)));
+        let s2 = screen.clone();
+        std::thread::spawn(move || {
+            let _keep_master = pair.master;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                s2.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        Tty { screen, writer, child }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn wait_for(&self, what: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.contents().contains(what) {
+            assert!(Instant::now() < deadline, "screen never showed {what:?}:\n{}", self.contents());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn header(&self) -> String {
+        self.contents().lines().next().unwrap_or("").to_string()
+    }
+
+    fn wait_header(&self, what: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.header().contains(what) {
+            assert!(Instant::now() < deadline, "header never showed {what:?}:\n{}", self.contents());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&mut self, s: &str) {
+        self.writer.write_all(s.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn wait_exit(&mut self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "dashboard did not exit:\n{}", self.contents());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn events(run: &Path) -> Vec<Event> {
+    phasetop::runlog::read_all(&run.join("events.log")).unwrap().records.into_iter().map(|r| r.event).collect()
+}
+
+fn live(run: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(run.join("control.sock")).is_ok()
+}
+
+struct StopOnDrop(PathBuf);
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(BIN).arg("ctl").arg(&self.0).arg("stop").output();
+    }
+}
+
+#[test]
+fn dashboard_drives_a_run_and_detach_never_stops_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("small.toml");
+    std::fs::write(
+        &cfg,
+        "[run]\nname='small'\nmax_steps=100000000\nthreads=1\n[task]\nkind='gaussian'\nn_train=512\nn_val=128\n\
+         [model]\nkind='mlp'\ndepth=2\nwidth=32\n[eval]\nevery=10\n[checkpoint]\nevery=0\n\
+         [[phase]]\nname='warm'\noptimizer='adam'\nlr=0.01\nbatch_size=32\n\
+         [[phase]]\nname='main'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n",
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let _cleanup = StopOnDrop(run.clone());
+
+    let mut t = Tty::spawn(&["train", "small.toml", "--run-dir", "run"], tmp.path());
+    t.wait_header("LIVE", 60);
+    t.wait_header("● warm", 10);
+    t.wait_for("loss", 5);
+
+    // Switch by keys: s → picker → Enter → confirm → y.
+    t.keys("s");
+    t.wait_for("switch phase", 5);
+    t.keys("\r");
+    t.wait_for("confirm", 5);
+    t.keys("y");
+    t.wait_header("● main", 10);
+    let manual = |evs: &[Event], to: &str| {
+        evs.iter().any(|e| matches!(e, Event::PhaseChanged { to: t, cause: PhaseCause::Manual, .. } if t == to))
+    };
+    assert!(manual(&events(&run), "main"), "the switch is in the log with cause manual");
+
+    // Switch by the command line.
+    t.keys(":switch warm\r");
+    t.wait_header("● warm", 10);
+    assert!(manual(&events(&run), "warm"));
+    t.wait_for("main → warm: manual", 5);
+
+    // A bad command changes nothing and says why.
+    t.keys(":switch nowhere\r");
+    t.wait_for("unknown phase \"nowhere\"", 5);
+
+    // Quit → detach: the dashboard exits, training goes on.
+    t.keys("q");
+    t.wait_for("detach (training goes on)", 5);
+    t.keys("d");
+    t.wait_exit(10);
+    let step_then = events(&run).len();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(live(&run), "detaching never stops the run");
+    assert!(events(&run).len() > step_then, "training goes on after detach");
+
+    // Re-attach: the whole history is there (both manual switches).
+    let mut a = Tty::spawn(&["attach", "run"], tmp.path());
+    a.wait_header("LIVE", 30);
+    a.wait_for("warm → main: manual", 10);
+    a.wait_for("main → warm: manual", 10);
+    a.child.kill().unwrap(); // SIGKILL the dashboard
+    a.wait_exit(10);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(live(&run), "SIGKILL of a dashboard leaves training running");
+
+    let mut h = Tty::spawn(&["attach", "run"], tmp.path());
+    h.wait_header("LIVE", 30);
+    let pid = h.child.process_id().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    h.wait_exit(10);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(live(&run), "SIGHUP of a dashboard leaves training running");
+
+    // A last dashboard quits with stop: checkpoint, then the run ends as stopped.
+    let mut s = Tty::spawn(&["attach", "run"], tmp.path());
+    s.wait_header("LIVE", 30);
+    s.keys("q");
+    s.wait_for("stop the run", 5);
+    s.keys("s");
+    s.wait_exit(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(events(&run).last(), Some(Event::RunEnded { .. })) {
+        assert!(Instant::now() < deadline, "the run did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let evs = events(&run);
+    assert!(matches!(evs.last(), Some(Event::RunEnded { status: RunStatus::Stopped, .. })));
+    assert!(evs.iter().rev().take(4).any(|e| matches!(e, Event::Checkpoint { .. })), "stop checkpoints first");
+}
+
+#[test]
+fn train_without_a_terminal_runs_headless() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["train", "--max-steps", "30", "--run-dir"])
+        .arg(tmp.path().join("run"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("run completed at step 30"), "{stdout}");
+    assert!(!stdout.contains("\u{1b}["), "no escape sequences when stdout is not a terminal");
+}
