@@ -1,46 +1,667 @@
-//! TEMPORARY STUB (the lead's, so the crate builds): helper-1 replaces this file.
-use crate::event::Event;
+//! `phasetop inspect`: a run summarised from its log. [`Summary::from_contents`] is a pure
+//! fold over the records; its JSON (`inspect --json`) is a contract scripts rely on:
+//! `run_id`, `config_name`, `device`, `seed`, `status`, `end_message`, `last_step`,
+//! `records`, `corrupt_records`, `metrics`, `final_metrics`, `phases`, `commands`,
+//! `checkpoints`, `signals`, `suggestions`, `resumes`, `problems`.
+//!
+//! Rules:
+//! - `status` is the status of the last `RunEnded` when it comes after the last
+//!   `RunStarted`, else `unknown` ([`Summary::with_live`] turns that into `running` when
+//!   the host is alive).
+//! - A resume (`RunStarted` with `resumed_from_step: s`) supersedes what the earlier
+//!   incarnation logged after step `s`: its events with a step after `s` are ignored
+//!   (phases that started after `s`, commands, checkpoints, signals, suggestions, metric
+//!   values), and the phase containing `s` is reopened.
+//! - `last_step` is the latest step of any event after the last `RunStarted`; when there
+//!   is none yet, the latest before it (no later than `s` for a resume).
+//! - A phase ends where the next begins, or at the `RunEnded` step; the open phase of a
+//!   run that has not ended has `end_step: null`.
+
+use crate::event::{Event, RunStatus};
+use crate::runlog::{self, LogContents, LogError, Problem};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::path::Path;
-#[derive(serde::Serialize, Clone)]
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PhaseRow {
     pub name: String,
+    pub start_step: u64,
+    pub end_step: Option<u64>,
+    /// Why it began: start, scheduled, manual, rule, suggestion.
+    pub cause: String,
 }
-#[derive(serde::Serialize, Clone)]
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CommandRow {
+    pub step: u64,
+    /// As the operator would type it: `switch main`, `set lr=0.001`.
+    pub command: String,
+    pub applied: bool,
+    pub client: String,
+    /// The host's answer (why it was refused, or what it did).
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SignalRow {
+    pub step: u64,
+    pub detector: String,
+    pub metric: String,
+    pub score: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SuggestionRow {
+    pub step: u64,
+    pub id: u64,
+    pub to_phase: String,
+    pub because: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
+    pub run_id: String,
     pub config_name: String,
+    pub device: String,
+    pub seed: Option<u64>,
+    /// running, completed, stopped, failed, diverged, or unknown.
     pub status: String,
+    /// The last `RunEnded` message, when the run has ended.
+    pub end_message: Option<String>,
     pub last_step: u64,
-    pub checkpoints: Vec<u64>,
+    /// Good records.
+    pub records: usize,
+    /// Damaged spans (one per span).
+    pub corrupt_records: usize,
+    /// Metric names seen in Step and Eval events, sorted.
+    pub metrics: Vec<String>,
+    /// The last value of each metric (null for a non-finite value).
+    pub final_metrics: BTreeMap<String, f64>,
     pub phases: Vec<PhaseRow>,
+    pub commands: Vec<CommandRow>,
+    pub checkpoints: Vec<u64>,
+    pub signals: Vec<SignalRow>,
+    pub suggestions: Vec<SuggestionRow>,
+    /// The step each resume continued from, in order.
+    pub resumes: Vec<u64>,
+    pub problems: Vec<Problem>,
 }
+
 impl Summary {
-    pub fn load(p: &Path) -> anyhow::Result<Summary> {
-        let c = crate::runlog::read_all(p)?;
-        let mut s = Summary {
-            config_name: String::new(),
-            status: "unknown".into(),
-            last_step: 0,
-            checkpoints: vec![],
-            phases: vec![],
-        };
-        for r in c.records {
-            match r.event {
-                Event::Step { step, .. } => s.last_step = step,
-                Event::Checkpoint { step, .. } => s.checkpoints.push(step),
-                Event::PhaseChanged { to, .. } => s.phases.push(PhaseRow { name: to }),
-                Event::RunEnded { status, .. } => s.status = status.as_str().into(),
-                _ => {}
-            }
-        }
-        Ok(s)
+    /// Reads the log at `path` and summarises it.
+    pub fn load(path: &Path) -> Result<Summary, LogError> {
+        Ok(Summary::from_contents(&runlog::read_all(path)?))
     }
-    pub fn with_live(mut self, l: bool) -> Self {
-        if l && self.status == "unknown" {
-            self.status = "running".into();
+
+    /// Summarises a log's contents (pure).
+    pub fn from_contents(contents: &LogContents) -> Summary {
+        // What a later resume supersedes: after the k-th RunStarted, events past the
+        // smallest resume step of the RunStarted events that follow it.
+        let resumes: Vec<Option<u64>> = contents
+            .records
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::RunStarted { resumed_from_step, .. } => Some(*resumed_from_step),
+                _ => None,
+            })
+            .collect();
+        let mut cutoff = vec![None; resumes.len() + 1];
+        for i in (0..resumes.len()).rev() {
+            cutoff[i] = match (resumes[i], cutoff[i + 1]) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let mut f = Fold::default();
+        let mut segment = 0;
+        for r in &contents.records {
+            if matches!(r.event, Event::RunStarted { .. }) {
+                segment += 1;
+            } else if let (Some(step), Some(limit)) = (r.event.step(), cutoff[segment])
+                && step > limit
+            {
+                continue;
+            }
+            f.apply(&r.event);
+        }
+        f.finish(contents)
+    }
+
+    /// Marks a run whose log has not ended as `running` when its host is alive.
+    pub fn with_live(mut self, live: bool) -> Self {
+        if live && self.status == "unknown" {
+            self.status = RunStatus::Running.as_str().to_string();
         }
         self
     }
+
+    /// The summary as `phasetop inspect` prints it.
     pub fn render_text(&self) -> String {
-        format!("{} {}\n", self.status, self.last_step)
+        let mut s = String::new();
+        let or_dash = |v: &str| if v.is_empty() { "-".to_string() } else { v.to_string() };
+        let _ = writeln!(s, "run          {}", or_dash(&self.run_id));
+        let seed = self.seed.map_or("-".to_string(), |v| v.to_string());
+        let _ =
+            writeln!(s, "config       {}   device {}   seed {seed}", or_dash(&self.config_name), or_dash(&self.device));
+        let mut status = format!("{} at step {}", self.status, self.last_step);
+        if let Some(m) = self.end_message.as_deref().filter(|m| !m.is_empty()) {
+            let _ = write!(status, " ({m})");
+        }
+        let _ = writeln!(s, "status       {status}");
+        if !self.resumes.is_empty() {
+            let list: Vec<String> = self.resumes.iter().map(u64::to_string).collect();
+            let _ = writeln!(s, "resumed from step {}", list.join(", "));
+        }
+        let _ = writeln!(s, "records      {} good, {} damaged", self.records, self.corrupt_records);
+
+        if !self.phases.is_empty() {
+            let _ = writeln!(s, "\nphases");
+            let w = self.phases.iter().map(|p| p.name.chars().count()).max().unwrap_or(0);
+            for p in &self.phases {
+                let end = p.end_step.map_or("…".to_string(), |e| e.to_string());
+                let _ = writeln!(s, "  {:<w$}  {:>8} → {:<8}  {}", p.name, p.start_step, end, p.cause);
+            }
+        }
+        if !self.final_metrics.is_empty() {
+            let _ = writeln!(s, "\nfinal metrics");
+            let w = self.final_metrics.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+            for (k, v) in &self.final_metrics {
+                let _ = writeln!(s, "  {k:<w$}  {}", fmt_value(*v));
+            }
+        }
+        if !self.commands.is_empty() {
+            let _ = writeln!(s, "\ncommands");
+            for c in &self.commands {
+                let verdict = if c.applied { "applied" } else { "refused" };
+                let msg = if c.message.is_empty() { String::new() } else { format!(": {}", c.message) };
+                let _ = writeln!(s, "  step {:>8}  {:<20} {verdict}{msg}", c.step, c.command);
+            }
+        }
+        if !self.checkpoints.is_empty() {
+            let list: Vec<String> = self.checkpoints.iter().map(u64::to_string).collect();
+            let _ = writeln!(s, "\ncheckpoints  {}", list.join(", "));
+        }
+        if !self.suggestions.is_empty() {
+            let _ = writeln!(s, "\nsuggestions");
+            for g in &self.suggestions {
+                let _ = writeln!(s, "  step {:>8}  #{} → {}: {}", g.step, g.id, g.to_phase, g.because);
+            }
+        }
+        if !self.signals.is_empty() {
+            const SHOWN: usize = 10;
+            let n = self.signals.len();
+            let more = if n > SHOWN { format!(" (last {SHOWN} of {n})") } else { String::new() };
+            let _ = writeln!(s, "\nsignals{more}");
+            for g in &self.signals[n.saturating_sub(SHOWN)..] {
+                let _ =
+                    writeln!(s, "  step {:>8}  {} on {}  score {}", g.step, g.detector, g.metric, fmt_value(g.score));
+            }
+        }
+        if !self.problems.is_empty() {
+            let _ = writeln!(s, "\nlog damage (records in these spans were skipped)");
+            for p in &self.problems {
+                let _ = writeln!(s, "  {p}");
+            }
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render_text())
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if !v.is_finite() {
+        format!("{v}")
+    } else if v != 0.0 && (v.abs() >= 1e6 || v.abs() < 1e-3) {
+        format!("{v:.4e}")
+    } else {
+        format!("{v:.6}").trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+#[derive(Default)]
+struct Fold {
+    run_id: String,
+    config_name: String,
+    device: String,
+    seed: Option<u64>,
+    ended: Option<(RunStatus, String)>,
+    /// Latest step since the last RunStarted, and before it (superseded events are
+    /// never applied).
+    seg_last: Option<u64>,
+    prev_last: Option<u64>,
+    metrics: BTreeSet<String>,
+    final_metrics: BTreeMap<String, f64>,
+    phases: Vec<PhaseRow>,
+    commands: Vec<CommandRow>,
+    checkpoints: Vec<u64>,
+    signals: Vec<SignalRow>,
+    suggestions: Vec<SuggestionRow>,
+    resumes: Vec<u64>,
+}
+
+impl Fold {
+    fn apply(&mut self, ev: &Event) {
+        if let Some(step) = ev.step() {
+            self.seg_last = Some(self.seg_last.map_or(step, |s| s.max(step)));
+        }
+        match ev {
+            Event::RunStarted { run_id, config_name, device, seed, resumed_from_step, .. } => {
+                self.run_id.clone_from(run_id);
+                self.config_name.clone_from(config_name);
+                self.device.clone_from(device);
+                self.seed = Some(*seed);
+                self.ended = None;
+                if let Some(s) = self.seg_last.take() {
+                    self.prev_last = Some(s);
+                }
+                if let Some(s) = *resumed_from_step {
+                    // Events past `s` were skipped: the last phase left contains `s`.
+                    if let Some(p) = self.phases.last_mut() {
+                        p.end_step = None;
+                    }
+                    self.resumes.push(s);
+                    self.prev_last = Some(self.prev_last.map_or(s, |p| p.min(s)));
+                }
+            }
+            Event::Step { metrics, .. } | Event::Eval { metrics, .. } => {
+                for (k, v) in metrics {
+                    if !self.metrics.contains(k) {
+                        self.metrics.insert(k.clone());
+                    }
+                    match self.final_metrics.get_mut(k) {
+                        Some(slot) => *slot = *v,
+                        None => {
+                            self.final_metrics.insert(k.clone(), *v);
+                        }
+                    }
+                }
+            }
+            Event::Probe { .. } | Event::Log { .. } => {}
+            Event::Signal { step, detector, metric, score, .. } => self.signals.push(SignalRow {
+                step: *step,
+                detector: detector.clone(),
+                metric: metric.clone(),
+                score: *score,
+            }),
+            Event::Suggestion { step, id, to_phase, because } => self.suggestions.push(SuggestionRow {
+                step: *step,
+                id: *id,
+                to_phase: to_phase.clone(),
+                because: because.clone(),
+            }),
+            Event::Command { step, client, command, applied, message, .. } => self.commands.push(CommandRow {
+                step: *step,
+                command: command.to_string(),
+                applied: *applied,
+                client: client.clone(),
+                message: message.clone(),
+            }),
+            Event::PhaseChanged { step, to, cause, .. } => {
+                self.close_phase(*step);
+                self.phases.push(PhaseRow {
+                    name: to.clone(),
+                    start_step: *step,
+                    end_step: None,
+                    cause: cause.as_str().to_string(),
+                });
+            }
+            Event::Checkpoint { step, .. } => self.checkpoints.push(*step),
+            Event::RunEnded { step, status, message } => {
+                self.close_phase(*step);
+                self.ended = Some((*status, message.clone()));
+            }
+        }
+    }
+
+    fn close_phase(&mut self, step: u64) {
+        if let Some(p) = self.phases.last_mut()
+            && p.end_step.is_none()
+        {
+            p.end_step = Some(step.max(p.start_step));
+        }
+    }
+
+    fn finish(self, contents: &LogContents) -> Summary {
+        let (status, end_message) = match self.ended {
+            Some((st, m)) => (st.as_str().to_string(), Some(m)),
+            None => ("unknown".to_string(), None),
+        };
+        Summary {
+            run_id: self.run_id,
+            config_name: self.config_name,
+            device: self.device,
+            seed: self.seed,
+            status,
+            end_message,
+            last_step: self.seg_last.or(self.prev_last).unwrap_or(0),
+            records: contents.records.len(),
+            corrupt_records: contents.problems.len(),
+            metrics: self.metrics.into_iter().collect(),
+            final_metrics: self.final_metrics,
+            phases: self.phases,
+            commands: self.commands,
+            checkpoints: self.checkpoints,
+            signals: self.signals,
+            suggestions: self.suggestions,
+            resumes: self.resumes,
+            problems: contents.problems.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Command, LogLevel, Metrics, PhaseCause};
+    use crate::runlog::{ProblemKind, Record};
+
+    fn started(resumed: Option<u64>) -> Event {
+        Event::RunStarted {
+            run_id: "r1".into(),
+            schema_major: 1,
+            schema_minor: 0,
+            config_name: "demo".into(),
+            config: serde_json::json!({}),
+            phases: vec!["warmup".into(), "main".into(), "cool".into()],
+            device: "cpu".into(),
+            seed: 7,
+            started_at: 0.0,
+            resumed_from_step: resumed,
+        }
+    }
+
+    fn step(step: u64, loss: f64) -> Event {
+        let metrics: Metrics = [("train_loss".to_string(), loss), ("lr".to_string(), 0.1)].into();
+        Event::Step { step, phase: "x".into(), t: 0.0, metrics }
+    }
+
+    fn phase(step: u64, to: &str, cause: PhaseCause) -> Event {
+        Event::PhaseChanged { step, from: None, to: to.into(), cause, detail: None }
+    }
+
+    fn ended(step: u64, status: RunStatus) -> Event {
+        Event::RunEnded { step, status, message: "done".into() }
+    }
+
+    fn cmd(step: u64, command: Command, applied: bool) -> Event {
+        Event::Command { step, t: 0.0, client: "ctl".into(), command, applied, message: String::new() }
+    }
+
+    fn summarize(events: Vec<Event>) -> Summary {
+        let records = events.into_iter().enumerate().map(|(i, event)| Record { offset: i as u64, event }).collect();
+        Summary::from_contents(&LogContents { schema_major: 1, schema_minor: 0, records, problems: vec![] })
+    }
+
+    fn phase_tuples(s: &Summary) -> Vec<(&str, u64, Option<u64>, &str)> {
+        s.phases.iter().map(|p| (p.name.as_str(), p.start_step, p.end_step, p.cause.as_str())).collect()
+    }
+
+    #[test]
+    fn empty_log_is_unknown() {
+        let s = summarize(vec![]);
+        assert_eq!(s.status, "unknown");
+        assert_eq!(s.last_step, 0);
+        assert_eq!(s.seed, None);
+        assert!(s.phases.is_empty());
+        assert_eq!(s.clone().with_live(true).status, "running");
+    }
+
+    #[test]
+    fn completed_run() {
+        let s = summarize(vec![
+            started(None),
+            phase(0, "warmup", PhaseCause::Start),
+            step(1, 2.0),
+            step(2, 1.5),
+            phase(2, "main", PhaseCause::Scheduled),
+            Event::Checkpoint { step: 2, path: "c/2".into() },
+            step(3, 1.0),
+            Event::Eval { step: 3, split: "val".into(), metrics: [("val_loss".to_string(), 1.2)].into() },
+            ended(3, RunStatus::Completed),
+        ]);
+        assert_eq!(s.status, "completed");
+        assert_eq!(s.end_message.as_deref(), Some("done"));
+        assert_eq!(s.run_id, "r1");
+        assert_eq!(s.config_name, "demo");
+        assert_eq!(s.device, "cpu");
+        assert_eq!(s.seed, Some(7));
+        assert_eq!(s.last_step, 3);
+        assert_eq!(s.records, 9);
+        assert_eq!(s.metrics, vec!["lr", "train_loss", "val_loss"]);
+        assert_eq!(s.final_metrics["train_loss"], 1.0);
+        assert_eq!(s.final_metrics["val_loss"], 1.2);
+        assert_eq!(s.checkpoints, vec![2]);
+        assert_eq!(phase_tuples(&s), vec![("warmup", 0, Some(2), "start"), ("main", 2, Some(3), "scheduled")]);
+        // with_live never overrides a known status.
+        assert_eq!(s.with_live(true).status, "completed");
+    }
+
+    #[test]
+    fn status_rules() {
+        // No RunEnded: unknown, open phase.
+        let s = summarize(vec![started(None), phase(0, "warmup", PhaseCause::Start), step(5, 1.0)]);
+        assert_eq!(s.status, "unknown");
+        assert_eq!(s.phases[0].end_step, None);
+        assert_eq!(s.clone().with_live(false).status, "unknown");
+        assert_eq!(s.with_live(true).status, "running");
+        // A RunEnded before the last RunStarted does not count.
+        let s =
+            summarize(vec![started(None), step(5, 1.0), ended(5, RunStatus::Stopped), started(Some(5)), step(6, 1.0)]);
+        assert_eq!(s.status, "unknown");
+        assert_eq!(s.end_message, None);
+        // The last RunEnded wins.
+        let s = summarize(vec![
+            started(None),
+            ended(5, RunStatus::Stopped),
+            started(Some(5)),
+            ended(9, RunStatus::Diverged),
+        ]);
+        assert_eq!(s.status, "diverged");
+        for (st, name) in [(RunStatus::Failed, "failed"), (RunStatus::Completed, "completed")] {
+            assert_eq!(summarize(vec![started(None), ended(1, st)]).status, name);
+        }
+    }
+
+    #[test]
+    fn resume_supersedes_later_steps() {
+        let s = summarize(vec![
+            started(None),
+            phase(0, "warmup", PhaseCause::Start),
+            step(100, 3.0),
+            Event::Checkpoint { step: 100, path: "c".into() },
+            phase(150, "main", PhaseCause::Scheduled),
+            Event::Checkpoint { step: 150, path: "c".into() },
+            cmd(160, Command::Switch { phase: "cool".into() }, true),
+            phase(160, "cool", PhaseCause::Manual),
+            step(180, 9.0),
+            // Killed at 180 without RunEnded; resumed from the checkpoint at 150.
+            started(Some(150)),
+        ]);
+        assert_eq!(s.resumes, vec![150]);
+        assert_eq!(phase_tuples(&s), vec![("warmup", 0, Some(150), "start"), ("main", 150, None, "scheduled")]);
+        assert!(s.commands.is_empty());
+        assert_eq!(s.checkpoints, vec![100, 150]);
+        assert_eq!(s.final_metrics["train_loss"], 3.0);
+        // No step logged since the resume: the resume point, not the superseded 180.
+        assert_eq!(s.last_step, 150);
+        assert_eq!(s.status, "unknown");
+    }
+
+    #[test]
+    fn resume_reopens_the_phase_containing_the_resume_step() {
+        let s = summarize(vec![
+            started(None),
+            phase(0, "warmup", PhaseCause::Start),
+            phase(100, "main", PhaseCause::Scheduled),
+            step(250, 1.0),
+            phase(300, "cool", PhaseCause::Scheduled),
+            step(400, 0.5),
+            ended(400, RunStatus::Stopped),
+            started(Some(200)),
+            step(201, 0.9),
+            step(202, 0.8),
+            phase(260, "cool", PhaseCause::Manual),
+            step(261, 0.7),
+        ]);
+        assert_eq!(
+            phase_tuples(&s),
+            vec![
+                ("warmup", 0, Some(100), "start"),
+                ("main", 100, Some(260), "scheduled"),
+                ("cool", 260, None, "manual")
+            ]
+        );
+        assert_eq!(s.last_step, 261);
+        assert_eq!(s.final_metrics["train_loss"], 0.7);
+        assert_eq!(s.status, "unknown");
+    }
+
+    #[test]
+    fn two_resumes_use_the_earliest_later_resume_point() {
+        let s = summarize(vec![
+            started(None),
+            phase(0, "warmup", PhaseCause::Start),
+            phase(100, "main", PhaseCause::Scheduled),
+            step(180, 9.0),
+            started(Some(150)),
+            step(160, 5.0),
+            phase(170, "cool", PhaseCause::Manual),
+            // The second incarnation's checkpoints were lost: back to 120.
+            started(Some(120)),
+            step(121, 4.0),
+        ]);
+        assert_eq!(s.resumes, vec![150, 120]);
+        assert_eq!(phase_tuples(&s), vec![("warmup", 0, Some(100), "start"), ("main", 100, None, "scheduled")]);
+        assert_eq!(s.last_step, 121);
+        assert_eq!(s.final_metrics["train_loss"], 4.0);
+    }
+
+    #[test]
+    fn resume_after_a_completed_run_reopens_the_last_phase() {
+        let s = summarize(vec![
+            started(None),
+            phase(0, "main", PhaseCause::Start),
+            step(10, 1.0),
+            ended(10, RunStatus::Completed),
+            started(Some(10)),
+            Event::Log { step: 10, level: LogLevel::Info, message: "resumed".into() },
+        ]);
+        assert_eq!(phase_tuples(&s), vec![("main", 0, None, "start")]);
+        assert_eq!(s.status, "unknown");
+        assert_eq!(s.last_step, 10);
+    }
+
+    #[test]
+    fn commands_keep_display_and_applied() {
+        let s = summarize(vec![
+            started(None),
+            cmd(3, Command::Set { key: "lr".into(), value: 0.001 }, true),
+            cmd(4, Command::Switch { phase: "nope".into() }, false),
+            cmd(5, Command::Accept { id: Some(2) }, true),
+            cmd(6, Command::Pause, true),
+        ]);
+        let got: Vec<(u64, &str, bool)> = s.commands.iter().map(|c| (c.step, c.command.as_str(), c.applied)).collect();
+        assert_eq!(
+            got,
+            vec![(3, "set lr=0.001", true), (4, "switch nope", false), (5, "accept 2", true), (6, "pause", true)]
+        );
+        assert_eq!(s.last_step, 6);
+    }
+
+    #[test]
+    fn signals_suggestions_and_problems() {
+        let mut contents = LogContents {
+            schema_major: 1,
+            schema_minor: 0,
+            records: vec![
+                Record { offset: 16, event: started(None) },
+                Record {
+                    offset: 100,
+                    event: Event::Signal {
+                        step: 40,
+                        detector: "plateau".into(),
+                        metric: "train_loss".into(),
+                        score: 0.9,
+                        message: "flat".into(),
+                    },
+                },
+                Record {
+                    offset: 200,
+                    event: Event::Suggestion { step: 41, id: 1, to_phase: "main".into(), because: "plateau".into() },
+                },
+            ],
+            problems: vec![],
+        };
+        contents.problems.push(Problem { offset: 300, kind: ProblemKind::TornTail, detail: "cut".into() });
+        let s = Summary::from_contents(&contents);
+        assert_eq!(s.corrupt_records, 1);
+        assert_eq!(s.records, 3);
+        assert_eq!(
+            s.signals,
+            vec![SignalRow { step: 40, detector: "plateau".into(), metric: "train_loss".into(), score: 0.9 }]
+        );
+        assert_eq!(s.suggestions[0].to_phase, "main");
+        let text = s.render_text();
+        assert!(text.contains("torn_tail"), "{text}");
+        assert!(text.contains("plateau"), "{text}");
+    }
+
+    #[test]
+    fn json_contract_keys() {
+        let s = summarize(vec![
+            started(None),
+            phase(0, "warmup", PhaseCause::Start),
+            step(1, f64::NAN),
+            cmd(1, Command::Stop, true),
+            ended(1, RunStatus::Stopped),
+        ]);
+        let v = serde_json::to_value(&s).unwrap();
+        for key in [
+            "run_id",
+            "status",
+            "last_step",
+            "records",
+            "corrupt_records",
+            "metrics",
+            "phases",
+            "commands",
+            "checkpoints",
+            "config_name",
+            "device",
+            "seed",
+            "problems",
+            "final_metrics",
+            "signals",
+            "suggestions",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key} in {v}");
+        }
+        assert_eq!(v["status"], "stopped");
+        assert_eq!(
+            v["phases"][0],
+            serde_json::json!({"name": "warmup", "start_step": 0, "end_step": 1, "cause": "start"})
+        );
+        assert_eq!(
+            v["commands"][0],
+            serde_json::json!({"step": 1, "command": "stop", "applied": true, "client": "ctl", "message": ""})
+        );
+        assert!(v["final_metrics"]["train_loss"].is_null());
+        let text = s.render_text();
+        assert!(text.contains("stopped at step 1"), "{text}");
+        assert!(text.contains("warmup"), "{text}");
+    }
+
+    #[test]
+    fn open_phase_has_null_end_in_json() {
+        let s = summarize(vec![started(None), phase(0, "warmup", PhaseCause::Start)]);
+        let v = serde_json::to_value(&s).unwrap();
+        assert!(v["phases"][0]["end_step"].is_null());
     }
 }

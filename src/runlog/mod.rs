@@ -1,112 +1,167 @@
-//! TEMPORARY STUB (the lead's, so the crate builds): helper-1 replaces this file.
-use crate::event::Event;
-use std::io::{BufWriter, Read, Write};
-use std::path::Path;
+//! The run log: an append-only file of [`Event`]s, `events.log` in a run directory.
+//!
+//! The format is a documented contract (docs/RUNLOG.md):
+//!
+//! ```text
+//! header  : b"PHTOPLOG" | u32 LE schema major | u32 LE schema minor      (16 bytes)
+//! record  : u32 LE payload length | u32 LE CRC32C(payload) | payload     (repeated)
+//! payload : UTF-8 JSON of one Event, {"type":"step",...}; 2 ..= 16 MiB bytes
+//! ```
+//!
+//! - [`Writer`] appends (buffered; `flush_if_due` on every step keeps it at most
+//!   `flush_interval` behind), and on resume truncates a torn tail.
+//! - [`Reader`] streams records and [`Problem`]s from any `Read`; [`read_all`] collects.
+//!   After a damaged span it resynchronises on the next record whose length, CRC and
+//!   JSON braces check out, and reports the span once.
+//! - [`Tail`] follows a live log: each `poll` returns the complete records appended
+//!   since the last one and leaves a half-written record for the next.
+//!
+//! Nothing here panics on any input bytes.
 
-pub struct Dropped {
-    pub bytes: u64,
-    pub offset: u64,
-}
-pub struct Writer {
-    w: BufWriter<std::fs::File>,
-    last: std::time::Instant,
-    buf: Vec<u8>,
-}
-impl Writer {
-    pub fn create(path: &Path) -> std::io::Result<Writer> {
-        let f = std::fs::OpenOptions::new().create_new(true).write(true).open(path)?;
-        let mut w = Writer { w: BufWriter::new(f), last: std::time::Instant::now(), buf: Vec::new() };
-        w.w.write_all(b"PHTOPLOG")?;
-        w.w.write_all(&1u32.to_le_bytes())?;
-        w.w.write_all(&0u32.to_le_bytes())?;
-        Ok(w)
-    }
-    pub fn open_append(path: &Path) -> std::io::Result<(Writer, Option<Dropped>)> {
-        let b = std::fs::read(path)?;
-        let mut off = 16;
-        while off + 8 <= b.len() {
-            let len = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
-            let crc = u32::from_le_bytes(b[off + 4..off + 8].try_into().unwrap());
-            if off + 8 + len > b.len() || crc32c::crc32c(&b[off + 8..off + 8 + len]) != crc {
-                break;
-            }
-            off += 8 + len;
-        }
-        std::fs::OpenOptions::new().write(true).open(path)?.set_len(off as u64)?;
-        let f = std::fs::OpenOptions::new().append(true).open(path)?;
-        Ok((Writer { w: BufWriter::new(f), last: std::time::Instant::now(), buf: Vec::new() }, None))
-    }
-    pub fn append(&mut self, ev: &Event) -> std::io::Result<()> {
-        self.buf.clear();
-        serde_json::to_writer(&mut self.buf, ev)?;
-        self.w.write_all(&(self.buf.len() as u32).to_le_bytes())?;
-        self.w.write_all(&crc32c::crc32c(&self.buf).to_le_bytes())?;
-        self.w.write_all(&self.buf)
-    }
-    pub fn flush_if_due(&mut self) -> std::io::Result<()> {
-        if self.last.elapsed().as_millis() >= 250 {
-            self.last = std::time::Instant::now();
-            self.w.flush()?;
-        }
-        Ok(())
-    }
-    pub fn sync(&mut self) -> std::io::Result<()> {
-        self.w.flush()?;
-        self.w.get_ref().sync_all()
-    }
-}
+mod decode;
+mod fast;
+mod reader;
+mod writer;
+
+pub use reader::{Reader, Tail, read_all, read_bytes};
+pub use writer::{DEFAULT_FLUSH_INTERVAL, Dropped, Writer};
+
+use crate::event::{Event, SCHEMA_MAJOR};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// The first 8 bytes of every run log.
+pub const MAGIC: &[u8; 8] = b"PHTOPLOG";
+/// Magic plus the two schema version words.
+pub const HEADER_LEN: usize = 16;
+/// Length and CRC words before each payload.
+pub const RECORD_HEADER_LEN: usize = 8;
+/// A payload longer than this is invalid (treated as corruption).
+pub const MAX_PAYLOAD: usize = 16 << 20;
+
+/// One good record: its file offset (of the length word) and its event.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Record {
     pub offset: u64,
     pub event: Event,
 }
-pub struct LogContents {
-    pub records: Vec<Record>,
-}
-pub fn read_all(path: &Path) -> std::io::Result<LogContents> {
-    let mut b = Vec::new();
-    std::fs::File::open(path)?.read_to_end(&mut b)?;
-    let mut off = 16;
-    let mut records = Vec::new();
-    while off + 8 <= b.len() {
-        let len = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
-        if off + 8 + len > b.len() {
-            break;
-        }
-        if let Ok(event) = serde_json::from_slice(&b[off + 8..off + 8 + len]) {
-            records.push(Record { offset: off as u64, event });
-        }
-        off += 8 + len;
-    }
-    Ok(LogContents { records })
+
+/// A damaged span of the log (reported once per span, not once per byte).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Problem {
+    /// File offset where the damage starts.
+    pub offset: u64,
+    pub kind: ProblemKind,
+    pub detail: String,
 }
 
-pub struct Tail {
-    path: std::path::PathBuf,
-    offset: u64,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// The final record is incomplete (the writer died mid-record).
+    TornTail,
+    /// A length word of 0, 1, above 16 MiB, or one that runs past the end of the file
+    /// while more good records follow.
+    BadLength,
+    /// The payload does not match its CRC32C.
+    CrcMismatch,
+    /// The record is intact but its payload is not the JSON of an event.
+    InvalidJson,
+    /// The record is intact JSON with an event `type` this build does not know (written
+    /// by a newer minor version, usually).
+    UnknownEvent,
+    /// Reading failed part way (the rest of the file was not read).
+    Io,
 }
-impl Tail {
-    pub fn new(path: &Path) -> Tail {
-        Tail { path: path.to_path_buf(), offset: 16 }
-    }
-    pub fn poll(&mut self) -> std::io::Result<Vec<Record>> {
-        use std::io::{Seek, SeekFrom};
-        let mut f = std::fs::File::open(&self.path)?;
-        f.seek(SeekFrom::Start(self.offset))?;
-        let mut b = Vec::new();
-        f.read_to_end(&mut b)?;
-        let mut off = 0;
-        let mut out = Vec::new();
-        while off + 8 <= b.len() {
-            let len = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
-            if off + 8 + len > b.len() {
-                break;
-            }
-            if let Ok(event) = serde_json::from_slice(&b[off + 8..off + 8 + len]) {
-                out.push(Record { offset: self.offset + off as u64, event });
-            }
-            off += 8 + len;
+
+impl ProblemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::TornTail => "torn_tail",
+            ProblemKind::BadLength => "bad_length",
+            ProblemKind::CrcMismatch => "crc_mismatch",
+            ProblemKind::InvalidJson => "invalid_json",
+            ProblemKind::UnknownEvent => "unknown_event",
+            ProblemKind::Io => "io",
         }
-        self.offset += off as u64;
-        Ok(out)
     }
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "offset {}: {}: {}", self.offset, self.kind, self.detail)
+    }
+}
+
+/// Everything in a log: the header's versions, the good records, the damaged spans.
+#[derive(Clone, Debug, Default)]
+pub struct LogContents {
+    pub schema_major: u32,
+    pub schema_minor: u32,
+    pub records: Vec<Record>,
+    pub problems: Vec<Problem>,
+}
+
+/// Why a log cannot be read at all. Damage after the header is never an error: it is
+/// reported as [`Problem`]s next to the records that could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not a phasetop run log: {len} bytes, shorter than the {HEADER_LEN}-byte header")]
+    TooShort { len: usize },
+    #[error("not a phasetop run log: bad magic at offset 0")]
+    BadMagic,
+    #[error("written by a newer phasetop (schema {major}.x); this build reads {SCHEMA_MAJOR}.x")]
+    NewerSchema { major: u32, minor: u32 },
+}
+
+impl From<LogError> for std::io::Error {
+    fn from(e: LogError) -> std::io::Error {
+        match e {
+            LogError::Io { source, .. } => source,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidData, other),
+        }
+    }
+}
+
+/// The 16 header bytes this build writes.
+pub fn header_bytes() -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&crate::event::SCHEMA_MAJOR.to_le_bytes());
+    h[12..16].copy_from_slice(&crate::event::SCHEMA_MINOR.to_le_bytes());
+    h
+}
+
+/// Checks a complete 16-byte header; returns (major, minor).
+pub(crate) fn parse_header(h: &[u8]) -> Result<(u32, u32), LogError> {
+    if h.len() < HEADER_LEN {
+        if h.len() < MAGIC.len() && !MAGIC.starts_with(h) {
+            return Err(LogError::BadMagic);
+        }
+        if h.len() >= MAGIC.len() && &h[..8] != MAGIC {
+            return Err(LogError::BadMagic);
+        }
+        return Err(LogError::TooShort { len: h.len() });
+    }
+    if &h[..8] != MAGIC {
+        return Err(LogError::BadMagic);
+    }
+    let major = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+    let minor = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+    if major > SCHEMA_MAJOR {
+        return Err(LogError::NewerSchema { major, minor });
+    }
+    Ok((major, minor))
 }

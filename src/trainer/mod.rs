@@ -220,12 +220,17 @@ impl Trainer {
         self.optim.zero_grad();
         let (logits, _) = self.model.forward(&x, false);
         let mut terms: Vec<(LossKind, Tensor)> = Vec::new();
-        let mut total = Tensor::zeros([], (Kind::Float, self.device));
+        let mut total: Option<Tensor> = None;
         for (kind, weight) in phase.loss_terms() {
             let value = self.loss_term(kind, &logits, &y);
-            total = total + &value * weight;
+            let weighted = if weight == 1.0 { value.shallow_clone() } else { &value * weight };
+            total = Some(match total {
+                None => weighted,
+                Some(t) => t + weighted,
+            });
             terms.push((kind, value));
         }
+        let total = total.expect("validated: at least one loss term");
         let loss = total.double_value(&[]);
         let mut m = Metrics::new();
         m.insert("train_loss".into(), loss);

@@ -44,6 +44,12 @@ impl Model {
     }
 }
 
+/// `x Wᵀ + b` as one fused op (addmm), as PyTorch's `nn.Linear` does; tch's
+/// `Linear::forward` spells it matmul + transpose + add, which costs more per step.
+fn linear(l: &nn::Linear, x: &Tensor) -> Tensor {
+    x.linear(&l.ws, l.bs.as_ref())
+}
+
 fn activate(a: Activation, x: Tensor) -> Tensor {
     match a {
         Activation::Relu => x.relu(),
@@ -76,12 +82,12 @@ impl Mlp {
     fn forward(&self, x: &Tensor, mut capture: Option<&mut Vec<Feature>>) -> Tensor {
         let mut h = x.shallow_clone();
         for (i, layer) in self.hidden.iter().enumerate() {
-            h = activate(self.activation, layer.forward(&h));
+            h = activate(self.activation, linear(layer, &h));
             if let Some(f) = capture.as_deref_mut() {
                 f.push(Feature { layer: format!("mlp.{i}"), value: h.shallow_clone(), is_attention: false });
             }
         }
-        let out = self.head.forward(&h);
+        let out = linear(&self.head, &h);
         if let Some(f) = capture {
             f.push(Feature { layer: "head".into(), value: out.shallow_clone(), is_attention: false });
         }
@@ -152,12 +158,12 @@ impl Transformer {
             if let Some(f) = capture.as_deref_mut() {
                 f.push(Feature { layer: format!("block.{i}.attn"), value: probs, is_attention: true });
             }
-            h = &h + b.out.forward(&b.fc.forward(&b.ln2.forward(&h)).gelu("none"));
+            h = &h + linear(&b.out, &linear(&b.fc, &b.ln2.forward(&h)).gelu("none"));
             if let Some(f) = capture.as_deref_mut() {
                 f.push(Feature { layer: format!("block.{i}.mlp"), value: last_position(&h), is_attention: false });
             }
         }
-        let out = self.head.forward(&self.ln_f.forward(&last_position(&h)));
+        let out = linear(&self.head, &self.ln_f.forward(&last_position(&h)));
         if let Some(f) = capture {
             f.push(Feature { layer: "head".into(), value: out.shallow_clone(), is_attention: false });
         }
@@ -175,11 +181,11 @@ impl Block {
     fn attention(&self, x: &Tensor) -> (Tensor, Tensor) {
         let (b, t, d) = x.size3().expect("batch × time × dim");
         let dh = d / self.heads;
-        let qkv = self.qkv.forward(x).view([b, t, 3, self.heads, dh]).permute([2, 0, 3, 1, 4]);
+        let qkv = linear(&self.qkv, x).view([b, t, 3, self.heads, dh]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let scores = q.matmul(&k.transpose(-2, -1)) / (dh as f64).sqrt();
         let probs = scores.softmax(-1, Kind::Float);
         let out = probs.matmul(&v).transpose(1, 2).contiguous().view([b, t, d]);
-        (self.proj.forward(&out), probs)
+        (linear(&self.proj, &out), probs)
     }
 }
