@@ -159,7 +159,10 @@ fn main() {
     let small = median_frame_ms(view_with(1_000));
     let large = median_frame_ms(view_with(1_000_000));
     println!("render 160x48 default layout, median of 200 frames:");
-    println!("  10^3 points/series: {small:.3} ms   10^6 points/series: {large:.3} ms   ratio {:.2}x (target ≤ 1.5x, ≤ 2 ms)", large / small);
+    println!(
+        "  10^3 points/series: {small:.3} ms   10^6 points/series: {large:.3} ms   ratio {:.2}x (target ≤ 1.5x, ≤ 2 ms)",
+        large / small
+    );
 
     let before = LIVE.load(Ordering::Relaxed);
     let t0 = Instant::now();
@@ -174,7 +177,9 @@ fn main() {
     drop(v);
 
     match bytes_per_second_over_pty() {
-        Some(r) => println!("terminal output, live demo run, default layout 160x48: {:.1} KB/s (target ≤ 20 KB/s)", r / 1e3),
+        Some(r) => {
+            println!("terminal output, live demo run, default layout 160x48: {:.1} KB/s (target ≤ 20 KB/s)", r / 1e3)
+        }
         None => println!("terminal output: could not measure (pty or host failed)"),
     }
 }

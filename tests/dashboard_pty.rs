@@ -29,7 +29,11 @@ impl Tty {
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().unwrap();
         let writer = pair.master.take_writer().unwrap();
-        let screen = Arc::new(Mutex::new(vt100::Parser::new(std::num::NonZeroU16::new(48).unwrap(), std::num::NonZeroU16::new(160).unwrap(), 0)));
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(
+            std::num::NonZeroU16::new(48).unwrap(),
+            std::num::NonZeroU16::new(160).unwrap(),
+            0,
+        )));
         let s2 = screen.clone();
         std::thread::spawn(move || {
             let _keep_master = pair.master;

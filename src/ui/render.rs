@@ -107,7 +107,8 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     };
     // Segments in order of importance; the least important are dropped to fit, so the
     // header survives at 80 columns.
-    let mut segments: Vec<Vec<Span>> = vec![vec![Span::styled(format!(" {state} "), style.add_modifier(Modifier::BOLD))]];
+    let mut segments: Vec<Vec<Span>> =
+        vec![vec![Span::styled(format!(" {state} "), style.add_modifier(Modifier::BOLD))]];
     if let Some(p) = v.current_phase() {
         let i = phase_index(v, &p.name);
         let glyph = if app.ascii { "*" } else { "●" };
