@@ -52,6 +52,7 @@ pub struct Host {
     status: Arc<Mutex<Status>>,
     paused: bool,
     last_val: Metrics,
+    last_metrics: Metrics,
     observer: Option<Box<dyn Observer>>,
     /// A switch accepted by `apply`, carried out after the command is recorded.
     pending_switch: Option<usize>,
@@ -130,6 +131,7 @@ impl Host {
             status,
             paused: false,
             last_val: Metrics::new(),
+            last_metrics: Metrics::new(),
             observer: None,
             pending_switch: None,
             early: Vec::new(),
@@ -165,7 +167,13 @@ impl Host {
         self.log.append(&ev).context("cannot write the run log")?;
         self.log.flush_if_due().context("cannot flush the run log")?;
         match &mut self.observer {
-            Some(o) => o.event(&ev),
+            Some(o) => {
+                o.event(&ev);
+                // Kept (moved, not cloned) for the once-a-second progress line.
+                if let Event::Step { metrics, .. } = ev {
+                    self.last_metrics = metrics;
+                }
+            }
             None => self.early.push(ev),
         }
         Ok(())
@@ -263,7 +271,7 @@ impl Host {
             metrics.insert("steps_per_s".into(), rate.tick(step));
             let loss = metrics.get("train_loss").copied().unwrap_or(f64::NAN);
             let phase = self.trainer.phase().name().to_string();
-            self.emit(Event::Step { step, phase: phase.clone(), t: now_unix(), metrics: metrics.clone() })?;
+            self.emit(Event::Step { step, phase: phase.clone(), t: now_unix(), metrics })?;
             if let Ok(mut s) = self.status.lock() {
                 s.step = step;
             }
@@ -286,17 +294,17 @@ impl Host {
             }
             if last_progress.elapsed() >= Duration::from_secs(1) {
                 last_progress = Instant::now();
-                self.report_progress(&metrics, max_steps, rate.value);
+                self.report_progress(max_steps, rate.value);
             }
         }
     }
 
-    fn report_progress(&mut self, metrics: &Metrics, max_steps: u64, steps_per_s: f64) {
+    fn report_progress(&mut self, max_steps: u64, steps_per_s: f64) {
         let p = Progress {
             step: self.trainer.step(),
             max_steps,
             phase: self.trainer.phase().name().to_string(),
-            metrics: metrics.clone(),
+            metrics: self.last_metrics.clone(),
             val: self.last_val.clone(),
             steps_per_s,
         };

@@ -282,29 +282,21 @@ impl Trainer {
 
     fn grad_norm(&self) -> f64 {
         tch::no_grad(|| {
-            let sq: Vec<Tensor> = self
-                .params
-                .iter()
-                .map(|(_, p)| p.grad())
-                .filter(|g| g.defined())
-                .map(|g| g.square().sum(Kind::Float))
-                .collect();
-            if sq.is_empty() { 0.0 } else { Tensor::stack(&sq, 0).sum(Kind::Float).sqrt().double_value(&[]) }
+            let grads: Vec<Tensor> =
+                self.params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).map(|g| g.view(-1)).collect();
+            if grads.is_empty() { 0.0 } else { Tensor::cat(&grads, 0).norm().double_value(&[]) }
         })
     }
 
-    /// (‖θ‖, ‖θ − θ₀‖) over all parameters, in one host round trip.
+    /// (‖θ‖, ‖θ − θ₀‖) over all parameters: a few fused ops over the flattened
+    /// parameters and one host round trip, so per-step monitoring stays cheap.
     fn weight_norms(&self) -> (f64, f64) {
         tch::no_grad(|| {
-            let mut parts = Vec::with_capacity(2 * self.params.len());
-            for ((_, p), p0) in self.params.iter().zip(&self.init) {
-                parts.push(p.square().sum(Kind::Float));
-                parts.push((p - p0).square().sum(Kind::Float));
-            }
-            let v: Vec<f64> =
-                Vec::try_from(Tensor::stack(&parts, 0).view([-1, 2]).sum_dim_intlist(0, false, Kind::Double))
-                    .expect("two sums");
-            (v[0].sqrt(), v[1].sqrt())
+            let flat = Tensor::cat(&self.params.iter().map(|(_, p)| p.view(-1)).collect::<Vec<_>>(), 0);
+            let flat0 = Tensor::cat(&self.init.iter().map(|p| p.view(-1)).collect::<Vec<_>>(), 0);
+            let both = Tensor::stack(&[flat.norm(), (&flat - flat0).norm()], 0);
+            let v: Vec<f64> = Vec::try_from(both.to_kind(Kind::Double)).expect("two norms");
+            (v[0], v[1])
         })
     }
 
