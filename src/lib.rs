@@ -7,5 +7,6 @@ pub mod host;
 pub mod inspect;
 pub mod rundir;
 pub mod runlog;
+pub mod signals;
 pub mod trainer;
 pub mod ui;

@@ -80,6 +80,16 @@ pub struct RunSection {
     /// libtorch intra-op threads; 0 leaves libtorch's default (one per core).
     #[serde(default)]
     pub threads: usize,
+    /// What a non-finite loss does: end the run as diverged, or roll back to the latest
+    /// checkpoint with the learning rate scaled by `rollback_lr_factor` (at most 3 times).
+    #[serde(default)]
+    pub on_divergence: OnDivergence,
+    #[serde(default = "half")]
+    pub rollback_lr_factor: f64,
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -64,6 +64,14 @@ named_enum!(Activation, "activation", {
 named_enum!(LossKind, "loss", { CrossEntropy => "ce", Mse => "mse", L2 => "l2" });
 named_enum!(RuleMode, "rule mode", { Auto => "auto", Suggest => "suggest" });
 
+named_enum!(OnDivergence, "on_divergence", { Stop => "stop", Rollback => "rollback" });
+
+impl Default for OnDivergence {
+    fn default() -> Self {
+        OnDivergence::Stop
+    }
+}
+
 impl Default for RuleMode {
     fn default() -> Self {
         RuleMode::Suggest

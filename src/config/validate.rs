@@ -43,6 +43,11 @@ pub(super) fn validate(c: &Config, file: &str, src: &str) -> Result<(), ConfigEr
     if *c.run.max_steps.get_ref() == 0 {
         return cx.err(c.run.max_steps.span(), "max_steps must be at least 1");
     }
+    let factor = c.run.rollback_lr_factor;
+    if !(factor > 0.0 && factor <= 1.0) {
+        let at = src.find("rollback_lr_factor").unwrap_or(0);
+        return cx.err(at..at, format!("rollback_lr_factor must be in (0, 1], got {factor}"));
+    }
     task(&cx, &c.task)?;
     model(&cx, c)?;
     let layers = c.model.layer_names();
@@ -249,6 +254,9 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
                 r.detector.span(),
                 format!("unknown detector \"{}\", expected one of {}", r.detector.get_ref(), DETECTORS.join(", ")),
             );
+        }
+        if let Err(e) = crate::signals::DetectorSpec::from_toml(r.detector.get_ref(), &r.params) {
+            return cx.err(rule.span(), e.to_string());
         }
         let metric = r.metric.get_ref();
         let known = RUN_METRICS.contains(&metric.as_str())

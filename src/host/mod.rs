@@ -2,6 +2,7 @@
 //! the control socket, and runs the loop that applies commands between steps.
 
 pub mod control;
+pub mod signals;
 
 use crate::config::{self, Config};
 use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
@@ -55,7 +56,9 @@ pub struct Host {
     last_metrics: Metrics,
     observer: Option<Box<dyn Observer>>,
     /// A switch accepted by `apply`, carried out after the command is recorded.
-    pending_switch: Option<usize>,
+    pending_switch: Option<(usize, PhaseCause, Option<String>)>,
+    signals: signals::SignalState,
+    rollbacks: u32,
     /// Events emitted before an observer was attached (run start, resume warnings).
     early: Vec<Event>,
 }
@@ -122,6 +125,7 @@ impl Host {
             phase: trainer.phase().name().to_string(),
             paused: false,
         }));
+        let signals = signals::SignalState::new(trainer.phase());
         Host {
             dir,
             meta,
@@ -134,6 +138,8 @@ impl Host {
             last_metrics: Metrics::new(),
             observer: None,
             pending_switch: None,
+            signals,
+            rollbacks: 0,
             early: Vec::new(),
         }
     }
@@ -271,15 +277,29 @@ impl Host {
             metrics.insert("steps_per_s".into(), rate.tick(step));
             let loss = metrics.get("train_loss").copied().unwrap_or(f64::NAN);
             let phase = self.trainer.phase().name().to_string();
+            let fired = self.signals.push(step, &metrics);
             self.emit(Event::Step { step, phase: phase.clone(), t: now_unix(), metrics })?;
             if let Ok(mut s) = self.status.lock() {
                 s.step = step;
             }
             if !loss.is_finite() {
+                for sig in fired.iter().filter(|s| s.detector == "divergence") {
+                    self.emit(sig.to_event())?;
+                }
+                if self.try_rollback(loss)? {
+                    continue;
+                }
                 return Ok(Exit::Diverged(format!("train_loss is {loss} at step {step}")));
+            }
+            if self.handle_signals(fired)? {
+                continue;
             }
             if cfg.eval.every > 0 && step % cfg.eval.every == 0 {
                 self.eval()?;
+                let fired = self.signals.push(step, &self.last_val.clone());
+                if self.handle_signals(fired)? {
+                    continue;
+                }
             }
             if self.trainer.phase_finished() {
                 let next = self.trainer.phase_index() + 1;
@@ -341,6 +361,7 @@ impl Host {
     fn switch(&mut self, index: usize, cause: PhaseCause, detail: Option<String>) -> Result<()> {
         let from = self.trainer.phase().name().to_string();
         let note = self.trainer.switch_to(index);
+        self.signals.enter_phase(self.trainer.phase());
         let to = self.trainer.phase().name().to_string();
         let step = self.trainer.step();
         self.emit(Event::PhaseChanged { step, from: Some(from), to: to.clone(), cause, detail })?;
@@ -372,7 +393,7 @@ impl Host {
                 (i, format!("switched {from} → {phase} at step {step}"))
             })
             .map(|(i, msg)| {
-                self.pending_switch = Some(i);
+                self.pending_switch = Some((i, PhaseCause::Manual, Some(format!("by {}", p.client))));
                 msg
             }),
             Command::Pause if self.paused => Err("already paused".into()),
@@ -391,7 +412,21 @@ impl Host {
             }
             Command::Checkpoint => Ok(format!("checkpoint at step {step}")),
             Command::Set { key, value } => self.trainer.set(key, *value),
-            Command::Accept { .. } | Command::Dismiss { .. } => Err("no pending suggestion".into()),
+            Command::Accept { id } => match self.signals.take(*id) {
+                Some(s) => match self.trainer.config().phase_index(&s.to_phase) {
+                    Some(i) => {
+                        let detail = format!("suggestion {} accepted by {}", s.id, p.client);
+                        self.pending_switch = Some((i, PhaseCause::Suggestion, Some(detail)));
+                        Ok(format!("accepted suggestion {}: switching to {} at step {step}", s.id, s.to_phase))
+                    }
+                    None => Err(format!("suggested phase \"{}\" is not in the plan", s.to_phase)),
+                },
+                None => Err(no_suggestion(*id)),
+            },
+            Command::Dismiss { id } => match self.signals.take(*id) {
+                Some(s) => Ok(format!("dismissed suggestion {} (switch to {})", s.id, s.to_phase)),
+                None => Err(no_suggestion(*id)),
+            },
         };
         let (applied, message) = match outcome {
             Ok(m) => (true, m),
@@ -406,8 +441,8 @@ impl Host {
             message: message.clone(),
         })?;
         if applied {
-            if let Some(i) = self.pending_switch.take() {
-                self.switch(i, PhaseCause::Manual, Some(format!("by {}", p.client)))?;
+            if let Some((i, cause, detail)) = self.pending_switch.take() {
+                self.switch(i, cause, detail)?;
             }
             if p.command == Command::Checkpoint {
                 self.checkpoint(false)?;
@@ -418,6 +453,76 @@ impl Host {
         }
         let _ = p.reply.send(Reply { ok: applied, step, message });
         Ok(exit)
+    }
+}
+
+fn no_suggestion(id: Option<u64>) -> String {
+    match id {
+        Some(id) => format!("no pending suggestion {id}"),
+        None => "no pending suggestion".into(),
+    }
+}
+
+impl Host {
+    /// Records signals, and acts on the current phase's rule: an `auto` rule switches
+    /// to the next phase, a `suggest` rule records a suggestion. Returns whether the
+    /// phase changed.
+    fn handle_signals(&mut self, fired: Vec<crate::signals::Signal>) -> Result<bool> {
+        let mut switched = false;
+        for sig in fired {
+            self.emit(sig.to_event())?;
+            if switched {
+                continue;
+            }
+            let next_index = self.trainer.phase_index() + 1;
+            let next = self.trainer.config().phases.get(next_index).map(|p| p.name().to_string());
+            match self.signals.judge(&sig, self.trainer.steps_in_phase(), next.as_deref()) {
+                Some(signals::RuleOutcome::Switch { detail }) => {
+                    self.switch(next_index, PhaseCause::Rule, Some(detail))?;
+                    switched = true;
+                }
+                Some(signals::RuleOutcome::Suggest { id, because }) => {
+                    let step = self.trainer.step();
+                    self.emit(Event::Suggestion { step, id, to_phase: next.unwrap_or_default(), because })?;
+                }
+                None => {}
+            }
+        }
+        Ok(switched)
+    }
+
+    /// With `on_divergence = "rollback"`: back to the latest checkpoint with the learning
+    /// rate scaled down, at most `MAX_ROLLBACKS` times. Returns whether it rolled back.
+    fn try_rollback(&mut self, loss: f64) -> Result<bool> {
+        const MAX_ROLLBACKS: u32 = 3;
+        let run = &self.trainer.config().run;
+        if run.on_divergence != config::OnDivergence::Rollback || self.rollbacks >= MAX_ROLLBACKS {
+            return Ok(false);
+        }
+        let factor = run.rollback_lr_factor;
+        let Some(meta) = checkpoint::list(&self.dir.checkpoints()).pop() else {
+            self.log_line(LogLevel::Error, "diverged with no checkpoint to roll back to".into())?;
+            return Ok(false);
+        };
+        let lr = self.trainer.overrides().lr.unwrap_or(self.trainer.phase().lr());
+        let warnings = checkpoint::restore(&mut self.trainer, &self.dir.checkpoints(), &meta)?;
+        self.rollbacks += 1;
+        self.signals.enter_phase(self.trainer.phase());
+        // A restart from a checkpoint: readers treat later steps as superseded.
+        self.emit_started(Some(meta.step))?;
+        let new_lr = lr * factor;
+        let _ = self.trainer.set("lr", new_lr);
+        self.log_line(
+            LogLevel::Warn,
+            format!(
+                "train_loss {loss}: rolled back to step {} (rollback {}/{MAX_ROLLBACKS}), lr {lr:e} → {new_lr:e}",
+                meta.step, self.rollbacks
+            ),
+        )?;
+        for w in warnings {
+            self.log_line(LogLevel::Warn, w)?;
+        }
+        Ok(true)
     }
 }
 

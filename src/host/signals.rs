@@ -1,0 +1,109 @@
+//! The host's side of the signals layer: the detector bank fed with every step, eval
+//! and probe metric; the current phase's `until` rule; pending suggestions.
+
+use crate::config::{Phase, RuleMode};
+use crate::signals::{Bank, DetectorKind, DetectorSpec, Signal};
+
+/// Detectors that watch every run, with their default parameters.
+const DEFAULTS: &[(DetectorKind, &str)] = &[
+    (DetectorKind::Divergence, "train_loss"),
+    (DetectorKind::Plateau, "train_loss"),
+    (DetectorKind::Changepoint, "train_loss"),
+    (DetectorKind::Jump, "val_acc"),
+];
+
+/// What a signal asks of the run loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleOutcome {
+    /// `auto` rule: switch to the next phase now.
+    Switch { detail: String },
+    /// `suggest` rule: record a suggestion with this id.
+    Suggest { id: u64, because: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub id: u64,
+    pub to_phase: String,
+}
+
+pub struct SignalState {
+    bank: Bank,
+    /// (detector, metric, mode, min_steps) of the current phase's rule.
+    rule: Option<(String, String, RuleMode, u64)>,
+    pub pending: Vec<Pending>,
+    next_id: u64,
+}
+
+impl SignalState {
+    pub fn new(phase: &Phase) -> SignalState {
+        let mut bank = Bank::new();
+        for (kind, metric) in DEFAULTS {
+            bank.insert(DetectorSpec::default_for(*kind), metric);
+        }
+        let mut s = SignalState { bank, rule: None, pending: Vec::new(), next_id: 1 };
+        s.enter_phase(phase);
+        s
+    }
+
+    /// Watches a probed layer's effective rank for collapse.
+    pub fn watch_probe_layer(&mut self, layer: &str) {
+        let metric = format!("{layer}/eff_rank");
+        if !self.bank.contains("collapse", &metric) {
+            self.bank.insert(DetectorSpec::default_for(DetectorKind::Collapse), &metric);
+        }
+    }
+
+    /// Arms the new phase's rule (its parameters replace the default detector of that
+    /// kind on that metric) and drops suggestions made for the old phase.
+    pub fn enter_phase(&mut self, phase: &Phase) {
+        self.pending.clear();
+        self.rule = None;
+        if let Some(rule) = &phase.until {
+            let r = rule.get_ref();
+            let (detector, metric) = (r.detector.get_ref().clone(), r.metric.get_ref().clone());
+            // Validated with the config; a bad spec here would be a bug, so fall back to defaults.
+            let spec = DetectorSpec::from_toml(&detector, &r.params)
+                .unwrap_or_else(|_| DetectorSpec::default_for(detector.parse().unwrap_or(DetectorKind::Plateau)));
+            self.bank.insert(spec, &metric);
+            self.bank.reset_metric(&metric);
+            self.rule = Some((detector, metric, r.mode, r.min_steps));
+        }
+    }
+
+    /// Feeds metrics; returns the signals that fired.
+    pub fn push(&mut self, step: u64, metrics: &crate::event::Metrics) -> Vec<Signal> {
+        self.bank.push_all(step, metrics)
+    }
+
+    /// Whether `sig` ends the current phase, and how.
+    pub fn judge(&mut self, sig: &Signal, steps_in_phase: u64, next_phase: Option<&str>) -> Option<RuleOutcome> {
+        let (detector, metric, mode, min_steps) = self.rule.as_ref()?;
+        if &sig.detector != detector || &sig.metric != metric || steps_in_phase < *min_steps {
+            return None;
+        }
+        let to = next_phase?;
+        let because = format!("{detector}({metric}) at step {}: {}", sig.step, sig.message);
+        match mode {
+            RuleMode::Auto => Some(RuleOutcome::Switch { detail: because }),
+            RuleMode::Suggest => {
+                if self.pending.iter().any(|p| p.to_phase == to) {
+                    return None;
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                self.pending.push(Pending { id, to_phase: to.to_string() });
+                Some(RuleOutcome::Suggest { id, because })
+            }
+        }
+    }
+
+    /// Takes the pending suggestion `id` (the newest when `None`).
+    pub fn take(&mut self, id: Option<u64>) -> Option<Pending> {
+        let i = match id {
+            Some(id) => self.pending.iter().position(|p| p.id == id)?,
+            None => self.pending.len().checked_sub(1)?,
+        };
+        Some(self.pending.remove(i))
+    }
+}

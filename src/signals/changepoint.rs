@@ -1,0 +1,462 @@
+//! Online change-point detection: Bayesian online change-point detection (Adams &
+//! MacKay 2007) with a conjugate Normal-Inverse-Gamma model per segment and the
+//! run-length distribution truncated to `max_run`, so each point costs O(`max_run`).
+//!
+//! The segment model is a Bayesian linear regression `y = a + b·u + ε`, ε ~ N(0, σ²),
+//! with a Normal-Inverse-Gamma prior on (a, b, σ²): piecewise-*linear* rather than the
+//! textbook piecewise-constant Normal-Gamma model, because training curves trend. A
+//! smoothly falling loss is then one long segment instead of a change every few dozen
+//! points. `trend = false` drops the slope and gives the textbook Normal-Gamma model.
+//! On positive metrics the model works on ln(value) (`transform = "auto"`): losses are
+//! heteroscedastic with noise roughly proportional to their level, and exponential
+//! decays are straight lines in log space.
+
+use super::stats::{DiffScale, ema_alpha, ln_gamma, log_add_exp};
+use super::{Detector, DetectorKind, Firing};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// How the detector transforms values before modelling them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transform {
+    /// ln(value) while every finite value so far is > 0. The first non-positive value
+    /// switches the detector to raw values for good and restarts it (so a signed or
+    /// zero-mean metric ends up raw within a few points).
+    #[default]
+    Auto,
+    /// ln(value); non-positive values are ignored.
+    Log,
+    /// Raw values.
+    None,
+}
+
+/// The model of a segment: a polynomial in the step of degree 0, 1 or 2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trend {
+    /// Piecewise constant: the textbook Normal-Gamma model.
+    Constant,
+    /// Piecewise linear.
+    Linear,
+    /// Piecewise quadratic: smoothly bending curves stay one segment.
+    #[default]
+    Quadratic,
+}
+
+impl Trend {
+    fn terms(self) -> usize {
+        match self {
+            Trend::Constant => 1,
+            Trend::Linear => 2,
+            Trend::Quadratic => 3,
+        }
+    }
+}
+
+/// Parameters of [`Changepoint`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChangepointParams {
+    /// Expected segment length in points: the constant hazard is `1 / hazard_points`.
+    /// Default 1000.
+    pub hazard_points: f64,
+    /// Run-length truncation: run lengths ≥ `max_run` are merged into one entry whose
+    /// statistics are those of the last `max_run` points. Cost per point is
+    /// O(`max_run`). Default 200.
+    pub max_run: usize,
+    /// Run lengths up to this many points count as "a change happened recently"; a
+    /// change must become evident within this many points to be reported. Default 50.
+    pub short_run: usize,
+    /// Fire when the posterior mass on run lengths ≤ `short_run` reaches this. Default 0.5.
+    pub threshold: f64,
+    /// Value transform; see [`Transform`]. Default `auto`.
+    pub transform: Transform,
+    /// The within-segment model: `constant`, `linear` or `quadratic`. Default `quadratic`.
+    pub trend: Trend,
+    /// Prior standard deviation of a new segment's level, around the last value, in
+    /// units of the noise scale. Default 10.
+    pub prior_level_sd: f64,
+    /// Prior standard deviation of a new segment's slope, in noise-scale units per
+    /// typical point spacing. Default 0.1.
+    pub prior_slope_sd: f64,
+    /// Prior standard deviation of a new segment's curvature (the u² coefficient), in
+    /// noise-scale units per spacing². Default 0.01.
+    pub prior_curvature_sd: f64,
+    /// Points seen before the detector may fire. Default 30.
+    pub warmup: usize,
+    /// Consecutive points the firing condition must hold (a lone outlier briefly looks
+    /// like a new segment). Default 5.
+    pub confirm: usize,
+    /// Robustness to outliers: for each run hypothesis, a value more than `clip`
+    /// predictive scale units from its prediction is clipped to that distance, both in
+    /// the likelihood and in the run's statistics (a Huber-like winsorisation; a lone
+    /// spike then neither wins a new segment nor corrupts the old one). 0 disables.
+    /// Default 4.
+    pub clip: f64,
+}
+
+impl Default for ChangepointParams {
+    fn default() -> Self {
+        ChangepointParams {
+            hazard_points: 1000.0,
+            max_run: 200,
+            short_run: 100,
+            threshold: 0.5,
+            transform: Transform::Auto,
+            trend: Trend::Quadratic,
+            prior_level_sd: 10.0,
+            prior_slope_sd: 0.1,
+            prior_curvature_sd: 0.01,
+            warmup: 30,
+            confirm: 5,
+            clip: 4.0,
+        }
+    }
+}
+
+/// Prior shape a₀ of the Inverse-Gamma on σ²; b₀ = (a₀ − 1)·σ̂² makes its mean the
+/// robust running noise estimate σ̂² at the segment's birth.
+const PRIOR_SHAPE: f64 = 2.0;
+/// Points that only seed the noise-scale estimate before the model starts.
+const BOOTSTRAP_POINTS: usize = 8;
+/// Time constant (points) of the robust noise-scale and spacing estimates.
+const SCALE_POINTS: f64 = 200.0;
+
+/// One run-length hypothesis: a segment born after step `birth`, with its own prior
+/// (fixed at birth) and sufficient statistics of the points since, in coordinates
+/// u = (step − birth) / spacing and ỹ = y − c.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    log_mass: f64,
+    birth: u64,
+    /// Prior mean of the level at u = 0 (the last value before the segment).
+    c: f64,
+    spacing: f64,
+    /// Prior Inverse-Gamma scale.
+    b0: f64,
+    /// Σ uᵖ for p = 0..=4 (Σ u⁰ = n).
+    su: [f64; 5],
+    /// Σ uᵖ ỹ for p = 0..=2.
+    sy: [f64; 3],
+    syy: f64,
+}
+
+impl Run {
+    fn born(log_mass: f64, birth: u64, c: f64, spacing: f64, sigma: f64) -> Run {
+        let b0 = (PRIOR_SHAPE - 1.0) * sigma * sigma;
+        Run { log_mass, birth, c, spacing, b0, su: [0.0; 5], sy: [0.0; 3], syy: 0.0 }
+    }
+
+    fn n(&self) -> usize {
+        self.su[0] as usize
+    }
+
+    fn u(&self, step: u64) -> f64 {
+        (step - self.birth) as f64 / self.spacing
+    }
+
+    fn add(&mut self, step: u64, y: f64) {
+        let u = self.u(step);
+        let yt = y - self.c;
+        let mut up = 1.0;
+        for p in 0..5 {
+            self.su[p] += up;
+            if p < 3 {
+                self.sy[p] += up * yt;
+            }
+            up *= u;
+        }
+        self.syy += yt * yt;
+    }
+
+    /// Posterior predictive of y at `step` under the Normal-Inverse-Gamma regression on
+    /// (1, u, u²)[..k] with prior precisions `prec` (prior mean 0 in ỹ coordinates):
+    /// (mean, scale², degrees of freedom).
+    fn predictive(&self, step: u64, prec: &[f64; 3], k: usize) -> (f64, f64, f64) {
+        // Λ = V₀⁻¹ + XᵀX, Cholesky Λ = L Lᵀ.
+        let mut l = [[0.0f64; 3]; 3];
+        for i in 0..k {
+            for j in 0..=i {
+                let mut v = self.su[i + j] + if i == j { prec[i] } else { 0.0 };
+                for q in 0..j {
+                    v -= l[i][q] * l[j][q];
+                }
+                l[i][j] = if i == j { v.max(1e-300).sqrt() } else { v / l[j][j] };
+            }
+        }
+        // z = L⁻¹ Xᵀỹ, m = L⁻ᵀ z; ỹᵀX m = |z|².
+        let forward = |b: &[f64; 3]| {
+            let mut z = [0.0f64; 3];
+            for i in 0..k {
+                let mut v = b[i];
+                for q in 0..i {
+                    v -= l[i][q] * z[q];
+                }
+                z[i] = v / l[i][i];
+            }
+            z
+        };
+        let z = forward(&self.sy);
+        let mut m = [0.0f64; 3];
+        for i in (0..k).rev() {
+            let mut v = z[i];
+            for q in i + 1..k {
+                v -= l[q][i] * m[q];
+            }
+            m[i] = v / l[i][i];
+        }
+        let fit: f64 = z[..k].iter().map(|v| v * v).sum();
+        let an = PRIOR_SHAPE + 0.5 * self.su[0];
+        let bn = self.b0 + 0.5 * (self.syy - fit).max(0.0);
+        let u = self.u(step);
+        let x = [1.0, u, u * u];
+        let w = forward(&x);
+        let quad: f64 = w[..k].iter().map(|v| v * v).sum();
+        let mean = self.c + (0..k).map(|i| x[i] * m[i]).sum::<f64>();
+        (mean, bn / an * (1.0 + quad), 2.0 * an)
+    }
+}
+
+/// Bayesian online change-point detection with run-length truncation. Fires when the
+/// posterior mass on run lengths ≤ `short_run` reaches `threshold` (after `warmup`
+/// points); re-arms when that mass falls under `threshold / 2`. Score: that mass.
+/// The message names the step after which the most probable new segment began.
+#[derive(Clone, Debug)]
+pub struct Changepoint {
+    p: ChangepointParams,
+    /// Run-length hypotheses, index = run length in points (front = youngest).
+    runs: VecDeque<Run>,
+    /// ln Γ((ν+1)/2) − ln Γ(ν/2) for ν = 2a₀ + n, n = 0..=max_run.
+    lg: Vec<f64>,
+    log_transform: Option<bool>,
+    scale: DiffScale,
+    spacing: f64,
+    last: Option<(u64, f64)>,
+    points: usize,
+    armed: bool,
+    short_mass: f64,
+    /// Consecutive points the firing condition has held.
+    held: usize,
+}
+
+impl Changepoint {
+    pub fn new(p: ChangepointParams) -> Changepoint {
+        let max_run = p.max_run.max(2);
+        let lg = (0..=max_run + 1)
+            .map(|n| {
+                let nu = 2.0 * PRIOR_SHAPE + n as f64;
+                ln_gamma(0.5 * (nu + 1.0)) - ln_gamma(0.5 * nu)
+            })
+            .collect();
+        let log_transform = match p.transform {
+            Transform::Auto => None,
+            Transform::Log => Some(true),
+            Transform::None => Some(false),
+        };
+        Changepoint {
+            p,
+            runs: VecDeque::with_capacity(max_run + 2),
+            lg,
+            log_transform,
+            scale: DiffScale::new(SCALE_POINTS),
+            spacing: 0.0,
+            last: None,
+            points: 0,
+            armed: true,
+            short_mass: 0.0,
+            held: 0,
+        }
+    }
+
+    pub fn params(&self) -> &ChangepointParams {
+        &self.p
+    }
+
+    /// Posterior mass on run lengths ≤ `short_run` after the last point.
+    pub fn short_run_mass(&self) -> f64 {
+        self.short_mass
+    }
+
+    /// The most probable run length (in points) after the last point.
+    pub fn map_run_length(&self) -> usize {
+        self.runs.iter().enumerate().max_by(|a, b| a.1.log_mass.total_cmp(&b.1.log_mass)).map(|(i, _)| i).unwrap_or(0)
+    }
+
+    fn sigma(&self) -> f64 {
+        // A floor keeps the prior proper on constant (or quantised, not yet moving) series.
+        let (_, y) = self.last.unwrap_or((0, 0.0));
+        self.scale.sigma().max(1e-9 * y.abs().max(1e-3))
+    }
+}
+
+impl Detector for Changepoint {
+    fn push(&mut self, step: u64, value: f64) -> Option<Firing> {
+        if !value.is_finite() {
+            return None;
+        }
+        let log = *self.log_transform.get_or_insert(value > 0.0);
+        if log && value <= 0.0 {
+            if self.p.transform == Transform::Log {
+                return None;
+            }
+            *self = Changepoint::new(self.p.clone());
+            self.log_transform = Some(false);
+            return self.push(step, value);
+        }
+        let y = if log { value.ln() } else { value };
+        if let Some((last_step, _)) = self.last {
+            if step <= last_step {
+                return None;
+            }
+            let dt = (step - last_step) as f64;
+            self.spacing =
+                if self.points == 1 { dt } else { self.spacing + ema_alpha(1.0, SCALE_POINTS) * (dt - self.spacing) };
+        }
+        if self.points <= BOOTSTRAP_POINTS {
+            // The first points only seed the noise scale (a prior built from one or two
+            // differences would be arbitrarily narrow); the first segment is born after
+            // the last of them.
+            self.scale.push(y);
+            self.last = Some((step, y));
+            self.points += 1;
+            if self.points > BOOTSTRAP_POINTS {
+                let r = Run::born(0.0, step, y, self.spacing, self.sigma());
+                self.runs.push_back(r);
+            }
+            return None;
+        }
+        let sq = |x: f64| 1.0 / (x * x);
+        let prec = [sq(self.p.prior_level_sd), sq(self.p.prior_slope_sd), sq(self.p.prior_curvature_sd)];
+        let k = self.p.trend.terms();
+        let h = 1.0 / self.p.hazard_points.max(1.0);
+        let (ln_h, ln_1mh) = (h.ln(), (-h).ln_1p());
+
+        // Growth and change-point masses (Adams & MacKay eqs. 3–4), in log space. The
+        // change-point mass is H · Σ joint and the growth masses (1 − H) · joint, so
+        // dividing by the evidence Σ joint normalises them.
+        let clip = self.p.clip;
+        let mut max_joint = f64::NEG_INFINITY;
+        for r in self.runs.iter_mut() {
+            let lg = self.lg[r.n().min(self.lg.len() - 1)];
+            let (mean, s2, nu) = r.predictive(step, &prec, k);
+            let yr = if clip > 0.0 {
+                let half = clip * s2.sqrt();
+                y.clamp(mean - half, mean + half)
+            } else {
+                y
+            };
+            let z2 = (yr - mean) * (yr - mean) / (nu * s2);
+            r.log_mass += lg - 0.5 * (nu * std::f64::consts::PI * s2).ln() - 0.5 * (nu + 1.0) * z2.ln_1p();
+            max_joint = max_joint.max(r.log_mass);
+            r.add(step, yr);
+        }
+        let evidence = max_joint + self.runs.iter().map(|r| (r.log_mass - max_joint).exp()).sum::<f64>().ln();
+        for r in self.runs.iter_mut() {
+            r.log_mass += ln_1mh - evidence;
+        }
+        self.scale.push(y);
+        self.last = Some((step, y));
+        self.points += 1;
+        let newborn = Run::born(ln_h, step, y, self.spacing, self.sigma());
+        self.runs.push_front(newborn);
+        let max_run = self.p.max_run.max(2);
+        if self.runs.len() > max_run + 1 {
+            // Truncation: the oldest hypothesis merges into the next one, which holds the
+            // statistics of the last `max_run` points.
+            let oldest = self.runs.pop_back().expect("non-empty");
+            let back = self.runs.back_mut().expect("non-empty");
+            back.log_mass = log_add_exp(back.log_mass, oldest.log_mass);
+        }
+        // Recent runs: length ≤ short_run, excluding the run that began with the series
+        // (at start-up every run is short; the series' own start is no change point).
+        let recent = self.p.short_run.min(self.runs.len().saturating_sub(2));
+        let short = self.runs.iter().take(recent + 1).map(|r| r.log_mass.exp()).sum::<f64>().min(1.0);
+        self.short_mass = short;
+        if !self.armed {
+            if short < 0.5 * self.p.threshold {
+                self.armed = true;
+            }
+            return None;
+        }
+        let map = self.map_run_length();
+        if self.points < self.p.warmup || short < self.p.threshold || map > self.p.short_run {
+            self.held = 0;
+            return None;
+        }
+        self.held += 1;
+        if self.held < self.p.confirm.max(1) {
+            return None;
+        }
+        self.held = 0;
+        self.armed = false;
+        let after = self.runs[map].birth;
+        Some(Firing {
+            step,
+            score: short,
+            message: format!(
+                "change point after step {after} (P(run ≤ {} points) = {short:.2}, most likely run {map} points)",
+                self.p.short_run
+            ),
+        })
+    }
+
+    fn reset(&mut self) {
+        *self = Changepoint::new(self.p.clone());
+    }
+
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Changepoint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(seed: u64) -> impl FnMut() -> f64 {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        move || {
+            let u: f64 = 1.0 - rng.random::<f64>();
+            let v: f64 = rng.random::<f64>();
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        }
+    }
+
+    #[test]
+    fn detects_a_level_shift_quickly() {
+        let mut z = noise(1);
+        let mut d = Changepoint::new(ChangepointParams { transform: Transform::None, ..Default::default() });
+        let mut fired = Vec::new();
+        for s in 0..1000u64 {
+            let v = if s < 500 { 0.0 } else { 5.0 } + z();
+            if let Some(f) = d.push(s, v) {
+                fired.push(f.step);
+            }
+        }
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert!((500..510).contains(&fired[0]), "{fired:?}");
+    }
+
+    #[test]
+    fn a_straight_line_is_one_segment() {
+        let mut z = noise(2);
+        let mut d = Changepoint::new(ChangepointParams::default());
+        for s in 0..20_000u64 {
+            // Exponential decay: a straight line in log space.
+            let v = (-(s as f64) / 3000.0).exp() * (1.0 + 0.01 * z());
+            assert!(d.push(s, v).is_none(), "fired at {s}");
+        }
+        assert!(d.map_run_length() >= 150);
+    }
+
+    #[test]
+    fn truncation_keeps_cost_bounded() {
+        let mut d = Changepoint::new(ChangepointParams { max_run: 50, ..Default::default() });
+        for s in 0..1000u64 {
+            d.push(s, 1.0 + 1e-3 * (s % 7) as f64);
+        }
+        assert_eq!(d.runs.len(), 51);
+    }
+}

@@ -1,0 +1,194 @@
+//! Plateau: the EMA-smoothed relative slope of a metric stays small for a window.
+
+use super::stats::{ema_alpha, fmt_num};
+use super::{Detector, DetectorKind, Firing};
+use serde::{Deserialize, Serialize};
+
+/// Parameters of [`Plateau`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlateauParams {
+    /// Steps the relative slope must stay under the threshold. Default 500.
+    pub window: u64,
+    /// Largest relative change over `window` steps that still counts as flat; the slope
+    /// threshold is `tolerance / window` per step. Default 0.05 (5 % per window).
+    pub tolerance: f64,
+    /// Time constant, in steps, of the EMA of the value (the level) and of the EMA of the
+    /// level's increments (the slope). Default 150.
+    pub ema_steps: f64,
+    /// After firing, the detector re-arms once the relative slope exceeds
+    /// `rearm_factor ×` the threshold (the series left the plateau). Default 4.
+    pub rearm_factor: f64,
+    /// The slope is relative to `max(|level|, min_scale)`. Default 1e-300 (purely
+    /// relative; a constant 0 series still counts as flat).
+    pub min_scale: f64,
+}
+
+impl Default for PlateauParams {
+    fn default() -> Self {
+        PlateauParams { window: 500, tolerance: 0.05, ema_steps: 150.0, rearm_factor: 4.0, min_scale: 1e-300 }
+    }
+}
+
+/// Fires once when the EMA-smoothed relative slope |dL/dstep| / |L| (L the EMA level)
+/// has stayed at or under `tolerance / window` for `window` steps, counted after a
+/// warm-up of `2 × ema_steps` steps from the first point. Re-arms when the relative
+/// slope exceeds `rearm_factor` times the threshold. Score: the relative change per
+/// window at firing (≤ `tolerance`).
+#[derive(Clone, Debug)]
+pub struct Plateau {
+    p: PlateauParams,
+    first_step: u64,
+    last_step: Option<u64>,
+    level: f64,
+    slope: f64,
+    /// Accumulated EMA weight of the slope (for bias correction at start).
+    slope_weight: f64,
+    below_since: Option<u64>,
+    armed: bool,
+}
+
+impl Plateau {
+    pub fn new(p: PlateauParams) -> Plateau {
+        Plateau {
+            p,
+            first_step: 0,
+            last_step: None,
+            level: 0.0,
+            slope: 0.0,
+            slope_weight: 0.0,
+            below_since: None,
+            armed: true,
+        }
+    }
+
+    pub fn params(&self) -> &PlateauParams {
+        &self.p
+    }
+
+    /// The current relative slope per step (None before two points).
+    pub fn relative_slope(&self) -> Option<f64> {
+        (self.slope_weight > 0.0)
+            .then(|| (self.slope / self.slope_weight).abs() / self.level.abs().max(self.p.min_scale))
+    }
+
+    fn threshold(&self) -> f64 {
+        self.p.tolerance / self.p.window.max(1) as f64
+    }
+}
+
+impl Detector for Plateau {
+    fn push(&mut self, step: u64, value: f64) -> Option<Firing> {
+        if !value.is_finite() {
+            return None;
+        }
+        let Some(last) = self.last_step else {
+            self.first_step = step;
+            self.last_step = Some(step);
+            self.level = value;
+            return None;
+        };
+        if step <= last {
+            return None;
+        }
+        self.last_step = Some(step);
+        let dt = (step - last) as f64;
+        let a = ema_alpha(dt, self.p.ema_steps);
+        let new_level = self.level + a * (value - self.level);
+        let increment = (new_level - self.level) / dt;
+        self.level = new_level;
+        self.slope += a * (increment - self.slope);
+        self.slope_weight += a * (1.0 - self.slope_weight);
+        let rel = self.relative_slope().unwrap_or(f64::INFINITY);
+        let thr = self.threshold();
+        if !self.armed {
+            if rel > self.p.rearm_factor * thr {
+                self.armed = true;
+                self.below_since = None;
+            }
+            return None;
+        }
+        let warm = (step - self.first_step) as f64 >= 2.0 * self.p.ema_steps;
+        if !(warm && rel <= thr) {
+            self.below_since = None;
+            return None;
+        }
+        let since = *self.below_since.get_or_insert(step);
+        if step - since < self.p.window {
+            return None;
+        }
+        self.armed = false;
+        self.below_since = None;
+        let per_window = rel * self.p.window as f64;
+        Some(Firing {
+            step,
+            score: per_window,
+            message: format!(
+                "plateau since step {since}: level {}, change {:.2}% per {} steps (tolerance {:.2}%)",
+                fmt_num(self.level),
+                100.0 * per_window,
+                self.p.window,
+                100.0 * self.p.tolerance
+            ),
+        })
+    }
+
+    fn reset(&mut self) {
+        *self = Plateau::new(self.p.clone());
+    }
+
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Plateau
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fires_once_on_a_constant_series_after_warmup_and_window() {
+        let mut d = Plateau::new(PlateauParams::default());
+        let fired: Vec<u64> = (0..5000).filter_map(|s| d.push(s, 2.0)).map(|f| f.step).collect();
+        // Warm-up 300 steps, then 500 steps under the threshold.
+        assert_eq!(fired, vec![800]);
+    }
+
+    #[test]
+    fn does_not_fire_on_a_steady_decline() {
+        let mut d = Plateau::new(PlateauParams::default());
+        // 1 % per 10 steps: 50× the threshold.
+        for s in 0..20_000 {
+            assert!(d.push(s, (-(s as f64) * 1e-3).exp()).is_none(), "fired at {s}");
+        }
+    }
+
+    #[test]
+    fn rearms_after_leaving_the_plateau() {
+        let mut d = Plateau::new(PlateauParams::default());
+        let mut fired = Vec::new();
+        for s in 0..6000u64 {
+            let v = if s < 2000 {
+                1.0
+            } else if s < 3000 {
+                1.0 - 0.5 * (s - 2000) as f64 / 1000.0
+            } else {
+                0.5
+            };
+            if let Some(f) = d.push(s, v) {
+                fired.push(f.step);
+            }
+        }
+        assert_eq!(fired.len(), 2, "{fired:?}");
+        assert_eq!(fired[0], 800);
+        assert!(fired[1] > 3000 && fired[1] < 3000 + 500 + 900, "{fired:?}");
+    }
+
+    #[test]
+    fn irregular_steps_use_step_values() {
+        let mut d = Plateau::new(PlateauParams::default());
+        // Points every 50 steps: the same 800-step answer as with every step.
+        let fired: Vec<u64> = (0..100).map(|i| i * 50).filter_map(|s| d.push(s, 3.0)).map(|f| f.step).collect();
+        assert_eq!(fired, vec![800]);
+    }
+}

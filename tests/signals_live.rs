@@ -1,0 +1,136 @@
+//! Signals in a real run: an `auto` rule switches phase, a `suggest` rule waits for the
+//! operator (`ctl accept`), and divergence rolls back to a checkpoint with a lower lr.
+
+use phasetop::event::{Event, LogLevel, PhaseCause, RunStatus};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_phasetop");
+
+fn config(first_phase_extra: &str, second_lr: &str, run_extra: &str) -> String {
+    format!(
+        "[run]\nname='sig'\nseed=1\nmax_steps=400\nthreads=1\n{run_extra}\n\
+         [task]\nkind='gaussian'\nn_train=256\nn_val=64\n[model]\nkind='mlp'\ndepth=1\nwidth=16\n\
+         [eval]\nevery=10\n[checkpoint]\nevery=0\n\
+         [[phase]]\nname='first'\noptimizer='sgd'\nlr=0.01\nbatch_size=32\n{first_phase_extra}\n\
+         [[phase]]\nname='second'\noptimizer='sgd'\nlr={second_lr}\nbatch_size=32\n"
+    )
+}
+
+fn events(run: &Path) -> Vec<Event> {
+    phasetop::runlog::read_all(&run.join("events.log")).unwrap().records.into_iter().map(|r| r.event).collect()
+}
+
+fn headless(dir: &Path, cfg: &str) -> (std::process::Output, std::path::PathBuf) {
+    let path = dir.join("sig.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let run = dir.join("run");
+    let out = Command::new(BIN).args(["train", "--headless", "--run-dir"]).arg(&run).arg(&path).output().unwrap();
+    (out, run)
+}
+
+const PLATEAU_ON_LR: &str = "detector = 'plateau', metric = 'lr', params = { window = 20, ema_steps = 5 }";
+
+#[test]
+fn auto_rule_switches_phase_with_cause_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, run) = headless(
+        tmp.path(),
+        &config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto', min_steps = 5 }}"), "0.02", ""),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evs = events(&run);
+    let signal_step = evs
+        .iter()
+        .find_map(|e| match e {
+            Event::Signal { detector, metric, step, .. } if detector == "plateau" && metric == "lr" => Some(*step),
+            _ => None,
+        })
+        .expect("plateau(lr) fired");
+    let (step, detail) = evs
+        .iter()
+        .find_map(|e| match e {
+            Event::PhaseChanged { to, cause: PhaseCause::Rule, step, detail, .. } if to == "second" => {
+                Some((*step, detail.clone().unwrap_or_default()))
+            }
+            _ => None,
+        })
+        .expect("rule switch");
+    assert_eq!(step, signal_step, "the switch happens at the step boundary after the firing");
+    assert!(detail.contains("plateau(lr)"), "{detail}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&Command::new(BIN).args(["inspect", "--json"]).arg(&run).output().unwrap().stdout)
+            .unwrap();
+    assert!(summary["signals"].as_array().unwrap().iter().any(|s| s["detector"] == "plateau"));
+    assert_eq!(summary["phases"][1]["cause"], "rule");
+}
+
+#[test]
+fn suggest_rule_waits_for_accept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("sig.toml");
+    let cfg = config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'suggest' }}"), "0.02", "")
+        .replace("max_steps=400", "max_steps=100000000");
+    std::fs::write(&path, cfg).unwrap();
+    let run = tmp.path().join("run");
+    let mut child = Command::new(BIN)
+        .args(["train", "--headless", "--run-dir"])
+        .arg(&run)
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        if run.join("events.log").exists() {
+            if let Some(id) = events(&run).iter().find_map(|e| match e {
+                Event::Suggestion { id, to_phase, .. } if to_phase == "second" => Some(*id),
+                _ => None,
+            }) {
+                break id;
+            }
+        }
+        assert!(Instant::now() < deadline, "no suggestion");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // A suggestion changes nothing by itself.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!events(&run).iter().any(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "second")));
+    let bad = Command::new(BIN).arg("ctl").arg(&run).args(["accept", "999"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no pending suggestion 999"));
+    let ok = Command::new(BIN).arg("ctl").arg(&run).args(["accept", &id.to_string()]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let again = Command::new(BIN).arg("ctl").arg(&run).arg("dismiss").output().unwrap();
+    assert_eq!(again.status.code(), Some(1), "the suggestion is gone once accepted");
+    assert!(Command::new(BIN).arg("ctl").arg(&run).arg("stop").status().unwrap().success());
+    child.wait().unwrap();
+    let evs = events(&run);
+    assert!(evs.iter().any(|e| matches!(e,
+        Event::PhaseChanged { to, cause: PhaseCause::Suggestion, detail: Some(d), .. } if to == "second" && d.contains("accepted"))));
+}
+
+#[test]
+fn divergence_rolls_back_with_lower_lr_then_gives_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config("steps = 30", "1e12", "on_divergence = 'rollback'\nrollback_lr_factor = 0.5");
+    let (out, run) = headless(tmp.path(), &cfg);
+    assert_eq!(out.status.code(), Some(1), "a diverged run exits 1");
+    let evs = events(&run);
+    let rollbacks: Vec<&String> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { level: LogLevel::Warn, message, .. } if message.contains("rolled back to step 30") => {
+                Some(message)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rollbacks.len(), 3, "{rollbacks:?}");
+    assert!(rollbacks[0].contains("lr 1e12 → 5e11"), "{}", rollbacks[0]);
+    assert!(evs.iter().any(|e| matches!(e, Event::Signal { detector, .. } if detector == "divergence")));
+    assert!(matches!(evs.last(), Some(Event::RunEnded { status: RunStatus::Diverged, .. })));
+    let restarts = evs.iter().filter(|e| matches!(e, Event::RunStarted { resumed_from_step: Some(30), .. })).count();
+    assert_eq!(restarts, 3);
+}
