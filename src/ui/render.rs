@@ -361,6 +361,20 @@ fn draw_band(f: &mut Frame, app: &App, area: Rect, x0: u64, x1: u64) {
         Some((((s - x0) as f64 / (x1 - x0).max(1) as f64) * (w - 1) as f64).round() as usize)
     };
     let mut cells: Vec<(char, Style)> = vec![(' ', Style::default()); w];
+    let mut marked = vec![false; w];
+    let mut glyphs = Vec::new();
+    for m in &v.markers {
+        if let Some(c) = col_of(m.step) {
+            let glyph = match (&m.kind, app.ascii) {
+                (Mark::Signal, false) => '▲',
+                (Mark::Signal, true) => '^',
+                (Mark::Command, false) => '▼',
+                (Mark::Command, true) => 'v',
+            };
+            marked[c] = true;
+            glyphs.push((c, glyph));
+        }
+    }
     for p in &v.phases {
         let end = p.end.unwrap_or(v.step);
         if end < x0 || p.start > x1 {
@@ -371,22 +385,21 @@ fn draw_band(f: &mut Frame, app: &App, area: Rect, x0: u64, x1: u64) {
         for cell in cells.iter_mut().take(b + 1).skip(a) {
             *cell = (' ', style);
         }
-        for (i, ch) in p.name.chars().enumerate() {
-            if a + i <= b {
-                cells[a + i].0 = ch;
+        // The label flows around markers, so neither hides the other.
+        let mut col = a;
+        for ch in p.name.chars() {
+            while col <= b && marked[col] {
+                col += 1;
             }
+            if col > b {
+                break;
+            }
+            cells[col].0 = ch;
+            col += 1;
         }
     }
-    for m in &v.markers {
-        if let Some(c) = col_of(m.step) {
-            let glyph = match (&m.kind, app.ascii) {
-                (Mark::Signal, false) => '▲',
-                (Mark::Signal, true) => '^',
-                (Mark::Command, false) => '▼',
-                (Mark::Command, true) => 'v',
-            };
-            cells[c].0 = glyph;
-        }
+    for (c, g) in glyphs {
+        cells[c].0 = g;
     }
     if let Some(c) = app.cursor.and_then(col_of) {
         cells[c] = (if app.ascii { '|' } else { '│' }, app.theme.warn);
