@@ -167,6 +167,10 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
             Command::Set { key: k.trim().to_string(), value }
         }
         ("set", None) => return Err(usage("set needs KEY=VALUE, e.g. set lr=0.001")),
+        ("plan", Some(path)) => {
+            Command::Plan { config: std::fs::read_to_string(path).map_err(|e| UsageError(format!("{path}: {e}")))? }
+        }
+        ("plan", None) => return Err(usage("plan needs a config file: ctl RUN_DIR plan CONFIG")),
         ("accept" | "dismiss", id) => {
             let id = id
                 .map(|s| s.parse::<u64>().map_err(|_| UsageError(format!("suggestion id \"{s}\" is not a number"))))
@@ -178,7 +182,7 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
         }
         (other, _) => {
             return Err(UsageError(format!(
-                "unknown command \"{other}\", expected one of switch, pause, resume, stop, checkpoint, set, accept, dismiss, status"
+                "unknown command \"{other}\", expected one of switch, pause, resume, stop, checkpoint, set, accept, dismiss, plan, status"
             )));
         }
     };

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 /// Major version of the event schema. Readers reject a newer major version.
 pub const SCHEMA_MAJOR: u32 = 1;
 /// Minor version: additive changes only (new optional fields, new event kinds).
-pub const SCHEMA_MINOR: u32 = 0;
+pub const SCHEMA_MINOR: u32 = 1;
 
 /// Metric name → value. Ordered so that records serialise deterministically.
 pub type Metrics = BTreeMap<String, f64>;
@@ -97,6 +97,13 @@ pub enum Event {
         step: u64,
         path: String,
     },
+    /// The operator edited the run's config and applied its future phases (schema 1.1).
+    PlanChanged {
+        step: u64,
+        phases: Vec<String>,
+        /// The new resolved config, as JSON.
+        config: serde_json::Value,
+    },
     Log {
         step: u64,
         level: LogLevel,
@@ -123,6 +130,7 @@ impl Event {
             | Event::Command { step, .. }
             | Event::PhaseChanged { step, .. }
             | Event::Checkpoint { step, .. }
+            | Event::PlanChanged { step, .. }
             | Event::Log { step, .. }
             | Event::RunEnded { step, .. } => Some(*step),
         }
@@ -155,6 +163,11 @@ pub enum Command {
         #[serde(default)]
         id: Option<u64>,
     },
+    /// Replace the phases after the current one with those of this config (TOML text);
+    /// everything else in it must be unchanged.
+    Plan {
+        config: String,
+    },
 }
 
 impl std::fmt::Display for Command {
@@ -170,6 +183,7 @@ impl std::fmt::Display for Command {
             Command::Accept { id: None } => f.write_str("accept"),
             Command::Dismiss { id: Some(id) } => write!(f, "dismiss {id}"),
             Command::Dismiss { id: None } => f.write_str("dismiss"),
+            Command::Plan { .. } => f.write_str("plan (edited config)"),
         }
     }
 }

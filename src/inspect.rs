@@ -313,6 +313,7 @@ impl Fold {
                 });
             }
             Event::Checkpoint { step, .. } => self.checkpoints.push(*step),
+            Event::PlanChanged { .. } => {}
             Event::RunEnded { step, status, message } => {
                 self.close_phase(*step);
                 self.ended = Some((*status, message.clone()));

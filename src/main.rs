@@ -53,7 +53,7 @@ enum Cmd {
         configs: Vec<PathBuf>,
     },
     /// Send one command to a live run: switch PHASE | pause | resume | stop | checkpoint |
-    /// set KEY=VALUE | accept [ID] | dismiss [ID] | status.
+    /// set KEY=VALUE | accept [ID] | dismiss [ID] | plan CONFIG | status.
     Ctl {
         run_dir: PathBuf,
         /// The command and its argument.

@@ -21,6 +21,9 @@ pub struct RunMeta {
     pub seed: u64,
     pub max_steps: u64,
     pub created_at: f64,
+    /// The config file the run was started from, watched by dashboards for plan edits.
+    #[serde(default)]
+    pub source_path: Option<String>,
 }
 
 pub struct RunDir {

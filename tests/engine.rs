@@ -239,6 +239,28 @@ fn ctl_controls_a_live_run() {
         std::io::BufReader::new(s).read_line(&mut line).unwrap();
         assert!(line.contains("\"ok\":false"), "{junk:?} → {line}");
     }
+    // An edited plan: future phases may change; the past, the task and the model may not.
+    let edited = tmp.path().join("edited.toml");
+    let base = small_config(10_000_000, 10_000_000, "");
+    std::fs::write(
+        &edited,
+        format!("{base}\n[[phase]]\nname = \"cool\"\noptimizer = \"sgd\"\nlr = 0.001\nbatch_size = 32\n"),
+    )
+    .unwrap();
+    let (code, out, err) = ctl(&run, &["plan", edited.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("warm → main → cool"), "{out}");
+    std::fs::write(&edited, base.replace("width = 32", "width = 64")).unwrap();
+    let (code, _, err) = ctl(&run, &["plan", edited.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("[model] cannot change in a live run"), "{err}");
+    std::fs::write(&edited, base.replace("lr = 0.05", "lr = \"fast\"")).unwrap();
+    let (code, _, err) = ctl(&run, &["plan", edited.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("config.toml:") && err.contains("invalid type"), "{err}");
+    let (code, _, err) = ctl(&run, &["switch", "cool"]);
+    assert_eq!(code, 0, "the new phase can be switched to: {err}");
+
     let (code, out, _) = ctl(&run, &["resume"]);
     assert_eq!(code, 0, "{out}");
     std::thread::sleep(Duration::from_millis(300));
@@ -254,8 +276,9 @@ fn ctl_controls_a_live_run() {
         _ => None,
     });
     let (phase, lr) = after_switch.next().expect("steps after the switch");
-    assert_eq!(phase, "main");
-    assert_eq!(lr, 0.05, "an override ends with its phase");
+    assert_eq!(phase, "cool", "paused through both switches: the first step after them is in cool");
+    assert_eq!(lr, 0.001, "an override ends with its phase");
+    assert!(evs.iter().any(|e| matches!(e, Event::PlanChanged { phases, .. } if phases.len() == 3)));
     let before: Vec<_> = evs
         .iter()
         .filter_map(|e| match e {
@@ -265,7 +288,7 @@ fn ctl_controls_a_live_run() {
         .collect();
     assert!(before.iter().all(|p| *p == "warm"));
     let refused = evs.iter().filter(|e| matches!(e, Event::Command { applied: false, .. })).count();
-    assert_eq!(refused, 2, "the unknown phase and unknown key are recorded as refused");
+    assert_eq!(refused, 4, "unknown phase, unknown key and two bad plans are recorded as refused");
     assert!(
         evs.iter()
             .any(|e| matches!(e, Event::PhaseChanged { cause: PhaseCause::Manual, step, .. } if *step == switch_step))
@@ -311,9 +334,10 @@ fn kill_9_then_inspect_and_resume() {
         .stderr(std::fs::File::create(tmp.path().join("resume.err")).unwrap())
         .spawn()
         .unwrap();
+    // The killed host's socket file is still there: wait until a host answers on it.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !run.join("control.sock").exists() {
-        assert!(Instant::now() < deadline);
+    while std::os::unix::net::UnixStream::connect(run.join("control.sock")).is_err() {
+        assert!(Instant::now() < deadline, "the resumed host never answered");
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));

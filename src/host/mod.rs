@@ -75,6 +75,7 @@ pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         seed: run.seed.unwrap_or(cfg.run.seed),
         max_steps: run.max_steps.unwrap_or(cfg.max_steps()),
         created_at: now_unix(),
+        source_path: run.config.path.canonicalize().ok().map(|p| p.display().to_string()),
     };
     dir.write_meta(&meta)?;
     let trainer = Trainer::new(cfg, meta.seed)?;
@@ -423,6 +424,7 @@ impl Host {
                 },
                 None => Err(no_suggestion(*id)),
             },
+            Command::Plan { config } => self.change_plan(config),
             Command::Dismiss { id } => match self.signals.take(*id) {
                 Some(s) => Ok(format!("dismissed suggestion {} (switch to {})", s.id, s.to_phase)),
                 None => Err(no_suggestion(*id)),
@@ -453,6 +455,56 @@ impl Host {
         }
         let _ = p.reply.send(Reply { ok: applied, step, message });
         Ok(exit)
+    }
+}
+
+impl Host {
+    /// Applies an edited config's future phases: the task, model and every phase up to
+    /// the current one must be unchanged (they have already happened).
+    fn change_plan(&mut self, text: &str) -> std::result::Result<String, String> {
+        let new = config::parse(&self.dir.config().display().to_string(), text).map_err(|e| e.to_string())?;
+        let old = self.trainer.config();
+        let json = |v: &dyn erased::Json| v.json();
+        let current = self.trainer.phase_index();
+        let same_head =
+            new.phases.len() > current && (0..=current).all(|i| json(&new.phases[i]) == json(&old.phases[i]));
+        if !same_head {
+            return Err(format!(
+                "phases up to the current one (\"{}\") must stay as they are; only later phases can change",
+                old.phases[current].name()
+            ));
+        }
+        for (what, a, b) in [
+            ("[task]", json(&new.task), json(&old.task)),
+            ("[model]", json(&new.model), json(&old.model)),
+            ("[probes]", json(&new.probes), json(&old.probes)),
+        ] {
+            if a != b {
+                return Err(format!("{what} cannot change in a live run; only future phases can"));
+            }
+        }
+        if new.phases.iter().map(|p| json(p)).eq(old.phases.iter().map(|p| json(p))) {
+            return Err("the plan is unchanged".into());
+        }
+        let names = new.phase_names();
+        self.trainer.replace_future_phases(new.phases.clone());
+        let _ = std::fs::write(self.dir.config(), text);
+        let step = self.trainer.step();
+        let config = serde_json::to_value(self.trainer.config()).map_err(|e| e.to_string())?;
+        self.emit(Event::PlanChanged { step, phases: names.clone(), config }).map_err(|e| format!("{e:#}"))?;
+        Ok(format!("plan from step {step}: {}", names.join(" → ")))
+    }
+}
+
+/// Comparison of config parts by their serialised form (spans are not part of it).
+mod erased {
+    pub trait Json {
+        fn json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
+        }
     }
 }
 

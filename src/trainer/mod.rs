@@ -381,6 +381,12 @@ impl Trainer {
         self.full_metrics = on;
     }
 
+    /// Replaces the plan's phases (the caller checks that those already run are the
+    /// same); the current phase keeps its index.
+    pub fn replace_future_phases(&mut self, phases: Vec<Phase>) {
+        self.cfg.phases = phases;
+    }
+
     /// Drops the optimizer's state (moments, momentum buffers).
     pub fn reset_optimizer(&mut self) {
         self.optim.reset();

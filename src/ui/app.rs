@@ -29,10 +29,25 @@ impl CommandSink for SocketSink {
 pub enum Mode {
     Normal,
     Help,
-    Command { input: String, history_pos: Option<usize> },
-    PhasePicker { selected: usize },
-    Confirm { phase: String },
-    Quit { selected: usize },
+    Command {
+        input: String,
+        history_pos: Option<usize>,
+    },
+    PhasePicker {
+        selected: usize,
+    },
+    Confirm {
+        phase: String,
+    },
+    Quit {
+        selected: usize,
+    },
+    /// An edited config whose future phases differ: apply them?
+    ConfirmPlan {
+        file: String,
+        text: String,
+        phases: Vec<String>,
+    },
 }
 
 /// The link to the host, as the header shows it.
@@ -81,6 +96,8 @@ pub struct App {
     pub status: Option<(String, bool)>,
     pub history: Vec<String>,
     pub exit: Option<Exit>,
+    /// The last config text offered, so one edit asks once.
+    pub last_plan_text: Option<String>,
     sink: Box<dyn CommandSink>,
 }
 
@@ -115,6 +132,7 @@ impl App {
             status: None,
             history: Vec::new(),
             exit: None,
+            last_plan_text: None,
             sink,
         }
     }
@@ -161,6 +179,14 @@ impl App {
                 }
             },
             Mode::Quit { selected } => self.on_quit_key(key, selected),
+            Mode::ConfirmPlan { text, .. } => {
+                self.mode = Mode::Normal;
+                if matches!(key.code, KeyCode::Char('y') | KeyCode::Enter) {
+                    self.send(Command::Plan { config: text });
+                } else {
+                    self.set_status("plan edit not applied", false);
+                }
+            }
             Mode::Normal if ctrl_c => self.mode = Mode::Quit { selected: 0 },
             Mode::Normal => {
                 if let Some(a) = self.keymap.action(&key) {
@@ -328,6 +354,24 @@ impl App {
             ("help", None) => self.mode = Mode::Help,
             ("", _) => {}
             _ => self.set_status(format!("unknown command \"{line}\" (try: {})", COMMANDS.join(", ")), true),
+        }
+    }
+
+    /// A watched config file changed: an invalid edit shows its error and changes
+    /// nothing; a valid one with different phases asks whether to apply them.
+    pub fn on_config_edit(&mut self, file: &str, text: String) {
+        match crate::config::parse(file, &text) {
+            Err(e) => self.set_status(format!("config edit not applied: {e}"), true),
+            Ok(cfg) => {
+                let phases = cfg.phase_names();
+                let new_plan = serde_json::to_value(&cfg).unwrap_or_default().get("phase").cloned();
+                let offered = self.last_plan_text.as_deref() == Some(text.as_str());
+                if offered || new_plan.as_ref() == self.view.config.get("phase") {
+                    return;
+                }
+                self.last_plan_text = Some(text.clone());
+                self.mode = Mode::ConfirmPlan { file: file.to_string(), text, phases };
+            }
         }
     }
 

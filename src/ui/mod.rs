@@ -116,6 +116,14 @@ pub fn run(opts: Options) -> Result<Exit> {
         let mut last_draw = Instant::now() - FRAME;
         let mut last_liveness = Instant::now() - Duration::from_secs(2);
         let mut layout_mtime = layout_file_mtime(&app);
+        // The run's config files are watched for plan edits.
+        let mut watched: Vec<(PathBuf, Option<std::time::SystemTime>)> = config_files(&dir)
+            .into_iter()
+            .map(|p| {
+                let m = mtime(&p);
+                (p, m)
+            })
+            .collect();
         loop {
             if quit.load(Ordering::Relaxed) {
                 return Ok(Exit::Detach);
@@ -155,6 +163,18 @@ pub fn run(opts: Options) -> Result<Exit> {
                     dirty = true;
                 }
                 // Layout files are watched: an edit redraws with the new layout.
+                for (path, seen) in watched.iter_mut() {
+                    let m = mtime(path);
+                    if m != *seen {
+                        *seen = m;
+                        if let Ok(text) = std::fs::read_to_string(&*path) {
+                            if app.view.ended.is_none() {
+                                app.on_config_edit(&path.display().to_string(), text);
+                                dirty = true;
+                            }
+                        }
+                    }
+                }
                 let m = layout_file_mtime(&app);
                 if m != layout_mtime {
                     layout_mtime = m;
@@ -171,6 +191,22 @@ pub fn run(opts: Options) -> Result<Exit> {
     })();
     restore_terminal();
     result
+}
+
+fn mtime(p: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// The run directory's config copy and the file the run was started from.
+fn config_files(dir: &RunDir) -> Vec<PathBuf> {
+    let mut files = vec![dir.config()];
+    if let Some(src) = dir.read_meta().ok().and_then(|m| m.source_path) {
+        let p = PathBuf::from(src);
+        if p.exists() && p != dir.config() {
+            files.push(p);
+        }
+    }
+    files
 }
 
 fn layout_file_mtime(app: &App) -> Option<std::time::SystemTime> {

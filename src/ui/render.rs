@@ -38,6 +38,13 @@ pub fn draw(f: &mut Frame, app: &App) {
                 format!("switch to phase \"{phase}\" at the next step boundary?  [y/Enter] yes   [any other key] no");
             draw_dialog(f, app, area, "confirm", vec![Line::from(text)]);
         }
+        Mode::ConfirmPlan { file, phases, .. } => {
+            let lines = vec![
+                Line::from(format!("{file} changed. New plan: {}", phases.join(" → "))),
+                Line::from("apply its future phases to the live run?  [y/Enter] apply   [any other key] no"),
+            ];
+            draw_dialog(f, app, area, "config edited", lines);
+        }
         Mode::Quit { selected } => {
             let opts = ["detach (training goes on)", "stop the run (checkpoint, then stop)", "cancel"];
             let lines = opts

@@ -69,6 +69,8 @@ pub struct RunView {
     pub max_steps: Option<u64>,
     pub started_at: f64,
     pub plan: Vec<PlanPhase>,
+    /// The run's resolved config (as JSON), from `run_started` or `plan_changed`.
+    pub config: serde_json::Value,
     pub phases: Vec<PhaseSpan>,
     pub step: u64,
     /// `None` while the run has not ended.
@@ -143,6 +145,7 @@ impl RunView {
                 }
                 self.max_steps = config.pointer("/run/max_steps").and_then(|v| v.as_u64()).or(self.max_steps);
                 self.plan = plan_from_config(config);
+                self.config = config.clone();
                 if let Some(s) = resumed_from_step {
                     self.rewind_to(*s);
                     self.log_row(*s, "run", format!("resumed from step {s}"));
@@ -213,6 +216,11 @@ impl RunView {
                 let from = from.as_deref().unwrap_or("-");
                 let detail = detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
                 self.log_row(*step, "phase", format!("{from} → {to}: {}{detail}", cause.as_str()));
+            }
+            Event::PlanChanged { step, phases, config } => {
+                self.plan = plan_from_config(config);
+                self.config = config.clone();
+                self.log_row(*step, "plan", format!("plan changed: {}", phases.join(" → ")));
             }
             Event::Checkpoint { step, path } => {
                 self.checkpoints.push(*step);
