@@ -247,7 +247,7 @@ fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
                 None => {
                     // The embedded demo: hand the host a file it can read.
                     std::fs::create_dir_all(&dir)?;
-                    let p = dir.join("demo.toml.in");
+                    let p = dir.join("demo.toml");
                     std::fs::write(&p, &loaded.source)?;
                     p
                 }
@@ -287,7 +287,7 @@ fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    attach_dir(&run_dir, args.view)
+    attach_dir(&run_dir, args.view, None)
 }
 
 pub fn attach(run_dir: Option<PathBuf>, view: ViewOptions) -> Result<ExitCode> {
@@ -296,10 +296,41 @@ pub fn attach(run_dir: Option<PathBuf>, view: ViewOptions) -> Result<ExitCode> {
         None => crate::ui::newest_live_run(Path::new("runs"))
             .ok_or_else(|| UsageError("no live run under runs/ (name one: phasetop attach RUN_DIR)".into()))?,
     };
-    attach_dir(&dir, view)
+    attach_dir(&dir, view, None)
 }
 
-fn attach_dir(dir: &Path, view: ViewOptions) -> Result<ExitCode> {
+/// `replay`: the recorded run in the dashboard, or its story as text with `--headless`.
+pub fn replay(run_dir: &Path, speed: &str, from: Option<u64>, headless: bool, view: ViewOptions) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let dir = RunDir::open(run_dir)?;
+    if headless || !std::io::stdout().is_terminal() {
+        let contents = crate::runlog::read_all(&dir.log())?;
+        for p in &contents.problems {
+            println!("(skipped damaged log at offset {}: {} — {})", p.offset, p.kind.as_str(), p.detail);
+        }
+        let events: Vec<Event> = contents.records.iter().map(|r| r.event.clone()).collect();
+        print!("{}", crate::ui::replay::story(&events));
+        println!();
+        print!("{}", Summary::from_contents(&contents).with_live(dir.is_live()).render_text());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let speeds = crate::ui::replay::SPEEDS;
+    let speed = if speed == "max" {
+        speeds.len() - 1
+    } else {
+        let x: f64 = speed
+            .trim_end_matches('x')
+            .parse()
+            .map_err(|_| UsageError(format!("--speed: \"{speed}\" is not a number or \"max\"")))?;
+        if !(x > 0.0) {
+            return Err(UsageError(format!("--speed must be positive, got {speed}")).into());
+        }
+        (0..speeds.len() - 1).min_by(|&a, &b| (speeds[a] - x).abs().total_cmp(&(speeds[b] - x).abs())).unwrap_or(5)
+    };
+    attach_dir(run_dir, view, Some(crate::ui::ReplayOptions { speed, from }))
+}
+
+fn attach_dir(dir: &Path, view: ViewOptions, replay: Option<crate::ui::ReplayOptions>) -> Result<ExitCode> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         return Err(UsageError("attach needs a terminal; use `phasetop inspect` or `--headless` instead".into()).into());
@@ -310,6 +341,7 @@ fn attach_dir(dir: &Path, view: ViewOptions) -> Result<ExitCode> {
         theme: view.theme,
         ascii: view.ascii,
         keys_file: view.keys_file,
+        replay,
     })?;
     match exit {
         crate::ui::app::Exit::Detach => {

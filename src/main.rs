@@ -42,6 +42,21 @@ enum Cmd {
         #[command(flatten)]
         view: ViewArgs,
     },
+    /// Replay a recorded run in the dashboard (or print its story with --headless).
+    Replay {
+        run_dir: PathBuf,
+        /// Playback speed: 0.25 to 1000 (times the recorded pace), or "max".
+        #[arg(long, default_value = "10")]
+        speed: String,
+        /// Start at this step.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Print the run's story as plain text instead of drawing.
+        #[arg(long)]
+        headless: bool,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
     /// List runs: id, config, status, phase, step, age.
     Ls {
         #[arg(default_value = "runs")]
@@ -120,6 +135,9 @@ fn main() -> ExitCode {
         }
         Cmd::Attach { run_dir, view } => commands::attach(run_dir, view.into_options()),
         Cmd::Ls { root } => commands::ls(&root),
+        Cmd::Replay { run_dir, speed, from, headless, view } => {
+            commands::replay(&run_dir, &speed, from, headless, view.into_options())
+        }
         Cmd::Check { configs } => commands::check(&configs),
         Cmd::Ctl { run_dir, command } => commands::ctl(&run_dir, &command),
         Cmd::Inspect { run_dir, json } => commands::inspect(&run_dir, json),

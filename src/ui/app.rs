@@ -98,6 +98,8 @@ pub struct App {
     pub exit: Option<Exit>,
     /// The last config text offered, so one edit asks once.
     pub last_plan_text: Option<String>,
+    /// Set when replaying a recorded run instead of watching a live one.
+    pub player: Option<super::replay::Player>,
     sink: Box<dyn CommandSink>,
 }
 
@@ -133,6 +135,7 @@ impl App {
             history: Vec::new(),
             exit: None,
             last_plan_text: None,
+            player: None,
             sink,
         }
     }
@@ -188,6 +191,7 @@ impl App {
                 }
             }
             Mode::Normal if ctrl_c => self.mode = Mode::Quit { selected: 0 },
+            Mode::Normal if self.player.is_some() && self.on_replay_key(key) => {}
             Mode::Normal => {
                 if let Some(a) = self.keymap.action(&key) {
                     self.on_action(a);
@@ -325,6 +329,15 @@ impl App {
                 Some((k, Ok(value))) => self.send(Command::Set { key: k.to_string(), value }),
                 _ => self.set_status(format!("set needs KEY=NUMBER, got \"{kv}\""), true),
             },
+            ("goto", Some(s)) if self.player.is_some() => match s.parse::<u64>() {
+                Ok(step) => {
+                    let p = self.player.as_mut().expect("checked");
+                    p.playing = false;
+                    p.seek_step(&mut self.view, step);
+                    self.set_status(format!("replay at step {}", self.view.step), false);
+                }
+                Err(_) => self.set_status(format!("goto needs a step number, got \"{s}\""), true),
+            },
             ("goto", Some(s)) => match s.parse::<u64>() {
                 Ok(step) => {
                     self.cursor = Some(step.min(self.view.step));
@@ -355,6 +368,44 @@ impl App {
             ("", _) => {}
             _ => self.set_status(format!("unknown command \"{line}\" (try: {})", COMMANDS.join(", ")), true),
         }
+    }
+
+    /// Replay transport keys; returns whether the key was one of them.
+    fn on_replay_key(&mut self, key: KeyEvent) -> bool {
+        use crate::event::Event as E;
+        let Some(p) = self.player.as_mut() else { return false };
+        let v = &mut self.view;
+        match key.code {
+            KeyCode::Char(' ') => p.playing = !p.playing,
+            KeyCode::Char('<') => p.speed = p.speed.saturating_sub(1),
+            KeyCode::Char('>') => p.speed = (p.speed + 1).min(super::replay::SPEEDS.len() - 1),
+            KeyCode::Char('.') => {
+                p.playing = false;
+                p.step_forward(v);
+            }
+            KeyCode::Char(',') => {
+                p.playing = false;
+                p.step_back(v);
+            }
+            KeyCode::Char('g') => p.seek(v, 0),
+            KeyCode::Char('G') => p.seek(v, p.len()),
+            KeyCode::Char(c @ ('[' | ']' | '{' | '}')) => {
+                let phase = |e: &E| matches!(e, E::PhaseChanged { .. });
+                let signal = |e: &E| matches!(e, E::Signal { .. });
+                let found = match c {
+                    '[' => p.find(false, phase),
+                    ']' => p.find(true, phase),
+                    '{' => p.find(false, signal),
+                    _ => p.find(true, signal),
+                };
+                match found {
+                    Some(i) => p.seek(v, i),
+                    None => self.status = Some(("nothing further in that direction".into(), true)),
+                }
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// A watched config file changed: an invalid edit shows its error and changes

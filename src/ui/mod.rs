@@ -6,6 +6,7 @@ pub mod app;
 pub mod keymap;
 pub mod layout;
 pub mod render;
+pub mod replay;
 pub mod series;
 pub mod state;
 pub mod theme;
@@ -31,6 +32,22 @@ pub struct Options {
     pub theme: Option<theme::ThemeKind>,
     pub ascii: bool,
     pub keys_file: Option<PathBuf>,
+    /// Replay the recorded run instead of following it live.
+    pub replay: Option<ReplayOptions>,
+}
+
+pub struct ReplayOptions {
+    /// Index into `replay::SPEEDS`.
+    pub speed: usize,
+    pub from: Option<u64>,
+}
+
+/// Commands have nowhere to go in a replay.
+struct ReplaySink;
+impl app::CommandSink for ReplaySink {
+    fn send(&mut self, c: &crate::event::Command) -> Result<crate::host::control::Reply, String> {
+        Err(format!("replay: \"{c}\" needs a live run (phasetop attach)"))
+    }
 }
 
 /// Key overrides from a TOML file: `[keys]\nlog_scale = "y"` or `= ["y", "L"]`.
@@ -84,10 +101,29 @@ pub fn run(opts: Options) -> Result<Exit> {
     let theme = theme::Theme::new(theme::ThemeKind::resolve(opts.theme));
     let mut tail = runlog::Tail::new(&dir.log());
     let mut view = state::RunView::default();
-    for r in tail.poll()? {
-        view.apply(&r.event);
-    }
-    let mut app = App::new(view, keymap, theme, layout, layouts_dir, Box::new(SocketSink(dir.socket())));
+    let replaying = opts.replay.is_some();
+    let mut app = if let Some(r) = &opts.replay {
+        let contents = runlog::read_all(&dir.log())?;
+        let skipped = contents.problems.len();
+        let mut player = replay::Player::new(contents.records.into_iter().map(|r| r.event).collect());
+        player.speed = r.speed;
+        if let Some(from) = r.from {
+            player.seek_step(&mut view, from);
+        }
+        let mut app = App::new(view, keymap, theme, layout, layouts_dir, Box::new(ReplaySink));
+        app.player = Some(player);
+        app.link = Link::Ended;
+        if skipped > 0 {
+            app.status =
+                Some((format!("{skipped} damaged span(s) in the log were skipped (see phasetop inspect)"), true));
+        }
+        app
+    } else {
+        for r in tail.poll()? {
+            view.apply(&r.event);
+        }
+        App::new(view, keymap, theme, layout, layouts_dir, Box::new(SocketSink(dir.socket())))
+    };
     app.ascii = opts.ascii;
 
     // SIGTERM/SIGHUP/SIGINT end the dashboard cleanly (the run goes on).
@@ -115,6 +151,7 @@ pub fn run(opts: Options) -> Result<Exit> {
         let mut dirty = true;
         let mut last_draw = Instant::now() - FRAME;
         let mut last_liveness = Instant::now() - Duration::from_secs(2);
+        let mut last_tick = Instant::now();
         let mut layout_mtime = layout_file_mtime(&app);
         // The run's config files are watched for plan edits.
         let mut watched: Vec<(PathBuf, Option<std::time::SystemTime>)> = config_files(&dir)
@@ -142,7 +179,13 @@ pub fn run(opts: Options) -> Result<Exit> {
                     _ => {}
                 }
             }
-            let new = tail.poll()?;
+            if let Some(p) = app.player.as_mut() {
+                if p.tick(&mut app.view, last_tick.elapsed().as_secs_f64()) {
+                    dirty = true;
+                }
+                last_tick = Instant::now();
+            }
+            let new = if replaying { Vec::new() } else { tail.poll()? };
             if !new.is_empty() {
                 for r in &new {
                     app.view.apply(&r.event);
@@ -151,7 +194,7 @@ pub fn run(opts: Options) -> Result<Exit> {
             }
             if last_liveness.elapsed() >= Duration::from_secs(1) {
                 last_liveness = Instant::now();
-                let link = if app.view.ended.is_some() {
+                let link = if replaying || app.view.ended.is_some() {
                     Link::Ended
                 } else if dir.is_live() {
                     Link::Live
@@ -168,7 +211,7 @@ pub fn run(opts: Options) -> Result<Exit> {
                     if m != *seen {
                         *seen = m;
                         if let Ok(text) = std::fs::read_to_string(&*path) {
-                            if app.view.ended.is_none() {
+                            if !replaying && app.view.ended.is_none() {
                                 app.on_config_edit(&path.display().to_string(), text);
                                 dirty = true;
                             }

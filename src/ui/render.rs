@@ -102,7 +102,13 @@ fn phase_index(v: &RunView, name: &str) -> usize {
 fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     let v = &app.view;
     let t = &app.theme;
+    let replay_label;
     let (state, style) = match (v.ended, app.link, v.paused) {
+        _ if app.player.is_some() => {
+            let p = app.player.as_ref().expect("checked");
+            replay_label = format!("REPLAY {} {}", if p.playing { "▶" } else { "‖" }, p.speed_label());
+            (replay_label.as_str(), t.accent)
+        }
         (Some(RunStatus::Completed), _, _) => ("COMPLETED", t.ok),
         (Some(RunStatus::Stopped), _, _) => ("STOPPED", t.warn),
         (Some(RunStatus::Diverged), _, _) => ("DIVERGED", t.error),
@@ -550,6 +556,12 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
         "    accept, dismiss, goto STEP, smooth 0.9, layout NAME   (Tab completes)",
         app.theme.dim,
     )));
+    if app.player.is_some() {
+        lines.push(Line::from(Span::styled(
+            "  replay: space play/pause  < > speed  , . step  [ ] phase change  { } signal  g G start/end  :goto STEP",
+            app.theme.dim,
+        )));
+    }
     lines.push(Line::from(Span::styled("  any key closes this help", app.theme.dim)));
     draw_dialog(f, app, area, "help", lines);
 }
