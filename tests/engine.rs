@@ -114,6 +114,12 @@ fn same_seed_same_losses_and_phase_switch_between_steps() {
         }
     }
     assert!(matches!(ea.last(), Some(Event::RunEnded { status: RunStatus::Completed, step: 60, .. })));
+    let story = Command::new(BIN).args(["replay", "--headless"]).arg(&a).output().unwrap();
+    assert!(story.status.success());
+    let story = String::from_utf8_lossy(&story.stdout);
+    assert!(story.contains("       25  phase     warm → main (scheduled)"), "{story}");
+    assert!(story.contains("       60  end       completed"), "{story}");
+    assert!(story.contains("status       completed at step 60"), "{story}");
     let stdout = String::from_utf8_lossy(&train_headless(&cfg, &tmp.path().join("d"), &["--max-steps", "30"]).stdout)
         .to_string();
     assert!(stdout.contains("phase warm -> main at step 25 (scheduled)"), "{stdout}");
