@@ -168,6 +168,11 @@ pub fn run(opts: Options) -> Result<Exit> {
             if let Some(e) = app.exit {
                 return Ok(e);
             }
+            // A dropped SSH connection or a closed terminal: detach (training goes on).
+            // Checked before every poll: crossterm's poll never returns on a hung-up tty.
+            if terminal_hung_up() {
+                return Ok(Exit::Detach);
+            }
             let wait = FRAME.saturating_sub(last_draw.elapsed()).max(Duration::from_millis(10));
             if cevent::poll(wait)? {
                 match cevent::read()? {
@@ -234,6 +239,15 @@ pub fn run(opts: Options) -> Result<Exit> {
     })();
     restore_terminal();
     result
+}
+
+/// Whether the terminal on stdin has gone away. crossterm keeps reading EOF from a
+/// hung-up terminal without reporting it (and SIGHUP does not always arrive, e.g. when
+/// a pty's master is simply closed), so ask the kernel.
+fn terminal_hung_up() -> bool {
+    let mut fds = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    let n = unsafe { libc::poll(&mut fds, 1, 0) };
+    n > 0 && fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 fn mtime(p: &Path) -> Option<std::time::SystemTime> {
