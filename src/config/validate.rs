@@ -2,12 +2,11 @@
 
 use super::*;
 
-/// Detector names a phase's `until` rule may use (implemented in `signals`).
-pub const DETECTORS: &[&str] = &["plateau", "changepoint", "jump", "divergence", "collapse"];
 /// Metrics every run records; probe metrics are `<layer>/<name>`.
 pub const RUN_METRICS: &[&str] =
     &["train_loss", "train_acc", "val_loss", "val_acc", "lr", "grad_norm", "weight_norm", "dist_init"];
-pub const PROBE_METRICS: &[&str] = &["mean_cos", "diversity", "eff_rank", "entropy", "participation"];
+use crate::probes::PROBE_METRICS;
+use crate::signals::DetectorKind;
 
 struct Ctx<'a> {
     file: &'a str,
@@ -249,10 +248,11 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
     }
     if let Some(rule) = &p.until {
         let r = rule.get_ref();
-        if !DETECTORS.contains(&r.detector.get_ref().as_str()) {
+        if !DetectorKind::ALL.iter().any(|k| k.name() == r.detector.get_ref()) {
+            let names: Vec<&str> = DetectorKind::ALL.iter().map(|k| k.name()).collect();
             return cx.err(
                 r.detector.span(),
-                format!("unknown detector \"{}\", expected one of {}", r.detector.get_ref(), DETECTORS.join(", ")),
+                format!("unknown detector \"{}\", expected one of {}", r.detector.get_ref(), names.join(", ")),
             );
         }
         if let Err(e) = crate::signals::DetectorSpec::from_toml(r.detector.get_ref(), &r.params) {

@@ -2,14 +2,17 @@
 //! MacKay 2007) with a conjugate Normal-Inverse-Gamma model per segment and the
 //! run-length distribution truncated to `max_run`, so each point costs O(`max_run`).
 //!
-//! The segment model is a Bayesian linear regression `y = a + b·u + ε`, ε ~ N(0, σ²),
-//! with a Normal-Inverse-Gamma prior on (a, b, σ²): piecewise-*linear* rather than the
-//! textbook piecewise-constant Normal-Gamma model, because training curves trend. A
-//! smoothly falling loss is then one long segment instead of a change every few dozen
-//! points. `trend = false` drops the slope and gives the textbook Normal-Gamma model.
-//! On positive metrics the model works on ln(value) (`transform = "auto"`): losses are
-//! heteroscedastic with noise roughly proportional to their level, and exponential
-//! decays are straight lines in log space.
+//! The segment model is a Bayesian polynomial regression `y = a + b·u + c·u² + ε`,
+//! ε ~ N(0, σ²), with a Normal-Inverse-Gamma prior on (a, b, c, σ²) (u: steps since the
+//! segment began, in units of the typical spacing). `trend = "constant"` keeps only `a`
+//! and is the textbook Normal-Gamma model; the default `"quadratic"` exists because
+//! training curves trend and bend: with a constant model a smoothly falling loss is a
+//! "change" every few dozen points, and with a linear one a power-law loss still is
+//! while it bends. On positive metrics the model works on ln(value)
+//! (`transform = "auto"`): losses are heteroscedastic with noise roughly proportional
+//! to their level, and exponential decays are straight lines in log space. Each
+//! hypothesis clips outliers (`clip`) so that a lone spike is not a change point.
+//! See docs/SIGNALS.md for the firing rule and measured behaviour.
 
 use super::stats::{DiffScale, ema_alpha, ln_gamma, log_add_exp};
 use super::{Detector, DetectorKind, Firing};
@@ -118,6 +121,8 @@ impl Default for ChangepointParams {
 /// Prior shape a₀ of the Inverse-Gamma on σ²; b₀ = (a₀ − 1)·σ̂² makes its mean the
 /// robust running noise estimate σ̂² at the segment's birth.
 const PRIOR_SHAPE: f64 = 2.0;
+/// Prior precision of a regression term left out of the model.
+const OFF: f64 = 1e300;
 /// Points that only seed the noise-scale estimate before the model starts.
 const BOOTSTRAP_POINTS: usize = 8;
 /// Time constant (points) of the robust noise-scale and spacing estimates.
@@ -171,56 +176,46 @@ impl Run {
     }
 
     /// Posterior predictive of y at `step` under the Normal-Inverse-Gamma regression on
-    /// (1, u, u²)[..k] with prior precisions `prec` (prior mean 0 in ỹ coordinates):
+    /// (1, u, u²) with prior precisions `prec` (prior mean 0 in ỹ coordinates; a term
+    /// left out of the model has precision [`OFF`], which pins its coefficient at 0):
     /// (mean, scale², degrees of freedom).
-    fn predictive(&self, step: u64, prec: &[f64; 3], k: usize) -> (f64, f64, f64) {
-        // Λ = V₀⁻¹ + XᵀX, Cholesky Λ = L Lᵀ.
-        let mut l = [[0.0f64; 3]; 3];
-        for i in 0..k {
-            for j in 0..=i {
-                let mut v = self.su[i + j] + if i == j { prec[i] } else { 0.0 };
-                for q in 0..j {
-                    v -= l[i][q] * l[j][q];
-                }
-                l[i][j] = if i == j { v.max(1e-300).sqrt() } else { v / l[j][j] };
-            }
-        }
-        // z = L⁻¹ Xᵀỹ, m = L⁻ᵀ z; ỹᵀX m = |z|².
-        let forward = |b: &[f64; 3]| {
-            let mut z = [0.0f64; 3];
-            for i in 0..k {
-                let mut v = b[i];
-                for q in 0..i {
-                    v -= l[i][q] * z[q];
-                }
-                z[i] = v / l[i][i];
-            }
-            z
+    fn predictive(&self, step: u64, prec: &[f64; 3]) -> (f64, f64, f64) {
+        let s = &self.su;
+        // Λ = V₀⁻¹ + XᵀX = L D Lᵀ (3×3, unit lower L, unrolled; r = 1/D).
+        let r0 = 1.0 / (s[0] + prec[0]);
+        let l10 = s[1] * r0;
+        let l20 = s[2] * r0;
+        let d1 = s[2] + prec[1] - l10 * s[1];
+        let r1 = 1.0 / d1.max(1e-300);
+        let l21 = (s[3] - l20 * s[1]) * r1;
+        let d2 = s[4] + prec[2] - l20 * s[2] - l21 * l21 * d1;
+        let r2 = 1.0 / d2.max(1e-300);
+        // y = L⁻¹ b, so bᵀ Λ⁻¹ b = Σ yᵢ² / Dᵢ.
+        let forward = |b0: f64, b1: f64, b2: f64| {
+            let y1 = b1 - l10 * b0;
+            (b0, y1, b2 - l20 * b0 - l21 * y1)
         };
-        let z = forward(&self.sy);
-        let mut m = [0.0f64; 3];
-        for i in (0..k).rev() {
-            let mut v = z[i];
-            for q in i + 1..k {
-                v -= l[q][i] * m[q];
-            }
-            m[i] = v / l[i][i];
-        }
-        let fit: f64 = z[..k].iter().map(|v| v * v).sum();
-        let an = PRIOR_SHAPE + 0.5 * self.su[0];
+        // Posterior mean m = Λ⁻¹ Xᵀỹ, and ỹᵀX m.
+        let (y0, y1, y2) = forward(self.sy[0], self.sy[1], self.sy[2]);
+        let m2 = y2 * r2;
+        let m1 = y1 * r1 - l21 * m2;
+        let m0 = y0 * r0 - l10 * m1 - l20 * m2;
+        let fit = y0 * y0 * r0 + y1 * y1 * r1 + y2 * y2 * r2;
+        let an = PRIOR_SHAPE + 0.5 * s[0];
         let bn = self.b0 + 0.5 * (self.syy - fit).max(0.0);
+        // Predictive variance factor 1 + x*ᵀ Λ⁻¹ x* with x* = (1, u, u²).
         let u = self.u(step);
-        let x = [1.0, u, u * u];
-        let w = forward(&x);
-        let quad: f64 = w[..k].iter().map(|v| v * v).sum();
-        let mean = self.c + (0..k).map(|i| x[i] * m[i]).sum::<f64>();
-        (mean, bn / an * (1.0 + quad), 2.0 * an)
+        let (w0, w1, w2) = forward(1.0, u, u * u);
+        let quad = w0 * w0 * r0 + w1 * w1 * r1 + w2 * w2 * r2;
+        (self.c + m0 + m1 * u + m2 * u * u, bn / an * (1.0 + quad), 2.0 * an)
     }
 }
 
 /// Bayesian online change-point detection with run-length truncation. Fires when the
-/// posterior mass on run lengths ≤ `short_run` reaches `threshold` (after `warmup`
-/// points); re-arms when that mass falls under `threshold / 2`. Score: that mass.
+/// posterior mass on run lengths ≤ `short_run` (not counting the run that began with
+/// the series) is at least `threshold` and the most probable run length is
+/// ≤ `short_run`, for `confirm` consecutive points, after `warmup` points; re-arms when
+/// that mass falls under `threshold / 2`. Score: that mass.
 /// The message names the step after which the most probable new segment began.
 #[derive(Clone, Debug)]
 pub struct Changepoint {
@@ -327,8 +322,12 @@ impl Detector for Changepoint {
             return None;
         }
         let sq = |x: f64| 1.0 / (x * x);
-        let prec = [sq(self.p.prior_level_sd), sq(self.p.prior_slope_sd), sq(self.p.prior_curvature_sd)];
         let k = self.p.trend.terms();
+        let prec = [
+            sq(self.p.prior_level_sd),
+            if k > 1 { sq(self.p.prior_slope_sd) } else { OFF },
+            if k > 2 { sq(self.p.prior_curvature_sd) } else { OFF },
+        ];
         let h = 1.0 / self.p.hazard_points.max(1.0);
         let (ln_h, ln_1mh) = (h.ln(), (-h).ln_1p());
 
@@ -339,7 +338,7 @@ impl Detector for Changepoint {
         let mut max_joint = f64::NEG_INFINITY;
         for r in self.runs.iter_mut() {
             let lg = self.lg[r.n().min(self.lg.len() - 1)];
-            let (mean, s2, nu) = r.predictive(step, &prec, k);
+            let (mean, s2, nu) = r.predictive(step, &prec);
             let yr = if clip > 0.0 {
                 let half = clip * s2.sqrt();
                 y.clamp(mean - half, mean + half)
