@@ -2,8 +2,12 @@
 # Installs libtorch (the PyTorch wheel pinned to what tch expects) into a venv shared by
 # every checkout, then points this checkout's `.libtorch` link at it. Idempotent: a
 # second run with a complete venv only refreshes the link.
+# Also installs tensorboard (the interop tests and benchmark load exported event files
+# with TensorBoard's own reader); a venv made before that gets it added on the next run,
+# without touching torch.
 set -euo pipefail
 TORCH_VERSION=2.13.0
+TENSORBOARD_VERSION=2.21.0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${PHASETOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phasetop}
 venv="$cache/torch-$TORCH_VERSION"
@@ -16,6 +20,12 @@ if [ ! -f "$venv/.complete" ]; then
   "$python" -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
   touch "$venv/.complete"
+fi
+
+if [ ! -f "$venv/.tensorboard-$TENSORBOARD_VERSION" ]; then
+  echo "phasetop: installing tensorboard==$TENSORBOARD_VERSION into $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "tensorboard==$TENSORBOARD_VERSION"
+  touch "$venv/.tensorboard-$TENSORBOARD_VERSION"
 fi
 
 torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')

@@ -213,6 +213,31 @@ pub fn inspect(run_dir: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `export`: the run as CSV, JSON lines or a TensorBoard event file (docs/INTEROP.md).
+pub fn export(run_dir: &Path, format: &str, output: &Path) -> Result<ExitCode> {
+    let format: crate::interop::Format = format.parse()?;
+    let done = crate::interop::export(run_dir, format, output)?;
+    println!("exported {} to {}", run_dir.display(), done.path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `import`: TensorBoard scalars into a new run directory (docs/INTEROP.md).
+pub fn import(src: &Path, output: &Path) -> Result<ExitCode> {
+    let r = crate::interop::import(src, output)?;
+    println!(
+        "imported {} scalars at {} steps from {} file(s) into {}; {} signal(s)",
+        r.scalars,
+        r.steps,
+        r.files,
+        r.run_dir.display(),
+        r.signals
+    );
+    for (tag, metric) in r.tags.iter().filter(|(t, m)| t != m) {
+        println!("  {tag} → {metric}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Loads the config (or the embedded demo) for a new run and picks its directory.
 fn new_run_config(args: &TrainArgs) -> Result<(LoadedConfig, PathBuf)> {
     let loaded = match &args.config {
@@ -300,18 +325,44 @@ pub fn attach(run_dir: Option<PathBuf>, view: ViewOptions) -> Result<ExitCode> {
 }
 
 /// `replay`: the recorded run in the dashboard, or its story as text with `--headless`.
-pub fn replay(run_dir: &Path, speed: &str, from: Option<u64>, headless: bool, view: ViewOptions) -> Result<ExitCode> {
+/// Several runs: overlaid on the same charts, or their stories and a final-metrics table.
+pub fn replay(
+    run_dirs: &[PathBuf],
+    speed: &str,
+    from: Option<u64>,
+    headless: bool,
+    view: ViewOptions,
+) -> Result<ExitCode> {
     use std::io::IsTerminal;
-    let dir = RunDir::open(run_dir)?;
+    let Some((run_dir, rest)) = run_dirs.split_first() else {
+        return Err(UsageError("replay needs a run directory".into()).into());
+    };
     if headless || !std::io::stdout().is_terminal() {
-        let contents = crate::runlog::read_all(&dir.log())?;
-        for p in &contents.problems {
-            println!("(skipped damaged log at offset {}: {} — {})", p.offset, p.kind.as_str(), p.detail);
+        let mut names = Vec::new();
+        let mut views = Vec::new();
+        for d in run_dirs {
+            let dir = RunDir::open(d)?;
+            let contents = crate::runlog::read_all(&dir.log())?;
+            if run_dirs.len() > 1 {
+                println!("== {} ==", d.display());
+            }
+            for p in &contents.problems {
+                println!("(skipped damaged log at offset {}: {} — {})", p.offset, p.kind.as_str(), p.detail);
+            }
+            let events: Vec<Event> = contents.records.iter().map(|r| r.event.clone()).collect();
+            print!("{}", crate::ui::replay::story(&events));
+            println!();
+            print!("{}", Summary::from_contents(&contents).with_live(dir.is_live()).render_text());
+            if run_dirs.len() > 1 {
+                println!();
+                names.push(crate::ui::compare::run_name(d));
+                views.push(crate::ui::state::RunView::from_events(&events));
+            }
         }
-        let events: Vec<Event> = contents.records.iter().map(|r| r.event.clone()).collect();
-        print!("{}", crate::ui::replay::story(&events));
-        println!();
-        print!("{}", Summary::from_contents(&contents).with_live(dir.is_live()).render_text());
+        if run_dirs.len() > 1 {
+            println!("== comparison (final values) ==");
+            print!("{}", crate::ui::compare::comparison_table(&names, &views.iter().collect::<Vec<_>>()));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let speeds = crate::ui::replay::SPEEDS;
@@ -327,7 +378,7 @@ pub fn replay(run_dir: &Path, speed: &str, from: Option<u64>, headless: bool, vi
         }
         (0..speeds.len() - 1).min_by(|&a, &b| (speeds[a] - x).abs().total_cmp(&(speeds[b] - x).abs())).unwrap_or(5)
     };
-    attach_dir(run_dir, view, Some(crate::ui::ReplayOptions { speed, from }))
+    attach_dir(run_dir, view, Some(crate::ui::ReplayOptions { speed, from, compare: rest.to_vec() }))
 }
 
 fn attach_dir(dir: &Path, view: ViewOptions, replay: Option<crate::ui::ReplayOptions>) -> Result<ExitCode> {

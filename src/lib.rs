@@ -5,6 +5,7 @@ pub mod config;
 pub mod event;
 pub mod host;
 pub mod inspect;
+pub mod interop;
 pub mod probes;
 pub mod rundir;
 pub mod runlog;

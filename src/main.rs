@@ -44,7 +44,9 @@ enum Cmd {
     },
     /// Replay a recorded run in the dashboard (or print its story with --headless).
     Replay {
-        run_dir: PathBuf,
+        /// One run, or several to compare on the same charts (aligned by step).
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
         /// Playback speed: 0.25 to 1000 (times the recorded pace), or "max".
         #[arg(long, default_value = "10")]
         speed: String,
@@ -81,6 +83,23 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Export a run: csv (a row per step), jsonl (every event) or tfevents (TensorBoard).
+    Export {
+        run_dir: PathBuf,
+        #[arg(long, value_parser = ["csv", "jsonl", "tfevents"])]
+        format: String,
+        /// Output file; for tfevents a directory (or a path ending in /) gets
+        /// events.out.tfevents.<unix>.phasetop in it.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Import TensorBoard scalars (an event file or a directory of them) into a new run.
+    Import {
+        tfevents_path: PathBuf,
+        /// The run directory to create.
+        #[arg(short, long)]
+        output: PathBuf,
     },
 }
 
@@ -135,12 +154,14 @@ fn main() -> ExitCode {
         }
         Cmd::Attach { run_dir, view } => commands::attach(run_dir, view.into_options()),
         Cmd::Ls { root } => commands::ls(&root),
-        Cmd::Replay { run_dir, speed, from, headless, view } => {
-            commands::replay(&run_dir, &speed, from, headless, view.into_options())
+        Cmd::Replay { run_dirs, speed, from, headless, view } => {
+            commands::replay(&run_dirs, &speed, from, headless, view.into_options())
         }
         Cmd::Check { configs } => commands::check(&configs),
         Cmd::Ctl { run_dir, command } => commands::ctl(&run_dir, &command),
         Cmd::Inspect { run_dir, json } => commands::inspect(&run_dir, json),
+        Cmd::Export { run_dir, format, output } => commands::export(&run_dir, &format, &output),
+        Cmd::Import { tfevents_path, output } => commands::import(&tfevents_path, &output),
     };
     match result {
         Ok(code) => code,

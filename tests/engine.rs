@@ -120,6 +120,15 @@ fn same_seed_same_losses_and_phase_switch_between_steps() {
     assert!(story.contains("       25  phase     warm → main (scheduled)"), "{story}");
     assert!(story.contains("       60  end       completed"), "{story}");
     assert!(story.contains("status       completed at step 60"), "{story}");
+    // Two runs: each story, then their final metrics side by side.
+    let both = Command::new(BIN).args(["replay", "--headless"]).arg(&a).arg(&c).output().unwrap();
+    assert!(both.status.success());
+    let both = String::from_utf8_lossy(&both.stdout);
+    assert_eq!(both.matches("       60  end       completed").count(), 2, "{both}");
+    let table = both.split("== comparison (final values) ==").nth(1).expect("a comparison table");
+    let header = table.lines().nth(1).unwrap();
+    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["metric", "a", "c"], "{table}");
+    assert!(table.lines().any(|l| l.starts_with("train_loss")), "{table}");
     let stdout = String::from_utf8_lossy(&train_headless(&cfg, &tmp.path().join("d"), &["--max-steps", "30"]).stdout)
         .to_string();
     assert!(stdout.contains("phase warm -> main at step 25 (scheduled)"), "{stdout}");

@@ -12,6 +12,15 @@ const DEFAULTS: &[(DetectorKind, &str)] = &[
     (DetectorKind::Jump, "val_acc"),
 ];
 
+/// The detectors every run gets, with default parameters (also run over imported runs).
+pub fn default_bank() -> Bank {
+    let mut bank = Bank::new();
+    for (kind, metric) in DEFAULTS {
+        bank.insert(DetectorSpec::default_for(*kind), metric);
+    }
+    bank
+}
+
 /// What a signal asks of the run loop.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleOutcome {
@@ -37,10 +46,7 @@ pub struct SignalState {
 
 impl SignalState {
     pub fn new(phase: &Phase) -> SignalState {
-        let mut bank = Bank::new();
-        for (kind, metric) in DEFAULTS {
-            bank.insert(DetectorSpec::default_for(*kind), metric);
-        }
+        let bank = default_bank();
         let mut s = SignalState { bank, rule: None, pending: Vec::new(), next_id: 1 };
         s.enter_phase(phase);
         s

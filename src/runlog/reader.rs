@@ -44,6 +44,14 @@ impl<R: Read> Reader<R> {
         Ok(Reader { src, dec: Decoder::new(HEADER_LEN as u64, true), eof: false, done: false, schema })
     }
 
+    /// Continues a log from `offset`, the start of a record (a [`Record::offset`] or the
+    /// end of one), on a source already positioned there whose header was checked before:
+    /// replay seeks restart decoding mid-file without reading from the top.
+    pub fn at(src: R, offset: u64, schema: (u32, u32)) -> Reader<R> {
+        let offset = offset.max(HEADER_LEN as u64);
+        Reader { src, dec: Decoder::new(offset, true), eof: false, done: false, schema }
+    }
+
     /// Framing only: intact records are counted towards [`Reader::good_end`] but not
     /// parsed, and only damaged spans are yielded.
     pub(crate) fn framing_only(mut self) -> Self {

@@ -100,6 +100,8 @@ pub struct App {
     pub last_plan_text: Option<String>,
     /// Set when replaying a recorded run instead of watching a live one.
     pub player: Option<super::replay::Player>,
+    /// Other runs overlaid on the charts (`replay RUN_A RUN_B …`), moved with `player`.
+    pub compare: Option<super::compare::Compare>,
     sink: Box<dyn CommandSink>,
 }
 
@@ -136,6 +138,7 @@ impl App {
             exit: None,
             last_plan_text: None,
             player: None,
+            compare: None,
             sink,
         }
     }
@@ -334,6 +337,7 @@ impl App {
                     let p = self.player.as_mut().expect("checked");
                     p.playing = false;
                     p.seek_step(&mut self.view, step);
+                    self.sync_compare();
                     self.set_status(format!("replay at step {}", self.view.step), false);
                 }
                 Err(_) => self.set_status(format!("goto needs a step number, got \"{s}\""), true),
@@ -349,6 +353,13 @@ impl App {
                 }
                 Err(_) => self.set_status(format!("goto needs a step number, got \"{s}\""), true),
             },
+            ("bands", Some(n)) if self.compare.is_some() => {
+                let r = self.compare.as_mut().expect("checked").toggle_bands(n.parse().unwrap_or(0));
+                match r {
+                    Ok(m) => self.set_status(m, false),
+                    Err(e) => self.set_status(e, true),
+                }
+            }
             ("smooth", Some(s)) => match s.parse::<f64>() {
                 Ok(v) if (0.0..1.0).contains(&v) => {
                     self.smoothing = v;
@@ -372,7 +383,6 @@ impl App {
 
     /// Replay transport keys; returns whether the key was one of them.
     fn on_replay_key(&mut self, key: KeyEvent) -> bool {
-        use crate::event::Event as E;
         let Some(p) = self.player.as_mut() else { return false };
         let v = &mut self.view;
         match key.code {
@@ -390,13 +400,12 @@ impl App {
             KeyCode::Char('g') => p.seek(v, 0),
             KeyCode::Char('G') => p.seek(v, p.len()),
             KeyCode::Char(c @ ('[' | ']' | '{' | '}')) => {
-                let phase = |e: &E| matches!(e, E::PhaseChanged { .. });
-                let signal = |e: &E| matches!(e, E::Signal { .. });
+                use super::replay_index::MarkKind::{Phase, Signal};
                 let found = match c {
-                    '[' => p.find(false, phase),
-                    ']' => p.find(true, phase),
-                    '{' => p.find(false, signal),
-                    _ => p.find(true, signal),
+                    '[' => p.find(false, Phase),
+                    ']' => p.find(true, Phase),
+                    '{' => p.find(false, Signal),
+                    _ => p.find(true, Signal),
                 };
                 match found {
                     Some(i) => p.seek(v, i),
@@ -405,7 +414,14 @@ impl App {
             }
             _ => return false,
         }
+        self.sync_compare();
         true
+    }
+
+    /// Moves the compared runs to the first run's step; true when they moved.
+    pub fn sync_compare(&mut self) -> bool {
+        let step = self.view.step;
+        self.compare.as_mut().is_some_and(|c| c.sync(step))
     }
 
     /// A watched config file changed: an invalid edit shows its error and changes
@@ -465,6 +481,13 @@ impl App {
                 self.cursor = None;
             }
             Action::FullHistory => self.full_history = !self.full_history,
+            Action::ToggleBands => match self.compare.as_mut() {
+                Some(c) => {
+                    let msg = c.cycle_bands();
+                    self.set_status(msg, false);
+                }
+                None => self.set_status("phase bands per run: only when comparing runs (replay RUN_A RUN_B)", true),
+            },
             Action::PanLeft => self.pan(false),
             Action::PanRight => self.pan(true),
             Action::CursorLeft | Action::CursorRight => {
@@ -506,5 +529,6 @@ pub const COMMANDS: &[&str] = &[
     "goto",
     "smooth",
     "layout",
+    "bands",
     "help",
 ];

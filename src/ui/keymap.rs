@@ -31,6 +31,7 @@ pub enum Action {
     IgnoreOutliers,
     FullHistory,
     CommandLine,
+    ToggleBands,
 }
 
 /// (action, name in key files, default keys, help text).
@@ -59,6 +60,7 @@ pub const BINDINGS: &[(Action, &str, &[&str], &str)] = &[
     (Action::PrevPanel, "prev_panel", &["backtab", "k", "up"], "focus previous panel"),
     (Action::NextLayer, "next_layer", &["]"], "diversity chart: next probed layer"),
     (Action::NextDiversityMetric, "next_diversity_metric", &["m"], "diversity chart: next metric"),
+    (Action::ToggleBands, "toggle_bands", &["b"], "compare: phase bands of all runs / each run / none"),
 ];
 
 /// A key as written in key files: `q`, `?`, `shift+left`, `ctrl+c`, `tab`, `f1`.

@@ -3,10 +3,13 @@
 //! the terminal, never stops training.
 
 pub mod app;
+pub mod compare;
+pub mod follow;
 pub mod keymap;
 pub mod layout;
 pub mod render;
 pub mod replay;
+pub mod replay_index;
 pub mod series;
 pub mod state;
 pub mod theme;
@@ -40,6 +43,8 @@ pub struct ReplayOptions {
     /// Index into `replay::SPEEDS`.
     pub speed: usize,
     pub from: Option<u64>,
+    /// More runs to overlay on the same charts, aligned by step.
+    pub compare: Vec<PathBuf>,
 }
 
 /// Commands have nowhere to go in a replay.
@@ -103,9 +108,11 @@ pub fn run(opts: Options) -> Result<Exit> {
     let mut view = state::RunView::default();
     let replaying = opts.replay.is_some();
     let mut app = if let Some(r) = &opts.replay {
-        let contents = runlog::read_all(&dir.log())?;
-        let skipped = contents.problems.len();
-        let mut player = replay::Player::new(contents.records.into_iter().map(|r| r.event).collect());
+        // The log is indexed in the background: the first frame draws at once, and a
+        // run still being written is followed.
+        let live_dir = RunDir { path: dir.path.clone() };
+        let live: replay_index::LiveCheck = Box::new(move || live_dir.is_live());
+        let mut player = replay::Player::open(replay_index::Source::File(dir.log()), Some(live));
         player.speed = r.speed;
         if let Some(from) = r.from {
             player.seek_step(&mut view, from);
@@ -113,9 +120,17 @@ pub fn run(opts: Options) -> Result<Exit> {
         let mut app = App::new(view, keymap, theme, layout, layouts_dir, Box::new(ReplaySink));
         app.player = Some(player);
         app.link = Link::Ended;
-        if skipped > 0 {
-            app.status =
-                Some((format!("{skipped} damaged span(s) in the log were skipped (see phasetop inspect)"), true));
+        if !r.compare.is_empty() {
+            let mut others = Vec::new();
+            for path in &r.compare {
+                let d = RunDir::open(path)?;
+                let live_dir = RunDir { path: d.path.clone() };
+                let live: replay_index::LiveCheck = Box::new(move || live_dir.is_live());
+                let player = replay::Player::open(replay_index::Source::File(d.log()), Some(live));
+                others.push(compare::Other { name: compare::run_name(path), view: state::RunView::default(), player });
+            }
+            app.compare = Some(compare::Compare::new(compare::run_name(&opts.run_dir), others));
+            app.sync_compare();
         }
         app
     } else {
@@ -152,6 +167,7 @@ pub fn run(opts: Options) -> Result<Exit> {
         let mut last_draw = Instant::now() - FRAME;
         let mut last_liveness = Instant::now() - Duration::from_secs(2);
         let mut last_tick = Instant::now();
+        let mut damage_shown = false;
         let mut layout_mtime = layout_file_mtime(&app);
         // The run's config files are watched for plan edits.
         let mut watched: Vec<(PathBuf, Option<std::time::SystemTime>)> = config_files(&dir)
@@ -189,6 +205,15 @@ pub fn run(opts: Options) -> Result<Exit> {
                     dirty = true;
                 }
                 last_tick = Instant::now();
+                // The index finds damage as it reads: say once, in full, what was skipped.
+                if !damage_shown && let Some(notice) = p.damage_notice() {
+                    damage_shown = true;
+                    app.status = Some((format!("{notice} (see phasetop inspect)"), true));
+                    dirty = true;
+                }
+            }
+            if app.sync_compare() {
+                dirty = true;
             }
             let new = if replaying { Vec::new() } else { tail.poll()? };
             if !new.is_empty() {

@@ -2,6 +2,7 @@
 //! the chart's width, not on the history length (see `series.rs`).
 
 use super::app::{App, DIVERSITY_METRICS, Link, Mode};
+use super::compare;
 use super::layout::Panel;
 use super::state::{Mark, RunView};
 use crate::event::RunStatus;
@@ -106,7 +107,9 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     let (state, style) = match (v.ended, app.link, v.paused) {
         _ if app.player.is_some() => {
             let p = app.player.as_ref().expect("checked");
-            replay_label = format!("REPLAY {} {}", if p.playing { "▶" } else { "‖" }, p.speed_label());
+            // A log still being written is followed: the player waits at its end.
+            let follow = if p.following() { " +live" } else { "" };
+            replay_label = format!("REPLAY {} {}{follow}", if p.playing { "▶" } else { "‖" }, p.speed_label());
             (replay_label.as_str(), t.accent)
         }
         (Some(RunStatus::Completed), _, _) => ("COMPLETED", t.ok),
@@ -122,6 +125,10 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     // header survives at 80 columns.
     let mut segments: Vec<Vec<Span>> =
         vec![vec![Span::styled(format!(" {state} "), style.add_modifier(Modifier::BOLD))]];
+    // Damage comes right after the state: replaying a crashed run must say what it lost.
+    if let Some(notice) = app.player.as_ref().and_then(|p| p.damage_short()) {
+        segments.push(vec![Span::styled(notice, t.warn)]);
+    }
     if let Some(p) = v.current_phase() {
         let i = phase_index(v, &p.name);
         let glyph = if app.ascii { "*" } else { "●" };
@@ -249,8 +256,26 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, panel: Panel,
     let t = &app.theme;
     let (x0, x1) = app.x_range();
     let mut title = vec![Span::styled(format!(" {} ", panel.title()), t.accent)];
-    for (i, (label, _)) in series.iter().enumerate() {
-        title.push(Span::styled(format!("{} {label} ", if app.ascii { "-" } else { "━" }), app.theme.series(i)));
+    let runs: Vec<&RunView> = match &app.compare {
+        Some(c) => c.views(v),
+        None => vec![v],
+    };
+    if let Some(c) = &app.compare {
+        // Colour (or marker) names the run; within a run, dots set apart the 2nd series.
+        let labels: Vec<&str> = series.iter().map(|(l, _)| *l).collect();
+        if labels.len() > 1 {
+            title.push(Span::styled(format!("{} (dots) ", labels.join("/")), t.dim));
+        }
+        for (i, name) in c.names.iter().enumerate() {
+            title.push(Span::styled(
+                format!("{} {name} ", compare::run_glyph(t, app.ascii, i)),
+                compare::run_style(t, i),
+            ));
+        }
+    } else {
+        for (i, (label, _)) in series.iter().enumerate() {
+            title.push(Span::styled(format!("{} {label} ", if app.ascii { "-" } else { "━" }), app.theme.series(i)));
+        }
     }
     let mut flags = Vec::new();
     if app.smoothing > 0.0 {
@@ -281,37 +306,46 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, panel: Panel,
     if inner.height < 3 || inner.width < 12 {
         return;
     }
-    let [chart_area, band_area] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(inner);
+    let band_runs: Vec<usize> = match &app.compare {
+        Some(c) => (0..runs.len()).filter(|&i| c.bands[i]).collect(),
+        None => vec![0],
+    };
+    let band_rows = (band_runs.len() as u16).min(inner.height.saturating_sub(2));
+    let [chart_area, band_area] = Layout::vertical([Constraint::Fill(1), Constraint::Length(band_rows)]).areas(inner);
 
     // Columns at the chart's horizontal resolution (braille has 2 dots per cell).
     let cols = (chart_area.width as usize).saturating_sub(8) * if app.ascii { 1 } else { 2 };
     let transform = |y: f64| if app.log_y { if y > 0.0 { Some(y.log10()) } else { None } } else { Some(y) };
-    let mut data: Vec<Vec<(f64, f64)>> = Vec::new();
+    // (run, series number, points)
+    type Points = (usize, usize, Vec<(f64, f64)>);
+    let mut data: Vec<Points> = Vec::new();
     let mut ys: Vec<f64> = Vec::new();
-    for (_, key) in series {
-        let mut pts = Vec::new();
-        if let Some(s) = v.series.get(*key) {
-            let columns = s.columns(x0, x1, cols.max(1));
-            if app.smoothing > 0.0 {
-                let means: Vec<f64> = columns.iter().map(|c| c.mean).collect();
-                for (c, y) in columns.iter().zip(debiased_ema(&means, app.smoothing)) {
-                    if let Some(y) = transform(y) {
-                        pts.push((c.step as f64, y));
-                    }
-                }
-            } else {
-                for c in &columns {
-                    // Min then max per column, so spikes show as vertical strokes.
-                    for y in [c.min, c.max] {
+    for (run, v) in runs.iter().enumerate() {
+        for (k, (_, key)) in series.iter().enumerate() {
+            let mut pts = Vec::new();
+            if let Some(s) = v.series.get(*key) {
+                let columns = s.columns(x0, x1, cols.max(1));
+                if app.smoothing > 0.0 {
+                    let means: Vec<f64> = columns.iter().map(|c| c.mean).collect();
+                    for (c, y) in columns.iter().zip(debiased_ema(&means, app.smoothing)) {
                         if let Some(y) = transform(y) {
                             pts.push((c.step as f64, y));
                         }
                     }
+                } else {
+                    for c in &columns {
+                        // Min then max per column, so spikes show as vertical strokes.
+                        for y in [c.min, c.max] {
+                            if let Some(y) = transform(y) {
+                                pts.push((c.step as f64, y));
+                            }
+                        }
+                    }
                 }
             }
+            ys.extend(pts.iter().map(|p| p.1));
+            data.push((run, k, pts));
         }
-        ys.extend(pts.iter().map(|p| p.1));
-        data.push(pts);
     }
     if ys.is_empty() {
         f.render_widget(Paragraph::new(Span::styled("no data yet", t.dim)), chart_area);
@@ -319,13 +353,15 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, panel: Panel,
         let (lo, hi) = y_bounds(&mut ys, app.ignore_outliers);
         let datasets = data
             .iter()
-            .enumerate()
-            .map(|(i, pts)| {
-                Dataset::default()
-                    .marker(if app.ascii { symbols::Marker::Dot } else { symbols::Marker::Braille })
-                    .graph_type(GraphType::Line)
-                    .style(app.theme.series(i))
-                    .data(pts)
+            .map(|(run, k, pts)| {
+                let (marker, graph, style) = if app.compare.is_some() {
+                    let (m, g) = compare::run_marker(t, app.ascii, *run, *k);
+                    (m, g, compare::run_style(t, *run))
+                } else {
+                    let m = if app.ascii { symbols::Marker::Dot } else { symbols::Marker::Braille };
+                    (m, GraphType::Line, app.theme.series(*k))
+                };
+                Dataset::default().marker(marker).graph_type(graph).style(style).data(pts)
             })
             .collect();
         let label = |y: f64| if app.log_y { fmt_num(10f64.powf(y)) } else { fmt_num(y) };
@@ -337,7 +373,17 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, panel: Panel,
         );
         f.render_widget(chart, chart_area);
     }
-    draw_band(f, app, band_area, x0, x1);
+    let rows = Layout::vertical(vec![Constraint::Length(1); band_rows as usize]).split(band_area);
+    for (row, &run) in rows.iter().zip(&band_runs) {
+        if app.compare.is_some() && row.width > 1 {
+            // Which run a band belongs to: its legend glyph and colour, left of the band.
+            let tag = Span::styled(compare::run_glyph(t, app.ascii, run), compare::run_style(t, run));
+            f.render_widget(Paragraph::new(tag), Rect { width: 1, ..*row });
+            draw_band(f, app, runs[run], Rect { x: row.x + 1, width: row.width - 1, ..*row }, x0, x1);
+        } else {
+            draw_band(f, app, runs[run], *row, x0, x1);
+        }
+    }
 }
 
 /// y range of the shown values; with `clip`, the 1st–99th percentiles (outliers are
@@ -361,12 +407,11 @@ fn y_bounds(ys: &mut [f64], clip: bool) -> (f64, f64) {
 
 /// The phase band under a chart: each phase's span in its colour with its name where it
 /// fits; ▲ where signals fired, ▼ where the operator issued commands, │ at the cursor.
-fn draw_band(f: &mut Frame, app: &App, area: Rect, x0: u64, x1: u64) {
+fn draw_band(f: &mut Frame, app: &App, v: &RunView, area: Rect, x0: u64, x1: u64) {
     let w = area.width as usize;
     if w == 0 {
         return;
     }
-    let v = &app.view;
     let col_of = |s: u64| -> Option<usize> {
         if s < x0 || s > x1 {
             return None;

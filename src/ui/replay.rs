@@ -1,19 +1,36 @@
 //! Replay: a recorded run fed to the same dashboard, paced by the recorded wall-clock
-//! gaps scaled by a speed, with seeking. The view is a fold of events, so seeking
-//! forward applies events and seeking backward refolds from the start.
+//! gaps scaled by a speed, with seeking. Events are read from the log as they are
+//! played (never all held); a seek restores the index's nearest snapshot and folds
+//! forward from there, so it costs at most one snapshot spacing whatever the log's length.
 
+use super::replay_index::{Index, LiveCheck, LogReader, MarkKind, Source};
 use super::state::RunView;
 use crate::event::Event;
+use crate::runlog::Record;
+use std::collections::VecDeque;
 
 /// Speeds `<`/`>` step through; `f64::INFINITY` is "as fast as possible".
 pub const SPEEDS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0, 300.0, 1000.0, f64::INFINITY];
 
+/// Events applied per tick at most, so a fast replay still answers keys at 10 Hz.
+const MAX_PER_TICK: usize = 50_000;
+/// Records decoded ahead of the playback position.
+const AHEAD: usize = 256;
+
 pub struct Player {
-    events: Vec<Event>,
-    /// Recorded time of each event (carried forward from the last step's `t`).
-    times: Vec<f64>,
+    source: Source,
+    index: Index,
+    reader: Option<LogReader>,
+    ahead: VecDeque<Record>,
+    /// Where to reopen the log when the reader ran dry (the log grew): an offset and how
+    /// many records there were already applied.
+    resume: (u64, u64),
     /// Events applied so far.
-    pub pos: usize,
+    pub pos: u64,
+    /// The largest step applied so far (steps go back after a resume).
+    max_step: u64,
+    /// Recorded time of the last applied event (carried forward from the last step's `t`).
+    t: f64,
     pub playing: bool,
     pub speed: usize,
     /// Where the playback clock is, in recorded seconds.
@@ -21,28 +38,61 @@ pub struct Player {
 }
 
 impl Player {
+    /// A player over events in memory, indexed before it returns.
     pub fn new(events: Vec<Event>) -> Player {
-        let mut t = 0.0;
-        let times = events
-            .iter()
-            .map(|e| {
-                match e {
-                    Event::Step { t: s, .. } => t = *s,
-                    Event::RunStarted { started_at, .. } if t == 0.0 => t = *started_at,
-                    _ => {}
-                }
-                t
-            })
-            .collect();
-        Player { events, times, pos: 0, playing: true, speed: 5, clock: 0.0 }
+        let p = Player::open(Source::from_events(&events), None);
+        p.index.wait_done();
+        p
     }
 
-    pub fn len(&self) -> usize {
-        self.events.len()
+    /// A player over a log; the index is built in the background, and with `live` the
+    /// log is followed while it grows.
+    pub fn open(source: Source, live: Option<LiveCheck>) -> Player {
+        Player::with_budget(source, live, super::replay_index::DEFAULT_BUDGET)
+    }
+
+    pub fn with_budget(source: Source, live: Option<LiveCheck>, budget: usize) -> Player {
+        let index = Index::start(source.clone(), live, budget);
+        Player {
+            source,
+            index,
+            reader: None,
+            ahead: VecDeque::new(),
+            resume: (crate::runlog::HEADER_LEN as u64, 0),
+            pos: 0,
+            max_step: 0,
+            t: 0.0,
+            playing: true,
+            speed: 5,
+            clock: 0.0,
+        }
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Events known so far (grows while the log is indexed or followed).
+    pub fn len(&self) -> u64 {
+        self.index.state().events.max(self.pos)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.len() == 0
+    }
+
+    /// The log is still being written: at its end the player waits for more.
+    pub fn following(&self) -> bool {
+        self.index.state().following
+    }
+
+    /// What was skipped as damaged, for the header.
+    pub fn damage_notice(&self) -> Option<String> {
+        self.index.state().damage.notice()
+    }
+
+    pub fn damage_short(&self) -> Option<String> {
+        self.index.state().damage.short()
     }
 
     pub fn speed_label(&self) -> String {
@@ -50,80 +100,186 @@ impl Player {
         if s.is_infinite() { "max".into() } else { format!("{s}×") }
     }
 
+    /// The next record, decoded but not applied.
+    fn peek(&mut self) -> Option<&Record> {
+        if self.ahead.is_empty() {
+            self.fill();
+        }
+        self.ahead.front()
+    }
+
+    fn fill(&mut self) {
+        for _ in 0..2 {
+            if self.reader.is_none() {
+                let (offset, skip) = self.resume;
+                let Ok(mut r) = self.source.reader_at(offset) else { return };
+                // Records already applied at the reopen point (damaged spans are skipped
+                // by the index too, so good records count the same in both).
+                let mut skipped = 0;
+                while skipped < skip {
+                    match r.next() {
+                        Some(Ok(_)) => skipped += 1,
+                        Some(Err(_)) => {}
+                        None => return,
+                    }
+                }
+                self.reader = Some(r);
+            }
+            let r = self.reader.as_mut().expect("opened above");
+            while self.ahead.len() < AHEAD {
+                match r.next() {
+                    Some(Ok(rec)) => self.ahead.push_back(rec),
+                    // Damage is reported by the index; a torn record at the end of a live
+                    // log is read again once the writer has finished it.
+                    Some(Err(_)) => {}
+                    None => break,
+                }
+            }
+            if !self.ahead.is_empty() {
+                return;
+            }
+            // Ran dry: reopen only when the index knows of more (the log grew).
+            self.reader = None;
+            if self.index.state().events <= self.pos {
+                return;
+            }
+        }
+    }
+
+    fn time_of(&self, e: &Event) -> f64 {
+        time_of(self.t, e)
+    }
+
+    fn apply_next(&mut self, view: &mut RunView) -> bool {
+        if self.peek().is_none() {
+            return false;
+        }
+        let rec = self.ahead.pop_front().expect("peeked");
+        self.t = self.time_of(&rec.event);
+        self.max_step = self.max_step.max(rec.event.step().unwrap_or(0));
+        view.apply(&rec.event);
+        self.pos += 1;
+        self.resume = (rec.offset, 1);
+        // Later records are decoded from this reader; the resume point only matters once
+        // it runs dry, so keep it at the record just applied.
+        self.clock = self.clock.max(self.t);
+        true
+    }
+
     /// Advances playback by `dt` real seconds, applying due events to `view`.
     pub fn tick(&mut self, view: &mut RunView, dt: f64) -> bool {
-        if !self.playing || self.pos >= self.events.len() {
+        if !self.playing {
             return false;
         }
         let speed = SPEEDS[self.speed];
         let before = self.pos;
         if speed.is_infinite() {
-            let end = (self.pos + 200_000).min(self.events.len());
-            self.apply_until(view, end);
-        } else {
-            if self.clock < self.times[self.pos] {
+            for _ in 0..MAX_PER_TICK {
+                if !self.apply_next(view) {
+                    break;
+                }
+            }
+        } else if let Some(next) = self.peek().map(|r| r.event.clone()) {
+            let next_t = self.time_of(&next);
+            if self.clock < next_t {
                 // Skip dead time (a pause, a gap before a resume) instead of waiting it out.
-                self.clock = self.clock.max(self.times[self.pos] - 1.0);
+                self.clock = self.clock.max(next_t - 1.0);
             }
             self.clock += dt * speed;
-            let mut end = self.pos;
-            while end < self.events.len() && self.times[end] <= self.clock {
-                end += 1;
+            let mut n = 0;
+            while n < MAX_PER_TICK {
+                let (t, clock) = (self.t, self.clock);
+                let due = self.peek().is_some_and(|r| n == 0 || time_of(t, &r.event) <= clock);
+                if !due || !self.apply_next(view) {
+                    break;
+                }
+                n += 1;
             }
-            self.apply_until(view, end.max(self.pos + 1));
         }
-        if self.pos >= self.events.len() {
+        // At the end of a log still being indexed or followed, wait for more.
+        if self.peek().is_none() && self.index.state().done {
             self.playing = false;
         }
         self.pos != before
     }
 
-    fn apply_until(&mut self, view: &mut RunView, end: usize) {
-        for e in &self.events[self.pos..end] {
-            view.apply(e);
-        }
-        self.pos = end;
-        if let Some(t) = self.times.get(end.saturating_sub(1)) {
-            self.clock = self.clock.max(*t);
+    /// Restores the state just before event `events` from `snap` (or the start).
+    fn restore(&mut self, view: &mut RunView, snap: Option<std::sync::Arc<super::replay_index::Snapshot>>) {
+        self.reader = None;
+        self.ahead.clear();
+        match snap {
+            Some(s) => {
+                *view = s.view();
+                self.pos = s.events;
+                self.max_step = s.max_step;
+                self.t = s.t;
+                self.resume = (s.offset, 0);
+            }
+            None => {
+                *view = RunView::default();
+                self.pos = 0;
+                self.max_step = 0;
+                self.t = 0.0;
+                self.resume = (crate::runlog::HEADER_LEN as u64, 0);
+            }
         }
     }
 
     /// Moves to just after event index `target` has been applied (`target` events applied).
-    pub fn seek(&mut self, view: &mut RunView, target: usize) {
-        let target = target.min(self.events.len());
-        if target < self.pos {
-            *view = RunView::default();
-            self.pos = 0;
+    pub fn seek(&mut self, view: &mut RunView, target: u64) {
+        let snap = self.index.snapshot_before_event(target);
+        let from_here = target >= self.pos && snap.as_ref().is_none_or(|s| s.events <= self.pos);
+        if !from_here {
+            self.restore(view, snap);
         }
-        self.apply_until(view, target);
-        self.clock = self.times.get(target.saturating_sub(1)).copied().unwrap_or(0.0);
+        while self.pos < target && self.apply_next(view) {}
+        self.clock = self.t;
     }
 
     /// Seeks so that every event up to training step `step` is applied.
     pub fn seek_step(&mut self, view: &mut RunView, step: u64) {
-        let i = self.events.iter().position(|e| e.step().is_some_and(|s| s > step)).unwrap_or(self.events.len());
-        self.seek(view, i);
+        let snap = self.index.snapshot_before_step(step);
+        let from_here = self.max_step <= step && snap.as_ref().is_none_or(|s| s.events <= self.pos);
+        if !from_here {
+            self.restore(view, snap);
+        }
+        while self.peek().is_some_and(|r| r.event.step().is_none_or(|s| s <= step)) {
+            self.apply_next(view);
+        }
+        self.clock = self.t;
     }
 
-    /// Index just after the next (or previous) event matching `pred`.
-    pub fn find(&self, forward: bool, pred: impl Fn(&Event) -> bool) -> Option<usize> {
-        if forward {
-            (self.pos..self.events.len()).find(|&i| pred(&self.events[i])).map(|i| i + 1)
-        } else {
-            (0..self.pos.saturating_sub(1)).rev().find(|&i| pred(&self.events[i])).map(|i| i + 1)
-        }
+    /// Event count just after the next (or previous) phase change or signal.
+    pub fn find(&self, forward: bool, kind: MarkKind) -> Option<u64> {
+        let s = self.index.state();
+        let mut marks = s.marks.iter().filter(|m| m.1 == kind).map(|m| m.0);
+        if forward { marks.find(|&i| i > self.pos) } else { marks.rev().find(|&i| i < self.pos) }
     }
 
     /// Applies events up to and including the next `Step` (one training step forward).
     pub fn step_forward(&mut self, view: &mut RunView) {
-        if let Some(i) = self.find(true, |e| matches!(e, Event::Step { .. })) {
-            self.seek(view, i);
+        while self.peek().is_some() {
+            let is_step = matches!(self.ahead.front().map(|r| &r.event), Some(Event::Step { .. }));
+            self.apply_next(view);
+            if is_step {
+                break;
+            }
         }
+        self.clock = self.t;
     }
 
     pub fn step_back(&mut self, view: &mut RunView) {
         let target = view.step.saturating_sub(1);
         self.seek_step(view, target);
+    }
+}
+
+/// An event's recorded time: a step's own, else carried from the last one.
+fn time_of(carried: f64, e: &Event) -> f64 {
+    match e {
+        Event::Step { t, .. } => *t,
+        Event::RunStarted { started_at, .. } if carried == 0.0 => *started_at,
+        _ => carried,
     }
 }
 

@@ -121,6 +121,14 @@ impl RunView {
 
     fn push_metrics(&mut self, step: u64, prefix: Option<&str>, metrics: &crate::event::Metrics) {
         for (k, v) in metrics {
+            // The key is allocated only for a new series: this runs for every metric of
+            // every step (and for every event a replay seek folds).
+            if prefix.is_none()
+                && let Some(s) = self.series.get_mut(k)
+            {
+                s.push(step, *v);
+                continue;
+            }
             let key = match prefix {
                 Some(p) => format!("{p}/{k}"),
                 None => k.clone(),

@@ -1,0 +1,363 @@
+//! The replay index: a background thread reads the run log once, folds it, and keeps
+//! snapshots of the folded `RunView` every `every` events, so a seek anywhere restores
+//! the nearest earlier snapshot and folds forward at most `every` events. The thread
+//! only sends numbers and cloned views (no tensors, no held events), so the first frame
+//! never waits for the whole log, and a live log is followed as it grows.
+//!
+//! Memory is bounded by a byte budget: when the snapshots outgrow it, every other one
+//! is dropped and the spacing doubles (the same halving the series buckets use).
+
+use super::series::{Frozen, Series};
+use super::state::RunView;
+use crate::event::Event;
+use crate::runlog::{self, Problem, Reader, Record, Tail};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Snapshot spacing to start with, in events. Small logs seek by folding a few thousand
+/// events at most; large ones double it as the budget requires.
+const FIRST_EVERY: u64 = 4096;
+/// Bytes all snapshots together may hold.
+pub const DEFAULT_BUDGET: usize = 256 << 20;
+/// Events folded between publications to the shared state (keeps the lock cold).
+const BATCH: u64 = 8192;
+
+/// Where a replay reads its events from.
+#[derive(Clone)]
+pub enum Source {
+    File(PathBuf),
+    /// A log image in memory (tests, and runs given as events).
+    Bytes(Arc<[u8]>),
+}
+
+pub type LogReader = Reader<Box<dyn Read + Send>>;
+
+impl Source {
+    /// A log image holding `events`, in the run log's own format.
+    pub fn from_events(events: &[Event]) -> Source {
+        let mut b = runlog::header_bytes().to_vec();
+        for e in events {
+            let json = serde_json::to_vec(e).expect("events serialise");
+            b.extend_from_slice(&(json.len() as u32).to_le_bytes());
+            b.extend_from_slice(&crc32c::crc32c(&json).to_le_bytes());
+            b.extend_from_slice(&json);
+        }
+        Source::Bytes(b.into())
+    }
+
+    /// A reader positioned at `offset`, the start of a record.
+    pub fn reader_at(&self, offset: u64) -> std::io::Result<LogReader> {
+        let mut src: Box<dyn ReadSeek> = match self {
+            Source::File(p) => Box::new(std::fs::File::open(p)?),
+            Source::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
+        };
+        let schema = Reader::new(&mut src)?.schema();
+        src.seek(SeekFrom::Start(offset))?;
+        Ok(Reader::at(Box::new(src) as Box<dyn Read + Send>, offset, schema))
+    }
+}
+
+trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+/// The folded state just before event number `events` (0-based), which starts at `offset`.
+pub struct Snapshot {
+    pub events: u64,
+    pub offset: u64,
+    /// The largest step of any event before it: a seek to step S may start here when
+    /// `max_step <= S` (steps go back after a resume, so the prefix maximum is the key).
+    pub max_step: u64,
+    /// The replay clock there (recorded seconds).
+    pub t: f64,
+    /// The folded view without its series, which are kept frozen (compact, shared).
+    view: RunView,
+    series: Vec<(String, Frozen)>,
+    /// Heap bytes this snapshot adds to the index.
+    pub bytes: usize,
+}
+
+impl Snapshot {
+    fn new(events: u64, offset: u64, max_step: u64, t: f64, v: &mut RunView, prev: Option<&Snapshot>) -> Snapshot {
+        let series: Vec<(String, Frozen)> = v
+            .series
+            .iter()
+            .map(|(k, s)| {
+                let before = prev.and_then(|p| p.series.iter().find(|(pk, _)| pk == k)).map(|x| &x.1);
+                (k.clone(), s.freeze(before))
+            })
+            .collect();
+        // Cloned without its series (they are frozen above, not copied twice).
+        let held = std::mem::take(&mut v.series);
+        let view = v.clone();
+        v.series = held;
+        let bytes = approx_bytes(&view) + series.iter().map(|(k, f)| k.len() + f.own_bytes()).sum::<usize>();
+        Snapshot { events, offset, max_step, t, view, series, bytes }
+    }
+
+    /// The folded view at this point.
+    pub fn view(&self) -> RunView {
+        let mut v = self.view.clone();
+        v.series = self.series.iter().map(|(k, f)| (k.clone(), Series::thaw(f))).collect();
+        v
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkKind {
+    Phase,
+    Signal,
+}
+
+/// Damage found while indexing, for the notice in the header.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Damage {
+    pub spans: Vec<Problem>,
+    /// Unreadable bytes after the last good record of a log that is no longer written
+    /// (the writer died mid-record): (offset, bytes).
+    pub torn_tail: Option<(u64, u64)>,
+}
+
+impl Damage {
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty() && self.torn_tail.is_none()
+    }
+
+    /// A few words for the header (the footer gets [`Damage::notice`]).
+    pub fn short(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(p) = self.spans.first() {
+            parts.push(format!("{} damaged span(s) from @{}", self.spans.len(), p.offset));
+        }
+        if let Some((at, n)) = self.torn_tail {
+            parts.push(format!("torn tail {n} B @{at}"));
+        }
+        (!parts.is_empty()).then(|| format!("⚠ {}", parts.join(", ")))
+    }
+
+    /// One line: what was skipped and where.
+    pub fn notice(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(p) = self.spans.first() {
+            let more = if self.spans.len() > 1 { format!(" (+{} more)", self.spans.len() - 1) } else { String::new() };
+            parts.push(format!("skipped damaged span at offset {} ({}){more}", p.offset, p.kind));
+        }
+        if let Some((at, n)) = self.torn_tail {
+            parts.push(format!("log ends in {n} unreadable bytes at offset {at} (writer died mid-record)"));
+        }
+        (!parts.is_empty()).then(|| format!("⚠ {}", parts.join("; ")))
+    }
+}
+
+#[derive(Default)]
+pub struct IndexState {
+    pub snapshots: Vec<Arc<Snapshot>>,
+    /// Good records indexed so far.
+    pub events: u64,
+    pub max_step: u64,
+    /// (events up to and including the marked one, kind), in log order.
+    pub marks: Vec<(u64, MarkKind)>,
+    pub damage: Damage,
+    /// The log is complete (not being written, or read to its end).
+    pub done: bool,
+    /// The log is still being written and is followed.
+    pub following: bool,
+    pub every: u64,
+}
+
+/// Handle to the indexing thread; dropping it stops the thread.
+pub struct Index {
+    state: Arc<Mutex<IndexState>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Says whether the log may still grow (its host is alive).
+pub type LiveCheck = Box<dyn Fn() -> bool + Send>;
+
+impl Index {
+    /// Starts indexing `source` in the background. With `live`, a file log is followed
+    /// while `live()` holds and no `run_ended` was read.
+    pub fn start(source: Source, live: Option<LiveCheck>, budget: usize) -> Index {
+        let state = Arc::new(Mutex::new(IndexState { every: FIRST_EVERY, ..Default::default() }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, sp) = (state.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("replay-index".into())
+            .spawn(move || Builder::new(st, budget).run(source, live, &sp))
+            .expect("spawn the replay indexer");
+        Index { state, stop }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, IndexState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Blocks until the whole log is indexed (tests, benches, headless use).
+    pub fn wait_done(&self) {
+        while !self.state().done {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The latest snapshot at or before event number `events`.
+    pub fn snapshot_before_event(&self, events: u64) -> Option<Arc<Snapshot>> {
+        let s = self.state();
+        let i = s.snapshots.partition_point(|x| x.events <= events);
+        i.checked_sub(1).map(|i| s.snapshots[i].clone())
+    }
+
+    /// The latest snapshot from which a seek to `step` may fold forward.
+    pub fn snapshot_before_step(&self, step: u64) -> Option<Arc<Snapshot>> {
+        let s = self.state();
+        let i = s.snapshots.partition_point(|x| x.max_step <= step);
+        i.checked_sub(1).map(|i| s.snapshots[i].clone())
+    }
+}
+
+/// The indexing thread's own fold.
+struct Builder {
+    shared: Arc<Mutex<IndexState>>,
+    budget: usize,
+    view: RunView,
+    n: u64,
+    max_step: u64,
+    t: f64,
+    every: u64,
+    snapshots: Vec<Arc<Snapshot>>,
+    marks: Vec<(u64, MarkKind)>,
+    spans: Vec<Problem>,
+    ended: bool,
+}
+
+impl Builder {
+    fn new(shared: Arc<Mutex<IndexState>>, budget: usize) -> Builder {
+        Builder {
+            shared,
+            budget,
+            view: RunView::default(),
+            n: 0,
+            max_step: 0,
+            t: 0.0,
+            every: FIRST_EVERY,
+            snapshots: Vec::new(),
+            marks: Vec::new(),
+            spans: Vec::new(),
+            ended: false,
+        }
+    }
+
+    fn run(mut self, source: Source, live: Option<LiveCheck>, stop: &AtomicBool) {
+        match source {
+            Source::Bytes(b) => {
+                if let Ok(r) = Reader::new(std::io::Cursor::new(b)) {
+                    for item in r {
+                        match item {
+                            Ok(rec) => self.add(rec),
+                            Err(p) => self.spans.push(p),
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                    }
+                }
+                self.publish(true, false, None);
+            }
+            Source::File(path) => self.follow(&path, live, stop),
+        }
+    }
+
+    /// Reads the file with a `Tail` (which leaves a half-written record for later), and
+    /// while the run is live waits for the file to change and reads on.
+    fn follow(&mut self, path: &std::path::Path, live: Option<LiveCheck>, stop: &AtomicBool) {
+        let mut tail = Tail::new(path);
+        let mut watch = super::follow::Watch::new(path);
+        loop {
+            let res = tail.poll_each(|rec| {
+                self.add(rec);
+            });
+            self.spans.extend(tail.take_problems());
+            let still_live = res.is_ok() && !self.ended && live.as_ref().is_some_and(|f| f());
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if !still_live {
+                // Nothing more will come: whatever lies past the last good record is damage.
+                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                let torn = (len > tail.offset() && tail.offset() > 0).then(|| (tail.offset(), len - tail.offset()));
+                self.publish(true, false, torn);
+                return;
+            }
+            self.publish(false, true, None);
+            watch.wait(Duration::from_millis(500), stop);
+        }
+    }
+
+    fn add(&mut self, rec: Record) {
+        if self.n.is_multiple_of(self.every) {
+            self.snapshot(rec.offset);
+        }
+        let e = &rec.event;
+        match e {
+            Event::Step { t, .. } => self.t = *t,
+            Event::RunStarted { started_at, .. } if self.t == 0.0 => self.t = *started_at,
+            Event::RunEnded { .. } => self.ended = true,
+            Event::RunStarted { .. } => self.ended = false,
+            _ => {}
+        }
+        self.view.apply(e);
+        self.n += 1;
+        self.max_step = self.max_step.max(e.step().unwrap_or(0));
+        match e {
+            Event::PhaseChanged { .. } => self.marks.push((self.n, MarkKind::Phase)),
+            Event::Signal { .. } => self.marks.push((self.n, MarkKind::Signal)),
+            _ => {}
+        }
+        if self.n.is_multiple_of(BATCH) {
+            self.publish(false, false, None);
+        }
+    }
+
+    fn snapshot(&mut self, offset: u64) {
+        let prev = self.snapshots.last().map(|s| &**s);
+        let s = Snapshot::new(self.n, offset, self.max_step, self.t, &mut self.view, prev);
+        self.snapshots.push(Arc::new(s));
+        // Chunks shared with a dropped snapshot stay with the next one but are no longer
+        // counted: the total is approximate, within one set of buckets per series.
+        while self.snapshots.len() > 2 && self.snapshots.iter().map(|s| s.bytes).sum::<usize>() > self.budget {
+            self.every *= 2;
+            let every = self.every;
+            self.snapshots.retain(|s| s.events.is_multiple_of(every));
+        }
+    }
+
+    fn publish(&mut self, done: bool, following: bool, torn: Option<(u64, u64)>) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        s.events = self.n;
+        s.max_step = self.max_step;
+        s.every = self.every;
+        // Snapshots are shared by `Arc`: republishing costs pointers, not views.
+        s.snapshots.clone_from(&self.snapshots);
+        let known = s.marks.len().min(self.marks.len());
+        s.marks.extend_from_slice(&self.marks[known..]);
+        s.damage.spans.clone_from(&self.spans);
+        s.damage.torn_tail = torn;
+        s.done = done;
+        s.following = following;
+    }
+}
+
+/// Rough heap size of a folded view: its series dominate.
+pub fn approx_bytes(v: &RunView) -> usize {
+    v.series.values().map(|s| s.heap_bytes()).sum::<usize>()
+        + v.log.len() * 96
+        + (v.signals.len() + v.markers.len() + v.suggestions.len()) * 96
+        + 4096
+}

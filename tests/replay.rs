@@ -1,0 +1,400 @@
+//! Replay: the index (seeks equal fresh folds on a long log), damaged logs, following a
+//! growing log, and comparing runs (snapshots at 80×24 and 160×48).
+
+use phasetop::config;
+use phasetop::event::{Event, Metrics, PhaseCause, RunStatus};
+use phasetop::runlog::Writer;
+use phasetop::ui::app::App;
+use phasetop::ui::compare::{Compare, Other};
+use phasetop::ui::keymap::Keymap;
+use phasetop::ui::layout::{Layout, SHIPPED};
+use phasetop::ui::render;
+use phasetop::ui::replay::{Player, SPEEDS};
+use phasetop::ui::replay_index::Source;
+use phasetop::ui::state::RunView;
+use phasetop::ui::theme::{Theme, ThemeKind};
+use rand::{RngExt, SeedableRng};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn started(run_id: &str, resumed_from_step: Option<u64>) -> Event {
+    let cfg = config::parse("configs/grokking.toml", include_str!("../configs/grokking.toml")).unwrap();
+    Event::RunStarted {
+        run_id: run_id.into(),
+        schema_major: 1,
+        schema_minor: 0,
+        config_name: "grokking".into(),
+        config: serde_json::to_value(&cfg).unwrap(),
+        phases: cfg.phase_names(),
+        device: "cpu".into(),
+        seed: 0,
+        started_at: 1_795_000_000.0,
+        resumed_from_step,
+    }
+}
+
+/// A run of `steps` steps whose loss decays at `rate`; evals, probes, signals and a
+/// phase change on the way; with `resume_at`, it is resumed from step `resume_at.0`
+/// after reaching `resume_at.1` (the log then holds superseded steps).
+fn run_events(run_id: &str, steps: u64, rate: f64, resume_at: Option<(u64, u64)>) -> Vec<Event> {
+    let mut ev = vec![started(run_id, None)];
+    ev.push(Event::PhaseChanged { step: 0, from: None, to: "memorize".into(), cause: PhaseCause::Start, detail: None });
+    let switch = steps * 4 / 5;
+    let mut step = 1;
+    let mut resumed = false;
+    while step <= steps {
+        let s = step as f64;
+        let m: Metrics = [
+            ("train_loss".to_string(), 4.0 * (-s * rate).exp() + 0.01 + 0.02 * (s * 0.37).sin()),
+            ("train_acc".to_string(), 1.0 - (-s * rate).exp()),
+            ("lr".to_string(), 0.001),
+            ("steps_per_s".to_string(), 400.0),
+        ]
+        .into();
+        ev.push(Event::Step { step, phase: "memorize".into(), t: 1_795_000_000.0 + s / 400.0, metrics: m });
+        if step % 50 == 0 {
+            let acc = 1.0 / (1.0 + (-(s - steps as f64 * 0.6) / 80.0).exp());
+            ev.push(Event::Eval {
+                step,
+                split: "val".into(),
+                metrics: [("val_loss".to_string(), 4.5 - 4.0 * acc), ("val_acc".to_string(), acc)].into(),
+            });
+        }
+        if step % 100 == 0 {
+            ev.push(Event::Probe {
+                step,
+                layer: "embed".into(),
+                metrics: [("eff_rank".to_string(), 40.0 - s / 1e3)].into(),
+            });
+        }
+        if step % 997 == 0 {
+            ev.push(Event::Signal {
+                step,
+                detector: "plateau".into(),
+                metric: "train_loss".into(),
+                score: 1.0,
+                message: format!("flat at {step}"),
+            });
+        }
+        if step == switch {
+            ev.push(Event::PhaseChanged {
+                step,
+                from: Some("memorize".into()),
+                to: "consolidate".into(),
+                cause: PhaseCause::Manual,
+                detail: None,
+            });
+        }
+        if let Some((from, at)) = resume_at
+            && step == at
+            && !resumed
+        {
+            resumed = true;
+            ev.push(started(run_id, Some(from)));
+            step = from;
+        }
+        step += 1;
+    }
+    ev.push(Event::RunEnded { step: steps, status: RunStatus::Completed, message: "done".into() });
+    ev
+}
+
+/// What a seek to `step` must equal: the fold of every event before the first whose
+/// step is past it.
+fn fold_to_step(events: &[Event], step: u64) -> RunView {
+    let end = events.iter().position(|e| e.step().is_some_and(|s| s > step)).unwrap_or(events.len());
+    RunView::from_events(&events[..end])
+}
+
+fn assert_same(a: &RunView, b: &RunView, what: &str) {
+    assert_eq!(a.step, b.step, "{what}");
+    assert_eq!(a.events_seen, b.events_seen, "{what}");
+    assert_eq!(a.phases, b.phases, "{what}");
+    assert_eq!(a.signals, b.signals, "{what}");
+    assert_eq!(a.markers, b.markers, "{what}");
+    assert_eq!(a.checkpoints, b.checkpoints, "{what}");
+    assert_eq!(a.log, b.log, "{what}");
+    assert_eq!(a.ended, b.ended, "{what}");
+    assert_eq!(a.series.keys().collect::<Vec<_>>(), b.series.keys().collect::<Vec<_>>(), "{what}");
+    for (k, s) in &a.series {
+        let o = &b.series[k];
+        assert_eq!(s.last(), o.last(), "{what}: {k}");
+        assert_eq!(s.points_seen(), o.points_seen(), "{what}: {k}");
+        let to = a.step.max(2);
+        assert_eq!(s.columns(1, to, 97), o.columns(1, to, 97), "{what}: {k} columns");
+    }
+}
+
+fn app_with(view: RunView, layout: &str, theme: ThemeKind) -> App {
+    let keymap = Keymap::new(&BTreeMap::new()).unwrap();
+    let src = SHIPPED.iter().find(|(n, _)| *n == layout).unwrap().1;
+    let layout = Layout::parse(layout, layout, src).unwrap();
+    struct Nowhere;
+    impl phasetop::ui::app::CommandSink for Nowhere {
+        fn send(&mut self, _: &phasetop::event::Command) -> Result<phasetop::host::control::Reply, String> {
+            Err("replay".into())
+        }
+    }
+    App::new(view, keymap, Theme::new(theme), layout, "layouts".into(), Box::new(Nowhere))
+}
+
+fn screen(app: &App, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| render::draw(f, app)).unwrap();
+    let buf = term.backend().buffer();
+    let mut out = String::new();
+    for y in 0..h {
+        let line: String = (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn index_seeks_to_random_steps_equal_fresh_folds() {
+    // 20 000 steps with a resume in the middle (steps go back), indexed with a budget
+    // small enough that the snapshots are thinned several times.
+    let events = run_events("long", 20_000, 1.0 / 3000.0, Some((9_000, 12_000)));
+    let mut p = Player::with_budget(Source::from_events(&events), None, 3 << 20);
+    p.index().wait_done();
+    {
+        let s = p.index().state();
+        assert_eq!(s.events, events.len() as u64);
+        assert!(s.every > 4096, "budget forces thinning, every = {}", s.every);
+        assert!(s.snapshots.len() >= 2, "{}", s.snapshots.len());
+    }
+    let mut view = RunView::default();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut steps: Vec<u64> = (0..14).map(|_| rng.random_range(0..=20_000u64)).collect();
+    steps.extend([20_000, 0, 11_999, 9_000, 9_001, 12_000, 1]);
+    for step in steps {
+        p.seek_step(&mut view, step);
+        assert_same(&view, &fold_to_step(&events, step), &format!("seek_step {step}"));
+    }
+    for _ in 0..6 {
+        let i = rng.random_range(0..=events.len());
+        p.seek(&mut view, i as u64);
+        assert_same(&view, &RunView::from_events(&events[..i]), &format!("seek {i}"));
+    }
+    // Played to the end at full speed: the same as folding everything.
+    p.seek(&mut view, 0);
+    p.speed = SPEEDS.len() - 1;
+    p.playing = true;
+    while p.tick(&mut view, 0.1) {}
+    assert_same(&view, &RunView::from_events(&events), "played to the end");
+    assert!(!p.playing, "a finished log ends the playback");
+}
+
+#[test]
+fn phase_and_signal_jumps_use_the_index() {
+    use phasetop::ui::replay_index::MarkKind;
+    let events = run_events("marks", 3000, 1e-3, None);
+    let mut p = Player::new(events.clone());
+    let mut view = RunView::default();
+    let i = p.find(true, MarkKind::Phase).unwrap();
+    p.seek(&mut view, i);
+    assert!(matches!(events[i as usize - 1], Event::PhaseChanged { step: 0, .. }));
+    let i = p.find(true, MarkKind::Phase).unwrap();
+    p.seek(&mut view, i);
+    assert_eq!(view.current_phase().unwrap().name, "consolidate");
+    let back = p.find(false, MarkKind::Signal).unwrap();
+    p.seek(&mut view, back);
+    assert_eq!(view.signals.last().unwrap().step, 1994);
+}
+
+fn write_log(path: &std::path::Path, events: &[Event]) {
+    let mut w = Writer::create(path).unwrap();
+    for e in events {
+        w.append(e).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+#[test]
+fn a_damaged_log_replays_up_to_the_damage_and_says_what_was_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.log");
+    let events = run_events("crashed", 2000, 1e-3, None);
+    let events = &events[..events.len() - 1]; // it never ended
+    write_log(&log, events);
+    let mut bytes = std::fs::read(&log).unwrap();
+    let good_len = bytes.len() as u64;
+    // A flipped byte in the middle (one record lost), and a torn record at the end.
+    let records = phasetop::runlog::read_bytes(&bytes).unwrap().records;
+    let victim = records[1000].offset as usize + 20;
+    bytes[victim] ^= 0x55;
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"']);
+    std::fs::write(&log, &bytes).unwrap();
+
+    let mut p = Player::open(Source::File(log.clone()), None);
+    p.index().wait_done();
+    let notice = p.damage_notice().expect("damage is reported");
+    assert!(notice.contains("offset") && notice.contains(&records[1000].offset.to_string()), "{notice}");
+    assert!(notice.contains(&format!("10 unreadable bytes at offset {good_len}")), "{notice}");
+    let kept: Vec<Event> =
+        records.iter().enumerate().filter(|(i, _)| *i != 1000).map(|(_, r)| r.event.clone()).collect();
+    let mut view = RunView::default();
+    p.seek(&mut view, u64::MAX);
+    assert_same(&view, &RunView::from_events(&kept), "to the damage");
+    p.seek_step(&mut view, 500);
+    assert_same(&view, &fold_to_step(&kept, 500), "seek before the damage");
+
+    let mut app = app_with(view, "compact", ThemeKind::Default);
+    app.player = Some(p);
+    let s = screen(&app, 160, 48);
+    let header = s.lines().next().unwrap();
+    assert!(header.contains("⚠") && header.contains("torn tail 10 B"), "{header}");
+}
+
+#[test]
+fn a_live_log_is_followed_and_the_player_waits_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.log");
+    let events = run_events("live", 600, 1e-3, None);
+    let (first, rest) = events.split_at(300);
+    let mut w = Writer::create(&log).unwrap();
+    for e in first {
+        w.append(e).unwrap();
+    }
+    w.flush().unwrap();
+    let live = Arc::new(AtomicBool::new(true));
+    let l = live.clone();
+    let mut p = Player::open(Source::File(log.clone()), Some(Box::new(move || l.load(Ordering::Relaxed))));
+    p.speed = SPEEDS.len() - 1;
+    let mut view = RunView::default();
+    let wait_for = |p: &mut Player, view: &mut RunView, n: usize| {
+        let t0 = Instant::now();
+        while view.events_seen < n as u64 {
+            p.tick(view, 0.1);
+            assert!(t0.elapsed() < Duration::from_secs(10), "stuck at {} of {n}", view.events_seen);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(&mut p, &mut view, first.len());
+    let t0 = Instant::now();
+    while !p.following() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the index never reached the live end");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for _ in 0..5 {
+        p.tick(&mut view, 0.1);
+    }
+    assert!(
+        p.playing && p.following(),
+        "at the end of a live log the player waits: playing {} following {} done {}",
+        p.playing,
+        p.following(),
+        p.index().state().done
+    );
+    let mut app = app_with(view.clone(), "compact", ThemeKind::Default);
+    app.player = Some(p);
+    assert!(screen(&app, 80, 24).lines().next().unwrap().contains("+live"));
+    let mut p = app.player.take().unwrap();
+    for e in rest {
+        w.append(e).unwrap();
+    }
+    w.flush().unwrap();
+    live.store(false, Ordering::Relaxed);
+    wait_for(&mut p, &mut view, events.len());
+    assert_same(&view, &RunView::from_events(&events), "followed to the end");
+    let t0 = Instant::now();
+    while p.following() || p.tick(&mut view, 0.1) {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    p.tick(&mut view, 0.1);
+    assert!(!p.playing, "an ended log ends the playback");
+}
+
+#[test]
+fn the_watch_wakes_on_appends_with_notify_and_by_polling() {
+    use phasetop::ui::follow::Watch;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    std::fs::write(&path, b"a").unwrap();
+    let stop = AtomicBool::new(false);
+    for mut w in [Watch::new(&path), Watch::polling(&path)] {
+        let p = path.clone();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            use std::io::Write;
+            std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"more").unwrap();
+        });
+        let t0 = Instant::now();
+        w.wait(Duration::from_secs(5), &stop);
+        assert!(t0.elapsed() < Duration::from_secs(2), "notify={} took {:?}", w.uses_notify(), t0.elapsed());
+        writer.join().unwrap();
+    }
+}
+
+/// Two runs compared at step 2600: the second learns faster and is still in its first phase.
+fn comparison(theme: ThemeKind) -> App {
+    let a = run_events("grokking-a", 3000, 1.0 / 300.0, None);
+    let b = run_events("grokking-b", 3400, 1.0 / 150.0, None);
+    let mut p = Player::new(a);
+    let mut view = RunView::default();
+    p.seek_step(&mut view, 2600);
+    let other = Other { name: "run-b".into(), view: RunView::default(), player: Player::new(b) };
+    let mut app = app_with(view, "default", theme);
+    app.player = Some(p);
+    app.player.as_mut().unwrap().playing = false;
+    app.compare = Some(Compare::new("run-a".into(), vec![other]));
+    app.sync_compare();
+    app
+}
+
+#[test]
+fn comparing_two_runs_at_two_sizes() {
+    let app = comparison(ThemeKind::Default);
+    assert_eq!(app.compare.as_ref().unwrap().others[0].view.step, 2600, "aligned by step");
+    for (w, h) in [(80, 24), (160, 48)] {
+        insta::assert_snapshot!(format!("compare_{w}x{h}"), screen(&app, w, h));
+    }
+}
+
+#[test]
+fn the_legend_names_every_run_and_bands_toggle() {
+    for theme in [ThemeKind::Default, ThemeKind::Mono] {
+        let mut app = comparison(theme);
+        let s = screen(&app, 160, 48);
+        let loss_title = s.lines().find(|l| l.contains("loss")).unwrap();
+        assert!(loss_title.contains("run-a") && loss_title.contains("run-b"), "{theme:?}: {loss_title}");
+        if theme == ThemeKind::Mono {
+            // Without colour the runs differ by their legend glyph (and chart marker).
+            assert!(loss_title.contains("━ run-a") && loss_title.contains("• run-b"), "{loss_title}");
+        }
+        // `b` cycles: run-a only, run-b only, none, all.
+        let key = |c| ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char(c));
+        let bands_of = |app: &App| app.compare.as_ref().unwrap().bands.clone();
+        assert_eq!(bands_of(&app), vec![true, true]);
+        for want in [vec![true, false], vec![false, true], vec![false, false], vec![true, true]] {
+            app.on_key(key('b'));
+            assert_eq!(bands_of(&app), want);
+        }
+    }
+    // The help overlay lists the key (one table drives dispatch and help).
+    let mut app = comparison(ThemeKind::Default);
+    app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('?')));
+    assert!(screen(&app, 160, 48).contains("phase bands"));
+}
+
+#[test]
+fn the_transport_moves_every_compared_run() {
+    let mut app = comparison(ThemeKind::Default);
+    let key = |c| ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char(c));
+    app.on_key(key('g'));
+    assert_eq!(app.compare.as_ref().unwrap().others[0].view.step, 0);
+    app.run_command_line("goto 1500");
+    let b = run_events("grokking-b", 3400, 1.0 / 150.0, None);
+    assert_same(&app.compare.as_ref().unwrap().others[0].view, &fold_to_step(&b, 1500), "other run at 1500");
+    let table = phasetop::ui::compare::comparison_table(
+        &["run-a".into(), "run-b".into()],
+        &[&app.view, &app.compare.as_ref().unwrap().others[0].view],
+    );
+    assert!(table.lines().next().unwrap().contains("run-b") && table.contains("train_loss"), "{table}");
+}
