@@ -247,6 +247,18 @@ struct Fold {
 }
 
 impl Fold {
+    fn see_metric(&mut self, name: &str, value: f64) {
+        if !self.metrics.contains(name) {
+            self.metrics.insert(name.to_string());
+        }
+        match self.final_metrics.get_mut(name) {
+            Some(slot) => *slot = value,
+            None => {
+                self.final_metrics.insert(name.to_string(), value);
+            }
+        }
+    }
+
     fn apply(&mut self, ev: &Event) {
         if let Some(step) = ev.step() {
             self.seg_last = Some(self.seg_last.map_or(step, |s| s.max(step)));
@@ -272,18 +284,15 @@ impl Fold {
             }
             Event::Step { metrics, .. } | Event::Eval { metrics, .. } => {
                 for (k, v) in metrics {
-                    if !self.metrics.contains(k) {
-                        self.metrics.insert(k.clone());
-                    }
-                    match self.final_metrics.get_mut(k) {
-                        Some(slot) => *slot = *v,
-                        None => {
-                            self.final_metrics.insert(k.clone(), *v);
-                        }
-                    }
+                    self.see_metric(k, *v);
                 }
             }
-            Event::Probe { .. } | Event::Log { .. } => {}
+            Event::Probe { layer, metrics, .. } => {
+                for (k, v) in metrics {
+                    self.see_metric(&format!("{layer}/{k}"), *v);
+                }
+            }
+            Event::Log { .. } => {}
             Event::Signal { step, detector, metric, score, .. } => self.signals.push(SignalRow {
                 step: *step,
                 detector: detector.clone(),

@@ -5,7 +5,7 @@ use super::*;
 /// Metrics every run records; probe metrics are `<layer>/<name>`.
 pub const RUN_METRICS: &[&str] =
     &["train_loss", "train_acc", "val_loss", "val_acc", "lr", "grad_norm", "weight_norm", "dist_init"];
-use crate::probes::PROBE_METRICS;
+use crate::probes::{ATTENTION_METRIC, PROBE_METRICS};
 use crate::signals::DetectorKind;
 
 struct Ctx<'a> {
@@ -263,12 +263,18 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
             || metric.strip_prefix("loss/").is_some_and(|t| LossKind::parse(t).is_some())
             || metric
                 .rsplit_once('/')
-                .is_some_and(|(layer, m)| layers.iter().any(|l| l == layer) && PROBE_METRICS.contains(&m));
+                .is_some_and(|(layer, m)| {
+                    layers.iter().any(|l| l == layer)
+                        && if layer.ends_with(".attn") { m == ATTENTION_METRIC } else { PROBE_METRICS.contains(&m) }
+                })
+            || metric.strip_prefix("grad_cos/").is_some_and(|pair| {
+                pair.split_once('~').is_some_and(|(a, b)| LossKind::parse(a).is_some() && LossKind::parse(b).is_some())
+            });
         if !known {
             return cx.err(
                 r.metric.span(),
                 format!(
-                    "unknown metric \"{metric}\", expected one of {} or LAYER/{{{}}}",
+                    "unknown metric \"{metric}\", expected one of {}, LAYER/{{{}}} or grad_cos/LOSS~LOSS",
                     RUN_METRICS.join(", "),
                     PROBE_METRICS.join(",")
                 ),

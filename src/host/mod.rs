@@ -126,7 +126,14 @@ impl Host {
             phase: trainer.phase().name().to_string(),
             paused: false,
         }));
-        let signals = signals::SignalState::new(trainer.phase());
+        let mut signals = signals::SignalState::new(trainer.phase());
+        let cfg = trainer.config();
+        if cfg.probes.every > 0 {
+            // Attention layers have no effective rank to collapse.
+            for layer in cfg.probes.layers.iter().filter(|l| !l.get_ref().ends_with(".attn")) {
+                signals.watch_probe_layer(layer.get_ref());
+            }
+        }
         Host {
             dir,
             meta,
@@ -245,6 +252,10 @@ impl Host {
         let cfg = self.trainer.config().clone();
         let mut rate = Rate::new(self.trainer.step());
         let mut last_progress = Instant::now();
+        if self.trainer.step() == 0 && cfg.probes.every > 0 {
+            // The baseline that collapse detection compares against.
+            self.probe()?;
+        }
         loop {
             while let Ok(p) = commands.try_recv() {
                 if let Some(exit) = self.apply(p)? {
@@ -302,6 +313,9 @@ impl Host {
                     continue;
                 }
             }
+            if cfg.probes.every > 0 && step % cfg.probes.every == 0 && self.probe()? {
+                continue;
+            }
             if self.trainer.phase_finished() {
                 let next = self.trainer.phase_index() + 1;
                 if next < cfg.phases.len() {
@@ -339,6 +353,32 @@ impl Host {
         self.last_val = metrics.clone();
         let step = self.trainer.step();
         self.emit(Event::Eval { step, split: "val".into(), metrics })
+    }
+
+    /// Probe metrics of each listed layer on the fixed probe batch, one `Probe` event per
+    /// layer, fed to the detectors as `<layer>/<metric>`. Returns whether a rule switched
+    /// the phase.
+    fn probe(&mut self) -> Result<bool> {
+        let step = self.trainer.step();
+        let wanted: Vec<String> = self.trainer.config().probes.layers.iter().map(|l| l.get_ref().clone()).collect();
+        let mut all = Metrics::new();
+        for feature in self.trainer.probe_features() {
+            if !wanted.contains(&feature.layer) {
+                continue;
+            }
+            let metrics = if feature.is_attention {
+                Metrics::from([(
+                    crate::probes::ATTENTION_METRIC.to_string(),
+                    crate::probes::attention_entropy(&feature.value),
+                )])
+            } else {
+                crate::probes::ProbeMetrics::compute(&feature.value).to_map()
+            };
+            all.extend(metrics.iter().map(|(k, v)| (format!("{}/{k}", feature.layer), *v)));
+            self.emit(Event::Probe { step, layer: feature.layer, metrics })?;
+        }
+        let fired = self.signals.push(step, &all);
+        self.handle_signals(fired)
     }
 
     /// Evaluates at the final step unless that step was just evaluated.

@@ -235,6 +235,10 @@ impl Trainer {
         let mut m = Metrics::new();
         m.insert("train_loss".into(), loss);
         m.insert("lr".into(), hyper.lr);
+        let align_every = self.cfg.probes.every;
+        if loss.is_finite() && terms.len() > 1 && align_every > 0 && next % align_every == 0 {
+            self.gradient_alignment(&terms, &mut m);
+        }
         if loss.is_finite() {
             total.backward();
             if self.full_metrics {
@@ -276,6 +280,38 @@ impl Trainer {
                     }
                 }
                 acc * 0.5
+            }
+        }
+    }
+
+    /// Cosine between the gradients of each pair of loss terms (unweighted: a positive
+    /// weight does not change the angle), as `grad_cos/<a>~<b>`. One extra backward per
+    /// term, keeping the graph for the real backward that follows.
+    fn gradient_alignment(&self, terms: &[(LossKind, Tensor)], m: &mut Metrics) {
+        let trainable: Vec<&Tensor> = self.params.iter().zip(&self.frozen).filter(|(_, f)| !**f).map(|(p, _)| &p.1).collect();
+        if trainable.is_empty() {
+            return;
+        }
+        let flat: Vec<Tensor> = terms
+            .iter()
+            .map(|(_, value)| {
+                let grads = Tensor::run_backward(&[value], &trainable, true, false);
+                // A term that does not reach a parameter (L2 over frozen ones, or the
+                // data terms for none) leaves it undefined: its gradient there is zero.
+                let parts: Vec<Tensor> = grads
+                    .iter()
+                    .zip(&trainable)
+                    .map(|(g, p)| if g.defined() { g.view(-1) } else { p.zeros_like().view(-1) })
+                    .collect();
+                Tensor::cat(&parts, 0).to_kind(Kind::Double)
+            })
+            .collect();
+        for i in 0..terms.len() {
+            for j in i + 1..terms.len() {
+                let (a, b) = (&flat[i], &flat[j]);
+                let denom = a.norm().double_value(&[]) * b.norm().double_value(&[]);
+                let cos = if denom > 0.0 { a.dot(b).double_value(&[]) / denom } else { f64::NAN };
+                m.insert(format!("grad_cos/{}~{}", terms[i].0.as_str(), terms[j].0.as_str()), cos);
             }
         }
     }

@@ -150,7 +150,9 @@ impl Transformer {
             h = h + pos;
         }
         if let Some(f) = capture.as_deref_mut() {
-            f.push(Feature { layer: "embed".into(), value: last_position(&h), is_attention: false });
+            // All positions, flattened per sample by the probes: the last position alone is
+            // the constant "=" token.
+            f.push(Feature { layer: "embed".into(), value: h.shallow_clone(), is_attention: false });
         }
         for (i, b) in self.blocks.iter().enumerate() {
             let (attn_out, probs) = b.attention(&b.ln1.forward(&h));
