@@ -134,3 +134,73 @@ fn divergence_rolls_back_with_lower_lr_then_gives_up() {
     let restarts = evs.iter().filter(|e| matches!(e, Event::RunStarted { resumed_from_step: Some(30), .. })).count();
     assert_eq!(restarts, 3);
 }
+
+/// Probes run every `probes.every` steps (and at step 0, the collapse baseline) on the
+/// listed layers only; a phase with two loss terms records their gradient cosine at the
+/// same steps, and a single-term phase does not.
+#[test]
+fn probes_and_gradient_alignment_follow_the_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "[run]\nname='probe'\nseed=3\nmax_steps=60\nthreads=1\n\
+         [task]\nkind='gaussian'\nn_train=256\nn_val=64\n[model]\nkind='mlp'\ndepth=2\nwidth=16\n\
+         [probes]\nevery=20\nlayers=['mlp.1']\nbatch=32\n[eval]\nevery=0\n[checkpoint]\nevery=0\n\
+         [[phase]]\nname='two-terms'\nsteps=40\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n\
+         loss=[{kind='ce', weight=1.0}, {kind='l2', weight=0.01}]\n\
+         [[phase]]\nname='one-term'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n";
+    let (out, run) = headless(dir.path(), cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evs = events(&run);
+    let probes: Vec<(u64, &str, &phasetop::event::Metrics)> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Probe { step, layer, metrics } => Some((*step, layer.as_str(), metrics)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(probes.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 20, 40, 60]);
+    for (_, layer, m) in &probes {
+        assert_eq!(*layer, "mlp.1");
+        for name in phasetop::probes::PROBE_METRICS {
+            let v = m.get(name).copied().unwrap_or(f64::NAN);
+            assert!(v.is_finite(), "{name} = {v}");
+        }
+        let rank = m["eff_rank"];
+        assert!(rank >= 1.0 && rank <= 16.0 + 1e-9, "effective rank {rank} outside [1, width]");
+        assert!((m["diversity"] + m["mean_cos"] - 1.0).abs() < 1e-12);
+    }
+    let aligned: Vec<(u64, f64)> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step { step, metrics, .. } => metrics.get("grad_cos/ce~l2").map(|c| (*step, *c)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(aligned.iter().map(|a| a.0).collect::<Vec<_>>(), vec![20, 40], "only while two terms are on");
+    for (_, c) in aligned {
+        assert!((-1.0..=1.0).contains(&c), "cosine {c}");
+    }
+}
+
+/// Two copies of the same loss term have identical gradients: cosine exactly 1.
+#[test]
+fn gradient_alignment_of_identical_terms_is_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "[run]\nname='align'\nseed=3\nmax_steps=20\nthreads=1\n\
+         [task]\nkind='gaussian'\nn_train=256\nn_val=64\n[model]\nkind='mlp'\ndepth=2\nwidth=16\n\
+         [probes]\nevery=10\n[eval]\nevery=0\n[checkpoint]\nevery=0\n\
+         [[phase]]\nname='p'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n\
+         loss=[{kind='ce', weight=1.0}, {kind='ce', weight=0.25}]\n";
+    let (out, run) = headless(dir.path(), cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cos: Vec<f64> = events(&run)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step { metrics, .. } => metrics.get("grad_cos/ce~ce").copied(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cos.len(), 2);
+    for c in cos {
+        assert!((c - 1.0).abs() < 1e-9, "cosine {c}");
+    }
+}
