@@ -70,6 +70,16 @@ impl ProbeMetrics {
     }
 }
 
+/// The probe metrics of one captured layer: attention entropy for attention
+/// probabilities, the feature metrics otherwise.
+pub fn layer_metrics(feature: &crate::trainer::model::Feature) -> BTreeMap<String, f64> {
+    if feature.is_attention {
+        BTreeMap::from([(ATTENTION_METRIC.to_string(), attention_entropy(&feature.value))])
+    } else {
+        ProbeMetrics::compute(&feature.value).to_map()
+    }
+}
+
 /// H as an f64 n × d matrix (n = first dimension; a 1-D tensor is n × 1).
 fn as_matrix(h: &Tensor) -> Tensor {
     let n = h.size().first().copied().unwrap_or(1);

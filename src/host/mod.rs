@@ -366,14 +366,7 @@ impl Host {
             if !wanted.contains(&feature.layer) {
                 continue;
             }
-            let metrics = if feature.is_attention {
-                Metrics::from([(
-                    crate::probes::ATTENTION_METRIC.to_string(),
-                    crate::probes::attention_entropy(&feature.value),
-                )])
-            } else {
-                crate::probes::ProbeMetrics::compute(&feature.value).to_map()
-            };
+            let metrics = crate::probes::layer_metrics(&feature);
             all.extend(metrics.iter().map(|(k, v)| (format!("{}/{k}", feature.layer), *v)));
             self.emit(Event::Probe { step, layer: feature.layer, metrics })?;
         }
