@@ -57,6 +57,8 @@ fn started() -> Event {
         seed: 0,
         started_at: 0.0,
         resumed_from_step: None,
+        parent_run: None,
+        branch_step: None,
     }
 }
 

@@ -37,6 +37,8 @@ fn write_run(dir: &Path, scalars: u64) {
         seed: 0,
         started_at: 1_700_000_000.0,
         resumed_from_step: None,
+        parent_run: None,
+        branch_step: None,
     })
     .unwrap();
     w.append(&Event::PhaseChanged { step: 0, from: None, to: "main".into(), cause: PhaseCause::Start, detail: None })

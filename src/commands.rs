@@ -57,21 +57,15 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     let host = match &args.resume {
         Some(dir) => host::resume(dir, stop)?,
         None => {
-            let loaded = match &args.config {
-                Some(p) => config::load(p)?,
-                None => LoadedConfig {
-                    config: config::parse("<embedded demo.toml>", DEMO_CONFIG)?,
-                    path: PathBuf::from("demo.toml"),
-                    source: DEMO_CONFIG.to_string(),
-                },
-            };
-            let run_dir = args
-                .run_dir
-                .clone()
-                .unwrap_or_else(|| rundir::new_run_path(Path::new("runs"), &loaded.config.run.name));
-            host::create(host::NewRun { config: loaded, run_dir, seed: args.seed, max_steps: args.max_steps }, stop)?
+            let (config, run_dir) = new_run_config(&args)?;
+            host::create(host::NewRun { config, run_dir, seed: args.seed, max_steps: args.max_steps }, stop)?
         }
     };
+    run_headless(host)
+}
+
+/// Runs a host in the foreground with plain progress lines (`--headless`).
+fn run_headless(host: host::Host) -> Result<ExitCode> {
     eprintln!("phasetop: run directory {}", host.run_dir().display());
     let status = host.run(Box::new(HeadlessPrinter))?;
     Ok(match status {
@@ -204,7 +198,7 @@ pub fn ctl(run_dir: &Path, words: &[String]) -> Result<ExitCode> {
 
 pub fn inspect(run_dir: &Path, json: bool) -> Result<ExitCode> {
     let dir = RunDir::open(run_dir)?;
-    let summary = Summary::load(&dir.log())?.with_live(dir.is_live());
+    let summary = Summary::load(&dir.log())?.with_live(dir.is_live()).with_meta(dir.read_meta().ok().as_ref());
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -256,7 +250,6 @@ fn new_run_config(args: &TrainArgs) -> Result<(LoadedConfig, PathBuf)> {
 /// session, so a closed terminal or a dropped SSH connection never stops it) and the
 /// dashboard attaches to it.
 fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
-    use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("train").arg("--headless");
@@ -287,6 +280,42 @@ fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
             dir
         }
     };
+    spawn_host_and_attach(cmd, &run_dir, args.view)
+}
+
+/// `branch`: a new run from a checkpoint of another (see `crate::branch`), in the
+/// foreground with `--headless`, else as a background host with the dashboard attached.
+pub fn branch(args: crate::branch::BranchArgs, headless: bool, view: ViewOptions) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let planned = crate::branch::plan(&args)?;
+    for n in &planned.notes {
+        eprintln!("phasetop: {n}");
+    }
+    if !headless && std::io::stdout().is_terminal() {
+        // The host re-plans from these arguments; the checkpoint step and directory are
+        // pinned so it cannot pick others.
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg("branch").arg(&args.parent).arg("--at").arg(planned.run.parent.branch_step.to_string());
+        cmd.arg("--headless").arg("--run-dir").arg(&planned.run.run_dir);
+        cmd.arg("--max-steps").arg(planned.run.max_steps.to_string());
+        if let Some(c) = &args.config {
+            cmd.arg("--config").arg(c);
+        }
+        if let Some(p) = &args.switch {
+            cmd.arg("--switch").arg(p);
+        }
+        let run_dir = planned.run.run_dir.clone();
+        return spawn_host_and_attach(cmd, &run_dir, view);
+    }
+    let host = host::branch(planned.run, host::stop_on_signals()?)?;
+    run_headless(host)
+}
+
+/// Starts `cmd` (a `--headless` host for `run_dir`) as a detached background process,
+/// waits until it serves the run, and attaches the dashboard.
+fn spawn_host_and_attach(mut cmd: std::process::Command, run_dir: &Path, view: ViewOptions) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let run_dir = run_dir.to_path_buf();
     std::fs::create_dir_all(&run_dir)?;
     let host_log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join(rundir::HOST_LOG))?;
     cmd.stdin(std::process::Stdio::null()).stdout(host_log.try_clone()?).stderr(host_log);
@@ -312,7 +341,7 @@ fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    attach_dir(&run_dir, args.view, None)
+    attach_dir(&run_dir, view, None)
 }
 
 pub fn attach(run_dir: Option<PathBuf>, view: ViewOptions) -> Result<ExitCode> {
@@ -326,14 +355,22 @@ pub fn attach(run_dir: Option<PathBuf>, view: ViewOptions) -> Result<ExitCode> {
 
 /// `replay`: the recorded run in the dashboard, or its story as text with `--headless`.
 /// Several runs: overlaid on the same charts, or their stories and a final-metrics table.
+/// `with_parent`: the first run's parent (it must be a branch) is compared as the second run.
 pub fn replay(
     run_dirs: &[PathBuf],
     speed: &str,
     from: Option<u64>,
     headless: bool,
+    with_parent: bool,
     view: ViewOptions,
 ) -> Result<ExitCode> {
     use std::io::IsTerminal;
+    let mut run_dirs = run_dirs.to_vec();
+    if with_parent && let Some(first) = run_dirs.first() {
+        let parent = parent_dir(first)?;
+        run_dirs.insert(1, parent);
+    }
+    let run_dirs = &run_dirs[..];
     let Some((run_dir, rest)) = run_dirs.split_first() else {
         return Err(UsageError("replay needs a run directory".into()).into());
     };
@@ -379,6 +416,19 @@ pub fn replay(
         (0..speeds.len() - 1).min_by(|&a, &b| (speeds[a] - x).abs().total_cmp(&(speeds[b] - x).abs())).unwrap_or(5)
     };
     attach_dir(run_dir, view, Some(crate::ui::ReplayOptions { speed, from, compare: rest.to_vec() }))
+}
+
+/// The run directory a branched run's `run.json` names as its parent.
+fn parent_dir(child: &Path) -> Result<PathBuf> {
+    let meta = RunDir::open(child)?.read_meta()?;
+    let p = meta
+        .parent
+        .ok_or_else(|| UsageError(format!("--with-parent: {} is not a branch of another run", child.display())))?;
+    let dir = PathBuf::from(&p.run_dir);
+    if RunDir::open(&dir).is_err() {
+        return Err(UsageError(format!("--with-parent: the parent run {} ({}) is gone", p.run_id, p.run_dir)).into());
+    }
+    Ok(dir)
 }
 
 fn attach_dir(dir: &Path, view: ViewOptions, replay: Option<crate::ui::ReplayOptions>) -> Result<ExitCode> {

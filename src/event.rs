@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 /// Major version of the event schema. Readers reject a newer major version.
 pub const SCHEMA_MAJOR: u32 = 1;
 /// Minor version: additive changes only (new optional fields, new event kinds).
-pub const SCHEMA_MINOR: u32 = 1;
+pub const SCHEMA_MINOR: u32 = 2;
 
 /// Metric name → value. Ordered so that records serialise deterministically.
 pub type Metrics = BTreeMap<String, f64>;
@@ -41,6 +41,12 @@ pub enum Event {
         /// Set when this start continues an earlier one (`train --resume`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resumed_from_step: Option<u64>,
+        /// The run this one branched from (`phasetop branch`), by run id (schema 1.2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_run: Option<String>,
+        /// The parent's checkpoint step this run started from (schema 1.2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        branch_step: Option<u64>,
     },
     Step {
         step: u64,

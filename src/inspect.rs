@@ -2,7 +2,8 @@
 //! fold over the records; its JSON (`inspect --json`) is a contract scripts rely on:
 //! `run_id`, `config_name`, `device`, `seed`, `status`, `end_message`, `last_step`,
 //! `records`, `corrupt_records`, `metrics`, `final_metrics`, `phases`, `commands`,
-//! `checkpoints`, `signals`, `suggestions`, `resumes`, `problems`.
+//! `checkpoints`, `signals`, `suggestions`, `resumes`, `problems`, `parent`
+//! (`{run_id, run_dir, branch_step}` for a run made by `phasetop branch`, else null).
 //!
 //! Rules:
 //! - `status` is the status of the last `RunEnded` when it comes after the last
@@ -18,6 +19,7 @@
 //!   run that has not ended has `end_step: null`.
 
 use crate::event::{Event, RunStatus};
+use crate::rundir::{ParentRef, RunMeta};
 use crate::runlog::{self, LogContents, LogError, Problem};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -87,6 +89,9 @@ pub struct Summary {
     /// The step each resume continued from, in order.
     pub resumes: Vec<u64>,
     pub problems: Vec<Problem>,
+    /// The run this one branched from. The log names its id and step; `run_dir` comes
+    /// from `run.json` ([`Summary::with_meta`]) and is empty without it.
+    pub parent: Option<ParentRef>,
 }
 
 impl Summary {
@@ -137,6 +142,14 @@ impl Summary {
         self
     }
 
+    /// Takes the parent's run directory from the run's `run.json`.
+    pub fn with_meta(mut self, meta: Option<&RunMeta>) -> Self {
+        if let Some(p) = meta.and_then(|m| m.parent.clone()) {
+            self.parent = Some(p);
+        }
+        self
+    }
+
     /// The summary as `phasetop inspect` prints it.
     pub fn render_text(&self) -> String {
         let mut s = String::new();
@@ -150,6 +163,10 @@ impl Summary {
             let _ = write!(status, " ({m})");
         }
         let _ = writeln!(s, "status       {status}");
+        if let Some(p) = &self.parent {
+            let dir = if p.run_dir.is_empty() { String::new() } else { format!(" ({})", p.run_dir) };
+            let _ = writeln!(s, "branched     from {} at step {}{dir}", p.run_id, p.branch_step);
+        }
         if !self.resumes.is_empty() {
             let list: Vec<String> = self.resumes.iter().map(u64::to_string).collect();
             let _ = writeln!(s, "resumed from step {}", list.join(", "));
@@ -244,6 +261,7 @@ struct Fold {
     signals: Vec<SignalRow>,
     suggestions: Vec<SuggestionRow>,
     resumes: Vec<u64>,
+    parent: Option<ParentRef>,
 }
 
 impl Fold {
@@ -264,7 +282,13 @@ impl Fold {
             self.seg_last = Some(self.seg_last.map_or(step, |s| s.max(step)));
         }
         match ev {
-            Event::RunStarted { run_id, config_name, device, seed, resumed_from_step, .. } => {
+            Event::RunStarted {
+                run_id, config_name, device, seed, resumed_from_step, parent_run, branch_step, ..
+            } => {
+                if let (None, Some(parent), Some(step)) = (&self.parent, parent_run, branch_step) {
+                    self.parent =
+                        Some(ParentRef { run_id: parent.clone(), run_dir: String::new(), branch_step: *step });
+                }
                 self.run_id.clone_from(run_id);
                 self.config_name.clone_from(config_name);
                 self.device.clone_from(device);
@@ -362,6 +386,7 @@ impl Fold {
             suggestions: self.suggestions,
             resumes: self.resumes,
             problems: contents.problems.clone(),
+            parent: self.parent,
         }
     }
 }
@@ -384,6 +409,8 @@ mod tests {
             seed: 7,
             started_at: 0.0,
             resumed_from_step: resumed,
+            parent_run: None,
+            branch_step: None,
         }
     }
 
@@ -411,6 +438,29 @@ mod tests {
 
     fn phase_tuples(s: &Summary) -> Vec<(&str, u64, Option<u64>, &str)> {
         s.phases.iter().map(|p| (p.name.as_str(), p.start_step, p.end_step, p.cause.as_str())).collect()
+    }
+
+    #[test]
+    fn a_branch_names_its_parent_and_a_resume_keeps_it() {
+        let mut first = started(None);
+        if let Event::RunStarted { parent_run, branch_step, .. } = &mut first {
+            (*parent_run, *branch_step) = (Some("p".into()), Some(40));
+        }
+        let s = summarize(vec![first, step(41, 1.0), started(Some(41)), step(42, 0.5)]);
+        let want = ParentRef { run_id: "p".into(), run_dir: String::new(), branch_step: 40 };
+        assert_eq!(s.parent, Some(want.clone()));
+        assert!(s.render_text().contains("branched     from p at step 40\n"));
+        let meta = RunMeta {
+            run_id: "c".into(),
+            config_name: "x".into(),
+            seed: 1,
+            max_steps: 9,
+            created_at: 0.0,
+            source_path: None,
+            parent: Some(ParentRef { run_dir: "/runs/p".into(), ..want }),
+        };
+        assert_eq!(s.with_meta(Some(&meta)).parent.unwrap().run_dir, "/runs/p");
+        assert_eq!(serde_json::to_value(summarize(vec![started(None)])).unwrap()["parent"], serde_json::Value::Null);
     }
 
     #[test]

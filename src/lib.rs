@@ -1,5 +1,6 @@
 //! phasetop: a terminal training monitor and controller. See docs/ARCHITECTURE.md.
 
+pub mod branch;
 pub mod commands;
 pub mod config;
 pub mod event;

@@ -56,6 +56,34 @@ enum Cmd {
         /// Print the run's story as plain text instead of drawing.
         #[arg(long)]
         headless: bool,
+        /// Overlay the run's parent (it was made by `branch`) as a second compared run.
+        #[arg(long)]
+        with_parent: bool,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
+    /// Start a new run from RUN_DIR's checkpoint at or before STEP, optionally with a
+    /// changed plan or an immediate phase switch.
+    Branch {
+        run_dir: PathBuf,
+        /// Branch at this step (the nearest checkpoint at or before it is used).
+        #[arg(long, value_name = "STEP")]
+        at: u64,
+        /// A changed plan: same task and model as the parent.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Switch to this phase at the branch step.
+        #[arg(long, value_name = "PHASE")]
+        switch: Option<String>,
+        /// The child's run directory (default: next to the parent, <parent-id>-b<STEP>).
+        #[arg(long = "run-dir", value_name = "DIR")]
+        run_dir_out: Option<PathBuf>,
+        /// Run in the foreground with plain progress lines (no terminal needed).
+        #[arg(long)]
+        headless: bool,
+        /// Override max_steps (default: the parent's, or the --config file's).
+        #[arg(long)]
+        max_steps: Option<u64>,
         #[command(flatten)]
         view: ViewArgs,
     },
@@ -154,9 +182,14 @@ fn main() -> ExitCode {
         }
         Cmd::Attach { run_dir, view } => commands::attach(run_dir, view.into_options()),
         Cmd::Ls { root } => commands::ls(&root),
-        Cmd::Replay { run_dirs, speed, from, headless, view } => {
-            commands::replay(&run_dirs, &speed, from, headless, view.into_options())
+        Cmd::Replay { run_dirs, speed, from, headless, with_parent, view } => {
+            commands::replay(&run_dirs, &speed, from, headless, with_parent, view.into_options())
         }
+        Cmd::Branch { run_dir, at, config, switch, run_dir_out, headless, max_steps, view } => commands::branch(
+            phasetop::branch::BranchArgs { parent: run_dir, at, config, switch, run_dir: run_dir_out, max_steps },
+            headless,
+            view.into_options(),
+        ),
         Cmd::Check { configs } => commands::check(&configs),
         Cmd::Ctl { run_dir, command } => commands::ctl(&run_dir, &command),
         Cmd::Inspect { run_dir, json } => commands::inspect(&run_dir, json),

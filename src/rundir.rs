@@ -24,6 +24,20 @@ pub struct RunMeta {
     /// The config file the run was started from, watched by dashboards for plan edits.
     #[serde(default)]
     pub source_path: Option<String>,
+    /// The run this one was branched from (`phasetop branch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+}
+
+/// Where a branched run came from: `run.json`'s `parent`, and `inspect --json`'s.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ParentRef {
+    pub run_id: String,
+    /// The parent's run directory as given to `branch` (made absolute), so the child
+    /// finds it wherever it is opened from.
+    pub run_dir: String,
+    /// The parent's checkpoint step the branch started from.
+    pub branch_step: u64,
 }
 
 pub struct RunDir {

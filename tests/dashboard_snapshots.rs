@@ -30,6 +30,8 @@ pub fn recorded_events() -> Vec<Event> {
         seed: 0,
         started_at: 1_795_000_000.0,
         resumed_from_step: None,
+        parent_run: None,
+        branch_step: None,
     }];
     ev.push(Event::PhaseChanged { step: 0, from: None, to: "memorize".into(), cause: PhaseCause::Start, detail: None });
     for step in 1..=3000u64 {

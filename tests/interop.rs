@@ -72,6 +72,8 @@ fn sample_events() -> Vec<Event> {
             seed: 7,
             started_at: 1_700_000_000.0,
             resumed_from_step: None,
+            parent_run: None,
+            branch_step: None,
         },
         Event::PhaseChanged { step: 0, from: None, to: "warm".into(), cause: PhaseCause::Start, detail: None },
     ];

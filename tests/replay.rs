@@ -34,6 +34,8 @@ fn started(run_id: &str, resumed_from_step: Option<u64>) -> Event {
         seed: 0,
         started_at: 1_795_000_000.0,
         resumed_from_step,
+        parent_run: None,
+        branch_step: None,
     }
 }
 

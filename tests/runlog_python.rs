@@ -41,6 +41,8 @@ fn events() -> Vec<Event> {
             seed: 3,
             started_at: 1_700_000_000.5,
             resumed_from_step: Some(0),
+            parent_run: None,
+            branch_step: None,
         },
         Event::PhaseChanged { step: 0, from: None, to: "a".into(), cause: PhaseCause::Start, detail: None },
     ];

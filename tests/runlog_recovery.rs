@@ -27,6 +27,8 @@ fn sample_events(n: u64) -> Vec<Event> {
             seed: 42,
             started_at: 1_700_000_000.25,
             resumed_from_step: None,
+            parent_run: None,
+            branch_step: None,
         },
         Event::PhaseChanged { step: 0, from: None, to: "warmup".into(), cause: PhaseCause::Start, detail: None },
     ];

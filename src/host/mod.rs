@@ -6,7 +6,7 @@ pub mod signals;
 
 use crate::config::{self, Config};
 use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
-use crate::rundir::{RunDir, RunMeta, now_unix};
+use crate::rundir::{ParentRef, RunDir, RunMeta, now_unix};
 use crate::runlog;
 use crate::trainer::{Trainer, checkpoint, device_name};
 use anyhow::{Context, Result};
@@ -76,6 +76,7 @@ pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         max_steps: run.max_steps.unwrap_or(cfg.max_steps()),
         created_at: now_unix(),
         source_path: run.config.path.canonicalize().ok().map(|p| p.display().to_string()),
+        parent: None,
     };
     dir.write_meta(&meta)?;
     let trainer = Trainer::new(cfg, meta.seed)?;
@@ -112,6 +113,63 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     };
     let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
     host.emit_started(from)?;
+    for w in warnings {
+        host.log_line(LogLevel::Warn, w)?;
+    }
+    Ok(host)
+}
+
+/// How to start a branch: a new run directory whose trainer starts from another run's
+/// checkpoint (planned and validated by `crate::branch`).
+pub struct BranchRun {
+    pub config: config::LoadedConfig,
+    /// `run.json`'s `config_name` and `source_path` (the parent's, unless `--config`).
+    pub config_name: String,
+    pub source_path: Option<String>,
+    pub run_dir: PathBuf,
+    pub parent: ParentRef,
+    /// The parent's checkpoint directory and the checkpoint in it (its `phase_index`
+    /// already mapped onto `config`'s plan).
+    pub parent_checkpoints: PathBuf,
+    pub checkpoint: checkpoint::CheckpointMeta,
+    pub seed: u64,
+    pub max_steps: u64,
+    /// Switch to this phase at the branch step.
+    pub switch: Option<usize>,
+}
+
+/// Starts a branched run. The trainer is restored before the directory is created, so a
+/// checkpoint that does not fit leaves nothing behind.
+pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
+    let mut trainer = Trainer::new(&b.config.config, b.seed)?;
+    let warnings = checkpoint::restore(&mut trainer, &b.parent_checkpoints, &b.checkpoint)?;
+    let dir = RunDir::create(&b.run_dir)?;
+    std::fs::write(dir.config(), &b.config.source)?;
+    let meta = RunMeta {
+        run_id: b.run_dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        config_name: b.config_name,
+        seed: b.seed,
+        max_steps: b.max_steps,
+        created_at: now_unix(),
+        source_path: b.source_path,
+        parent: Some(b.parent.clone()),
+    };
+    dir.write_meta(&meta)?;
+    let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
+    let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
+    host.emit_started(None)?;
+    let step = host.trainer.step();
+    let origin = format!("branched from {} at step {step}", b.parent.run_id);
+    match b.switch {
+        // The switch makes its own pinned checkpoint.
+        Some(i) => host.switch(i, PhaseCause::Manual, Some(format!("--switch, {origin}")))?,
+        None => {
+            let to = host.trainer.phase().name().to_string();
+            host.emit(Event::PhaseChanged { step, from: None, to, cause: PhaseCause::Start, detail: Some(origin) })?;
+            // The child's own branch point: `--resume` and further branches need one.
+            host.checkpoint(true)?;
+        }
+    }
     for w in warnings {
         host.log_line(LogLevel::Warn, w)?;
     }
@@ -173,6 +231,9 @@ impl Host {
             seed: self.meta.seed,
             started_at: now_unix(),
             resumed_from_step,
+            // Only a branch's first start names its parent; resumes and rollbacks continue it.
+            parent_run: self.meta.parent.as_ref().filter(|_| resumed_from_step.is_none()).map(|p| p.run_id.clone()),
+            branch_step: self.meta.parent.as_ref().filter(|_| resumed_from_step.is_none()).map(|p| p.branch_step),
         };
         self.emit(ev)
     }

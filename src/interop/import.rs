@@ -334,6 +334,8 @@ fn build_events(src: &Path, run_dir: &Path, c: &Collected, names: &[String]) -> 
         seed: 0,
         started_at,
         resumed_from_step: None,
+        parent_run: None,
+        branch_step: None,
     }];
     let mut next_phase = phases.into_iter().peekable();
     let mut phase: Option<String> = None;
@@ -385,6 +387,7 @@ fn write_run(run_dir: &Path, events: &[Event]) -> Result<usize> {
         max_steps: last,
         created_at: *started_at,
         source_path: None,
+        parent: None,
     })?;
     let log = dir.log();
     let mut w = Writer::create(&log).with_context(|| format!("cannot create {}", log.display()))?;

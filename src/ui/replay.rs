@@ -290,6 +290,10 @@ pub fn story(events: &[Event]) -> String {
     let mut s = String::new();
     for e in events {
         let _ = match e {
+            Event::RunStarted { run_id, device, resumed_from_step: None, parent_run: Some(p), branch_step, .. } => {
+                let at = branch_step.unwrap_or(0);
+                writeln!(s, "{at:>9}  branch    {run_id} from {p} at step {at} on {device}")
+            }
             Event::RunStarted { run_id, device, resumed_from_step: None, .. } => {
                 writeln!(s, "{:>9}  start     {run_id} on {device}", 0)
             }

@@ -1,0 +1,203 @@
+//! `phasetop branch`: a new run started from another run's checkpoint, optionally with a
+//! changed plan or an immediate phase switch ("what if I had switched at step 3000?").
+//! This module only plans and validates; `host::branch` builds and runs the child.
+
+use crate::commands::UsageError;
+use crate::config::{self, ConfigError, LoadedConfig};
+use crate::host::BranchRun;
+use crate::rundir::{ParentRef, RunDir};
+use crate::trainer::checkpoint::{self, CheckpointMeta};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+pub struct BranchArgs {
+    pub parent: PathBuf,
+    pub at: u64,
+    pub config: Option<PathBuf>,
+    pub switch: Option<String>,
+    pub run_dir: Option<PathBuf>,
+    pub max_steps: Option<u64>,
+}
+
+/// A validated branch: what the host needs, and what to tell the operator first.
+pub struct Planned {
+    pub run: BranchRun,
+    pub notes: Vec<String>,
+}
+
+/// Resolves the checkpoint, the child's config, phase and directory. Every refusal is a
+/// usage or config error (exit code 2) and nothing is written.
+pub fn plan(args: &BranchArgs) -> Result<Planned> {
+    let parent = RunDir::open(&args.parent).map_err(|e| UsageError(format!("{e:#}")))?;
+    let meta = parent.read_meta()?;
+    let mut notes = Vec::new();
+    let mut ck = pick_checkpoint(&checkpoint::list(&parent.checkpoints()), args.at, &args.parent)?;
+    if ck.step != args.at {
+        notes
+            .push(format!("no checkpoint at step {}: branching from the nearest before it, step {}", args.at, ck.step));
+    }
+    let parent_cfg = config::load(&parent.config())?;
+    let (loaded, config_name, source_path) = match &args.config {
+        Some(p) => {
+            let loaded = config::load(p)?;
+            same_task_and_model(&loaded, &parent_cfg, &parent.config())?;
+            let (name, source) = (loaded.name(), p.canonicalize().ok().map(|p| p.display().to_string()));
+            (loaded, name, source)
+        }
+        // No source to watch: the parent's config.toml belongs to the parent (its plan edits
+        // are not the child's).
+        None => (parent_cfg, meta.config_name.clone(), None),
+    };
+    let cfg = &loaded.config;
+    let phases = cfg.phase_names().join(", ");
+    // A changed plan may put the checkpoint's phase at another index; the name is what counts.
+    ck.phase_index = cfg.phase_index(&ck.phase).ok_or_else(|| {
+        UsageError(format!(
+            "the checkpoint at step {} is in phase \"{}\", which the new plan lacks (phases: {phases})",
+            ck.step, ck.phase
+        ))
+    })?;
+    let switch = match &args.switch {
+        None => None,
+        Some(name) => match cfg.phase_index(name) {
+            None => {
+                return Err(UsageError(format!("--switch: unknown phase \"{name}\", expected one of {phases}")).into());
+            }
+            Some(i) if i == ck.phase_index => {
+                return Err(UsageError(format!(
+                    "--switch: the checkpoint at step {} is already in phase \"{name}\"; pick another of {phases}",
+                    ck.step
+                ))
+                .into());
+            }
+            Some(i) => Some(i),
+        },
+    };
+    let max_steps = match (args.max_steps, &args.config) {
+        (Some(m), _) => m,
+        (None, Some(_)) => cfg.max_steps(),
+        (None, None) => meta.max_steps,
+    };
+    if max_steps <= ck.step {
+        return Err(UsageError(format!(
+            "max_steps {max_steps} is not past the branch step {}; pass --max-steps",
+            ck.step
+        ))
+        .into());
+    }
+    let run_dir = match &args.run_dir {
+        Some(d) => d.clone(),
+        None => child_path(&parent.path, &meta.run_id, ck.step),
+    };
+    let parent_dir = parent.path.canonicalize().with_context(|| format!("cannot resolve {}", parent.path.display()))?;
+    Ok(Planned {
+        run: BranchRun {
+            config: loaded,
+            config_name,
+            source_path,
+            run_dir,
+            parent: ParentRef { run_id: meta.run_id, run_dir: parent_dir.display().to_string(), branch_step: ck.step },
+            parent_checkpoints: parent.checkpoints(),
+            checkpoint: ck,
+            seed: meta.seed,
+            max_steps,
+            switch,
+        },
+        notes,
+    })
+}
+
+/// The latest checkpoint at or before `at`.
+fn pick_checkpoint(list: &[CheckpointMeta], at: u64, parent: &Path) -> Result<CheckpointMeta, UsageError> {
+    if let Some(c) = list.iter().rev().find(|c| c.step <= at) {
+        return Ok(c.clone());
+    }
+    Err(UsageError(match list.first() {
+        Some(first) => format!(
+            "{}: no checkpoint at or before step {at}; the earliest is at step {}",
+            parent.display(),
+            first.step
+        ),
+        None => format!("{}: the run has no checkpoints to branch from", parent.display()),
+    }))
+}
+
+/// A branch continues the parent's weights, so what they mean (task, model) must not
+/// change; the plan and everything else may.
+fn same_task_and_model(new: &LoadedConfig, parent: &LoadedConfig, parent_path: &Path) -> Result<(), ConfigError> {
+    let json = |v: &dyn erased::Json| v.json();
+    let (n, p) = (&new.config, &parent.config);
+    for (what, span, a, b) in [
+        ("[task]", n.task.kind.span(), json(&n.task), json(&p.task)),
+        ("[model]", n.model.kind.span(), json(&n.model), json(&p.model)),
+    ] {
+        if a != b {
+            let msg = format!(
+                "{what} differs from the parent run's ({}); a branch keeps the parent's task and model",
+                parent_path.display()
+            );
+            return Err(ConfigError::at(&new.path.display().to_string(), &new.source, span.start, msg));
+        }
+    }
+    Ok(())
+}
+
+/// `<parent-dir's folder>/<parent-id>-b<step>`, suffixed `-2`, `-3`… when taken.
+pub fn child_path(parent: &Path, parent_id: &str, step: u64) -> PathBuf {
+    let root = parent.parent().unwrap_or(Path::new("."));
+    let base = root.join(format!("{parent_id}-b{step}"));
+    if !base.exists() {
+        return base;
+    }
+    (2..).map(|i| root.join(format!("{parent_id}-b{step}-{i}"))).find(|p| !p.exists()).expect("unbounded")
+}
+
+/// Comparison of config parts by their serialised form (spans are not part of it).
+mod erased {
+    pub trait Json {
+        fn json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ck(step: u64) -> CheckpointMeta {
+        CheckpointMeta {
+            step,
+            phase: "main".into(),
+            phase_index: 0,
+            phase_start: 0,
+            optimizer: "sgd".into(),
+            overrides: Default::default(),
+            pinned: false,
+        }
+    }
+
+    #[test]
+    fn picks_latest_checkpoint_at_or_before() {
+        let list = [ck(20), ck(40), ck(60)];
+        let p = Path::new("runs/p");
+        assert_eq!(pick_checkpoint(&list, 40, p).unwrap().step, 40);
+        assert_eq!(pick_checkpoint(&list, 59, p).unwrap().step, 40);
+        assert_eq!(pick_checkpoint(&list, 1000, p).unwrap().step, 60);
+        let e = pick_checkpoint(&list, 19, p).unwrap_err().0;
+        assert!(e.contains("earliest is at step 20"), "{e}");
+        assert!(pick_checkpoint(&[], 5, p).unwrap_err().0.contains("no checkpoints"));
+    }
+
+    #[test]
+    fn child_path_is_next_to_parent_and_unique() {
+        let tmp = tempfile::tempdir().unwrap();
+        let parent = tmp.path().join("run-a");
+        assert_eq!(child_path(&parent, "run-a", 40), tmp.path().join("run-a-b40"));
+        std::fs::create_dir(tmp.path().join("run-a-b40")).unwrap();
+        assert_eq!(child_path(&parent, "run-a", 40), tmp.path().join("run-a-b40-2"));
+    }
+}
