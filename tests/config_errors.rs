@@ -103,6 +103,14 @@ fn malformed_configs_report_location_and_expectation() {
             "cfg.toml:20:18: a phase needs a data loss term (ce or mse), not only l2",
         ),
         (
+            replace("lr = 0.1\n", "lr = 0.1\nclass_weights = [1.0, 2.0]\n"),
+            "cfg.toml:20:17: class_weights has 2 entries, the task has 4 classes",
+        ),
+        (
+            replace("lr = 0.1\n", "lr = 0.1\nclass_weights = [1.0, -1.0, 0.0, 0.0]\n"),
+            "cfg.toml:20:17: class_weights must be finite, ≥ 0, and not all 0",
+        ),
+        (
             replace("lr = 0.1\n", "lr = 0.1\nlabel_noise = 1.5\n"),
             "cfg.toml:20:15: label_noise must be in [0, 1], got 1.5",
         ),

@@ -177,3 +177,31 @@ fn auto_device_runs_where_cuda_is_absent() {
     let expected = if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu };
     assert_eq!(t.device(), expected);
 }
+
+/// A phase's data mixture: class-weighted batches follow the weights (a class of weight
+/// 0 never appears), every drawn row has the class it was drawn for, and the batches
+/// stay a function of (seed, step).
+#[test]
+fn class_weights_set_the_batch_mixture() {
+    let c = cfg("kind='gaussian'\ndim=4\nclasses=4\nn_train=2000\nn_val=100", "kind='mlp'", "");
+    let d = Dataset::build(&c.task, ModelKind::Mlp, 1, Device::Cpu).unwrap();
+    assert_eq!(d.class_counts().iter().sum::<usize>(), 2000);
+    let y = Vec::<i64>::try_from(&d.train_y).unwrap();
+    let weights = [1.0, 0.0, 0.0, 3.0];
+    let mut seen = [0usize; 4];
+    for step in 1..=200 {
+        let idx = d.batch_indices(9, step, 64, Some(&weights));
+        assert_eq!(idx.len(), 64);
+        for i in idx {
+            seen[y[i as usize] as usize] += 1;
+        }
+    }
+    assert_eq!((seen[1], seen[2]), (0, 0), "weight-0 classes drawn: {seen:?}");
+    let share = seen[3] as f64 / (seen[0] + seen[3]) as f64;
+    assert!((share - 0.75).abs() < 0.02, "class 3 share {share}, expected 0.75: {seen:?}");
+    assert_eq!(d.batch_indices(9, 7, 64, Some(&weights)), d.batch_indices(9, 7, 64, Some(&weights)));
+    // Without weights, the natural mixture: every class appears.
+    let natural: std::collections::BTreeSet<i64> =
+        (1..=20).flat_map(|s| d.batch_indices(9, s, 64, None)).map(|i| y[i as usize]).collect();
+    assert_eq!(natural.len(), 4);
+}

@@ -37,6 +37,16 @@ impl TaskSection {
     pub fn n_train(&self) -> usize {
         int(&self.n_train, 2048)
     }
+    /// The number of classes when the config alone determines it (not for `csv`,
+    /// whose labels come from the file).
+    pub fn known_classes(&self) -> Option<usize> {
+        match self.kind.get_ref() {
+            TaskKind::Modular => Some(self.modulus()),
+            TaskKind::Parity => Some(2),
+            TaskKind::Gaussian => Some(self.classes()),
+            TaskKind::Csv => None,
+        }
+    }
     pub fn n_val(&self) -> usize {
         int(&self.n_val, 1024)
     }

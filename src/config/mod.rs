@@ -263,6 +263,10 @@ pub struct Phase {
     /// Standard deviation of Gaussian noise added to real-valued inputs.
     #[serde(default)]
     pub input_noise: Option<Spanned<f64>>,
+    /// Data mixture: the relative weight of each class in training batches (one per
+    /// class, ≥ 0); absent = the split's own class frequencies.
+    #[serde(default)]
+    pub class_weights: Option<Spanned<Vec<f64>>>,
     /// Signal rule that ends the phase (evaluated by the signals layer).
     #[serde(default)]
     pub until: Option<Spanned<UntilRule>>,

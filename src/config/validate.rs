@@ -240,6 +240,20 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
         }
     }
     cx.in_range(&p.label_noise, 0.0, 1.0, "label_noise")?;
+    if let Some(w) = &p.class_weights {
+        let weights = w.get_ref();
+        if weights.iter().any(|v| !v.is_finite() || *v < 0.0) || !weights.iter().any(|v| *v > 0.0) {
+            return cx.err(w.span(), "class_weights must be finite, ≥ 0, and not all 0");
+        }
+        if let Some(classes) = c.task.known_classes() {
+            if weights.len() != classes {
+                return cx.err(
+                    w.span(),
+                    format!("class_weights has {} entries, the task has {classes} classes", weights.len()),
+                );
+            }
+        }
+    }
     if let Some(n) = &p.input_noise {
         cx.in_range(&p.input_noise, 0.0, f64::MAX, "input_noise")?;
         if *c.task.kind.get_ref() == TaskKind::Modular {

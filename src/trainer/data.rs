@@ -24,6 +24,8 @@ pub struct Dataset {
     pub train_y: Tensor,
     pub val_x: Tensor,
     pub val_y: Tensor,
+    /// Training-row indices of each class, for class-weighted (mixture) sampling.
+    by_class: Vec<Vec<i64>>,
 }
 
 impl Dataset {
@@ -42,14 +44,41 @@ impl Dataset {
         self.train_y.size()[0] as usize
     }
 
-    /// Indices of a training batch for `step`, drawn with replacement.
-    pub fn batch_indices(&self, seed: u64, step: u64, batch: usize) -> Vec<i64> {
+    /// Indices of a training batch for `step`, drawn with replacement; with
+    /// `class_weights` (a phase's data mixture), each sample's class is drawn with those
+    /// weights first, then a row of that class. Classes without training rows are
+    /// skipped. Without weights a batch as large as the split is the whole split.
+    pub fn batch_indices(&self, seed: u64, step: u64, batch: usize, class_weights: Option<&[f64]>) -> Vec<i64> {
         let n = self.n_train();
-        if batch >= n {
-            return (0..n as i64).collect();
-        }
         let mut rng = step_rng(seed, step, 1);
-        (0..batch).map(|_| rng.random_range(0..n) as i64).collect()
+        let Some(weights) = class_weights else {
+            if batch >= n {
+                return (0..n as i64).collect();
+            }
+            return (0..batch).map(|_| rng.random_range(0..n) as i64).collect();
+        };
+        let mut cumulative = Vec::with_capacity(self.by_class.len());
+        let mut total = 0.0;
+        for (rows, &w) in self.by_class.iter().zip(weights) {
+            total += if rows.is_empty() { 0.0 } else { w.max(0.0) };
+            cumulative.push(total);
+        }
+        if total <= 0.0 {
+            return (0..batch.min(n)).map(|_| rng.random_range(0..n) as i64).collect();
+        }
+        (0..batch)
+            .map(|_| {
+                let u = rng.random::<f64>() * total;
+                let class = cumulative.partition_point(|&c| c <= u).min(self.by_class.len() - 1);
+                let rows = &self.by_class[class];
+                rows[rng.random_range(0..rows.len())]
+            })
+            .collect()
+    }
+
+    /// Training rows per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        self.by_class.iter().map(Vec::len).collect()
     }
 }
 
@@ -88,9 +117,16 @@ impl Raw {
                 Tensor::from_slice(&f).view([n, width])
             }
         };
+        let mut by_class = vec![Vec::new(); self.classes];
+        for (i, &c) in self.y[..self.n_train].iter().enumerate() {
+            if let Some(rows) = by_class.get_mut(c as usize) {
+                rows.push(i as i64);
+            }
+        }
         let y = Tensor::from_slice(&self.y);
         let nt = self.n_train as i64;
         Dataset {
+            by_class,
             inputs: self.inputs,
             classes: self.classes,
             train_x: x.narrow(0, 0, nt).to(device),

@@ -92,6 +92,18 @@ impl Trainer {
             tch::Cuda::manual_seed_all(seed);
         }
         let data = Dataset::build(&cfg.task, *cfg.model.kind.get_ref(), seed, device)?;
+        for p in &cfg.phases {
+            if let Some(w) = &p.class_weights {
+                // Only a csv task's class count is unknown until its file is read.
+                anyhow::ensure!(
+                    w.get_ref().len() == data.classes,
+                    "phase \"{}\": class_weights has {} entries, the data has {} classes",
+                    p.name(),
+                    w.get_ref().len(),
+                    data.classes
+                );
+            }
+        }
         let vs = nn::VarStore::new(device);
         let model = Model::new(&vs.root(), &cfg.model, data.inputs, data.classes);
         let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -226,7 +238,7 @@ impl Trainer {
         let next = self.step + 1;
         let phase = self.phase().clone();
         let batch = self.overrides.batch_size.unwrap_or(phase.batch_size());
-        let idx = Tensor::from_slice(&self.data.batch_indices(self.seed, next, batch)).to_device(self.device);
+        let idx = Tensor::from_slice(&self.data.batch_indices(self.seed, next, batch, phase.class_weights.as_ref().map(|w| w.get_ref().as_slice()))).to_device(self.device);
         let x = self.data.train_x.index_select(0, &idx);
         let x = data::noisy_inputs(&x, phase.input_noise(), self.seed, next);
         let y = self.data.train_y.index_select(0, &idx);
