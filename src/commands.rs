@@ -486,6 +486,8 @@ pub fn ls(root: &Path) -> Result<ExitCode> {
             }
         });
         let phase = s.phases.last().map(|p| p.name.clone()).unwrap_or_default();
+        // A branch names the run and step it continues (`phasetop branch`).
+        let from = s.parent.as_ref().map_or("-".into(), |p| format!("{}@{}", p.run_id, p.branch_step));
         rows.push((
             e.file_name().to_string_lossy().into_owned(),
             s.config_name.clone(),
@@ -493,12 +495,16 @@ pub fn ls(root: &Path) -> Result<ExitCode> {
             phase,
             s.last_step,
             age,
+            from,
         ));
     }
     rows.sort();
-    println!("{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}", "RUN", "CONFIG", "STATUS", "PHASE", "STEP", "AGE");
-    for (id, cfg, status, phase, step, age) in rows {
-        println!("{id:<36} {cfg:<22} {status:<10} {phase:<14} {step:>9} {age:>5}");
+    println!(
+        "{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}  {}",
+        "RUN", "CONFIG", "STATUS", "PHASE", "STEP", "AGE", "BRANCHED FROM"
+    );
+    for (id, cfg, status, phase, step, age, from) in rows {
+        println!("{id:<36} {cfg:<22} {status:<10} {phase:<14} {step:>9} {age:>5}  {from}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -103,6 +103,14 @@ fn branch_continues_the_parent_exactly() {
     let out = bin(&["replay", p, "--headless", "--with-parent"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("is not a branch of another run"));
+
+    // `ls` names the run and step a branch continues.
+    let out = bin(&["ls", tmp.path().join("runs").to_str().unwrap()]);
+    let listing = text(&out.stdout);
+    let row = listing.lines().find(|l| l.starts_with("parent-b40")).unwrap_or_else(|| panic!("{listing}"));
+    assert!(row.trim_end().ends_with("parent@40"), "{listing}");
+    let row = listing.lines().find(|l| l.starts_with("parent ")).unwrap_or_else(|| panic!("{listing}"));
+    assert!(row.trim_end().ends_with('-'), "{listing}");
 }
 
 #[test]
