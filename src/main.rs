@@ -163,8 +163,23 @@ impl ViewArgs {
     }
 }
 
+/// Report commands die quietly on a closed pipe (`phasetop inspect RUN | head`), as
+/// Unix tools do, instead of panicking in `println!`. Not for commands that run a host:
+/// it writes to sockets whose peers may vanish.
+fn die_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Some(Cmd::Ls { .. } | Cmd::Check { .. } | Cmd::Inspect { .. }) => die_on_closed_pipe(),
+        Some(Cmd::Replay { headless: true, .. }) => die_on_closed_pipe(),
+        _ => {}
+    }
     let result = match cli.command.unwrap_or(Cmd::Train {
         config: None,
         headless: false,

@@ -113,7 +113,8 @@ fn grokking_jump_fires_at_the_held_out_jump() {
 }
 
 /// Sparse parity / XOR: a long loss plateau (signal finding), then a drop (signal
-/// heavy). A change point must be found at the end of the plateau, and none inside it.
+/// heavy). The phase rule's change-point detector on the held-out loss must fire at the
+/// end of the plateau and not inside it; the plateau detector must flag the plateau.
 #[test]
 #[ignore = "minutes in release: run with --ignored"]
 fn parity_change_point_at_the_end_of_the_plateau() {
@@ -121,18 +122,19 @@ fn parity_change_point_at_the_end_of_the_plateau() {
     let loss = trailing_mean(&steps(&evs, "train_loss"), 50);
     let level = loss.iter().find(|(s, _)| *s >= 200).expect("a plateau").1;
     let drop = first_step(&loss, |v| v < 0.5 * level).expect("the loss drops");
-    let cps = fired(&evs, "changepoint", "train_loss");
+    let cps = fired(&evs, "changepoint", "val_loss");
     let plateaus = fired(&evs, "plateau", "train_loss");
     let tol = (drop / 5).max(200);
-    let inside: Vec<u64> = cps.iter().copied().filter(|&c| c > 200 && c + tol < drop).collect();
+    let inside = |c: &[u64]| c.iter().copied().filter(|&c| c > 200 && c + tol < drop).collect::<Vec<u64>>();
+    let noisy = inside(&fired(&evs, "changepoint", "train_loss"));
     println!(
-        "| parity | plateau at loss {level:.3} from step 200; loss halves at {drop} | changepoint(train_loss): {}; plateau(train_loss): {}; false alarms in the plateau: {} |",
+        "| parity | plateau at loss {level:.3} from step 200; loss halves at {drop} | changepoint(val_loss): {}; plateau(train_loss): {}; changepoint(train_loss, batch of 32) inside the plateau: {} |",
         list(&cps),
         list(&plateaus),
-        inside.len()
+        list(&noisy)
     );
     assert!(cps.iter().any(|&c| c.abs_diff(drop) <= tol), "no change point within ±{tol} of {drop}: {cps:?}");
-    assert!(inside.is_empty(), "change points inside the plateau: {inside:?}");
+    assert!(inside(&cps).is_empty(), "change points inside the plateau: {:?}", inside(&cps));
     assert!(plateaus.iter().any(|&p| p < drop), "the plateau was not flagged before the drop: {plateaus:?}");
 }
 
@@ -146,7 +148,7 @@ fn deep_mlp_diversity_falls_before_the_loss_drops() {
     let loss = trailing_mean(&steps(&evs, "train_loss"), 50);
     let level = loss.iter().find(|(s, _)| *s >= 100).expect("a start").1;
     let drop = first_step(&loss, |v| v < 0.5 * level).expect("the loss drops");
-    let layer = "mlp.7";
+    let layer = "mlp.5";
     let rank = probes(&evs, layer, "eff_rank");
     let start_rank = rank.first().expect("probes").1;
     let low_rank = rank.iter().filter(|(s, _)| *s <= drop).map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
@@ -164,21 +166,36 @@ fn deep_mlp_diversity_falls_before_the_loss_drops() {
 }
 
 /// Cyclical learning rate: the loss follows the cycle, and so must the change points:
-/// at least one in every full cycle after the first.
+/// one in at least 3 of 4 full cycles after the first, all at the same phase of the
+/// cycle (within ±1/4 cycle of their circular mean), at most a few per cycle.
 #[test]
 #[ignore = "minutes in release: run with --ignored"]
 fn cyclical_change_points_follow_the_cycle() {
     let evs = train("cyclical");
-    let cycle = 800;
+    let cycle = 400u64;
     let last = steps(&evs, "train_loss").last().expect("steps").0;
-    let cps = fired(&evs, "changepoint", "train_loss");
+    let cps: Vec<u64> = fired(&evs, "changepoint", "train_loss").into_iter().filter(|&s| s > cycle).collect();
     let cycles = last / cycle;
     let per_cycle: Vec<usize> =
         (1..cycles).map(|c| cps.iter().filter(|&&s| s > c * cycle && s <= (c + 1) * cycle).count()).collect();
+    let covered = per_cycle.iter().filter(|&&n| n > 0).count();
+    // Circular mean of the change points' phase within the cycle.
+    let angle = |s: u64| (s % cycle) as f64 / cycle as f64 * std::f64::consts::TAU;
+    let (sin, cos) = cps.iter().fold((0.0, 0.0), |(a, b), &s| (a + angle(s).sin(), b + angle(s).cos()));
+    let mean = sin.atan2(cos).rem_euclid(std::f64::consts::TAU);
+    let off = |s: u64| {
+        let d = (angle(s) - mean).rem_euclid(std::f64::consts::TAU);
+        d.min(std::f64::consts::TAU - d) / std::f64::consts::TAU * cycle as f64
+    };
+    let worst = cps.iter().map(|&s| off(s)).fold(0.0, f64::max);
+    let phase_step = mean / std::f64::consts::TAU * cycle as f64;
     println!(
-        "| cyclical | {cycles} cycles of {cycle} steps | changepoint(train_loss): {} (per cycle after the first: {per_cycle:?}) |",
-        list(&cps)
+        "| cyclical | {cycles} cycles of {cycle} steps, lr peaks {} steps into each | changepoint(train_loss) after the first cycle: {}; in {covered} of {} cycles, {phase_step:.0} ± {worst:.0} steps into the cycle |",
+        cycle / 2,
+        list(&cps),
+        per_cycle.len()
     );
-    assert!(per_cycle.iter().all(|&n| n >= 1), "a cycle without a change point: {per_cycle:?}");
-    assert!(per_cycle.iter().all(|&n| n <= 6), "change points fire on noise, not on the cycle: {per_cycle:?}");
+    assert!(covered * 4 >= per_cycle.len() * 3, "change points in only {covered} of {} cycles", per_cycle.len());
+    assert!(worst <= cycle as f64 / 4.0, "change points at scattered phases (worst {worst:.0} steps off)");
+    assert!(per_cycle.iter().all(|&n| n <= 3), "change points fire on noise, not on the cycle: {per_cycle:?}");
 }

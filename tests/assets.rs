@@ -1,0 +1,50 @@
+//! The recorded run shipped in assets/ replays and inspects with no training: the
+//! story a new user sees first (a plateau, a change point, a rule-driven phase switch).
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_phasetop");
+
+fn asset() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/parity-story")
+}
+
+#[test]
+fn recorded_story_replays_headless() {
+    let out = Command::new(BIN).args(["replay", "--headless"]).arg(asset()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let story = String::from_utf8_lossy(&out.stdout);
+    for needle in ["search", "fit", "changepoint", "val_loss", "completed"] {
+        assert!(story.contains(needle), "story lacks {needle:?}:\n{story}");
+    }
+}
+
+#[test]
+fn recorded_story_inspects_clean_with_a_rule_switch() {
+    let out = Command::new(BIN).args(["inspect", "--json"]).arg(asset()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["status"], "completed");
+    assert_eq!(s["corrupt_records"], 0);
+    let phases = s["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "{phases:?}");
+    assert_eq!(phases[1]["name"], "fit");
+    assert_eq!(phases[1]["cause"], "rule");
+    assert!(s["last_step"].as_u64().unwrap() >= 3000);
+    let signals = s["signals"].as_array().unwrap();
+    assert!(signals.iter().any(|g| g["detector"] == "changepoint" && g["metric"] == "val_loss"));
+    assert!(s["metrics"].as_array().unwrap().iter().any(|m| m == "mlp.0/eff_rank"), "probe metrics recorded");
+}
+
+/// `phasetop inspect RUN | head` must not panic when the reader goes away.
+#[test]
+fn report_commands_die_quietly_on_a_closed_pipe() {
+    for args in [&["inspect"][..], &["replay", "--headless"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN).args(args).arg(asset()).stdout(writer).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+    }
+}
