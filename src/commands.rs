@@ -360,6 +360,7 @@ pub fn replay(
     run_dirs: &[PathBuf],
     speed: &str,
     from: Option<u64>,
+    uniform: bool,
     headless: bool,
     with_parent: bool,
     view: ViewOptions,
@@ -415,7 +416,7 @@ pub fn replay(
         }
         (0..speeds.len() - 1).min_by(|&a, &b| (speeds[a] - x).abs().total_cmp(&(speeds[b] - x).abs())).unwrap_or(5)
     };
-    attach_dir(run_dir, view, Some(crate::ui::ReplayOptions { speed, from, compare: rest.to_vec() }))
+    attach_dir(run_dir, view, Some(crate::ui::ReplayOptions { speed, from, uniform, compare: rest.to_vec() }))
 }
 
 /// The run directory a branched run's `run.json` names as its parent.

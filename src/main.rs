@@ -53,6 +53,11 @@ enum Cmd {
         /// Start at this step.
         #[arg(long)]
         from: Option<u64>,
+        /// Pace by steps instead of the recorded wall-clock gaps: speed × 10 steps a
+        /// second (1× = 10 steps/s, 30× = 300 steps/s; "max" stays as fast as possible),
+        /// events between steps shown with the step before them. `u` toggles it while playing.
+        #[arg(long)]
+        uniform: bool,
         /// Print the run's story as plain text instead of drawing.
         #[arg(long)]
         headless: bool,
@@ -197,8 +202,8 @@ fn main() -> ExitCode {
         }
         Cmd::Attach { run_dir, view } => commands::attach(run_dir, view.into_options()),
         Cmd::Ls { root } => commands::ls(&root),
-        Cmd::Replay { run_dirs, speed, from, headless, with_parent, view } => {
-            commands::replay(&run_dirs, &speed, from, headless, with_parent, view.into_options())
+        Cmd::Replay { run_dirs, speed, from, uniform, headless, with_parent, view } => {
+            commands::replay(&run_dirs, &speed, from, uniform, headless, with_parent, view.into_options())
         }
         Cmd::Branch { run_dir, at, config, switch, run_dir_out, headless, max_steps, view } => commands::branch(
             phasetop::branch::BranchArgs { parent: run_dir, at, config, switch, run_dir: run_dir_out, max_steps },

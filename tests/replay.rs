@@ -400,3 +400,132 @@ fn the_transport_moves_every_compared_run() {
     );
     assert!(table.lines().next().unwrap().contains("run-b") && table.contains("train_loss"), "{table}");
 }
+
+/// A single-run replay paused at `step`, in ascii glyphs (and mono theme) when asked.
+fn single(step: u64, ascii: bool, theme: ThemeKind) -> App {
+    let mut p = Player::new(run_events("grokking-a", 3000, 1.0 / 300.0, None));
+    let mut view = RunView::default();
+    p.seek_step(&mut view, step);
+    p.playing = false;
+    let mut app = app_with(view, "default", theme);
+    app.player = Some(p);
+    app.ascii = ascii;
+    app
+}
+
+/// The scrubber's cells: the first half of the footer line.
+fn bar(app: &App, w: u16, h: u16) -> Vec<char> {
+    let s = screen(app, w, h);
+    let footer = s.lines().last().unwrap().to_string();
+    footer.chars().take(w as usize / 2).collect()
+}
+
+#[test]
+fn the_scrubber_marker_moves_with_seeks_and_ticks_mark_phases_and_signals() {
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    for (ascii, theme) in [(true, ThemeKind::Mono), (false, ThemeKind::Default)] {
+        let here = phasetop::ui::render::scrubber_glyphs(ascii)[4];
+        let mut app = single(1500, ascii, theme);
+        app.on_key(KeyEvent::from(KeyCode::Char('g')));
+        let b = bar(&app, 80, 24);
+        assert_eq!(b.len(), 40);
+        assert_eq!(b.iter().position(|&c| c == here), Some(0), "at 0 %: {b:?}");
+        app.on_key(KeyEvent::from(KeyCode::Char('G')));
+        let b = bar(&app, 80, 24);
+        assert_eq!(b.iter().position(|&c| c == here), Some(39), "at the end: {b:?}");
+        assert_eq!(b.iter().filter(|&&c| c == here).count(), 1);
+        // Phase-change ticks (step 0 is under the marker at the start; 2400 shows) and
+        // signal ticks (every 997 steps).
+        let [_, _, phase, signal, _] = phasetop::ui::render::scrubber_glyphs(ascii);
+        assert!(b.contains(&phase) && b.contains(&signal), "{b:?}");
+        // `(` jumps back 1/20 of the run (3000 steps: 150), ctrl+left the same.
+        app.on_key(KeyEvent::from(KeyCode::Char('(')));
+        assert_eq!(app.view.step, 2850);
+        app.on_key(KeyEvent::new(KeyCode::Left, KeyModifiers::CONTROL));
+        assert_eq!(app.view.step, 2700);
+        app.on_key(KeyEvent::from(KeyCode::Char(')')));
+        assert_eq!(app.view.step, 2850);
+        let b = bar(&app, 80, 24);
+        assert_eq!(b.iter().position(|&c| c == here), Some(37), "{b:?}");
+    }
+    // Live attach has no scrubber: its footer is the key hints.
+    let mut live = single(1500, true, ThemeKind::Mono);
+    live.player = None;
+    let s = screen(&live, 80, 24);
+    assert!(s.lines().last().unwrap().starts_with(" ? help"), "{s}");
+    live.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char(')')));
+    assert!(live.status.as_ref().is_some_and(|s| s.1), "scrubbing is replay-only");
+}
+
+#[test]
+fn the_scrubber_in_ascii_and_mono() {
+    let app = single(1800, true, ThemeKind::Mono);
+    insta::assert_snapshot!("scrubber_ascii_mono_80x24", screen(&app, 80, 24));
+}
+
+/// Steps whose recorded times are wildly irregular: bursts a millisecond apart, then
+/// gaps of minutes.
+fn irregular_events() -> Vec<Event> {
+    let mut ev = vec![started("irregular", None)];
+    let mut t = 1_795_000_000.0;
+    for step in 1..=2000u64 {
+        t += match step % 7 {
+            0 => 300.0,
+            3 => 2.5,
+            _ => 0.001,
+        };
+        let m: Metrics = [("train_loss".to_string(), 1.0 / step as f64)].into();
+        ev.push(Event::Step { step, phase: "memorize".into(), t, metrics: m });
+        if step % 10 == 0 {
+            let m = [("val_loss".to_string(), 1.0)].into();
+            ev.push(Event::Eval { step, split: "val".into(), metrics: m });
+        }
+    }
+    ev
+}
+
+#[test]
+fn uniform_pacing_plays_a_fixed_number_of_steps_per_tick() {
+    let speed = |x: f64| SPEEDS.iter().position(|&s| s == x).unwrap();
+    for (x, per_tick) in [(1.0, 1), (10.0, 10), (30.0, 30)] {
+        let mut p = Player::new(irregular_events());
+        let mut view = RunView::default();
+        p.speed = speed(x);
+        p.set_uniform(true);
+        assert_eq!(p.speed_label(), format!("{} steps/s", x * 10.0));
+        let mut last = view.step;
+        for tick in 0..40 {
+            p.tick(&mut view, 0.1);
+            assert_eq!(view.step - last, per_tick, "speed {x}× tick {tick}");
+            last = view.step;
+        }
+    }
+    // A quarter speed: 2.5 steps a second, the fractions carried from tick to tick.
+    let mut p = Player::new(irregular_events());
+    let mut view = RunView::default();
+    p.speed = speed(0.25);
+    p.set_uniform(true);
+    for _ in 0..40 {
+        p.tick(&mut view, 0.1);
+    }
+    assert_eq!(view.step, 10);
+    // Recorded pacing on the same log is not uniform (the gaps of minutes are skipped to
+    // a second each, the bursts play at once); `u` toggles between the two.
+    let mut app = app_with(RunView::default(), "default", ThemeKind::Default);
+    let mut p = Player::new(irregular_events());
+    p.speed = speed(10.0);
+    app.player = Some(p);
+    let mut steps = Vec::new();
+    for _ in 0..20 {
+        let before = app.view.step;
+        app.player.as_mut().unwrap().tick(&mut app.view, 0.1);
+        steps.push(app.view.step - before);
+    }
+    assert!(steps.iter().any(|&n| n != steps[0]), "{steps:?}");
+    app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('u')));
+    assert!(app.player.as_ref().unwrap().uniform);
+    let before = app.view.step;
+    app.player.as_mut().unwrap().tick(&mut app.view, 0.1);
+    assert_eq!(app.view.step - before, 10);
+    assert!(screen(&app, 80, 24).lines().next().unwrap().contains("100 steps/s"));
+}

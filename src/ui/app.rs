@@ -488,6 +488,19 @@ impl App {
                 }
                 None => self.set_status("phase bands per run: only when comparing runs (replay RUN_A RUN_B)", true),
             },
+            Action::ScrubBack | Action::ScrubForward | Action::ToggleUniform => {
+                let Some(p) = self.player.as_mut() else {
+                    return self.set_status("scrubbing and pacing: only in replay (phasetop replay RUN)", true);
+                };
+                if a == Action::ToggleUniform {
+                    p.set_uniform(!p.uniform);
+                    let msg = if p.uniform { "uniform pacing: speed × 10 steps/s" } else { "recorded pacing" };
+                    self.set_status(msg, false);
+                } else {
+                    p.scrub(&mut self.view, a == Action::ScrubForward);
+                    self.sync_compare();
+                }
+            }
             Action::PanLeft => self.pan(false),
             Action::PanRight => self.pan(true),
             Action::CursorLeft | Action::CursorRight => {

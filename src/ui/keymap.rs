@@ -32,6 +32,9 @@ pub enum Action {
     FullHistory,
     CommandLine,
     ToggleBands,
+    ScrubBack,
+    ScrubForward,
+    ToggleUniform,
 }
 
 /// (action, name in key files, default keys, help text).
@@ -61,6 +64,9 @@ pub const BINDINGS: &[(Action, &str, &[&str], &str)] = &[
     (Action::NextLayer, "next_layer", &["]"], "diversity chart: next probed layer"),
     (Action::NextDiversityMetric, "next_diversity_metric", &["m"], "diversity chart: next metric"),
     (Action::ToggleBands, "toggle_bands", &["b"], "compare: phase bands of all runs / each run / none"),
+    (Action::ScrubBack, "scrub_back", &["(", "ctrl+left"], "replay: jump back 1/20 of the run (scrubber)"),
+    (Action::ScrubForward, "scrub_forward", &[")", "ctrl+right"], "replay: jump forward 1/20 of the run"),
+    (Action::ToggleUniform, "toggle_uniform", &["u"], "replay: pacing by steps (speed × 10/s) ↔ recorded"),
 ];
 
 /// A key as written in key files: `q`, `?`, `shift+left`, `ctrl+c`, `tab`, `f1`.

@@ -43,6 +43,8 @@ pub struct ReplayOptions {
     /// Index into `replay::SPEEDS`.
     pub speed: usize,
     pub from: Option<u64>,
+    /// Pace by steps (speed × 10 steps a second) instead of by recorded time.
+    pub uniform: bool,
     /// More runs to overlay on the same charts, aligned by step.
     pub compare: Vec<PathBuf>,
 }
@@ -114,6 +116,7 @@ pub fn run(opts: Options) -> Result<Exit> {
         let live: replay_index::LiveCheck = Box::new(move || live_dir.is_live());
         let mut player = replay::Player::open(replay_index::Source::File(dir.log()), Some(live));
         player.speed = r.speed;
+        player.set_uniform(r.uniform);
         if let Some(from) = r.from {
             player.seek_step(&mut view, from);
         }

@@ -4,6 +4,7 @@
 use super::app::{App, DIVERSITY_METRICS, Link, Mode};
 use super::compare;
 use super::layout::Panel;
+use super::replay_index::MarkKind;
 use super::state::{Mark, RunView};
 use crate::event::RunStatus;
 use ratatui::Frame;
@@ -169,6 +170,9 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
 
 fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
+    if let (Some(p), false) = (&app.player, matches!(app.mode, Mode::Command { .. })) {
+        return draw_replay_footer(f, app, p, area);
+    }
     let line = match &app.mode {
         Mode::Command { input, .. } => {
             Line::from(vec![Span::styled(":", t.accent), Span::raw(input.clone()), Span::styled("▏", t.accent)])
@@ -196,6 +200,63 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
         },
     };
     f.render_widget(Paragraph::new(line), area);
+}
+
+/// The replay footer: the scrubber over half the width, the position, then the status
+/// (or the replay keys).
+fn draw_replay_footer(f: &mut Frame, app: &App, p: &super::replay::Player, area: Rect) {
+    use super::keymap::Action as A;
+    let t = &app.theme;
+    let w = area.width as usize;
+    let last = p.last_step().max(app.view.step);
+    let mut spans = scrubber(app, (w / 2).max(10), app.view.step, last, &p.mark_steps());
+    spans.push(Span::raw(format!(" {}/{} ", fmt_step(app.view.step), fmt_step(last))));
+    spans.push(match &app.status {
+        Some((msg, true)) => Span::styled(msg.clone(), t.error),
+        Some((msg, false)) => Span::raw(msg.clone()),
+        None => {
+            let k = |a| app.keymap.first_key(a).to_string();
+            Span::styled(
+                format!(
+                    " {} {} scrub  {} pacing  {} help  {} command  {} quit",
+                    k(A::ScrubBack),
+                    k(A::ScrubForward),
+                    k(A::ToggleUniform),
+                    k(A::Help),
+                    k(A::CommandLine),
+                    k(A::Quit)
+                ),
+                t.dim,
+            )
+        }
+    });
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// Scrubber glyphs: (played track, track ahead, phase change, signal, position).
+pub fn scrubber_glyphs(ascii: bool) -> [char; 5] {
+    if ascii { ['=', '-', '|', '^', '#'] } else { ['━', '─', '┃', '▲', '●'] }
+}
+
+/// A `width`-cell bar over steps 0..=`last`: the track played so far, phase-change and
+/// signal ticks, and the position (which wins a shared cell, then phase changes).
+fn scrubber(app: &App, width: usize, pos: u64, last: u64, marks: &[(u64, MarkKind)]) -> Vec<Span<'static>> {
+    let t = &app.theme;
+    let [played, ahead, phase, signal, here] = scrubber_glyphs(app.ascii);
+    let col = |s: u64| -> usize {
+        if last == 0 { 0 } else { ((s.min(last) as f64 / last as f64) * (width - 1) as f64).round() as usize }
+    };
+    let at = col(pos);
+    let mut cells: Vec<(char, Style)> =
+        (0..width).map(|c| if c < at { (played, t.accent) } else { (ahead, t.dim) }).collect();
+    for kind in [MarkKind::Signal, MarkKind::Phase] {
+        for &(s, k) in marks.iter().filter(|m| m.1 == kind) {
+            let glyph = if k == MarkKind::Phase { phase } else { signal };
+            cells[col(s)] = (glyph, if k == MarkKind::Phase { t.ok } else { t.warn });
+        }
+    }
+    cells[at] = (here, t.highlight);
+    cells.into_iter().map(|(c, s)| Span::styled(c.to_string(), s)).collect()
 }
 
 fn draw_body(f: &mut Frame, app: &App, area: Rect) {
@@ -604,6 +665,10 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
     if app.player.is_some() {
         lines.push(Line::from(Span::styled(
             "  replay: space play/pause  < > speed  , . step  [ ] phase change  { } signal  g G start/end  :goto STEP",
+            app.theme.dim,
+        )));
+        lines.push(Line::from(Span::styled(
+            "          footer: the scrubber (━ played, ┃ phase change, ▲ signal, ● here; ascii = | ^ #)",
             app.theme.dim,
         )));
     }

@@ -1,7 +1,8 @@
 //! Replay: a recorded run fed to the same dashboard, paced by the recorded wall-clock
-//! gaps scaled by a speed, with seeking. Events are read from the log as they are
-//! played (never all held); a seek restores the index's nearest snapshot and folds
-//! forward from there, so it costs at most one snapshot spacing whatever the log's length.
+//! gaps scaled by a speed (or, uniform, by steps: speed × 10 steps a second), with
+//! seeking. Events are read from the log as they are played (never all held); a seek
+//! restores the index's nearest snapshot and folds forward from there, so it costs at
+//! most one snapshot spacing whatever the log's length.
 
 use super::replay_index::{Index, LiveCheck, LogReader, MarkKind, Source};
 use super::state::RunView;
@@ -16,6 +17,10 @@ pub const SPEEDS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0, 300.0,
 const MAX_PER_TICK: usize = 50_000;
 /// Records decoded ahead of the playback position.
 const AHEAD: usize = 256;
+/// Uniform pacing: training steps a second at speed 1×.
+pub const UNIFORM_STEPS_PER_S: f64 = 10.0;
+/// The scrubber's keys jump by this fraction of the run.
+pub const SCRUB_FRACTION: u64 = 20;
 
 pub struct Player {
     source: Source,
@@ -35,6 +40,11 @@ pub struct Player {
     pub speed: usize,
     /// Where the playback clock is, in recorded seconds.
     clock: f64,
+    /// Pace by steps (speed × [`UNIFORM_STEPS_PER_S`] `Step` events a second) instead of
+    /// by the recorded wall-clock gaps.
+    pub uniform: bool,
+    /// Uniform pacing: steps due but not yet played (fractions carry to the next tick).
+    credit: f64,
 }
 
 impl Player {
@@ -65,6 +75,8 @@ impl Player {
             playing: true,
             speed: 5,
             clock: 0.0,
+            uniform: false,
+            credit: 0.0,
         }
     }
 
@@ -97,7 +109,37 @@ impl Player {
 
     pub fn speed_label(&self) -> String {
         let s = SPEEDS[self.speed];
-        if s.is_infinite() { "max".into() } else { format!("{s}×") }
+        match (s.is_infinite(), self.uniform) {
+            (true, _) => "max".into(),
+            (false, true) => format!("{} steps/s", s * UNIFORM_STEPS_PER_S),
+            (false, false) => format!("{s}×"),
+        }
+    }
+
+    /// Switches between uniform (by steps) and recorded (by wall clock) pacing, starting
+    /// either from where playback is now.
+    pub fn set_uniform(&mut self, on: bool) {
+        self.uniform = on;
+        self.credit = 0.0;
+        self.clock = self.t;
+    }
+
+    /// The largest step known so far: the end of the scrubber (grows with the index).
+    pub fn last_step(&self) -> u64 {
+        self.index.state().max_step.max(self.max_step)
+    }
+
+    /// (step, kind) of every phase change and signal indexed so far, in log order.
+    pub fn mark_steps(&self) -> Vec<(u64, MarkKind)> {
+        self.index.state().marks.iter().map(|m| (m.2, m.1)).collect()
+    }
+
+    /// Jumps 1/[`SCRUB_FRACTION`] of the run (steps 0 to [`Player::last_step`]) back or forward.
+    pub fn scrub(&mut self, view: &mut RunView, forward: bool) {
+        let last = self.last_step();
+        let delta = (last / SCRUB_FRACTION).max(1);
+        let target = if forward { view.step.saturating_add(delta).min(last) } else { view.step.saturating_sub(delta) };
+        self.seek_step(view, target);
     }
 
     /// The next record, decoded but not applied.
@@ -173,7 +215,33 @@ impl Player {
         }
         let speed = SPEEDS[self.speed];
         let before = self.pos;
-        if speed.is_infinite() {
+        if self.uniform && !speed.is_infinite() {
+            self.credit += dt * speed * UNIFORM_STEPS_PER_S;
+            let mut n = 0;
+            // Events between steps ride along with the step before them; each `Step`
+            // spends one credit, whatever the recorded time between them.
+            while n < MAX_PER_TICK {
+                let is_step = match self.peek() {
+                    None => break,
+                    Some(r) => matches!(r.event, Event::Step { .. }),
+                };
+                if is_step && self.credit < 1.0 {
+                    break;
+                }
+                if !self.apply_next(view) {
+                    break;
+                }
+                if is_step {
+                    self.credit -= 1.0;
+                }
+                n += 1;
+            }
+            // Waiting at the end of a followed log must not bank a burst for later.
+            if self.peek().is_none() {
+                self.credit = self.credit.min(1.0);
+            }
+            self.clock = self.t;
+        } else if speed.is_infinite() {
             for _ in 0..MAX_PER_TICK {
                 if !self.apply_next(view) {
                     break;

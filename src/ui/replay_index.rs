@@ -157,8 +157,8 @@ pub struct IndexState {
     /// Good records indexed so far.
     pub events: u64,
     pub max_step: u64,
-    /// (events up to and including the marked one, kind), in log order.
-    pub marks: Vec<(u64, MarkKind)>,
+    /// (events up to and including the marked one, kind, its step), in log order.
+    pub marks: Vec<(u64, MarkKind, u64)>,
     pub damage: Damage,
     /// The log is complete (not being written, or read to its end).
     pub done: bool,
@@ -232,7 +232,7 @@ struct Builder {
     t: f64,
     every: u64,
     snapshots: Vec<Arc<Snapshot>>,
-    marks: Vec<(u64, MarkKind)>,
+    marks: Vec<(u64, MarkKind, u64)>,
     spans: Vec<Problem>,
     ended: bool,
 }
@@ -316,8 +316,8 @@ impl Builder {
         self.n += 1;
         self.max_step = self.max_step.max(e.step().unwrap_or(0));
         match e {
-            Event::PhaseChanged { .. } => self.marks.push((self.n, MarkKind::Phase)),
-            Event::Signal { .. } => self.marks.push((self.n, MarkKind::Signal)),
+            Event::PhaseChanged { step, .. } => self.marks.push((self.n, MarkKind::Phase, *step)),
+            Event::Signal { step, .. } => self.marks.push((self.n, MarkKind::Signal, *step)),
             _ => {}
         }
         if self.n.is_multiple_of(BATCH) {
