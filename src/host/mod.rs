@@ -379,7 +379,8 @@ impl Host {
             }
             if self.trainer.phase_finished() {
                 let next = self.trainer.phase_index() + 1;
-                if next < cfg.phases.len() {
+                // The live plan, not the loop's starting copy: `ctl plan` may have changed it.
+                if next < self.trainer.config().phases.len() {
                     self.switch(next, PhaseCause::Scheduled, None)?;
                 } else {
                     self.final_eval()?;
