@@ -72,7 +72,8 @@ fn main() {
     }
     let steps: usize =
         std::env::args().skip(1).find(|a| !a.starts_with('-')).and_then(|a| a.parse().ok()).unwrap_or(2000);
-    let configs = [("demo", include_str!("../configs/demo.toml")), ("grokking", include_str!("../configs/grokking.toml"))];
+    let configs =
+        [("demo", include_str!("../configs/demo.toml")), ("grokking", include_str!("../configs/grokking.toml"))];
     println!("signals cost at the default schedule ({steps} steps; best of 3, alternated)");
     println!(
         "{:<10} {:>10} {:>8} {:>12} {:>14} {:>10} {:>10}",

@@ -106,10 +106,7 @@ fn grokking_jump_fires_at_the_held_out_jump() {
     assert!(crossed > saturated, "no delay between memorisation and generalisation");
     assert!(jumps.iter().all(|&j| j >= saturated), "jump fired before train accuracy saturated: {jumps:?}");
     let tol = crossed / 10;
-    assert!(
-        jumps.iter().any(|&j| j.abs_diff(crossed) <= tol),
-        "no jump within ±{tol} steps of {crossed}: {jumps:?}"
-    );
+    assert!(jumps.iter().any(|&j| j.abs_diff(crossed) <= tol), "no jump within ±{tol} steps of {crossed}: {jumps:?}");
 }
 
 /// Sparse parity / XOR: a long loss plateau (signal finding), then a drop (signal

@@ -275,12 +275,10 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
         let metric = r.metric.get_ref();
         let known = RUN_METRICS.contains(&metric.as_str())
             || metric.strip_prefix("loss/").is_some_and(|t| LossKind::parse(t).is_some())
-            || metric
-                .rsplit_once('/')
-                .is_some_and(|(layer, m)| {
-                    layers.iter().any(|l| l == layer)
-                        && if layer.ends_with(".attn") { m == ATTENTION_METRIC } else { PROBE_METRICS.contains(&m) }
-                })
+            || metric.rsplit_once('/').is_some_and(|(layer, m)| {
+                layers.iter().any(|l| l == layer)
+                    && if layer.ends_with(".attn") { m == ATTENTION_METRIC } else { PROBE_METRICS.contains(&m) }
+            })
             || metric.strip_prefix("grad_cos/").is_some_and(|pair| {
                 pair.split_once('~').is_some_and(|(a, b)| LossKind::parse(a).is_some() && LossKind::parse(b).is_some())
             });

@@ -238,7 +238,13 @@ impl Trainer {
         let next = self.step + 1;
         let phase = self.phase().clone();
         let batch = self.overrides.batch_size.unwrap_or(phase.batch_size());
-        let idx = Tensor::from_slice(&self.data.batch_indices(self.seed, next, batch, phase.class_weights.as_ref().map(|w| w.get_ref().as_slice()))).to_device(self.device);
+        let idx = Tensor::from_slice(&self.data.batch_indices(
+            self.seed,
+            next,
+            batch,
+            phase.class_weights.as_ref().map(|w| w.get_ref().as_slice()),
+        ))
+        .to_device(self.device);
         let x = self.data.train_x.index_select(0, &idx);
         let x = data::noisy_inputs(&x, phase.input_noise(), self.seed, next);
         let y = self.data.train_y.index_select(0, &idx);
@@ -308,7 +314,11 @@ impl Trainer {
             if with_grad {
                 let grads: Vec<Tensor> =
                     self.params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).map(|g| g.view(-1)).collect();
-                parts.push(if grads.is_empty() { logits.zeros_like().sum(Kind::Float) } else { Tensor::cat(&grads, 0).norm() });
+                parts.push(if grads.is_empty() {
+                    logits.zeros_like().sum(Kind::Float)
+                } else {
+                    Tensor::cat(&grads, 0).norm()
+                });
             }
             parts.push(self.params_flat.norm());
             parts.push(self.params_flat.dist(&self.init_flat));
@@ -342,7 +352,8 @@ impl Trainer {
     /// weight does not change the angle), as `grad_cos/<a>~<b>`. One extra backward per
     /// term, keeping the graph for the real backward that follows.
     fn gradient_alignment(&self, terms: &[(LossKind, Tensor)], m: &mut Metrics) {
-        let trainable: Vec<&Tensor> = self.params.iter().zip(&self.frozen).filter(|(_, f)| !**f).map(|(p, _)| &p.1).collect();
+        let trainable: Vec<&Tensor> =
+            self.params.iter().zip(&self.frozen).filter(|(_, f)| !**f).map(|(p, _)| &p.1).collect();
         if trainable.is_empty() {
             return;
         }
