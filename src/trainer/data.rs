@@ -22,6 +22,10 @@ pub struct Dataset {
     pub classes: usize,
     pub train_x: Tensor,
     pub train_y: Tensor,
+    /// The training labels on the host: a batch's labels are gathered here (the batch
+    /// indices are drawn on the host anyway), which also lets the trainer score its
+    /// accuracy without more device calls.
+    pub train_y_host: Vec<i64>,
     pub val_x: Tensor,
     pub val_y: Tensor,
     /// Training-row indices of each class, for class-weighted (mixture) sampling.
@@ -131,6 +135,7 @@ impl Raw {
             classes: self.classes,
             train_x: x.narrow(0, 0, nt).to(device),
             train_y: y.narrow(0, 0, nt).to(device),
+            train_y_host: self.y[..self.n_train].to_vec(),
             val_x: x.narrow(0, nt, n - nt).to(device),
             val_y: y.narrow(0, nt, n - nt).to(device),
         }
@@ -321,19 +326,16 @@ fn csv_task(task: &TaskSection, rng: &mut ChaCha8Rng) -> Result<Raw> {
 }
 
 /// Replaces a `fraction` of `labels` with random classes, deterministically per step.
-pub fn noisy_labels(labels: &Tensor, classes: usize, fraction: f64, seed: u64, step: u64) -> Tensor {
+pub fn add_label_noise(labels: &mut [i64], classes: usize, fraction: f64, seed: u64, step: u64) {
     if fraction <= 0.0 {
-        return labels.shallow_clone();
+        return;
     }
-    let n = labels.size()[0] as usize;
     let mut rng = step_rng(seed, step, 2);
-    let mut y: Vec<i64> = Vec::<i64>::try_from(labels.to_device(Device::Cpu)).expect("int labels");
-    for v in y.iter_mut().take(n) {
+    for v in labels.iter_mut() {
         if rng.random::<f64>() < fraction {
             *v = rng.random_range(0..classes) as i64;
         }
     }
-    Tensor::from_slice(&y).to_device(labels.device())
 }
 
 /// Gaussian input noise of standard deviation `std`, deterministic per step.

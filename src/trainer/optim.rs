@@ -2,6 +2,14 @@
 //! its optimizers' state: with these, Adam's moments survive a checkpoint and resume.
 //! Updates follow PyTorch's single-tensor implementations (Adam: L2 added to the
 //! gradient; AdamW: decoupled decay; SGD: L2 added to the gradient, then momentum).
+//!
+//! The parameters, their gradients and the moments each live in one flat tensor (every
+//! parameter a view into it), so an update is a handful of libtorch calls over all the
+//! parameters at once instead of that handful per parameter: on a ~1 ms step of a small
+//! model each call costs ~5 µs, and this is PyTorch's "foreach" idea without the
+//! multi-tensor kernels tch does not expose. Parameters that differ (frozen ones, or a
+//! late-unfrozen one with its own Adam step count) split the update into contiguous
+//! segments of equal state.
 
 use crate::config::OptimizerKind;
 use std::collections::HashMap;
@@ -19,28 +27,53 @@ pub struct Hyper {
 
 struct Slot {
     name: String,
-    param: Tensor,
-    /// Adam's first moment, or SGD's momentum buffer.
-    m: Option<Tensor>,
-    /// Adam's second moment.
-    v: Option<Tensor>,
+    offset: i64,
+    shape: Vec<i64>,
     /// Updates applied to this parameter (Adam's bias correction counts these, so a
-    /// parameter unfrozen late starts its own count).
+    /// parameter unfrozen late starts its own count). 0 means "no state": its moments
+    /// are zero, which is exactly PyTorch's initial state (and SGD's first momentum
+    /// step, `0·μ + g`, is its `buf = g`).
     t: i64,
+}
+
+impl Slot {
+    fn numel(&self) -> i64 {
+        self.shape.iter().product()
+    }
 }
 
 pub struct Optimizer {
     kind: OptimizerKind,
+    params: Tensor,
+    grads: Tensor,
+    /// Adam's first moment, or SGD's momentum buffer.
+    m: Tensor,
+    /// Adam's second moment.
+    v: Tensor,
     slots: Vec<Slot>,
 }
 
 impl Optimizer {
-    pub fn new(kind: OptimizerKind, params: &[(String, Tensor)]) -> Optimizer {
+    /// `params` are views into `params_flat` in order, and each one's gradient a view
+    /// into `grads_flat` at the same place (see `Trainer::new`).
+    pub fn new(kind: OptimizerKind, params: &[(String, Tensor)], params_flat: &Tensor, grads_flat: &Tensor) -> Self {
+        let mut offset = 0;
         let slots = params
             .iter()
-            .map(|(name, p)| Slot { name: name.clone(), param: p.shallow_clone(), m: None, v: None, t: 0 })
+            .map(|(name, p)| {
+                let s = Slot { name: name.clone(), offset, shape: p.size(), t: 0 };
+                offset += s.numel();
+                s
+            })
             .collect();
-        Optimizer { kind, slots }
+        Optimizer {
+            kind,
+            params: params_flat.shallow_clone(),
+            grads: grads_flat.shallow_clone(),
+            m: params_flat.zeros_like(),
+            v: params_flat.zeros_like(),
+            slots,
+        }
     }
 
     pub fn kind(&self) -> OptimizerKind {
@@ -60,50 +93,50 @@ impl Optimizer {
     }
 
     pub fn reset(&mut self) {
-        for s in &mut self.slots {
-            s.m = None;
-            s.v = None;
-            s.t = 0;
-        }
+        tch::no_grad(|| {
+            let _ = self.m.zero_();
+            let _ = self.v.zero_();
+        });
+        self.slots.iter_mut().for_each(|s| s.t = 0);
     }
 
     pub fn zero_grad(&mut self) {
-        for s in &mut self.slots {
-            let mut g = s.param.grad();
-            if g.defined() {
-                let _ = g.detach_();
-                let _ = g.zero_();
-            }
-        }
+        let _ = self.grads.zero_();
     }
 
-    /// One update of every parameter that has a gradient and is not frozen.
+    /// One update of every parameter that is not frozen.
     pub fn step(&mut self, h: &Hyper, frozen: &[bool]) {
+        for (s, &f) in self.slots.iter_mut().zip(frozen) {
+            s.t += i64::from(!f);
+        }
+        let total = self.params.numel() as i64;
         tch::no_grad(|| {
-            for (s, &is_frozen) in self.slots.iter_mut().zip(frozen) {
-                let g = s.param.grad();
-                if is_frozen || !g.defined() {
-                    continue;
-                }
-                s.t += 1;
+            for (start, len, t) in segments(&self.slots, frozen) {
+                let part = |x: &Tensor| if len == total { x.shallow_clone() } else { x.narrow(0, start, len) };
+                let (mut p, g, mut m, mut v) = (part(&self.params), part(&self.grads), part(&self.m), part(&self.v));
                 match self.kind {
-                    OptimizerKind::Sgd => sgd(s, g, h),
-                    OptimizerKind::Adam => adam(s, g, h, false),
-                    OptimizerKind::AdamW => adam(s, g, h, true),
+                    OptimizerKind::Sgd => sgd(&mut p, g, &mut m, h),
+                    OptimizerKind::Adam => adam(&mut p, g, &mut m, &mut v, t, h, false),
+                    OptimizerKind::AdamW => adam(&mut p, g, &mut m, &mut v, t, h, true),
                 }
             }
         });
     }
 
-    /// State tensors for a checkpoint, named `opt.{m,v,t}.<param>`.
+    fn view_of(&self, flat: &Tensor, s: &Slot) -> Tensor {
+        flat.narrow(0, s.offset, s.numel()).view(s.shape.as_slice())
+    }
+
+    /// State tensors for a checkpoint, named `opt.{m,v,t}.<param>`; moments only for
+    /// parameters that have state.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         for s in &self.slots {
-            if let Some(m) = &s.m {
-                out.push((format!("opt.m.{}", s.name), m.shallow_clone()));
-            }
-            if let Some(v) = &s.v {
-                out.push((format!("opt.v.{}", s.name), v.shallow_clone()));
+            if s.t > 0 {
+                out.push((format!("opt.m.{}", s.name), self.view_of(&self.m, s)));
+                if self.kind != OptimizerKind::Sgd {
+                    out.push((format!("opt.v.{}", s.name), self.view_of(&self.v, s)));
+                }
             }
             out.push((format!("opt.t.{}", s.name), Tensor::from(s.t)));
         }
@@ -114,67 +147,153 @@ impl Optimizer {
     /// whose state was absent (they start cold), so the caller can say so in the log.
     pub fn load_state(&mut self, tensors: &HashMap<String, Tensor>) -> Vec<String> {
         let mut missing = Vec::new();
-        for s in &mut self.slots {
-            let get =
-                |kind: &str| tensors.get(&format!("opt.{kind}.{}", s.name)).map(|t| t.to_device(s.param.device()));
-            match get("t") {
-                Some(t) => {
-                    s.t = t.int64_value(&[]);
-                    s.m = get("m");
-                    s.v = get("v");
-                    let needs_v = matches!(self.kind, OptimizerKind::Adam | OptimizerKind::AdamW);
-                    if s.t > 0 && (s.m.is_none() && self.kind != OptimizerKind::Sgd || needs_v && s.v.is_none()) {
-                        missing.push(s.name.clone());
-                        s.m = None;
-                        s.v = None;
-                        s.t = 0;
-                    }
+        let needs_v = matches!(self.kind, OptimizerKind::Adam | OptimizerKind::AdamW);
+        self.reset();
+        tch::no_grad(|| {
+            for i in 0..self.slots.len() {
+                let s = &self.slots[i];
+                let get = |kind: &str| tensors.get(&format!("opt.{kind}.{}", s.name)).filter(|t| t.size() == s.shape);
+                let Some(t) = tensors.get(&format!("opt.t.{}", s.name)).map(|t| t.int64_value(&[])) else {
+                    missing.push(s.name.clone());
+                    continue;
+                };
+                let (m, v) = (get("m"), get("v"));
+                // SGD without momentum keeps no buffer, so a missing one is no loss there.
+                if t > 0 && (m.is_none() && self.kind != OptimizerKind::Sgd || needs_v && v.is_none()) {
+                    missing.push(s.name.clone());
+                    continue;
                 }
-                None => missing.push(s.name.clone()),
+                if let Some(m) = m {
+                    self.view_of(&self.m, s).copy_(m);
+                }
+                if let Some(v) = v {
+                    self.view_of(&self.v, s).copy_(v);
+                }
+                self.slots[i].t = t;
             }
-        }
+        });
         missing
     }
 }
 
-fn sgd(s: &mut Slot, g: Tensor, h: &Hyper) {
-    let g = if h.weight_decay != 0.0 { &g + &s.param * h.weight_decay } else { g };
-    let update = if h.momentum != 0.0 {
-        match &mut s.m {
-            Some(buf) => {
-                let _ = buf.g_mul_scalar_(h.momentum).g_add_(&g);
-                buf.shallow_clone()
-            }
-            None => {
-                let buf = g.detach().copy();
-                s.m = Some(buf.shallow_clone());
-                buf
-            }
+/// Maximal runs of adjacent, unfrozen parameters with the same step count, as
+/// (offset, length, step count) in the flat layout: usually one run covering everything.
+fn segments(slots: &[Slot], frozen: &[bool]) -> Vec<(i64, i64, i64)> {
+    let mut out: Vec<(i64, i64, i64)> = Vec::new();
+    for (s, &f) in slots.iter().zip(frozen) {
+        if f {
+            continue;
         }
+        match out.last_mut() {
+            Some((start, len, t)) if *t == s.t && *start + *len == s.offset => *len += s.numel(),
+            _ => out.push((s.offset, s.numel(), s.t)),
+        }
+    }
+    out
+}
+
+fn sgd(p: &mut Tensor, g: Tensor, buf: &mut Tensor, h: &Hyper) {
+    let g = if h.weight_decay != 0.0 { &g + &*p * h.weight_decay } else { g };
+    let update = if h.momentum != 0.0 {
+        let _ = buf.g_mul_scalar_(h.momentum).g_add_(&g);
+        buf.shallow_clone()
     } else {
         g
     };
-    let _ = s.param.g_sub_(&(update * h.lr));
+    let _ = p.g_sub_(&(update * h.lr));
 }
 
-fn adam(s: &mut Slot, g: Tensor, h: &Hyper, decoupled: bool) {
+fn adam(p: &mut Tensor, g: Tensor, m: &mut Tensor, v: &mut Tensor, t: i64, h: &Hyper, decoupled: bool) {
     let g = if decoupled {
         if h.weight_decay != 0.0 {
-            let _ = s.param.g_mul_scalar_(1.0 - h.lr * h.weight_decay);
+            let _ = p.g_mul_scalar_(1.0 - h.lr * h.weight_decay);
         }
         g
     } else if h.weight_decay != 0.0 {
-        &g + &s.param * h.weight_decay
+        &g + &*p * h.weight_decay
     } else {
         g
     };
-    let m = s.m.get_or_insert_with(|| g.zeros_like());
     let _ = m.lerp_(&g, 1.0 - h.beta1);
-    let v = s.v.get_or_insert_with(|| g.zeros_like());
     let _ = v.lerp_(&g.square(), 1.0 - h.beta2);
-    let t = s.t as f64;
+    let t = t as f64;
     let bias1 = 1.0 - h.beta1.powf(t);
     let bias2_sqrt = (1.0 - h.beta2.powf(t)).sqrt();
     let denom = v.sqrt().g_div_scalar_(bias2_sqrt).g_add_scalar_(h.eps);
-    let _ = s.param.addcdiv_(&(&*m * (-h.lr / bias1)), &denom);
+    let _ = p.addcdiv_(&(&*m * (-h.lr / bias1)), &denom);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(offset: i64, n: i64, t: i64) -> Slot {
+        Slot { name: String::new(), offset, shape: vec![n], t }
+    }
+
+    #[test]
+    fn segments_merge_equal_neighbours_and_skip_frozen() {
+        let slots = [slot(0, 4, 3), slot(4, 2, 3), slot(6, 5, 1), slot(11, 1, 1), slot(12, 3, 1)];
+        assert_eq!(segments(&slots, &[false; 5]), vec![(0, 6, 3), (6, 9, 1)]);
+        // A frozen parameter in the middle splits a run even when the counts agree.
+        assert_eq!(segments(&slots, &[false, false, false, true, false]), vec![(0, 6, 3), (6, 5, 1), (12, 3, 1)]);
+        assert_eq!(segments(&slots, &[true; 5]), vec![]);
+    }
+
+    /// AdamW on one scalar, written out in f64 from the paper's update (with PyTorch's
+    /// decoupled decay), as an independent reference.
+    struct ScalarAdamW {
+        p: f64,
+        m: f64,
+        v: f64,
+        t: i32,
+    }
+
+    impl ScalarAdamW {
+        fn step(&mut self, g: f64, h: &Hyper) {
+            self.t += 1;
+            self.p *= 1.0 - h.lr * h.weight_decay;
+            self.m = h.beta1 * self.m + (1.0 - h.beta1) * g;
+            self.v = h.beta2 * self.v + (1.0 - h.beta2) * g * g;
+            let m_hat = self.m / (1.0 - h.beta1.powi(self.t));
+            let v_hat = self.v / (1.0 - h.beta2.powi(self.t));
+            self.p -= h.lr * m_hat / (v_hat.sqrt() + h.eps);
+        }
+    }
+
+    #[test]
+    fn flat_adamw_matches_a_scalar_reference_with_freezing_and_late_start() {
+        let h = Hyper { lr: 0.1, weight_decay: 0.01, momentum: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+        let start = [0.5f32, -1.0, 2.0, 0.25, -0.75];
+        let params_flat = Tensor::from_slice(&start);
+        let mut grads_flat = params_flat.zeros_like();
+        // Two parameters: "a" (3 values) and "b" (2 values), views of the flat tensors.
+        let named = [("a".to_string(), params_flat.narrow(0, 0, 3)), ("b".to_string(), params_flat.narrow(0, 3, 2))];
+        let mut opt = Optimizer::new(OptimizerKind::AdamW, &named, &params_flat, &grads_flat);
+        let mut reference: Vec<ScalarAdamW> =
+            start.iter().map(|&p| ScalarAdamW { p: p as f64, m: 0.0, v: 0.0, t: 0 }).collect();
+        for step in 0..8 {
+            // "b" is frozen for the first three steps, so it starts its own count later.
+            let frozen = [false, step < 3];
+            let g: Vec<f32> = (0..5).map(|i| ((step * 5 + i) as f32 * 0.7).sin()).collect();
+            let _ = grads_flat.copy_(&Tensor::from_slice(&g));
+            opt.step(&h, &frozen);
+            for (i, r) in reference.iter_mut().enumerate() {
+                if !(i >= 3 && frozen[1]) {
+                    r.step(g[i] as f64, &h);
+                }
+            }
+            let got = Vec::<f32>::try_from(&params_flat).unwrap();
+            for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
+                assert!((*g as f64 - r.p).abs() < 1e-5, "step {step}, value {i}: {g} vs {}", r.p);
+            }
+        }
+        assert_eq!(opt.slots.iter().map(|s| s.t).collect::<Vec<_>>(), [8, 5]);
+        // The state round-trips through a checkpoint's tensors.
+        let saved: HashMap<String, Tensor> = opt.state().into_iter().map(|(k, v)| (k, v.copy())).collect();
+        let mut other = Optimizer::new(OptimizerKind::AdamW, &named, &params_flat, &grads_flat);
+        assert!(other.load_state(&saved).is_empty());
+        assert_eq!(other.slots.iter().map(|s| s.t).collect::<Vec<_>>(), [8, 5]);
+        assert!(other.m.equal(&opt.m) && other.v.equal(&opt.v));
+    }
 }
