@@ -581,6 +581,15 @@ impl Host {
         if new.phases.iter().map(|p| json(p)).eq(old.phases.iter().map(|p| json(p))) {
             return Err("the plan is unchanged".into());
         }
+        // The validator cannot check a mixture against a csv task's classes (known only
+        // once the file is read); `Trainer::new` does, so a plan it would refuse on
+        // `--resume` or `branch` must not get in here.
+        let counts = self.trainer.class_counts();
+        for p in &new.phases[current + 1..] {
+            if let Some(w) = &p.class_weights {
+                check_mixture(p.name(), w.get_ref(), &counts)?;
+            }
+        }
         let names = new.phase_names();
         self.trainer.replace_future_phases(new.phases.clone());
         let _ = std::fs::write(self.dir.config(), text);
@@ -601,6 +610,27 @@ mod erased {
             serde_json::to_value(self).unwrap_or_default()
         }
     }
+}
+
+/// A phase's `class_weights` against the data: one weight per class, and some class
+/// with a positive weight has training rows (else the mixture could draw nothing).
+fn check_mixture(phase: &str, weights: &[f64], class_counts: &[usize]) -> std::result::Result<(), String> {
+    if weights.len() != class_counts.len() {
+        return Err(format!(
+            "phase \"{phase}\": class_weights has {} entries, the data has {} classes",
+            weights.len(),
+            class_counts.len()
+        ));
+    }
+    if !weights.iter().zip(class_counts).any(|(w, n)| *w > 0.0 && *n > 0) {
+        let weighted: Vec<String> =
+            weights.iter().enumerate().filter(|(_, w)| **w > 0.0).map(|(i, _)| i.to_string()).collect();
+        return Err(format!(
+            "phase \"{phase}\": class_weights weighs only classes with no training examples (class {})",
+            weighted.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn no_suggestion(id: Option<u64>) -> String {

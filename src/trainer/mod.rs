@@ -190,6 +190,14 @@ impl Trainer {
     pub fn overrides(&self) -> &Overrides {
         &self.overrides
     }
+    /// Classes in the data (a csv task's count is known only once its file is read).
+    pub fn classes(&self) -> usize {
+        self.data.classes
+    }
+    /// Training rows per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        self.data.class_counts()
+    }
     pub fn parameter_count(&self) -> i64 {
         self.params.iter().map(|(_, t)| t.numel() as i64).sum()
     }
