@@ -66,6 +66,36 @@ fn auto_rule_switches_phase_with_cause_rule() {
     assert_eq!(summary["phases"][1]["cause"], "rule");
 }
 
+/// A rule switch on a probe step must not cost that step's probe (nor its eval).
+#[test]
+fn probe_and_eval_run_at_a_rule_switch_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Probes and evals at every step: whichever step the rule fires at is one of theirs.
+    let cfg = config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto' }}"), "0.02", "")
+        .replace("max_steps=400", "max_steps=80")
+        .replace("[eval]\nevery=10", "[eval]\nevery=1\n[probes]\nevery=1\nlayers=['mlp.0']");
+    let (out, run) = headless(tmp.path(), &cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evs = events(&run);
+    let switch = evs
+        .iter()
+        .find_map(|e| match e {
+            Event::PhaseChanged { cause: PhaseCause::Rule, step, .. } => Some(*step),
+            _ => None,
+        })
+        .expect("a rule switch");
+    assert!(switch > 0 && switch < 80, "{switch}");
+    let probes: Vec<u64> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Probe { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(probes, (0..=80).collect::<Vec<_>>(), "one probe a step, the switch step {switch} included");
+    assert!(evs.iter().any(|e| matches!(e, Event::Eval { step, .. } if *step == switch)), "eval at {switch}");
+}
+
 #[test]
 fn suggest_rule_waits_for_accept() {
     let tmp = tempfile::tempdir().unwrap();

@@ -315,7 +315,7 @@ impl Host {
         let mut last_progress = Instant::now();
         if self.trainer.step() == 0 && cfg.probes.every > 0 {
             // The baseline that collapse detection compares against.
-            self.probe()?;
+            self.probe(false)?;
         }
         loop {
             while let Ok(p) = commands.try_recv() {
@@ -364,17 +364,18 @@ impl Host {
                 }
                 return Ok(Exit::Diverged(format!("train_loss is {loss} at step {step}")));
             }
-            if self.handle_signals(fired)? {
-                continue;
-            }
+            // Evals and probes keep their schedule through a rule switch at this step (the
+            // collapse baseline and the gradient alignment ride on the probe schedule).
+            let mut switched = self.handle_signals(fired, false)?;
             if cfg.eval.every > 0 && step % cfg.eval.every == 0 {
                 self.eval()?;
                 let fired = self.signals.push(step, &self.last_val.clone());
-                if self.handle_signals(fired)? {
-                    continue;
-                }
+                switched = self.handle_signals(fired, switched)?;
             }
-            if cfg.probes.every > 0 && step % cfg.probes.every == 0 && self.probe()? {
+            if cfg.probes.every > 0 && step % cfg.probes.every == 0 {
+                switched = self.probe(switched)?;
+            }
+            if switched {
                 continue;
             }
             if self.trainer.phase_finished() {
@@ -418,9 +419,9 @@ impl Host {
     }
 
     /// Probe metrics of each listed layer on the fixed probe batch, one `Probe` event per
-    /// layer, fed to the detectors as `<layer>/<metric>`. Returns whether a rule switched
-    /// the phase.
-    fn probe(&mut self) -> Result<bool> {
+    /// layer, fed to the detectors as `<layer>/<metric>`. Returns whether the phase has
+    /// changed at this step (`switched`: it already had, so no rule switches again).
+    fn probe(&mut self, switched: bool) -> Result<bool> {
         let step = self.trainer.step();
         let wanted: Vec<String> = self.trainer.config().probes.layers.iter().map(|l| l.get_ref().clone()).collect();
         let mut all = Metrics::new();
@@ -433,7 +434,7 @@ impl Host {
             self.emit(Event::Probe { step, layer: feature.layer, metrics })?;
         }
         let fired = self.signals.push(step, &all);
-        self.handle_signals(fired)
+        self.handle_signals(fired, switched)
     }
 
     /// Evaluates at the final step unless that step was just evaluated.
@@ -642,10 +643,11 @@ fn no_suggestion(id: Option<u64>) -> String {
 
 impl Host {
     /// Records signals, and acts on the current phase's rule: an `auto` rule switches
-    /// to the next phase, a `suggest` rule records a suggestion. Returns whether the
-    /// phase changed.
-    fn handle_signals(&mut self, fired: Vec<crate::signals::Signal>) -> Result<bool> {
-        let mut switched = false;
+    /// to the next phase, a `suggest` rule records a suggestion. At most one rule switch
+    /// a step: with `switched` (the phase already changed at this step) signals are only
+    /// recorded. Returns whether the phase has changed at this step.
+    fn handle_signals(&mut self, fired: Vec<crate::signals::Signal>, switched: bool) -> Result<bool> {
+        let mut switched = switched;
         for sig in fired {
             self.emit(sig.to_event())?;
             if switched {
