@@ -175,7 +175,7 @@ fn probes_and_gradient_alignment_follow_the_schedule() {
          [task]\nkind='gaussian'\nn_train=256\nn_val=64\n[model]\nkind='mlp'\ndepth=2\nwidth=16\n\
          [probes]\nevery=20\nlayers=['mlp.1']\nbatch=32\n[eval]\nevery=0\n[checkpoint]\nevery=0\n\
          [[phase]]\nname='two-terms'\nsteps=40\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n\
-         loss=[{kind='ce', weight=1.0}, {kind='l2', weight=0.01}]\n\
+         loss=[{kind='l2', weight=0.01}, {kind='ce', weight=1.0}]\n\
          [[phase]]\nname='one-term'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n";
     let (out, run) = headless(dir.path(), cfg);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -201,6 +201,7 @@ fn probes_and_gradient_alignment_follow_the_schedule() {
     let aligned: Vec<(u64, f64)> = evs
         .iter()
         .filter_map(|e| match e {
+            // Named with the terms sorted, whatever the phase's order.
             Event::Step { step, metrics, .. } => metrics.get("grad_cos/ce~l2").map(|c| (*step, *c)),
             _ => None,
         })
@@ -233,4 +234,24 @@ fn gradient_alignment_of_identical_terms_is_one() {
     for c in cos {
         assert!((c - 1.0).abs() < 1e-9, "cosine {c}");
     }
+}
+
+/// A rule may name a gradient-cosine pair in either order; it watches the recorded name.
+#[test]
+fn grad_cos_rule_watches_the_sorted_pair() {
+    use phasetop::host::signals::{RuleOutcome, SignalState};
+    let cfg = phasetop::config::parse(
+        "rule.toml",
+        "[run]\nname='r'\nmax_steps=10\n[task]\nkind='gaussian'\n[model]\nkind='mlp'\n[probes]\nevery=5\n\
+         [[phase]]\nname='a'\noptimizer='sgd'\nlr=0.1\nbatch_size=8\nloss=[{kind='mse'}, {kind='ce'}]\n\
+         until={detector='divergence', metric='grad_cos/mse~ce', mode='auto'}\n\
+         [[phase]]\nname='b'\noptimizer='sgd'\nlr=0.1\nbatch_size=8\n",
+    )
+    .unwrap();
+    let mut state = SignalState::new(&cfg.phases[0]);
+    let name = phasetop::event::grad_cos_metric("mse", "ce");
+    assert_eq!(name, "grad_cos/ce~mse");
+    let fired = state.push(5, &[(name, f64::NAN)].into());
+    let sig = fired.iter().find(|s| s.detector == "divergence").expect("the rule's detector watches grad_cos/ce~mse");
+    assert!(matches!(state.judge(sig, 5, Some("b")), Some(RuleOutcome::Switch { .. })));
 }

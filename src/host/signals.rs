@@ -67,7 +67,8 @@ impl SignalState {
         self.rule = None;
         if let Some(rule) = &phase.until {
             let r = rule.get_ref();
-            let (detector, metric) = (r.detector.get_ref().clone(), r.metric.get_ref().clone());
+            // The name the metric is recorded under (`grad_cos/mse~ce` is `grad_cos/ce~mse`).
+            let (detector, metric) = (r.detector.get_ref().clone(), crate::event::canonical_metric(r.metric.get_ref()));
             // Validated with the config; a bad spec here would be a bug, so fall back to defaults.
             let spec = DetectorSpec::from_toml(&detector, &r.params)
                 .unwrap_or_else(|_| DetectorSpec::default_for(detector.parse().unwrap_or(DetectorKind::Plateau)));
