@@ -112,11 +112,44 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         }
     };
     let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
+    // Read before this start is appended: it supersedes everything after `from`.
+    let history = logged_history(&host.dir, from.unwrap_or(0));
     host.emit_started(from)?;
+    host.replay_history(history)?;
     for w in warnings {
         host.log_line(LogLevel::Warn, w)?;
     }
     Ok(host)
+}
+
+/// The events of `dir`'s run up to step `upto` that no resume superseded, oldest first;
+/// for a branch, its parent's up to the branch step come first (recursively).
+pub fn logged_history(dir: &RunDir, upto: u64) -> Result<Vec<Event>> {
+    let mut chain = vec![(dir.path.clone(), upto)];
+    let mut meta = dir.read_meta()?;
+    while let Some(p) = meta.parent.take() {
+        anyhow::ensure!(chain.len() < 64, "{}: branch ancestry too deep (a cycle?)", dir.path.display());
+        let parent = RunDir::open(Path::new(&p.run_dir))?;
+        meta = parent.read_meta()?;
+        chain.push((parent.path, p.branch_step));
+    }
+    let mut out = Vec::new();
+    for (path, upto) in chain.into_iter().rev() {
+        let log = RunDir::open(&path)?.log();
+        let contents = runlog::read_all(&log).with_context(|| format!("cannot read {}", log.display()))?;
+        let events: Vec<Event> = contents.records.into_iter().map(|r| r.event).collect();
+        let cutoff = crate::inspect::superseded_after(events.iter());
+        let mut segment = 0;
+        for ev in events {
+            if matches!(ev, Event::RunStarted { .. }) {
+                segment += 1;
+            } else if ev.step().is_some_and(|s| s > upto || cutoff[segment].is_some_and(|c| s > c)) {
+                continue;
+            }
+            out.push(ev);
+        }
+    }
+    Ok(out)
 }
 
 /// How to start a branch: a new run directory whose trainer starts from another run's
@@ -158,6 +191,8 @@ pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
     let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
     host.emit_started(None)?;
+    let history = RunDir::open(Path::new(&b.parent.run_dir)).and_then(|p| logged_history(&p, b.checkpoint.step));
+    host.replay_history(history)?;
     let step = host.trainer.step();
     let origin = format!("branched from {} at step {step}", b.parent.run_id);
     match b.switch {
@@ -252,6 +287,19 @@ impl Host {
             None => self.early.push(ev),
         }
         Ok(())
+    }
+
+    /// Brings the detectors to where the run's were (`logged_history`), so a resumed or
+    /// branched run's signals are the uninterrupted run's; replayed history emits no
+    /// signals. A history that cannot be read leaves them fresh, with a warning.
+    fn replay_history(&mut self, history: Result<Vec<Event>>) -> Result<()> {
+        match history {
+            Ok(events) => {
+                self.signals.replay(&events, &self.trainer.config().phases, self.trainer.phase());
+                Ok(())
+            }
+            Err(e) => self.log_line(LogLevel::Warn, format!("detectors start afresh: {e:#}")),
+        }
     }
 
     fn log_line(&mut self, level: LogLevel, message: String) -> Result<()> {
