@@ -100,7 +100,7 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     if let Some(d) = dropped {
         warnings.push(format!("dropped {} bytes of a torn record at offset {} before resuming", d.bytes, d.offset));
     }
-    let latest = checkpoint::list(&dir.checkpoints()).pop();
+    let latest = checkpoint::latest(&dir.checkpoints());
     let from = match &latest {
         Some(m) => {
             warnings.extend(checkpoint::restore(&mut trainer, &dir.checkpoints(), m)?);
@@ -608,7 +608,7 @@ impl Host {
     fn change_plan(&mut self, text: &str) -> std::result::Result<String, String> {
         let new = config::parse(&self.dir.config().display().to_string(), text).map_err(|e| e.to_string())?;
         let old = self.trainer.config();
-        let json = |v: &dyn erased::Json| v.json();
+        use crate::config::as_json as json;
         let current = self.trainer.phase_index();
         let same_head =
             new.phases.len() > current && (0..=current).all(|i| json(&new.phases[i]) == json(&old.phases[i]));
@@ -627,7 +627,7 @@ impl Host {
                 return Err(format!("{what} cannot change in a live run; only future phases can"));
             }
         }
-        if new.phases.iter().map(|p| json(p)).eq(old.phases.iter().map(|p| json(p))) {
+        if new.phases.iter().map(json).eq(old.phases.iter().map(json)) {
             return Err("the plan is unchanged".into());
         }
         // The validator cannot check a mixture against a csv task's classes (known only
@@ -646,18 +646,6 @@ impl Host {
         let config = serde_json::to_value(self.trainer.config()).map_err(|e| e.to_string())?;
         self.emit(Event::PlanChanged { step, phases: names.clone(), config }).map_err(|e| format!("{e:#}"))?;
         Ok(format!("plan from step {step}: {}", names.join(" → ")))
-    }
-}
-
-/// Comparison of config parts by their serialised form (spans are not part of it).
-mod erased {
-    pub trait Json {
-        fn json(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or_default()
-        }
     }
 }
 
@@ -727,7 +715,7 @@ impl Host {
             return Ok(false);
         }
         let factor = run.rollback_lr_factor;
-        let Some(meta) = checkpoint::list(&self.dir.checkpoints()).pop() else {
+        let Some(meta) = checkpoint::latest(&self.dir.checkpoints()) else {
             self.log_line(LogLevel::Error, "diverged with no checkpoint to roll back to".into())?;
             return Ok(false);
         };
