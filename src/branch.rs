@@ -109,7 +109,7 @@ pub fn plan(args: &BranchArgs) -> Result<Planned> {
 
 /// The latest checkpoint at or before `at`.
 fn pick_checkpoint(list: &[CheckpointMeta], at: u64, parent: &Path) -> Result<CheckpointMeta, UsageError> {
-    if let Some(c) = list.iter().rev().find(|c| c.step <= at) {
+    if let Some(c) = checkpoint::at_or_before(list, at) {
         return Ok(c.clone());
     }
     Err(UsageError(match list.first() {
@@ -125,7 +125,7 @@ fn pick_checkpoint(list: &[CheckpointMeta], at: u64, parent: &Path) -> Result<Ch
 /// A branch continues the parent's weights, so what they mean (task, model) must not
 /// change; the plan and everything else may.
 fn same_task_and_model(new: &LoadedConfig, parent: &LoadedConfig, parent_path: &Path) -> Result<(), ConfigError> {
-    let json = |v: &dyn erased::Json| v.json();
+    use crate::config::as_json as json;
     let (n, p) = (&new.config, &parent.config);
     for (what, span, a, b) in [
         ("[task]", n.task.kind.span(), json(&n.task), json(&p.task)),
@@ -150,18 +150,6 @@ pub fn child_path(parent: &Path, parent_id: &str, step: u64) -> PathBuf {
         return base;
     }
     (2..).map(|i| root.join(format!("{parent_id}-b{step}-{i}"))).find(|p| !p.exists()).expect("unbounded")
-}
-
-/// Comparison of config parts by their serialised form (spans are not part of it).
-mod erased {
-    pub trait Json {
-        fn json(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or_default()
-        }
-    }
 }
 
 #[cfg(test)]

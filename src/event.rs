@@ -4,8 +4,8 @@
 //!
 //! Metric names are global and unique across event kinds so that one series is keyed by
 //! its name alone: step metrics `train_loss`, `train_acc`, `lr`, `grad_norm`,
-//! `weight_norm`, `dist_init`, `steps_per_s`, `loss/<term>`; eval metrics `val_loss`,
-//! `val_acc`.
+//! `weight_norm`, `dist_init`, `steps_per_s`, `loss/<term>`, `grad_cos/<term>~<term>`
+//! (sorted: [`grad_cos_metric`]); eval metrics `val_loss`, `val_acc`.
 //!
 //! Non-finite metric values (a diverged loss) are written as JSON `null` and read back
 //! as NaN, because JSON has no NaN.
@@ -20,6 +20,22 @@ pub const SCHEMA_MINOR: u32 = 2;
 
 /// Metric name → value. Ordered so that records serialise deterministically.
 pub type Metrics = BTreeMap<String, f64>;
+
+/// The gradient cosine between loss terms `a` and `b`: `grad_cos/<a>~<b>` with the two
+/// names sorted, so a pair has one name whatever order a phase lists its terms in.
+pub fn grad_cos_metric(a: &str, b: &str) -> String {
+    let (a, b) = if a <= b { (a, b) } else { (b, a) };
+    format!("grad_cos/{a}~{b}")
+}
+
+/// A metric name as it is recorded: a `grad_cos/A~B` pair in sorted order (a rule may
+/// name it either way round); every other name unchanged.
+pub fn canonical_metric(name: &str) -> String {
+    match name.strip_prefix("grad_cos/").and_then(|pair| pair.split_once('~')) {
+        Some((a, b)) => grad_cos_metric(a, b),
+        None => name.to_string(),
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

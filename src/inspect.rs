@@ -94,6 +94,26 @@ pub struct Summary {
     pub parent: Option<ParentRef>,
 }
 
+/// What later resumes supersede: for the events after the k-th `RunStarted` (k = 0: before
+/// the first), the last step still current — the smallest resume step of the
+/// `RunStarted` events that follow them; `None` when no later resume supersedes any.
+pub fn superseded_after<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Option<u64>> {
+    let resumes: Vec<Option<u64>> = events
+        .filter_map(|e| match e {
+            Event::RunStarted { resumed_from_step, .. } => Some(*resumed_from_step),
+            _ => None,
+        })
+        .collect();
+    let mut cutoff = vec![None; resumes.len() + 1];
+    for i in (0..resumes.len()).rev() {
+        cutoff[i] = match (resumes[i], cutoff[i + 1]) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    cutoff
+}
+
 impl Summary {
     /// Reads the log at `path` and summarises it.
     pub fn load(path: &Path) -> Result<Summary, LogError> {
@@ -102,23 +122,7 @@ impl Summary {
 
     /// Summarises a log's contents (pure).
     pub fn from_contents(contents: &LogContents) -> Summary {
-        // What a later resume supersedes: after the k-th RunStarted, events past the
-        // smallest resume step of the RunStarted events that follow it.
-        let resumes: Vec<Option<u64>> = contents
-            .records
-            .iter()
-            .filter_map(|r| match &r.event {
-                Event::RunStarted { resumed_from_step, .. } => Some(*resumed_from_step),
-                _ => None,
-            })
-            .collect();
-        let mut cutoff = vec![None; resumes.len() + 1];
-        for i in (0..resumes.len()).rev() {
-            cutoff[i] = match (resumes[i], cutoff[i + 1]) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
+        let cutoff = superseded_after(contents.records.iter().map(|r| &r.event));
         let mut f = Fold::default();
         let mut segment = 0;
         for r in &contents.records {

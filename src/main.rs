@@ -177,7 +177,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Some(Cmd::Ls { .. } | Cmd::Check { .. } | Cmd::Inspect { .. }) => die_on_closed_pipe(),
-        Some(Cmd::Replay { headless: true, .. }) => die_on_closed_pipe(),
+        // Without a terminal on stdout, replay prints the headless story (`commands::replay`).
+        Some(Cmd::Replay { headless, .. }) if *headless || !std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+            die_on_closed_pipe()
+        }
         _ => {}
     }
     let result = match cli.command.unwrap_or(Cmd::Train {

@@ -42,6 +42,11 @@ fn replace(from: &str, to: &str) -> String {
     BASE.replacen(from, to, 1)
 }
 
+/// BASE with `[probes] every = 10` appended (no line of BASE moves).
+fn probes_every_10(src: &str) -> String {
+    format!("{src}\n[probes]\nevery = 10\n")
+}
+
 #[test]
 fn base_config_is_valid() {
     let c = config::parse("cfg.toml", BASE).unwrap();
@@ -130,6 +135,43 @@ fn malformed_configs_report_location_and_expectation() {
             r#"cfg.toml:20:57: unknown rule mode "maybe", expected one of auto, suggest"#,
         ),
         (
+            replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nloss = [{ kind = \"ce\" }, { kind = \"mse\" }]\n\
+                 until = { detector = \"jump\", metric = \"grad_cos/mse~ce\" }\n",
+            ),
+            r#"cfg.toml:21:39: "grad_cos/mse~ce" is computed on the probe schedule: set [probes] every = N"#,
+        ),
+        (
+            probes_every_10(&replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nuntil = { detector = \"jump\", metric = \"grad_cos/ce~mse\" }\n",
+            )),
+            r#"cfg.toml:20:39: "grad_cos/ce~mse" needs both terms among phase "warmup"'s loss terms (it has ce)"#,
+        ),
+        (
+            probes_every_10(&replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nloss = [{ kind = \"ce\" }, { kind = \"mse\" }]\n\
+                 until = { detector = \"jump\", metric = \"grad_cos/ce~ce\" }\n",
+            )),
+            r#"cfg.toml:21:39: "grad_cos/ce~ce" needs both terms among phase "warmup"'s loss terms (it has ce, mse)"#,
+        ),
+        (
+            probes_every_10(&replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nuntil = { detector = \"jump\", metric = \"grad_cos/ce~hinge\" }\n",
+            )),
+            r#"cfg.toml:20:39: unknown loss "hinge" in "grad_cos/ce~hinge", expected one of ce, mse, l2"#,
+        ),
+        (
+            probes_every_10(&replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nuntil = { detector = \"jump\", metric = \"grad_cos/ce\" }\n",
+            )),
+            r#"cfg.toml:20:39: "grad_cos/ce" names no pair: expected grad_cos/LOSS~LOSS"#,
+        ),
+        (
             replace(r#"kind = "mlp""#, r#"kind = "transformer""#),
             r#"cfg.toml:11:8: model "transformer" needs a token task (modular), not "gaussian""#,
         ),
@@ -152,6 +194,26 @@ fn malformed_configs_report_location_and_expectation() {
         }
     }
     assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+/// A gradient-cosine rule may name its pair in either order (it is recorded sorted).
+#[test]
+fn grad_cos_rule_accepts_either_order() {
+    for pair in ["ce~mse", "mse~ce"] {
+        let src = probes_every_10(&replace(
+            "lr = 0.1\n",
+            &format!(
+                "lr = 0.1\nloss = [{{ kind = \"mse\" }}, {{ kind = \"ce\" }}]\nuntil = {{ detector = \"jump\", metric = \"grad_cos/{pair}\" }}\n"
+            ),
+        ));
+        config::parse("cfg.toml", &src).unwrap_or_else(|e| panic!("{pair}: {e}"));
+    }
+    let twice = probes_every_10(&replace(
+        "lr = 0.1\n",
+        "lr = 0.1\nloss = [{ kind = \"ce\" }, { kind = \"ce\", weight = 0.5 }]\n\
+         until = { detector = \"jump\", metric = \"grad_cos/ce~ce\" }\n",
+    ));
+    config::parse("cfg.toml", &twice).unwrap_or_else(|e| panic!("ce~ce: {e}"));
 }
 
 #[test]

@@ -1,18 +1,16 @@
 //! Whole-screen snapshots of the dashboard (ratatui TestBackend + insta) at 80×24 and
 //! 160×48 for every shipped layout, drawn from a recorded event sequence.
 
+mod common;
+
+use common::screen;
 use phasetop::config;
 use phasetop::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
 use phasetop::host::control::Reply;
 use phasetop::ui::app::{App, CommandSink, Mode};
-use phasetop::ui::keymap::Keymap;
-use phasetop::ui::layout::{Layout, SHIPPED};
-use phasetop::ui::render;
+use phasetop::ui::layout::SHIPPED;
 use phasetop::ui::state::RunView;
-use phasetop::ui::theme::{Theme, ThemeKind};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use std::collections::BTreeMap;
+use phasetop::ui::theme::ThemeKind;
 use std::sync::{Arc, Mutex};
 
 /// A run of 3000 steps: warmup → memorize, a jump signal, a suggestion, an operator
@@ -105,23 +103,7 @@ impl CommandSink for Recorder {
 }
 
 fn app(layout: &str, view: RunView) -> App {
-    let keymap = Keymap::new(&BTreeMap::new()).unwrap();
-    let src = SHIPPED.iter().find(|(n, _)| *n == layout).unwrap().1;
-    let layout = Layout::parse(layout, layout, src).unwrap();
-    App::new(view, keymap, Theme::new(ThemeKind::Default), layout, "layouts".into(), Box::new(Recorder::default()))
-}
-
-fn screen(app: &App, w: u16, h: u16) -> String {
-    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    term.draw(|f| render::draw(f, app)).unwrap();
-    let buf = term.backend().buffer();
-    let mut out = String::new();
-    for y in 0..h {
-        let line: String = (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect();
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    common::app(view, layout, ThemeKind::Default, Box::new(Recorder::default()))
 }
 
 #[test]

@@ -385,3 +385,84 @@ fn kill_9_then_inspect_and_resume() {
         assert_eq!(*l0, l, "step {s} after resume matches the original run");
     }
 }
+
+/// A csv task's class count is only known once the file is read, so the config validator
+/// cannot check a mixture against it; a live plan edit must, or `--resume` fails later.
+#[test]
+fn ctl_plan_checks_class_weights_against_csv_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Three classes; "c" has a single row, which some seeds put in the held-out split.
+    let csv = tmp.path().join("data.csv");
+    let mut text = String::from("x,y,label\n");
+    for i in 0..60 {
+        text.push_str(&format!("{},{},{}\n", i % 9, i % 5, if i % 2 == 0 { "a" } else { "b" }));
+    }
+    text.push_str("4,4,c\n");
+    std::fs::write(&csv, &text).unwrap();
+    let config = |seed: u64, extra_phase: &str| {
+        format!(
+            "[run]\nname = \"csv\"\nseed = {seed}\nmax_steps = 10000000\nthreads = 1\n\
+             [task]\nkind = \"csv\"\npath = \"{}\"\nlabel = \"label\"\nval_fraction = 0.5\n\
+             [model]\nkind = \"mlp\"\ndepth = 1\nwidth = 16\n[eval]\nevery = 10\n[checkpoint]\nevery = 20\n\
+             [[phase]]\nname = \"fit\"\noptimizer = \"adam\"\nlr = 0.01\nbatch_size = 16\n{extra_phase}",
+            csv.display()
+        )
+    };
+    let seed = (0..64)
+        .find(|&s| {
+            let c = config::parse("csv.toml", &config(s, "")).unwrap();
+            let t = phasetop::trainer::Trainer::new(&c, s).unwrap();
+            assert_eq!(t.classes(), 3);
+            t.class_counts()[2] == 0
+        })
+        .expect("a seed that leaves class c out of the training split");
+    let cfg = write_config(tmp.path(), &config(seed, ""));
+    let run = tmp.path().join("run");
+    let mut live = start_live(&cfg, &run);
+    assert_eq!(ctl(&run, &["pause"]).0, 0);
+    let before = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let edited = tmp.path().join("edited.toml");
+    let mixture = |w: &str| {
+        format!("\n[[phase]]\nname = \"mix\"\noptimizer = \"sgd\"\nlr = 0.01\nbatch_size = 16\nclass_weights = {w}\n")
+    };
+    for (weights, expected) in [
+        ("[1.0, 2.0]", "phase \"mix\": class_weights has 2 entries, the data has 3 classes"),
+        ("[1.0, 1.0, 1.0, 1.0]", "phase \"mix\": class_weights has 4 entries, the data has 3 classes"),
+        ("[0.0, 0.0, 1.0]", "phase \"mix\": class_weights weighs only classes with no training examples (class 2)"),
+    ] {
+        std::fs::write(&edited, config(seed, &mixture(weights))).unwrap();
+        let (code, out, err) = ctl(&run, &["plan", edited.to_str().unwrap()]);
+        assert_eq!(code, 1, "{weights}: {out}{err}");
+        assert!(err.contains(expected), "{weights}: {err}");
+        assert_eq!(std::fs::read_to_string(run.join("config.toml")).unwrap(), before, "a refused plan changes nothing");
+    }
+    // A mixture that fits the data is taken, and the run resumes with it.
+    std::fs::write(&edited, config(seed, &mixture("[1.0, 3.0, 1.0]"))).unwrap();
+    let (code, out, err) = ctl(&run, &["plan", edited.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("fit → mix"), "{out}");
+    assert_eq!(ctl(&run, &["stop"]).0, 0);
+    assert!(wait_exit(&mut live.child, 60).success());
+    let evs = events(&run);
+    let refused = evs.iter().filter(|e| matches!(e, Event::Command { applied: false, .. })).count();
+    assert_eq!(refused, 3);
+    assert_eq!(evs.iter().filter(|e| matches!(e, Event::PlanChanged { .. })).count(), 1);
+    let mut resumed = Command::new(BIN)
+        .args(["train", "--resume", run.to_str().unwrap(), "--headless"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(run.join("control.sock")).is_err() {
+        if let Some(status) = resumed.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(resumed.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the resume failed ({status}): {err}");
+        }
+        assert!(Instant::now() < deadline, "the resumed host never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ctl(&run, &["stop"]).0, 0);
+    assert!(wait_exit(&mut resumed, 60).success());
+}

@@ -1,22 +1,19 @@
 //! Replay: the index (seeks equal fresh folds on a long log), damaged logs, following a
 //! growing log, and comparing runs (snapshots at 80×24 and 160×48).
 
+mod common;
+
+use common::screen;
 use phasetop::config;
 use phasetop::event::{Event, Metrics, PhaseCause, RunStatus};
 use phasetop::runlog::Writer;
 use phasetop::ui::app::App;
 use phasetop::ui::compare::{Compare, Other};
-use phasetop::ui::keymap::Keymap;
-use phasetop::ui::layout::{Layout, SHIPPED};
-use phasetop::ui::render;
 use phasetop::ui::replay::{Player, SPEEDS};
 use phasetop::ui::replay_index::Source;
 use phasetop::ui::state::RunView;
-use phasetop::ui::theme::{Theme, ThemeKind};
+use phasetop::ui::theme::ThemeKind;
 use rand::{RngExt, SeedableRng};
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -132,29 +129,13 @@ fn assert_same(a: &RunView, b: &RunView, what: &str) {
 }
 
 fn app_with(view: RunView, layout: &str, theme: ThemeKind) -> App {
-    let keymap = Keymap::new(&BTreeMap::new()).unwrap();
-    let src = SHIPPED.iter().find(|(n, _)| *n == layout).unwrap().1;
-    let layout = Layout::parse(layout, layout, src).unwrap();
     struct Nowhere;
     impl phasetop::ui::app::CommandSink for Nowhere {
         fn send(&mut self, _: &phasetop::event::Command) -> Result<phasetop::host::control::Reply, String> {
             Err("replay".into())
         }
     }
-    App::new(view, keymap, Theme::new(theme), layout, "layouts".into(), Box::new(Nowhere))
-}
-
-fn screen(app: &App, w: u16, h: u16) -> String {
-    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    term.draw(|f| render::draw(f, app)).unwrap();
-    let buf = term.backend().buffer();
-    let mut out = String::new();
-    for y in 0..h {
-        let line: String = (0..w).map(|x| buf[(x, y)].symbol().to_string()).collect();
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    common::app(view, layout, theme, Box::new(Nowhere))
 }
 
 #[test]

@@ -66,6 +66,36 @@ fn auto_rule_switches_phase_with_cause_rule() {
     assert_eq!(summary["phases"][1]["cause"], "rule");
 }
 
+/// A rule switch on a probe step must not cost that step's probe (nor its eval).
+#[test]
+fn probe_and_eval_run_at_a_rule_switch_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Probes and evals at every step: whichever step the rule fires at is one of theirs.
+    let cfg = config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto' }}"), "0.02", "")
+        .replace("max_steps=400", "max_steps=80")
+        .replace("[eval]\nevery=10", "[eval]\nevery=1\n[probes]\nevery=1\nlayers=['mlp.0']");
+    let (out, run) = headless(tmp.path(), &cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evs = events(&run);
+    let switch = evs
+        .iter()
+        .find_map(|e| match e {
+            Event::PhaseChanged { cause: PhaseCause::Rule, step, .. } => Some(*step),
+            _ => None,
+        })
+        .expect("a rule switch");
+    assert!(switch > 0 && switch < 80, "{switch}");
+    let probes: Vec<u64> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Probe { step, .. } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(probes, (0..=80).collect::<Vec<_>>(), "one probe a step, the switch step {switch} included");
+    assert!(evs.iter().any(|e| matches!(e, Event::Eval { step, .. } if *step == switch)), "eval at {switch}");
+}
+
 #[test]
 fn suggest_rule_waits_for_accept() {
     let tmp = tempfile::tempdir().unwrap();
@@ -145,7 +175,7 @@ fn probes_and_gradient_alignment_follow_the_schedule() {
          [task]\nkind='gaussian'\nn_train=256\nn_val=64\n[model]\nkind='mlp'\ndepth=2\nwidth=16\n\
          [probes]\nevery=20\nlayers=['mlp.1']\nbatch=32\n[eval]\nevery=0\n[checkpoint]\nevery=0\n\
          [[phase]]\nname='two-terms'\nsteps=40\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n\
-         loss=[{kind='ce', weight=1.0}, {kind='l2', weight=0.01}]\n\
+         loss=[{kind='l2', weight=0.01}, {kind='ce', weight=1.0}]\n\
          [[phase]]\nname='one-term'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n";
     let (out, run) = headless(dir.path(), cfg);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -171,6 +201,7 @@ fn probes_and_gradient_alignment_follow_the_schedule() {
     let aligned: Vec<(u64, f64)> = evs
         .iter()
         .filter_map(|e| match e {
+            // Named with the terms sorted, whatever the phase's order.
             Event::Step { step, metrics, .. } => metrics.get("grad_cos/ce~l2").map(|c| (*step, *c)),
             _ => None,
         })
@@ -203,4 +234,102 @@ fn gradient_alignment_of_identical_terms_is_one() {
     for c in cos {
         assert!((c - 1.0).abs() < 1e-9, "cosine {c}");
     }
+}
+
+/// A rule may name a gradient-cosine pair in either order; it watches the recorded name.
+#[test]
+fn grad_cos_rule_watches_the_sorted_pair() {
+    use phasetop::host::signals::{RuleOutcome, SignalState};
+    let cfg = phasetop::config::parse(
+        "rule.toml",
+        "[run]\nname='r'\nmax_steps=10\n[task]\nkind='gaussian'\n[model]\nkind='mlp'\n[probes]\nevery=5\n\
+         [[phase]]\nname='a'\noptimizer='sgd'\nlr=0.1\nbatch_size=8\nloss=[{kind='mse'}, {kind='ce'}]\n\
+         until={detector='divergence', metric='grad_cos/mse~ce', mode='auto'}\n\
+         [[phase]]\nname='b'\noptimizer='sgd'\nlr=0.1\nbatch_size=8\n",
+    )
+    .unwrap();
+    let mut state = SignalState::new(&cfg.phases[0]);
+    let name = phasetop::event::grad_cos_metric("mse", "ce");
+    assert_eq!(name, "grad_cos/ce~mse");
+    let fired = state.push(5, &[(name, f64::NAN)].into());
+    let sig = fired.iter().find(|s| s.detector == "divergence").expect("the rule's detector watches grad_cos/ce~mse");
+    assert!(matches!(state.judge(sig, 5, Some("b")), Some(RuleOutcome::Switch { .. })));
+}
+
+/// (step, detector, metric) of every signal after `after`, in log order.
+fn signals_after(evs: &[Event], after: u64) -> Vec<(u64, String, String)> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::Signal { step, detector, metric, .. } if *step > after => {
+                Some((*step, detector.clone(), metric.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn rule_switch(evs: &[Event]) -> Option<u64> {
+    evs.iter().find_map(|e| match e {
+        Event::PhaseChanged { cause: PhaseCause::Rule, step, .. } => Some(*step),
+        _ => None,
+    })
+}
+
+/// After `--resume` or `branch` the detectors go on from the run's logged history: a
+/// collapse baseline is the run's first points, not the first after the checkpoint, and
+/// nothing that fired before the restart is reported again.
+#[test]
+fn resume_and_branch_keep_the_detectors_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    // lr falls along a cosine; the rule fires when it is below half its value at the start.
+    let cfg = "[run]\nname='hist'\nseed=2\nmax_steps=900\nthreads=1\n\
+         [task]\nkind='gaussian'\nn_train=256\nn_val=64\n[model]\nkind='mlp'\ndepth=1\nwidth=16\n\
+         [probes]\nevery=10\nlayers=['mlp.0']\n[eval]\nevery=10\n[checkpoint]\nevery=100\nkeep=100\n\
+         [[phase]]\nname='decay'\nsteps=1000\noptimizer='sgd'\nlr=0.05\nschedule='cosine'\nbatch_size=32\n\
+         until={detector='collapse', metric='lr', mode='auto', params={fraction=0.5, min_z=0.0}}\n\
+         [[phase]]\nname='after'\noptimizer='sgd'\nlr=0.01\nbatch_size=32\n";
+    let (out, whole) = headless(tmp.path(), cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let a = events(&whole);
+    let switch = rule_switch(&a).expect("the collapse rule switches the uninterrupted run");
+    assert!((480..560).contains(&switch), "lr halves near step 500, switched at {switch}");
+
+    // Ended part-way (at step 300, with a checkpoint there), then resumed to the end: the
+    // same run, only run.json's max_steps is raised in between.
+    let run = tmp.path().join("resumed");
+    let out = Command::new(BIN)
+        .args(["train", "--headless", "--max-steps", "300", "--run-dir"])
+        .arg(&run)
+        .arg(tmp.path().join("sig.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stopped = events(&run);
+    let k = 300;
+    assert!(matches!(stopped.last(), Some(Event::RunEnded { step: 300, .. })));
+    let meta_path = run.join("run.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["max_steps"] = 900.into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let out = Command::new(BIN).args(["train", "--resume"]).arg(&run).arg("--headless").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let b = events(&run);
+    let after_resume = &b[stopped.len()..];
+    assert!(matches!(after_resume[0], Event::RunStarted { resumed_from_step: Some(s), .. } if s == k));
+    assert_eq!(rule_switch(after_resume), Some(switch), "resumed from {k}: the baseline is the run's start");
+    assert_eq!(signals_after(after_resume, 0), signals_after(&a, k), "the resumed run's signals are the whole run's");
+
+    // A branch from the whole run's checkpoint at 300 continues its detectors too.
+    let child_dir = tmp.path().join("child");
+    let out = Command::new(BIN)
+        .args(["branch"])
+        .arg(&whole)
+        .args(["--at", "300", "--headless", "--run-dir"])
+        .arg(&child_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = events(&child_dir);
+    assert_eq!(rule_switch(&c), Some(switch), "the branch's baseline is the parent's start");
+    assert_eq!(signals_after(&c, 0), signals_after(&a, 300));
 }

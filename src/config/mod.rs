@@ -328,6 +328,12 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     Ok(LoadedConfig { config, path: path.to_path_buf(), source })
 }
 
+/// A config part in its serialised form, to compare parts (a live plan edit, a branch's
+/// `--config`) without their spans.
+pub fn as_json<T: serde::Serialize>(part: &T) -> serde_json::Value {
+    serde_json::to_value(part).unwrap_or_default()
+}
+
 /// Parses and validates config text; `file` is used in error locations.
 pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
     let config: Config = toml::from_str(source).map_err(|e| {

@@ -273,14 +273,16 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
             return cx.err(rule.span(), e.to_string());
         }
         let metric = r.metric.get_ref();
-        let known = RUN_METRICS.contains(&metric.as_str())
+        let grad_cos = metric.strip_prefix("grad_cos/");
+        if let Some(pair) = grad_cos {
+            grad_cos_rule(cx, c, p, &r.metric, pair)?;
+        }
+        let known = grad_cos.is_some()
+            || RUN_METRICS.contains(&metric.as_str())
             || metric.strip_prefix("loss/").is_some_and(|t| LossKind::parse(t).is_some())
             || metric.rsplit_once('/').is_some_and(|(layer, m)| {
                 layers.iter().any(|l| l == layer)
                     && if layer.ends_with(".attn") { m == ATTENTION_METRIC } else { PROBE_METRICS.contains(&m) }
-            })
-            || metric.strip_prefix("grad_cos/").is_some_and(|pair| {
-                pair.split_once('~').is_some_and(|(a, b)| LossKind::parse(a).is_some() && LossKind::parse(b).is_some())
             });
         if !known {
             return cx.err(
@@ -292,6 +294,48 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
                 ),
             );
         }
+    }
+    Ok(())
+}
+
+/// A rule on `grad_cos/A~B` (either order: the pair is recorded sorted): both terms must be
+/// the phase's loss terms (the same kind twice for `A~A`), and the cosine is computed on
+/// the probe schedule, so `probes.every` must be set.
+fn grad_cos_rule(cx: &Ctx, c: &Config, p: &Phase, metric: &Spanned<String>, pair: &str) -> Result<(), ConfigError> {
+    let names: Vec<&str> = LossKind::ALL.iter().map(|k| k.as_str()).collect();
+    let Some((a, b)) = pair.split_once('~') else {
+        return cx.err(metric.span(), format!("\"{}\" names no pair: expected grad_cos/LOSS~LOSS", metric.get_ref()));
+    };
+    for t in [a, b] {
+        if LossKind::parse(t).is_none() {
+            return cx.err(
+                metric.span(),
+                format!("unknown loss \"{t}\" in \"{}\", expected one of {}", metric.get_ref(), names.join(", ")),
+            );
+        }
+    }
+    let terms = p.loss_terms();
+    let count = |t: &str| terms.iter().filter(|(k, _)| k.as_str() == t).count();
+    if count(a) < 1 + usize::from(a == b) || count(b) < 1 {
+        let listed: Vec<&str> = terms.iter().map(|(k, _)| k.as_str()).collect();
+        return cx.err(
+            metric.span(),
+            format!(
+                "\"{}\" needs both terms among phase \"{}\"'s loss terms (it has {})",
+                metric.get_ref(),
+                p.name(),
+                listed.join(", ")
+            ),
+        );
+    }
+    if c.probes.every == 0 {
+        return cx.err(
+            metric.span(),
+            format!(
+                "\"{}\" is computed on the probe schedule: set [probes] every = N for the rule to see it",
+                metric.get_ref()
+            ),
+        );
     }
     Ok(())
 }

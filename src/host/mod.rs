@@ -100,7 +100,7 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     if let Some(d) = dropped {
         warnings.push(format!("dropped {} bytes of a torn record at offset {} before resuming", d.bytes, d.offset));
     }
-    let latest = checkpoint::list(&dir.checkpoints()).pop();
+    let latest = checkpoint::latest(&dir.checkpoints());
     let from = match &latest {
         Some(m) => {
             warnings.extend(checkpoint::restore(&mut trainer, &dir.checkpoints(), m)?);
@@ -112,11 +112,44 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         }
     };
     let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
+    // Read before this start is appended: it supersedes everything after `from`.
+    let history = logged_history(&host.dir, from.unwrap_or(0));
     host.emit_started(from)?;
+    host.replay_history(history)?;
     for w in warnings {
         host.log_line(LogLevel::Warn, w)?;
     }
     Ok(host)
+}
+
+/// The events of `dir`'s run up to step `upto` that no resume superseded, oldest first;
+/// for a branch, its parent's up to the branch step come first (recursively).
+pub fn logged_history(dir: &RunDir, upto: u64) -> Result<Vec<Event>> {
+    let mut chain = vec![(dir.path.clone(), upto)];
+    let mut meta = dir.read_meta()?;
+    while let Some(p) = meta.parent.take() {
+        anyhow::ensure!(chain.len() < 64, "{}: branch ancestry too deep (a cycle?)", dir.path.display());
+        let parent = RunDir::open(Path::new(&p.run_dir))?;
+        meta = parent.read_meta()?;
+        chain.push((parent.path, p.branch_step));
+    }
+    let mut out = Vec::new();
+    for (path, upto) in chain.into_iter().rev() {
+        let log = RunDir::open(&path)?.log();
+        let contents = runlog::read_all(&log).with_context(|| format!("cannot read {}", log.display()))?;
+        let events: Vec<Event> = contents.records.into_iter().map(|r| r.event).collect();
+        let cutoff = crate::inspect::superseded_after(events.iter());
+        let mut segment = 0;
+        for ev in events {
+            if matches!(ev, Event::RunStarted { .. }) {
+                segment += 1;
+            } else if ev.step().is_some_and(|s| s > upto || cutoff[segment].is_some_and(|c| s > c)) {
+                continue;
+            }
+            out.push(ev);
+        }
+    }
+    Ok(out)
 }
 
 /// How to start a branch: a new run directory whose trainer starts from another run's
@@ -158,6 +191,8 @@ pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
     let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
     host.emit_started(None)?;
+    let history = RunDir::open(Path::new(&b.parent.run_dir)).and_then(|p| logged_history(&p, b.checkpoint.step));
+    host.replay_history(history)?;
     let step = host.trainer.step();
     let origin = format!("branched from {} at step {step}", b.parent.run_id);
     match b.switch {
@@ -254,6 +289,19 @@ impl Host {
         Ok(())
     }
 
+    /// Brings the detectors to where the run's were (`logged_history`), so a resumed or
+    /// branched run's signals are the uninterrupted run's; replayed history emits no
+    /// signals. A history that cannot be read leaves them fresh, with a warning.
+    fn replay_history(&mut self, history: Result<Vec<Event>>) -> Result<()> {
+        match history {
+            Ok(events) => {
+                self.signals.replay(&events, &self.trainer.config().phases, self.trainer.phase());
+                Ok(())
+            }
+            Err(e) => self.log_line(LogLevel::Warn, format!("detectors start afresh: {e:#}")),
+        }
+    }
+
     fn log_line(&mut self, level: LogLevel, message: String) -> Result<()> {
         let step = self.trainer.step();
         self.emit(Event::Log { step, level, message })
@@ -315,7 +363,7 @@ impl Host {
         let mut last_progress = Instant::now();
         if self.trainer.step() == 0 && cfg.probes.every > 0 {
             // The baseline that collapse detection compares against.
-            self.probe()?;
+            self.probe(false)?;
         }
         loop {
             while let Ok(p) = commands.try_recv() {
@@ -364,17 +412,18 @@ impl Host {
                 }
                 return Ok(Exit::Diverged(format!("train_loss is {loss} at step {step}")));
             }
-            if self.handle_signals(fired)? {
-                continue;
-            }
+            // Evals and probes keep their schedule through a rule switch at this step (the
+            // collapse baseline and the gradient alignment ride on the probe schedule).
+            let mut switched = self.handle_signals(fired, false)?;
             if cfg.eval.every > 0 && step % cfg.eval.every == 0 {
                 self.eval()?;
                 let fired = self.signals.push(step, &self.last_val.clone());
-                if self.handle_signals(fired)? {
-                    continue;
-                }
+                switched = self.handle_signals(fired, switched)?;
             }
-            if cfg.probes.every > 0 && step % cfg.probes.every == 0 && self.probe()? {
+            if cfg.probes.every > 0 && step % cfg.probes.every == 0 {
+                switched = self.probe(switched)?;
+            }
+            if switched {
                 continue;
             }
             if self.trainer.phase_finished() {
@@ -418,9 +467,9 @@ impl Host {
     }
 
     /// Probe metrics of each listed layer on the fixed probe batch, one `Probe` event per
-    /// layer, fed to the detectors as `<layer>/<metric>`. Returns whether a rule switched
-    /// the phase.
-    fn probe(&mut self) -> Result<bool> {
+    /// layer, fed to the detectors as `<layer>/<metric>`. Returns whether the phase has
+    /// changed at this step (`switched`: it already had, so no rule switches again).
+    fn probe(&mut self, switched: bool) -> Result<bool> {
         let step = self.trainer.step();
         let wanted: Vec<String> = self.trainer.config().probes.layers.iter().map(|l| l.get_ref().clone()).collect();
         let mut all = Metrics::new();
@@ -433,7 +482,7 @@ impl Host {
             self.emit(Event::Probe { step, layer: feature.layer, metrics })?;
         }
         let fired = self.signals.push(step, &all);
-        self.handle_signals(fired)
+        self.handle_signals(fired, switched)
     }
 
     /// Evaluates at the final step unless that step was just evaluated.
@@ -559,7 +608,7 @@ impl Host {
     fn change_plan(&mut self, text: &str) -> std::result::Result<String, String> {
         let new = config::parse(&self.dir.config().display().to_string(), text).map_err(|e| e.to_string())?;
         let old = self.trainer.config();
-        let json = |v: &dyn erased::Json| v.json();
+        use crate::config::as_json as json;
         let current = self.trainer.phase_index();
         let same_head =
             new.phases.len() > current && (0..=current).all(|i| json(&new.phases[i]) == json(&old.phases[i]));
@@ -578,8 +627,17 @@ impl Host {
                 return Err(format!("{what} cannot change in a live run; only future phases can"));
             }
         }
-        if new.phases.iter().map(|p| json(p)).eq(old.phases.iter().map(|p| json(p))) {
+        if new.phases.iter().map(json).eq(old.phases.iter().map(json)) {
             return Err("the plan is unchanged".into());
+        }
+        // The validator cannot check a mixture against a csv task's classes (known only
+        // once the file is read); `Trainer::new` does, so a plan it would refuse on
+        // `--resume` or `branch` must not get in here.
+        let counts = self.trainer.class_counts();
+        for p in &new.phases[current + 1..] {
+            if let Some(w) = &p.class_weights {
+                check_mixture(p.name(), w.get_ref(), &counts)?;
+            }
         }
         let names = new.phase_names();
         self.trainer.replace_future_phases(new.phases.clone());
@@ -591,16 +649,25 @@ impl Host {
     }
 }
 
-/// Comparison of config parts by their serialised form (spans are not part of it).
-mod erased {
-    pub trait Json {
-        fn json(&self) -> serde_json::Value;
+/// A phase's `class_weights` against the data: one weight per class, and some class
+/// with a positive weight has training rows (else the mixture could draw nothing).
+fn check_mixture(phase: &str, weights: &[f64], class_counts: &[usize]) -> std::result::Result<(), String> {
+    if weights.len() != class_counts.len() {
+        return Err(format!(
+            "phase \"{phase}\": class_weights has {} entries, the data has {} classes",
+            weights.len(),
+            class_counts.len()
+        ));
     }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or_default()
-        }
+    if !weights.iter().zip(class_counts).any(|(w, n)| *w > 0.0 && *n > 0) {
+        let weighted: Vec<String> =
+            weights.iter().enumerate().filter(|(_, w)| **w > 0.0).map(|(i, _)| i.to_string()).collect();
+        return Err(format!(
+            "phase \"{phase}\": class_weights weighs only classes with no training examples (class {})",
+            weighted.join(", ")
+        ));
     }
+    Ok(())
 }
 
 fn no_suggestion(id: Option<u64>) -> String {
@@ -612,10 +679,11 @@ fn no_suggestion(id: Option<u64>) -> String {
 
 impl Host {
     /// Records signals, and acts on the current phase's rule: an `auto` rule switches
-    /// to the next phase, a `suggest` rule records a suggestion. Returns whether the
-    /// phase changed.
-    fn handle_signals(&mut self, fired: Vec<crate::signals::Signal>) -> Result<bool> {
-        let mut switched = false;
+    /// to the next phase, a `suggest` rule records a suggestion. At most one rule switch
+    /// a step: with `switched` (the phase already changed at this step) signals are only
+    /// recorded. Returns whether the phase has changed at this step.
+    fn handle_signals(&mut self, fired: Vec<crate::signals::Signal>, switched: bool) -> Result<bool> {
+        let mut switched = switched;
         for sig in fired {
             self.emit(sig.to_event())?;
             if switched {
@@ -647,7 +715,7 @@ impl Host {
             return Ok(false);
         }
         let factor = run.rollback_lr_factor;
-        let Some(meta) = checkpoint::list(&self.dir.checkpoints()).pop() else {
+        let Some(meta) = checkpoint::latest(&self.dir.checkpoints()) else {
             self.log_line(LogLevel::Error, "diverged with no checkpoint to roll back to".into())?;
             return Ok(false);
         };

@@ -67,7 +67,8 @@ impl SignalState {
         self.rule = None;
         if let Some(rule) = &phase.until {
             let r = rule.get_ref();
-            let (detector, metric) = (r.detector.get_ref().clone(), r.metric.get_ref().clone());
+            // The name the metric is recorded under (`grad_cos/mse~ce` is `grad_cos/ce~mse`).
+            let (detector, metric) = (r.detector.get_ref().clone(), crate::event::canonical_metric(r.metric.get_ref()));
             // Validated with the config; a bad spec here would be a bug, so fall back to defaults.
             let spec = DetectorSpec::from_toml(&detector, &r.params)
                 .unwrap_or_else(|_| DetectorSpec::default_for(detector.parse().unwrap_or(DetectorKind::Plateau)));
@@ -75,6 +76,45 @@ impl SignalState {
             self.bank.reset_metric(&metric);
             self.rule = Some((detector, metric, r.mode, r.min_steps));
         }
+    }
+
+    /// Feeds a run's logged history (see `host::logged_history`) to the detectors, as the
+    /// run loop fed it: step and eval metrics, probe metrics as `<layer>/<metric>`, and
+    /// each phase's rule armed where that phase began (`phases`: the plan, looked up by
+    /// name). What fires is dropped: those signals are in the log already. After a
+    /// `--resume` or `branch` the detectors then go on from where the run's were (the
+    /// collapse baseline is the run's first probes, not the first after the checkpoint).
+    pub fn replay(&mut self, history: &[crate::event::Event], phases: &[Phase], current_phase: &Phase) {
+        use crate::event::Event;
+        let mut current: Option<&str> = None;
+        for ev in history {
+            match ev {
+                Event::PhaseChanged { to, .. } => {
+                    // A branch's start repeats the parent's phase: no new phase began there.
+                    if current != Some(to.as_str()) {
+                        if let Some(p) = phases.iter().find(|p| p.name() == to) {
+                            self.enter_phase(p);
+                        }
+                        current = Some(to.as_str());
+                    }
+                }
+                Event::Step { step, metrics, .. } | Event::Eval { step, metrics, .. } => {
+                    self.bank.push_all(*step, metrics);
+                }
+                Event::Probe { step, layer, metrics } => {
+                    for (k, v) in metrics {
+                        self.bank.push(*step, &format!("{layer}/{k}"), *v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // The history should end in the phase the trainer is in; if not, its rule is the one.
+        if current != Some(current_phase.name()) {
+            self.enter_phase(current_phase);
+        }
+        // Suggestions are not carried over a restart.
+        self.pending.clear();
     }
 
     /// Feeds metrics; returns the signals that fired.

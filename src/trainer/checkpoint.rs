@@ -86,6 +86,17 @@ pub fn list(dir: &Path) -> Vec<CheckpointMeta> {
     out
 }
 
+/// The latest of `list` (oldest first, as [`list`] gives it) at or before step `at`: what
+/// `branch --at` starts from, and with `u64::MAX` what `--resume` and a rollback restore.
+pub fn at_or_before(list: &[CheckpointMeta], at: u64) -> Option<&CheckpointMeta> {
+    list.iter().rev().find(|c| c.step <= at)
+}
+
+/// The latest complete checkpoint in `dir`.
+pub fn latest(dir: &Path) -> Option<CheckpointMeta> {
+    at_or_before(&list(dir), u64::MAX).cloned()
+}
+
 /// Keeps the newest `keep` unpinned checkpoints and every pinned one.
 pub fn prune(dir: &Path, keep: usize) {
     let unpinned: Vec<CheckpointMeta> = list(dir).into_iter().filter(|m| !m.pinned).collect();

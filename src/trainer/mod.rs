@@ -181,6 +181,14 @@ impl Trainer {
     pub fn overrides(&self) -> &Overrides {
         &self.overrides
     }
+    /// Classes in the data (a csv task's count is known only once its file is read).
+    pub fn classes(&self) -> usize {
+        self.data.classes
+    }
+    /// Training rows per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        self.data.class_counts()
+    }
     pub fn parameter_count(&self) -> i64 {
         self.params.iter().map(|(_, t)| t.numel() as i64).sum()
     }
@@ -334,7 +342,7 @@ impl Trainer {
     }
 
     /// Cosine between the gradients of each pair of loss terms (unweighted: a positive
-    /// weight does not change the angle), as `grad_cos/<a>~<b>`. One extra backward per
+    /// weight does not change the angle), as `grad_cos/<a>~<b>` (names sorted). One extra backward per
     /// term, keeping the graph for the real backward that follows.
     fn gradient_alignment(&self, terms: &[(LossKind, Tensor)], m: &mut Metrics) {
         let trainable: Vec<&Tensor> =
@@ -361,7 +369,7 @@ impl Trainer {
                 let (a, b) = (&flat[i], &flat[j]);
                 let denom = a.norm().double_value(&[]) * b.norm().double_value(&[]);
                 let cos = if denom > 0.0 { a.dot(b).double_value(&[]) / denom } else { f64::NAN };
-                m.insert(format!("grad_cos/{}~{}", terms[i].0.as_str(), terms[j].0.as_str()), cos);
+                m.insert(crate::event::grad_cos_metric(terms[i].0.as_str(), terms[j].0.as_str()), cos);
             }
         }
     }
