@@ -53,7 +53,7 @@ fn measure(cfg: &Config, steps: usize) -> Costs {
     for (i, m) in recorded.iter().enumerate() {
         let step = i as u64 + 1;
         signals.push(step, m);
-        if cfg.eval.every > 0 && step % cfg.eval.every == 0 {
+        if t.eval_every() > 0 && step % t.eval_every() == 0 {
             signals.push(step, &val);
         }
         if cfg.probes.every > 0 && step % cfg.probes.every == 0 {

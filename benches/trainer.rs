@@ -26,7 +26,7 @@ kind = "mlp"
 depth = 3
 width = 128
 [eval]
-# The default schedule (every 50 steps, the whole held-out split).
+# The default schedule ("auto": the whole held-out split, about 1 % of the compute).
 [checkpoint]
 every = 0
 [[phase]]
@@ -53,7 +53,7 @@ heads = 4
 layers = 1
 d_ff = 256
 [eval]
-every = 50
+# The default schedule, as for the MLP.
 [checkpoint]
 every = 0
 [[phase]]
@@ -76,6 +76,28 @@ fn ours(src: &str, steps: usize, full_metrics: bool) -> f64 {
         t.train_step();
     }
     steps as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Per-step metrics on vs off on one trainer, in alternating blocks of 25 steps: the
+/// machine's drift then lands on both sides equally. Returns (bare/s, with metrics/s).
+fn metrics_interleaved(src: &str, steps: usize) -> (f64, f64) {
+    let cfg = config::parse("bench.toml", src).unwrap();
+    let mut t = Trainer::new(&cfg, 0).unwrap();
+    for _ in 0..20 {
+        t.train_step();
+    }
+    let (mut bare, mut full) = (0.0, 0.0);
+    for block in 0..steps / 25 {
+        let on = block % 2 == 1;
+        t.set_full_metrics(on);
+        let t0 = Instant::now();
+        for _ in 0..25 {
+            t.train_step();
+        }
+        *(if on { &mut full } else { &mut bare }) += t0.elapsed().as_secs_f64();
+    }
+    let per_side = (steps / 50 * 25) as f64;
+    (per_side / bare, per_side / full)
 }
 
 fn peer(kind: &str, steps: usize, threads: usize) -> Option<f64> {
@@ -157,9 +179,17 @@ fn main() {
     let steps: usize = std::env::args().find_map(|s| s.parse().ok()).unwrap_or(400);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("trainer benchmark: {steps} steps, {threads} threads, same machine, one run");
+    // `-- STEPS overhead` measures only the monitoring overhead.
+    let peers = if std::env::args().any(|a| a == "overhead") {
+        vec![]
+    } else {
+        vec![("mlp", MLP), ("transformer", TRANSFORMER)]
+    };
     println!("{:<26} {:>12} {:>12} {:>8}", "model", "phasetop/s", "pytorch/s", "ratio");
     for (name, kind, src) in
         [("demo MLP (batch 128)", "mlp", MLP), ("transformer (batch 512)", "transformer", TRANSFORMER)]
+            .into_iter()
+            .filter(|(_, kind, _)| peers.iter().any(|(k, _)| k == kind))
     {
         let src = src.replace("THREADS", &threads.to_string());
         // Alternate to spread machine noise over both sides.
@@ -181,6 +211,12 @@ fn main() {
     for (name, src) in [("demo MLP", MLP), ("transformer", TRANSFORMER)] {
         let src = src.replace("THREADS", &threads.to_string());
         let n = if name == "transformer" { (steps / 4).max(100) } else { steps };
+        let (ib, im) = metrics_interleaved(&src, n * 4);
+        println!(
+            "{name:<12} per-step metrics, interleaved blocks of 25 steps on one trainer: bare {ib:>6.1}/s, \
+             metrics {im:>6.1}/s, overhead {:>5.1}%",
+            (1.0 - im / ib) * 100.0
+        );
         let (bare, metrics, full, r_metrics, r_full) = monitoring_overhead(&src, n as u64);
         println!(
             "{name:<12} bare {bare:>6.1}/s  +step metrics {metrics:>6.1}/s  +log/eval/socket {full:>6.1}/s  \

@@ -69,6 +69,14 @@ fn malformed_configs_report_location_and_expectation() {
             r#"cfg.toml:11:8: unknown model kind "cnn", expected one of mlp, transformer"#,
         ),
         (replace("width = 16", "widht = 16"), "cfg.toml:13:1: unknown field \"widht\""),
+        (
+            format!("{BASE}\n[eval]\nevery = \"often\"\n"),
+            "cfg.toml:29:9: invalid value: string \"often\", expected a step count (0 = off) or \"auto\"",
+        ),
+        (
+            format!("{BASE}\n[eval]\nevery = -5\n"),
+            "cfg.toml:29:9: invalid value: integer \"-5\", expected a step count (0 = off) or \"auto\"",
+        ),
         (replace("lr = 0.1", "lr = -0.1"), "cfg.toml:19:6: lr must be a positive number, got -0.1"),
         (replace("lr = 0.1", "lr = \"fast\""), "cfg.toml:19:6: invalid type: string \"fast\", expected f64"),
         (replace("max_steps = 100", "max_steps = 0"), "cfg.toml:4:13: max_steps must be at least 1"),

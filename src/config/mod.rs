@@ -183,21 +183,92 @@ impl Default for ProbeSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSection {
-    /// Evaluate on the held-out split every N steps; 0 turns evaluation off.
-    #[serde(default = "default_eval_every")]
-    pub every: u64,
+    /// Evaluate on the held-out split every N steps (0 turns evaluation off), or
+    /// `"auto"` (the default): as often as keeps evaluation near 1 % of the training
+    /// compute, see [`EvalEvery::resolve`].
+    #[serde(default)]
+    pub every: EvalEvery,
     /// Cap on held-out samples per evaluation (0 = all).
     #[serde(default)]
     pub max_samples: usize,
 }
 
-fn default_eval_every() -> u64 {
-    50
+/// `eval.every`: a step count, or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EvalEvery {
+    #[default]
+    Auto,
+    Steps(u64),
+}
+
+/// Share of the training compute the `"auto"` evaluation schedule spends.
+pub const AUTO_EVAL_BUDGET: f64 = 0.01;
+
+impl EvalEvery {
+    /// The step interval. `"auto"`: an evaluation's forward pass over `eval_samples`
+    /// costs about a third of a training step (forward + backward) per `batch` samples,
+    /// so evaluating every `eval_samples / (3 · batch · budget)` steps spends about
+    /// `budget` of the compute; rounded down to 1, 2 or 5 × 10ᵏ so the steps read well,
+    /// and at most `max_steps / 50` (at least 10) so a short run still gets a curve.
+    pub fn resolve(self, eval_samples: usize, batch: usize, max_steps: u64) -> u64 {
+        match self {
+            EvalEvery::Steps(n) => n,
+            EvalEvery::Auto => {
+                let raw = eval_samples as f64 / (3.0 * batch.max(1) as f64 * AUTO_EVAL_BUDGET);
+                let cap = (max_steps / 50).max(10);
+                round_down_to_1_2_5(raw.max(1.0) as u64).clamp(10, cap.max(10))
+            }
+        }
+    }
+}
+
+fn round_down_to_1_2_5(n: u64) -> u64 {
+    let mut decade = 1;
+    while decade * 10 <= n {
+        decade *= 10;
+    }
+    [5, 2, 1].into_iter().map(|f| f * decade).find(|&v| v <= n).unwrap_or(1)
+}
+
+impl Serialize for EvalEvery {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            EvalEvery::Auto => s.serialize_str("auto"),
+            EvalEvery::Steps(n) => s.serialize_u64(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EvalEvery {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = EvalEvery;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a step count (0 = off) or \"auto\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<EvalEvery, E> {
+                Ok(EvalEvery::Steps(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<EvalEvery, E> {
+                u64::try_from(n)
+                    .map(EvalEvery::Steps)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(n), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<EvalEvery, E> {
+                match v {
+                    "auto" => Ok(EvalEvery::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Default for EvalSection {
     fn default() -> Self {
-        EvalSection { every: default_eval_every(), max_samples: 0 }
+        EvalSection { every: EvalEvery::Auto, max_samples: 0 }
     }
 }
 
@@ -359,5 +430,37 @@ mod tests {
         assert_eq!(line_col(src, 0), (1, 1));
         assert_eq!(line_col(src, 6), (2, 1));
         assert_eq!(line_col(src, 11), (2, 6));
+    }
+
+    #[test]
+    fn auto_eval_interval_spends_about_one_percent() {
+        // 1024 held-out samples at batch 128: 1024 / (3 · 128 · 0.01) ≈ 267 → 200.
+        assert_eq!(EvalEvery::Auto.resolve(1024, 128, 1_000_000), 200);
+        // 2089 at batch 512 ≈ 136 → 100; tiny held-out sets still wait 10 steps.
+        assert_eq!(EvalEvery::Auto.resolve(2089, 512, 1_000_000), 100);
+        assert_eq!(EvalEvery::Auto.resolve(16, 512, 1_000_000), 10);
+        // A short run gets ≥ 50 evaluations (but never more often than every 10 steps).
+        assert_eq!(EvalEvery::Auto.resolve(1024, 128, 2000), 40);
+        assert_eq!(EvalEvery::Auto.resolve(1024, 128, 100), 10);
+        assert_eq!(EvalEvery::Steps(7).resolve(1024, 128, 100), 7);
+        assert_eq!(EvalEvery::Steps(0).resolve(1024, 128, 100), 0);
+        assert_eq!(
+            [1, 9, 10, 19, 20, 49, 50, 99, 5000, 7999].map(round_down_to_1_2_5),
+            [1, 5, 10, 10, 20, 20, 50, 50, 5000, 5000]
+        );
+    }
+
+    #[test]
+    fn eval_every_reads_integers_and_auto_and_writes_them_back() {
+        let auto: EvalSection = toml::from_str("").unwrap();
+        assert_eq!(auto.every, EvalEvery::Auto);
+        let explicit: EvalSection = toml::from_str("every = \"auto\"").unwrap();
+        assert_eq!(explicit.every, EvalEvery::Auto);
+        let n: EvalSection = toml::from_str("every = 25").unwrap();
+        assert_eq!(n.every, EvalEvery::Steps(25));
+        assert_eq!(serde_json::to_value(&n).unwrap()["every"], 25);
+        assert_eq!(serde_json::to_value(&auto).unwrap()["every"], "auto");
+        let back: EvalSection = serde_json::from_value(serde_json::to_value(&auto).unwrap()).unwrap();
+        assert_eq!(back.every, EvalEvery::Auto);
     }
 }

@@ -270,7 +270,18 @@ impl Host {
             parent_run: self.meta.parent.as_ref().filter(|_| resumed_from_step.is_none()).map(|p| p.run_id.clone()),
             branch_step: self.meta.parent.as_ref().filter(|_| resumed_from_step.is_none()).map(|p| p.branch_step),
         };
-        self.emit(ev)
+        let auto_eval = cfg.eval.every == crate::config::EvalEvery::Auto;
+        self.emit(ev)?;
+        if auto_eval {
+            let every = self.trainer.eval_every();
+            self.log_line(
+                LogLevel::Info,
+                format!(
+                    "held-out evaluation every {every} steps (eval.every = \"auto\": about 1 % of the training compute)"
+                ),
+            )?;
+        }
+        Ok(())
     }
 
     fn emit(&mut self, ev: Event) -> Result<()> {
@@ -359,6 +370,7 @@ impl Host {
     fn run_loop(&mut self, commands: &Receiver<Pending>) -> Result<Exit> {
         let max_steps = self.meta.max_steps;
         let cfg = self.trainer.config().clone();
+        let eval_every = self.trainer.eval_every();
         let mut rate = Rate::new(self.trainer.step());
         let mut last_progress = Instant::now();
         if self.trainer.step() == 0 && cfg.probes.every > 0 {
@@ -415,7 +427,7 @@ impl Host {
             // Evals and probes keep their schedule through a rule switch at this step (the
             // collapse baseline and the gradient alignment ride on the probe schedule).
             let mut switched = self.handle_signals(fired, false)?;
-            if cfg.eval.every > 0 && step % cfg.eval.every == 0 {
+            if eval_every > 0 && step % eval_every == 0 {
                 self.eval()?;
                 let fired = self.signals.push(step, &self.last_val.clone());
                 switched = self.handle_signals(fired, switched)?;
@@ -487,7 +499,7 @@ impl Host {
 
     /// Evaluates at the final step unless that step was just evaluated.
     fn final_eval(&mut self) -> Result<()> {
-        let every = self.trainer.config().eval.every;
+        let every = self.trainer.eval_every();
         if every == 0 || self.trainer.step() % every != 0 {
             self.eval()?;
         }

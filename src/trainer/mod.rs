@@ -60,6 +60,8 @@ pub struct Trainer {
     probe_x: Tensor,
     /// Per-step metrics beyond the loss (accuracy, norms); off only in benchmarks.
     full_metrics: bool,
+    /// `eval.every` resolved against the data (a csv task's split is known only here).
+    eval_every: u64,
 }
 
 pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
@@ -155,7 +157,14 @@ impl Trainer {
             overrides: Overrides::default(),
             probe_x,
             full_metrics: true,
+            eval_every: 0,
         };
+        let n_val = t.data.val_y.size()[0] as usize;
+        let eval_samples = match cfg.eval.max_samples {
+            0 => n_val,
+            cap => n_val.min(cap),
+        };
+        t.eval_every = cfg.eval.every.resolve(eval_samples, cfg.phases[0].batch_size(), *cfg.run.max_steps.get_ref());
         t.apply_freeze();
         Ok(t)
     }
@@ -191,6 +200,11 @@ impl Trainer {
     }
     pub fn parameter_count(&self) -> i64 {
         self.params.iter().map(|(_, t)| t.numel() as i64).sum()
+    }
+
+    /// Steps between held-out evaluations (0: none); see `config::EvalEvery`.
+    pub fn eval_every(&self) -> u64 {
+        self.eval_every
     }
 
     /// Steps taken in the current phase.
