@@ -114,6 +114,21 @@ fn same_seed_same_losses_and_phase_switch_between_steps() {
         }
     }
     assert!(matches!(ea.last(), Some(Event::RunEnded { status: RunStatus::Completed, step: 60, .. })));
+    // The run states what monitoring it cost: a total and its parts, as shares.
+    let cost = ea
+        .iter()
+        .find_map(|e| match e {
+            Event::Log { message, .. } if message.starts_with("monitoring took") => Some(message.clone()),
+            _ => None,
+        })
+        .expect("a monitoring cost line");
+    let words: Vec<&str> = cost.split_whitespace().collect();
+    let shares: Vec<f64> =
+        words.windows(2).filter(|w| w[1].starts_with('%')).map(|w| w[0].parse::<f64>().expect("a share")).collect();
+    assert_eq!(shares.len(), 6, "{cost}");
+    let parts: f64 = shares[1..].iter().sum();
+    assert!((shares[0] - parts).abs() < 0.35 && shares[0] > 0.0 && shares[0] < 100.0, "{cost}");
+    assert!(shares[1] > 0.0 && shares[2] > 0.0, "metrics and evaluation both ran: {cost}");
     let story = Command::new(BIN).args(["replay", "--headless"]).arg(&a).output().unwrap();
     assert!(story.status.success());
     let story = String::from_utf8_lossy(&story.stdout);
@@ -435,6 +450,10 @@ fn ctl_plan_checks_class_weights_against_csv_data() {
         assert_eq!(code, 1, "{weights}: {out}{err}");
         assert!(err.contains(expected), "{weights}: {err}");
         assert_eq!(std::fs::read_to_string(run.join("config.toml")).unwrap(), before, "a refused plan changes nothing");
+        // The same check guards a fresh start (or a resume) with that plan.
+        let c = config::parse("csv.toml", &config(seed, &mixture(weights))).unwrap();
+        let refused = phasetop::trainer::Trainer::new(&c, seed).err().expect("refused at start").to_string();
+        assert!(refused.contains(expected), "{weights}: {refused}");
     }
     // A mixture that fits the data is taken, and the run resumes with it.
     std::fs::write(&edited, config(seed, &mixture("[1.0, 3.0, 1.0]"))).unwrap();

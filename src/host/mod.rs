@@ -61,6 +61,43 @@ pub struct Host {
     rollbacks: u32,
     /// Events emitted before an observer was attached (run start, resume warnings).
     early: Vec<Event>,
+    costs: MonitorCosts,
+}
+
+/// Where the run loop's time goes, measured as it runs (a few `Instant::now` calls a
+/// step): training steps, and each kind of monitoring on top of them. Reported in the
+/// log when the run ends, so every run states what watching it cost.
+#[derive(Debug, Default, Clone, Copy)]
+struct MonitorCosts {
+    /// `train_step`, including the per-step metrics it computes.
+    steps: Duration,
+    eval: Duration,
+    probes: Duration,
+    detectors: Duration,
+    /// Appending to the run log and handing events to the observer (printer, dashboard).
+    log: Duration,
+}
+
+impl MonitorCosts {
+    /// The one-line summary, given the per-step metrics' share of `steps`.
+    fn summary(&self, metrics: Duration) -> Option<String> {
+        let busy = self.steps + self.eval + self.probes + self.detectors + self.log;
+        if busy.is_zero() {
+            return None;
+        }
+        let pct = |d: Duration| 100.0 * d.as_secs_f64() / busy.as_secs_f64();
+        let total = metrics + self.eval + self.probes + self.detectors + self.log;
+        Some(format!(
+            "monitoring took {:.1} % of the run's busy time: per-step metrics {:.1} %, evaluation {:.1} %, \
+             probes {:.1} %, detectors {:.1} %, run log and display {:.1} %",
+            pct(total),
+            pct(metrics),
+            pct(self.eval),
+            pct(self.probes),
+            pct(self.detectors),
+            pct(self.log)
+        ))
+    }
 }
 
 /// Creates the run directory, writes its config and metadata, and starts the log.
@@ -242,6 +279,7 @@ impl Host {
             signals,
             rollbacks: 0,
             early: Vec::new(),
+            costs: MonitorCosts::default(),
         }
     }
 
@@ -285,6 +323,13 @@ impl Host {
     }
 
     fn emit(&mut self, ev: Event) -> Result<()> {
+        let started = Instant::now();
+        let result = self.emit_untimed(ev);
+        self.costs.log += started.elapsed();
+        result
+    }
+
+    fn emit_untimed(&mut self, ev: Event) -> Result<()> {
         self.log.append(&ev).context("cannot write the run log")?;
         self.log.flush_if_due().context("cannot flush the run log")?;
         match &mut self.observer {
@@ -362,6 +407,9 @@ impl Host {
         if status != RunStatus::Diverged {
             self.checkpoint(false)?;
         }
+        if let Some(summary) = self.costs.summary(self.trainer.metrics_time()) {
+            self.log_line(LogLevel::Info, summary)?;
+        }
         self.emit(Event::RunEnded { step, status, message })?;
         self.log.sync()?;
         Ok(status)
@@ -405,12 +453,14 @@ impl Host {
                 return Ok(Exit::Completed(format!("reached max_steps = {max_steps}")));
             }
 
+            let started = Instant::now();
             let mut metrics = self.trainer.train_step();
+            self.costs.steps += started.elapsed();
             let step = self.trainer.step();
             metrics.insert("steps_per_s".into(), rate.tick(step));
             let loss = metrics.get("train_loss").copied().unwrap_or(f64::NAN);
             let phase = self.trainer.phase().name().to_string();
-            let fired = self.signals.push(step, &metrics);
+            let fired = self.push_signals(step, &metrics);
             self.emit(Event::Step { step, phase: phase.clone(), t: now_unix(), metrics })?;
             if let Ok(mut s) = self.status.lock() {
                 s.step = step;
@@ -429,7 +479,7 @@ impl Host {
             let mut switched = self.handle_signals(fired, false)?;
             if eval_every > 0 && step % eval_every == 0 {
                 self.eval()?;
-                let fired = self.signals.push(step, &self.last_val.clone());
+                let fired = self.push_signals(step, &self.last_val.clone());
                 switched = self.handle_signals(fired, switched)?;
             }
             if cfg.probes.every > 0 && step % cfg.probes.every == 0 {
@@ -471,8 +521,18 @@ impl Host {
         }
     }
 
+    /// Feeds metrics to the detectors (timed as monitoring).
+    fn push_signals(&mut self, step: u64, metrics: &Metrics) -> Vec<crate::signals::Signal> {
+        let started = Instant::now();
+        let fired = self.signals.push(step, metrics);
+        self.costs.detectors += started.elapsed();
+        fired
+    }
+
     fn eval(&mut self) -> Result<()> {
+        let started = Instant::now();
         let metrics = self.trainer.evaluate();
+        self.costs.eval += started.elapsed();
         self.last_val = metrics.clone();
         let step = self.trainer.step();
         self.emit(Event::Eval { step, split: "val".into(), metrics })
@@ -485,15 +545,20 @@ impl Host {
         let step = self.trainer.step();
         let wanted: Vec<String> = self.trainer.config().probes.layers.iter().map(|l| l.get_ref().clone()).collect();
         let mut all = Metrics::new();
-        for feature in self.trainer.probe_features() {
+        let started = Instant::now();
+        let features = self.trainer.probe_features();
+        self.costs.probes += started.elapsed();
+        for feature in features {
             if !wanted.contains(&feature.layer) {
                 continue;
             }
+            let started = Instant::now();
             let metrics = crate::probes::layer_metrics(&feature);
+            self.costs.probes += started.elapsed();
             all.extend(metrics.iter().map(|(k, v)| (format!("{}/{k}", feature.layer), *v)));
             self.emit(Event::Probe { step, layer: feature.layer, metrics })?;
         }
-        let fired = self.signals.push(step, &all);
+        let fired = self.push_signals(step, &all);
         self.handle_signals(fired, switched)
     }
 
@@ -648,7 +713,7 @@ impl Host {
         let counts = self.trainer.class_counts();
         for p in &new.phases[current + 1..] {
             if let Some(w) = &p.class_weights {
-                check_mixture(p.name(), w.get_ref(), &counts)?;
+                crate::trainer::data::check_mixture(p.name(), w.get_ref(), &counts)?;
             }
         }
         let names = new.phase_names();
@@ -659,27 +724,6 @@ impl Host {
         self.emit(Event::PlanChanged { step, phases: names.clone(), config }).map_err(|e| format!("{e:#}"))?;
         Ok(format!("plan from step {step}: {}", names.join(" → ")))
     }
-}
-
-/// A phase's `class_weights` against the data: one weight per class, and some class
-/// with a positive weight has training rows (else the mixture could draw nothing).
-fn check_mixture(phase: &str, weights: &[f64], class_counts: &[usize]) -> std::result::Result<(), String> {
-    if weights.len() != class_counts.len() {
-        return Err(format!(
-            "phase \"{phase}\": class_weights has {} entries, the data has {} classes",
-            weights.len(),
-            class_counts.len()
-        ));
-    }
-    if !weights.iter().zip(class_counts).any(|(w, n)| *w > 0.0 && *n > 0) {
-        let weighted: Vec<String> =
-            weights.iter().enumerate().filter(|(_, w)| **w > 0.0).map(|(i, _)| i.to_string()).collect();
-        return Err(format!(
-            "phase \"{phase}\": class_weights weighs only classes with no training examples (class {})",
-            weighted.join(", ")
-        ));
-    }
-    Ok(())
 }
 
 fn no_suggestion(id: Option<u64>) -> String {

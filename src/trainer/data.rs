@@ -348,3 +348,24 @@ pub fn noisy_inputs(x: &Tensor, std: f64, seed: u64, step: u64) -> Tensor {
     let noise: Vec<f32> = (0..n).map(|_| (std * normal(&mut rng)) as f32).collect();
     x + Tensor::from_slice(&noise).view(x.size().as_slice()).to_device(x.device())
 }
+
+/// A phase's `class_weights` against the data: one weight per class, and some class
+/// with a positive weight has training rows (else the mixture could draw nothing).
+pub fn check_mixture(phase: &str, weights: &[f64], class_counts: &[usize]) -> std::result::Result<(), String> {
+    if weights.len() != class_counts.len() {
+        return Err(format!(
+            "phase \"{phase}\": class_weights has {} entries, the data has {} classes",
+            weights.len(),
+            class_counts.len()
+        ));
+    }
+    if !weights.iter().zip(class_counts).any(|(w, n)| *w > 0.0 && *n > 0) {
+        let weighted: Vec<String> =
+            weights.iter().enumerate().filter(|(_, w)| **w > 0.0).map(|(i, _)| i.to_string()).collect();
+        return Err(format!(
+            "phase \"{phase}\": class_weights weighs only classes with no training examples (class {})",
+            weighted.join(", ")
+        ));
+    }
+    Ok(())
+}

@@ -62,6 +62,8 @@ pub struct Trainer {
     full_metrics: bool,
     /// `eval.every` resolved against the data (a csv task's split is known only here).
     eval_every: u64,
+    /// Time spent computing the per-step metrics beyond the loss.
+    metrics_time: std::time::Duration,
 }
 
 pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
@@ -96,16 +98,12 @@ impl Trainer {
             tch::Cuda::manual_seed_all(seed);
         }
         let data = Dataset::build(&cfg.task, *cfg.model.kind.get_ref(), seed, device)?;
+        // The validator checks mixtures against the classes a config determines; a csv
+        // task's are known only now.
+        let counts = data.class_counts();
         for p in &cfg.phases {
             if let Some(w) = &p.class_weights {
-                // Only a csv task's class count is unknown until its file is read.
-                anyhow::ensure!(
-                    w.get_ref().len() == data.classes,
-                    "phase \"{}\": class_weights has {} entries, the data has {} classes",
-                    p.name(),
-                    w.get_ref().len(),
-                    data.classes
-                );
+                data::check_mixture(p.name(), w.get_ref(), &counts).map_err(anyhow::Error::msg)?;
             }
         }
         let vs = nn::VarStore::new(device);
@@ -158,6 +156,7 @@ impl Trainer {
             probe_x,
             full_metrics: true,
             eval_every: 0,
+            metrics_time: std::time::Duration::ZERO,
         };
         let n_val = t.data.val_y.size()[0] as usize;
         let eval_samples = match cfg.eval.max_samples {
@@ -200,6 +199,11 @@ impl Trainer {
     }
     pub fn parameter_count(&self) -> i64 {
         self.params.iter().map(|(_, t)| t.numel() as i64).sum()
+    }
+
+    /// Time `train_step` has spent on the per-step metrics beyond the loss.
+    pub fn metrics_time(&self) -> std::time::Duration {
+        self.metrics_time
     }
 
     /// Steps between held-out evaluations (0: none); see `config::EvalEvery`.
@@ -298,7 +302,9 @@ impl Trainer {
         if !self.full_metrics {
             return m;
         }
+        let started = std::time::Instant::now();
         let stats = self.step_stats(&logits, &labels, &terms);
+        self.metrics_time += started.elapsed();
         let mut stats = stats.into_iter();
         let mut next_stat = || stats.next().expect("one value per statistic");
         m.insert("train_acc".into(), next_stat());
