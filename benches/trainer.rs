@@ -3,7 +3,7 @@
 //! run with the same thread count; and the monitoring overhead (log + default metrics +
 //! eval schedule) against a bare step loop.
 //!
-//! cargo bench --bench trainer [-- STEPS]
+//! cargo bench --bench trainer [-- STEPS [overhead]]   (PHASETOP_BENCH_THREADS=N to pin the thread count)
 
 use phasetop::config;
 use phasetop::trainer::Trainer;
@@ -197,7 +197,10 @@ fn main() {
         return;
     }
     let steps: usize = std::env::args().find_map(|s| s.parse().ok()).unwrap_or(400);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = std::env::var("PHASETOP_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!("trainer benchmark: {steps} steps, {threads} threads, same machine, one run");
     // `-- STEPS overhead` measures only the monitoring overhead.
     let peers = if std::env::args().any(|a| a == "overhead") {

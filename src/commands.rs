@@ -280,7 +280,7 @@ fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
             dir
         }
     };
-    spawn_host_and_attach(cmd, &run_dir, args.view)
+    spawn_host_and_attach(cmd, &run_dir, args.view, Vec::new())
 }
 
 /// `branch`: a new run from a checkpoint of another (see `crate::branch`), in the
@@ -305,15 +305,21 @@ pub fn branch(args: crate::branch::BranchArgs, headless: bool, view: ViewOptions
             cmd.arg("--switch").arg(p);
         }
         let run_dir = planned.run.run_dir.clone();
-        return spawn_host_and_attach(cmd, &run_dir, view);
+        // A branch is a comparison: its parent is overlaid from the start.
+        return spawn_host_and_attach(cmd, &run_dir, view, vec![args.parent.clone()]);
     }
     let host = host::branch(planned.run, host::stop_on_signals()?)?;
     run_headless(host)
 }
 
 /// Starts `cmd` (a `--headless` host for `run_dir`) as a detached background process,
-/// waits until it serves the run, and attaches the dashboard.
-fn spawn_host_and_attach(mut cmd: std::process::Command, run_dir: &Path, view: ViewOptions) -> Result<ExitCode> {
+/// waits until it serves the run, and attaches the dashboard (with `overlay` runs).
+fn spawn_host_and_attach(
+    mut cmd: std::process::Command,
+    run_dir: &Path,
+    view: ViewOptions,
+    overlay: Vec<PathBuf>,
+) -> Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     let run_dir = run_dir.to_path_buf();
     std::fs::create_dir_all(&run_dir)?;
@@ -341,16 +347,18 @@ fn spawn_host_and_attach(mut cmd: std::process::Command, run_dir: &Path, view: V
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    attach_dir(&run_dir, view, None)
+    attach_dir(&run_dir, view, None, overlay)
 }
 
-pub fn attach(run_dir: Option<PathBuf>, view: ViewOptions) -> Result<ExitCode> {
+/// `attach`; `with_parent` overlays the run's parent (it must be a branch).
+pub fn attach(run_dir: Option<PathBuf>, with_parent: bool, view: ViewOptions) -> Result<ExitCode> {
     let dir = match run_dir {
         Some(d) => d,
         None => crate::ui::newest_live_run(Path::new("runs"))
             .ok_or_else(|| UsageError("no live run under runs/ (name one: phasetop attach RUN_DIR)".into()))?,
     };
-    attach_dir(&dir, view, None)
+    let overlay = if with_parent { vec![parent_dir(&dir)?] } else { Vec::new() };
+    attach_dir(&dir, view, None, overlay)
 }
 
 /// `replay`: the recorded run in the dashboard, or its story as text with `--headless`.
@@ -416,10 +424,15 @@ pub fn replay(
         }
         (0..speeds.len() - 1).min_by(|&a, &b| (speeds[a] - x).abs().total_cmp(&(speeds[b] - x).abs())).unwrap_or(5)
     };
-    attach_dir(run_dir, view, Some(crate::ui::ReplayOptions { speed, from, uniform, compare: rest.to_vec() }))
+    attach_dir(
+        run_dir,
+        view,
+        Some(crate::ui::ReplayOptions { speed, from, uniform, compare: rest.to_vec() }),
+        Vec::new(),
+    )
 }
 
-/// The run directory a branched run's `run.json` names as its parent.
+/// The run directory a branched run's `run.json` names as its parent (for `--with-parent`).
 fn parent_dir(child: &Path) -> Result<PathBuf> {
     let meta = RunDir::open(child)?.read_meta()?;
     let p = meta
@@ -432,7 +445,12 @@ fn parent_dir(child: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn attach_dir(dir: &Path, view: ViewOptions, replay: Option<crate::ui::ReplayOptions>) -> Result<ExitCode> {
+fn attach_dir(
+    dir: &Path,
+    view: ViewOptions,
+    replay: Option<crate::ui::ReplayOptions>,
+    overlay: Vec<PathBuf>,
+) -> Result<ExitCode> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         return Err(UsageError("attach needs a terminal; use `phasetop inspect` or `--headless` instead".into()).into());
@@ -444,6 +462,7 @@ fn attach_dir(dir: &Path, view: ViewOptions, replay: Option<crate::ui::ReplayOpt
         ascii: view.ascii,
         keys_file: view.keys_file,
         replay,
+        overlay,
     })?;
     match exit {
         crate::ui::app::Exit::Detach => {

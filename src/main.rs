@@ -39,6 +39,9 @@ enum Cmd {
     /// Attach the dashboard to a run (the newest live one under runs/ when none is named).
     Attach {
         run_dir: Option<PathBuf>,
+        /// Overlay the run's parent (it was made by `branch`) on the same charts.
+        #[arg(long)]
+        with_parent: bool,
         #[command(flatten)]
         view: ViewArgs,
     },
@@ -203,7 +206,7 @@ fn main() -> ExitCode {
                 view: view.into_options(),
             })
         }
-        Cmd::Attach { run_dir, view } => commands::attach(run_dir, view.into_options()),
+        Cmd::Attach { run_dir, with_parent, view } => commands::attach(run_dir, with_parent, view.into_options()),
         Cmd::Ls { root } => commands::ls(&root),
         Cmd::Replay { run_dirs, speed, from, uniform, headless, with_parent, view } => {
             commands::replay(&run_dirs, &speed, from, uniform, headless, with_parent, view.into_options())

@@ -217,3 +217,77 @@ fn train_without_a_terminal_runs_headless() {
     assert!(stdout.contains("run completed at step 30"), "{stdout}");
     assert!(!stdout.contains("\u{1b}["), "no escape sequences when stdout is not a terminal");
 }
+
+#[test]
+fn a_branch_dashboard_overlays_its_parent_and_attach_can_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("small.toml");
+    std::fs::write(
+        &cfg,
+        "[run]\nname='small'\nmax_steps=200\nthreads=1\n[task]\nkind='gaussian'\nn_train=512\nn_val=128\n\
+         [model]\nkind='mlp'\ndepth=2\nwidth=32\n[eval]\nevery=10\n[checkpoint]\nevery=20\nkeep=100\n\
+         [[phase]]\nname='warm'\nsteps=50\noptimizer='adam'\nlr=0.01\nbatch_size=32\n\
+         [[phase]]\nname='main'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["train", "small.toml", "--headless", "--run-dir", "origin-run"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let child = tmp.path().join("what-if");
+    let _cleanup = StopOnDrop(child.clone());
+    // A long branch, so that it is still live while the dashboard shows it.
+    let mut t = Tty::spawn(
+        &[
+            "branch",
+            "origin-run",
+            "--at",
+            "40",
+            "--switch",
+            "main",
+            "--run-dir",
+            "what-if",
+            "--max-steps",
+            "100000000",
+        ],
+        tmp.path(),
+    );
+    t.wait_header("LIVE", 60);
+    // The legend names both runs: the parent is overlaid from the start.
+    t.wait_for("origin-run", 10);
+    t.wait_for("what-if", 5);
+    t.keys("q");
+    t.wait_for("detach (training goes on)", 5);
+    t.keys("d");
+    t.wait_exit(10);
+    assert!(live(&child), "detaching leaves the branch training");
+
+    // Re-attached with --with-parent, the overlay is back; without it, only the branch.
+    let mut t = Tty::spawn(&["attach", "what-if", "--with-parent"], tmp.path());
+    t.wait_header("LIVE", 30);
+    t.wait_for("origin-run", 10);
+    t.keys("q");
+    t.wait_for("detach (training goes on)", 5);
+    t.keys("d");
+    t.wait_exit(10);
+    let mut t = Tty::spawn(&["attach", "what-if"], tmp.path());
+    t.wait_header("LIVE", 30);
+    t.wait_for("loss", 10);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!t.contents().contains("origin-run"), "no overlay unless asked:\n{}", t.contents());
+    t.keys("q");
+    t.wait_for("detach (training goes on)", 5);
+    t.keys("d");
+    t.wait_exit(10);
+    // A run that is not a branch has no parent to overlay: a usage error.
+    let out = std::process::Command::new(BIN)
+        .args(["attach", "origin-run", "--with-parent"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not a branch of another run"), "{err}");
+}

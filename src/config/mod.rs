@@ -206,15 +206,16 @@ pub const AUTO_EVAL_BUDGET: f64 = 0.01;
 
 impl EvalEvery {
     /// The step interval. `"auto"`: an evaluation's forward pass over `eval_samples`
-    /// costs about a third of a training step (forward + backward) per `batch` samples,
-    /// so evaluating every `eval_samples / (3 · batch · budget)` steps spends about
-    /// `budget` of the compute; rounded down to 1, 2 or 5 × 10ᵏ so the steps read well,
+    /// costs at most about half a training step (forward + backward) per `batch`
+    /// samples (a third in FLOPs; large evaluation batches use caches less well: half
+    /// is what the bench transformer measures), so evaluating every
+    /// `eval_samples / (2 · batch · budget)` steps spends at most about `budget` of it; rounded down to 1, 2 or 5 × 10ᵏ so the steps read well,
     /// and at most `max_steps / 50` (at least 10) so a short run still gets a curve.
     pub fn resolve(self, eval_samples: usize, batch: usize, max_steps: u64) -> u64 {
         match self {
             EvalEvery::Steps(n) => n,
             EvalEvery::Auto => {
-                let raw = eval_samples as f64 / (3.0 * batch.max(1) as f64 * AUTO_EVAL_BUDGET);
+                let raw = eval_samples as f64 / (2.0 * batch.max(1) as f64 * AUTO_EVAL_BUDGET);
                 let cap = (max_steps / 50).max(10);
                 round_down_to_1_2_5(raw.max(1.0) as u64).clamp(10, cap.max(10))
             }
@@ -434,10 +435,12 @@ mod tests {
 
     #[test]
     fn auto_eval_interval_spends_about_one_percent() {
-        // 1024 held-out samples at batch 128: 1024 / (3 · 128 · 0.01) ≈ 267 → 200.
+        // 1024 held-out samples at batch 128: 1024 / (2 · 128 · 0.01) = 400 → 200.
         assert_eq!(EvalEvery::Auto.resolve(1024, 128, 1_000_000), 200);
-        // 2089 at batch 512 ≈ 136 → 100; tiny held-out sets still wait 10 steps.
-        assert_eq!(EvalEvery::Auto.resolve(2089, 512, 1_000_000), 100);
+        // 2089 at batch 512 ≈ 204 → 200; 4096 at 64 = 3200 → 2000; tiny held-out sets
+        // still wait 10 steps.
+        assert_eq!(EvalEvery::Auto.resolve(2089, 512, 1_000_000), 200);
+        assert_eq!(EvalEvery::Auto.resolve(4096, 64, 1_000_000), 2000);
         assert_eq!(EvalEvery::Auto.resolve(16, 512, 1_000_000), 10);
         // A short run gets ≥ 50 evaluations (but never more often than every 10 steps).
         assert_eq!(EvalEvery::Auto.resolve(1024, 128, 2000), 40);

@@ -23,22 +23,29 @@ pub struct DivergenceParams {
     /// noise standard deviation, which keeps the ratio test quiet on signed or
     /// zero-mean metrics whose level is near 0 (0 disables). Default 6.
     pub min_z: f64,
+    /// The value must also reach this fraction of the highest running level the series
+    /// has had: a converged loss that jitters from 1e-8 to 1e-7 is 10× its level, but
+    /// nowhere near diverging (0 disables). Default 0.01.
+    pub min_peak_fraction: f64,
 }
 
 impl Default for DivergenceParams {
     fn default() -> Self {
-        DivergenceParams { factor: 3.0, level_steps: 200.0, warmup: 20, min_z: 6.0 }
+        DivergenceParams { factor: 3.0, level_steps: 200.0, warmup: 20, min_z: 6.0, min_peak_fraction: 0.01 }
     }
 }
 
 /// Fires on the first non-finite value of a run of them, and when a finite value
 /// exceeds `factor ×` the running level and the level by `min_z` noise standard
-/// deviations (only while the level is > 0, after `warmup` points). A spike fires once: the ratio test re-arms when a value is back at or under
+/// deviations and reaches `min_peak_fraction` of the highest level so far (only while the
+/// level is > 0, after `warmup` points). A spike fires once: the ratio test re-arms when a value is back at or under
 /// `factor ×` the level. Score: value / level (`f64::MAX` for a non-finite value).
 #[derive(Clone, Debug)]
 pub struct Divergence {
     p: DivergenceParams,
     level: f64,
+    /// The highest running level so far.
+    peak: f64,
     last_step: Option<u64>,
     points: usize,
     spike_armed: bool,
@@ -51,6 +58,7 @@ impl Divergence {
         Divergence {
             p,
             level: 0.0,
+            peak: 0.0,
             last_step: None,
             points: 0,
             spike_armed: true,
@@ -82,6 +90,7 @@ impl Detector for Divergence {
         let Some(last) = self.last_step else {
             self.last_step = Some(step);
             self.level = value;
+            self.peak = value;
             self.points = 1;
             self.scale.push(value);
             return None;
@@ -94,7 +103,8 @@ impl Detector for Divergence {
         let limit = self.p.factor * self.level;
         let mut fired = None;
         let noisy = self.p.min_z > 0.0 && value - self.level < self.p.min_z * self.scale.sigma();
-        if self.level > 0.0 && value > limit && !noisy {
+        let negligible = value < self.p.min_peak_fraction * self.peak;
+        if self.level > 0.0 && value > limit && !noisy && !negligible {
             if self.spike_armed && self.points > self.p.warmup {
                 self.spike_armed = false;
                 let ratio = value / self.level;
@@ -113,6 +123,7 @@ impl Detector for Divergence {
         }
         let x = if self.level > 0.0 { value.min(limit) } else { value };
         self.level += ema_alpha((step - last) as f64, self.p.level_steps) * (x - self.level);
+        self.peak = self.peak.max(self.level);
         self.scale.push(value);
         fired
     }
@@ -137,6 +148,31 @@ mod tests {
         let fired: Vec<u64> =
             series.iter().enumerate().filter_map(|(s, &v)| d.push(s as u64, v)).map(|f| f.step).collect();
         assert_eq!(fired, vec![1, 4]);
+    }
+
+    #[test]
+    fn jitter_of_a_converged_loss_is_not_divergence_but_a_real_blow_up_is() {
+        let mut d = Divergence::new(DivergenceParams::default());
+        // ln 8 decaying to ~1e-8 over 5000 steps, then 30× relative spikes down there.
+        let mut fired = Vec::new();
+        for s in 0..8000u64 {
+            let base = 2.08 * (-(s as f64) / 270.0).exp() + 1e-8;
+            let v = if s > 5000 && s % 37 == 0 { 30.0 * base } else { base };
+            fired.extend(d.push(s, v).map(|f| f.step));
+        }
+        assert!(fired.is_empty(), "{fired:?}");
+        // Back to a tenth of the starting loss in one step: that diverges.
+        let f = d.push(8000, 0.2).expect("a blow-up fires");
+        assert!(f.score > 3.0, "{f:?}");
+        // With the floor off, the jitter would have fired (the test can fail).
+        let mut raw = Divergence::new(DivergenceParams { min_peak_fraction: 0.0, ..DivergenceParams::default() });
+        let jitter = (0..8000u64)
+            .filter_map(|s| {
+                let base = 2.08 * (-(s as f64) / 270.0).exp() + 1e-8;
+                raw.push(s, if s > 5000 && s % 37 == 0 { 30.0 * base } else { base })
+            })
+            .count();
+        assert!(jitter > 0);
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct Options {
     pub keys_file: Option<PathBuf>,
     /// Replay the recorded run instead of following it live.
     pub replay: Option<ReplayOptions>,
+    /// Recorded runs overlaid on a live run's charts, aligned by step (a branch's
+    /// parent); a replay takes its runs to compare from `ReplayOptions::compare`.
+    pub overlay: Vec<PathBuf>,
 }
 
 pub struct ReplayOptions {
@@ -100,6 +103,19 @@ pub fn restore_terminal() {
 }
 
 /// Runs the dashboard on a run directory until the user detaches or stops the run.
+/// The runs at `others` as players that follow `first`'s step on the same charts.
+fn compare_with(first: &Path, others: &[PathBuf]) -> Result<compare::Compare> {
+    let mut players = Vec::new();
+    for path in others {
+        let d = RunDir::open(path)?;
+        let live_dir = RunDir { path: d.path.clone() };
+        let live: replay_index::LiveCheck = Box::new(move || live_dir.is_live());
+        let player = replay::Player::open(replay_index::Source::File(d.log()), Some(live));
+        players.push(compare::Other { name: compare::run_name(path), view: state::RunView::default(), player });
+    }
+    Ok(compare::Compare::new(compare::run_name(first), players))
+}
+
 pub fn run(opts: Options) -> Result<Exit> {
     let dir = RunDir::open(&opts.run_dir)?;
     let keymap = load_keymap(opts.keys_file.as_deref())?;
@@ -124,15 +140,7 @@ pub fn run(opts: Options) -> Result<Exit> {
         app.player = Some(player);
         app.link = Link::Ended;
         if !r.compare.is_empty() {
-            let mut others = Vec::new();
-            for path in &r.compare {
-                let d = RunDir::open(path)?;
-                let live_dir = RunDir { path: d.path.clone() };
-                let live: replay_index::LiveCheck = Box::new(move || live_dir.is_live());
-                let player = replay::Player::open(replay_index::Source::File(d.log()), Some(live));
-                others.push(compare::Other { name: compare::run_name(path), view: state::RunView::default(), player });
-            }
-            app.compare = Some(compare::Compare::new(compare::run_name(&opts.run_dir), others));
+            app.compare = Some(compare_with(&opts.run_dir, &r.compare)?);
             app.sync_compare();
         }
         app
@@ -140,7 +148,12 @@ pub fn run(opts: Options) -> Result<Exit> {
         for r in tail.poll()? {
             view.apply(&r.event);
         }
-        App::new(view, keymap, theme, layout, layouts_dir, Box::new(SocketSink(dir.socket())))
+        let mut app = App::new(view, keymap, theme, layout, layouts_dir, Box::new(SocketSink(dir.socket())));
+        if !opts.overlay.is_empty() {
+            app.compare = Some(compare_with(&opts.run_dir, &opts.overlay)?);
+            app.sync_compare();
+        }
+        app
     };
     app.ascii = opts.ascii;
 
