@@ -240,18 +240,7 @@ fn a_branch_dashboard_overlays_its_parent_and_attach_can_too() {
     let _cleanup = StopOnDrop(child.clone());
     // A long branch, so that it is still live while the dashboard shows it.
     let mut t = Tty::spawn(
-        &[
-            "branch",
-            "origin-run",
-            "--at",
-            "40",
-            "--switch",
-            "main",
-            "--run-dir",
-            "what-if",
-            "--max-steps",
-            "100000000",
-        ],
+        &["branch", "origin-run", "--at", "40", "--switch", "main", "--run-dir", "what-if", "--max-steps", "100000000"],
         tmp.path(),
     );
     t.wait_header("LIVE", 60);
