@@ -98,12 +98,18 @@ pub struct Summary {
 /// the first), the last step still current — the smallest resume step of the
 /// `RunStarted` events that follow them; `None` when no later resume supersedes any.
 pub fn superseded_after<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Option<u64>> {
-    let resumes: Vec<Option<u64>> = events
-        .filter_map(|e| match e {
-            Event::RunStarted { resumed_from_step, .. } => Some(*resumed_from_step),
-            _ => None,
-        })
-        .collect();
+    cutoffs(
+        events
+            .filter_map(|e| match e {
+                Event::RunStarted { resumed_from_step, .. } => Some(*resumed_from_step),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// [`superseded_after`] from each start's `resumed_from_step`, in log order.
+fn cutoffs(resumes: Vec<Option<u64>>) -> Vec<Option<u64>> {
     let mut cutoff = vec![None; resumes.len() + 1];
     for i in (0..resumes.len()).rev() {
         cutoff[i] = match (resumes[i], cutoff[i + 1]) {
@@ -114,28 +120,63 @@ pub fn superseded_after<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Opti
     cutoff
 }
 
+/// The fold over a log's events in order, skipping those a later resume superseded.
+struct Folder {
+    cutoff: Vec<Option<u64>>,
+    segment: usize,
+    fold: Fold,
+}
+
+impl Folder {
+    fn new(cutoff: Vec<Option<u64>>) -> Folder {
+        Folder { cutoff, segment: 0, fold: Fold::default() }
+    }
+
+    fn push(&mut self, event: &Event) {
+        if matches!(event, Event::RunStarted { .. }) {
+            self.segment += 1;
+        } else if let (Some(step), Some(limit)) = (event.step(), self.cutoff.get(self.segment).copied().flatten())
+            && step > limit
+        {
+            return;
+        }
+        self.fold.apply(event);
+    }
+}
+
 impl Summary {
-    /// Reads the log at `path` and summarises it.
+    /// Reads the log at `path` and summarises it, streaming: one pass finds where
+    /// resumes restarted the run, a second folds the events, so memory is bounded by the
+    /// summary, not by the log (a 10⁷-record log would take gigabytes as events).
     pub fn load(path: &Path) -> Result<Summary, LogError> {
-        Ok(Summary::from_contents(&runlog::read_all(path)?))
+        let mut resumes = Vec::new();
+        for record in runlog::Reader::open(path)?.flatten() {
+            if let Event::RunStarted { resumed_from_step, .. } = record.event {
+                resumes.push(resumed_from_step);
+            }
+        }
+        let reader = runlog::Reader::open(path)?;
+        let mut folder = Folder::new(cutoffs(resumes));
+        let (mut records, mut problems) = (0, Vec::new());
+        for item in reader {
+            match item {
+                Ok(r) => {
+                    records += 1;
+                    folder.push(&r.event);
+                }
+                Err(p) => problems.push(p),
+            }
+        }
+        Ok(folder.fold.finish(records, problems))
     }
 
     /// Summarises a log's contents (pure).
     pub fn from_contents(contents: &LogContents) -> Summary {
-        let cutoff = superseded_after(contents.records.iter().map(|r| &r.event));
-        let mut f = Fold::default();
-        let mut segment = 0;
+        let mut folder = Folder::new(superseded_after(contents.records.iter().map(|r| &r.event)));
         for r in &contents.records {
-            if matches!(r.event, Event::RunStarted { .. }) {
-                segment += 1;
-            } else if let (Some(step), Some(limit)) = (r.event.step(), cutoff[segment])
-                && step > limit
-            {
-                continue;
-            }
-            f.apply(&r.event);
+            folder.push(&r.event);
         }
-        f.finish(contents)
+        folder.fold.finish(contents.records.len(), contents.problems.clone())
     }
 
     /// Marks a run whose log has not ended as `running` when its host is alive.
@@ -366,7 +407,7 @@ impl Fold {
         }
     }
 
-    fn finish(self, contents: &LogContents) -> Summary {
+    fn finish(self, records: usize, problems: Vec<Problem>) -> Summary {
         let (status, end_message) = match self.ended {
             Some((st, m)) => (st.as_str().to_string(), Some(m)),
             None => ("unknown".to_string(), None),
@@ -379,8 +420,8 @@ impl Fold {
             status,
             end_message,
             last_step: self.seg_last.or(self.prev_last).unwrap_or(0),
-            records: contents.records.len(),
-            corrupt_records: contents.problems.len(),
+            records,
+            corrupt_records: problems.len(),
             metrics: self.metrics.into_iter().collect(),
             final_metrics: self.final_metrics,
             phases: self.phases,
@@ -389,7 +430,7 @@ impl Fold {
             signals: self.signals,
             suggestions: self.suggestions,
             resumes: self.resumes,
-            problems: contents.problems.clone(),
+            problems,
             parent: self.parent,
         }
     }
@@ -605,6 +646,43 @@ mod tests {
         assert_eq!(phase_tuples(&s), vec![("warmup", 0, Some(100), "start"), ("main", 100, None, "scheduled")]);
         assert_eq!(s.last_step, 121);
         assert_eq!(s.final_metrics["train_loss"], 4.0);
+    }
+
+    #[test]
+    fn streaming_load_equals_the_in_memory_fold_on_a_resumed_damaged_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let mut w = runlog::Writer::create(&path).unwrap();
+        let events = vec![
+            started(None),
+            phase(0, "warmup", PhaseCause::Start),
+            step(1, 3.0),
+            phase(100, "main", PhaseCause::Scheduled),
+            step(180, 9.0),
+            started(Some(150)),
+            step(160, 5.0),
+            phase(170, "cool", PhaseCause::Manual),
+            started(Some(120)),
+            step(121, 4.0),
+            ended(121, RunStatus::Completed),
+        ];
+        for e in &events {
+            w.append(e).unwrap();
+        }
+        w.sync().unwrap();
+        drop(w);
+        // Damage one record in the middle (the first resume's step 160).
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.windows(3).position(|w| w == b"160").unwrap();
+        bytes[at] = b'7';
+        std::fs::write(&path, &bytes).unwrap();
+        let streamed = Summary::load(&path).unwrap();
+        let folded = Summary::from_contents(&runlog::read_all(&path).unwrap());
+        assert_eq!(streamed.corrupt_records, 1);
+        assert_eq!(streamed.records, events.len() - 1);
+        assert_eq!(serde_json::to_value(&streamed).unwrap(), serde_json::to_value(&folded).unwrap());
+        assert_eq!(streamed.last_step, 121);
+        assert_eq!(streamed.resumes, vec![150, 120]);
     }
 
     #[test]

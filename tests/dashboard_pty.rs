@@ -280,3 +280,61 @@ fn a_branch_dashboard_overlays_its_parent_and_attach_can_too() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("is not a branch of another run"), "{err}");
 }
+
+/// Python's pty module drives this one: the terminal must hang up for real (every
+/// master descriptor closed) while the dashboard sits idle on an ended run, which the
+/// in-process emulator above cannot do (its reader thread holds a descriptor).
+const HANG_UP_WHILE_IDLE: &str = r#"
+import os, pty, select, subprocess, sys, time
+bin, cwd = sys.argv[1], sys.argv[2]
+os.chdir(cwd)
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["TERM"] = "xterm-256color"
+    os.execv(bin, [bin, "train", "small.toml", "--run-dir", "run"])
+def drain(secs):
+    end = time.time() + secs
+    while time.time() < end:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                os.read(fd, 65536)
+            except OSError:
+                return
+deadline = time.time() + 60
+while not os.path.exists(os.path.join(cwd, "run", "events.log")) and time.time() < deadline:
+    drain(0.2)
+drain(2)
+subprocess.run([bin, "ctl", "run", "stop"], capture_output=True)
+drain(3)  # the run ends; the dashboard shows it and idles in its input wait
+os.close(fd)
+end = time.time() + 10
+while time.time() < end:
+    done, _ = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("exited")
+        sys.exit(0)
+    time.sleep(0.1)
+os.kill(pid, 9)
+print("still running 10 s after the hang-up")
+"#;
+
+#[test]
+fn a_terminal_that_hangs_up_while_the_dashboard_idles_ends_it() {
+    if !std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("python3 not found: skipping");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("small.toml"),
+        "[run]\nname='small'\nmax_steps=100000000\nthreads=1\n[task]\nkind='gaussian'\nn_train=512\nn_val=128\n\
+         [model]\nkind='mlp'\ndepth=2\nwidth=32\n[eval]\nevery=10\n[checkpoint]\nevery=0\n\
+         [[phase]]\nname='warm'\noptimizer='adam'\nlr=0.01\nbatch_size=32\n",
+    )
+    .unwrap();
+    let _cleanup = StopOnDrop(tmp.path().join("run"));
+    let out =
+        std::process::Command::new("python3").args(["-c", HANG_UP_WHILE_IDLE, BIN]).arg(tmp.path()).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said.trim(), "exited", "{said}{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -102,7 +102,6 @@ pub fn restore_terminal() {
     let _ = execute!(std::io::stdout(), terminal::LeaveAlternateScreen, ratatui::crossterm::cursor::Show);
 }
 
-/// Runs the dashboard on a run directory until the user detaches or stops the run.
 /// The runs at `others` as players that follow `first`'s step on the same charts.
 fn compare_with(first: &Path, others: &[PathBuf]) -> Result<compare::Compare> {
     let mut players = Vec::new();
@@ -116,6 +115,7 @@ fn compare_with(first: &Path, others: &[PathBuf]) -> Result<compare::Compare> {
     Ok(compare::Compare::new(compare::run_name(first), players))
 }
 
+/// Runs the dashboard on a run directory until the user detaches or stops the run.
 pub fn run(opts: Options) -> Result<Exit> {
     let dir = RunDir::open(&opts.run_dir)?;
     let keymap = load_keymap(opts.keys_file.as_deref())?;
@@ -206,7 +206,15 @@ pub fn run(opts: Options) -> Result<Exit> {
                 return Ok(Exit::Detach);
             }
             let wait = FRAME.saturating_sub(last_draw.elapsed()).max(Duration::from_millis(10));
-            if cevent::poll(wait)? {
+            // Wait in our own poll(2), which returns on a hang-up: crossterm's poll spins
+            // forever on a tty that hangs up while it waits (a dropped SSH link while the
+            // screen is idle). Crossterm then only collects what is already there.
+            let timeout = match wait_for_terminal(wait) {
+                TerminalWait::HungUp => return Ok(Exit::Detach),
+                TerminalWait::Ready => Duration::ZERO,
+                TerminalWait::Unwatched => wait,
+            };
+            while cevent::poll(timeout)? {
                 match cevent::read()? {
                     TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
                         app.on_key(k);
@@ -214,6 +222,9 @@ pub fn run(opts: Options) -> Result<Exit> {
                     }
                     TermEvent::Resize(..) => dirty = true,
                     _ => {}
+                }
+                if timeout > Duration::ZERO || terminal_hung_up() {
+                    break;
                 }
             }
             if let Some(p) = app.player.as_mut() {
@@ -285,6 +296,28 @@ pub fn run(opts: Options) -> Result<Exit> {
 /// Whether the terminal on stdin has gone away. crossterm keeps reading EOF from a
 /// hung-up terminal without reporting it (and SIGHUP does not always arrive, e.g. when
 /// a pty's master is simply closed), so ask the kernel.
+enum TerminalWait {
+    /// Input may be there (or the wait timed out): crossterm may look without waiting.
+    Ready,
+    HungUp,
+    /// Standard input is not the terminal (crossterm reads /dev/tty): let it wait.
+    Unwatched,
+}
+
+/// Waits up to `wait` for input on standard input when it is the terminal.
+fn wait_for_terminal(wait: Duration) -> TerminalWait {
+    if unsafe { libc::isatty(0) } != 1 {
+        return TerminalWait::Unwatched;
+    }
+    let mut fds = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    let n = unsafe { libc::poll(&mut fds, 1, wait.as_millis().min(i32::MAX as u128) as i32) };
+    if n > 0 && fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        TerminalWait::HungUp
+    } else {
+        TerminalWait::Ready
+    }
+}
+
 fn terminal_hung_up() -> bool {
     let mut fds = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
     let n = unsafe { libc::poll(&mut fds, 1, 0) };
