@@ -347,6 +347,9 @@ fn spawn_host_and_attach(
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Reap the host when it ends while the dashboard is still open, so it does not
+    // linger as a zombie; if the dashboard leaves first, init adopts the host.
+    std::thread::spawn(move || child.wait());
     attach_dir(&run_dir, view, None, overlay)
 }
 

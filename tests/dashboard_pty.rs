@@ -283,7 +283,8 @@ fn a_branch_dashboard_overlays_its_parent_and_attach_can_too() {
 
 /// Python's pty module drives this one: the terminal must hang up for real (every
 /// master descriptor closed) while the dashboard sits idle on an ended run, which the
-/// in-process emulator above cannot do (its reader thread holds a descriptor).
+/// in-process emulator above cannot do (its reader thread holds a descriptor). On the
+/// way it checks that the ended host was reaped by the dashboard.
 const HANG_UP_WHILE_IDLE: &str = r#"
 import os, pty, select, subprocess, sys, time
 bin, cwd = sys.argv[1], sys.argv[2]
@@ -306,6 +307,12 @@ while not os.path.exists(os.path.join(cwd, "run", "events.log")) and time.time()
 drain(2)
 subprocess.run([bin, "ctl", "run", "stop"], capture_output=True)
 drain(3)  # the run ends; the dashboard shows it and idles in its input wait
+# The ended host (the dashboard's child) has been reaped, not left a zombie.
+kids = subprocess.run(["ps", "--ppid", str(pid), "-o", "stat="], capture_output=True, text=True).stdout.split()
+if any(k.startswith("Z") for k in kids):
+    os.kill(pid, 9)
+    print("the ended host is a zombie of the dashboard")
+    sys.exit(0)
 os.close(fd)
 end = time.time() + 10
 while time.time() < end:
