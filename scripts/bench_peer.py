@@ -51,8 +51,8 @@ class Transformer(nn.Module):
         return self.head(self.ln(h[:, -1]))
 
 
-def main():
-    kind, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def setup(kind, threads):
+    """The model, optimizer and data of `kind`; returns one training step."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     if kind == "mlp":
@@ -84,6 +84,12 @@ def main():
         opt.step()
         return loss.item()
 
+    return step
+
+
+def main():
+    kind, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    step = setup(kind, threads)
     for _ in range(20):
         step()
     t0 = time.perf_counter()

@@ -9,32 +9,15 @@ usage: profile_peer.py [STEPS] [THREADS]
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from bench_peer import Transformer
+from bench_peer import setup
 
 
 def main():
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    p = 59
-    model = Transformer(p + 1, 3, 64, 4, 256, 1, p)
-    x_all = torch.randint(0, p, (1392, 3))
-    y_all = torch.randint(0, p, (1392,))
-    opt = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=1.0)
-
-    def step():
-        idx = torch.randint(0, 1392, (512,))
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x_all[idx]), y_all[idx])
-        loss.backward()
-        opt.step()
-        return loss.item()
-
+    step = setup("transformer", threads)
     for _ in range(20):
         step()
     t0 = time.perf_counter()

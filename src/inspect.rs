@@ -145,29 +145,36 @@ impl Folder {
 }
 
 impl Summary {
-    /// Reads the log at `path` and summarises it, streaming: one pass finds where
-    /// resumes restarted the run, a second folds the events, so memory is bounded by the
-    /// summary, not by the log (a 10⁷-record log would take gigabytes as events).
+    /// Reads the log at `path` and summarises it, streaming, so memory is bounded by the
+    /// summary, not by the log (a 10⁷-record log would take gigabytes as events). A run
+    /// that was resumed is folded a second time, once the resume points are known.
     pub fn load(path: &Path) -> Result<Summary, LogError> {
-        let mut resumes = Vec::new();
-        for record in runlog::Reader::open(path)?.flatten() {
-            if let Event::RunStarted { resumed_from_step, .. } = record.event {
-                resumes.push(resumed_from_step);
-            }
+        let (summary, resumes) = Summary::stream(path, Vec::new())?;
+        if resumes.iter().all(Option::is_none) {
+            return Ok(summary);
         }
-        let reader = runlog::Reader::open(path)?;
-        let mut folder = Folder::new(cutoffs(resumes));
-        let (mut records, mut problems) = (0, Vec::new());
-        for item in reader {
+        // A resumed run: fold again, now knowing which events each resume superseded.
+        Ok(Summary::stream(path, cutoffs(resumes))?.0)
+    }
+
+    /// One streaming fold of the log at `path` with the given cutoffs; also returns
+    /// every start's `resumed_from_step`, in order.
+    fn stream(path: &Path, cutoff: Vec<Option<u64>>) -> Result<(Summary, Vec<Option<u64>>), LogError> {
+        let mut folder = Folder::new(cutoff);
+        let (mut records, mut problems, mut resumes) = (0, Vec::new(), Vec::new());
+        for item in runlog::Reader::open(path)? {
             match item {
                 Ok(r) => {
                     records += 1;
+                    if let Event::RunStarted { resumed_from_step, .. } = &r.event {
+                        resumes.push(*resumed_from_step);
+                    }
                     folder.push(&r.event);
                 }
                 Err(p) => problems.push(p),
             }
         }
-        Ok(folder.fold.finish(records, problems))
+        Ok((folder.fold.finish(records, problems), resumes))
     }
 
     /// Summarises a log's contents (pure).
@@ -628,9 +635,9 @@ mod tests {
         assert_eq!(s.status, "unknown");
     }
 
-    #[test]
-    fn two_resumes_use_the_earliest_later_resume_point() {
-        let s = summarize(vec![
+    /// A run resumed from 150, then (its checkpoints lost) from 120.
+    fn two_resumes() -> Vec<Event> {
+        vec![
             started(None),
             phase(0, "warmup", PhaseCause::Start),
             phase(100, "main", PhaseCause::Scheduled),
@@ -641,7 +648,12 @@ mod tests {
             // The second incarnation's checkpoints were lost: back to 120.
             started(Some(120)),
             step(121, 4.0),
-        ]);
+        ]
+    }
+
+    #[test]
+    fn two_resumes_use_the_earliest_later_resume_point() {
+        let s = summarize(two_resumes());
         assert_eq!(s.resumes, vec![150, 120]);
         assert_eq!(phase_tuples(&s), vec![("warmup", 0, Some(100), "start"), ("main", 100, None, "scheduled")]);
         assert_eq!(s.last_step, 121);
@@ -653,19 +665,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.log");
         let mut w = runlog::Writer::create(&path).unwrap();
-        let events = vec![
-            started(None),
-            phase(0, "warmup", PhaseCause::Start),
-            step(1, 3.0),
-            phase(100, "main", PhaseCause::Scheduled),
-            step(180, 9.0),
-            started(Some(150)),
-            step(160, 5.0),
-            phase(170, "cool", PhaseCause::Manual),
-            started(Some(120)),
-            step(121, 4.0),
-            ended(121, RunStatus::Completed),
-        ];
+        let mut events = two_resumes();
+        events.push(ended(121, RunStatus::Completed));
         for e in &events {
             w.append(e).unwrap();
         }

@@ -102,18 +102,27 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Writes `small.toml` in `dir`: a tiny gaussian MLP run with the given run length,
+/// checkpoint section body and `[[phase]]` tables.
+fn write_small_config(dir: &Path, max_steps: u64, checkpoint: &str, phases: &str) {
+    std::fs::write(
+        dir.join("small.toml"),
+        format!(
+            "[run]\nname='small'\nmax_steps={max_steps}\nthreads=1\n[task]\nkind='gaussian'\nn_train=512\nn_val=128\n\
+             [model]\nkind='mlp'\ndepth=2\nwidth=32\n[eval]\nevery=10\n[checkpoint]\n{checkpoint}\n{phases}"
+        ),
+    )
+    .unwrap();
+}
+
+const WARM: &str = "[[phase]]\nname='warm'\noptimizer='adam'\nlr=0.01\nbatch_size=32\n";
+const MAIN: &str = "[[phase]]\nname='main'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n";
+
 #[test]
 fn dashboard_drives_a_run_and_detach_never_stops_training() {
     let tmp = tempfile::tempdir().unwrap();
+    write_small_config(tmp.path(), 100_000_000, "every=0", &format!("{WARM}{MAIN}"));
     let cfg = tmp.path().join("small.toml");
-    std::fs::write(
-        &cfg,
-        "[run]\nname='small'\nmax_steps=100000000\nthreads=1\n[task]\nkind='gaussian'\nn_train=512\nn_val=128\n\
-         [model]\nkind='mlp'\ndepth=2\nwidth=32\n[eval]\nevery=10\n[checkpoint]\nevery=0\n\
-         [[phase]]\nname='warm'\noptimizer='adam'\nlr=0.01\nbatch_size=32\n\
-         [[phase]]\nname='main'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n",
-    )
-    .unwrap();
     let run = tmp.path().join("run");
     let _cleanup = StopOnDrop(run.clone());
 
@@ -221,15 +230,8 @@ fn train_without_a_terminal_runs_headless() {
 #[test]
 fn a_branch_dashboard_overlays_its_parent_and_attach_can_too() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("small.toml");
-    std::fs::write(
-        &cfg,
-        "[run]\nname='small'\nmax_steps=200\nthreads=1\n[task]\nkind='gaussian'\nn_train=512\nn_val=128\n\
-         [model]\nkind='mlp'\ndepth=2\nwidth=32\n[eval]\nevery=10\n[checkpoint]\nevery=20\nkeep=100\n\
-         [[phase]]\nname='warm'\nsteps=50\noptimizer='adam'\nlr=0.01\nbatch_size=32\n\
-         [[phase]]\nname='main'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n",
-    )
-    .unwrap();
+    let warm_50 = WARM.replace("name='warm'\n", "name='warm'\nsteps=50\n");
+    write_small_config(tmp.path(), 200, "every=20\nkeep=100", &format!("{warm_50}{MAIN}"));
     let out = std::process::Command::new(BIN)
         .args(["train", "small.toml", "--headless", "--run-dir", "origin-run"])
         .current_dir(tmp.path())
@@ -332,13 +334,7 @@ fn a_terminal_that_hangs_up_while_the_dashboard_idles_ends_it() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(
-        tmp.path().join("small.toml"),
-        "[run]\nname='small'\nmax_steps=100000000\nthreads=1\n[task]\nkind='gaussian'\nn_train=512\nn_val=128\n\
-         [model]\nkind='mlp'\ndepth=2\nwidth=32\n[eval]\nevery=10\n[checkpoint]\nevery=0\n\
-         [[phase]]\nname='warm'\noptimizer='adam'\nlr=0.01\nbatch_size=32\n",
-    )
-    .unwrap();
+    write_small_config(tmp.path(), 100_000_000, "every=0", WARM);
     let _cleanup = StopOnDrop(tmp.path().join("run"));
     let out =
         std::process::Command::new("python3").args(["-c", HANG_UP_WHILE_IDLE, BIN]).arg(tmp.path()).output().unwrap();

@@ -217,7 +217,7 @@ impl EvalEvery {
             EvalEvery::Auto => {
                 let raw = eval_samples as f64 / (2.0 * batch.max(1) as f64 * AUTO_EVAL_BUDGET);
                 let cap = (max_steps / 50).max(10);
-                round_down_to_1_2_5(raw.max(1.0) as u64).clamp(10, cap.max(10))
+                round_down_to_1_2_5(raw.max(1.0) as u64).clamp(10, cap)
             }
         }
     }

@@ -41,14 +41,18 @@ pub struct Trainer {
     /// Trainable variables in a fixed (name-sorted) order, with the layer each belongs to.
     params: Vec<(String, Tensor)>,
     layer_of: Vec<String>,
-    /// Values at initialisation (views into row 3 of `store`), for distance-from-init.
+    /// Values at initialisation (views into row 3 of the store), for distance-from-init.
     init: Vec<Tensor>,
-    /// Rows θ, ∇θ, θ − θ₀ (scratch) and θ₀ of the whole model, each parameter (and its
-    /// gradient, and its initial value) a view into its row: the optimizer updates all
-    /// parameters at once, and one norm over the first three rows gives ‖θ‖, ‖∇θ‖ and
-    /// ‖θ − θ₀‖. At ~1 ms per step of a small model each libtorch call (~5 µs) is a
-    /// visible share of the step, and the monitoring budget is 3 %.
-    store: Tensor,
+    /// Views of the store (`bind_to_store`): a `[4, n]` tensor whose rows are θ, ∇θ,
+    /// θ − θ₀ (scratch) and θ₀ of the whole model, each parameter (and its gradient, and
+    /// its initial value) a view into its row. The optimizer updates all parameters at
+    /// once, and one norm over the first three rows gives ‖θ‖, ‖∇θ‖ and ‖θ − θ₀‖. At
+    /// ~1 ms per step of a small model each libtorch call (~5 µs) is a visible share of
+    /// the step, so these views are made once.
+    stat_rows: Tensor,
+    theta_row: Tensor,
+    diff_row: Tensor,
+    init_row: Tensor,
     frozen: Vec<bool>,
     optim: Optimizer,
     /// Steps completed so far (the next step is `step + 1`).
@@ -147,7 +151,10 @@ impl Trainer {
             params: named,
             layer_of,
             init,
-            store,
+            stat_rows: store.narrow(0, 0, 3),
+            theta_row: store.get(0),
+            diff_row: store.get(2),
+            init_row: store.get(3),
             optim,
             step: 0,
             phase_index: 0,
@@ -329,10 +336,9 @@ impl Trainer {
             let mut host = vec![0f32; n];
             logits.copy_data(&mut host, n);
             let mut out = vec![train_accuracy(&host, labels)];
-            let (params, init, diff) = (self.store.get(0), self.store.get(3), self.store.get(2));
-            let _ = params.sub_out(&diff, &init);
+            let _ = self.theta_row.sub_out(&self.diff_row, &self.init_row);
             let mut norms = [0f32; 3];
-            self.store.narrow(0, 0, 3).norm_scalaropt_dim(2.0, [1i64], false).copy_data(&mut norms, 3);
+            self.stat_rows.norm_scalaropt_dim(2.0, [1i64], false).copy_data(&mut norms, 3);
             out.extend([norms[1], norms[0], norms[2]].map(f64::from));
             if terms.len() > 1 {
                 let values = Tensor::stack(&terms.iter().map(|(_, v)| v.detach()).collect::<Vec<_>>(), 0);
