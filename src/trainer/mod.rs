@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod data;
+mod kernels;
 pub mod model;
 pub mod optim;
 pub mod schedule;
@@ -48,7 +49,9 @@ pub struct Trainer {
     /// its initial value) a view into its row. The optimizer updates all parameters at
     /// once, and one norm over the first three rows gives ‖θ‖, ‖∇θ‖ and ‖θ − θ₀‖. At
     /// ~1 ms per step of a small model each libtorch call (~5 µs) is a visible share of
-    /// the step, so these views are made once.
+    /// the step, so these views are made once. On the CPU the optimizer updates and takes
+    /// the norms in one pass over the store's memory (`kernels`).
+    store: Tensor,
     stat_rows: Tensor,
     theta_row: Tensor,
     diff_row: Tensor,
@@ -137,7 +140,7 @@ impl Trainer {
             let _ = row.copy_(&store.get(0));
             views_of(&row, &named)
         });
-        let optim = Optimizer::new(cfg.phases[0].optimizer(), &named, &store.get(0), &store.get(1));
+        let optim = Optimizer::new(cfg.phases[0].optimizer(), &named, &store.get(0), &store.get(1), &store.get(3));
         let n_probe = (*cfg.probes.batch.get_ref() as i64).min(data.val_y.size()[0]).max(1);
         let probe_x = data.val_x.narrow(0, 0, n_probe);
         let mut t = Trainer {
@@ -152,6 +155,7 @@ impl Trainer {
             layer_of,
             init,
             stat_rows: store.narrow(0, 0, 3),
+            store: store.shallow_clone(),
             theta_row: store.get(0),
             diff_row: store.get(2),
             init_row: store.get(3),
@@ -299,18 +303,20 @@ impl Trainer {
         if loss.is_finite() && terms.len() > 1 && align_every > 0 && next % align_every == 0 {
             self.gradient_alignment(&terms, &mut m);
         }
+        let mut sums = None;
         if loss.is_finite() {
             total.backward();
             // The optimizer reads the gradients without changing them, so their norm can
-            // be taken with the other statistics after the update.
-            self.optim.step(&hyper, &self.frozen);
+            // be taken with the other statistics after the update (on the CPU, by the
+            // update itself).
+            sums = self.optim.step(&hyper, &self.frozen, self.full_metrics);
         }
         self.step = next;
         if !self.full_metrics {
             return m;
         }
         let started = std::time::Instant::now();
-        let stats = self.step_stats(&logits, &labels, &terms);
+        let stats = self.step_stats(&logits, &labels, &terms, sums);
         self.metrics_time += started.elapsed();
         let mut stats = stats.into_iter();
         let mut next_stat = || stats.next().expect("one value per statistic");
@@ -328,18 +334,36 @@ impl Trainer {
     }
 
     /// Train accuracy, ‖∇θ‖, ‖θ‖, ‖θ − θ₀‖ and each loss term (when there are several),
-    /// in that order, in four libtorch calls: the logits copied to the host (the labels
-    /// are there already), θ − θ₀ into the store, the norms of its rows, their copy.
-    fn step_stats(&self, logits: &Tensor, labels: &[i64], terms: &[(LossKind, Tensor)]) -> Vec<f64> {
+    /// in that order: the logits copied to the host (the labels are there already); the
+    /// norms from the sums the CPU optimizer took as it updated, or else in one pass over
+    /// the store's memory on the CPU, or θ − θ₀ into the store and one norm over its rows
+    /// elsewhere.
+    fn step_stats(
+        &self,
+        logits: &Tensor,
+        labels: &[i64],
+        terms: &[(LossKind, Tensor)],
+        sums: Option<kernels::Sums>,
+    ) -> Vec<f64> {
         tch::no_grad(|| {
             let n = logits.numel();
             let mut host = vec![0f32; n];
             logits.copy_data(&mut host, n);
             let mut out = vec![train_accuracy(&host, labels)];
-            let _ = self.theta_row.sub_out(&self.diff_row, &self.init_row);
-            let mut norms = [0f32; 3];
-            self.stat_rows.norm_scalaropt_dim(2.0, [1i64], false).copy_data(&mut norms, 3);
-            out.extend([norms[1], norms[0], norms[2]].map(f64::from));
+            // SAFETY: no libtorch call runs while the rows are read.
+            let host = || unsafe { kernels::host_slice(&self.store) };
+            if let Some([theta, grad, diff]) = sums {
+                out.extend([grad, theta, diff].map(f64::sqrt));
+            } else if let Some(store) = host() {
+                let n = store.len() / 4;
+                let [theta, grad, diff] = kernels::sums_of_squares(&store[..n], &store[n..2 * n], &store[3 * n..]);
+                out.extend([grad, theta, diff].map(f64::sqrt));
+            } else {
+                let _ = self.theta_row.sub_out(&self.diff_row, &self.init_row);
+                let mut norms = [0f32; 3];
+                self.stat_rows.norm_scalaropt_dim(2.0, [1i64], false).copy_data(&mut norms, 3);
+                out.extend([norms[1], norms[0], norms[2]].map(f64::from));
+            }
             if terms.len() > 1 {
                 let values = Tensor::stack(&terms.iter().map(|(_, v)| v.detach()).collect::<Vec<_>>(), 0);
                 out.extend(Vec::<f32>::try_from(&values).expect("f32 loss terms").into_iter().map(f64::from));
