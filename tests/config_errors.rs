@@ -143,12 +143,15 @@ fn malformed_configs_report_location_and_expectation() {
             r#"cfg.toml:20:57: unknown rule mode "maybe", expected one of auto, suggest"#,
         ),
         (
-            replace(
-                "lr = 0.1\n",
-                "lr = 0.1\nloss = [{ kind = \"ce\" }, { kind = \"mse\" }]\n\
-                 until = { detector = \"jump\", metric = \"grad_cos/mse~ce\" }\n",
+            format!(
+                "{}\n[eval]\nevery = 0\n",
+                replace(
+                    "lr = 0.1\n",
+                    "lr = 0.1\nloss = [{ kind = \"ce\" }, { kind = \"mse\" }]\n\
+                     until = { detector = \"jump\", metric = \"grad_cos/mse~ce\" }\n",
+                )
             ),
-            r#"cfg.toml:21:39: "grad_cos/mse~ce" is computed on the probe schedule: set [probes] every = N"#,
+            r#"cfg.toml:21:39: "grad_cos/mse~ce" is computed on the probe schedule, or the evaluation schedule when probes are off, and both are off"#,
         ),
         (
             probes_every_10(&replace(

@@ -66,6 +66,30 @@ fn auto_rule_switches_phase_with_cause_rule() {
     assert_eq!(summary["phases"][1]["cause"], "rule");
 }
 
+/// A rule whose detector fires before `min_steps` ends the phase once the phase is
+/// old enough, if the condition still holds (the detector is re-armed then).
+#[test]
+fn min_steps_defers_a_rule_that_fired_early() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, run) = headless(
+        tmp.path(),
+        &config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto', min_steps = 100 }}"), "0.02", ""),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evs = events(&run);
+    let fired: Vec<u64> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Signal { detector, metric, step, .. } if detector == "plateau" && metric == "lr" => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert!(fired.first().is_some_and(|&s| s < 100), "the plateau is seen early: {fired:?}");
+    let switch = rule_switch(&evs).expect("the rule ends the phase");
+    assert_eq!(switch, 100, "at min_steps, the condition still holding: {fired:?}");
+    assert!(fired.contains(&100), "re-armed, the detector fires again at min_steps: {fired:?}");
+}
+
 /// A rule switch on a probe step must not cost that step's probe (nor its eval).
 #[test]
 fn probe_and_eval_run_at_a_rule_switch_step() {
@@ -236,6 +260,28 @@ fn gradient_alignment_of_identical_terms_is_one() {
     }
 }
 
+/// With probes off, a phase with two loss terms still records their gradient cosine,
+/// every evaluation interval.
+#[test]
+fn gradient_alignment_rides_on_the_eval_schedule_when_probes_are_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "[run]\nname='align'\nseed=3\nmax_steps=30\nthreads=1\n\
+         [task]\nkind='gaussian'\nn_train=256\nn_val=64\n[model]\nkind='mlp'\ndepth=2\nwidth=16\n\
+         [eval]\nevery=10\n[checkpoint]\nevery=0\n\
+         [[phase]]\nname='p'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n\
+         loss=[{kind='ce', weight=1.0}, {kind='mse', weight=0.5}]\n";
+    let (out, run) = headless(dir.path(), cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let steps: Vec<u64> = events(&run)
+        .iter()
+        .filter_map(|e| match e {
+            Event::Step { step, metrics, .. } => metrics.get("grad_cos/ce~mse").map(|_| *step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, vec![10, 20, 30]);
+}
+
 /// A rule may name a gradient-cosine pair in either order; it watches the recorded name.
 #[test]
 fn grad_cos_rule_watches_the_sorted_pair() {
@@ -251,7 +297,7 @@ fn grad_cos_rule_watches_the_sorted_pair() {
     let mut state = SignalState::new(&cfg.phases[0]);
     let name = phasetop::event::grad_cos_metric("mse", "ce");
     assert_eq!(name, "grad_cos/ce~mse");
-    let fired = state.push(5, &[(name, f64::NAN)].into());
+    let fired = state.push(5, 5, &[(name, f64::NAN)].into());
     let sig = fired.iter().find(|s| s.detector == "divergence").expect("the rule's detector watches grad_cos/ce~mse");
     assert!(matches!(state.judge(sig, 5, Some("b")), Some(RuleOutcome::Switch { .. })));
 }

@@ -300,7 +300,8 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
 
 /// A rule on `grad_cos/A~B` (either order: the pair is recorded sorted): both terms must be
 /// the phase's loss terms (the same kind twice for `A~A`), and the cosine is computed on
-/// the probe schedule, so `probes.every` must be set.
+/// the probe schedule (or the evaluation schedule when probes are off), so one of them
+/// must be on.
 fn grad_cos_rule(cx: &Ctx, c: &Config, p: &Phase, metric: &Spanned<String>, pair: &str) -> Result<(), ConfigError> {
     let names: Vec<&str> = LossKind::ALL.iter().map(|k| k.as_str()).collect();
     let Some((a, b)) = pair.split_once('~') else {
@@ -328,11 +329,12 @@ fn grad_cos_rule(cx: &Ctx, c: &Config, p: &Phase, metric: &Spanned<String>, pair
             ),
         );
     }
-    if c.probes.every == 0 {
+    if c.probes.every == 0 && c.eval.every == crate::config::EvalEvery::Steps(0) {
         return cx.err(
             metric.span(),
             format!(
-                "\"{}\" is computed on the probe schedule: set [probes] every = N for the rule to see it",
+                "\"{}\" is computed on the probe schedule, or the evaluation schedule when probes are off, \
+                 and both are off: set [probes] every = N or [eval] every for the rule to see it",
                 metric.get_ref()
             ),
         );

@@ -524,7 +524,7 @@ impl Host {
     /// Feeds metrics to the detectors (timed as monitoring).
     fn push_signals(&mut self, step: u64, metrics: &Metrics) -> Vec<crate::signals::Signal> {
         let started = Instant::now();
-        let fired = self.signals.push(step, metrics);
+        let fired = self.signals.push(step, self.trainer.steps_in_phase(), metrics);
         self.costs.detectors += started.elapsed();
         fired
     }

@@ -42,12 +42,15 @@ pub struct SignalState {
     rule: Option<(String, String, RuleMode, u64)>,
     pub pending: Vec<Pending>,
     next_id: u64,
+    /// The rule's detector fired before the phase was `min_steps` old: it is re-armed
+    /// once the phase is, so that a condition that still holds ends the phase then.
+    fired_early: bool,
 }
 
 impl SignalState {
     pub fn new(phase: &Phase) -> SignalState {
         let bank = default_bank();
-        let mut s = SignalState { bank, rule: None, pending: Vec::new(), next_id: 1 };
+        let mut s = SignalState { bank, rule: None, pending: Vec::new(), next_id: 1, fired_early: false };
         s.enter_phase(phase);
         s
     }
@@ -65,6 +68,7 @@ impl SignalState {
     pub fn enter_phase(&mut self, phase: &Phase) {
         self.pending.clear();
         self.rule = None;
+        self.fired_early = false;
         if let Some(rule) = &phase.until {
             let r = rule.get_ref();
             // The name the metric is recorded under (`grad_cos/mse~ce` is `grad_cos/ce~mse`).
@@ -117,15 +121,27 @@ impl SignalState {
         self.pending.clear();
     }
 
-    /// Feeds metrics; returns the signals that fired.
-    pub fn push(&mut self, step: u64, metrics: &crate::event::Metrics) -> Vec<Signal> {
+    /// Feeds metrics of a step `steps_in_phase` steps into the current phase; returns
+    /// the signals that fired.
+    pub fn push(&mut self, step: u64, steps_in_phase: u64, metrics: &crate::event::Metrics) -> Vec<Signal> {
+        if self.fired_early
+            && let Some((detector, metric, _, min_steps)) = &self.rule
+            && steps_in_phase >= *min_steps
+        {
+            self.bank.rearm(detector, metric);
+            self.fired_early = false;
+        }
         self.bank.push_all(step, metrics)
     }
 
     /// Whether `sig` ends the current phase, and how.
     pub fn judge(&mut self, sig: &Signal, steps_in_phase: u64, next_phase: Option<&str>) -> Option<RuleOutcome> {
         let (detector, metric, mode, min_steps) = self.rule.as_ref()?;
-        if &sig.detector != detector || &sig.metric != metric || steps_in_phase < *min_steps {
+        if &sig.detector != detector || &sig.metric != metric {
+            return None;
+        }
+        if steps_in_phase < *min_steps {
+            self.fired_early = true;
             return None;
         }
         let to = next_phase?;

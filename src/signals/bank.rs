@@ -328,6 +328,13 @@ impl Bank {
         out
     }
 
+    /// Re-arms the detector named `detector` on `metric` (see [`Detector::rearm`]).
+    pub fn rearm(&mut self, detector: &str, metric: &str) {
+        if let Some(slots) = self.by_metric.get_mut(metric) {
+            slots.iter_mut().filter(|s| s.detector == detector).for_each(|s| s.det.rearm());
+        }
+    }
+
     /// Resets every detector on `metric` (e.g. when a phase starts).
     pub fn reset_metric(&mut self, metric: &str) {
         if let Some(slots) = self.by_metric.get_mut(metric) {

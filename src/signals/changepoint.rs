@@ -475,6 +475,11 @@ impl Detector for Changepoint {
         *self = Changepoint::new(self.p.clone());
     }
 
+    fn rearm(&mut self) {
+        self.armed = true;
+        self.held = 0;
+    }
+
     fn kind(&self) -> DetectorKind {
         DetectorKind::Changepoint
     }

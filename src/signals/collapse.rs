@@ -127,6 +127,10 @@ impl Detector for Collapse {
         *self = Collapse::new(self.p.clone());
     }
 
+    fn rearm(&mut self) {
+        self.armed = true;
+    }
+
     fn kind(&self) -> DetectorKind {
         DetectorKind::Collapse
     }

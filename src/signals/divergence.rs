@@ -132,6 +132,10 @@ impl Detector for Divergence {
         *self = Divergence::new(self.p.clone());
     }
 
+    fn rearm(&mut self) {
+        self.spike_armed = true;
+    }
+
     fn kind(&self) -> DetectorKind {
         DetectorKind::Divergence
     }

@@ -135,6 +135,8 @@ impl Detector for Jump {
         *self = Jump::new(self.p.clone());
     }
 
+    fn rearm(&mut self) {}
+
     fn kind(&self) -> DetectorKind {
         DetectorKind::Jump
     }

@@ -53,6 +53,11 @@ pub trait Detector: Send + std::fmt::Debug {
     fn push(&mut self, step: u64, value: f64) -> Option<Firing>;
     /// Forgets all history, as if freshly built with the same parameters.
     fn reset(&mut self);
+    /// Keeps the history but forgets having fired: a condition that still holds fires
+    /// again on the next point (a phase rule's `min_steps` ignores earlier firings and
+    /// re-arms its detector when the phase is old enough). The jump detector reports
+    /// events, not conditions, and has nothing to re-arm.
+    fn rearm(&mut self);
     /// The detector's kind.
     fn kind(&self) -> DetectorKind;
 }

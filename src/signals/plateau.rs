@@ -101,24 +101,21 @@ impl Detector for Plateau {
         self.slope_weight += a * (1.0 - self.slope_weight);
         let rel = self.relative_slope().unwrap_or(f64::INFINITY);
         let thr = self.threshold();
-        if !self.armed {
-            if rel > self.p.rearm_factor * thr {
-                self.armed = true;
-                self.below_since = None;
-            }
-            return None;
-        }
         let warm = (step - self.first_step) as f64 >= 2.0 * self.p.ema_steps;
         if !(warm && rel <= thr) {
             self.below_since = None;
+            if !self.armed && rel > self.p.rearm_factor * thr {
+                self.armed = true;
+            }
             return None;
         }
+        // Kept while disarmed too, so that a re-armed detector on a plateau that never
+        // ended fires at once (`rearm`).
         let since = *self.below_since.get_or_insert(step);
-        if step - since < self.p.window {
+        if !self.armed || step - since < self.p.window {
             return None;
         }
         self.armed = false;
-        self.below_since = None;
         let per_window = rel * self.p.window as f64;
         Some(Firing {
             step,
@@ -137,6 +134,10 @@ impl Detector for Plateau {
         *self = Plateau::new(self.p.clone());
     }
 
+    fn rearm(&mut self) {
+        self.armed = true;
+    }
+
     fn kind(&self) -> DetectorKind {
         DetectorKind::Plateau
     }
@@ -152,6 +153,16 @@ mod tests {
         let fired: Vec<u64> = (0..5000).filter_map(|s| d.push(s, 2.0)).map(|f| f.step).collect();
         // Warm-up 300 steps, then 500 steps under the threshold.
         assert_eq!(fired, vec![800]);
+    }
+
+    #[test]
+    fn rearmed_on_a_plateau_that_never_ended_it_fires_at_once() {
+        let mut d = Plateau::new(PlateauParams::default());
+        let fired: Vec<u64> = (0..1000).filter_map(|s| d.push(s, 2.0)).map(|f| f.step).collect();
+        assert_eq!(fired, vec![800]);
+        d.rearm();
+        assert_eq!(d.push(1000, 2.0).map(|f| f.step), Some(1000));
+        assert!(d.push(1001, 2.0).is_none(), "fires once per re-arm");
     }
 
     #[test]

@@ -299,7 +299,9 @@ impl Trainer {
         let mut m = Metrics::new();
         m.insert("train_loss".into(), loss);
         m.insert("lr".into(), hyper.lr);
-        let align_every = self.cfg.probes.every;
+        // Gradient alignment rides on the probe schedule, or on the evaluation schedule
+        // when probes are off (a phase with two loss terms always records it).
+        let align_every = if self.cfg.probes.every > 0 { self.cfg.probes.every } else { self.eval_every };
         if loss.is_finite() && terms.len() > 1 && align_every > 0 && next % align_every == 0 {
             self.gradient_alignment(&terms, &mut m);
         }
