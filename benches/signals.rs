@@ -52,12 +52,12 @@ fn measure(cfg: &Config, steps: usize) -> Costs {
     let t0 = Instant::now();
     for (i, m) in recorded.iter().enumerate() {
         let step = i as u64 + 1;
-        signals.push(step, m);
+        signals.push(step, step, m);
         if t.eval_every() > 0 && step % t.eval_every() == 0 {
-            signals.push(step, &val);
+            signals.push(step, step, &val);
         }
         if cfg.probes.every > 0 && step % cfg.probes.every == 0 {
-            signals.push(step, &probe_metrics);
+            signals.push(step, step, &probe_metrics);
         }
     }
     let detect_s = t0.elapsed().as_secs_f64() / steps as f64;

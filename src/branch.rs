@@ -32,7 +32,13 @@ pub fn plan(args: &BranchArgs) -> Result<Planned> {
     let meta = parent.read_meta()?;
     let mut notes = Vec::new();
     let mut ck = pick_checkpoint(&checkpoint::list(&parent.checkpoints()), args.at, &args.parent)?;
-    if ck.step != args.at {
+    if ck.step != args.at && args.switch.is_some() {
+        notes.push(format!(
+            "no checkpoint at step {}: starting from the nearest before it, step {}, and training on with the \
+             parent's plan (those steps repeat the parent's) to switch at step {}",
+            args.at, ck.step, args.at
+        ));
+    } else if ck.step != args.at {
         notes
             .push(format!("no checkpoint at step {}: branching from the nearest before it, step {}", args.at, ck.step));
     }
@@ -78,10 +84,10 @@ pub fn plan(args: &BranchArgs) -> Result<Planned> {
         (None, Some(_)) => cfg.max_steps(),
         (None, None) => meta.max_steps,
     };
-    if max_steps <= ck.step {
+    let last_needed = if switch.is_some() { args.at } else { ck.step };
+    if max_steps <= last_needed {
         return Err(UsageError(format!(
-            "max_steps {max_steps} is not past the branch step {}; pass --max-steps",
-            ck.step
+            "max_steps {max_steps} is not past the branch step {last_needed}; pass --max-steps"
         ))
         .into());
     }
@@ -102,6 +108,7 @@ pub fn plan(args: &BranchArgs) -> Result<Planned> {
             seed: meta.seed,
             max_steps,
             switch,
+            switch_at: args.at,
         },
         notes,
     })

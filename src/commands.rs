@@ -198,7 +198,10 @@ pub fn ctl(run_dir: &Path, words: &[String]) -> Result<ExitCode> {
 
 pub fn inspect(run_dir: &Path, json: bool) -> Result<ExitCode> {
     let dir = RunDir::open(run_dir)?;
-    let summary = Summary::load(&dir.log())?.with_live(dir.is_live()).with_meta(dir.read_meta().ok().as_ref());
+    let summary = Summary::load(&dir.log())
+        .map_err(|e| crate::interop::log_error(&dir.log(), e))?
+        .with_live(dir.is_live())
+        .with_meta(dir.read_meta().ok().as_ref());
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -386,12 +389,27 @@ pub fn replay(
     let Some((run_dir, rest)) = run_dirs.split_first() else {
         return Err(UsageError("replay needs a run directory".into()).into());
     };
+    // Checked with or without a screen, so that a script's typo is not silently ignored.
+    let speeds = crate::ui::replay::SPEEDS;
+    let speed = if speed == "max" {
+        speeds.len() - 1
+    } else {
+        let x: f64 = speed
+            .trim_end_matches('x')
+            .parse()
+            .map_err(|_| UsageError(format!("--speed: \"{speed}\" is not a number or \"max\"")))?;
+        let (lo, hi) = (speeds[0], speeds[speeds.len() - 2]);
+        if !(lo..=hi).contains(&x) {
+            return Err(UsageError(format!("--speed must be between {lo} and {hi} (or \"max\"), got {speed}")).into());
+        }
+        (0..speeds.len() - 1).min_by(|&a, &b| (speeds[a] - x).abs().total_cmp(&(speeds[b] - x).abs())).unwrap_or(5)
+    };
     if headless || !std::io::stdout().is_terminal() {
         let mut names = Vec::new();
         let mut views = Vec::new();
         for d in run_dirs {
             let dir = RunDir::open(d)?;
-            let contents = crate::runlog::read_all(&dir.log())?;
+            let contents = crate::interop::export::read_log(&dir.log())?;
             if run_dirs.len() > 1 {
                 println!("== {} ==", d.display());
             }
@@ -414,19 +432,16 @@ pub fn replay(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let speeds = crate::ui::replay::SPEEDS;
-    let speed = if speed == "max" {
-        speeds.len() - 1
-    } else {
-        let x: f64 = speed
-            .trim_end_matches('x')
-            .parse()
-            .map_err(|_| UsageError(format!("--speed: \"{speed}\" is not a number or \"max\"")))?;
-        if !(x > 0.0) {
-            return Err(UsageError(format!("--speed must be positive, got {speed}")).into());
+    // A log that cannot be read at all is an error here, before the screen opens (the
+    // player would show an empty run). A live run's log may not have its header yet.
+    for d in run_dirs {
+        let dir = RunDir::open(d)?;
+        match crate::runlog::Reader::open(&dir.log()) {
+            Ok(_) => {}
+            Err(crate::runlog::LogError::TooShort { .. }) if dir.is_live() => {}
+            Err(e) => return Err(crate::interop::log_error(&dir.log(), e)),
         }
-        (0..speeds.len() - 1).min_by(|&a, &b| (speeds[a] - x).abs().total_cmp(&(speeds[b] - x).abs())).unwrap_or(5)
-    };
+    }
     attach_dir(
         run_dir,
         view,

@@ -138,6 +138,42 @@ fn switch_at_the_branch_step_uses_the_new_phase() {
     assert!(evs.iter().all(|e| !matches!(e, Event::Step { phase, .. } if phase != "main")));
 }
 
+/// "What if I had switched at step 30?" with checkpoints only at 20 and 40: the child
+/// trains on from 20 repeating the parent, and switches at 30 exactly.
+#[test]
+fn a_switch_between_checkpoints_happens_at_the_asked_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = parent(tmp.path());
+    let child = tmp.path().join("child");
+    let p = parent.to_str().unwrap();
+    let out = bin(&["branch", p, "--at", "30", "--switch", "main", "--headless", "--max-steps", "40", "--run-dir"]
+        .into_iter()
+        .chain([child.to_str().unwrap()])
+        .collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("to switch at step 30"), "{}", text(&out.stderr));
+    let evs = events(&child);
+    let switch = evs
+        .iter()
+        .find_map(|e| match e {
+            Event::PhaseChanged { step, to, cause: PhaseCause::Manual, .. } => Some((*step, to.clone())),
+            _ => None,
+        })
+        .expect("the switch");
+    assert_eq!(switch, (30, "main".to_string()));
+    let parent_loss = step_metric(&events(&parent), "train_loss");
+    let child_loss = step_metric(&evs, "train_loss");
+    let (before, after): (Vec<_>, Vec<_>) = child_loss.iter().partition(|(s, _)| *s <= 30);
+    assert_eq!(before.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (21..=30).collect::<Vec<_>>());
+    for (s, v) in &before {
+        let p = parent_loss.iter().find(|(ps, _)| ps == s).map(|(_, pv)| *pv).unwrap();
+        assert!((v - p).abs() <= 1e-6 * p.abs(), "step {s} repeats the parent: {v} vs {p}");
+    }
+    let lrs = step_metric(&evs, "lr");
+    assert_eq!(lrs.iter().find(|(s, _)| *s == 31), Some(&(31, 0.05)), "main's lr from step 31");
+    assert!(!after.is_empty());
+}
+
 #[test]
 fn a_changed_plan_applies_from_the_branch_step() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,8 +1,8 @@
 //! `phasetop export` / `import` end to end with the real binary, checked against
 //! TensorBoard's own reader (`EventAccumulator`) and PyTorch's own writer
 //! (`torch.utils.tensorboard.SummaryWriter`) from the project's venv
-//! (scripts/setup-torch.sh installs both). The Python checks are skipped when the venv
-//! is missing.
+//! (scripts/setup-torch.sh installs both). A missing venv fails those tests unless
+//! PHASETOP_SKIP_PYTHON=1.
 
 use phasetop::event::{Event, LogLevel, Metrics, PhaseCause, RunStatus};
 use phasetop::interop::tfrecord;
@@ -13,11 +13,16 @@ use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_phasetop");
 
+/// The project's venv python. Its absence fails the test (scripts/test and CI install
+/// it), unless PHASETOP_SKIP_PYTHON=1 asks to skip the checks that need it.
 fn python() -> Option<PathBuf> {
     let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     if !py.exists() {
-        eprintln!("{} not found (run scripts/setup-torch.sh): skipping", py.display());
-        return None;
+        if std::env::var_os("PHASETOP_SKIP_PYTHON").is_some_and(|v| v == "1") {
+            eprintln!("{} not found: skipped (PHASETOP_SKIP_PYTHON=1)", py.display());
+            return None;
+        }
+        panic!("{} not found: run scripts/setup-torch.sh (or set PHASETOP_SKIP_PYTHON=1 to skip)", py.display());
     }
     Some(py)
 }
@@ -265,6 +270,8 @@ fn imports_pytorch_summary_writer_and_finds_the_change() {
     let Some(py) = python() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let logdir = tmp.path().join("tb");
+    // SummaryWriter's default layout: one folder per run under the folder imported.
+    let writer_dir = logdir.join("Nov27_05-00-00_host");
     // A loss that plateaus then drops at step 400, a second tag, and a tag written in
     // the tensor form newer writers use (float tensor_content; metadata only at first).
     let script = r#"
@@ -286,7 +293,7 @@ for s in range(1, 801):
         w._get_file_writer().add_summary(Summary(value=[Summary.Value(tag="double_metric", tensor=d)]), s)
 w.close()
 "#;
-    run_py(&py, script, &[&logdir]);
+    run_py(&py, script, &[&writer_dir]);
     let run = tmp.path().join("imported");
     let stdout = ok(&["import", s(&logdir), "-o", s(&run)]);
     assert!(stdout.contains("Loss/train → train_loss"), "{stdout}");
@@ -303,6 +310,31 @@ w.close()
     let change = change.unwrap_or_else(|| panic!("no change point found: {signals:?}"));
     let at = change["step"].as_u64().unwrap();
     assert!((400..=450).contains(&at), "change point at {at}");
+}
+
+/// A folder holding several runs' event files keeps each run's folder in its tags; one
+/// run's folder (SummaryWriter's `runs/<date>_<host>/`) adds nothing.
+#[test]
+fn a_folder_of_runs_keeps_each_runs_folder_in_its_tags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = write_run(tmp.path(), &sample_events());
+    let tb = tmp.path().join("tb");
+    for sub in ["runs/a", "runs/b"] {
+        std::fs::create_dir_all(tb.join(sub)).unwrap();
+        ok(&["export", s(&run), "--format", "tfevents", "-o", s(&tb.join(sub).join("events.out.tfevents.1.x"))]);
+    }
+    let metrics = |dir: &Path, name: &str| -> Vec<String> {
+        let out = tmp.path().join(name);
+        ok(&["import", s(dir), "-o", s(&out)]);
+        let j: serde_json::Value = serde_json::from_str(&ok(&["inspect", s(&out), "--json"])).unwrap();
+        j["metrics"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+    };
+    let both = metrics(&tb, "both");
+    assert!(both.contains(&"a/train_loss".to_string()) && both.contains(&"b/train_loss".to_string()), "{both:?}");
+    let one = metrics(&tb.join("runs/a"), "one");
+    assert!(one.contains(&"train_loss".to_string()), "{one:?}");
+    std::fs::remove_dir_all(tb.join("runs/b")).unwrap();
+    assert_eq!(metrics(&tb, "nested"), one, "one run folder below the one imported adds no prefix");
 }
 
 #[test]
@@ -382,6 +414,35 @@ fn bad_event_files_fail_clearly() {
     let (code, err) = fails(&["export", s(&newer), "--format", "jsonl", "-o", s(&out("n.jsonl"))]);
     assert_eq!(code, 1);
     assert!(err.contains("events.log at byte 8") && err.contains("newer phasetop"), "{err}");
+    // … nor inspected or replayed: the error names the file and the byte.
+    for args in [&["inspect", s(&newer)][..], &["replay", "--headless", s(&newer)], &["replay", s(&newer)]] {
+        let (code, err) = fails(args);
+        assert_eq!(code, 1, "{args:?}");
+        assert!(err.contains("events.log at byte 8") && err.contains("newer phasetop"), "{args:?}: {err}");
+    }
+    let mut garbage = log.clone();
+    garbage[..4].copy_from_slice(b"RIFF");
+    std::fs::write(newer.join("events.log"), &garbage).unwrap();
+    let (code, err) = fails(&["replay", "--headless", s(&newer)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("events.log at byte 0: not a phasetop run log: bad magic"), "{err}");
+
+    // An event file of a newer version than TensorBoard's writers use: read, with a warning.
+    let mut records = tfrecord::Records::new(&bytes);
+    let (_, first) = records.next().unwrap().unwrap();
+    let at = first.windows(13).position(|w| w == b"brain.Event:2").expect("the file version") + 12;
+    let mut first = first.to_vec();
+    first[at] = b'9';
+    let mut v9 = Vec::new();
+    tfrecord::write_record(&mut v9, &first).unwrap();
+    for item in records {
+        tfrecord::write_record(&mut v9, item.unwrap().1).unwrap();
+    }
+    std::fs::write(out("v9.tfevents"), &v9).unwrap();
+    let o = phasetop(&["import", s(&out("v9.tfevents")), "-o", s(&out("v9-run"))]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("v9.tfevents at byte 0: written as brain.Event:9"), "{stderr}");
 }
 
 #[test]

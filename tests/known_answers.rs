@@ -1,8 +1,9 @@
 //! Known-answer scenarios (issue: signals): each trains a `configs/` scenario with the
-//! real binary and checks that the detectors fire where the phenomenon happens. They take
-//! minutes each in release, so they are `#[ignore]`d in the default suite; run them with
+//! real binary and checks that the detectors fire where the phenomenon happens. They are
+//! part of the default suite (and so of CI): about four minutes on two cores, the
+//! grokking run most of it. To see the measured rows:
 //!
-//!     cargo test --release --test known_answers -- --ignored --nocapture --test-threads 1
+//!     cargo test --release --test known_answers -- --nocapture --test-threads 2
 //!
 //! Each prints one Markdown row with what it measured (docs/SIGNALS.md, "Known answers").
 //! A run is kept in `target/known-answers/<scenario>` for `phasetop replay`.
@@ -92,7 +93,6 @@ fn list(steps: &[u64]) -> String {
 /// detector must fire within 10 % (in steps) of where held-out accuracy first crosses
 /// 50 %, and never before train accuracy saturates.
 #[test]
-#[ignore = "minutes in release: run with --ignored"]
 fn grokking_jump_fires_at_the_held_out_jump() {
     let evs = train("grokking");
     let train_acc = trailing_mean(&steps(&evs, "train_acc"), 50);
@@ -113,7 +113,6 @@ fn grokking_jump_fires_at_the_held_out_jump() {
 /// heavy). The phase rule's change-point detector on the held-out loss must fire at the
 /// end of the plateau and not inside it; the plateau detector must flag the plateau.
 #[test]
-#[ignore = "minutes in release: run with --ignored"]
 fn parity_change_point_at_the_end_of_the_plateau() {
     let evs = train("parity");
     let loss = trailing_mean(&steps(&evs, "train_loss"), 50);
@@ -139,7 +138,6 @@ fn parity_change_point_at_the_end_of_the_plateau() {
 /// falls, then the loss drops. Collapse must fire on a deep layer before the drop, and a
 /// change point at the drop.
 #[test]
-#[ignore = "minutes in release: run with --ignored"]
 fn deep_mlp_diversity_falls_before_the_loss_drops() {
     let evs = train("deep_mlp");
     let loss = trailing_mean(&steps(&evs, "train_loss"), 50);
@@ -166,7 +164,6 @@ fn deep_mlp_diversity_falls_before_the_loss_drops() {
 /// one in at least 3 of 4 full cycles after the first, all at the same phase of the
 /// cycle (within ±1/4 cycle of their circular mean), at most a few per cycle.
 #[test]
-#[ignore = "minutes in release: run with --ignored"]
 fn cyclical_change_points_follow_the_cycle() {
     let evs = train("cyclical");
     let cycle = 400u64;

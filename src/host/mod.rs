@@ -53,6 +53,8 @@ pub struct Host {
     status: Arc<Mutex<Status>>,
     paused: bool,
     last_val: Metrics,
+    /// A branch's `--switch` for a step past its checkpoint: (step, phase index, detail).
+    scheduled_switch: Option<(u64, usize, String)>,
     last_metrics: Metrics,
     observer: Option<Box<dyn Observer>>,
     /// A switch accepted by `apply`, carried out after the command is recorded.
@@ -204,8 +206,12 @@ pub struct BranchRun {
     pub checkpoint: checkpoint::CheckpointMeta,
     pub seed: u64,
     pub max_steps: u64,
-    /// Switch to this phase at the branch step.
+    /// Switch to this phase at `switch_at`.
     pub switch: Option<usize>,
+    /// The step `--at` named: the checkpoint's step or later. A switch there past the
+    /// checkpoint first trains on with the parent's plan (deterministic: those steps
+    /// repeat the parent's), so it happens where it was asked for.
+    pub switch_at: u64,
 }
 
 /// Starts a branched run. The trainer is restored before the directory is created, so a
@@ -234,12 +240,26 @@ pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     let origin = format!("branched from {} at step {step}", b.parent.run_id);
     match b.switch {
         // The switch makes its own pinned checkpoint.
-        Some(i) => host.switch(i, PhaseCause::Manual, Some(format!("--switch, {origin}")))?,
-        None => {
+        Some(i) if b.switch_at <= step => host.switch(i, PhaseCause::Manual, Some(format!("--switch, {origin}")))?,
+        switch => {
             let to = host.trainer.phase().name().to_string();
-            host.emit(Event::PhaseChanged { step, from: None, to, cause: PhaseCause::Start, detail: Some(origin) })?;
+            host.emit(Event::PhaseChanged {
+                step,
+                from: None,
+                to,
+                cause: PhaseCause::Start,
+                detail: Some(origin.clone()),
+            })?;
             // The child's own branch point: `--resume` and further branches need one.
             host.checkpoint(true)?;
+            if let Some(i) = switch {
+                let at = b.switch_at;
+                host.scheduled_switch = Some((at, i, format!("--switch at step {at}, {origin}")));
+                let to = host.trainer.config().phases[i].name().to_string();
+                let line =
+                    format!("training on from step {step} with the parent's plan; switching to \"{to}\" at step {at}");
+                host.log_line(LogLevel::Info, line)?;
+            }
         }
     }
     for w in warnings {
@@ -273,6 +293,7 @@ impl Host {
             status,
             paused: false,
             last_val: Metrics::new(),
+            scheduled_switch: None,
             last_metrics: Metrics::new(),
             observer: None,
             pending_switch: None,
@@ -484,6 +505,15 @@ impl Host {
             }
             if cfg.probes.every > 0 && step % cfg.probes.every == 0 {
                 switched = self.probe(switched)?;
+            }
+            if !switched && let Some((at, to, detail)) = self.scheduled_switch.take_if(|(at, _, _)| step >= *at) {
+                if to == self.trainer.phase_index() {
+                    let name = self.trainer.phase().name().to_string();
+                    self.log_line(LogLevel::Warn, format!("--switch at step {at}: already in phase \"{name}\""))?;
+                } else {
+                    self.switch(to, PhaseCause::Manual, Some(detail))?;
+                    switched = true;
+                }
             }
             if switched {
                 continue;

@@ -11,13 +11,12 @@
 //!   log order, so after a resume the steps go back and TensorBoard discards the
 //!   superseded points itself, as it does for a restarted TensorFlow job.
 
-use super::DataError;
 use super::proto;
 use super::tfrecord;
 use crate::commands::UsageError;
 use crate::event::{Event, Metrics};
 use crate::rundir::RunDir;
-use crate::runlog::{self, LogContents, LogError};
+use crate::runlog::{self, LogContents};
 use anyhow::{Context, Result};
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,17 +83,7 @@ pub fn export(run_dir: &Path, format: Format, out: &Path) -> Result<Exported> {
 
 /// Reads a run log, turning "cannot read at all" into a [`DataError`] with the offset.
 pub fn read_log(log: &Path) -> Result<LogContents> {
-    runlog::read_all(log).map_err(|e| {
-        let offset = match e {
-            LogError::BadMagic => Some(0),
-            LogError::NewerSchema { .. } => Some(8),
-            _ => None,
-        };
-        match e {
-            LogError::Io { .. } => anyhow::Error::new(e),
-            other => DataError::new(log, offset, other.to_string()).into(),
-        }
-    })
+    runlog::read_all(log).map_err(|e| super::log_error(log, e))
 }
 
 /// `PATH/events.out.tfevents.<unix>.phasetop` when PATH is a directory or ends in `/`

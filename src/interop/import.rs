@@ -123,7 +123,10 @@ pub fn import(src: &Path, run_dir: &Path) -> Result<ImportReport> {
 }
 
 /// The event files to read, with the tag prefix of each: `src` itself, or every file
-/// under the directory `src` whose name holds `tfevents`, in path order.
+/// under the directory `src` whose name holds `tfevents`, in path order. The prefix is
+/// the file's folder below the deepest folder common to all of them, so SummaryWriter's
+/// `runs/<date>_<host>/` layout imports its tags as written (`train/loss`), and several
+/// runs side by side keep their folder names apart.
 fn event_files(src: &Path) -> Result<Vec<(PathBuf, String)>> {
     let meta = std::fs::metadata(src).map_err(|e| UsageError(format!("{}: {e}", src.display())))?;
     if !meta.is_dir() {
@@ -150,15 +153,23 @@ fn event_files(src: &Path) -> Result<Vec<(PathBuf, String)>> {
         );
     }
     found.sort();
+    let parents: Vec<&Path> = found.iter().filter_map(|p| p.parent()).collect();
+    let mut common: PathBuf = parents.first().map(|p| p.to_path_buf()).unwrap_or_default();
+    for p in &parents[1..] {
+        common = common.components().zip(p.components()).take_while(|(a, b)| a == b).map(|(a, _)| a).collect();
+    }
     Ok(found
-        .into_iter()
+        .iter()
         .map(|p| {
-            let rel = p.parent().and_then(|d| d.strip_prefix(src).ok()).map(Path::to_path_buf).unwrap_or_default();
+            let rel = p.parent().and_then(|d| d.strip_prefix(&common).ok()).map(Path::to_path_buf).unwrap_or_default();
             let prefix = if rel.as_os_str().is_empty() { String::new() } else { format!("{}/", rel.display()) };
-            (p, prefix)
+            (p.clone(), prefix)
         })
         .collect())
 }
+
+/// The event file version TensorBoard's writers have used since 2016.
+const KNOWN_EVENT_VERSION: u32 = 2;
 
 fn read_file(path: &Path, prefix: &str, c: &mut Collected) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -184,13 +195,22 @@ fn read_file(path: &Path, prefix: &str, c: &mut Collected) -> Result<()> {
             DataError::new(path, Some(offset), format!("{what} is not a tensorflow.Event ({e})"))
         })?;
         if i == 0 {
-            if !ev.file_version.as_deref().is_some_and(|v| v.starts_with("brain.Event:")) {
+            let version = ev.file_version.as_deref().and_then(|v| v.strip_prefix("brain.Event:"));
+            let Some(version) = version.and_then(|v| v.parse::<u32>().ok()) else {
                 return Err(DataError::new(
                     path,
                     Some(0),
                     "not a TensorBoard event file: the first record has no file_version \"brain.Event:N\"",
                 )
                 .into());
+            };
+            if version > KNOWN_EVENT_VERSION {
+                // TensorBoard itself reads on; so do we, saying so.
+                c.warn(format!(
+                    "{} at byte 0: written as brain.Event:{version}, newer than the version {KNOWN_EVENT_VERSION} \
+                     this build knows; imported the scalars it could read",
+                    path.display()
+                ));
             }
             c.first_wall = Some(c.first_wall.map_or(ev.wall_time, |w: f64| w.min(ev.wall_time)));
             continue;

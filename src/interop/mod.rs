@@ -14,7 +14,7 @@ pub mod import;
 pub mod proto;
 pub mod tfrecord;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use export::{Format, export};
 pub use import::{ImportReport, import};
@@ -32,5 +32,14 @@ pub struct DataError {
 impl DataError {
     pub fn new(path: impl Into<PathBuf>, offset: Option<u64>, message: impl Into<String>) -> DataError {
         DataError { path: path.into(), offset, message: message.into() }
+    }
+}
+
+/// A run log that cannot be read at all, as an error naming the file and the byte
+/// (`runs/x/events.log at byte 8: written by a newer phasetop …`).
+pub fn log_error(log: &Path, e: crate::runlog::LogError) -> anyhow::Error {
+    match e {
+        crate::runlog::LogError::Io { .. } => anyhow::Error::new(e),
+        other => DataError::new(log, other.offset(), other.to_string()).into(),
     }
 }

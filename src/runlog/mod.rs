@@ -126,6 +126,17 @@ pub enum LogError {
     NewerSchema { major: u32, minor: u32 },
 }
 
+impl LogError {
+    /// The byte the problem is at, where it is one place in the file.
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            LogError::BadMagic => Some(0),
+            LogError::NewerSchema { .. } => Some(8),
+            LogError::TooShort { .. } | LogError::Io { .. } => None,
+        }
+    }
+}
+
 impl From<LogError> for std::io::Error {
     fn from(e: LogError) -> std::io::Error {
         match e {

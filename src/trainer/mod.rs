@@ -49,8 +49,8 @@ pub struct Trainer {
     /// its initial value) a view into its row. The optimizer updates all parameters at
     /// once, and one norm over the first three rows gives ‖θ‖, ‖∇θ‖ and ‖θ − θ₀‖. At
     /// ~1 ms per step of a small model each libtorch call (~5 µs) is a visible share of
-    /// the step, so these views are made once. On the CPU the optimizer updates and takes
-    /// the norms in one pass over the store's memory (`kernels`).
+    /// the step, so these views are made once. On the CPU the norms are taken in one pass
+    /// over the store's memory (`kernels`).
     store: Tensor,
     stat_rows: Tensor,
     theta_row: Tensor,
@@ -140,7 +140,7 @@ impl Trainer {
             let _ = row.copy_(&store.get(0));
             views_of(&row, &named)
         });
-        let optim = Optimizer::new(cfg.phases[0].optimizer(), &named, &store.get(0), &store.get(1), &store.get(3));
+        let optim = Optimizer::new(cfg.phases[0].optimizer(), &named, &store.get(0), &store.get(1));
         let n_probe = (*cfg.probes.batch.get_ref() as i64).min(data.val_y.size()[0]).max(1);
         let probe_x = data.val_x.narrow(0, 0, n_probe);
         let mut t = Trainer {
@@ -305,20 +305,18 @@ impl Trainer {
         if loss.is_finite() && terms.len() > 1 && align_every > 0 && next % align_every == 0 {
             self.gradient_alignment(&terms, &mut m);
         }
-        let mut sums = None;
         if loss.is_finite() {
             total.backward();
             // The optimizer reads the gradients without changing them, so their norm can
-            // be taken with the other statistics after the update (on the CPU, by the
-            // update itself).
-            sums = self.optim.step(&hyper, &self.frozen, self.full_metrics);
+            // be taken with the other statistics after the update.
+            self.optim.step(&hyper, &self.frozen);
         }
         self.step = next;
         if !self.full_metrics {
             return m;
         }
         let started = std::time::Instant::now();
-        let stats = self.step_stats(&logits, &labels, &terms, sums);
+        let stats = self.step_stats(&logits, &labels, &terms);
         self.metrics_time += started.elapsed();
         let mut stats = stats.into_iter();
         let mut next_stat = || stats.next().expect("one value per statistic");
@@ -337,26 +335,23 @@ impl Trainer {
 
     /// Train accuracy, ‖∇θ‖, ‖θ‖, ‖θ − θ₀‖ and each loss term (when there are several),
     /// in that order: the logits copied to the host (the labels are there already); the
-    /// norms from the sums the CPU optimizer took as it updated, or else in one pass over
-    /// the store's memory on the CPU, or θ − θ₀ into the store and one norm over its rows
-    /// elsewhere.
-    fn step_stats(
-        &self,
-        logits: &Tensor,
-        labels: &[i64],
-        terms: &[(LossKind, Tensor)],
-        sums: Option<kernels::Sums>,
-    ) -> Vec<f64> {
+    /// norms in one pass over the store's memory on the CPU (`kernels`), elsewhere
+    /// θ − θ₀ into the store and one norm over its rows.
+    fn step_stats(&self, logits: &Tensor, labels: &[i64], terms: &[(LossKind, Tensor)]) -> Vec<f64> {
         tch::no_grad(|| {
-            let n = logits.numel();
-            let mut host = vec![0f32; n];
-            logits.copy_data(&mut host, n);
-            let mut out = vec![train_accuracy(&host, labels)];
+            // SAFETY: nothing writes the logits while they are read.
+            let accuracy = match unsafe { kernels::host_slice(logits) } {
+                Some(host) => train_accuracy(host, labels),
+                None => {
+                    let n = logits.numel();
+                    let mut host = vec![0f32; n];
+                    logits.copy_data(&mut host, n);
+                    train_accuracy(&host, labels)
+                }
+            };
+            let mut out = vec![accuracy];
             // SAFETY: no libtorch call runs while the rows are read.
-            let host = || unsafe { kernels::host_slice(&self.store) };
-            if let Some([theta, grad, diff]) = sums {
-                out.extend([grad, theta, diff].map(f64::sqrt));
-            } else if let Some(store) = host() {
+            if let Some(store) = unsafe { kernels::host_slice(&self.store) } {
                 let n = store.len() / 4;
                 let [theta, grad, diff] = kernels::sums_of_squares(&store[..n], &store[n..2 * n], &store[3 * n..]);
                 out.extend([grad, theta, diff].map(f64::sqrt));

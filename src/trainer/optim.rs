@@ -9,10 +9,8 @@
 //! model each call costs ~5 µs, and this is PyTorch's "foreach" idea without the
 //! multi-tensor kernels tch does not expose. Parameters that differ (frozen ones, or a
 //! late-unfrozen one with its own Adam step count) split the update into contiguous
-//! segments of equal state. On the CPU each segment's update is one pass in Rust
-//! (`kernels.rs`), which also yields the per-step norms.
+//! segments of equal state.
 
-use super::kernels::{self, Rows, Sums, Update};
 use crate::config::OptimizerKind;
 use std::collections::HashMap;
 use tch::Tensor;
@@ -52,22 +50,13 @@ pub struct Optimizer {
     m: Tensor,
     /// Adam's second moment.
     v: Tensor,
-    /// θ₀, for the distance from initialisation the CPU kernels report.
-    init: Tensor,
     slots: Vec<Slot>,
 }
 
 impl Optimizer {
     /// `params` are views into `params_flat` in order, and each one's gradient a view
-    /// into `grads_flat` at the same place (see `Trainer::new`); `init_flat` holds θ₀ in
-    /// the same layout.
-    pub fn new(
-        kind: OptimizerKind,
-        params: &[(String, Tensor)],
-        params_flat: &Tensor,
-        grads_flat: &Tensor,
-        init_flat: &Tensor,
-    ) -> Self {
+    /// into `grads_flat` at the same place (see `Trainer::new`).
+    pub fn new(kind: OptimizerKind, params: &[(String, Tensor)], params_flat: &Tensor, grads_flat: &Tensor) -> Self {
         let mut offset = 0;
         let slots = params
             .iter()
@@ -83,7 +72,6 @@ impl Optimizer {
             grads: grads_flat.shallow_clone(),
             m: params_flat.zeros_like(),
             v: params_flat.zeros_like(),
-            init: init_flat.shallow_clone(),
             slots,
         }
     }
@@ -116,20 +104,14 @@ impl Optimizer {
         let _ = self.grads.zero_();
     }
 
-    /// One update of every parameter that is not frozen. With `stats`, on the CPU,
-    /// also returns Σθ², Σ(∇θ)², Σ(θ − θ₀)² over every parameter, taken in the same
-    /// pass; `None` where they were not taken (the caller computes them).
-    pub fn step(&mut self, h: &Hyper, frozen: &[bool], stats: bool) -> Option<Sums> {
+    /// One update of every parameter that is not frozen.
+    pub fn step(&mut self, h: &Hyper, frozen: &[bool]) {
         for (s, &f) in self.slots.iter_mut().zip(frozen) {
             s.t += i64::from(!f);
         }
-        let segments = segments(&self.slots, frozen);
-        if let Some(sums) = self.step_on_host(h, &segments, stats) {
-            return stats.then_some(sums);
-        }
         let total = self.params.numel() as i64;
         tch::no_grad(|| {
-            for (start, len, t) in segments {
+            for (start, len, t) in segments(&self.slots, frozen) {
                 let part = |x: &Tensor| if len == total { x.shallow_clone() } else { x.narrow(0, start, len) };
                 let (mut p, g, mut m, mut v) = (part(&self.params), part(&self.grads), part(&self.m), part(&self.v));
                 match self.kind {
@@ -139,68 +121,6 @@ impl Optimizer {
                 }
             }
         });
-        None
-    }
-
-    /// The update by the CPU kernels; `None` (nothing done) off the CPU.
-    fn step_on_host(&mut self, h: &Hyper, segments: &[(i64, i64, i64)], stats: bool) -> Option<Sums> {
-        // SAFETY: five distinct tensors (θ and ∇θ are disjoint rows of the store, θ₀
-        // another), and no libtorch call runs while the slices live.
-        let (theta, grad, m, v, init) = unsafe {
-            (
-                kernels::host_slice(&self.params)?,
-                kernels::host_slice(&self.grads)?,
-                kernels::host_slice(&self.m)?,
-                kernels::host_slice(&self.v)?,
-                kernels::host_slice(&self.init)?,
-            )
-        };
-        let mut sums = [0.0; 3];
-        let mut done = 0;
-        for &(start, len, t) in segments {
-            let (start, end) = (start as usize, (start + len) as usize);
-            if stats && done < start {
-                // Frozen parameters count in the norms too.
-                let gap = kernels::sums_of_squares(&theta[done..start], &grad[done..start], &init[done..start]);
-                sums = kernels::add_sums(sums, gap);
-            }
-            let rows = Rows {
-                theta: &mut theta[start..end],
-                grad: &grad[start..end],
-                m: &mut m[start..end],
-                v: &mut v[start..end],
-                init: &init[start..end],
-            };
-            sums = kernels::add_sums(sums, kernels::update(rows, self.update_rule(h, t), stats));
-            done = end;
-        }
-        if stats && done < theta.len() {
-            sums = kernels::add_sums(sums, kernels::sums_of_squares(&theta[done..], &grad[done..], &init[done..]));
-        }
-        Some(sums)
-    }
-
-    /// The element rule for this optimizer at Adam step count `t`, constants in f32 as
-    /// libtorch's scalar arguments become for an f32 tensor.
-    fn update_rule(&self, h: &Hyper, t: i64) -> Update {
-        match self.kind {
-            OptimizerKind::Sgd => {
-                Update::Sgd { lr: h.lr as f32, weight_decay: h.weight_decay as f32, momentum: h.momentum as f32 }
-            }
-            OptimizerKind::Adam | OptimizerKind::AdamW => {
-                let decoupled = self.kind == OptimizerKind::AdamW;
-                let t = t as f64;
-                Update::Adam {
-                    decay: if decoupled { (1.0 - h.lr * h.weight_decay) as f32 } else { 1.0 },
-                    l2: if decoupled { 0.0 } else { h.weight_decay as f32 },
-                    w1: (1.0 - h.beta1) as f32,
-                    w2: (1.0 - h.beta2) as f32,
-                    step: (h.lr / (1.0 - h.beta1.powf(t))) as f32,
-                    bias2_sqrt: (1.0 - h.beta2.powf(t)).sqrt() as f32,
-                    eps: h.eps as f32,
-                }
-            }
-        }
     }
 
     fn view_of(&self, flat: &Tensor, s: &Slot) -> Tensor {
@@ -341,24 +261,15 @@ mod tests {
         }
     }
 
-    /// On f32 CPU tensors the update runs in the Rust kernels, on f64 ones in libtorch
-    /// calls (the path other devices take): both must follow the reference.
     #[test]
     fn flat_adamw_matches_a_scalar_reference_with_freezing_and_late_start() {
-        for kind in [tch::Kind::Float, tch::Kind::Double] {
-            adamw_against_reference(kind);
-        }
-    }
-
-    fn adamw_against_reference(kind: tch::Kind) {
         let h = Hyper { lr: 0.1, weight_decay: 0.01, momentum: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
         let start = [0.5f32, -1.0, 2.0, 0.25, -0.75];
-        let params_flat = Tensor::from_slice(&start).to_kind(kind);
+        let params_flat = Tensor::from_slice(&start);
         let mut grads_flat = params_flat.zeros_like();
         // Two parameters: "a" (3 values) and "b" (2 values), views of the flat tensors.
         let named = [("a".to_string(), params_flat.narrow(0, 0, 3)), ("b".to_string(), params_flat.narrow(0, 3, 2))];
-        let init_flat = params_flat.copy();
-        let mut opt = Optimizer::new(OptimizerKind::AdamW, &named, &params_flat, &grads_flat, &init_flat);
+        let mut opt = Optimizer::new(OptimizerKind::AdamW, &named, &params_flat, &grads_flat);
         let mut reference: Vec<ScalarAdamW> =
             start.iter().map(|&p| ScalarAdamW { p: p as f64, m: 0.0, v: 0.0, t: 0 }).collect();
         for step in 0..8 {
@@ -366,36 +277,21 @@ mod tests {
             let frozen = [false, step < 3];
             let g: Vec<f32> = (0..5).map(|i| ((step * 5 + i) as f32 * 0.7).sin()).collect();
             let _ = grads_flat.copy_(&Tensor::from_slice(&g));
-            let sums = opt.step(&h, &frozen, true);
+            opt.step(&h, &frozen);
             for (i, r) in reference.iter_mut().enumerate() {
                 if !(i >= 3 && frozen[1]) {
                     r.step(g[i] as f64, &h);
                 }
             }
-            let got = Vec::<f64>::try_from(&params_flat.to_kind(tch::Kind::Double)).unwrap();
+            let got = Vec::<f32>::try_from(&params_flat).unwrap();
             for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
-                assert!((g - r.p).abs() < 1e-5, "{kind:?} step {step}, value {i}: {g} vs {}", r.p);
-            }
-            match sums {
-                // The norms cover the frozen parameter too.
-                Some([theta, grad, dist]) => {
-                    let sq = |it: &mut dyn Iterator<Item = f64>| it.map(|x| x * x).sum::<f64>();
-                    let want = [
-                        sq(&mut got.iter().copied()),
-                        sq(&mut g.iter().map(|&x| x as f64)),
-                        sq(&mut got.iter().zip(&start).map(|(a, &b)| a - b as f64)),
-                    ];
-                    for (have, want) in [theta, grad, dist].into_iter().zip(want) {
-                        assert!((have - want).abs() <= 1e-5 * want.max(1e-6), "{kind:?} step {step}: {have} vs {want}");
-                    }
-                }
-                None => assert_eq!(kind, tch::Kind::Double, "f32 CPU tensors take the kernel path"),
+                assert!((*g as f64 - r.p).abs() < 1e-5, "step {step}, value {i}: {g} vs {}", r.p);
             }
         }
         assert_eq!(opt.slots.iter().map(|s| s.t).collect::<Vec<_>>(), [8, 5]);
         // The state round-trips through a checkpoint's tensors.
         let saved: HashMap<String, Tensor> = opt.state().into_iter().map(|(k, v)| (k, v.copy())).collect();
-        let mut other = Optimizer::new(OptimizerKind::AdamW, &named, &params_flat, &grads_flat, &init_flat);
+        let mut other = Optimizer::new(OptimizerKind::AdamW, &named, &params_flat, &grads_flat);
         assert!(other.load_state(&saved).is_empty());
         assert_eq!(other.slots.iter().map(|s| s.t).collect::<Vec<_>>(), [8, 5]);
         assert!(other.m.equal(&opt.m) && other.v.equal(&opt.v));
