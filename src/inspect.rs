@@ -4,6 +4,10 @@
 //! `records`, `corrupt_records`, `metrics`, `final_metrics`, `phases`, `commands`,
 //! `checkpoints`, `signals`, `suggestions`, `resumes`, `problems`, `parent`
 //! (`{run_id, run_dir, branch_step}` for a run made by `phasetop branch`, else null).
+//! Each suggestion has `step, id, to_phase, because, state, resolved_step`: `state` is
+//! `pending`, `accepted`, `dismissed` (an applied `ctl accept`/`dismiss`, by id or the
+//! newest pending), or `expired` (a phase change or a restart before an answer: the host
+//! drops pending suggestions then).
 //!
 //! Rules:
 //! - `status` is the status of the last `RunEnded` when it comes after the last
@@ -60,6 +64,11 @@ pub struct SuggestionRow {
     pub id: u64,
     pub to_phase: String,
     pub because: String,
+    /// `pending`, `accepted`, `dismissed`, or `expired` (the phase changed, or the run
+    /// restarted, before the operator answered: the host drops it then).
+    pub state: String,
+    /// The step it was answered or dropped at.
+    pub resolved_step: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -255,7 +264,9 @@ impl Summary {
         if !self.suggestions.is_empty() {
             let _ = writeln!(s, "\nsuggestions");
             for g in &self.suggestions {
-                let _ = writeln!(s, "  step {:>8}  #{} → {}: {}", g.step, g.id, g.to_phase, g.because);
+                let when = g.resolved_step.map(|r| format!(" at step {r}")).unwrap_or_default();
+                let _ =
+                    writeln!(s, "  step {:>8}  #{} → {} ({}{when}): {}", g.step, g.id, g.to_phase, g.state, g.because);
             }
         }
         if !self.signals.is_empty() {
@@ -350,6 +361,7 @@ impl Fold {
                     self.prev_last = Some(s);
                 }
                 if let Some(s) = *resumed_from_step {
+                    self.expire_suggestions(s);
                     // Events past `s` were skipped: the last phase left contains `s`.
                     if let Some(p) = self.phases.last_mut() {
                         p.end_step = None;
@@ -380,15 +392,26 @@ impl Fold {
                 id: *id,
                 to_phase: to_phase.clone(),
                 because: because.clone(),
+                state: "pending".into(),
+                resolved_step: None,
             }),
-            Event::Command { step, client, command, applied, message, .. } => self.commands.push(CommandRow {
-                step: *step,
-                command: command.to_string(),
-                applied: *applied,
-                client: client.clone(),
-                message: message.clone(),
-            }),
+            Event::Command { step, client, command, applied, message, .. } => {
+                use crate::event::Command as C;
+                match command {
+                    C::Accept { id } if *applied => self.resolve_suggestion(*id, "accepted", *step),
+                    C::Dismiss { id } if *applied => self.resolve_suggestion(*id, "dismissed", *step),
+                    _ => {}
+                }
+                self.commands.push(CommandRow {
+                    step: *step,
+                    command: command.to_string(),
+                    applied: *applied,
+                    client: client.clone(),
+                    message: message.clone(),
+                })
+            }
             Event::PhaseChanged { step, to, cause, .. } => {
+                self.expire_suggestions(*step);
                 self.close_phase(*step);
                 self.phases.push(PhaseRow {
                     name: to.clone(),
@@ -403,6 +426,27 @@ impl Fold {
                 self.close_phase(*step);
                 self.ended = Some((*status, message.clone()));
             }
+        }
+    }
+
+    /// An answered suggestion: `id`, or the newest pending one (as the host picks).
+    fn resolve_suggestion(&mut self, id: Option<u64>, state: &str, step: u64) {
+        let pending = self.suggestions.iter_mut().filter(|g| g.state == "pending");
+        let target = match id {
+            Some(id) => pending.into_iter().find(|g| g.id == id),
+            None => pending.last(),
+        };
+        if let Some(g) = target {
+            g.state = state.into();
+            g.resolved_step = Some(step);
+        }
+    }
+
+    /// The host drops pending suggestions when the phase changes or the run restarts.
+    fn expire_suggestions(&mut self, step: u64) {
+        for g in self.suggestions.iter_mut().filter(|g| g.state == "pending") {
+            g.state = "expired".into();
+            g.resolved_step = Some(step);
         }
     }
 
@@ -751,9 +795,54 @@ mod tests {
             vec![SignalRow { step: 40, detector: "plateau".into(), metric: "train_loss".into(), score: 0.9 }]
         );
         assert_eq!(s.suggestions[0].to_phase, "main");
+        assert_eq!((s.suggestions[0].state.as_str(), s.suggestions[0].resolved_step), ("pending", None));
         let text = s.render_text();
         assert!(text.contains("torn_tail"), "{text}");
         assert!(text.contains("plateau"), "{text}");
+    }
+
+    #[test]
+    fn suggestions_record_what_became_of_them() {
+        use crate::event::Command;
+        let suggestion = |step, id| Event::Suggestion { step, id, to_phase: "main".into(), because: "plateau".into() };
+        let command = |step, command| Event::Command {
+            step,
+            t: 0.0,
+            client: "socket#0".into(),
+            command,
+            applied: true,
+            message: String::new(),
+        };
+        let events = [
+            started(None),
+            suggestion(10, 1),
+            command(12, Command::Dismiss { id: Some(1) }),
+            suggestion(20, 2),
+            Event::PhaseChanged {
+                step: 25,
+                from: Some("warm".into()),
+                to: "mid".into(),
+                cause: PhaseCause::Scheduled,
+                detail: None,
+            },
+            suggestion(30, 3),
+            command(31, Command::Accept { id: None }),
+            suggestion(40, 4),
+        ];
+        let contents = LogContents {
+            schema_major: 1,
+            schema_minor: 0,
+            records: events.into_iter().enumerate().map(|(i, event)| Record { offset: 16 + i as u64, event }).collect(),
+            problems: vec![],
+        };
+        let s = Summary::from_contents(&contents);
+        let states: Vec<(u64, &str, Option<u64>)> =
+            s.suggestions.iter().map(|g| (g.id, g.state.as_str(), g.resolved_step)).collect();
+        assert_eq!(
+            states,
+            [(1, "dismissed", Some(12)), (2, "expired", Some(25)), (3, "accepted", Some(31)), (4, "pending", None)]
+        );
+        assert!(s.render_text().contains("#1 → main (dismissed at step 12)"), "{}", s.render_text());
     }
 
     #[test]

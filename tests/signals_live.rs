@@ -162,7 +162,13 @@ fn suggest_rule_waits_for_accept() {
     child.wait().unwrap();
     let evs = events(&run);
     assert!(evs.iter().any(|e| matches!(e,
-        Event::PhaseChanged { to, cause: PhaseCause::Suggestion, detail: Some(d), .. } if to == "second" && d.contains("accepted"))));
+        Event::PhaseChanged { to, cause: PhaseCause::Suggestion, detail: Some(d), .. }
+            if to == "second" && d.contains("accepted") && d.contains("plateau(lr)"))));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&Command::new(BIN).args(["inspect", "--json"]).arg(&run).output().unwrap().stdout)
+            .unwrap();
+    let answered = summary["suggestions"].as_array().unwrap().iter().find(|g| g["id"] == id).cloned();
+    assert_eq!(answered.as_ref().map(|g| g["state"].clone()), Some("accepted".into()), "{summary}");
 }
 
 #[test]

@@ -667,7 +667,7 @@ impl Host {
             Command::Accept { id } => match self.signals.take(*id) {
                 Some(s) => match self.trainer.config().phase_index(&s.to_phase) {
                     Some(i) => {
-                        let detail = format!("suggestion {} accepted by {}", s.id, p.client);
+                        let detail = format!("suggestion {} accepted by {}: {}", s.id, p.client, s.because);
                         self.pending_switch = Some((i, PhaseCause::Suggestion, Some(detail)));
                         Ok(format!("accepted suggestion {}: switching to {} at step {step}", s.id, s.to_phase))
                     }

@@ -34,6 +34,8 @@ pub enum RuleOutcome {
 pub struct Pending {
     pub id: u64,
     pub to_phase: String,
+    /// The signal behind it, for the phase change's detail when it is accepted.
+    pub because: String,
 }
 
 pub struct SignalState {
@@ -154,7 +156,7 @@ impl SignalState {
                 }
                 let id = self.next_id;
                 self.next_id += 1;
-                self.pending.push(Pending { id, to_phase: to.to_string() });
+                self.pending.push(Pending { id, to_phase: to.to_string(), because: because.clone() });
                 Some(RuleOutcome::Suggest { id, because })
             }
         }

@@ -69,7 +69,7 @@ pub struct ChangepointParams {
     /// O(`max_run`). Default 200.
     pub max_run: usize,
     /// Run lengths up to this many points count as "a change happened recently"; a
-    /// change must become evident within this many points to be reported. Default 50.
+    /// change must become evident within this many points to be reported. Default 100.
     pub short_run: usize,
     /// Fire when the posterior mass on run lengths ≤ `short_run` reaches this. Default 0.5.
     pub threshold: f64,
