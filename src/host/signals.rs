@@ -57,11 +57,13 @@ impl SignalState {
         s
     }
 
-    /// Watches a probed layer's effective rank for collapse.
+    /// Watches a probed layer's effective rank and feature diversity for collapse.
     pub fn watch_probe_layer(&mut self, layer: &str) {
-        let metric = format!("{layer}/eff_rank");
-        if !self.bank.contains("collapse", &metric) {
-            self.bank.insert(DetectorSpec::default_for(DetectorKind::Collapse), &metric);
+        for name in ["eff_rank", "diversity"] {
+            let metric = format!("{layer}/{name}");
+            if !self.bank.contains("collapse", &metric) {
+                self.bank.insert(DetectorSpec::default_for(DetectorKind::Collapse), &metric);
+            }
         }
     }
 
