@@ -171,6 +171,29 @@ fn suggest_rule_waits_for_accept() {
     assert_eq!(answered.as_ref().map(|g| g["state"].clone()), Some("accepted".into()), "{summary}");
 }
 
+/// `rollback_on_spike`: a divergence signal on a finite loss (here the jump to a far too
+/// large lr) rolls back too, and the detectors resume from their state at the checkpoint.
+#[test]
+fn a_loss_spike_rolls_back_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config("steps = 40", "20", "on_divergence = 'rollback_on_spike'\nrollback_lr_factor = 0.1");
+    let (out, run) = headless(tmp.path(), &cfg);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    let evs = events(&run);
+    let losses: Vec<f64> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { level: LogLevel::Warn, message, .. } if message.contains("rolled back to step 40") => {
+                message.strip_prefix("train_loss ")?.split(':').next()?.parse().ok()
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(losses.first().is_some_and(|l| l.is_finite()), "a finite spike rolled back: {losses:?}");
+    let spikes = evs.iter().filter(|e| matches!(e, Event::Signal { detector, .. } if detector == "divergence")).count();
+    assert!(spikes >= losses.len(), "each rollback follows a divergence signal");
+}
+
 #[test]
 fn divergence_rolls_back_with_lower_lr_then_gives_up() {
     let tmp = tempfile::tempdir().unwrap();

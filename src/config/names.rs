@@ -64,7 +64,9 @@ named_enum!(Activation, "activation", {
 named_enum!(LossKind, "loss", { CrossEntropy => "ce", Mse => "mse", L2 => "l2" });
 named_enum!(RuleMode, "rule mode", { Auto => "auto", Suggest => "suggest" });
 
-named_enum!(OnDivergence, "on_divergence", { Stop => "stop", Rollback => "rollback" });
+named_enum!(OnDivergence, "on_divergence", {
+    Stop => "stop", Rollback => "rollback", RollbackOnSpike => "rollback_on_spike",
+});
 
 impl Default for OnDivergence {
     fn default() -> Self {

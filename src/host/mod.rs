@@ -276,14 +276,7 @@ impl Host {
             phase: trainer.phase().name().to_string(),
             paused: false,
         }));
-        let mut signals = signals::SignalState::new(trainer.phase());
-        let cfg = trainer.config();
-        if cfg.probes.every > 0 {
-            // Attention layers have no effective rank to collapse.
-            for layer in cfg.probes.layers.iter().filter(|l| !l.get_ref().ends_with(".attn")) {
-                signals.watch_probe_layer(layer.get_ref());
-            }
-        }
+        let signals = fresh_signals(&trainer);
         Host {
             dir,
             meta,
@@ -383,6 +376,19 @@ impl Host {
         let step = self.trainer.step();
         self.emit(Event::Log { step, level, message })
     }
+}
+
+/// The detectors a run starts with: the defaults, the phase's rule, collapse on probes.
+fn fresh_signals(trainer: &Trainer) -> signals::SignalState {
+    let mut signals = signals::SignalState::new(trainer.phase());
+    let cfg = trainer.config();
+    if cfg.probes.every > 0 {
+        // Attention layers have no effective rank to collapse.
+        for layer in cfg.probes.layers.iter().filter(|l| !l.get_ref().ends_with(".attn")) {
+            signals.watch_probe_layer(layer.get_ref());
+        }
+    }
+    signals
 }
 
 /// What ended the loop.
@@ -495,9 +501,16 @@ impl Host {
                 }
                 return Ok(Exit::Diverged(format!("train_loss is {loss} at step {step}")));
             }
+            let spike = fired.iter().any(|s| s.detector == "divergence" && s.metric == "train_loss");
             // Evals and probes keep their schedule through a rule switch at this step (the
             // collapse baseline and the gradient alignment ride on the probe schedule).
             let mut switched = self.handle_signals(fired, false)?;
+            if spike
+                && self.trainer.config().run.on_divergence == config::OnDivergence::RollbackOnSpike
+                && self.try_rollback(loss)?
+            {
+                continue;
+            }
             if eval_every > 0 && step % eval_every == 0 {
                 self.eval()?;
                 let fired = self.push_signals(step, &self.last_val.clone());
@@ -792,12 +805,14 @@ impl Host {
         Ok(switched)
     }
 
-    /// With `on_divergence = "rollback"`: back to the latest checkpoint with the learning
-    /// rate scaled down, at most `MAX_ROLLBACKS` times. Returns whether it rolled back.
+    /// With `on_divergence = "rollback"` (a non-finite loss) or `"rollback_on_spike"` (also
+    /// a divergence signal on a finite loss): back to the latest checkpoint with the
+    /// learning rate scaled down, at most `MAX_ROLLBACKS` times. Returns whether it rolled
+    /// back.
     fn try_rollback(&mut self, loss: f64) -> Result<bool> {
         const MAX_ROLLBACKS: u32 = 3;
         let run = &self.trainer.config().run;
-        if run.on_divergence != config::OnDivergence::Rollback || self.rollbacks >= MAX_ROLLBACKS {
+        if run.on_divergence == config::OnDivergence::Stop || self.rollbacks >= MAX_ROLLBACKS {
             return Ok(false);
         }
         let factor = run.rollback_lr_factor;
@@ -808,9 +823,14 @@ impl Host {
         let lr = self.trainer.overrides().lr.unwrap_or(self.trainer.phase().lr());
         let warnings = checkpoint::restore(&mut self.trainer, &self.dir.checkpoints(), &meta)?;
         self.rollbacks += 1;
-        self.signals.enter_phase(self.trainer.phase());
         // A restart from a checkpoint: readers treat later steps as superseded.
         self.emit_started(Some(meta.step))?;
+        // The detectors go back to where they were at the checkpoint (as on `--resume`):
+        // otherwise they would ignore the steps run again, having seen those numbers.
+        self.log.flush()?;
+        self.signals = fresh_signals(&self.trainer);
+        let history = logged_history(&self.dir, meta.step);
+        self.replay_history(history)?;
         let new_lr = lr * factor;
         let _ = self.trainer.set("lr", new_lr);
         self.log_line(
