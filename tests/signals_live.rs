@@ -148,6 +148,10 @@ fn suggest_rule_waits_for_accept() {
         assert!(Instant::now() < deadline, "no suggestion");
         std::thread::sleep(Duration::from_millis(50));
     };
+    // `ctl status` lists it, with its id.
+    let status = Command::new(BIN).arg("ctl").arg(&run).arg("status").output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(status.contains(&format!("\"suggestions\":[{{\"id\":{id},\"to_phase\":\"second\"")), "{status}");
     // A suggestion changes nothing by itself.
     std::thread::sleep(Duration::from_millis(300));
     assert!(!events(&run).iter().any(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "second")));

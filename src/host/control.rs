@@ -38,6 +38,17 @@ pub struct Status {
     pub step: u64,
     pub phase: String,
     pub paused: bool,
+    /// Suggestions waiting for `accept`/`dismiss`, oldest first.
+    #[serde(default)]
+    pub suggestions: Vec<PendingSuggestion>,
+}
+
+/// A pending suggestion as `status` shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PendingSuggestion {
+    pub id: u64,
+    pub to_phase: String,
+    pub because: String,
 }
 
 pub struct ControlServer {

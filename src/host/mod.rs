@@ -275,6 +275,7 @@ impl Host {
             step: trainer.step(),
             phase: trainer.phase().name().to_string(),
             paused: false,
+            suggestions: Vec::new(),
         }));
         let signals = fresh_signals(&trainer);
         Host {
@@ -369,6 +370,22 @@ impl Host {
                 Ok(())
             }
             Err(e) => self.log_line(LogLevel::Warn, format!("detectors start afresh: {e:#}")),
+        }
+    }
+
+    /// Shows the pending suggestions in `ctl status`.
+    fn sync_suggestions(&self) {
+        if let Ok(mut s) = self.status.lock() {
+            s.suggestions = self
+                .signals
+                .pending
+                .iter()
+                .map(|p| control::PendingSuggestion {
+                    id: p.id,
+                    to_phase: p.to_phase.clone(),
+                    because: p.because.clone(),
+                })
+                .collect();
         }
     }
 
@@ -636,6 +653,7 @@ impl Host {
         if let Ok(mut s) = self.status.lock() {
             s.phase = to;
         }
+        self.sync_suggestions();
         // A checkpoint at every phase change, kept from pruning: the branch points.
         self.checkpoint(true)
     }
@@ -717,6 +735,7 @@ impl Host {
         if let Ok(mut s) = self.status.lock() {
             s.paused = self.paused;
         }
+        self.sync_suggestions();
         let _ = p.reply.send(Reply { ok: applied, step, message });
         Ok(exit)
     }
@@ -798,6 +817,7 @@ impl Host {
                 Some(signals::RuleOutcome::Suggest { id, because }) => {
                     let step = self.trainer.step();
                     self.emit(Event::Suggestion { step, id, to_phase: next.unwrap_or_default(), because })?;
+                    self.sync_suggestions();
                 }
                 None => {}
             }
