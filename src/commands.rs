@@ -409,21 +409,42 @@ pub fn replay(
         let mut views = Vec::new();
         for d in run_dirs {
             let dir = RunDir::open(d)?;
-            let contents = crate::interop::export::read_log(&dir.log())?;
+            let log = dir.log();
+            let reader = crate::runlog::Reader::open(&log).map_err(|e| crate::interop::log_error(&log, e))?;
             if run_dirs.len() > 1 {
                 println!("== {} ==", d.display());
             }
-            for p in &contents.problems {
-                println!("(skipped damaged log at offset {}: {} — {})", p.offset, p.kind.as_str(), p.detail);
+            // Streamed: memory stays bounded however long the log (the view's series are).
+            use std::io::Write;
+            let mut view = crate::ui::state::RunView::default();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for item in reader {
+                match item {
+                    Ok(r) => {
+                        if let Some(line) = crate::ui::replay::story_line(&r.event) {
+                            out.write_all(line.as_bytes())?;
+                        }
+                        if run_dirs.len() > 1 {
+                            view.apply(&r.event);
+                        }
+                    }
+                    Err(p) => writeln!(
+                        out,
+                        "(skipped damaged log at offset {}: {} — {})",
+                        p.offset,
+                        p.kind.as_str(),
+                        p.detail
+                    )?,
+                }
             }
-            let events: Vec<Event> = contents.records.iter().map(|r| r.event.clone()).collect();
-            print!("{}", crate::ui::replay::story(&events));
+            drop(out);
             println!();
-            print!("{}", Summary::from_contents(&contents).with_live(dir.is_live()).render_text());
+            let summary = Summary::load(&log).map_err(|e| crate::interop::log_error(&log, e))?;
+            print!("{}", summary.with_live(dir.is_live()).render_text());
             if run_dirs.len() > 1 {
                 println!();
                 names.push(crate::ui::compare::run_name(d));
-                views.push(crate::ui::state::RunView::from_events(&events));
+                views.push(view);
             }
         }
         if run_dirs.len() > 1 {

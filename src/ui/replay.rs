@@ -354,9 +354,15 @@ fn time_of(carried: f64, e: &Event) -> f64 {
 /// The run's story in plain text: every phase change, signal, suggestion and command in
 /// order, then the summary (for CI logs and slow links).
 pub fn story(events: &[Event]) -> String {
+    events.iter().filter_map(story_line).collect()
+}
+
+/// One event's line of [`story`] (with its newline), or `None` for the events the story
+/// leaves out (steps, evals, probes, checkpoints).
+pub fn story_line(e: &Event) -> Option<String> {
     use std::fmt::Write;
     let mut s = String::new();
-    for e in events {
+    {
         let _ = match e {
             Event::RunStarted { run_id, device, resumed_from_step: None, parent_run: Some(p), branch_step, .. } => {
                 let at = branch_step.unwrap_or(0);
@@ -393,8 +399,8 @@ pub fn story(events: &[Event]) -> String {
             Event::RunEnded { step, status, message } => {
                 writeln!(s, "{step:>9}  end       {}: {message}", status.as_str())
             }
-            _ => Ok(()),
+            _ => return None,
         };
     }
-    s
+    Some(s)
 }
