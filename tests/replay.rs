@@ -173,6 +173,31 @@ fn index_seeks_to_random_steps_equal_fresh_folds() {
     assert!(!p.playing, "a finished log ends the playback");
 }
 
+/// A goto past what the background index has reached waits for it (the screen keeps
+/// drawing) and then lands where a fresh fold does.
+#[test]
+fn a_goto_past_the_index_waits_for_it_then_lands_exactly() {
+    let events = run_events("long", 60_000, 1.0 / 3000.0, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("events.log");
+    write_log(&log, &events);
+    let mut p = Player::open(Source::File(log), None);
+    let mut view = RunView::default();
+    let target = 59_000;
+    let now = p.goto_step(&mut view, target);
+    assert_eq!(p.pending_seek.is_some(), !now);
+    if !now {
+        assert!(view.step < target, "nothing folded while waiting");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while p.pending_seek.is_some() {
+        assert!(std::time::Instant::now() < deadline, "the index never reached step {target}");
+        p.tick(&mut view, 0.1);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_same(&view, &fold_to_step(&events, target), "goto after indexing");
+}
+
 #[test]
 fn phase_and_signal_jumps_use_the_index() {
     use phasetop::ui::replay_index::MarkKind;

@@ -336,9 +336,12 @@ impl App {
                 Ok(step) => {
                     let p = self.player.as_mut().expect("checked");
                     p.playing = false;
-                    p.seek_step(&mut self.view, step);
-                    self.sync_compare();
-                    self.set_status(format!("replay at step {}", self.view.step), false);
+                    if p.goto_step(&mut self.view, step) {
+                        self.sync_compare();
+                        self.set_status(format!("replay at step {}", self.view.step), false);
+                    } else {
+                        self.set_status(format!("going to step {step} once the log is indexed that far"), false);
+                    }
                 }
                 Err(_) => self.set_status(format!("goto needs a step number, got \"{s}\""), true),
             },

@@ -134,7 +134,7 @@ pub fn run(opts: Options) -> Result<Exit> {
         player.speed = r.speed;
         player.set_uniform(r.uniform);
         if let Some(from) = r.from {
-            player.seek_step(&mut view, from);
+            player.goto_step(&mut view, from);
         }
         let mut app = App::new(view, keymap, theme, layout, layouts_dir, Box::new(ReplaySink));
         app.player = Some(player);

@@ -110,7 +110,8 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
             let p = app.player.as_ref().expect("checked");
             // A log still being written is followed: the player waits at its end.
             let follow = if p.following() { " +live" } else { "" };
-            replay_label = format!("REPLAY {} {}{follow}", if p.playing { "▶" } else { "‖" }, p.speed_label());
+            let seeking = p.pending_seek.map(|s| format!(" → {s} (indexing)")).unwrap_or_default();
+            replay_label = format!("REPLAY {} {}{follow}{seeking}", if p.playing { "▶" } else { "‖" }, p.speed_label());
             (replay_label.as_str(), t.accent)
         }
         (Some(RunStatus::Completed), _, _) => ("COMPLETED", t.ok),

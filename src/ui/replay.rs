@@ -45,6 +45,9 @@ pub struct Player {
     pub uniform: bool,
     /// Uniform pacing: steps due but not yet played (fractions carry to the next tick).
     credit: f64,
+    /// A seek to a step the background index has not reached yet ([`Player::goto_step`]):
+    /// `tick` makes it once the index has, so the screen never waits on the log.
+    pub pending_seek: Option<u64>,
 }
 
 impl Player {
@@ -77,6 +80,7 @@ impl Player {
             clock: 0.0,
             uniform: false,
             credit: 0.0,
+            pending_seek: None,
         }
     }
 
@@ -208,8 +212,36 @@ impl Player {
         true
     }
 
+    /// Whether the index covers `step` (a snapshot within a bounded fold of it exists).
+    fn indexed_to(&self, step: u64) -> bool {
+        let s = self.index.state();
+        s.done || s.max_step >= step
+    }
+
+    /// Seeks to `step` now if the index has reached it, else once it has (see
+    /// `pending_seek`): folding forward through an unindexed log would block for as long
+    /// as indexing it. Returns whether it seeked now.
+    pub fn goto_step(&mut self, view: &mut RunView, step: u64) -> bool {
+        if self.indexed_to(step) {
+            self.pending_seek = None;
+            self.seek_step(view, step);
+            true
+        } else {
+            self.pending_seek = Some(step);
+            false
+        }
+    }
+
     /// Advances playback by `dt` real seconds, applying due events to `view`.
     pub fn tick(&mut self, view: &mut RunView, dt: f64) -> bool {
+        if let Some(step) = self.pending_seek {
+            if !self.indexed_to(step) {
+                return false;
+            }
+            self.pending_seek = None;
+            self.seek_step(view, step);
+            return true;
+        }
         if !self.playing {
             return false;
         }
