@@ -198,6 +198,63 @@ fn a_goto_past_the_index_waits_for_it_then_lands_exactly() {
     assert_same(&view, &fold_to_step(&events, target), "goto after indexing");
 }
 
+/// A real training run, followed while it writes the way the live dashboard follows it
+/// (`Tail` polls folded into a `RunView`), then replayed from its log by the player: the
+/// two end in the same state and draw the same screen.
+#[test]
+fn replaying_a_real_run_ends_where_its_live_dashboard_did() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("real.toml");
+    std::fs::write(
+        &cfg,
+        "[run]\nname='real'\nseed=5\nmax_steps=300\nthreads=1\n\
+         [task]\nkind='gaussian'\nn_train=512\nn_val=128\n[model]\nkind='mlp'\ndepth=2\nwidth=32\n\
+         [probes]\nevery=50\nlayers=['mlp.1']\nbatch=64\n[eval]\nevery=20\n[checkpoint]\nevery=100\n\
+         [[phase]]\nname='warm'\nsteps=120\noptimizer='adam'\nlr=0.01\nbatch_size=32\n\
+         [[phase]]\nname='main'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n",
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phasetop"))
+        .args(["train", "--headless", "--run-dir"])
+        .arg(&run)
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = run.join("events.log");
+    let mut live = RunView::default();
+    let mut tail = phasetop::runlog::Tail::new(&log);
+    let mut polls = 0;
+    loop {
+        let done = child.try_wait().unwrap().is_some();
+        for r in tail.poll().unwrap() {
+            live.apply(&r.event);
+        }
+        polls += 1;
+        if done {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(live.ended, Some(RunStatus::Completed), "followed to the end over {polls} polls");
+    assert_eq!(live.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["warm", "main"]);
+
+    let mut p = Player::open(Source::File(log), None);
+    p.index().wait_done();
+    p.speed = SPEEDS.len() - 1;
+    p.playing = true;
+    let mut replayed = RunView::default();
+    while p.tick(&mut replayed, 0.1) {}
+    assert_same(&replayed, &live, "replay vs live");
+    for (w, h) in [(160, 48), (80, 24)] {
+        let a = screen(&app_with(replayed.clone(), "default", ThemeKind::Default), w, h);
+        let b = screen(&app_with(live.clone(), "default", ThemeKind::Default), w, h);
+        assert_eq!(a, b, "{w}x{h}");
+    }
+}
+
 #[test]
 fn phase_and_signal_jumps_use_the_index() {
     use phasetop::ui::replay_index::MarkKind;
