@@ -196,6 +196,18 @@ fn a_goto_past_the_index_waits_for_it_then_lands_exactly() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert_same(&view, &fold_to_step(&events, target), "goto after indexing");
+    // `G` on a fresh player over the same log: the end of the log, not of what was indexed.
+    let tmp_log = tmp.path().join("events.log");
+    let mut p = Player::open(Source::File(tmp_log), None);
+    let mut view = RunView::default();
+    p.playing = false;
+    p.goto_end(&mut view);
+    while p.pending_seek.is_some() {
+        assert!(std::time::Instant::now() < deadline, "the index never finished");
+        p.tick(&mut view, 0.1);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_same(&view, &RunView::from_events(&events), "G");
 }
 
 /// A real training run, followed while it writes the way the live dashboard follows it

@@ -401,7 +401,7 @@ impl App {
                 p.step_back(v);
             }
             KeyCode::Char('g') => p.seek(v, 0),
-            KeyCode::Char('G') => p.seek(v, p.len()),
+            KeyCode::Char('G') => p.goto_end(v),
             KeyCode::Char(c @ ('[' | ']' | '{' | '}')) => {
                 use super::replay_index::MarkKind::{Phase, Signal};
                 let found = match c {

@@ -110,7 +110,11 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
             let p = app.player.as_ref().expect("checked");
             // A log still being written is followed: the player waits at its end.
             let follow = if p.following() { " +live" } else { "" };
-            let seeking = p.pending_seek.map(|s| format!(" → {s} (indexing)")).unwrap_or_default();
+            let seeking = match p.pending_seek {
+                Some(u64::MAX) => " → end (indexing)".to_string(),
+                Some(s) => format!(" → {s} (indexing)"),
+                None => String::new(),
+            };
             replay_label = format!("REPLAY {} {}{follow}{seeking}", if p.playing { "▶" } else { "‖" }, p.speed_label());
             (replay_label.as_str(), t.accent)
         }

@@ -232,6 +232,21 @@ impl Player {
         }
     }
 
+    /// Seeks to the end of the log: now when it is indexed (or followed: its end so far),
+    /// else once it is (`pending_seek` holds `u64::MAX`, the last step there is).
+    pub fn goto_end(&mut self, view: &mut RunView) {
+        let known = {
+            let s = self.index.state();
+            s.done || s.following
+        };
+        if known {
+            self.pending_seek = None;
+            self.seek(view, self.len());
+        } else {
+            self.pending_seek = Some(u64::MAX);
+        }
+    }
+
     /// Advances playback by `dt` real seconds, applying due events to `view`.
     pub fn tick(&mut self, view: &mut RunView, dt: f64) -> bool {
         if let Some(step) = self.pending_seek {
