@@ -132,6 +132,18 @@ fn overlays_and_modes() {
     insta::assert_snapshot!("log_cursor_ascii_160x48", screen(&a, 160, 48));
 }
 
+/// The suggestion banner shows while the suggestion is pending, and goes with the phase
+/// change that drops it on the host.
+#[test]
+fn the_suggestion_banner_lasts_until_the_phase_changes() {
+    let events = recorded_events();
+    let before_switch: Vec<Event> = events.iter().filter(|e| e.step().is_none_or(|s| s < 2400)).cloned().collect();
+    let pending = screen(&app("default", RunView::from_events(&before_switch)), 80, 24);
+    assert!(pending.contains("suggestion: switch → consoli"), "{pending}");
+    let after = screen(&app("default", RunView::from_events(&events)), 80, 24);
+    assert!(!after.contains("suggestion: switch"), "{after}");
+}
+
 #[test]
 fn too_small_terminal_gets_a_message_not_a_panic() {
     let view = RunView::from_events(&recorded_events());

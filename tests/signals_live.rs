@@ -41,13 +41,7 @@ fn auto_rule_switches_phase_with_cause_rule() {
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let evs = events(&run);
-    let signal_step = evs
-        .iter()
-        .find_map(|e| match e {
-            Event::Signal { detector, metric, step, .. } if detector == "plateau" && metric == "lr" => Some(*step),
-            _ => None,
-        })
-        .expect("plateau(lr) fired");
+    let signal_step = *fired(&evs, "plateau", "lr").first().expect("plateau(lr) fired");
     let (step, detail) = evs
         .iter()
         .find_map(|e| match e {
@@ -77,13 +71,7 @@ fn min_steps_defers_a_rule_that_fired_early() {
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let evs = events(&run);
-    let fired: Vec<u64> = evs
-        .iter()
-        .filter_map(|e| match e {
-            Event::Signal { detector, metric, step, .. } if detector == "plateau" && metric == "lr" => Some(*step),
-            _ => None,
-        })
-        .collect();
+    let fired = fired(&evs, "plateau", "lr");
     assert!(fired.first().is_some_and(|&s| s < 100), "the plateau is seen early: {fired:?}");
     let switch = rule_switch(&evs).expect("the rule ends the phase");
     assert_eq!(switch, 100, "at min_steps, the condition still holding: {fired:?}");
@@ -194,7 +182,7 @@ fn a_loss_spike_rolls_back_when_asked() {
         })
         .collect();
     assert!(losses.first().is_some_and(|l| l.is_finite()), "a finite spike rolled back: {losses:?}");
-    let spikes = evs.iter().filter(|e| matches!(e, Event::Signal { detector, .. } if detector == "divergence")).count();
+    let spikes = fired(&evs, "divergence", "train_loss").len();
     assert!(spikes >= losses.len(), "each rollback follows a divergence signal");
 }
 
@@ -342,6 +330,16 @@ fn signals_after(evs: &[Event], after: u64) -> Vec<(u64, String, String)> {
             Event::Signal { step, detector, metric, .. } if *step > after => {
                 Some((*step, detector.clone(), metric.clone()))
             }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Steps at which `detector` fired on `metric`.
+fn fired(evs: &[Event], detector: &str, metric: &str) -> Vec<u64> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::Signal { detector: d, metric: m, step, .. } if d == detector && m == metric => Some(*step),
             _ => None,
         })
         .collect()

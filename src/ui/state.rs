@@ -199,8 +199,14 @@ impl RunView {
                     match command {
                         C::Pause => self.paused = true,
                         C::Resume => self.paused = false,
-                        C::Accept { .. } | C::Dismiss { .. } => {
-                            for s in &mut self.suggestions {
+                        // The one answered: by id, or the newest pending (as the host picks).
+                        C::Accept { id } | C::Dismiss { id } => {
+                            let mut pending = self.suggestions.iter_mut().rev().filter(|s| s.pending);
+                            let answered = match id {
+                                Some(id) => pending.find(|s| s.id == *id),
+                                None => pending.next(),
+                            };
+                            if let Some(s) = answered {
                                 s.pending = false;
                             }
                         }
@@ -212,6 +218,8 @@ impl RunView {
                 self.log_row(*step, "command", format!("{command}{verdict} by {client}: {message}"));
             }
             Event::PhaseChanged { step, from, to, cause, detail } => {
+                // The host drops pending suggestions when the phase changes.
+                self.suggestions.iter_mut().for_each(|s| s.pending = false);
                 if let Some(last) = self.phases.last_mut() {
                     last.end = Some(*step);
                 }
@@ -279,4 +287,36 @@ fn plan_from_config(config: &serde_json::Value) -> Vec<PlanPhase> {
             }),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Command, PhaseCause};
+
+    /// The pending suggestion the dashboard offers follows what the host does: `accept`
+    /// or `dismiss` answers one (by id, or the newest), a phase change drops the rest.
+    #[test]
+    fn the_pending_suggestion_follows_answers_and_phase_changes() {
+        let suggestion = |step, id| Event::Suggestion { step, id, to_phase: "main".into(), because: "plateau".into() };
+        let dismiss = |id| Event::Command {
+            step: 5,
+            t: 0.0,
+            client: "socket#0".into(),
+            command: Command::Dismiss { id },
+            applied: true,
+            message: String::new(),
+        };
+        let mut v = RunView::default();
+        v.apply(&suggestion(1, 1));
+        v.apply(&suggestion(2, 2));
+        v.apply(&dismiss(Some(1)));
+        assert_eq!(v.pending_suggestion().map(|s| s.id), Some(2), "dismissing 1 leaves 2");
+        v.apply(&dismiss(None));
+        assert_eq!(v.pending_suggestion().map(|s| s.id), None);
+        v.apply(&suggestion(3, 3));
+        let to = "main".to_string();
+        v.apply(&Event::PhaseChanged { step: 4, from: None, to, cause: PhaseCause::Scheduled, detail: None });
+        assert!(v.pending_suggestion().is_none(), "a phase change drops it");
+    }
 }
