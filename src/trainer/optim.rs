@@ -11,9 +11,10 @@
 //! late-unfrozen one with its own Adam step count) split the update into contiguous
 //! segments of equal state.
 
+use super::kernels::{self, Rows, Sums, Update};
 use crate::config::OptimizerKind;
 use std::collections::HashMap;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hyper {
@@ -51,6 +52,11 @@ pub struct Optimizer {
     /// Adam's second moment.
     v: Tensor,
     slots: Vec<Slot>,
+    /// Scratch for √v between Adam's two passes on the CPU.
+    root: Tensor,
+    /// Update CPU tensors with the fused kernel (`kernels::update`); off only in tests
+    /// that compare it with the libtorch calls.
+    fused: bool,
 }
 
 impl Optimizer {
@@ -73,6 +79,8 @@ impl Optimizer {
             m: params_flat.zeros_like(),
             v: params_flat.zeros_like(),
             slots,
+            root: params_flat.zeros_like(),
+            fused: true,
         }
     }
 
@@ -104,14 +112,23 @@ impl Optimizer {
         let _ = self.grads.zero_();
     }
 
-    /// One update of every parameter that is not frozen.
-    pub fn step(&mut self, h: &Hyper, frozen: &[bool]) {
+    /// One update of every parameter that is not frozen. Given the initial values (a
+    /// tensor laid out like the parameters), also returns Σθ², Σ(∇θ)² and Σ(θ − θ₀)² over
+    /// all parameters after the update, where the fused CPU kernel computed them in the
+    /// same pass; `None` elsewhere (the caller then takes the norms itself).
+    pub fn step(&mut self, h: &Hyper, frozen: &[bool], init: Option<&Tensor>) -> Option<Sums> {
         for (s, &f) in self.slots.iter_mut().zip(frozen) {
             s.t += i64::from(!f);
         }
+        let segments = segments(&self.slots, frozen);
+        if self.fused
+            && let Some(sums) = self.step_on_host(h, &segments, init)
+        {
+            return sums;
+        }
         let total = self.params.numel() as i64;
         tch::no_grad(|| {
-            for (start, len, t) in segments(&self.slots, frozen) {
+            for &(start, len, t) in &segments {
                 let part = |x: &Tensor| if len == total { x.shallow_clone() } else { x.narrow(0, start, len) };
                 let (mut p, g, mut m, mut v) = (part(&self.params), part(&self.grads), part(&self.m), part(&self.v));
                 match self.kind {
@@ -121,6 +138,106 @@ impl Optimizer {
                 }
             }
         });
+        None
+    }
+
+    /// The update through `kernels::update` when every tensor is a contiguous f32 CPU
+    /// tensor (`None` otherwise, having changed nothing); inside, the sums when `init` is
+    /// given (the frozen stretches between the segments with `kernels::sums_of_squares`).
+    /// Adam takes two passes with libtorch's square root of v between them.
+    fn step_on_host(&self, h: &Hyper, segments: &[(i64, i64, i64)], init: Option<&Tensor>) -> Option<Option<Sums>> {
+        let on_host = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous();
+        if ![&self.params, &self.grads, &self.m, &self.v, &self.root].into_iter().chain(init).all(on_host) {
+            return None;
+        }
+        let adam = self.kind != OptimizerKind::Sgd;
+        let range = |start: i64, len: i64| start as usize..(start + len) as usize;
+        if adam {
+            // SAFETY (here and below): the trainer's thread makes every libtorch call on
+            // these tensors, and none runs while the slices live. The parameters and
+            // gradients are disjoint rows of one store; the others are tensors of their own.
+            let (theta, grad, m, v) =
+                unsafe { (self.host(&self.params), self.host(&self.grads), self.host(&self.m), self.host(&self.v)) };
+            for &(start, len, _) in segments {
+                let r = range(start, len);
+                let rows = Rows {
+                    theta: &mut theta[r.clone()],
+                    grad: &grad[r.clone()],
+                    m: &mut m[r.clone()],
+                    v: &mut v[r],
+                    init: &[],
+                };
+                kernels::update::<false>(&self.moments(h), rows);
+            }
+            tch::no_grad(|| {
+                for &(start, len, _) in segments {
+                    let _ = self.v.narrow(0, start, len).sqrt_out(&self.root.narrow(0, start, len));
+                }
+            });
+        }
+        let (theta, grad, m) = unsafe { (self.host(&self.params), self.host(&self.grads), self.host(&self.m)) };
+        let v = unsafe { self.host(if adam { &self.root } else { &self.v }) };
+        let init = init.map(|t| &*unsafe { self.host(t) });
+        let mut total = [0f64; 3];
+        let mut add = |sums: Sums| total.iter_mut().zip(sums).for_each(|(a, b)| *a += b);
+        let mut covered = 0;
+        for &(start, len, t) in segments {
+            let r = range(start, len);
+            if let Some(init) = init {
+                let gap = covered..r.start;
+                add(kernels::sums_of_squares(&theta[gap.clone()], &grad[gap.clone()], &init[gap]));
+            }
+            let rows = Rows {
+                theta: &mut theta[r.clone()],
+                grad: &grad[r.clone()],
+                m: &mut m[r.clone()],
+                v: &mut v[r.clone()],
+                init: init.map_or(&[][..], |i| &i[r.clone()]),
+            };
+            let u = self.apply(h, t);
+            add(if init.is_some() { kernels::update::<true>(&u, rows) } else { kernels::update::<false>(&u, rows) });
+            covered = r.end;
+        }
+        if let Some(init) = init {
+            let rest = covered..theta.len();
+            add(kernels::sums_of_squares(&theta[rest.clone()], &grad[rest.clone()], &init[rest]));
+        }
+        Some(init.is_some().then_some(total))
+    }
+
+    /// A checked tensor's elements (see `step_on_host`).
+    ///
+    /// # Safety
+    /// As `kernels::host_slice`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn host<'a>(&self, t: &'a Tensor) -> &'a mut [f32] {
+        unsafe { kernels::host_slice(t) }.expect("checked: a contiguous f32 CPU tensor")
+    }
+
+    /// Adam's first pass (moments, and AdamW's decay) as the kernel's f32 coefficients.
+    fn moments(&self, h: &Hyper) -> Update {
+        let decoupled = self.kind == OptimizerKind::AdamW;
+        Update::AdamMoments {
+            decay: if decoupled && h.weight_decay != 0.0 { (1.0 - h.lr * h.weight_decay) as f32 } else { 1.0 },
+            wd: if decoupled { 0.0 } else { h.weight_decay as f32 },
+            w1: (1.0 - h.beta1) as f32,
+            w2: (1.0 - h.beta2) as f32,
+        }
+    }
+
+    /// The update (SGD's, or Adam's second pass) as the kernel's f32 coefficients, for
+    /// parameters that have had `t` updates (this one included).
+    fn apply(&self, h: &Hyper, t: i64) -> Update {
+        match self.kind {
+            OptimizerKind::Sgd => {
+                Update::Sgd { lr: h.lr as f32, wd: h.weight_decay as f32, momentum: h.momentum as f32 }
+            }
+            OptimizerKind::Adam | OptimizerKind::AdamW => Update::AdamApply {
+                bias2_sqrt: (1.0 - h.beta2.powf(t as f64)).sqrt() as f32,
+                eps: h.eps as f32,
+                step: (-h.lr / (1.0 - h.beta1.powf(t as f64))) as f32,
+            },
+        }
     }
 
     fn view_of(&self, flat: &Tensor, s: &Slot) -> Tensor {
@@ -277,7 +394,7 @@ mod tests {
             let frozen = [false, step < 3];
             let g: Vec<f32> = (0..5).map(|i| ((step * 5 + i) as f32 * 0.7).sin()).collect();
             let _ = grads_flat.copy_(&Tensor::from_slice(&g));
-            opt.step(&h, &frozen);
+            opt.step(&h, &frozen, None);
             for (i, r) in reference.iter_mut().enumerate() {
                 if !(i >= 3 && frozen[1]) {
                     r.step(g[i] as f64, &h);
@@ -295,5 +412,86 @@ mod tests {
         assert!(other.load_state(&saved).is_empty());
         assert_eq!(other.slots.iter().map(|s| s.t).collect::<Vec<_>>(), [8, 5]);
         assert!(other.m.equal(&opt.m) && other.v.equal(&opt.v));
+    }
+
+    /// The fused CPU kernel against the libtorch calls, equal bit for bit, for every optimizer, on sizes that
+    /// take both the vector loop and its tail, with a frozen parameter in the middle that
+    /// thaws halfway (its own step count), and its sums against a double-precision sum.
+    #[test]
+    fn fused_update_matches_the_libtorch_calls_and_takes_the_norms() {
+        let hypers = [
+            (
+                OptimizerKind::Sgd,
+                Hyper { lr: 0.05, weight_decay: 0.01, momentum: 0.9, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+            ),
+            (
+                OptimizerKind::Sgd,
+                Hyper { lr: 0.05, weight_decay: 0.0, momentum: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+            ),
+            (
+                OptimizerKind::Adam,
+                Hyper { lr: 0.01, weight_decay: 0.1, momentum: 0.0, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+            ),
+            (
+                OptimizerKind::AdamW,
+                Hyper { lr: 0.01, weight_decay: 0.5, momentum: 0.0, beta1: 0.8, beta2: 0.99, eps: 1e-6 },
+            ),
+        ];
+        let sizes = [1500i64, 37, 1030];
+        let n: i64 = sizes.iter().sum();
+        let start: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
+        let init = Tensor::from_slice(&start).g_add_scalar(0.125);
+        for (kind, h) in hypers {
+            let build = || {
+                let params = Tensor::from_slice(&start);
+                let grads = params.zeros_like();
+                let mut offset = 0;
+                let named: Vec<(String, Tensor)> = sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &len)| {
+                        offset += len;
+                        (format!("p{k}"), params.narrow(0, offset - len, len))
+                    })
+                    .collect();
+                let opt = Optimizer::new(kind, &named, &params, &grads);
+                (params, grads, opt)
+            };
+            let (fused_p, fused_g, mut fused) = build();
+            let (plain_p, plain_g, mut plain) = build();
+            plain.fused = false;
+            for step in 0..6 {
+                let frozen = [false, step < 3, false];
+                let g: Vec<f32> = (0..n).map(|i| ((step * n + i) as f32 * 0.37).sin() * 0.5).collect();
+                for mut grads in [fused_g.shallow_clone(), plain_g.shallow_clone()] {
+                    grads.copy_(&Tensor::from_slice(&g));
+                }
+                let sums = fused.step(&h, &frozen, Some(&init)).expect("CPU tensors take the fused path");
+                assert!(plain.step(&h, &frozen, Some(&init)).is_none());
+                // Bit for bit: the same operations in the same order (libtorch's lerp is a
+                // fused multiply-add; its square root is taken by libtorch).
+                let close = |a: &Tensor, b: &Tensor, what: &str| {
+                    let worst = (a - b).abs().max().double_value(&[]);
+                    assert!(worst == 0.0, "{kind:?} step {step}: {what} differs by {worst}");
+                };
+                close(&fused.m, &plain.m, "m");
+                close(&fused.v, &plain.v, "v");
+                close(&fused_p, &plain_p, "θ");
+                let f64s = |t: &Tensor| t.to_kind(tch::Kind::Double);
+                let want = [
+                    f64s(&fused_p).square().sum(tch::Kind::Double).double_value(&[]),
+                    f64s(&fused_g).square().sum(tch::Kind::Double).double_value(&[]),
+                    (f64s(&fused_p) - f64s(&init)).square().sum(tch::Kind::Double).double_value(&[]),
+                ];
+                for k in 0..3 {
+                    assert!(
+                        (sums[k] - want[k]).abs() <= 1e-6 * want[k],
+                        "{kind:?} step {step} sum {k}: {} vs {}",
+                        sums[k],
+                        want[k]
+                    );
+                }
+            }
+        }
     }
 }
