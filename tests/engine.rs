@@ -184,6 +184,46 @@ fn checkpoint_round_trip_restores_weights_and_adam_moments() {
     assert_ne!(mc["train_loss"], mcold["train_loss"], "cold Adam must move differently");
 }
 
+/// A rollback's checkpoint is the newest good one: a checkpoint taken after an update
+/// that blew up (NaN in a parameter) is passed over, and with no good one nothing is
+/// restored.
+#[test]
+fn rollback_passes_over_checkpoints_with_non_finite_values() {
+    use phasetop::trainer::{Trainer, checkpoint};
+    let cfg = config::parse("small.toml", &small_config(100, 100, "")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Trainer::new(&cfg, 3).unwrap();
+    for _ in 0..5 {
+        a.train_step();
+    }
+    checkpoint::save(&a, tmp.path(), false).unwrap();
+    let next_loss = a.train_step()["train_loss"];
+    for _ in 0..4 {
+        a.train_step();
+    }
+    checkpoint::save(&a, tmp.path(), false).unwrap();
+    // Step 10's update blew up: one weight of its checkpoint is NaN.
+    let path = checkpoint::tensors_path(tmp.path(), 10);
+    let mut tensors = tch::Tensor::read_safetensors(&path).unwrap();
+    let (_, weight) = tensors.iter_mut().find(|(name, _)| name.starts_with("model.")).unwrap();
+    let _ = weight.get(0).fill_(f64::NAN);
+    tch::Tensor::write_safetensors(&tensors, &path).unwrap();
+
+    let mut b = Trainer::new(&cfg, 3).unwrap();
+    let (restored, passed_over) = checkpoint::restore_last_good(&mut b, tmp.path());
+    assert_eq!(restored.map(|(meta, _)| meta.step), Some(5));
+    assert_eq!(passed_over.len(), 1, "{passed_over:?}");
+    assert!(passed_over[0].contains("step 10") && passed_over[0].contains("non-finite"), "{passed_over:?}");
+    assert_eq!(b.train_step()["train_loss"], next_loss, "training goes on from the good state");
+
+    std::fs::remove_file(checkpoint::tensors_path(tmp.path(), 5)).unwrap();
+    let mut c = Trainer::new(&cfg, 3).unwrap();
+    let (restored, passed_over) = checkpoint::restore_last_good(&mut c, tmp.path());
+    assert!(restored.is_none() && passed_over.len() == 1, "{passed_over:?}");
+    assert_eq!(c.step(), 0, "nothing restored");
+    assert!(c.train_step()["train_loss"].is_finite());
+}
+
 struct Live {
     child: Child,
 }

@@ -826,9 +826,9 @@ impl Host {
     }
 
     /// With `on_divergence = "rollback"` (a non-finite loss) or `"rollback_on_spike"` (also
-    /// a divergence signal on a finite loss): back to the latest checkpoint with the
-    /// learning rate scaled down, at most `MAX_ROLLBACKS` times. Returns whether it rolled
-    /// back.
+    /// a divergence signal on a finite loss): back to the latest good checkpoint (one
+    /// whose values are all finite, `checkpoint::restore_last_good`) with the learning
+    /// rate scaled down, at most `MAX_ROLLBACKS` times. Returns whether it rolled back.
     fn try_rollback(&mut self, loss: f64) -> Result<bool> {
         const MAX_ROLLBACKS: u32 = 3;
         let run = &self.trainer.config().run;
@@ -836,12 +836,15 @@ impl Host {
             return Ok(false);
         }
         let factor = run.rollback_lr_factor;
-        let Some(meta) = checkpoint::latest(&self.dir.checkpoints()) else {
-            self.log_line(LogLevel::Error, "diverged with no checkpoint to roll back to".into())?;
+        let lr = self.trainer.overrides().lr.unwrap_or(self.trainer.phase().lr());
+        let (good, passed_over) = checkpoint::restore_last_good(&mut self.trainer, &self.dir.checkpoints());
+        for line in passed_over {
+            self.log_line(LogLevel::Warn, format!("rollback: passed over {line}"))?;
+        }
+        let Some((meta, warnings)) = good else {
+            self.log_line(LogLevel::Error, "diverged with no good checkpoint to roll back to".into())?;
             return Ok(false);
         };
-        let lr = self.trainer.overrides().lr.unwrap_or(self.trainer.phase().lr());
-        let warnings = checkpoint::restore(&mut self.trainer, &self.dir.checkpoints(), &meta)?;
         self.rollbacks += 1;
         // A restart from a checkpoint: readers treat later steps as superseded.
         self.emit_started(Some(meta.step))?;

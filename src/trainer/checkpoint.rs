@@ -97,6 +97,34 @@ pub fn latest(dir: &Path) -> Option<CheckpointMeta> {
     at_or_before(&list(dir), u64::MAX).cloned()
 }
 
+/// Restores the newest checkpoint in `dir` that is good: readable, and with parameters
+/// and optimizer state that are all finite (a step that blew up can be checkpointed
+/// after its update and before the next loss shows it). What a rollback goes back to.
+/// Returns that checkpoint with its restore warnings, and a line for each newer one it
+/// passed over; `None` when no checkpoint is good (the trainer is then as it was, unless
+/// a checkpoint failed part-way through its restore).
+pub fn restore_last_good(t: &mut Trainer, dir: &Path) -> (Option<(CheckpointMeta, Vec<String>)>, Vec<String>) {
+    let mut passed_over = Vec::new();
+    for meta in list(dir).into_iter().rev() {
+        match holds_only_finite_values(dir, &meta) {
+            Ok(true) => match restore(t, dir, &meta) {
+                Ok(warnings) => return (Some((meta, warnings)), passed_over),
+                Err(e) => passed_over.push(format!("checkpoint at step {}: {e:#}", meta.step)),
+            },
+            Ok(false) => passed_over.push(format!("checkpoint at step {} holds non-finite values", meta.step)),
+            Err(e) => passed_over.push(format!("checkpoint at step {}: {e:#}", meta.step)),
+        }
+    }
+    (None, passed_over)
+}
+
+/// Whether every floating-point tensor of a checkpoint is finite.
+fn holds_only_finite_values(dir: &Path, meta: &CheckpointMeta) -> Result<bool> {
+    let path = tensors_path(dir, meta.step);
+    let tensors = Tensor::read_safetensors(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(tensors.iter().all(|(_, t)| !t.is_floating_point() || t.isfinite().all().int64_value(&[]) != 0))
+}
+
 /// Keeps the newest `keep` unpinned checkpoints and every pinned one.
 pub fn prune(dir: &Path, keep: usize) {
     let unpinned: Vec<CheckpointMeta> = list(dir).into_iter().filter(|m| !m.pinned).collect();
