@@ -55,7 +55,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     }
     let stop = host::stop_on_signals()?;
     let host = match &args.resume {
-        Some(dir) => host::resume(dir, stop)?,
+        Some(dir) => host::resume(dir, stop, args.max_steps)?,
         None => {
             let (config, run_dir) = new_run_config(&args)?;
             host::create(host::NewRun { config, run_dir, seed: args.seed, max_steps: args.max_steps }, stop)?
@@ -274,15 +274,15 @@ fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
                 }
             };
             cmd.arg(&config_path).arg("--run-dir").arg(&dir);
-            if let Some(m) = args.max_steps {
-                cmd.arg("--max-steps").arg(m.to_string());
-            }
             if let Some(s) = args.seed {
                 cmd.arg("--seed").arg(s.to_string());
             }
             dir
         }
     };
+    if let Some(m) = args.max_steps {
+        cmd.arg("--max-steps").arg(m.to_string());
+    }
     spawn_host_and_attach(cmd, &run_dir, args.view, Vec::new())
 }
 

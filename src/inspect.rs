@@ -554,6 +554,7 @@ mod tests {
             created_at: 0.0,
             source_path: None,
             parent: Some(ParentRef { run_dir: "/runs/p".into(), ..want }),
+            scheduled_switch: None,
         };
         assert_eq!(s.with_meta(Some(&meta)).parent.unwrap().run_dir, "/runs/p");
         assert_eq!(serde_json::to_value(summarize(vec![started(None)])).unwrap()["parent"], serde_json::Value::Null);

@@ -24,14 +24,14 @@ enum Cmd {
         /// Run directory to create (default: runs/<name>-<utc time>).
         #[arg(long)]
         run_dir: Option<PathBuf>,
-        /// Override run.max_steps.
+        /// Override run.max_steps (with --resume: where the resumed run now ends).
         #[arg(long)]
         max_steps: Option<u64>,
         /// Override run.seed.
         #[arg(long)]
         seed: Option<u64>,
         /// Continue RUN_DIR from its latest checkpoint, appending to its log.
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run_dir", "max_steps", "seed"])]
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run_dir", "seed"])]
         resume: Option<PathBuf>,
         #[command(flatten)]
         view: ViewArgs,

@@ -27,6 +27,19 @@ pub struct RunMeta {
     /// The run this one was branched from (`phasetop branch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentRef>,
+    /// A branch's `--switch` still to come (`branch --at` past its checkpoint): kept here
+    /// so that a resume or a rollback to a step before it schedules it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_switch: Option<ScheduledSwitch>,
+}
+
+/// A phase switch due at the boundary after `step` (see `RunMeta::scheduled_switch`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScheduledSwitch {
+    pub step: u64,
+    pub phase: String,
+    /// The phase change's detail when it happens.
+    pub detail: String,
 }
 
 /// Where a branched run came from: `run.json`'s `parent`, and `inspect --json`'s.

@@ -174,6 +174,58 @@ fn a_switch_between_checkpoints_happens_at_the_asked_step() {
     assert!(!after.is_empty());
 }
 
+/// A resume from a checkpoint before a branch's scheduled switch still switches at the
+/// asked step: the switch is kept in run.json, not only in the first process's memory.
+#[test]
+fn a_scheduled_switch_survives_a_resume_from_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = parent(tmp.path());
+    let child = tmp.path().join("child");
+    let c = child.to_str().unwrap();
+    let out = bin(&[
+        "branch",
+        parent.to_str().unwrap(),
+        "--at",
+        "30",
+        "--switch",
+        "main",
+        "--headless",
+        "--max-steps",
+        "40",
+        "--run-dir",
+        c,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(child.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        (meta["scheduled_switch"]["step"].clone(), meta["scheduled_switch"]["phase"].clone()),
+        (30.into(), "main".into())
+    );
+    // Only the branch point (step 20) is left to resume from: as if the child had been
+    // killed between it and the switch.
+    for entry in std::fs::read_dir(child.join("checkpoints")).unwrap().flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("step-000000020.") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let out = bin(&["train", "--resume", c, "--headless", "--max-steps", "45"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let evs = events(&child);
+    let resumed_at = evs.iter().rposition(|e| matches!(e, Event::RunStarted { resumed_from_step: Some(20), .. }));
+    let after_resume = &evs[resumed_at.expect("resumed from the branch point")..];
+    let switches: Vec<(u64, String)> = after_resume
+        .iter()
+        .filter_map(|e| match e {
+            Event::PhaseChanged { step, to, cause: PhaseCause::Manual, .. } => Some((*step, to.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(switches, vec![(30, "main".to_string())]);
+    let lrs = step_metric(after_resume, "lr");
+    assert_eq!(lrs.iter().find(|(s, _)| *s == 31), Some(&(31, 0.05)), "main's lr from step 31");
+    assert_eq!(lrs.last().map(|(s, _)| *s), Some(45), "--max-steps on a resume moves the run's end");
+}
+
 #[test]
 fn a_changed_plan_applies_from_the_branch_step() {
     let tmp = tempfile::tempdir().unwrap();

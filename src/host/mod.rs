@@ -6,7 +6,7 @@ pub mod signals;
 
 use crate::config::{self, Config};
 use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
-use crate::rundir::{ParentRef, RunDir, RunMeta, now_unix};
+use crate::rundir::{ParentRef, RunDir, RunMeta, ScheduledSwitch, now_unix};
 use crate::runlog;
 use crate::trainer::{Trainer, checkpoint, device_name};
 use anyhow::{Context, Result};
@@ -116,6 +116,7 @@ pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         created_at: now_unix(),
         source_path: run.config.path.canonicalize().ok().map(|p| p.display().to_string()),
         parent: None,
+        scheduled_switch: None,
     };
     dir.write_meta(&meta)?;
     let trainer = Trainer::new(cfg, meta.seed)?;
@@ -127,10 +128,15 @@ pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     Ok(host)
 }
 
-/// Reopens a run from its latest checkpoint and appends to the same log.
-pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>) -> Result<Host> {
+/// Reopens a run from its latest checkpoint and appends to the same log; `max_steps`
+/// (`train --resume RUN --max-steps N`) moves the run's end.
+pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>, max_steps: Option<u64>) -> Result<Host> {
     let dir = RunDir::open(path)?;
-    let meta = dir.read_meta()?;
+    let mut meta = dir.read_meta()?;
+    if let Some(m) = max_steps {
+        meta.max_steps = m;
+        dir.write_meta(&meta)?;
+    }
     let loaded = config::load(&dir.config())?;
     let mut trainer = Trainer::new(&loaded.config, meta.seed)?;
     let (log, dropped) =
@@ -158,6 +164,7 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     for w in warnings {
         host.log_line(LogLevel::Warn, w)?;
     }
+    host.rearm_scheduled_switch()?;
     Ok(host)
 }
 
@@ -229,6 +236,7 @@ pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         created_at: now_unix(),
         source_path: b.source_path,
         parent: Some(b.parent.clone()),
+        scheduled_switch: None,
     };
     dir.write_meta(&meta)?;
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
@@ -254,8 +262,11 @@ pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
             host.checkpoint(true)?;
             if let Some(i) = switch {
                 let at = b.switch_at;
-                host.scheduled_switch = Some((at, i, format!("--switch at step {at}, {origin}")));
                 let to = host.trainer.config().phases[i].name().to_string();
+                let detail = format!("--switch at step {at}, {origin}");
+                host.meta.scheduled_switch = Some(ScheduledSwitch { step: at, phase: to.clone(), detail });
+                host.dir.write_meta(&host.meta)?;
+                host.rearm_scheduled_switch()?;
                 let line =
                     format!("training on from step {step} with the parent's plan; switching to \"{to}\" at step {at}");
                 host.log_line(LogLevel::Info, line)?;
@@ -825,6 +836,25 @@ impl Host {
         Ok(switched)
     }
 
+    /// Schedules the run's pending `--switch` (`RunMeta::scheduled_switch`) when the
+    /// trainer is before its step, as after a branch, a resume or a rollback; drops it
+    /// once the trainer is at or past it (the switch has happened).
+    fn rearm_scheduled_switch(&mut self) -> Result<()> {
+        self.scheduled_switch = None;
+        let Some(s) = self.meta.scheduled_switch.clone() else { return Ok(()) };
+        if self.trainer.step() >= s.step {
+            return Ok(());
+        }
+        match self.trainer.config().phases.iter().position(|p| p.name() == s.phase) {
+            Some(i) => self.scheduled_switch = Some((s.step, i, s.detail)),
+            None => self.log_line(
+                LogLevel::Warn,
+                format!("the switch to \"{}\" at step {} is dropped: the config has no such phase", s.phase, s.step),
+            )?,
+        }
+        Ok(())
+    }
+
     /// With `on_divergence = "rollback"` (a non-finite loss) or `"rollback_on_spike"` (also
     /// a divergence signal on a finite loss): back to the latest good checkpoint (one
     /// whose values are all finite, `checkpoint::restore_last_good`) with the learning
@@ -854,6 +884,7 @@ impl Host {
         self.signals = fresh_signals(&self.trainer);
         let history = logged_history(&self.dir, meta.step);
         self.replay_history(history)?;
+        self.rearm_scheduled_switch()?;
         let new_lr = lr * factor;
         let _ = self.trainer.set("lr", new_lr);
         self.log_line(

@@ -408,6 +408,7 @@ fn write_run(run_dir: &Path, events: &[Event]) -> Result<usize> {
         created_at: *started_at,
         source_path: None,
         parent: None,
+        scheduled_switch: None,
     })?;
     let log = dir.log();
     let mut w = Writer::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
