@@ -1,19 +1,21 @@
-//! CPU kernels over the trainer's flat parameter store: the optimizer update fused with
-//! ‖θ‖, ‖∇θ‖ and ‖θ − θ₀‖ in one pass, and those norms alone.
+//! CPU kernels over the trainer's flat parameter store: the optimizer update with ‖θ‖,
+//! ‖∇θ‖ and ‖θ − θ₀‖ taken in the same pass, and those norms alone.
 //!
 //! libtorch needs a pass per operation: AdamW is nine calls over all the parameters and
-//! the norms three more. On a ~1 ms step of a small model that was 150 µs of update and
-//! ~6 % of the run in norms (docs/PERFORMANCE.md). One pass that reads each element
-//! once, updates it and adds its squares costs about a sixth of the update alone.
-//! (A first fused update, in plain Rust, was slower than libtorch on two threads: the
-//! compiler kept its accumulators on the stack and issued scalar square roots. These
-//! are written with AVX2 intrinsics, and a portable twin of each does the same
-//! operations in the same order, so every CPU computes the same bits.)
+//! the norms three more. On a ~1 ms step of a small model that was ~150 µs of update and
+//! ~6 % of the run in norms (docs/PERFORMANCE.md); one pass (two for Adam, around
+//! libtorch's square root) takes ~30 µs with the norms. (A first fused update in plain
+//! Rust was slower than libtorch on two threads: the compiler kept its accumulators on
+//! the stack and issued scalar square roots. These are written with AVX2 intrinsics,
+//! and a portable twin of each does the same operations in the same order, so every CPU
+//! computes the same bits.)
 //!
-//! The update mirrors libtorch's element-wise operations one for one (`lerp`'s two
-//! formulas, `addcdiv`, no fused multiply-adds), in f32 as libtorch computes f32 tensors.
-//! The partial sums are f32 over blocks of `BLOCK` elements folded into f64, so their
-//! rounding error does not grow with the model size.
+//! The update copies libtorch's element-wise arithmetic exactly, in f32 as libtorch
+//! computes f32 tensors: one rounding per multiply, divide and add, except `lerp`, which
+//! libtorch computes as one fused multiply-add. A unit test (`optim.rs`) compares the two
+//! bit for bit, so which path updated a run changes none of its numbers. The partial
+//! sums are f32 over blocks of `BLOCK` elements folded into f64, so their rounding error
+//! does not grow with the model size.
 
 use tch::{Device, Kind, Tensor};
 
