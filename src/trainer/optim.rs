@@ -52,8 +52,9 @@ pub struct Optimizer {
     /// Adam's second moment.
     v: Tensor,
     slots: Vec<Slot>,
-    /// Scratch for √v between Adam's two passes on the CPU.
-    root: Tensor,
+    /// Scratch for √v between Adam's two passes; only for CPU parameters (elsewhere it
+    /// would be one more model-sized buffer the libtorch update never uses).
+    root: Option<Tensor>,
     /// Update CPU tensors with the fused kernel (`kernels::update`); off only in tests
     /// that compare it with the libtorch calls.
     fused: bool,
@@ -79,7 +80,7 @@ impl Optimizer {
             m: params_flat.zeros_like(),
             v: params_flat.zeros_like(),
             slots,
-            root: params_flat.zeros_like(),
+            root: (params_flat.device() == Device::Cpu).then(|| params_flat.zeros_like()),
             fused: true,
         }
     }
@@ -147,7 +148,8 @@ impl Optimizer {
     /// Adam takes two passes with libtorch's square root of v between them.
     fn step_on_host(&self, h: &Hyper, segments: &[(i64, i64, i64)], init: Option<&Tensor>) -> Option<Option<Sums>> {
         let on_host = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous();
-        if ![&self.params, &self.grads, &self.m, &self.v, &self.root].into_iter().chain(init).all(on_host) {
+        let root = self.root.as_ref()?;
+        if ![&self.params, &self.grads, &self.m, &self.v, root].into_iter().chain(init).all(on_host) {
             return None;
         }
         let adam = self.kind != OptimizerKind::Sgd;
@@ -171,12 +173,12 @@ impl Optimizer {
             }
             tch::no_grad(|| {
                 for &(start, len, _) in segments {
-                    let _ = self.v.narrow(0, start, len).sqrt_out(&self.root.narrow(0, start, len));
+                    let _ = self.v.narrow(0, start, len).sqrt_out(&root.narrow(0, start, len));
                 }
             });
         }
         let (theta, grad, m) = unsafe { (self.host(&self.params), self.host(&self.grads), self.host(&self.m)) };
-        let v = unsafe { self.host(if adam { &self.root } else { &self.v }) };
+        let v = unsafe { self.host(if adam { root } else { &self.v }) };
         let init = init.map(|t| &*unsafe { self.host(t) });
         let mut total = [0f64; 3];
         let mut add = |sums: Sums| total.iter_mut().zip(sums).for_each(|(a, b)| *a += b);
