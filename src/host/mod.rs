@@ -837,12 +837,14 @@ impl Host {
     }
 
     /// Schedules the run's pending `--switch` (`RunMeta::scheduled_switch`) when the
-    /// trainer is before its step, as after a branch, a resume or a rollback; drops it
-    /// once the trainer is at or past it (the switch has happened).
+    /// trainer has not made it yet, as after a branch, a resume or a rollback: before its
+    /// step, or at it in another phase (a checkpoint at that step can precede the switch,
+    /// which a rule switch at the same step defers by one).
     fn rearm_scheduled_switch(&mut self) -> Result<()> {
         self.scheduled_switch = None;
         let Some(s) = self.meta.scheduled_switch.clone() else { return Ok(()) };
-        if self.trainer.step() >= s.step {
+        let step = self.trainer.step();
+        if step > s.step || step == s.step && self.trainer.phase().name() == s.phase {
             return Ok(());
         }
         match self.trainer.config().phases.iter().position(|p| p.name() == s.phase) {

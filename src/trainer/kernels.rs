@@ -4,9 +4,9 @@
 //! libtorch needs a pass per operation: AdamW is nine calls over all the parameters and
 //! the norms three more. On a ~1 ms step of a small model that was ~150 µs of update and
 //! ~6 % of the run in norms (docs/PERFORMANCE.md); one pass (two for Adam, around
-//! libtorch's square root) takes ~30 µs with the norms. (A first fused update in plain
-//! Rust was slower than libtorch on two threads: the compiler kept its accumulators on
-//! the stack and issued scalar square roots. These are written with AVX2 intrinsics,
+//! libtorch's square root) takes 85–91 µs with the norms, half of it that square root.
+//! (A first fused update in plain Rust was slower than libtorch on two threads: the
+//! compiler kept its accumulators on the stack and issued scalar square roots. These are written with AVX2 intrinsics,
 //! and a portable twin of each does the same operations in the same order, so every CPU
 //! computes the same bits.)
 //!

@@ -606,8 +606,9 @@ fn train_accuracy(logits: &[f32], labels: &[i64]) -> f64 {
 }
 
 /// The first NaN's index if the row has one (a diverged model predicts nothing right),
-/// else the first maximum's. The running best stays in registers: the step's logits are
-/// read once per step, and re-reading `row[best]` each time cost 4 µs of a 1 ms step.
+/// else the first maximum's. The running best stays in a register rather than being
+/// re-read as `row[best]` at every element (2.2 → 1.7 µs for 128 × 8 logits, timed in
+/// isolation).
 fn predicted_class(row: &[f32]) -> usize {
     let (mut best, mut best_value) = (0, row[0]);
     for (i, &v) in row.iter().enumerate().skip(1) {

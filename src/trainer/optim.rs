@@ -14,7 +14,7 @@
 use super::kernels::{self, Rows, Sums, Update};
 use crate::config::OptimizerKind;
 use std::collections::HashMap;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hyper {
@@ -147,8 +147,9 @@ impl Optimizer {
     /// given (the frozen stretches between the segments with `kernels::sums_of_squares`).
     /// Adam takes two passes with libtorch's square root of v between them.
     fn step_on_host(&self, h: &Hyper, segments: &[(i64, i64, i64)], init: Option<&Tensor>) -> Option<Option<Sums>> {
-        let on_host = |t: &Tensor| t.device() == Device::Cpu && t.kind() == Kind::Float && t.is_contiguous();
         let root = self.root.as_ref()?;
+        // SAFETY: each slice is dropped at once.
+        let on_host = |t: &Tensor| unsafe { kernels::host_slice(t) }.is_some();
         if ![&self.params, &self.grads, &self.m, &self.v, root].into_iter().chain(init).all(on_host) {
             return None;
         }
@@ -158,8 +159,7 @@ impl Optimizer {
             // SAFETY (here and below): the trainer's thread makes every libtorch call on
             // these tensors, and none runs while the slices live. The parameters and
             // gradients are disjoint rows of one store; the others are tensors of their own.
-            let (theta, grad, m, v) =
-                unsafe { (self.host(&self.params), self.host(&self.grads), self.host(&self.m), self.host(&self.v)) };
+            let (theta, grad, m, v) = unsafe { (host(&self.params), host(&self.grads), host(&self.m), host(&self.v)) };
             for &(start, len, _) in segments {
                 let r = range(start, len);
                 let rows = Rows {
@@ -177,9 +177,9 @@ impl Optimizer {
                 }
             });
         }
-        let (theta, grad, m) = unsafe { (self.host(&self.params), self.host(&self.grads), self.host(&self.m)) };
-        let v = unsafe { self.host(if adam { root } else { &self.v }) };
-        let init = init.map(|t| &*unsafe { self.host(t) });
+        let (theta, grad, m) = unsafe { (host(&self.params), host(&self.grads), host(&self.m)) };
+        let v = unsafe { host(if adam { root } else { &self.v }) };
+        let init = init.map(|t| &*unsafe { host(t) });
         let mut total = [0f64; 3];
         let mut add = |sums: Sums| total.iter_mut().zip(sums).for_each(|(a, b)| *a += b);
         let mut covered = 0;
@@ -205,15 +205,6 @@ impl Optimizer {
             add(kernels::sums_of_squares(&theta[rest.clone()], &grad[rest.clone()], &init[rest]));
         }
         Some(init.is_some().then_some(total))
-    }
-
-    /// A checked tensor's elements (see `step_on_host`).
-    ///
-    /// # Safety
-    /// As `kernels::host_slice`.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn host<'a>(&self, t: &'a Tensor) -> &'a mut [f32] {
-        unsafe { kernels::host_slice(t) }.expect("checked: a contiguous f32 CPU tensor")
     }
 
     /// Adam's first pass (moments, and AdamW's decay) as the kernel's f32 coefficients.
@@ -293,6 +284,15 @@ impl Optimizer {
         });
         missing
     }
+}
+
+/// A checked tensor's elements (see `Optimizer::step_on_host`).
+///
+/// # Safety
+/// As `kernels::host_slice`.
+#[allow(clippy::mut_from_ref)]
+unsafe fn host(t: &Tensor) -> &mut [f32] {
+    unsafe { kernels::host_slice(t) }.expect("checked: a contiguous f32 CPU tensor")
 }
 
 /// Maximal runs of adjacent, unfrozen parameters with the same step count, as
