@@ -367,9 +367,27 @@ pub struct UntilRule {
     /// The rule is ignored before the phase has run this many steps.
     #[serde(default)]
     pub min_steps: u64,
+    /// The rule acts only if the detector's condition still holds this many steps after
+    /// it fired (a transient false alarm is dropped with a log line). Default: 100 for
+    /// `auto` (a false switch changes the run), 0 for `suggest` (the operator decides).
+    #[serde(default)]
+    pub confirm_steps: Option<u64>,
     /// Detector parameters, passed through to the detector.
     #[serde(default)]
     pub params: toml::Table,
+}
+
+/// `confirm_steps` of an `auto` rule that does not set it.
+pub const AUTO_CONFIRM_STEPS: u64 = 100;
+
+impl UntilRule {
+    /// The rule's `confirm_steps`, defaults applied.
+    pub fn confirm_steps(&self) -> u64 {
+        self.confirm_steps.unwrap_or(match self.mode {
+            RuleMode::Auto => AUTO_CONFIRM_STEPS,
+            RuleMode::Suggest => 0,
+        })
+    }
 }
 
 /// A loaded, validated config with where it came from.

@@ -529,7 +529,10 @@ impl Host {
                 }
                 return Ok(Exit::Diverged(format!("train_loss is {loss} at step {step}")));
             }
-            let spike = fired.iter().any(|s| s.detector == "divergence" && s.metric == "train_loss");
+            // `rollback_on_spike` acts on the first point of a burst (a spike), not on the
+            // divergence that a burst still going `sustain_steps` later becomes.
+            let spike =
+                fired.iter().any(|s| matches!(s.detector.as_str(), "spike" | "divergence") && s.metric == "train_loss");
             // Evals and probes keep their schedule through a rule switch at this step (the
             // collapse baseline and the gradient alignment ride on the probe schedule).
             let mut switched = self.handle_signals(fired, false)?;
@@ -830,6 +833,23 @@ impl Host {
                     self.emit(Event::Suggestion { step, id, to_phase: next.unwrap_or_default(), because })?;
                     self.sync_suggestions();
                 }
+                None => {}
+            }
+        }
+        if !switched {
+            let next_index = self.trainer.phase_index() + 1;
+            let next = self.trainer.config().phases.get(next_index).map(|p| p.name().to_string());
+            match self.signals.confirm_due(self.trainer.step(), next.as_deref()) {
+                Some(signals::Confirmation::Confirmed(signals::RuleOutcome::Switch { detail })) => {
+                    self.switch(next_index, PhaseCause::Rule, Some(detail))?;
+                    switched = true;
+                }
+                Some(signals::Confirmation::Confirmed(signals::RuleOutcome::Suggest { id, because })) => {
+                    let step = self.trainer.step();
+                    self.emit(Event::Suggestion { step, id, to_phase: next.unwrap_or_default(), because })?;
+                    self.sync_suggestions();
+                }
+                Some(signals::Confirmation::Dropped(message)) => self.log_line(LogLevel::Info, message)?,
                 None => {}
             }
         }

@@ -7,6 +7,7 @@ use crate::signals::{Bank, DetectorKind, DetectorSpec, Signal};
 /// Detectors that watch every run, with their default parameters.
 const DEFAULTS: &[(DetectorKind, &str)] = &[
     (DetectorKind::Divergence, "train_loss"),
+    (DetectorKind::Spike, "train_loss"),
     (DetectorKind::Plateau, "train_loss"),
     (DetectorKind::Changepoint, "train_loss"),
     (DetectorKind::Jump, "val_acc"),
@@ -30,6 +31,15 @@ pub enum RuleOutcome {
     Suggest { id: u64, because: String },
 }
 
+/// A rule signal waiting for its `confirm_steps`, as `confirm_due` answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Confirmation {
+    /// The condition still holds: act on it.
+    Confirmed(RuleOutcome),
+    /// It did not persist; the message says so (for the log).
+    Dropped(String),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     pub id: u64,
@@ -42,6 +52,10 @@ pub struct SignalState {
     bank: Bank,
     /// (detector, metric, mode, min_steps) of the current phase's rule.
     rule: Option<(String, String, RuleMode, u64)>,
+    /// The rule's `confirm_steps` (defaults applied).
+    confirm_steps: u64,
+    /// A rule signal waiting for confirmation, and the step it is due at.
+    awaiting: Option<(Signal, u64)>,
     pub pending: Vec<Pending>,
     next_id: u64,
     /// The rule's detector fired before the phase was `min_steps` old: it is re-armed
@@ -52,7 +66,15 @@ pub struct SignalState {
 impl SignalState {
     pub fn new(phase: &Phase) -> SignalState {
         let bank = default_bank();
-        let mut s = SignalState { bank, rule: None, pending: Vec::new(), next_id: 1, fired_early: false };
+        let mut s = SignalState {
+            bank,
+            rule: None,
+            confirm_steps: 0,
+            awaiting: None,
+            pending: Vec::new(),
+            next_id: 1,
+            fired_early: false,
+        };
         s.enter_phase(phase);
         s
     }
@@ -73,8 +95,11 @@ impl SignalState {
         self.pending.clear();
         self.rule = None;
         self.fired_early = false;
+        self.awaiting = None;
+        self.confirm_steps = 0;
         if let Some(rule) = &phase.until {
             let r = rule.get_ref();
+            self.confirm_steps = r.confirm_steps();
             // The name the metric is recorded under (`grad_cos/mse~ce` is `grad_cos/ce~mse`).
             let (detector, metric) = (r.detector.get_ref().clone(), crate::event::canonical_metric(r.metric.get_ref()));
             // Validated with the config; a bad spec here would be a bug, so fall back to defaults.
@@ -140,7 +165,7 @@ impl SignalState {
 
     /// Whether `sig` ends the current phase, and how.
     pub fn judge(&mut self, sig: &Signal, steps_in_phase: u64, next_phase: Option<&str>) -> Option<RuleOutcome> {
-        let (detector, metric, mode, min_steps) = self.rule.as_ref()?;
+        let (detector, metric, _, min_steps) = self.rule.as_ref()?;
         if &sig.detector != detector || &sig.metric != metric {
             return None;
         }
@@ -148,8 +173,41 @@ impl SignalState {
             self.fired_early = true;
             return None;
         }
+        next_phase?;
+        if self.confirm_steps > 0 {
+            // One at a time: later firings while one waits add nothing to it.
+            if self.awaiting.is_none() {
+                self.awaiting = Some((sig.clone(), sig.step + self.confirm_steps));
+            }
+            return None;
+        }
+        self.outcome(sig, next_phase, "")
+    }
+
+    /// A rule signal whose `confirm_steps` have passed by `step`: confirmed when its
+    /// detector's condition still holds, dropped otherwise.
+    pub fn confirm_due(&mut self, step: u64, next_phase: Option<&str>) -> Option<Confirmation> {
+        let (detector, metric, _, _) = self.rule.as_ref()?;
+        if self.awaiting.as_ref().is_none_or(|(_, due)| step < *due) {
+            return None;
+        }
+        let (sig, _) = self.awaiting.take()?;
+        let waited = step - sig.step;
+        if self.bank.holds(detector, metric) {
+            let note = format!(" (confirmed {waited} steps later)");
+            self.outcome(&sig, next_phase, &note).map(Confirmation::Confirmed)
+        } else {
+            Some(Confirmation::Dropped(format!(
+                "{detector}({metric}) at step {} not confirmed: its condition no longer held {waited} steps later; the rule waits on",
+                sig.step
+            )))
+        }
+    }
+
+    fn outcome(&mut self, sig: &Signal, next_phase: Option<&str>, note: &str) -> Option<RuleOutcome> {
+        let (detector, metric, mode, _) = self.rule.as_ref()?;
         let to = next_phase?;
-        let because = format!("{detector}({metric}) at step {}: {}", sig.step, sig.message);
+        let because = format!("{detector}({metric}) at step {}: {}{note}", sig.step, sig.message);
         match mode {
             RuleMode::Auto => Some(RuleOutcome::Switch { detail: because }),
             RuleMode::Suggest => {

@@ -2,7 +2,7 @@
 
 use super::{
     Changepoint, ChangepointParams, Collapse, CollapseParams, Detector, Divergence, DivergenceParams, Firing, Jump,
-    JumpParams, Plateau, PlateauParams,
+    JumpParams, Plateau, PlateauParams, Spike,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,26 +15,29 @@ pub enum DetectorKind {
     Changepoint,
     Jump,
     Divergence,
+    Spike,
     Collapse,
 }
 
 impl DetectorKind {
     /// Every kind, in documentation order.
-    pub const ALL: [DetectorKind; 5] = [
+    pub const ALL: [DetectorKind; 6] = [
         DetectorKind::Plateau,
         DetectorKind::Changepoint,
         DetectorKind::Jump,
         DetectorKind::Divergence,
+        DetectorKind::Spike,
         DetectorKind::Collapse,
     ];
 
-    /// The config name: "plateau", "changepoint", "jump", "divergence", "collapse".
+    /// The config name: "plateau", "changepoint", "jump", "divergence", "spike", "collapse".
     pub fn name(self) -> &'static str {
         match self {
             DetectorKind::Plateau => "plateau",
             DetectorKind::Changepoint => "changepoint",
             DetectorKind::Jump => "jump",
             DetectorKind::Divergence => "divergence",
+            DetectorKind::Spike => "spike",
             DetectorKind::Collapse => "collapse",
         }
     }
@@ -56,7 +59,7 @@ impl FromStr for DetectorKind {
 /// Why a detector spec could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SpecError {
-    #[error("unknown detector \"{0}\", expected one of plateau, changepoint, jump, divergence, collapse")]
+    #[error("unknown detector \"{0}\", expected one of plateau, changepoint, jump, divergence, spike, collapse")]
     UnknownDetector(String),
     #[error("invalid parameters for detector \"{detector}\": {message}")]
     Params { detector: DetectorKind, message: String },
@@ -69,6 +72,7 @@ pub enum DetectorSpec {
     Changepoint(ChangepointParams),
     Jump(JumpParams),
     Divergence(DivergenceParams),
+    Spike(DivergenceParams),
     Collapse(CollapseParams),
 }
 
@@ -80,6 +84,7 @@ impl DetectorSpec {
             DetectorKind::Changepoint => DetectorSpec::Changepoint(Default::default()),
             DetectorKind::Jump => DetectorSpec::Jump(Default::default()),
             DetectorKind::Divergence => DetectorSpec::Divergence(Default::default()),
+            DetectorKind::Spike => DetectorSpec::Spike(Default::default()),
             DetectorKind::Collapse => DetectorSpec::Collapse(Default::default()),
         }
     }
@@ -96,6 +101,7 @@ impl DetectorSpec {
             DetectorKind::Changepoint => DetectorSpec::Changepoint(value.try_into().map_err(err)?),
             DetectorKind::Jump => DetectorSpec::Jump(value.try_into().map_err(err)?),
             DetectorKind::Divergence => DetectorSpec::Divergence(value.try_into().map_err(err)?),
+            DetectorKind::Spike => DetectorSpec::Spike(value.try_into().map_err(err)?),
             DetectorKind::Collapse => DetectorSpec::Collapse(value.try_into().map_err(err)?),
         };
         spec.validate()?;
@@ -143,19 +149,19 @@ impl DetectorSpec {
                 if !(p.clip.is_finite() && p.clip >= 0.0) {
                     return bad("clip must be ≥ 0");
                 }
+                if !(p.min_effect.is_finite() && p.min_effect >= 0.0) || !(p.min_visible.is_finite() && p.min_visible >= 0.0) {
+                    return bad("min_effect and min_visible must be ≥ 0");
+                }
             }
             DetectorSpec::Jump(p) => {
                 if !pos(p.min_rise) {
                     return bad("min_rise must be > 0");
                 }
-                if p.window == 0 {
-                    return bad("window must be at least 1 step");
-                }
                 if !(p.min_z.is_finite() && p.min_z >= 0.0) {
                     return bad("min_z must be ≥ 0");
                 }
             }
-            DetectorSpec::Divergence(p) => {
+            DetectorSpec::Divergence(p) | DetectorSpec::Spike(p) => {
                 if !(p.factor.is_finite() && p.factor > 1.0) {
                     return bad("factor must be > 1");
                 }
@@ -184,6 +190,7 @@ impl DetectorSpec {
             DetectorSpec::Changepoint(_) => DetectorKind::Changepoint,
             DetectorSpec::Jump(_) => DetectorKind::Jump,
             DetectorSpec::Divergence(_) => DetectorKind::Divergence,
+            DetectorSpec::Spike(_) => DetectorKind::Spike,
             DetectorSpec::Collapse(_) => DetectorKind::Collapse,
         }
     }
@@ -195,6 +202,7 @@ impl DetectorSpec {
             DetectorSpec::Changepoint(p) => Box::new(Changepoint::new(p.clone())),
             DetectorSpec::Jump(p) => Box::new(Jump::new(p.clone())),
             DetectorSpec::Divergence(p) => Box::new(Divergence::new(p.clone())),
+            DetectorSpec::Spike(p) => Box::new(Spike::new(p.clone())),
             DetectorSpec::Collapse(p) => Box::new(Collapse::new(p.clone())),
         }
     }
@@ -333,6 +341,12 @@ impl Bank {
         if let Some(slots) = self.by_metric.get_mut(metric) {
             slots.iter_mut().filter(|s| s.detector == detector).for_each(|s| s.det.rearm());
         }
+    }
+
+    /// Whether the last firing's condition of `detector` on `metric` still holds (see
+    /// [`Detector::holds`]); false when there is no such detector.
+    pub fn holds(&self, detector: &str, metric: &str) -> bool {
+        self.by_metric.get(metric).is_some_and(|v| v.iter().any(|s| s.detector == detector && s.det.holds()))
     }
 
     /// Resets every detector on `metric` (e.g. when a phase starts).

@@ -97,6 +97,18 @@ pub struct ChangepointParams {
     /// spike then neither wins a new segment nor corrupts the old one). 0 disables.
     /// Default 4.
     pub clip: f64,
+    /// Smallest change that counts, in the model's units: on log-transformed metrics the
+    /// change of ln(level) (0.05 ≈ 5 %), on raw ones a fraction of max(|level before|,
+    /// |level after|, the series' range so far). The posterior alone finds changes of any
+    /// size once the noise is small enough (a converged full-batch loss varying by 3e-5
+    /// "changes" all the time); this asks for one a person would call a change. The
+    /// size is the difference of the mean level after the change and before it, less two
+    /// standard errors (so a handful of noisy points cannot pass it by chance). Default 0.05.
+    pub min_effect: f64,
+    /// The change must also move the raw value by this fraction of the series' range
+    /// so far (what a linear chart of the whole run spans): a loss that fell from 2.3 to
+    /// 1e-5 and wobbles there moves by far less than a pixel. Default 0.002.
+    pub min_visible: f64,
 }
 
 impl Default for ChangepointParams {
@@ -114,6 +126,8 @@ impl Default for ChangepointParams {
             warmup: 30,
             confirm: 5,
             clip: 4.0,
+            min_effect: 0.05,
+            min_visible: 0.002,
         }
     }
 }
@@ -266,7 +280,21 @@ pub struct Changepoint {
     share: Vec<f64>,
     /// Consecutive points the firing condition has held.
     held: usize,
+    /// The last points, newest last: (step, modelled value, raw value), enough for the
+    /// effect size of a change up to `short_run` points old.
+    recent: VecDeque<(u64, f64, f64)>,
+    /// Lowest and highest raw value so far (the range a chart of the run spans).
+    raw_range: (f64, f64),
+    /// After a firing: (birth step of the new segment, level before, signed effect), and
+    /// the sum and count of modelled values since that birth (for [`Detector::holds`]).
+    since_fired: Option<(u64, f64, f64)>,
+    fired_sum: (f64, usize),
 }
+
+/// Points before a change averaged for its "before" level (at least `AFTER_MIN` and
+/// as many as after the change, up to this).
+const BEFORE_MAX: usize = 50;
+const BEFORE_MIN: usize = 10;
 
 impl Changepoint {
     pub fn new(p: ChangepointParams) -> Changepoint {
@@ -317,6 +345,10 @@ impl Changepoint {
             short_mass: 0.0,
             share: Vec::with_capacity(max_run + 2),
             held: 0,
+            recent: VecDeque::new(),
+            raw_range: (f64::INFINITY, f64::NEG_INFINITY),
+            since_fired: None,
+            fired_sum: (0.0, 0),
         }
     }
 
@@ -332,6 +364,31 @@ impl Changepoint {
     /// The most probable run length (in points) after the last point.
     pub fn map_run_length(&self) -> usize {
         self.runs.iter().enumerate().max_by(|a, b| a.1.log_mass.total_cmp(&b.1.log_mass)).map(|(i, _)| i).unwrap_or(0)
+    }
+
+    /// The size of the change that began after step `birth` (see `min_effect`): the
+    /// signed difference of mean levels after and before it, whether it is big enough,
+    /// and the level before.
+    fn effect(&self, birth: u64) -> (f64, bool, f64) {
+        let after: Vec<&(u64, f64, f64)> = self.recent.iter().filter(|(s, _, _)| *s > birth).collect();
+        let n_after = after.len();
+        let n_before = n_after.clamp(BEFORE_MIN, BEFORE_MAX);
+        let before: Vec<&(u64, f64, f64)> =
+            self.recent.iter().rev().filter(|(s, _, _)| *s <= birth).take(n_before).collect();
+        if n_after == 0 || before.is_empty() {
+            return (0.0, false, 0.0);
+        }
+        let mean = |v: &[&(u64, f64, f64)], f: fn(&(u64, f64, f64)) -> f64| v.iter().map(|x| f(x)).sum::<f64>() / v.len() as f64;
+        let (ya, yb) = (mean(&after, |x| x.1), mean(&before, |x| x.1));
+        let (ra, rb) = (mean(&after, |x| x.2), mean(&before, |x| x.2));
+        let delta = ya - yb;
+        let se = self.scale.sigma() * (1.0 / n_after as f64 + 1.0 / before.len() as f64).sqrt();
+        let size = delta.abs() - 2.0 * se;
+        let range = (self.raw_range.1 - self.raw_range.0).max(0.0);
+        let log = self.log_transform == Some(true);
+        let reference = if log { 1.0 } else { ya.abs().max(yb.abs()).max(range) };
+        let big = size >= self.p.min_effect * reference && (ra - rb).abs() >= self.p.min_visible * range;
+        (delta, big, yb)
     }
 
     fn sigma(&self) -> f64 {
@@ -360,6 +417,19 @@ impl Detector for Changepoint {
             if step <= last_step {
                 return None;
             }
+        }
+        self.raw_range = (self.raw_range.0.min(value), self.raw_range.1.max(value));
+        self.recent.push_back((step, y, value));
+        if self.recent.len() > self.p.short_run + self.p.confirm + BEFORE_MAX + 1 {
+            self.recent.pop_front();
+        }
+        if let Some((birth, _, _)) = self.since_fired
+            && step > birth
+        {
+            self.fired_sum.0 += y;
+            self.fired_sum.1 += 1;
+        }
+        if let Some((last_step, _)) = self.last {
             let dt = (step - last_step) as f64;
             self.spacing =
                 if self.points == 1 { dt } else { self.spacing + ema_alpha(1.0, SCALE_POINTS) * (dt - self.spacing) };
@@ -458,14 +528,27 @@ impl Detector for Changepoint {
         if self.held < self.p.confirm.max(1) {
             return None;
         }
+        let after = self.runs[map].birth;
+        // Too small a change to matter: keep watching while the posterior holds (the
+        // change may still grow), without firing.
+        let (delta, big, before) = self.effect(after);
+        if !big {
+            return None;
+        }
         self.held = 0;
         self.armed = false;
-        let after = self.runs[map].birth;
+        self.since_fired = Some((after, before, delta));
+        self.fired_sum = self.recent.iter().filter(|(s, _, _)| *s > after).fold((0.0, 0), |(a, n), x| (a + x.1, n + 1));
+        let size = if self.log_transform == Some(true) {
+            format!("{:+.0}%", 100.0 * delta.exp_m1())
+        } else {
+            format!("{:+}", super::stats::fmt_num(delta))
+        };
         Some(Firing {
             step,
             score: short,
             message: format!(
-                "change point after step {after} (P(run ≤ {} points) = {short:.2}, most likely run {map} points)",
+                "change point after step {after}: level {size} (P(run ≤ {} points) = {short:.2}, most likely run {map} points)",
                 self.p.short_run
             ),
         })
@@ -478,6 +561,18 @@ impl Detector for Changepoint {
     fn rearm(&mut self) {
         self.armed = true;
         self.held = 0;
+    }
+
+    /// The new level persists: the mean since the change is still at least half the
+    /// firing's effect away from the level before it, on the same side.
+    fn holds(&self) -> bool {
+        match self.since_fired {
+            Some((_, before, delta)) if self.fired_sum.1 > 0 => {
+                let mean = self.fired_sum.0 / self.fired_sum.1 as f64;
+                (mean - before) * delta.signum() >= 0.5 * delta.abs()
+            }
+            _ => false,
+        }
     }
 
     fn kind(&self) -> DetectorKind {

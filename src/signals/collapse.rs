@@ -46,6 +46,8 @@ pub struct Collapse {
     last_step: Option<u64>,
     below: usize,
     armed: bool,
+    /// Fired, and not back above the re-arm level since.
+    holds: bool,
     scale: DiffScale,
 }
 
@@ -60,6 +62,7 @@ impl Collapse {
             last_step: None,
             below: 0,
             armed: true,
+            holds: false,
             scale: DiffScale::new(SCALE_POINTS),
         }
     }
@@ -102,6 +105,7 @@ impl Detector for Collapse {
             self.below += 1;
             if self.armed && self.below >= self.p.patience.max(1) {
                 self.armed = false;
+                self.holds = true;
                 let ratio = self.smoothed / base;
                 return Some(Firing {
                     step,
@@ -118,6 +122,7 @@ impl Detector for Collapse {
             self.below = 0;
             if self.smoothed >= 0.5 * (1.0 + self.p.fraction) * base {
                 self.armed = true;
+                self.holds = false;
             }
         }
         None
@@ -129,6 +134,10 @@ impl Detector for Collapse {
 
     fn rearm(&mut self) {
         self.armed = true;
+    }
+
+    fn holds(&self) -> bool {
+        self.holds
     }
 
     fn kind(&self) -> DetectorKind {

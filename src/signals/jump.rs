@@ -1,5 +1,13 @@
-//! Jump: a sharp rise (or fall) of a metric within a window of steps, e.g. held-out
-//! accuracy going from chance to ~1 when a model groks.
+//! Jump: a sustained rise (or fall) of a metric at any time scale, e.g. held-out
+//! accuracy going from chance to ~1 when a model groks, whether that takes 200 steps
+//! or 3 000.
+//!
+//! The rise is measured from the lowest value since the detector last fired (or began),
+//! not within a fixed window: a fixed window makes the firing step depend on how fast
+//! the rise is (a rise slower than the window fires late, or never), and so on the last
+//! digits of the arithmetic that set its speed. From the run's own low, the detector
+//! fires where the series first stands `min_rise` above it, whatever the time scale; a
+//! `window` can still bound the time scale when a config wants only fast rises.
 
 use super::stats::{DiffScale, fmt_num};
 use super::{Detector, DetectorKind, Firing};
@@ -21,10 +29,12 @@ pub enum Direction {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JumpParams {
-    /// Smallest rise that counts, above the lowest value of the last `window` steps.
-    /// Absolute, or a fraction of |that lowest value| when `relative`. Default 0.5.
+    /// Smallest rise that counts, above the lowest value since the detector last fired
+    /// (within the last `window` steps when `window` > 0). Absolute, or a fraction of
+    /// |that lowest value| when `relative`. Default 0.5.
     pub min_rise: f64,
-    /// Steps within which the rise must happen. Default 1000.
+    /// Longest time scale, in steps, a rise may take: 0 (the default) means any (the
+    /// lowest value since the last firing is the base).
     pub window: u64,
     /// Measure `min_rise` relative to the prior level. Default false.
     pub relative: bool,
@@ -40,15 +50,17 @@ pub struct JumpParams {
 
 impl Default for JumpParams {
     fn default() -> Self {
-        JumpParams { min_rise: 0.5, window: 1000, relative: false, direction: Direction::Up, min_z: 10.0, warmup: 20 }
+        JumpParams { min_rise: 0.5, window: 0, relative: false, direction: Direction::Up, min_z: 10.0, warmup: 20 }
     }
 }
 
 /// Time constant (points) of the robust noise estimate.
 const SCALE_POINTS: f64 = 200.0;
 
-/// Fires when `value − min(values in the last window steps)` is at least `min_rise`
-/// (absolute or relative) and at least `min_z` noise standard deviations. Once fired,
+/// Fires when `value − base` is at least `min_rise` (absolute or relative) and at least
+/// `min_z` noise standard deviations, `base` the lowest value since the last firing
+/// (in the last `window` steps when `window` > 0). The message gives the rise's time
+/// scale: the steps since the series last stood at its base level. Once fired,
 /// the points so far are forgotten and, while the series keeps making new highs, so are
 /// those: a further firing needs a new rise of `min_rise` from a low reached after the
 /// post-jump peak. Score: the rise (in the series' units, or relative).
@@ -63,11 +75,28 @@ pub struct Jump {
     points: usize,
     /// After a firing: the highest value since.
     peak: Option<f64>,
+    /// The last step whose value was within a tenth of `min_rise` of the base (where the
+    /// rise began, for the message).
+    near_base: u64,
+    /// The level a firing rose from, and whether its condition still holds (the value
+    /// has not fallen back below the midpoint between that base and the firing level).
+    fired_from: Option<(f64, f64)>,
+    holds: bool,
 }
 
 impl Jump {
     pub fn new(p: JumpParams) -> Jump {
-        Jump { p, mins: VecDeque::new(), scale: DiffScale::new(SCALE_POINTS), last_step: None, points: 0, peak: None }
+        Jump {
+            p,
+            mins: VecDeque::new(),
+            scale: DiffScale::new(SCALE_POINTS),
+            last_step: None,
+            points: 0,
+            peak: None,
+            near_base: 0,
+            fired_from: None,
+            holds: false,
+        }
     }
 
     pub fn params(&self) -> &JumpParams {
@@ -90,13 +119,22 @@ impl Detector for Jump {
         self.last_step = Some(step);
         self.points += 1;
         let v = self.sign() * value;
-        let horizon = step.saturating_sub(self.p.window);
-        while self.mins.front().is_some_and(|&(s, _)| s < horizon) {
-            self.mins.pop_front();
+        if self.p.window > 0 {
+            let horizon = step.saturating_sub(self.p.window);
+            while self.mins.front().is_some_and(|&(s, _)| s < horizon) {
+                self.mins.pop_front();
+            }
+        }
+        if let Some((base, level)) = self.fired_from {
+            self.holds = v >= 0.5 * (base + level);
         }
         let mut fired = None;
-        if let Some(&(base_step, base)) = self.mins.front() {
+        if let Some(&(_, base)) = self.mins.front() {
             let rise = v - base;
+            let tenth = 0.1 * if self.p.relative { self.p.min_rise * base.abs() } else { self.p.min_rise };
+            if rise <= tenth {
+                self.near_base = step;
+            }
             let size = if self.p.relative { rise / base.abs().max(1e-12) } else { rise };
             let noisy = self.p.min_z > 0.0 && rise < self.p.min_z * self.scale.sigma();
             if self.points > self.p.warmup && size >= self.p.min_rise && !noisy {
@@ -105,15 +143,18 @@ impl Detector for Jump {
                     step,
                     score: size,
                     message: format!(
-                        "jump {}: {} at step {base_step} → {} ({} steps)",
+                        "jump {}: {} at step {} → {} ({} steps)",
                         if s > 0.0 { "up" } else { "down" },
                         fmt_num(s * base),
+                        self.near_base,
                         fmt_num(value),
-                        step - base_step
+                        step - self.near_base
                     ),
                 });
                 self.mins.clear();
                 self.peak = Some(v);
+                self.fired_from = Some((base, v));
+                self.holds = true;
             }
         }
         if fired.is_none()
@@ -123,10 +164,17 @@ impl Detector for Jump {
             *peak = v;
             self.mins.clear();
         }
+        if self.mins.is_empty() {
+            self.near_base = step;
+        }
         while self.mins.back().is_some_and(|&(_, b)| b >= v) {
             self.mins.pop_back();
         }
         self.mins.push_back((step, v));
+        if self.p.window == 0 {
+            // Only the minimum is ever read: keep memory O(1) on a long monotone rise.
+            self.mins.truncate(1);
+        }
         self.scale.push(v);
         fired
     }
@@ -136,6 +184,10 @@ impl Detector for Jump {
     }
 
     fn rearm(&mut self) {}
+
+    fn holds(&self) -> bool {
+        self.holds
+    }
 
     fn kind(&self) -> DetectorKind {
         DetectorKind::Jump
@@ -163,10 +215,30 @@ mod tests {
     }
 
     #[test]
-    fn too_slow_a_rise_does_not_fire() {
-        // Rising 0.02 → 0.98 over ~20 000 steps: never 0.5 within 1000 steps.
+    fn a_slow_rise_fires_where_it_is_half_way_up() {
+        // Rising 0.02 → 0.98 over ~20 000 steps: by default any time scale counts, and
+        // the firing is where the value first stands 0.5 above its low (step 0).
         let fired = sigmoid_run(JumpParams::default(), 10_000.0, 4000.0, 20_000);
+        let v = |s: u64| 0.02 + 0.96 / (1.0 + (-(s as f64 - 10_000.0) / 4000.0).exp());
+        let expect = (0..20_000u64).find(|&s| v(s) >= v(0) + 0.5).unwrap();
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert!(fired[0].abs_diff(expect) <= 2, "{fired:?} vs {expect}");
+        // A `window` bounds the time scale: never 0.5 within 1000 steps.
+        let fired = sigmoid_run(JumpParams { window: 1000, ..Default::default() }, 10_000.0, 4000.0, 20_000);
         assert!(fired.is_empty(), "{fired:?}");
+    }
+
+    #[test]
+    fn fires_at_the_same_level_whatever_the_rise_time() {
+        // The same rise at time scales from 50 to 3200 steps fires where the value is
+        // 0.5 above the low: the firing tracks the level, not the speed.
+        for width in [50.0, 200.0, 800.0, 3200.0] {
+            let fired = sigmoid_run(JumpParams::default(), 30_000.0, width, 60_000);
+            let v = |s: f64| 0.02 + 0.96 / (1.0 + (-(s - 30_000.0) / width).exp());
+            assert_eq!(fired.len(), 1, "width {width}: {fired:?}");
+            let at = v(fired[0] as f64);
+            assert!((0.52..0.53).contains(&at), "width {width}: fired at value {at}");
+        }
     }
 
     #[test]

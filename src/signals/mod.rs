@@ -31,7 +31,7 @@ mod stats;
 pub use bank::{Bank, DetectorKind, DetectorSpec, Signal, SpecError};
 pub use changepoint::{Changepoint, ChangepointParams, Transform, Trend};
 pub use collapse::{Collapse, CollapseParams};
-pub use divergence::{Divergence, DivergenceParams};
+pub use divergence::{Divergence, DivergenceParams, Spike};
 pub use jump::{Direction, Jump, JumpParams};
 pub use plateau::{Plateau, PlateauParams};
 
@@ -58,6 +58,11 @@ pub trait Detector: Send + std::fmt::Debug {
     /// re-arms its detector when the phase is old enough). The jump detector reports
     /// events, not conditions, and has nothing to re-arm.
     fn rearm(&mut self);
+    /// Whether the condition of the last firing still holds at the last point (the
+    /// rise has not fallen back, the new level persists, the series is still flat or
+    /// still collapsed). A rule with `confirm_steps` asks this that many steps after
+    /// the firing before it acts; false before any firing.
+    fn holds(&self) -> bool;
     /// The detector's kind.
     fn kind(&self) -> DetectorKind;
 }

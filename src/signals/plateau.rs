@@ -31,14 +31,17 @@ impl Default for PlateauParams {
 }
 
 /// Fires once when the EMA-smoothed relative slope |dL/dstep| / |L| (L the EMA level)
-/// has stayed at or under `tolerance / window` for `window` steps, counted after a
-/// warm-up of `2 × ema_steps` steps from the first point. Re-arms when the relative
-/// slope exceeds `rearm_factor` times the threshold. Score: the relative change per
-/// window at firing (≤ `tolerance`).
+/// has stayed at or under `tolerance / window` for `window` steps, counted from the
+/// series' second point: a plateau from the start of a run is reported after `window`
+/// steps like any other (an earlier version waited for a `2 × ema_steps` warm-up first,
+/// which hid plateaus shorter than warm-up + window). The start-up lag of the EMAs
+/// cannot fake a plateau: a falling series' slope estimate passes the threshold within
+/// a fraction of `ema_steps`, long before `window`. Re-arms when the relative slope
+/// exceeds `rearm_factor` times the threshold. Score: the relative change per window
+/// at firing (≤ `tolerance`).
 #[derive(Clone, Debug)]
 pub struct Plateau {
     p: PlateauParams,
-    first_step: u64,
     last_step: Option<u64>,
     level: f64,
     slope: f64,
@@ -46,19 +49,21 @@ pub struct Plateau {
     slope_weight: f64,
     below_since: Option<u64>,
     armed: bool,
+    /// Fired, and the series has not left the plateau since.
+    holds: bool,
 }
 
 impl Plateau {
     pub fn new(p: PlateauParams) -> Plateau {
         Plateau {
             p,
-            first_step: 0,
             last_step: None,
             level: 0.0,
             slope: 0.0,
             slope_weight: 0.0,
             below_since: None,
             armed: true,
+            holds: false,
         }
     }
 
@@ -83,7 +88,6 @@ impl Detector for Plateau {
             return None;
         }
         let Some(last) = self.last_step else {
-            self.first_step = step;
             self.last_step = Some(step);
             self.level = value;
             return None;
@@ -101,8 +105,10 @@ impl Detector for Plateau {
         self.slope_weight += a * (1.0 - self.slope_weight);
         let rel = self.relative_slope().unwrap_or(f64::INFINITY);
         let thr = self.threshold();
-        let warm = (step - self.first_step) as f64 >= 2.0 * self.p.ema_steps;
-        if !(warm && rel <= thr) {
+        if rel > self.p.rearm_factor * thr {
+            self.holds = false;
+        }
+        if rel > thr {
             self.below_since = None;
             if !self.armed && rel > self.p.rearm_factor * thr {
                 self.armed = true;
@@ -116,6 +122,7 @@ impl Detector for Plateau {
             return None;
         }
         self.armed = false;
+        self.holds = true;
         let per_window = rel * self.p.window as f64;
         Some(Firing {
             step,
@@ -138,6 +145,10 @@ impl Detector for Plateau {
         self.armed = true;
     }
 
+    fn holds(&self) -> bool {
+        self.holds
+    }
+
     fn kind(&self) -> DetectorKind {
         DetectorKind::Plateau
     }
@@ -151,15 +162,15 @@ mod tests {
     fn fires_once_on_a_constant_series_after_warmup_and_window() {
         let mut d = Plateau::new(PlateauParams::default());
         let fired: Vec<u64> = (0..5000).filter_map(|s| d.push(s, 2.0)).map(|f| f.step).collect();
-        // Warm-up 300 steps, then 500 steps under the threshold.
-        assert_eq!(fired, vec![800]);
+        // 500 steps under the threshold, counted from the second point.
+        assert_eq!(fired, vec![501]);
     }
 
     #[test]
     fn rearmed_on_a_plateau_that_never_ended_it_fires_at_once() {
         let mut d = Plateau::new(PlateauParams::default());
         let fired: Vec<u64> = (0..1000).filter_map(|s| d.push(s, 2.0)).map(|f| f.step).collect();
-        assert_eq!(fired, vec![800]);
+        assert_eq!(fired, vec![501]);
         d.rearm();
         assert_eq!(d.push(1000, 2.0).map(|f| f.step), Some(1000));
         assert!(d.push(1001, 2.0).is_none(), "fires once per re-arm");
@@ -191,15 +202,38 @@ mod tests {
             }
         }
         assert_eq!(fired.len(), 2, "{fired:?}");
-        assert_eq!(fired[0], 800);
+        assert_eq!(fired[0], 501);
         assert!(fired[1] > 3000 && fired[1] < 3000 + 500 + 900, "{fired:?}");
     }
 
     #[test]
     fn irregular_steps_use_step_values() {
         let mut d = Plateau::new(PlateauParams::default());
-        // Points every 50 steps: the same 800-step answer as with every step.
+        // Points every 50 steps: 500 steps from the second point, as with every step.
         let fired: Vec<u64> = (0..100).map(|i| i * 50).filter_map(|s| d.push(s, 3.0)).map(|f| f.step).collect();
-        assert_eq!(fired, vec![800]);
+        assert_eq!(fired, vec![550]);
+    }
+
+    #[test]
+    fn a_short_plateau_at_the_start_is_reported() {
+        // Flat (with 1 % noise) for 700 steps from the first point, then falling fast:
+        // shorter than the old warm-up + window (800), reported at about 500.
+        let mut d = Plateau::new(PlateauParams::default());
+        let mut x: u64 = 12345;
+        let mut noise = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 2001) as f64 / 1000.0 - 1.0
+        };
+        let fired: Vec<u64> = (0..3000u64)
+            .filter_map(|s| {
+                let base = if s < 700 { 1.0 } else { (-((s - 700) as f64) / 100.0).exp() };
+                d.push(s, base * (1.0 + 0.01 * noise()))
+            })
+            .map(|f| f.step)
+            .collect();
+        assert!(!fired.is_empty() && fired[0] < 700, "{fired:?}");
+        assert!(!d.holds(), "the fall ended the plateau");
     }
 }
