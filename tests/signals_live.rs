@@ -37,7 +37,7 @@ fn auto_rule_switches_phase_with_cause_rule() {
     let tmp = tempfile::tempdir().unwrap();
     let (out, run) = headless(
         tmp.path(),
-        &config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto', min_steps = 5 }}"), "0.02", ""),
+        &config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto', min_steps = 5, confirm_steps = 0 }}"), "0.02", ""),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let evs = events(&run);
@@ -60,6 +60,65 @@ fn auto_rule_switches_phase_with_cause_rule() {
     assert_eq!(summary["phases"][1]["cause"], "rule");
 }
 
+/// An `auto` rule acts only when its condition still holds `confirm_steps` after the
+/// firing. On a cyclical lr, a jump in lr fires on every rise and is gone (lr back under
+/// the midpoint of the rise) 250 steps later: never confirmed, never switched, each
+/// dropped firing logged; with `confirm_steps = 0` the first rise switches. A plateau
+/// in a constant lr still holds, and switches `confirm_steps` after it fired.
+#[test]
+fn confirm_steps_drops_a_transient_firing_and_confirms_a_lasting_one() {
+    let cyclical = |confirm: u64| {
+        config(
+            &format!(
+                "until = {{ detector = 'jump', metric = 'lr', mode = 'auto', confirm_steps = {confirm} }}\n\
+                 schedule = 'cyclical'\ncycle_steps = 400\nmin_lr = 0.005"
+            ),
+            "0.02",
+            "",
+        )
+        .replace("lr=0.01\nbatch_size=32\nuntil", "lr=1.0\nbatch_size=32\nuntil")
+        .replace("max_steps=400", "max_steps=1000")
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, run) = headless(tmp.path(), &cyclical(250));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evs = events(&run);
+    let jumps = fired(&evs, "jump", "lr");
+    assert!(jumps.len() >= 2, "a jump on each rise of the lr: {jumps:?}");
+    assert_eq!(rule_switch(&evs), None, "never confirmed, never switched");
+    let dropped = evs
+        .iter()
+        .filter(|e| matches!(e, Event::Log { message, .. } if message.contains("not confirmed")))
+        .count();
+    let due = jumps.iter().filter(|&&j| j + 250 <= 1000).count();
+    assert!(due >= 2, "{jumps:?}");
+    assert_eq!(dropped, due, "each dropped firing is logged once due: {jumps:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, run) = headless(tmp.path(), &cyclical(0));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evs = events(&run);
+    assert_eq!(rule_switch(&evs), fired(&evs, "jump", "lr").first().copied(), "unconfirmed: the first rise switches");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, run) = headless(
+        tmp.path(),
+        &config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto', confirm_steps = 30 }}"), "0.02", ""),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evs = events(&run);
+    let signal_step = *fired(&evs, "plateau", "lr").first().expect("plateau(lr) fired");
+    assert_eq!(rule_switch(&evs), Some(signal_step + 30), "confirmed 30 steps after the firing");
+    let detail = evs
+        .iter()
+        .find_map(|e| match e {
+            Event::PhaseChanged { cause: PhaseCause::Rule, detail, .. } => detail.clone(),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(detail.contains("confirmed 30 steps later"), "{detail}");
+}
+
 /// A rule whose detector fires before `min_steps` ends the phase once the phase is
 /// old enough, if the condition still holds (the detector is re-armed then).
 #[test]
@@ -67,7 +126,7 @@ fn min_steps_defers_a_rule_that_fired_early() {
     let tmp = tempfile::tempdir().unwrap();
     let (out, run) = headless(
         tmp.path(),
-        &config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto', min_steps = 100 }}"), "0.02", ""),
+        &config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto', min_steps = 100, confirm_steps = 0 }}"), "0.02", ""),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let evs = events(&run);
@@ -83,7 +142,7 @@ fn min_steps_defers_a_rule_that_fired_early() {
 fn probe_and_eval_run_at_a_rule_switch_step() {
     let tmp = tempfile::tempdir().unwrap();
     // Probes and evals at every step: whichever step the rule fires at is one of theirs.
-    let cfg = config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto' }}"), "0.02", "")
+    let cfg = config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto', confirm_steps = 0 }}"), "0.02", "")
         .replace("max_steps=400", "max_steps=80")
         .replace("[eval]\nevery=10", "[eval]\nevery=1\n[probes]\nevery=1\nlayers=['mlp.0']");
     let (out, run) = headless(tmp.path(), &cfg);
@@ -163,8 +222,9 @@ fn suggest_rule_waits_for_accept() {
     assert_eq!(answered.as_ref().map(|g| g["state"].clone()), Some("accepted".into()), "{summary}");
 }
 
-/// `rollback_on_spike`: a divergence signal on a finite loss (here the jump to a far too
-/// large lr) rolls back too, and the detectors resume from their state at the checkpoint.
+/// `rollback_on_spike`: a spike (or divergence) signal on a finite loss (here the jump to
+/// a far too large lr) rolls back too, and the detectors resume from their state at the
+/// checkpoint.
 #[test]
 fn a_loss_spike_rolls_back_when_asked() {
     let tmp = tempfile::tempdir().unwrap();
@@ -182,8 +242,8 @@ fn a_loss_spike_rolls_back_when_asked() {
         })
         .collect();
     assert!(losses.first().is_some_and(|l| l.is_finite()), "a finite spike rolled back: {losses:?}");
-    let spikes = fired(&evs, "divergence", "train_loss").len();
-    assert!(spikes >= losses.len(), "each rollback follows a divergence signal");
+    let spikes = fired(&evs, "spike", "train_loss").len() + fired(&evs, "divergence", "train_loss").len();
+    assert!(spikes >= losses.len(), "each rollback follows a spike or divergence signal");
 }
 
 #[test]
@@ -311,7 +371,7 @@ fn grad_cos_rule_watches_the_sorted_pair() {
         "rule.toml",
         "[run]\nname='r'\nmax_steps=10\n[task]\nkind='gaussian'\n[model]\nkind='mlp'\n[probes]\nevery=5\n\
          [[phase]]\nname='a'\noptimizer='sgd'\nlr=0.1\nbatch_size=8\nloss=[{kind='mse'}, {kind='ce'}]\n\
-         until={detector='divergence', metric='grad_cos/mse~ce', mode='auto'}\n\
+         until={detector='divergence', metric='grad_cos/mse~ce', mode='auto', confirm_steps=0}\n\
          [[phase]]\nname='b'\noptimizer='sgd'\nlr=0.1\nbatch_size=8\n",
     )
     .unwrap();
@@ -363,7 +423,7 @@ fn resume_and_branch_keep_the_detectors_history() {
          [task]\nkind='gaussian'\nn_train=256\nn_val=64\n[model]\nkind='mlp'\ndepth=1\nwidth=16\n\
          [probes]\nevery=10\nlayers=['mlp.0']\n[eval]\nevery=10\n[checkpoint]\nevery=100\nkeep=100\n\
          [[phase]]\nname='decay'\nsteps=1000\noptimizer='sgd'\nlr=0.05\nschedule='cosine'\nbatch_size=32\n\
-         until={detector='collapse', metric='lr', mode='auto', params={fraction=0.5, min_z=0.0}}\n\
+         until={detector='collapse', metric='lr', mode='auto', confirm_steps=0, params={fraction=0.5, min_z=0.0}}\n\
          [[phase]]\nname='after'\noptimizer='sgd'\nlr=0.01\nbatch_size=32\n";
     let (out, whole) = headless(tmp.path(), cfg);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
