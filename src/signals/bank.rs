@@ -149,8 +149,9 @@ impl DetectorSpec {
                 if !(p.clip.is_finite() && p.clip >= 0.0) {
                     return bad("clip must be ≥ 0");
                 }
-                if !(p.min_effect.is_finite() && p.min_effect >= 0.0) || !(p.min_visible.is_finite() && p.min_visible >= 0.0) {
-                    return bad("min_effect and min_visible must be ≥ 0");
+                let nonneg = |x: f64| x.is_finite() && x >= 0.0;
+                if !nonneg(p.min_effect) || !nonneg(p.min_effect_sd) || !nonneg(p.min_visible) {
+                    return bad("min_effect, min_effect_sd and min_visible must be ≥ 0");
                 }
             }
             DetectorSpec::Jump(p) => {

@@ -97,14 +97,20 @@ pub struct ChangepointParams {
     /// spike then neither wins a new segment nor corrupts the old one). 0 disables.
     /// Default 4.
     pub clip: f64,
-    /// Smallest change that counts, in the model's units: on log-transformed metrics the
-    /// change of ln(level) (0.05 ≈ 5 %), on raw ones a fraction of max(|level before|,
+    /// Smallest change that counts, in the model's units: on log-transformed metrics a
+    /// change of ln(value) (0.02 ≈ 2 %), on raw ones a fraction of max(|level before|,
     /// |level after|, the series' range so far). The posterior alone finds changes of any
     /// size once the noise is small enough (a converged full-batch loss varying by 3e-5
     /// "changes" all the time); this asks for one a person would call a change. The
-    /// size is the difference of the mean level after the change and before it, less two
-    /// standard errors (so a handful of noisy points cannot pass it by chance). Default 0.05.
+    /// size is the mean deviation of the points since the change from the trend before
+    /// it (a line fitted to up to 100 points, extrapolated), less one standard error: a
+    /// level shift, a kink and a bend count; a steady drift does not. Default 0.02.
     pub min_effect: f64,
+    /// The change must also be at least this many times the series' point-to-point noise
+    /// standard deviation σ̂: what a person sees as a change on a noisy curve is a move
+    /// that stands out of its noise band (a batch-of-32 loss wandering by half its noise
+    /// is no change; a halving is). Scale-free: the same in any units. Default 1.5.
+    pub min_effect_sd: f64,
     /// The change must also move the raw value by this fraction of the series' range
     /// so far (what a linear chart of the whole run spans): a loss that fell from 2.3 to
     /// 1e-5 and wobbles there moves by far less than a pixel. Default 0.002.
@@ -126,7 +132,8 @@ impl Default for ChangepointParams {
             warmup: 30,
             confirm: 5,
             clip: 4.0,
-            min_effect: 0.05,
+            min_effect: 0.02,
+            min_effect_sd: 1.5,
             min_visible: 0.002,
         }
     }
@@ -291,9 +298,9 @@ pub struct Changepoint {
     fired_sum: (f64, usize),
 }
 
-/// Points before a change averaged for its "before" level (at least `AFTER_MIN` and
-/// as many as after the change, up to this).
-const BEFORE_MAX: usize = 50;
+/// Points before a change that its "before" trend is fitted to (at most; at least
+/// `BEFORE_MIN` are needed to judge a change's size).
+const BEFORE_MAX: usize = 100;
 const BEFORE_MIN: usize = 10;
 
 impl Changepoint {
@@ -366,29 +373,54 @@ impl Changepoint {
         self.runs.iter().enumerate().max_by(|a, b| a.1.log_mass.total_cmp(&b.1.log_mass)).map(|(i, _)| i).unwrap_or(0)
     }
 
-    /// The size of the change that began after step `birth` (see `min_effect`): the
-    /// signed difference of mean levels after and before it, whether it is big enough,
-    /// and the level before.
+    /// The size of the change that began after step `birth` (see `min_effect`): how far
+    /// the points since it sit from where the trend before it was heading (a line fitted
+    /// to up to `BEFORE_MAX` points before the change, extrapolated), so that a level
+    /// shift, a kink and a bend all count and a steady drift does not. Returns the signed
+    /// mean deviation, whether it is big enough, and the before-line's level at the change.
     fn effect(&self, birth: u64) -> (f64, bool, f64) {
-        let after: Vec<&(u64, f64, f64)> = self.recent.iter().filter(|(s, _, _)| *s > birth).collect();
-        let n_after = after.len();
-        let n_before = n_after.clamp(BEFORE_MIN, BEFORE_MAX);
-        let before: Vec<&(u64, f64, f64)> =
-            self.recent.iter().rev().filter(|(s, _, _)| *s <= birth).take(n_before).collect();
-        if n_after == 0 || before.is_empty() {
+        let after: Vec<(f64, f64, f64)> =
+            self.recent.iter().filter(|(s, _, _)| *s > birth).map(|&(s, y, r)| (s as f64, y, r)).collect();
+        let before: Vec<(f64, f64, f64)> = self
+            .recent
+            .iter()
+            .rev()
+            .filter(|(s, _, _)| *s <= birth)
+            .take(BEFORE_MAX)
+            .map(|&(s, y, r)| (s as f64, y, r))
+            .collect();
+        if after.is_empty() || before.len() < BEFORE_MIN {
             return (0.0, false, 0.0);
         }
-        let mean = |v: &[&(u64, f64, f64)], f: fn(&(u64, f64, f64)) -> f64| v.iter().map(|x| f(x)).sum::<f64>() / v.len() as f64;
-        let (ya, yb) = (mean(&after, |x| x.1), mean(&before, |x| x.1));
-        let (ra, rb) = (mean(&after, |x| x.2), mean(&before, |x| x.2));
-        let delta = ya - yb;
-        let se = self.scale.sigma() * (1.0 / n_after as f64 + 1.0 / before.len() as f64).sqrt();
-        let size = delta.abs() - 2.0 * se;
+        let line = |pts: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| {
+            let n = pts.len() as f64;
+            let sx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+            let sy = pts.iter().map(f).sum::<f64>() / n;
+            let sxx = pts.iter().map(|p| (p.0 - sx) * (p.0 - sx)).sum::<f64>();
+            let sxy = pts.iter().map(|p| (p.0 - sx) * (f(p) - sy)).sum::<f64>();
+            let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+            (sx, sy, b, sxx)
+        };
+        let (xb, yb, slope, sxx) = line(&before, |p| p.1);
+        let (_, rb, rslope, _) = line(&before, |p| p.2);
+        let n_a = after.len() as f64;
+        let xa = after.iter().map(|p| p.0).sum::<f64>() / n_a;
+        let dev = after.iter().map(|p| p.1 - (yb + slope * (p.0 - xb))).sum::<f64>() / n_a;
+        let rdev = after.iter().map(|p| p.2 - (rb + rslope * (p.0 - xb))).sum::<f64>() / n_a;
+        // Standard error of that mean deviation: the after-mean's, the before-level's and
+        // the extrapolated slope's.
+        let sigma = self.scale.sigma();
+        let extrapolation = if sxx > 0.0 { (xa - xb) * (xa - xb) / sxx } else { 0.0 };
+        let se = sigma * (1.0 / n_a + 1.0 / before.len() as f64 + extrapolation).sqrt();
+        let size = dev.abs() - se;
         let range = (self.raw_range.1 - self.raw_range.0).max(0.0);
         let log = self.log_transform == Some(true);
-        let reference = if log { 1.0 } else { ya.abs().max(yb.abs()).max(range) };
-        let big = size >= self.p.min_effect * reference && (ra - rb).abs() >= self.p.min_visible * range;
-        (delta, big, yb)
+        let level = yb + slope * (birth as f64 - xb);
+        let reference = if log { 1.0 } else { level.abs().max((level + dev).abs()).max(range) };
+        let big = size >= self.p.min_effect * reference
+            && size >= self.p.min_effect_sd * sigma
+            && rdev.abs() >= self.p.min_visible * range;
+        (dev, big, level)
     }
 
     fn sigma(&self) -> f64 {
