@@ -19,7 +19,19 @@ fn main() {
         let kind: DetectorKind = detector.parse().expect("a detector name");
         bank.insert(DetectorSpec::default_for(kind), metric);
     }
+    // DETECT_HOLDS=N: also say whether each firing's condition still holds N steps later.
+    let holds_after: Option<u64> = std::env::var("DETECT_HOLDS").ok().and_then(|v| v.parse().ok());
+    let mut watch: Vec<(u64, String, String)> = Vec::new();
     for r in log.records {
+        if let (Some(n), Event::Step { step, .. }) = (holds_after, &r.event) {
+            watch.retain(|(at, det, metric)| {
+                if *step < at + n {
+                    return true;
+                }
+                println!("{:>6}   {det}({metric}) fired at {at}: holds = {}", step, bank.holds(det, metric));
+                false
+            });
+        }
         let fired = match &r.event {
             Event::Step { step, metrics, .. } | Event::Eval { step, metrics, .. } => bank.push_all(*step, metrics),
             Event::Probe { step, layer, metrics } => {
@@ -28,6 +40,7 @@ fn main() {
             _ => Vec::new(),
         };
         for s in fired {
+            watch.push((s.step, s.detector.clone(), s.metric.clone()));
             println!("{:>6} {}({}): {}", s.step, s.detector, s.metric, s.message);
         }
     }

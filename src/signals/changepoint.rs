@@ -292,10 +292,55 @@ pub struct Changepoint {
     recent: VecDeque<(u64, f64, f64)>,
     /// Lowest and highest raw value so far (the range a chart of the run spans).
     raw_range: (f64, f64),
-    /// After a firing: (birth step of the new segment, level before, signed effect), and
-    /// the sum and count of modelled values since that birth (for [`Detector::holds`]).
-    since_fired: Option<(u64, f64, f64)>,
-    fired_sum: (f64, usize),
+    /// The last firing's change, followed since (for [`Detector::holds`]).
+    fired: Option<Fired>,
+    /// Whether that change still stands out of its prior trend as a change (updated every
+    /// point while `fired` is set).
+    holds: bool,
+}
+
+/// The trend of the points before a change (see `Changepoint::trend_before`).
+#[derive(Clone, Copy, Debug)]
+struct TrendLine {
+    /// Mean step and mean value of the points it was fitted to.
+    x0: f64,
+    y0: f64,
+    /// 0 when not significant.
+    slope: f64,
+    /// Σ(x − x0)² (0 when the slope is not used).
+    sxx: f64,
+    n: usize,
+    /// The last step it was fitted to (the change's birth).
+    x_end: f64,
+}
+
+impl TrendLine {
+    /// The trend's value at step x, held at its end value past the change's birth: a
+    /// slope is fitted over at most 100 points and extrapolating it over as many again
+    /// after the change would turn a noise excursion at the window's end into a trend
+    /// that the flat points after it "deviate" from.
+    fn at(&self, x: f64) -> f64 {
+        self.y0 + self.slope * (x.min(self.x_end) - self.x0)
+    }
+
+    /// Variance factor (per σ²) of the trend's value at its end.
+    fn variance(&self) -> f64 {
+        1.0 / self.n as f64 + if self.sxx > 0.0 { (self.x_end - self.x0).powi(2) / self.sxx } else { 0.0 }
+    }
+}
+
+/// After a firing: the trend before the change and the running sums of the points since
+/// it began (deviation from the trend, raw value), so that `holds` judges the
+/// change on everything seen since, in O(1) per point.
+#[derive(Clone, Copy, Debug)]
+struct Fired {
+    birth: u64,
+    line: TrendLine,
+    raw_level: f64,
+    sign: f64,
+    dev_sum: f64,
+    raw_sum: f64,
+    n: usize,
 }
 
 /// Points before a change that its "before" trend is fitted to (at most; at least
@@ -354,8 +399,8 @@ impl Changepoint {
             held: 0,
             recent: VecDeque::new(),
             raw_range: (f64::INFINITY, f64::NEG_INFINITY),
-            since_fired: None,
-            fired_sum: (0.0, 0),
+            fired: None,
+            holds: false,
         }
     }
 
@@ -373,54 +418,72 @@ impl Changepoint {
         self.runs.iter().enumerate().max_by(|a, b| a.1.log_mass.total_cmp(&b.1.log_mass)).map(|(i, _)| i).unwrap_or(0)
     }
 
-    /// The size of the change that began after step `birth` (see `min_effect`): how far
-    /// the points since it sit from where the trend before it was heading (a line fitted
-    /// to up to `BEFORE_MAX` points before the change, extrapolated), so that a level
-    /// shift, a kink and a bend all count and a steady drift does not. Returns the signed
-    /// mean deviation, whether it is big enough, and the before-line's level at the change.
-    fn effect(&self, birth: u64) -> (f64, bool, f64) {
-        let after: Vec<(f64, f64, f64)> =
-            self.recent.iter().filter(|(s, _, _)| *s > birth).map(|&(s, y, r)| (s as f64, y, r)).collect();
-        let before: Vec<(f64, f64, f64)> = self
+    /// The trend before a change that began after step `birth`: a line fitted to up to
+    /// `BEFORE_MAX` points before it, or their mean level when the slope is not
+    /// significant (within two standard errors of 0: extrapolating a slope fitted to
+    /// noise over the points after the change would invent a deviation). None with
+    /// fewer than `BEFORE_MIN` points.
+    fn trend_before(&self, birth: u64) -> Option<TrendLine> {
+        let pts: Vec<(f64, f64)> = self
             .recent
             .iter()
             .rev()
             .filter(|(s, _, _)| *s <= birth)
             .take(BEFORE_MAX)
-            .map(|&(s, y, r)| (s as f64, y, r))
+            .map(|&(s, y, _)| (s as f64, y))
             .collect();
-        if after.is_empty() || before.len() < BEFORE_MIN {
-            return (0.0, false, 0.0);
+        if pts.len() < BEFORE_MIN {
+            return None;
         }
-        let line = |pts: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| {
-            let n = pts.len() as f64;
-            let sx = pts.iter().map(|p| p.0).sum::<f64>() / n;
-            let sy = pts.iter().map(f).sum::<f64>() / n;
-            let sxx = pts.iter().map(|p| (p.0 - sx) * (p.0 - sx)).sum::<f64>();
-            let sxy = pts.iter().map(|p| (p.0 - sx) * (f(p) - sy)).sum::<f64>();
-            let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-            (sx, sy, b, sxx)
-        };
-        let (xb, yb, slope, sxx) = line(&before, |p| p.1);
-        let (_, rb, rslope, _) = line(&before, |p| p.2);
-        let n_a = after.len() as f64;
-        let xa = after.iter().map(|p| p.0).sum::<f64>() / n_a;
-        let dev = after.iter().map(|p| p.1 - (yb + slope * (p.0 - xb))).sum::<f64>() / n_a;
-        let rdev = after.iter().map(|p| p.2 - (rb + rslope * (p.0 - xb))).sum::<f64>() / n_a;
-        // Standard error of that mean deviation: the after-mean's, the before-level's and
-        // the extrapolated slope's.
+        let n = pts.len() as f64;
+        let x0 = pts.iter().map(|p| p.0).sum::<f64>() / n;
+        let y0 = pts.iter().map(|p| p.1).sum::<f64>() / n;
+        let sxx = pts.iter().map(|p| (p.0 - x0) * (p.0 - x0)).sum::<f64>();
+        let sxy = pts.iter().map(|p| (p.0 - x0) * (p.1 - y0)).sum::<f64>();
+        let mut slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+        let significant = sxx > 0.0 && slope.abs() >= 2.0 * self.scale.sigma() / sxx.sqrt();
+        if !significant {
+            slope = 0.0;
+        }
+        Some(TrendLine { x0, y0, slope, sxx: if significant { sxx } else { 0.0 }, n: pts.len(), x_end: birth as f64 })
+    }
+
+    /// The size of a change against the trend before it, from the points after it
+    /// (their mean deviation and count): whether it is big enough (see `min_effect`, `min_effect_sd`, `min_visible`).
+    fn judge_effect(&self, line: &TrendLine, dev: f64, n_after: usize, raw_dev: f64) -> bool {
+        if n_after == 0 {
+            return false;
+        }
         let sigma = self.scale.sigma();
-        let extrapolation = if sxx > 0.0 { (xa - xb) * (xa - xb) / sxx } else { 0.0 };
-        let se = sigma * (1.0 / n_a + 1.0 / before.len() as f64 + extrapolation).sqrt();
+        let se = sigma * (1.0 / n_after as f64 + line.variance()).sqrt();
         let size = dev.abs() - se;
         let range = (self.raw_range.1 - self.raw_range.0).max(0.0);
-        let log = self.log_transform == Some(true);
-        let level = yb + slope * (birth as f64 - xb);
-        let reference = if log { 1.0 } else { level.abs().max((level + dev).abs()).max(range) };
-        let big = size >= self.p.min_effect * reference
+        let reference =
+            if self.log_transform == Some(true) { 1.0 } else { line.y0.abs().max((line.y0 + dev).abs()).max(range) };
+        size >= self.p.min_effect * reference
             && size >= self.p.min_effect_sd * sigma
-            && rdev.abs() >= self.p.min_visible * range;
-        (dev, big, level)
+            && raw_dev.abs() >= self.p.min_visible * range
+    }
+
+    /// The change that began after step `birth`: (its trend line, signed mean deviation,
+    /// whether it is big enough).
+    fn effect(&self, birth: u64) -> Option<(TrendLine, f64, bool)> {
+        let line = self.trend_before(birth)?;
+        // All the points since the change (not only the latest: the trend before a change
+        // found long after its birth would be compared across a slow drift).
+        let after: Vec<&(u64, f64, f64)> = self.recent.iter().filter(|(s, _, _)| *s > birth).collect();
+        let n = after.len();
+        if n == 0 {
+            return None;
+        }
+        let dev = after.iter().map(|p| p.1 - line.at(p.0 as f64)).sum::<f64>() / n as f64;
+        // The raw move, against the raw values just before the change.
+        let raw_before: Vec<f64> =
+            self.recent.iter().rev().filter(|(s, _, _)| *s <= birth).take(line.n).map(|p| p.2).collect();
+        let raw_level = raw_before.iter().sum::<f64>() / raw_before.len().max(1) as f64;
+        let raw_dev = after.iter().map(|p| p.2).sum::<f64>() / n as f64 - raw_level;
+        let big = self.judge_effect(&line, dev, n, raw_dev);
+        Some((line, dev, big))
     }
 
     fn sigma(&self) -> f64 {
@@ -452,14 +515,19 @@ impl Detector for Changepoint {
         }
         self.raw_range = (self.raw_range.0.min(value), self.raw_range.1.max(value));
         self.recent.push_back((step, y, value));
-        if self.recent.len() > self.p.short_run + self.p.confirm + BEFORE_MAX + 1 {
+        if self.recent.len() > self.p.max_run + self.p.confirm + BEFORE_MAX + 1 {
             self.recent.pop_front();
         }
-        if let Some((birth, _, _)) = self.since_fired
-            && step > birth
+        if let Some(f) = &mut self.fired
+            && step > f.birth
         {
-            self.fired_sum.0 += y;
-            self.fired_sum.1 += 1;
+            f.dev_sum += y - f.line.at(step as f64);
+            f.raw_sum += value;
+            f.n += 1;
+            let f = *f;
+            let n = f.n as f64;
+            let dev = f.dev_sum / n;
+            self.holds = dev * f.sign > 0.0 && self.judge_effect(&f.line, dev, f.n, f.raw_sum / n - f.raw_level);
         }
         if let Some((last_step, _)) = self.last {
             let dt = (step - last_step) as f64;
@@ -563,14 +631,30 @@ impl Detector for Changepoint {
         let after = self.runs[map].birth;
         // Too small a change to matter: keep watching while the posterior holds (the
         // change may still grow), without firing.
-        let (delta, big, before) = self.effect(after);
-        if !big {
+        let Some((line, delta, true)) = self.effect(after) else {
             return None;
-        }
+        };
         self.held = 0;
         self.armed = false;
-        self.since_fired = Some((after, before, delta));
-        self.fired_sum = self.recent.iter().filter(|(s, _, _)| *s > after).fold((0.0, 0), |(a, n), x| (a + x.1, n + 1));
+        let mut f = Fired {
+            birth: after,
+            line,
+            raw_level: 0.0,
+            sign: delta.signum(),
+            dev_sum: 0.0,
+            raw_sum: 0.0,
+            n: 0,
+        };
+        let raw_before: Vec<f64> =
+            self.recent.iter().rev().filter(|(s, _, _)| *s <= after).take(line.n).map(|p| p.2).collect();
+        f.raw_level = raw_before.iter().sum::<f64>() / raw_before.len().max(1) as f64;
+        for &(s, y, r) in self.recent.iter().filter(|(s, _, _)| *s > after) {
+            f.dev_sum += y - line.at(s as f64);
+            f.raw_sum += r;
+            f.n += 1;
+        }
+        self.fired = Some(f);
+        self.holds = true;
         let size = if self.log_transform == Some(true) {
             format!("{:+.0}%", 100.0 * delta.exp_m1())
         } else {
@@ -595,16 +679,13 @@ impl Detector for Changepoint {
         self.held = 0;
     }
 
-    /// The new level persists: the mean since the change is still at least half the
-    /// firing's effect away from the level before it, on the same side.
+    /// The change persists: the points since it began, all of them, still deviate from
+    /// the trend before it by an effect that passes the firing's own size test
+    /// (`min_effect`, `min_effect_sd`, `min_visible`, less a standard error that shrinks
+    /// as points accrue), on the same side. A burst of noise that looked like a change
+    /// over its first few points does not pass over a hundred.
     fn holds(&self) -> bool {
-        match self.since_fired {
-            Some((_, before, delta)) if self.fired_sum.1 > 0 => {
-                let mean = self.fired_sum.0 / self.fired_sum.1 as f64;
-                (mean - before) * delta.signum() >= 0.5 * delta.abs()
-            }
-            _ => false,
-        }
+        self.holds
     }
 
     fn kind(&self) -> DetectorKind {
