@@ -1,7 +1,7 @@
 //! Plateau: a least-squares line over the last `window` steps of a metric changes it by
 //! less than `tolerance` (relative) across the window.
 
-use super::stats::fmt_num;
+use super::stats::{DiffScale, fmt_num};
 use super::{Detector, DetectorKind, Firing};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -32,6 +32,14 @@ impl Default for PlateauParams {
     }
 }
 
+/// Outliers are clipped to this many noise standard deviations from the line before they
+/// enter it (a loss spike of ×100 is one point, not a slope).
+const CLIP_SD: f64 = 4.0;
+/// Points in the window before clipping starts (the line needs a few).
+const CLIP_AFTER: usize = 10;
+/// Time constant (points) of the robust noise estimate.
+const SCALE_POINTS: f64 = 200.0;
+
 /// Points kept per window before the sums are rebuilt from them (floating-point sums
 /// updated by adding and removing drift over millions of points).
 const REBUILD_POINTS: usize = 4096;
@@ -39,6 +47,12 @@ const REBUILD_POINTS: usize = 4096;
 /// Fires once when the least-squares line through the points of the last `window` steps
 /// (at least `window` steps of data, so from the series' start a plateau is reported at
 /// `window`) changes by at most `tolerance` of the window's mean across the window.
+/// Positive series are fitted in log space (a loss's noise is proportional to its level,
+/// and the change across the window is then relative by construction); the first
+/// non-positive value switches the detector to raw values for good. Each point is
+/// clipped to `CLIP_SD` robust noise standard deviations from the current line before it
+/// enters the fit, so that a loss spike (AdamW's, on a memorised fit) neither re-arms the
+/// detector nor hides a plateau.
 /// Re-arms when that change exceeds `rearm_factor × tolerance`. Score: the relative
 /// change per window at firing (≤ `tolerance`).
 ///
@@ -65,6 +79,9 @@ pub struct Plateau {
     holds: bool,
     /// The last relative change per window (None before the window is full).
     change: Option<f64>,
+    /// Fit ln(value) (decided by the first point; a non-positive value turns it off).
+    log: Option<bool>,
+    scale: DiffScale,
 }
 
 impl Plateau {
@@ -80,6 +97,8 @@ impl Plateau {
             armed: true,
             holds: false,
             change: None,
+            log: None,
+            scale: DiffScale::new(SCALE_POINTS),
         }
     }
 
@@ -117,14 +136,24 @@ impl Plateau {
         self.since_rebuild = 0;
     }
 
-    /// (relative change across `window`, mean) of the line through the window's points.
-    fn fit(&self) -> (f64, f64) {
+    /// (mean x, mean y, slope) of the line through the window's points.
+    fn line(&self) -> (f64, f64, f64) {
         let n = self.pts.len() as f64;
         let [sx, sy, sxy, sxx] = self.sums;
-        let mean = sy / n;
         let var_x = sxx - sx * sx / n;
         let slope = if var_x > 0.0 { (sxy - sx * sy / n) / var_x } else { 0.0 };
-        ((slope * self.p.window as f64).abs() / mean.abs().max(self.p.min_scale), mean)
+        (sx / n, sy / n, slope)
+    }
+
+    /// (relative change across `window`, the window's level in the series' units).
+    fn fit(&self) -> (f64, f64) {
+        let (_, mean, slope) = self.line();
+        let across = (slope * self.p.window as f64).abs();
+        if self.log == Some(true) {
+            (across.exp_m1(), mean.exp())
+        } else {
+            (across / mean.abs().max(self.p.min_scale), mean)
+        }
     }
 }
 
@@ -133,14 +162,32 @@ impl Detector for Plateau {
         if !value.is_finite() || self.last_step.is_some_and(|l| step <= l) {
             return None;
         }
+        let log = *self.log.get_or_insert(value > 0.0);
+        if log && value <= 0.0 {
+            *self = Plateau::new(self.p.clone());
+            self.log = Some(false);
+            return self.push(step, value);
+        }
         if self.first_step.is_none() {
             self.first_step = Some(step);
             self.origin = step;
         }
         self.last_step = Some(step);
         let x = (step - self.origin) as f64;
-        self.pts.push_back((x, value));
-        self.add(x, value, 1.0);
+        let y = if log { value.ln() } else { value };
+        let mut yc = y;
+        if self.pts.len() >= CLIP_AFTER {
+            let (mx, my, slope) = self.line();
+            let predicted = my + slope * (x - mx);
+            // Never tighter than the re-arm change: on a noiseless series σ̂ is ~0 and a
+            // clip at 4σ̂ would pin every new point to the old line.
+            let floor = self.p.rearm_factor * self.p.tolerance * if log { 1.0 } else { my.abs().max(self.p.min_scale) };
+            let limit = (CLIP_SD * self.scale.sigma()).max(floor);
+            yc = y.clamp(predicted - limit, predicted + limit);
+        }
+        self.scale.push(y);
+        self.pts.push_back((x, yc));
+        self.add(x, yc, 1.0);
         let horizon = step.saturating_sub(self.p.window);
         while self.pts.front().is_some_and(|&(x, _)| self.origin + (x as u64) < horizon) {
             let (x, y) = self.pts.pop_front().expect("non-empty");
