@@ -247,7 +247,10 @@ fn assert_numbers_whole(s: &str, what: &str) {
         if *c == 'e' && i > 0 && chars[i - 1].is_ascii_digit() {
             let next = chars.get(i + 1).copied().unwrap_or(' ');
             let after = chars.get(i + 2).copied().unwrap_or(' ');
-            assert!(next.is_ascii_digit() || (next == '-' && after.is_ascii_digit()), "{what}: cut exponent at {i}\n{s}");
+            assert!(
+                next.is_ascii_digit() || (next == '-' && after.is_ascii_digit()),
+                "{what}: cut exponent at {i}\n{s}"
+            );
         }
     }
     for line in s.lines() {

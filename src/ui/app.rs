@@ -557,7 +557,8 @@ impl App {
     fn on_replay_key(&mut self, key: KeyEvent) -> bool {
         let Some(p) = self.player.as_mut() else { return false };
         let v = &mut self.view;
-        let transport = matches!(key.code, KeyCode::Char(' ' | '<' | '>' | '.' | ',' | 'g' | 'G' | '[' | ']' | '{' | '}'));
+        let transport =
+            matches!(key.code, KeyCode::Char(' ' | '<' | '>' | '.' | ',' | 'g' | 'G' | '[' | ']' | '{' | '}'));
         if transport {
             // An old message ("nothing further …") does not outlive the next move.
             self.status = None;
@@ -758,7 +759,9 @@ pub const COMMANDS: &[&str] = &[
 pub fn detector_meaning(detector: &str) -> Option<&'static str> {
     Some(match detector {
         "plateau" => "the metric stopped improving: consider switching phase (s) or changing the lr (:set lr=…)",
-        "change_point" | "changepoint" => "the metric's level or trend changed: a phase of training may have begun or ended",
+        "change_point" | "changepoint" => {
+            "the metric's level or trend changed: a phase of training may have begun or ended"
+        }
         "jump" => "a sudden rise or fall, larger than the metric's usual step-to-step noise",
         "divergence" => "the loss went non-finite or far above its running level",
         "collapse" => "a layer's features lost diversity (rank or spread fell well below the start)",

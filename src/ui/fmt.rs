@@ -98,9 +98,8 @@ pub fn axis_labels(values: &[f64], width: usize) -> Vec<String> {
     let all = candidates(values);
     // Enough decimals for ~2 significant digits of the span, no more.
     let need = if span > 0.0 { (1.0 - span.log10().floor()).max(0.0) as usize } else { 4 };
-    let useful = |set: &Vec<String>| {
-        set.iter().all(|s| s.contains('e') || s.split('.').nth(1).is_none_or(|d| d.len() <= need))
-    };
+    let useful =
+        |set: &Vec<String>| set.iter().all(|s| s.contains('e') || s.split('.').nth(1).is_none_or(|d| d.len() <= need));
     all.iter()
         .find(|s| fits(s) && distinct(s) && useful(s))
         .or_else(|| all.iter().find(|s| fits(s) && distinct(s)))

@@ -81,7 +81,9 @@ fn asciify(buf: &mut ratatui::buffer::Buffer) {
         let a = match c {
             '─' | '━' | '═' | '–' | '—' | '┄' | '╌' => '-',
             '│' | '┃' | '║' | '▏' | '‖' | '┆' => '|',
-            '┌' | '┐' | '└' | '┘' | '╭' | '╮' | '╰' | '╯' | '├' | '┤' | '┬' | '┴' | '┼' => '+',
+            '┌' | '┐' | '└' | '┘' | '╭' | '╮' | '╰' | '╯' | '├' | '┤' | '┬' | '┴' | '┼' => {
+                '+'
+            }
             '•' | '●' | '·' | '∙' => '*',
             '█' | '▓' | '▒' => '#',
             '▄' | '▀' | '▁' => '=',
@@ -121,7 +123,8 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
                 None => String::new(),
             };
             let (play, pause) = if app.ascii { (">", "||") } else { ("▶", "‖") };
-            replay_label = format!("REPLAY {} {}{follow}{seeking}", if p.playing { play } else { pause }, p.speed_label());
+            replay_label =
+                format!("REPLAY {} {}{follow}{seeking}", if p.playing { play } else { pause }, p.speed_label());
             (replay_label.as_str(), t.accent)
         }
         (Some(RunStatus::Completed), _, _) => ("COMPLETED", t.ok),
@@ -768,7 +771,8 @@ fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) {
             s.to_phase,
             s.because
         );
-        lines.push(Line::from(Span::styled(fmt::fit(&text, width, app.ascii), t.warn.add_modifier(Modifier::REVERSED))));
+        lines
+            .push(Line::from(Span::styled(fmt::fit(&text, width, app.ascii), t.warn.add_modifier(Modifier::REVERSED))));
     } else if let Some(s) = v.pending_suggestion().or(v.expired_suggestion()) {
         // Nobody can answer it any more: the run ended (or is not live).
         let text = format!(
@@ -787,12 +791,10 @@ fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) {
         let step = format!("{:>9} ", fmt::step(s.step));
         let head = format!("{step}{:<11} ", s.detector);
         // Shorten the words, never the step or a number in the message.
-        let rest = fmt::fit(&format!("{:<12} {}", s.metric, s.message), width.saturating_sub(head.chars().count()), app.ascii);
-        let mut spans = vec![
-            Span::styled(step, t.dim),
-            Span::styled(format!("{:<11} ", s.detector), t.accent),
-            Span::raw(rest),
-        ];
+        let rest =
+            fmt::fit(&format!("{:<12} {}", s.metric, s.message), width.saturating_sub(head.chars().count()), app.ascii);
+        let mut spans =
+            vec![Span::styled(step, t.dim), Span::styled(format!("{:<11} ", s.detector), t.accent), Span::raw(rest)];
         if sel == Some(i) {
             spans = spans.into_iter().map(|x| x.patch_style(t.highlight)).collect();
         }
@@ -934,7 +936,8 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
         .collect();
     let dim = |s: &str| Line::from(Span::styled(s.to_string(), app.theme.dim));
     lines.push(dim("  signals/events panel focused: j/k or arrows select a row, Enter opens it, Esc follows"));
-    lines.push(dim("  charts: ▲ a signal fired, ▼ an operator command, │ the cursor; l o S A act on the focused chart"));
+    lines
+        .push(dim("  charts: ▲ a signal fired, ▼ an operator command, │ the cursor; l o S A act on the focused chart"));
     lines.push(Line::from(""));
     if app.is_live() {
         lines.push(dim("  : commands: switch PHASE, pause, resume, stop, checkpoint, set lr=…,"));
@@ -966,7 +969,11 @@ fn draw_picker(f: &mut Frame, app: &App, area: Rect, selected: usize) {
             Line::from(Span::styled(format!(" {} {}{mark} ", if i == selected { ">" } else { " " }, p.name), style))
         })
         .collect();
-    let hint = if app.ascii { " up/down choose, Enter confirm, Esc cancel" } else { " ↑/↓ choose, Enter confirm, Esc cancel" };
+    let hint = if app.ascii {
+        " up/down choose, Enter confirm, Esc cancel"
+    } else {
+        " ↑/↓ choose, Enter confirm, Esc cancel"
+    };
     lines.push(Line::from(Span::styled(hint, app.theme.dim)));
     draw_dialog(f, app, area, "switch phase", lines);
 }

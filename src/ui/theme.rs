@@ -26,7 +26,12 @@ impl ThemeKind {
     /// what the terminal can show (see [`ThemeKind::for_terminal`]).
     pub fn resolve(requested: Option<ThemeKind>) -> ThemeKind {
         let var = |k| std::env::var(k).ok();
-        ThemeKind::for_terminal(requested, var("NO_COLOR").as_deref(), var("TERM").as_deref(), var("COLORTERM").as_deref())
+        ThemeKind::for_terminal(
+            requested,
+            var("NO_COLOR").as_deref(),
+            var("TERM").as_deref(),
+            var("COLORTERM").as_deref(),
+        )
     }
 
     /// The default palette is 24-bit colour, which a terminal says it shows through
