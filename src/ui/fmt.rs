@@ -36,7 +36,7 @@ pub fn step(s: u64) -> String {
     let digits = s.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(ch);
@@ -200,7 +200,7 @@ mod tests {
         for w in 0..t.len() + 2 {
             let f = fit(t, w, false);
             assert!(f.chars().count() <= w, "{w}: {f:?}");
-            for word in f.split(|c: char| c == ' ' || c == '…' || c == ':') {
+            for word in f.split([' ', '…', ':']) {
                 if has_digit(word) {
                     assert!(t.split([' ', ':']).any(|x| x == word), "{w}: {word:?} in {f:?}");
                 }

@@ -377,7 +377,7 @@ fn fit_segments<'a>(mut segs: Vec<(u8, Vec<Span<'a>>)>, width: usize) -> Vec<Spa
 }
 
 /// The natural range of a bounded metric, by name: accuracies [0, 1], cosines [-1, 1],
-/// the probes' diversity [0, 1]. An axis never goes past it.
+/// the probes' diversity (1 − mean cosine) [0, 2]. An axis never goes past it.
 pub fn natural_bounds(key: &str) -> Option<(f64, f64)> {
     let leaf = key.rsplit('/').next().unwrap_or(key);
     if leaf.ends_with("acc") || leaf.ends_with("accuracy") {
@@ -385,7 +385,8 @@ pub fn natural_bounds(key: &str) -> Option<(f64, f64)> {
     } else if leaf == "mean_cos" || key.starts_with("grad_cos") || leaf.ends_with("cosine") {
         Some((-1.0, 1.0))
     } else if leaf == "diversity" {
-        Some((0.0, 1.0))
+        // 1 − mean cosine: at most 1 + 1/(n − 1) over n samples, 2 for two.
+        Some((0.0, 2.0))
     } else {
         None
     }
@@ -935,7 +936,7 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
         .map(|(keys, help)| Line::from(vec![Span::styled(format!("{keys:>16}  "), app.theme.accent), Span::raw(help)]))
         .collect();
     let dim = |s: &str| Line::from(Span::styled(s.to_string(), app.theme.dim));
-    lines.push(dim("  signals/events panel focused: j/k or arrows select a row, Enter opens it, Esc follows"));
+    lines.push(dim("  signals/events panel focused: j/k or arrows select a row, Enter opens it, Esc follows, Tab leaves"));
     lines
         .push(dim("  charts: ▲ a signal fired, ▼ an operator command, │ the cursor; l o S A act on the focused chart"));
     lines.push(Line::from(""));
