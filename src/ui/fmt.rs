@@ -44,6 +44,11 @@ pub fn step(s: u64) -> String {
     out
 }
 
+/// A rate for the header: whole units (`412 it/s`), one decimal below 10.
+pub fn rate(r: f64) -> String {
+    if r > 0.0 && r < 10.0 { format!("{r:.1}") } else { format!("{r:.0}") }
+}
+
 /// `hh:mm:ss`.
 pub fn duration(secs: f64) -> String {
     let s = secs.max(0.0) as u64;

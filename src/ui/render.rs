@@ -156,7 +156,7 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     let max = v.max_steps.map(|m| format!("/{}", fmt::step(m))).unwrap_or_default();
     segments.push(vec![Span::raw(format!("step {}{max}", fmt::step(v.step)))]);
     let rate = v.steps_per_s().unwrap_or(0.0);
-    segments.push(vec![Span::raw(format!("{rate:.0} it/s"))]);
+    segments.push(vec![Span::raw(format!("{} it/s", fmt::rate(rate)))]);
     let elapsed = (v.last_t - v.started_at).max(0.0);
     let eta = match (v.max_steps, rate > 0.0 && v.ended.is_none()) {
         (Some(m), true) if m > v.step => {
