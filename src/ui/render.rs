@@ -936,7 +936,9 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
         .map(|(keys, help)| Line::from(vec![Span::styled(format!("{keys:>16}  "), app.theme.accent), Span::raw(help)]))
         .collect();
     let dim = |s: &str| Line::from(Span::styled(s.to_string(), app.theme.dim));
-    lines.push(dim("  signals/events panel focused: j/k or arrows select a row, Enter opens it, Esc follows, Tab leaves"));
+    lines.push(dim(
+        "  signals/events panel focused: j/k or arrows select a row, Enter opens it, Esc follows, Tab leaves",
+    ));
     lines
         .push(dim("  charts: ▲ a signal fired, ▼ an operator command, │ the cursor; l o S A act on the focused chart"));
     lines.push(Line::from(""));
