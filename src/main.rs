@@ -51,7 +51,7 @@ enum Cmd {
         #[arg(required = true)]
         run_dirs: Vec<PathBuf>,
         /// Playback speed: 0.25 to 1000 (times the recorded pace), or "max".
-        #[arg(long, default_value = "10")]
+        #[arg(long, default_value = "1")]
         speed: String,
         /// Start at this step.
         #[arg(long)]

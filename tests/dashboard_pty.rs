@@ -341,3 +341,23 @@ fn a_terminal_that_hangs_up_while_the_dashboard_idles_ends_it() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(said.trim(), "exited", "{said}{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Issue 16 items 3 and 6: `--max-steps` is the run's end in the header (not the
+/// config's 20 000), the finished phase has an end in the plan, and on the ended run
+/// `p` says the run is not live and `q` quits at once (no detach/stop question).
+#[test]
+fn max_steps_is_the_end_and_an_ended_run_quits_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_small_config(tmp.path(), 20_000, "every=0", WARM);
+    let mut t = Tty::spawn(&["train", "small.toml", "--max-steps", "300", "--run-dir", "run"], tmp.path());
+    t.wait_header("COMPLETED", 120);
+    t.wait_header("step 300/300", 5);
+    t.wait_for("✓ warm         0 → 300", 5);
+    let footer = t.contents().lines().last().unwrap_or("").to_string();
+    assert!(!footer.contains("pause") && !footer.contains("switch"), "{footer}");
+    t.keys("p");
+    t.wait_for("the run is not live (completed at step 300)", 5);
+    assert!(!t.contents().contains("No such file"), "{}", t.contents());
+    t.keys("q");
+    t.wait_exit(5);
+}

@@ -7,8 +7,8 @@ use common::screen;
 use phasetop::config;
 use phasetop::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
 use phasetop::host::control::Reply;
-use phasetop::ui::app::{App, CommandSink, Mode};
-use phasetop::ui::layout::SHIPPED;
+use phasetop::ui::app::{App, ChartOpts, CommandSink, Exit, Mode};
+use phasetop::ui::layout::{Panel, SHIPPED};
 use phasetop::ui::state::RunView;
 use phasetop::ui::theme::ThemeKind;
 use std::sync::{Arc, Mutex};
@@ -126,10 +126,17 @@ fn overlays_and_modes() {
     a.mode = Mode::PhasePicker { selected: 0 };
     insta::assert_snapshot!("picker_80x24", screen(&a, 80, 24));
     a.mode = Mode::Normal;
-    a.log_y = true;
+    a.chart_opts.insert(Panel::Loss, ChartOpts { smoothing: 0.6, log_y: true, clip: false });
     a.cursor = Some(1500);
     a.ascii = true;
-    insta::assert_snapshot!("log_cursor_ascii_160x48", screen(&a, 160, 48));
+    let ascii = screen(&a, 160, 48);
+    insta::assert_snapshot!("log_cursor_ascii_160x48", ascii);
+    // --ascii is ASCII only: borders, axis lines, chart dots, arrows and ellipses too.
+    for (w, h) in [(160, 48), (80, 24)] {
+        let s = screen(&a, w, h);
+        let odd: Vec<char> = s.chars().filter(|c| !c.is_ascii()).collect();
+        assert!(odd.is_empty(), "{w}x{h}: non-ASCII {odd:?}\n{s}");
+    }
 }
 
 /// The suggestion banner shows while the suggestion is pending, and goes with the phase
@@ -139,7 +146,7 @@ fn the_suggestion_banner_lasts_until_the_phase_changes() {
     let events = recorded_events();
     let before_switch: Vec<Event> = events.iter().filter(|e| e.step().is_none_or(|s| s < 2400)).cloned().collect();
     let pending = screen(&app("default", RunView::from_events(&before_switch)), 80, 24);
-    assert!(pending.contains("suggestion: switch → consoli"), "{pending}");
+    assert!(pending.contains("suggestion: switch → consol"), "{pending}");
     let after = screen(&app("default", RunView::from_events(&events)), 80, 24);
     assert!(!after.contains("suggestion: switch"), "{after}");
 }
@@ -190,4 +197,259 @@ fn replay_seek_equals_folding_the_prefix() {
     let full = RunView::from_events(&events);
     let (a, b) = (app("default", view), app("default", full));
     assert_eq!(screen(&a, 160, 48), screen(&b, 160, 48));
+}
+
+fn key(app: &mut App, code: ratatui::crossterm::event::KeyCode) {
+    use ratatui::crossterm::event::{KeyEvent, KeyModifiers};
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+}
+
+fn ch(app: &mut App, c: char) {
+    key(app, ratatui::crossterm::event::KeyCode::Char(c));
+}
+
+fn focus(app: &mut App, panel: Panel) {
+    app.focus = app.layout.panels().iter().position(|p| *p == panel).unwrap();
+}
+
+/// The recorded run with signals whose messages carry long numbers, and an lr in the
+/// 1e-4 range (labels that lost their exponent: `9.88e`).
+fn numbered_events() -> Vec<Event> {
+    let mut ev = recorded_events();
+    let at = ev.iter().position(|e| e.step() == Some(2200)).unwrap();
+    for (i, (det, metric, msg)) in [
+        ("change_point", "train_loss", "change point after step 1099: mean 0.5213 → 0.0312"),
+        ("jump", "val_acc", "jump up of 0.4120 over 80 steps, at step 1975"),
+        ("plateau", "train_loss", "flat for 500 steps at 0.0123 (rel. change 0.0004 < 0.001)"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ev.insert(
+            at + i,
+            Event::Signal { step: 2200, detector: det.into(), metric: metric.into(), score: 1.0, message: msg.into() },
+        );
+    }
+    for e in ev.iter_mut() {
+        if let Event::Step { metrics, .. } = e {
+            let lr = metrics.get_mut("lr").unwrap();
+            *lr *= 0.522;
+        }
+    }
+    ev
+}
+
+/// Every number with an exponent keeps it whole, and every step a signal row names
+/// is the whole step: `1099`, never `109`.
+fn assert_numbers_whole(s: &str, what: &str) {
+    let chars: Vec<char> = s.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        if *c == 'e' && i > 0 && chars[i - 1].is_ascii_digit() {
+            let next = chars.get(i + 1).copied().unwrap_or(' ');
+            let after = chars.get(i + 2).copied().unwrap_or(' ');
+            assert!(
+                next.is_ascii_digit() || (next == '-' && after.is_ascii_digit()),
+                "{what}: cut exponent at {i}\n{s}"
+            );
+        }
+    }
+    for line in s.lines() {
+        for (pat, whole) in [("after step ", "1099"), ("at step ", "1975"), ("for ", "500")] {
+            if let Some(i) = line.find(pat) {
+                let rest: String = line[i + pat.len()..].chars().take_while(|c| c.is_ascii_digit()).collect();
+                assert!(rest.is_empty() || rest == whole, "{what}: {pat}{rest} for {whole}\n{s}");
+            }
+        }
+    }
+}
+
+/// Issue 16 item 2: at every width, numbers are whole or absent, axis labels keep their
+/// exponent, and the cursor's `@STEP` stays in every chart title that has room for it.
+#[test]
+fn numbers_are_whole_or_absent_at_every_width() {
+    let view = RunView::from_events(&numbered_events());
+    for layout in ["default", "compact", "diversity"] {
+        let mut a = app(layout, view.clone());
+        a.cursor = Some(1500);
+        for w in (60..=160).step_by(7) {
+            for h in [16, 24, 30] {
+                let s = screen(&a, w, h);
+                assert_numbers_whole(&s, &format!("{layout} {w}x{h}"));
+                let loss_title = s.lines().find(|l| l.contains(" loss ")).unwrap_or("");
+                assert!(loss_title.contains("@1 500"), "{layout} {w}x{h}: cursor cut from the title\n{s}");
+            }
+        }
+    }
+    let mut a = app("default", view);
+    a.cursor = Some(1500);
+    insta::assert_snapshot!("numbered_80x24", screen(&a, 80, 24));
+}
+
+/// Issue 16 item 2: the signals and events panels scroll, and Enter opens a row's full
+/// text.
+#[test]
+fn list_panels_scroll_and_enter_opens_the_full_row() {
+    use ratatui::crossterm::event::KeyCode;
+    let mut a = app("default", RunView::from_events(&numbered_events()));
+    focus(&mut a, Panel::Signals);
+    // Newest first: the first `j` selects the plateau row, the third the change point.
+    for _ in 0..3 {
+        ch(&mut a, 'j');
+    }
+    let s = screen(&a, 80, 24);
+    assert!(s.contains("3/4"), "the title says where the selection is\n{s}");
+    key(&mut a, KeyCode::Enter);
+    let Mode::Detail { lines, .. } = &a.mode else { panic!("Enter opens the row: {:?}", a.mode) };
+    assert!(lines.iter().any(|l| l == "change point after step 1099: mean 0.5213 → 0.0312"), "{lines:?}");
+    let s = screen(&a, 80, 24);
+    assert!(s.contains("step 1099: mean 0.5213"), "the full text is on screen\n{s}");
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.mode, Mode::Normal);
+    // The events panel scrolls to its oldest rows.
+    focus(&mut a, Panel::Events);
+    let s = screen(&a, 80, 24);
+    assert!(!s.contains("0 run     started"), "{s}");
+    key(&mut a, KeyCode::End);
+    let s = screen(&a, 80, 24);
+    assert!(s.contains("0 run     started") && s.contains("11/11"), "scrolled to the oldest row\n{s}");
+    key(&mut a, KeyCode::Tab);
+    assert_ne!(a.focused_panel(), Some(Panel::Events), "Tab still moves the focus");
+}
+
+fn with_max_steps(mut events: Vec<Event>, max: u64, end: u64) -> Vec<Event> {
+    if let Event::RunStarted { config, .. } = &mut events[0] {
+        config["run"]["max_steps"] = max.into();
+    }
+    events.retain(|e| e.step().is_none_or(|s| s <= end));
+    events.push(Event::RunEnded { step: end, status: RunStatus::Completed, message: "max_steps reached".into() });
+    events
+}
+
+/// Issue 16 item 3: the header shows the run's real end, and a finished phase has an end.
+#[test]
+fn header_and_plan_use_the_runs_real_end() {
+    let view = RunView::from_events(&with_max_steps(recorded_events(), 3000, 3000));
+    let a = app("default", view);
+    let s = screen(&a, 160, 48);
+    assert!(s.lines().next().unwrap().contains("step 3 000/3 000"), "{s}");
+    assert!(s.contains("2 400 → 3 000"), "the last phase ended with the run\n{s}");
+    assert!(!s.contains("→ …"), "{s}");
+    insta::assert_snapshot!("completed_80x24", screen(&a, 80, 24));
+}
+
+/// Issue 16 item 4: accuracy's axis stays in [0, 1]; a flat lr gets a small range and
+/// says it is flat; `l`, `o`, `S` change the focused chart only, and lr is never smoothed.
+#[test]
+fn y_axes_keep_natural_bounds_and_options_are_per_chart() {
+    let mut events = recorded_events();
+    for e in events.iter_mut() {
+        if let Event::Step { metrics, .. } = e {
+            metrics.insert("lr".into(), 0.1);
+        }
+    }
+    let mut a = app("default", RunView::from_events(&events));
+    let s = screen(&a, 160, 48);
+    let acc_rows: Vec<&str> = s.lines().filter(|l| l.contains("│1.0") || l.contains("│1.05")).collect();
+    assert!(!s.contains("1.05"), "accuracy above 1\n{s}");
+    assert!(!acc_rows.is_empty(), "{s}");
+    assert!(s.contains("flat at 0.1000"), "a constant lr says it is flat\n{s}");
+    assert!(s.contains("│0.1000│"), "the level is the one label of a flat chart\n{s}");
+    let lr_title = s.lines().find(|l| l.contains("learning rate")).unwrap();
+    let lr_part = &lr_title[lr_title.find("learning rate").unwrap()..];
+    assert!(!lr_part.split('╮').next().unwrap().contains("ema"), "lr is never smoothed: {lr_title}");
+    // `l` on the focused loss chart only.
+    focus(&mut a, Panel::Loss);
+    ch(&mut a, 'l');
+    ch(&mut a, 'S');
+    assert!(a.opts(Panel::Loss).log_y && !a.opts(Panel::Accuracy).log_y);
+    assert_eq!(a.opts(Panel::Loss).smoothing, 0.7);
+    assert_eq!(a.opts(Panel::Accuracy).smoothing, 0.6);
+    focus(&mut a, Panel::Lr);
+    ch(&mut a, 'S');
+    assert_eq!(a.opts(Panel::Lr).smoothing, 0.0);
+    assert!(a.status.as_ref().unwrap().0.contains("never smoothed"));
+    focus(&mut a, Panel::Signals);
+    ch(&mut a, 'l');
+    assert!(a.status.as_ref().unwrap().0.contains("focused chart"), "{:?}", a.status);
+}
+
+/// Issue 16 item 5: the first and last step in view, and the cursor's, on the x axis.
+#[test]
+fn x_axes_show_the_steps_in_view() {
+    let mut a = app("compact", RunView::from_events(&recorded_events()));
+    let s = screen(&a, 80, 24);
+    let bottom = s.lines().find(|l| l.starts_with('╰')).unwrap();
+    assert!(bottom.contains(" 1 ") && bottom.contains(" 3 000 "), "{bottom}");
+    a.zoom = 1;
+    a.cursor = Some(2500);
+    let s = screen(&a, 80, 24);
+    let bottom = s.lines().find(|l| l.starts_with('╰')).unwrap();
+    assert!(bottom.contains(" 1 501 ") && bottom.contains(" 3 000 ") && bottom.contains("@2 500"), "{bottom}");
+}
+
+/// Issue 16 item 6: a completed run has no live controls: `q` quits at once, `p` says
+/// the run is not live, and the footer and help list only what works.
+#[test]
+fn a_run_that_is_not_live_offers_only_what_works() {
+    let rec = Recorder::default();
+    let view = RunView::from_events(&with_max_steps(recorded_events(), 3000, 3000));
+    let mut a = common::app(view, "default", ThemeKind::Default, Box::new(rec.clone()));
+    let s = screen(&a, 160, 48);
+    let footer = s.lines().last().unwrap();
+    assert!(!footer.contains("switch") && !footer.contains("pause") && !footer.contains("checkpoint"), "{footer}");
+    for c in ['p', 's', 'c'] {
+        ch(&mut a, c);
+        let (msg, err) = a.status.clone().unwrap();
+        assert!(err && msg.contains("not live") && msg.contains("completed at step 3 000"), "{c}: {msg}");
+        assert_eq!(a.mode, Mode::Normal);
+    }
+    a.run_command_line("pause");
+    assert!(a.status.as_ref().unwrap().0.contains("not live"));
+    assert!(rec.0.lock().unwrap().is_empty(), "nothing was sent");
+    a.mode = Mode::Help;
+    let help = screen(&a, 160, 48);
+    assert!(!help.contains("pause / resume") && !help.contains("checkpoint now"), "{help}");
+    a.mode = Mode::Normal;
+    ch(&mut a, 'q');
+    assert_eq!(a.exit, Some(Exit::Detach), "q quits at once");
+}
+
+/// Issue 16 item 10: the footer says how to answer a pending suggestion, and one still
+/// pending when the run ended shows as expired.
+#[test]
+fn suggestions_say_how_to_answer_and_expire_with_the_run() {
+    let events = recorded_events();
+    let before: Vec<Event> = events.iter().filter(|e| e.step().is_none_or(|s| s < 2400)).cloned().collect();
+    let s = screen(&app("default", RunView::from_events(&before)), 80, 24);
+    assert!(s.lines().last().unwrap().contains("a accept  d dismiss"), "{s}");
+    assert!(s.contains("▲ on charts") && s.contains("▼ = command"), "the legend of the chart markers\n{s}");
+    let mut ended = before.clone();
+    ended.push(Event::RunEnded { step: 2399, status: RunStatus::Stopped, message: "stopped".into() });
+    let s = screen(&app("default", RunView::from_events(&ended)), 80, 24);
+    assert!(s.contains("suggestion expired"), "{s}");
+    assert!(!s.contains("accept"), "{s}");
+}
+
+/// Issue 16 item 8: status messages expire; `g` lands on the start with the header
+/// filled in; an old "nothing further" goes with the next move.
+#[test]
+fn replay_start_has_a_header_and_messages_expire() {
+    use phasetop::ui::replay::Player;
+    let mut a = app("default", RunView::default());
+    let mut p = Player::new(recorded_events());
+    p.playing = false;
+    a.player = Some(p);
+    ch(&mut a, 'G');
+    ch(&mut a, 'g');
+    let header = screen(&a, 160, 48).lines().next().unwrap().to_string();
+    assert!(header.contains("memorize") && header.contains("grokking-mod59"), "{header}");
+    ch(&mut a, '[');
+    assert!(a.status.as_ref().unwrap().0.contains("nothing further"));
+    ch(&mut a, '.');
+    assert!(a.status.is_none(), "the next move clears it");
+    a.run_command_line("smooth 0.5");
+    assert!(a.status.is_some());
+    assert!(!a.expire_status(std::time::Instant::now()));
+    assert!(a.expire_status(std::time::Instant::now() + std::time::Duration::from_secs(6)));
+    assert!(a.status.is_none());
 }

@@ -319,12 +319,18 @@ impl Host {
 
     fn emit_started(&mut self, resumed_from_step: Option<u64>) -> Result<()> {
         let cfg = self.trainer.config();
+        let mut config = serde_json::to_value(cfg)?;
+        // The run's real end (`--max-steps`), so readers of the log (the dashboard's
+        // header, ETA and plan) need not know run.json.
+        if let Some(run) = config.get_mut("run").and_then(|r| r.as_object_mut()) {
+            run.insert("max_steps".into(), self.meta.max_steps.into());
+        }
         let ev = Event::RunStarted {
             run_id: self.meta.run_id.clone(),
             schema_major: SCHEMA_MAJOR,
             schema_minor: SCHEMA_MINOR,
             config_name: self.meta.config_name.clone(),
-            config: serde_json::to_value(cfg)?,
+            config,
             phases: cfg.phase_names(),
             device: device_name(self.trainer.device()),
             seed: self.meta.seed,

@@ -8,7 +8,12 @@ use super::theme::Theme;
 use crate::event::Command;
 use crate::host::control::Reply;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long a status message stays in the footer.
+pub const STATUS_TTL: Duration = Duration::from_secs(5);
 
 /// Sends a command to the run's host and returns its answer.
 pub trait CommandSink {
@@ -48,6 +53,27 @@ pub enum Mode {
         text: String,
         phases: Vec<String>,
     },
+    /// A signal or event row's full text (Enter on a focused row).
+    Detail {
+        title: String,
+        lines: Vec<String>,
+    },
+}
+
+/// A chart's own view options: `l`, `o`, `S`/`A` change the focused chart only.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChartOpts {
+    pub smoothing: f64,
+    pub log_y: bool,
+    pub clip: bool,
+}
+
+impl ChartOpts {
+    /// Charts start smoothed (0.6), except the learning rate, which is never smoothed:
+    /// a schedule is exact, and an EMA would draw a warmup or a step that never was.
+    pub fn default_for(panel: Panel) -> ChartOpts {
+        ChartOpts { smoothing: if panel == Panel::Lr { 0.0 } else { 0.6 }, log_y: false, clip: false }
+    }
 }
 
 /// The link to the host, as the header shows it.
@@ -79,9 +105,8 @@ pub struct App {
     pub mode: Mode,
     pub link: Link,
     pub focus: usize,
-    pub smoothing: f64,
-    pub log_y: bool,
-    pub ignore_outliers: bool,
+    /// Per chart kind; a chart not in the map has [`ChartOpts::default_for`].
+    pub chart_opts: BTreeMap<Panel, ChartOpts>,
     pub full_history: bool,
     /// Each level halves the visible span.
     pub zoom: u32,
@@ -94,6 +119,11 @@ pub struct App {
     /// ASCII/dot glyphs instead of braille and box-drawing (weak terminals).
     pub ascii: bool,
     pub status: Option<(String, bool)>,
+    /// When the status message goes (see [`App::expire_status`]); `None`: it stays.
+    pub status_until: Option<Instant>,
+    /// Selected row of a list panel (signals, events), counted from the oldest row;
+    /// none: the panel follows the newest rows.
+    pub selected: BTreeMap<Panel, usize>,
     pub history: Vec<String>,
     pub exit: Option<Exit>,
     /// The last config text offered, so one edit asks once.
@@ -123,9 +153,7 @@ impl App {
             mode: Mode::Normal,
             link: Link::Live,
             focus: 0,
-            smoothing: 0.6,
-            log_y: false,
-            ignore_outliers: false,
+            chart_opts: BTreeMap::new(),
             full_history: true,
             zoom: 0,
             pan_end: None,
@@ -134,6 +162,8 @@ impl App {
             diversity_layer: None,
             ascii: false,
             status: None,
+            status_until: None,
+            selected: BTreeMap::new(),
             history: Vec::new(),
             exit: None,
             last_plan_text: None,
@@ -157,11 +187,72 @@ impl App {
         (end.saturating_sub(span - 1).max(first.min(end)), end)
     }
 
-    fn set_status(&mut self, msg: impl Into<String>, error: bool) {
+    /// The view options of a chart panel.
+    pub fn opts(&self, panel: Panel) -> ChartOpts {
+        self.chart_opts.get(&panel).copied().unwrap_or_else(|| ChartOpts::default_for(panel))
+    }
+
+    fn opts_mut(&mut self, panel: Panel) -> &mut ChartOpts {
+        self.chart_opts.entry(panel).or_insert_with(|| ChartOpts::default_for(panel))
+    }
+
+    /// A status message for the footer, gone after [`STATUS_TTL`].
+    pub fn set_status(&mut self, msg: impl Into<String>, error: bool) {
+        self.set_status_for(msg, error, STATUS_TTL);
+    }
+
+    pub fn set_status_for(&mut self, msg: impl Into<String>, error: bool, ttl: Duration) {
         self.status = Some((msg.into(), error));
+        self.status_until = Some(Instant::now() + ttl);
+    }
+
+    /// Drops a status message whose time is up; true when one went (redraw).
+    pub fn expire_status(&mut self, now: Instant) -> bool {
+        if self.status.is_some() && self.status_until.is_some_and(|t| now >= t) {
+            self.status = None;
+            self.status_until = None;
+            return true;
+        }
+        false
+    }
+
+    /// Whether commands can reach a running host: not a replay, not ended, answering.
+    pub fn is_live(&self) -> bool {
+        self.player.is_none() && self.view.ended.is_none() && self.link == Link::Live
+    }
+
+    /// Why a live-only key does nothing here, in words.
+    fn not_live(&self, what: &str) -> String {
+        if self.player.is_some() {
+            return format!("replay: {what} needs a live run (phasetop attach RUN)");
+        }
+        match self.view.ended {
+            Some(status) => format!(
+                "the run is not live ({} at step {}): {what} needs a live run",
+                status.as_str(),
+                super::fmt::step(self.view.step)
+            ),
+            None => format!("the run's host is not answering: {what} needs a live run"),
+        }
+    }
+
+    /// Whether a key's action can do anything in this session (help and footer list
+    /// only those).
+    pub fn action_available(&self, a: Action) -> bool {
+        match a {
+            Action::Pause | Action::SwitchPhase | Action::Checkpoint => self.is_live(),
+            Action::Accept | Action::Dismiss => self.is_live(),
+            Action::ScrubBack | Action::ScrubForward | Action::ToggleUniform => self.player.is_some(),
+            Action::ToggleBands => self.compare.is_some(),
+            _ => true,
+        }
     }
 
     fn send(&mut self, c: Command) {
+        if !self.is_live() {
+            let msg = self.not_live(&format!("\"{c}\""));
+            return self.set_status(msg, true);
+        }
         match self.sink.send(&c) {
             Ok(r) => self.set_status(format!("step {}: {}", r.step, r.message), !r.ok),
             Err(e) => self.set_status(e, true),
@@ -171,7 +262,7 @@ impl App {
     pub fn on_key(&mut self, key: KeyEvent) {
         let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
         match self.mode.clone() {
-            Mode::Help => self.mode = Mode::Normal,
+            Mode::Help | Mode::Detail { .. } => self.mode = Mode::Normal,
             Mode::Command { input, history_pos } => self.on_command_key(key, input, history_pos),
             Mode::PhasePicker { selected } => self.on_picker_key(key, selected),
             Mode::Confirm { phase } => match key.code {
@@ -193,8 +284,9 @@ impl App {
                     self.set_status("plan edit not applied", false);
                 }
             }
-            Mode::Normal if ctrl_c => self.mode = Mode::Quit { selected: 0 },
+            Mode::Normal if ctrl_c => self.on_action(Action::Quit),
             Mode::Normal if self.player.is_some() && self.on_replay_key(key) => {}
+            Mode::Normal if self.on_list_key(key) => {}
             Mode::Normal => {
                 if let Some(a) = self.keymap.action(&key) {
                     self.on_action(a);
@@ -365,7 +457,16 @@ impl App {
             }
             ("smooth", Some(s)) => match s.parse::<f64>() {
                 Ok(v) if (0.0..1.0).contains(&v) => {
-                    self.smoothing = v;
+                    // The focused chart, or every chart but the learning rate's.
+                    match self.focused_panel().filter(|p| p.is_chart()) {
+                        Some(Panel::Lr) => return self.set_status("the learning-rate chart is never smoothed", true),
+                        Some(p) => self.opts_mut(p).smoothing = v,
+                        None => {
+                            for p in [Panel::Loss, Panel::Accuracy, Panel::Grad, Panel::Diversity] {
+                                self.opts_mut(p).smoothing = v;
+                            }
+                        }
+                    }
                     self.set_status(format!("smoothing {v}"), false);
                 }
                 _ => self.set_status(format!("smooth needs a number in [0, 1), got \"{s}\""), true),
@@ -384,10 +485,85 @@ impl App {
         }
     }
 
+    /// Rows in a list panel, oldest first.
+    pub fn list_len(&self, panel: Panel) -> usize {
+        match panel {
+            Panel::Signals => self.view.signals.len(),
+            Panel::Events => self.view.log.len(),
+            _ => 0,
+        }
+    }
+
+    /// The full text of a list row (oldest first), for the detail overlay.
+    pub fn row_detail(&self, panel: Panel, i: usize) -> Option<(String, Vec<String>)> {
+        match panel {
+            Panel::Signals => {
+                let s = self.view.signals.get(i)?;
+                let title = format!("signal at step {}", super::fmt::step(s.step));
+                let mut lines = vec![format!("{} on {}", s.detector, s.metric), s.message.clone()];
+                if let Some(m) = detector_meaning(&s.detector) {
+                    lines.push(String::new());
+                    lines.push(m.to_string());
+                }
+                Some((title, lines))
+            }
+            Panel::Events => {
+                let r = self.view.log.get(i)?;
+                Some((format!("{} at step {}", r.kind, super::fmt::step(r.step)), vec![r.text.clone()]))
+            }
+            _ => None,
+        }
+    }
+
+    /// ↑/↓ (and j/k, PgUp/PgDn, Home/End) move the selection of a focused signals or
+    /// events panel, Enter opens the row, Esc goes back to following the newest rows;
+    /// Tab still moves the focus. Returns whether the key was used.
+    fn on_list_key(&mut self, key: KeyEvent) -> bool {
+        let Some(panel) = self.focused_panel().filter(|p| p.is_list()) else { return false };
+        let n = self.list_len(panel);
+        // Positions counted from the newest row (the top of the panel).
+        let pos = self.selected.get(&panel).map(|&i| n.saturating_sub(1).saturating_sub(i));
+        let new_pos: Option<Option<usize>> = match key.code {
+            KeyCode::Down | KeyCode::Char('j') => Some(Some(pos.map_or(0, |p| p + 1))),
+            KeyCode::Up | KeyCode::Char('k') => Some(pos.and_then(|p| p.checked_sub(1))),
+            KeyCode::PageDown => Some(Some(pos.map_or(0, |p| p + 10))),
+            KeyCode::PageUp => Some(pos.and_then(|p| p.checked_sub(10))),
+            KeyCode::Home | KeyCode::Esc => Some(None),
+            KeyCode::End => Some(Some(n.saturating_sub(1))),
+            KeyCode::Enter => {
+                let i = self.selected.get(&panel).copied().unwrap_or(n.saturating_sub(1));
+                match self.row_detail(panel, i) {
+                    Some((title, lines)) => self.mode = Mode::Detail { title, lines },
+                    None => self.set_status(format!("no {} yet", panel.title()), false),
+                }
+                return true;
+            }
+            _ => None,
+        };
+        let Some(new_pos) = new_pos else { return false };
+        match new_pos.filter(|_| n > 0) {
+            Some(p) => {
+                let p = p.min(n - 1);
+                self.selected.insert(panel, n - 1 - p);
+            }
+            None => {
+                self.selected.remove(&panel);
+            }
+        }
+        true
+    }
+
     /// Replay transport keys; returns whether the key was one of them.
     fn on_replay_key(&mut self, key: KeyEvent) -> bool {
         let Some(p) = self.player.as_mut() else { return false };
         let v = &mut self.view;
+        let transport =
+            matches!(key.code, KeyCode::Char(' ' | '<' | '>' | '.' | ',' | 'g' | 'G' | '[' | ']' | '{' | '}'));
+        if transport {
+            // An old message ("nothing further …") does not outlive the next move.
+            self.status = None;
+            self.status_until = None;
+        }
         match key.code {
             KeyCode::Char(' ') => p.playing = !p.playing,
             KeyCode::Char('<') => p.speed = p.speed.saturating_sub(1),
@@ -400,7 +576,9 @@ impl App {
                 p.playing = false;
                 p.step_back(v);
             }
-            KeyCode::Char('g') => p.seek(v, 0),
+            // The start: the run's first events (its start and first phase) applied, so
+            // the header is never empty.
+            KeyCode::Char('g') => p.seek_step(v, 0),
             KeyCode::Char('G') => p.goto_end(v),
             KeyCode::Char(c @ ('[' | ']' | '{' | '}')) => {
                 use super::replay_index::MarkKind::{Phase, Signal};
@@ -412,7 +590,7 @@ impl App {
                 };
                 match found {
                     Some(i) => p.seek(v, i),
-                    None => self.status = Some(("nothing further in that direction".into(), true)),
+                    None => self.set_status("nothing further in that direction", true),
                 }
             }
             _ => return false,
@@ -454,7 +632,23 @@ impl App {
 
     fn on_action(&mut self, a: Action) {
         match a {
+            // Nothing to detach from or stop: quit at once.
+            Action::Quit if !self.is_live() => self.exit = Some(Exit::Detach),
             Action::Quit => self.mode = Mode::Quit { selected: 0 },
+            Action::Pause | Action::SwitchPhase | Action::Checkpoint | Action::Accept | Action::Dismiss
+                if !self.is_live() =>
+            {
+                let k = self.keymap.first_key(a).to_string();
+                let what = match a {
+                    Action::Pause => "pause",
+                    Action::SwitchPhase => "switch",
+                    Action::Checkpoint => "checkpoint",
+                    Action::Accept => "accept",
+                    _ => "dismiss",
+                };
+                let msg = self.not_live(&format!("{k} ({what})"));
+                self.set_status(msg, true);
+            }
             Action::Help => self.mode = Mode::Help,
             Action::CommandLine => self.mode = Mode::Command { input: String::new(), history_pos: None },
             Action::Pause => self.send(if self.view.paused { Command::Resume } else { Command::Pause }),
@@ -472,10 +666,22 @@ impl App {
                 None => self.set_status("no pending suggestion", true),
             },
             Action::Checkpoint => self.send(Command::Checkpoint),
-            Action::LogScale => self.log_y = !self.log_y,
-            Action::IgnoreOutliers => self.ignore_outliers = !self.ignore_outliers,
-            Action::SmoothMore => self.smoothing = (self.smoothing + 0.1).min(0.99),
-            Action::SmoothLess => self.smoothing = (self.smoothing - 0.1).max(0.0),
+            Action::LogScale | Action::IgnoreOutliers | Action::SmoothMore | Action::SmoothLess => {
+                let Some(panel) = self.focused_panel().filter(|p| p.is_chart()) else {
+                    let k = self.keymap.first_key(a).to_string();
+                    return self.set_status(format!("{k} changes the focused chart: focus one with Tab"), true);
+                };
+                if panel == Panel::Lr && matches!(a, Action::SmoothMore | Action::SmoothLess) {
+                    return self.set_status("the learning-rate chart is never smoothed", true);
+                }
+                let o = self.opts_mut(panel);
+                match a {
+                    Action::LogScale => o.log_y = !o.log_y,
+                    Action::IgnoreOutliers => o.clip = !o.clip,
+                    Action::SmoothMore => o.smoothing = ((o.smoothing + 0.1).min(0.99) * 100.0).round() / 100.0,
+                    _ => o.smoothing = ((o.smoothing - 0.1).max(0.0) * 100.0).round() / 100.0,
+                }
+            }
             Action::ZoomIn => self.zoom = (self.zoom + 1).min(30),
             Action::ZoomOut => self.zoom = self.zoom.saturating_sub(1),
             Action::ResetView => {
@@ -548,3 +754,18 @@ pub const COMMANDS: &[&str] = &[
     "bands",
     "help",
 ];
+
+/// What a detector's firing means, in words, for a signal row's full text.
+pub fn detector_meaning(detector: &str) -> Option<&'static str> {
+    Some(match detector {
+        "plateau" => "the metric stopped improving: consider switching phase (s) or changing the lr (:set lr=…)",
+        "change_point" | "changepoint" => {
+            "the metric's level or trend changed: a phase of training may have begun or ended"
+        }
+        "jump" => "a sudden rise or fall, larger than the metric's usual step-to-step noise",
+        "divergence" => "the loss went non-finite or far above its running level",
+        "collapse" => "a layer's features lost diversity (rank or spread fell well below the start)",
+        "spike" => "a short burst of loss that came back down on its own",
+        _ => return None,
+    })
+}

@@ -160,7 +160,7 @@ pub fn comparison_table(names: &[String], views: &[&RunView]) -> String {
         let cells = views
             .iter()
             .map(|v| match v.series.get(k).and_then(|s| s.last()) {
-                Some((_, x)) => super::render::fmt_num(x),
+                Some((_, x)) => super::fmt::num(x),
                 None => "-".into(),
             })
             .collect();

@@ -39,7 +39,7 @@ pub enum Action {
 
 /// (action, name in key files, default keys, help text).
 pub const BINDINGS: &[(Action, &str, &[&str], &str)] = &[
-    (Action::Quit, "quit", &["q"], "quit (asks: detach or stop the run)"),
+    (Action::Quit, "quit", &["q"], "quit (a live run asks: detach or stop it)"),
     (Action::Help, "help", &["?"], "this help"),
     (Action::CommandLine, "command_line", &[":"], "command line (switch, set lr=…, goto, smooth, layout)"),
     (Action::Pause, "pause", &["p"], "pause / resume training"),
@@ -47,10 +47,10 @@ pub const BINDINGS: &[(Action, &str, &[&str], &str)] = &[
     (Action::Accept, "accept", &["a"], "accept the pending suggestion"),
     (Action::Dismiss, "dismiss", &["d"], "dismiss the pending suggestion"),
     (Action::Checkpoint, "checkpoint", &["c"], "checkpoint now"),
-    (Action::LogScale, "log_scale", &["l"], "log-scale y axis"),
-    (Action::IgnoreOutliers, "ignore_outliers", &["o"], "fit y to the 1–99% range (outliers clipped, marked)"),
-    (Action::SmoothMore, "smooth_more", &["S"], "more smoothing (debiased EMA)"),
-    (Action::SmoothLess, "smooth_less", &["A"], "less smoothing"),
+    (Action::LogScale, "log_scale", &["l"], "log-scale y axis (focused chart)"),
+    (Action::IgnoreOutliers, "ignore_outliers", &["o"], "focused chart: fit y to the 1–99% range (outliers clipped)"),
+    (Action::SmoothMore, "smooth_more", &["S"], "focused chart: more smoothing (debiased EMA; never lr)"),
+    (Action::SmoothLess, "smooth_less", &["A"], "focused chart: less smoothing"),
     (Action::ZoomIn, "zoom_in", &["+", "="], "zoom in on the step axis"),
     (Action::ZoomOut, "zoom_out", &["-"], "zoom out"),
     (Action::ResetView, "reset_view", &["0"], "reset zoom, pan and cursor (follow live)"),
@@ -186,6 +186,11 @@ impl Keymap {
     /// Rows for the help overlay, in table order.
     pub fn help_rows(&self) -> Vec<(String, &'static str)> {
         BINDINGS.iter().map(|(a, _, _, help)| (self.keys[a].join(" "), *help)).collect()
+    }
+
+    /// Help rows of the actions `keep` accepts (those that work in this session).
+    pub fn help_rows_where(&self, keep: impl Fn(Action) -> bool) -> Vec<(String, &'static str)> {
+        BINDINGS.iter().filter(|b| keep(b.0)).map(|(a, _, _, help)| (self.keys[a].join(" "), *help)).collect()
     }
 
     pub fn first_key(&self, a: Action) -> &str {

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Panel {
     Loss,
@@ -29,6 +29,11 @@ impl Panel {
             Panel::Plan => "plan",
             Panel::Events => "events",
         }
+    }
+
+    /// Lists with a row selection (↑/↓ move it, Enter opens the row's full text).
+    pub fn is_list(self) -> bool {
+        matches!(self, Panel::Signals | Panel::Events)
     }
 
     pub fn is_chart(self) -> bool {

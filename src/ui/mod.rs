@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod compare;
+pub mod fmt;
 pub mod follow;
 pub mod keymap;
 pub mod layout;
@@ -235,11 +236,14 @@ pub fn run(opts: Options) -> Result<Exit> {
                 // The index finds damage as it reads: say once, in full, what was skipped.
                 if !damage_shown && let Some(notice) = p.damage_notice() {
                     damage_shown = true;
-                    app.status = Some((format!("{notice} (see phasetop inspect)"), true));
+                    app.set_status_for(format!("{notice} (see phasetop inspect)"), true, Duration::from_secs(15));
                     dirty = true;
                 }
             }
             if app.sync_compare() {
+                dirty = true;
+            }
+            if app.expire_status(Instant::now()) {
                 dirty = true;
             }
             let new = if replaying { Vec::new() } else { tail.poll()? };

@@ -3,6 +3,7 @@
 
 use super::app::{App, DIVERSITY_METRICS, Link, Mode};
 use super::compare;
+use super::fmt;
 use super::layout::Panel;
 use super::replay_index::MarkKind;
 use super::state::{Mark, RunView};
@@ -47,6 +48,7 @@ pub fn draw(f: &mut Frame, app: &App) {
             ];
             draw_dialog(f, app, area, "config edited", lines);
         }
+        Mode::Detail { title, lines } => draw_detail(f, app, area, title, lines),
         Mode::Quit { selected } => {
             let opts = ["detach (training goes on)", "stop the run (checkpoint, then stop)", "cancel"];
             let lines = opts
@@ -62,39 +64,44 @@ pub fn draw(f: &mut Frame, app: &App) {
         }
         _ => {}
     }
-}
-
-fn fmt_duration(secs: f64) -> String {
-    let s = secs.max(0.0) as u64;
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
-pub fn fmt_num(v: f64) -> String {
-    if !v.is_finite() {
-        return format!("{v}");
-    }
-    let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if !(1e-3..1e5).contains(&a) {
-        format!("{v:.2e}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.4}")
+    if app.ascii {
+        asciify(f.buffer_mut());
     }
 }
 
-fn fmt_step(s: u64) -> String {
-    let digits = s.to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(' ');
+/// `--ascii` means ASCII only: what the widgets draw themselves (borders, axis lines,
+/// chart dots, arrows in event text) is mapped to ASCII after drawing.
+fn asciify(buf: &mut ratatui::buffer::Buffer) {
+    for cell in buf.content.iter_mut() {
+        let sym = cell.symbol();
+        if sym.is_ascii() {
+            continue;
         }
-        out.push(ch);
+        let c = sym.chars().next().unwrap_or(' ');
+        let a = match c {
+            '─' | '━' | '═' | '–' | '—' | '┄' | '╌' => '-',
+            '│' | '┃' | '║' | '▏' | '‖' | '┆' => '|',
+            '┌' | '┐' | '└' | '┘' | '╭' | '╮' | '╰' | '╯' | '├' | '┤' | '┬' | '┴' | '┼' => {
+                '+'
+            }
+            '•' | '●' | '·' | '∙' => '*',
+            '█' | '▓' | '▒' => '#',
+            '▄' | '▀' | '▁' => '=',
+            '░' => '.',
+            '▲' => '^',
+            '▼' => 'v',
+            '▶' | '→' | '⟶' => '>',
+            '←' => '<',
+            '…' => '~',
+            '×' => 'x',
+            '✓' => '+',
+            '✗' => 'x',
+            '○' => 'o',
+            '\u{2800}'..='\u{28FF}' => '.',
+            _ => '?',
+        };
+        cell.set_char(a);
     }
-    out
 }
 
 fn phase_index(v: &RunView, name: &str) -> usize {
@@ -115,7 +122,9 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
                 Some(s) => format!(" → {s} (indexing)"),
                 None => String::new(),
             };
-            replay_label = format!("REPLAY {} {}{follow}{seeking}", if p.playing { "▶" } else { "‖" }, p.speed_label());
+            let (play, pause) = if app.ascii { (">", "||") } else { ("▶", "‖") };
+            replay_label =
+                format!("REPLAY {} {}{follow}{seeking}", if p.playing { play } else { pause }, p.speed_label());
             (replay_label.as_str(), t.accent)
         }
         (Some(RunStatus::Completed), _, _) => ("COMPLETED", t.ok),
@@ -138,21 +147,24 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     if let Some(p) = v.current_phase() {
         let i = phase_index(v, &p.name);
         let glyph = if app.ascii { "*" } else { "●" };
+
         segments.push(vec![
             Span::styled(format!("{glyph} {}", p.name), t.phase_fg(i)),
             Span::raw(format!(" ({}/{})", i + 1, v.plan.len().max(1))),
         ]);
     }
-    let max = v.max_steps.map(|m| format!("/{}", fmt_step(m))).unwrap_or_default();
-    segments.push(vec![Span::raw(format!("step {}{max}", fmt_step(v.step)))]);
+    let max = v.max_steps.map(|m| format!("/{}", fmt::step(m))).unwrap_or_default();
+    segments.push(vec![Span::raw(format!("step {}{max}", fmt::step(v.step)))]);
     let rate = v.steps_per_s().unwrap_or(0.0);
-    segments.push(vec![Span::raw(format!("{rate:.0} it/s"))]);
+    segments.push(vec![Span::raw(format!("{} it/s", fmt::rate(rate)))]);
     let elapsed = (v.last_t - v.started_at).max(0.0);
     let eta = match (v.max_steps, rate > 0.0 && v.ended.is_none()) {
-        (Some(m), true) if m > v.step => format!(" → ETA {}", fmt_duration((m - v.step) as f64 / rate)),
+        (Some(m), true) if m > v.step => {
+            format!(" {} ETA {}", if app.ascii { "->" } else { "→" }, fmt::duration((m - v.step) as f64 / rate))
+        }
         _ => String::new(),
     };
-    segments.push(vec![Span::raw(format!("{}{eta}", fmt_duration(elapsed)))]);
+    segments.push(vec![Span::raw(format!("{}{eta}", fmt::duration(elapsed)))]);
     let run: String = v.run_id.chars().take(32).collect();
     segments.push(vec![Span::raw(run)]);
     segments.push(vec![Span::raw(v.device.clone())]);
@@ -178,33 +190,51 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
     if let (Some(p), false) = (&app.player, matches!(app.mode, Mode::Command { .. })) {
         return draw_replay_footer(f, app, p, area);
     }
+    let w = area.width as usize;
     let line = match &app.mode {
         Mode::Command { input, .. } => {
             Line::from(vec![Span::styled(":", t.accent), Span::raw(input.clone()), Span::styled("▏", t.accent)])
         }
         _ => match &app.status {
-            Some((msg, true)) => Line::from(Span::styled(msg.clone(), t.error)),
-            Some((msg, false)) => Line::from(Span::raw(msg.clone())),
+            Some((msg, true)) => Line::from(Span::styled(fmt::fit(msg, w, app.ascii), t.error)),
+            Some((msg, false)) => Line::from(Span::raw(fmt::fit(msg, w, app.ascii))),
             None => {
-                use super::keymap::Action as A;
-                let k = |a| app.keymap.first_key(a).to_string();
-                Line::from(Span::styled(
-                    format!(
-                        " {} help  {} switch  {} pause  {} checkpoint  {} log  +/- zoom  {} command  {} quit",
-                        k(A::Help),
-                        k(A::SwitchPhase),
-                        k(A::Pause),
-                        k(A::Checkpoint),
-                        k(A::LogScale),
-                        k(A::CommandLine),
-                        k(A::Quit)
-                    ),
-                    t.dim,
-                ))
+                let mut spans = Vec::new();
+                let keys = footer_keys(app);
+                if app.is_live() && app.view.pending_suggestion().is_some() {
+                    // What to do with the suggestion comes first, in the warning colour.
+                    use super::keymap::Action as A;
+                    let k = |a| app.keymap.first_key(a).to_string();
+                    spans.push(Span::styled(format!(" {} accept  {} dismiss ", k(A::Accept), k(A::Dismiss)), t.warn));
+                }
+                let used: usize = spans.iter().map(|s| s.width()).sum();
+                spans.push(Span::styled(fmt::fit(&keys, w.saturating_sub(used), app.ascii), t.dim));
+                Line::from(spans)
             }
         },
     };
     f.render_widget(Paragraph::new(line), area);
+}
+
+/// The footer's key hints: only keys that do something here (a run that is not live
+/// has no pause, switch or checkpoint).
+fn footer_keys(app: &App) -> String {
+    use super::keymap::Action as A;
+    let k = |a| app.keymap.first_key(a).to_string();
+    let mut parts = vec![format!("{} help", k(A::Help))];
+    if app.is_live() {
+        parts.push(format!("{} switch", k(A::SwitchPhase)));
+        parts.push(format!("{} pause", k(A::Pause)));
+        parts.push(format!("{} checkpoint", k(A::Checkpoint)));
+    }
+    match app.focused_panel() {
+        Some(p) if p.is_list() => parts.push("j/k select  Enter open".into()),
+        _ => parts.push(format!("{} log", k(A::LogScale))),
+    }
+    parts.push("+/- zoom".into());
+    parts.push(format!("{} command", k(A::CommandLine)));
+    parts.push(format!("{} quit", k(A::Quit)));
+    format!(" {}", parts.join("  "))
 }
 
 /// The replay footer: the scrubber over half the width, the position, then the status
@@ -215,10 +245,11 @@ fn draw_replay_footer(f: &mut Frame, app: &App, p: &super::replay::Player, area:
     let w = area.width as usize;
     let last = p.last_step().max(app.view.step);
     let mut spans = scrubber(app, (w / 2).max(10), app.view.step, last, &p.mark_steps());
-    spans.push(Span::raw(format!(" {}/{} ", fmt_step(app.view.step), fmt_step(last))));
+    spans.push(Span::raw(format!(" {}/{} ", fmt::step(app.view.step), fmt::step(last))));
+    let room = w.saturating_sub(spans.iter().map(|s| s.width()).sum());
     spans.push(match &app.status {
-        Some((msg, true)) => Span::styled(msg.clone(), t.error),
-        Some((msg, false)) => Span::raw(msg.clone()),
+        Some((msg, true)) => Span::styled(fmt::fit(msg, room, app.ascii), t.error),
+        Some((msg, false)) => Span::raw(fmt::fit(msg, room, app.ascii)),
         None => {
             let k = |a| app.keymap.first_key(a).to_string();
             Span::styled(
@@ -276,9 +307,20 @@ fn draw_body(f: &mut Frame, app: &App, area: Rect) {
     }
 }
 
+const ASCII_BORDER: symbols::border::Set = symbols::border::Set {
+    top_left: "+",
+    top_right: "+",
+    bottom_left: "+",
+    bottom_right: "+",
+    vertical_left: "|",
+    vertical_right: "|",
+    horizontal_top: "-",
+    horizontal_bottom: "-",
+};
+
 fn panel_block<'a>(app: &App, title: Line<'a>, focused: bool) -> Block<'a> {
     let b = Block::default().borders(Borders::ALL).title(title);
-    let b = if app.ascii { b.border_set(symbols::border::PLAIN) } else { b.border_type(BorderType::Rounded) };
+    let b = if app.ascii { b.border_set(ASCII_BORDER) } else { b.border_type(BorderType::Rounded) };
     b.border_style(if focused { app.theme.focus_border } else { app.theme.border })
 }
 
@@ -317,55 +359,100 @@ pub fn debiased_ema(values: &[f64], weight: f64) -> Vec<f64> {
     out
 }
 
+/// Spans that fit `width` cells: segments are dropped whole, least important first
+/// (each segment is (priority, spans); a higher priority is kept longer), and the kept
+/// ones stay in their order.
+fn fit_segments<'a>(mut segs: Vec<(u8, Vec<Span<'a>>)>, width: usize) -> Vec<Span<'a>> {
+    let w = |segs: &[(u8, Vec<Span>)]| segs.iter().flat_map(|s| s.1.iter()).map(|s| s.width()).sum::<usize>();
+    while w(&segs) > width {
+        let Some(lowest) = segs.iter().enumerate().min_by_key(|(i, s)| (s.0, usize::MAX - i)).map(|(i, _)| i) else {
+            break;
+        };
+        if segs[lowest].0 == u8::MAX {
+            break;
+        }
+        segs.remove(lowest);
+    }
+    segs.into_iter().flat_map(|s| s.1).collect()
+}
+
+/// The natural range of a bounded metric, by name: accuracies [0, 1], cosines [-1, 1],
+/// the probes' diversity (1 − mean cosine) [0, 2]. An axis never goes past it.
+pub fn natural_bounds(key: &str) -> Option<(f64, f64)> {
+    let leaf = key.rsplit('/').next().unwrap_or(key);
+    if leaf.ends_with("acc") || leaf.ends_with("accuracy") {
+        Some((0.0, 1.0))
+    } else if leaf == "mean_cos" || key.starts_with("grad_cos") || leaf.ends_with("cosine") {
+        Some((-1.0, 1.0))
+    } else if leaf == "diversity" {
+        // 1 − mean cosine: at most 1 + 1/(n − 1) over n samples, 2 for two.
+        Some((0.0, 2.0))
+    } else {
+        None
+    }
+}
+
 fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, panel: Panel, series: &[(&str, &str)]) {
     let v = &app.view;
     let t = &app.theme;
+    let opts = app.opts(panel);
     let (x0, x1) = app.x_range();
-    let mut title = vec![Span::styled(format!(" {} ", panel.title()), t.accent)];
+    let line_glyph = if app.ascii { "-" } else { "━" };
     let runs: Vec<&RunView> = match &app.compare {
         Some(c) => c.views(v),
         None => vec![v],
     };
+    // The title: its name always; the cursor's step next (never cut), then its
+    // readings, the legend, and the flags, each dropped whole when there is no room.
+    let mut segs: Vec<(u8, Vec<Span>)> = vec![(u8::MAX, vec![Span::styled(format!(" {} ", panel.title()), t.accent)])];
+    let mut legend = Vec::new();
     if let Some(c) = &app.compare {
         // Colour (or marker) names the run; within a run, dots set apart the 2nd series.
         let labels: Vec<&str> = series.iter().map(|(l, _)| *l).collect();
         if labels.len() > 1 {
-            title.push(Span::styled(format!("{} (dots) ", labels.join("/")), t.dim));
+            legend.push(Span::styled(format!("{} (dots) ", labels.join("/")), t.dim));
         }
         for (i, name) in c.names.iter().enumerate() {
-            title.push(Span::styled(
+            legend.push(Span::styled(
                 format!("{} {name} ", compare::run_glyph(t, app.ascii, i)),
                 compare::run_style(t, i),
             ));
         }
     } else {
         for (i, (label, _)) in series.iter().enumerate() {
-            title.push(Span::styled(format!("{} {label} ", if app.ascii { "-" } else { "━" }), app.theme.series(i)));
+            legend.push(Span::styled(format!("{line_glyph} {label} "), app.theme.series(i)));
         }
     }
+    segs.push((3, legend));
     let mut flags = Vec::new();
-    if app.smoothing > 0.0 {
-        flags.push(format!("ema {:.2}", app.smoothing));
+    if opts.smoothing > 0.0 {
+        flags.push(format!("ema {:.2}", opts.smoothing));
     }
-    if app.log_y {
+    if opts.log_y {
         flags.push("log".into());
     }
-    if app.ignore_outliers {
-        flags.push("clip 1–99%".into());
+    if opts.clip {
+        flags.push(if app.ascii { "clip 1-99%".into() } else { "clip 1–99%".into() });
     }
     if panel == Panel::Diversity {
         flags.push(DIVERSITY_METRICS[app.diversity_metric].into());
     }
     if !flags.is_empty() {
-        title.push(Span::styled(format!("({}) ", flags.join(", ")), t.dim));
+        segs.push((2, vec![Span::styled(format!("({}) ", flags.join(", ")), t.dim)]));
     }
     if let Some(c) = app.cursor {
+        segs.push((9, vec![Span::styled(format!("@{} ", fmt::step(c)), t.warn)]));
+        // Each reading is its own segment: the last ones go first when room is short.
         let reads: Vec<String> = series
             .iter()
-            .filter_map(|(label, key)| v.series.get(*key)?.value_at(c).map(|x| format!("{label} {}", fmt_num(x))))
+            .filter_map(|(label, key)| v.series.get(*key)?.value_at(c).map(|x| format!("{label} {} ", fmt::num(x))))
             .collect();
-        title.push(Span::styled(format!("@{}: {} ", fmt_step(c), reads.join("  ")), t.warn));
+        let n = reads.len() as u8;
+        for (i, r) in reads.into_iter().enumerate() {
+            segs.push((8 - (i as u8).min(n).min(4), vec![Span::styled(r, t.warn)]));
+        }
     }
+    let title = fit_segments(segs, (area.width as usize).saturating_sub(2));
     let block = panel_block(app, Line::from(title), focused);
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -381,19 +468,28 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, panel: Panel,
 
     // Columns at the chart's horizontal resolution (braille has 2 dots per cell).
     let cols = (chart_area.width as usize).saturating_sub(8) * if app.ascii { 1 } else { 2 };
-    let transform = |y: f64| if app.log_y { if y > 0.0 { Some(y.log10()) } else { None } } else { Some(y) };
+    let transform = |y: f64| if opts.log_y { if y > 0.0 { Some(y.log10()) } else { None } } else { Some(y) };
     // (run, series number, points)
     type Points = (usize, usize, Vec<(f64, f64)>);
     let mut data: Vec<Points> = Vec::new();
     let mut ys: Vec<f64> = Vec::new();
+    // The chart's natural bounds: the union of its series' (all must have one).
+    let mut natural: Option<(f64, f64)> = None;
+    for (k, (_, key)) in series.iter().enumerate() {
+        natural = match (natural_bounds(key), natural, k) {
+            (Some(b), None, 0) => Some(b),
+            (Some(b), Some(n), _) => Some((b.0.min(n.0), b.1.max(n.1))),
+            _ => None,
+        };
+    }
     for (run, v) in runs.iter().enumerate() {
         for (k, (_, key)) in series.iter().enumerate() {
             let mut pts = Vec::new();
             if let Some(s) = v.series.get(*key) {
                 let columns = s.columns(x0, x1, cols.max(1));
-                if app.smoothing > 0.0 {
+                if opts.smoothing > 0.0 {
                     let means: Vec<f64> = columns.iter().map(|c| c.mean).collect();
-                    for (c, y) in columns.iter().zip(debiased_ema(&means, app.smoothing)) {
+                    for (c, y) in columns.iter().zip(debiased_ema(&means, opts.smoothing)) {
                         if let Some(y) = transform(y) {
                             pts.push((c.step as f64, y));
                         }
@@ -416,7 +512,11 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, panel: Panel,
     if ys.is_empty() {
         f.render_widget(Paragraph::new(Span::styled("no data yet", t.dim)), chart_area);
     } else {
-        let (lo, hi) = y_bounds(&mut ys, app.ignore_outliers);
+        let natural = natural.map(|(a, b)| {
+            if opts.log_y { (if a > 0.0 { a.log10() } else { f64::NEG_INFINITY }, b.log10()) } else { (a, b) }
+        });
+        let yb = y_bounds(&mut ys, opts.clip, natural);
+        let (lo, hi) = (yb.lo, yb.hi);
         let datasets = data
             .iter()
             .map(|(run, k, pts)| {
@@ -430,14 +530,37 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, panel: Panel,
                 Dataset::default().marker(marker).graph_type(graph).style(style).data(pts)
             })
             .collect();
-        let label = |y: f64| if app.log_y { fmt_num(10f64.powf(y)) } else { fmt_num(y) };
+        // Labels in at most a third of the width (ratatui's limit), at a precision that
+        // fits: a label is a whole number or nothing.
+        let at = [lo, (lo + hi) / 2.0, hi];
+        let shown: Vec<f64> = at.iter().map(|&y| if opts.log_y { 10f64.powf(y) } else { y }).collect();
+        let label_w = (chart_area.width as usize / 3).max(1);
+        let labels = if yb.flat.is_some() {
+            // One label, the level, in the middle: three labels of a ±5 % range would
+            // round to the same number at narrow widths.
+            let mid = fmt::num_fit(shown[1], label_w).unwrap_or_default();
+            vec![String::new(), mid, String::new()]
+        } else if opts.log_y {
+            fmt::axis_labels_log(&shown, label_w)
+        } else {
+            fmt::axis_labels(&shown, label_w)
+        };
         let chart = Chart::new(datasets).x_axis(Axis::default().bounds([x0 as f64, x1.max(x0 + 1) as f64])).y_axis(
-            Axis::default()
-                .bounds([lo, hi])
-                .labels([Span::raw(label(lo)), Span::raw(label((lo + hi) / 2.0)), Span::raw(label(hi))])
-                .style(t.dim),
+            Axis::default().bounds([lo, hi]).labels(labels.into_iter().map(Span::raw).collect::<Vec<_>>()).style(t.dim),
         );
         f.render_widget(chart, chart_area);
+        if let Some(level) = yb.flat {
+            // Say so: a flat line in a small symmetric range is not a trend.
+            let shown = if opts.log_y { 10f64.powf(level) } else { level };
+            let long = format!(" flat at {} ", fmt::num(shown));
+            let note = if chart_area.width as usize > long.chars().count() + 8 { long } else { " flat ".into() };
+            let w = note.chars().count() as u16;
+            if chart_area.width > w + 6 {
+                let r = Rect { x: chart_area.right() - w, y: chart_area.y, width: w, height: 1 };
+                f.render_widget(Paragraph::new(Span::styled(note, t.dim)), r);
+            }
+        }
+        draw_step_labels(f, app, area, inner, x0, x1);
     }
     let rows = Layout::vertical(vec![Constraint::Length(1); band_rows as usize]).split(band_area);
     for (row, &run) in rows.iter().zip(&band_runs) {
@@ -452,23 +575,101 @@ fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, panel: Panel,
     }
 }
 
+/// Step labels on the chart's bottom border: the first and last step in view, and the
+/// cursor's where it is (each whole, or left out when they would touch).
+fn draw_step_labels(f: &mut Frame, app: &App, area: Rect, inner: Rect, x0: u64, x1: u64) {
+    let t = &app.theme;
+    let y = area.bottom().saturating_sub(1);
+    let (left, right) = (inner.x as usize, inner.right() as usize);
+    if right <= left + 2 {
+        return;
+    }
+    let first = format!(" {} ", fmt::step(x0));
+    let last = format!(" {} ", fmt::step(x1));
+    // (start column, text, style)
+    let mut labels: Vec<(usize, String, Style)> = Vec::new();
+    let lw = last.chars().count();
+    if right - left >= lw {
+        labels.push((right - lw, last, t.dim));
+    }
+    let fw = first.chars().count();
+    if labels.first().is_none_or(|l| left + fw < l.0) {
+        labels.push((left, first, t.dim));
+    }
+    if let Some(c) = app.cursor.filter(|c| (x0..=x1).contains(c)) {
+        // The band's column of the cursor (the band spans the inner width).
+        let w = right - left;
+        let col = left + (((c - x0) as f64 / (x1 - x0).max(1) as f64) * (w - 1) as f64).round() as usize;
+        let text = format!("@{}", fmt::step(c));
+        let tw = text.chars().count();
+        let start = col.saturating_sub(tw / 2).clamp(left, right.saturating_sub(tw));
+        let clear = labels.iter().all(|(s, l, _)| start + tw < *s || s + l.chars().count() < start);
+        if clear {
+            labels.push((start, text, t.warn));
+        }
+    }
+    for (x, text, style) in labels {
+        let w = text.chars().count() as u16;
+        f.render_widget(Paragraph::new(Span::styled(text, style)), Rect { x: x as u16, y, width: w, height: 1 });
+    }
+}
+
+/// A chart's y range.
+struct YBounds {
+    lo: f64,
+    hi: f64,
+    /// The level of a flat series (shown in a small symmetric range).
+    flat: Option<f64>,
+}
+
 /// y range of the shown values; with `clip`, the 1st–99th percentiles (outliers are
-/// clipped to the frame, not hidden: the band says so in the title).
-fn y_bounds(ys: &mut [f64], clip: bool) -> (f64, f64) {
+/// clipped to the frame, not hidden: the band says so in the title). A series that
+/// moves by less than 0.1 % of its level is flat: it gets ±5 % around its level (not a
+/// range that magnifies rounding noise to the full height), and `natural` bounds
+/// (accuracy's [0, 1]) are never exceeded.
+fn y_bounds(ys: &mut [f64], clip: bool, natural: Option<(f64, f64)>) -> YBounds {
     ys.sort_by(|a, b| a.total_cmp(b));
-    let (mut lo, mut hi) = if clip && ys.len() >= 20 {
+    let (lo, hi) = if clip && ys.len() >= 20 {
         (ys[ys.len() / 100], ys[ys.len() - 1 - ys.len() / 100])
     } else {
         (ys[0], ys[ys.len() - 1])
     };
-    if (hi - lo).abs() < 1e-12 {
-        lo -= 0.5f64.max(lo.abs() * 0.05);
-        hi += 0.5f64.max(hi.abs() * 0.05);
-    }
-    let pad = (hi - lo) * 0.05;
+    let level = (lo + hi) / 2.0;
+    let scale = lo.abs().max(hi.abs());
+    let flat = hi - lo <= 1e-3 * scale || hi - lo < 1e-12;
+    let (mut lo, mut hi) = if flat {
+        let half = if scale > 0.0 { 0.05 * scale } else { 1.0 };
+        (level - half, level + half)
+    } else {
+        let pad = (hi - lo) * 0.05;
+        (lo - pad, hi + pad)
+    };
     // Non-negative series (losses, accuracies, rates) never get a negative axis.
-    let floor = if ys[0] >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
-    ((lo - pad).max(floor), hi + pad)
+    if ys[0] >= 0.0 && !flat {
+        lo = lo.max(0.0);
+    }
+    if let Some((a, b)) = natural {
+        // Inside the natural range; a flat range keeps its width, moved inside.
+        let width = hi - lo;
+        if hi > b {
+            hi = b;
+            if flat {
+                lo = (b - width).max(a);
+            }
+        }
+        if lo < a {
+            lo = a;
+            if flat {
+                hi = (a + width).min(b);
+            }
+        }
+        lo = lo.max(a);
+        hi = hi.min(b);
+    }
+    if hi <= lo {
+        hi = lo + 1e-12_f64.max(lo.abs() * 1e-6);
+    }
+    YBounds { lo, hi, flat: flat.then_some(level) }
 }
 
 /// The phase band under a chart: each phase's span in its colour with its name where it
@@ -532,30 +733,73 @@ fn draw_band(f: &mut Frame, app: &App, v: &RunView, area: Rect, x0: u64, x1: u64
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// The rows of a list panel that fit `height`, newest first, and which of them (its
+/// index in `rows`) is selected: the newest rows, or a window holding the selection.
+fn list_window(app: &App, panel: Panel, n: usize, height: usize) -> (Vec<usize>, Option<usize>) {
+    let sel = app.selected.get(&panel).copied().filter(|&i| i < n);
+    // Positions from the newest row.
+    let pos = sel.map(|i| n - 1 - i);
+    let skip = pos.map_or(0, |p| p.saturating_sub(height.saturating_sub(1)));
+    let rows: Vec<usize> = (0..n).rev().skip(skip).take(height).collect();
+    (rows, sel)
+}
+
+/// A list panel's title: its name, where the selection is when it has scrolled from
+/// the newest rows, and the legend of its chart marker where there is room.
+fn list_title<'a>(app: &App, name: &str, legend: &str, n: usize, sel: Option<usize>, width: u16) -> Line<'a> {
+    let t = &app.theme;
+    let mut segs = vec![(u8::MAX, vec![Span::styled(format!(" {name} "), t.accent)])];
+    if let Some(i) = sel {
+        segs.push((9, vec![Span::styled(format!("{}/{} ", n - i, n), t.warn)]));
+    }
+    segs.push((1, vec![Span::styled(format!("{legend} "), t.dim)]));
+    Line::from(fit_segments(segs, width.saturating_sub(2) as usize))
+}
+
 fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     let v = &app.view;
     let t = &app.theme;
-    let block = panel_block(app, Line::from(Span::styled(" signals ", t.accent)), focused);
+    let width = area.width.saturating_sub(2) as usize;
+    let height = area.height.saturating_sub(2) as usize;
+    let (tri, arrow) = if app.ascii { ("^", "->") } else { ("▲", "→") };
     let mut lines = Vec::new();
-    if let Some(s) = v.pending_suggestion() {
+    if let Some(s) = v.pending_suggestion().filter(|_| app.is_live()) {
         let a = app.keymap.first_key(super::keymap::Action::Accept);
         let d = app.keymap.first_key(super::keymap::Action::Dismiss);
-        lines.push(Line::from(Span::styled(
-            format!(
-                "{} suggestion: switch → {} ({})  [{a}]ccept [{d}]ismiss",
-                if app.ascii { ">" } else { "▶" },
-                s.to_phase,
-                s.because
-            ),
-            t.warn.add_modifier(Modifier::REVERSED),
-        )));
+        let text = format!(
+            "{} suggestion: switch {arrow} {} ({})  [{a}]ccept [{d}]ismiss",
+            if app.ascii { ">" } else { "▶" },
+            s.to_phase,
+            s.because
+        );
+        lines
+            .push(Line::from(Span::styled(fmt::fit(&text, width, app.ascii), t.warn.add_modifier(Modifier::REVERSED))));
+    } else if let Some(s) = v.pending_suggestion().or(v.expired_suggestion()) {
+        // Nobody can answer it any more: the run ended (or is not live).
+        let text = format!(
+            "{} suggestion expired: switch {arrow} {} ({}), not answered",
+            if app.ascii { "x" } else { "✗" },
+            s.to_phase,
+            s.because
+        );
+        lines.push(Line::from(Span::styled(fmt::fit(&text, width, app.ascii), t.dim)));
     }
-    for s in v.signals.iter().rev().take(area.height as usize) {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:>9} ", fmt_step(s.step)), t.dim),
-            Span::styled(format!("{:<11} ", s.detector), t.accent),
-            Span::raw(format!("{:<12} {}", s.metric, s.message)),
-        ]));
+    let n = v.signals.len();
+    let (rows, sel) = list_window(app, Panel::Signals, n, height.saturating_sub(lines.len()));
+    let block = panel_block(app, list_title(app, "signals", &format!("{tri} on charts"), n, sel, area.width), focused);
+    for i in rows {
+        let s = &v.signals[i];
+        let step = format!("{:>9} ", fmt::step(s.step));
+        let head = format!("{step}{:<11} ", s.detector);
+        // Shorten the words, never the step or a number in the message.
+        let rest =
+            fmt::fit(&format!("{:<12} {}", s.metric, s.message), width.saturating_sub(head.chars().count()), app.ascii);
+        let mut spans =
+            vec![Span::styled(step, t.dim), Span::styled(format!("{:<11} ", s.detector), t.accent), Span::raw(rest)];
+        if sel == Some(i) {
+            spans = spans.into_iter().map(|x| x.patch_style(t.highlight)).collect();
+        }
+        lines.push(Line::from(spans));
     }
     if lines.is_empty() {
         lines.push(Line::from(Span::styled("no signals yet", t.dim)));
@@ -566,12 +810,15 @@ fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) {
 fn draw_plan(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     let v = &app.view;
     let t = &app.theme;
+    let width = area.width.saturating_sub(2) as usize;
     let block = panel_block(app, Line::from(Span::styled(" plan ", t.accent)), focused);
     let current = v.current_phase();
+    let (arrow, more) = if app.ascii { ("->", "...") } else { ("→", "…") };
     let mut lines = Vec::new();
     for (i, p) in v.plan.iter().enumerate() {
         let spans_of: Vec<_> = v.phases.iter().filter(|s| s.name == p.name).collect();
-        let is_current = current.is_some_and(|c| c.name == p.name);
+        // A run that ended has no current phase: its last phase is done too.
+        let is_current = v.ended.is_none() && current.is_some_and(|c| c.name == p.name);
         let done = !is_current && !spans_of.is_empty();
         let glyph = match (is_current, done, app.ascii) {
             (true, _, false) => "●",
@@ -582,7 +829,7 @@ fn draw_plan(f: &mut Frame, app: &App, area: Rect, focused: bool) {
             (false, false, true) => "o",
         };
         let span_text = match spans_of.last() {
-            Some(s) => format!("{} → {}", fmt_step(s.start), s.end.map_or("…".into(), fmt_step)),
+            Some(s) => format!("{} {arrow} {}", fmt::step(s.start), s.end.map_or(more.into(), fmt::step)),
             None => String::new(),
         };
         let until = match (&p.steps, &p.until) {
@@ -591,20 +838,26 @@ fn draw_plan(f: &mut Frame, app: &App, area: Rect, focused: bool) {
             (None, Some(u)) => format!("until {u}"),
             (None, None) => "until: manual".into(),
         };
+        let head = format!("{glyph} {:<12}", p.name);
+        let mid = format!(" {span_text:<20} ");
+        let used = head.chars().count() + mid.chars().count();
         let mut spans = vec![
-            Span::styled(format!("{glyph} {:<12}", p.name), t.phase_fg(i)),
-            Span::raw(format!(" {span_text:<20} ")),
-            Span::styled(until, t.dim),
+            Span::styled(head, t.phase_fg(i)),
+            Span::raw(mid),
+            Span::styled(fmt::fit(&until, width.saturating_sub(used), app.ascii), t.dim),
         ];
         if let (true, Some(n), Some(c)) = (is_current, p.steps, current) {
             let done = v.step.saturating_sub(c.start).min(n);
-            let width = 10;
-            let filled = (done as f64 / n as f64 * width as f64).round() as usize;
+            let bar = 10;
+            let filled = (done as f64 / n as f64 * bar as f64).round() as usize;
             let (full, empty) = if app.ascii { ("#", ".") } else { ("█", "░") };
-            spans.push(Span::styled(
-                format!("  {}{}", full.repeat(filled), empty.repeat(width - filled)),
-                t.phase_fg(i),
-            ));
+            let used = used + spans[2].width();
+            if used + 2 + bar <= width {
+                spans.push(Span::styled(
+                    format!("  {}{}", full.repeat(filled), empty.repeat(bar - filled)),
+                    t.phase_fg(i),
+                ));
+            }
         }
         lines.push(Line::from(spans));
     }
@@ -613,28 +866,52 @@ fn draw_plan(f: &mut Frame, app: &App, area: Rect, focused: bool) {
 
 fn draw_events(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     let t = &app.theme;
-    let block = panel_block(app, Line::from(Span::styled(" events ", t.accent)), focused);
-    let lines: Vec<Line> = app
-        .view
-        .log
-        .iter()
-        .rev()
-        .take(area.height as usize)
-        .map(|r| {
+    let width = area.width.saturating_sub(2) as usize;
+    let height = area.height.saturating_sub(2) as usize;
+    let n = app.view.log.len();
+    let (rows, sel) = list_window(app, Panel::Events, n, height);
+    let legend = if app.ascii { "v = command on charts" } else { "▼ = command on charts" };
+    let block = panel_block(app, list_title(app, "events", legend, n, sel, area.width), focused);
+    let lines: Vec<Line> = rows
+        .into_iter()
+        .map(|i| {
+            let r = &app.view.log[i];
             let style = match r.kind {
                 "warn" | "command" | "suggest" => t.warn,
                 "error" => t.error,
                 "phase" | "signal" => t.accent,
                 _ => Style::default(),
             };
-            Line::from(vec![
-                Span::styled(format!("{:>9} ", fmt_step(r.step)), t.dim),
+            let text = fmt::fit(&r.text, width.saturating_sub(18), app.ascii);
+            let spans = vec![
+                Span::styled(format!("{:>9} ", fmt::step(r.step)), t.dim),
                 Span::styled(format!("{:<8}", r.kind), style),
-                Span::raw(r.text.clone()),
-            ])
+                Span::raw(text),
+            ];
+            if sel == Some(i) {
+                Line::from(spans.into_iter().map(|x| x.patch_style(t.highlight)).collect::<Vec<_>>())
+            } else {
+                Line::from(spans)
+            }
         })
         .collect();
     f.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// A row's full text, wrapped (Enter on a focused signals or events row).
+fn draw_detail(f: &mut Frame, app: &App, area: Rect, title: &str, text: &[String]) {
+    let w = area.width.saturating_sub(4).min(100);
+    let inner_w = w.saturating_sub(2).max(1) as usize;
+    // Height of the wrapped text (words never split, as the Paragraph wraps them).
+    let rows: usize = text.iter().map(|l| (l.chars().count().max(1)).div_ceil(inner_w) + 1).sum::<usize>() + 1;
+    let h = (rows as u16 + 2).min(area.height);
+    let r = centered(area, w, h);
+    f.render_widget(Clear, r);
+    let mut lines: Vec<Line> = text.iter().map(|l| Line::from(l.clone())).collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled("any key closes", app.theme.dim)));
+    let block = panel_block(app, Line::from(Span::styled(format!(" {title} "), app.theme.accent)), true);
+    f.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), r);
 }
 
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
@@ -654,30 +931,31 @@ fn draw_dialog(f: &mut Frame, app: &App, area: Rect, title: &str, lines: Vec<Lin
 fn draw_help(f: &mut Frame, app: &App, area: Rect) {
     let mut lines: Vec<Line> = app
         .keymap
-        .help_rows()
+        .help_rows_where(|a| app.action_available(a))
         .into_iter()
         .map(|(keys, help)| Line::from(vec![Span::styled(format!("{keys:>16}  "), app.theme.accent), Span::raw(help)]))
         .collect();
+    let dim = |s: &str| Line::from(Span::styled(s.to_string(), app.theme.dim));
+    lines.push(dim(
+        "  signals/events panel focused: j/k or arrows select a row, Enter opens it, Esc follows, Tab leaves",
+    ));
+    lines
+        .push(dim("  charts: ▲ a signal fired, ▼ an operator command, │ the cursor; l o S A act on the focused chart"));
     lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(
-        "  : commands: switch PHASE, pause, resume, stop, checkpoint, set lr=…,",
-        app.theme.dim,
-    )));
-    lines.push(Line::from(Span::styled(
-        "    accept, dismiss, goto STEP, smooth 0.9, layout NAME   (Tab completes)",
-        app.theme.dim,
-    )));
-    if app.player.is_some() {
-        lines.push(Line::from(Span::styled(
-            "  replay: space play/pause  < > speed  , . step  [ ] phase change  { } signal  g G start/end  :goto STEP",
-            app.theme.dim,
-        )));
-        lines.push(Line::from(Span::styled(
-            "          footer: the scrubber (━ played, ┃ phase change, ▲ signal, ● here; ascii = | ^ #)",
-            app.theme.dim,
-        )));
+    if app.is_live() {
+        lines.push(dim("  : commands: switch PHASE, pause, resume, stop, checkpoint, set lr=…,"));
+        lines.push(dim("    accept, dismiss, goto STEP, smooth 0.9, layout NAME   (Tab completes)"));
+    } else {
+        lines.push(dim("  : commands: goto STEP, smooth 0.9, layout NAME   (Tab completes)"));
+        lines.push(dim("    the run is not live: no pause, switch, checkpoint or set; q quits at once"));
     }
-    lines.push(Line::from(Span::styled("  any key closes this help", app.theme.dim)));
+    if app.player.is_some() {
+        lines.push(dim(
+            "  replay: space play/pause  < > speed  , . step  [ ] phase change  { } signal  g G start/end  :goto STEP",
+        ));
+        lines.push(dim("          footer: the scrubber (━ played, ┃ phase change, ▲ signal, ● here; ascii = | ^ #)"));
+    }
+    lines.push(dim("  any key closes this help"));
     draw_dialog(f, app, area, "help", lines);
 }
 
@@ -694,6 +972,11 @@ fn draw_picker(f: &mut Frame, app: &App, area: Rect, selected: usize) {
             Line::from(Span::styled(format!(" {} {}{mark} ", if i == selected { ">" } else { " " }, p.name), style))
         })
         .collect();
-    lines.push(Line::from(Span::styled(" ↑/↓ choose, Enter confirm, Esc cancel", app.theme.dim)));
+    let hint = if app.ascii {
+        " up/down choose, Enter confirm, Esc cancel"
+    } else {
+        " ↑/↓ choose, Enter confirm, Esc cancel"
+    };
+    lines.push(Line::from(Span::styled(hint, app.theme.dim)));
     draw_dialog(f, app, area, "switch phase", lines);
 }

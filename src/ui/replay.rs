@@ -76,7 +76,8 @@ impl Player {
             max_step: 0,
             t: 0.0,
             playing: true,
-            speed: 5,
+            // 1×: the recorded pace (`--speed`, `<`/`>` change it).
+            speed: 2,
             clock: 0.0,
             uniform: false,
             credit: 0.0,

@@ -51,6 +51,8 @@ pub struct SuggestionRow {
     pub to_phase: String,
     pub because: String,
     pub pending: bool,
+    /// Still pending when the run ended: nobody can answer it any more.
+    pub expired: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +108,11 @@ impl RunView {
 
     pub fn pending_suggestion(&self) -> Option<&SuggestionRow> {
         self.suggestions.iter().rev().find(|s| s.pending)
+    }
+
+    /// The newest suggestion, when it expired with the run (nobody answered it).
+    pub fn expired_suggestion(&self) -> Option<&SuggestionRow> {
+        self.suggestions.last().filter(|s| s.expired)
     }
 
     pub fn steps_per_s(&self) -> Option<f64> {
@@ -190,6 +197,7 @@ impl RunView {
                     to_phase: to_phase.clone(),
                     because: because.clone(),
                     pending: true,
+                    expired: false,
                 });
                 self.log_row(*step, "suggest", format!("switch → {to_phase}: {because}"));
             }
@@ -253,6 +261,13 @@ impl RunView {
             Event::RunEnded { step, status, message } => {
                 self.ended = Some(*status);
                 self.paused = false;
+                for s in self.suggestions.iter_mut().filter(|s| s.pending) {
+                    s.pending = false;
+                    s.expired = true;
+                }
+                if let Some(last) = self.phases.last_mut() {
+                    last.end = Some(*step);
+                }
                 self.log_row(*step, "end", format!("{}: {message}", status.as_str()));
             }
         }

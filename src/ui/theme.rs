@@ -22,12 +22,40 @@ impl ThemeKind {
         }
     }
 
-    /// `requested` unless NO_COLOR is set (https://no-color.org).
+    /// `requested` unless NO_COLOR is set (https://no-color.org); without a request,
+    /// what the terminal can show (see [`ThemeKind::for_terminal`]).
     pub fn resolve(requested: Option<ThemeKind>) -> ThemeKind {
-        if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        let var = |k| std::env::var(k).ok();
+        ThemeKind::for_terminal(
+            requested,
+            var("NO_COLOR").as_deref(),
+            var("TERM").as_deref(),
+            var("COLORTERM").as_deref(),
+        )
+    }
+
+    /// The default palette is 24-bit colour, which a terminal says it shows through
+    /// `COLORTERM=truecolor|24bit` (or a `*-direct` TERM); any other terminal (`linux`,
+    /// `xterm`, `screen-256color` without it) gets the 16-colour theme, `TERM=dumb` none.
+    pub fn for_terminal(
+        requested: Option<ThemeKind>,
+        no_color: Option<&str>,
+        term: Option<&str>,
+        colorterm: Option<&str>,
+    ) -> ThemeKind {
+        if no_color.is_some_and(|v| !v.is_empty()) {
             return ThemeKind::Mono;
         }
-        requested.unwrap_or(ThemeKind::Default)
+        if let Some(k) = requested {
+            return k;
+        }
+        let truecolor = matches!(colorterm.map(str::to_ascii_lowercase).as_deref(), Some("truecolor" | "24bit"));
+        match term.unwrap_or("") {
+            _ if truecolor => ThemeKind::Default,
+            t if t.ends_with("-direct") => ThemeKind::Default,
+            "dumb" => ThemeKind::Mono,
+            _ => ThemeKind::Ansi16,
+        }
     }
 }
 
@@ -112,5 +140,24 @@ impl Theme {
             return Style::default().add_modifier(Modifier::BOLD);
         }
         Style::default().fg(self.phases[i % self.phases.len()]).add_modifier(Modifier::BOLD)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ThemeKind::{self, *};
+
+    #[test]
+    fn the_theme_follows_what_the_terminal_says_it_can_show() {
+        let k = |req, nc, term, ct| ThemeKind::for_terminal(req, nc, term, ct);
+        assert_eq!(k(None, None, Some("linux"), None), Ansi16);
+        assert_eq!(k(None, None, Some("xterm"), None), Ansi16);
+        assert_eq!(k(None, None, Some("xterm-256color"), None), Ansi16);
+        assert_eq!(k(None, None, Some("xterm"), Some("truecolor")), Default);
+        assert_eq!(k(None, None, Some("tmux-256color"), Some("24bit")), Default);
+        assert_eq!(k(None, None, Some("xterm-direct"), None), Default);
+        assert_eq!(k(None, None, Some("dumb"), None), Mono);
+        assert_eq!(k(Some(Default), None, Some("linux"), None), Default, "asked for");
+        assert_eq!(k(Some(Default), Some("1"), Some("xterm"), Some("truecolor")), Mono, "NO_COLOR wins");
     }
 }
