@@ -10,6 +10,8 @@
 //!
 //! Each prints one Markdown row per seed (docs/SIGNALS.md, "Known answers"). Runs are
 //! kept in `target/known-answers/<scenario>-s<seed>` for `phasetop replay`.
+//! `KNOWN_ANSWERS_THREADS=2` runs every scenario with two libtorch threads instead of
+//! the configs' one (different reduction orders, different last bits).
 //!
 //! Every scenario's rule is also checked as an `auto` rule (with its default
 //! `confirm_steps`), and an `auto` change-point rule on the training loss (the case that
@@ -31,7 +33,14 @@ fn train(scenario: &str, seed: u64) -> Vec<Event> {
     let run: PathBuf = root.join("target/known-answers").join(format!("{scenario}-s{seed}"));
     let _ = std::fs::remove_dir_all(&run);
     std::fs::create_dir_all(run.parent().unwrap()).unwrap();
-    let config = root.join("configs").join(format!("{scenario}.toml"));
+    let mut config = root.join("configs").join(format!("{scenario}.toml"));
+    // KNOWN_ANSWERS_THREADS=2 runs the scenarios with that many libtorch threads (the
+    // configs pin 1): the answers must not depend on it.
+    if let Ok(threads) = std::env::var("KNOWN_ANSWERS_THREADS") {
+        let text = std::fs::read_to_string(&config).unwrap().replace("threads = 1", &format!("threads = {threads}"));
+        config = root.join("target/known-answers").join(format!("{scenario}-s{seed}-t{threads}.toml"));
+        std::fs::write(&config, text).unwrap();
+    }
     let out = Command::new(BIN)
         .args(["train", "--headless", "--seed", &seed.to_string(), "--run-dir"])
         .arg(&run)
@@ -42,21 +51,17 @@ fn train(scenario: &str, seed: u64) -> Vec<Event> {
     phasetop::runlog::read_all(&run.join("events.log")).unwrap().records.into_iter().map(|r| r.event).collect()
 }
 
-/// Trains every seed of a scenario, two at a time (the machine has two cores and each
-/// run pins one thread).
+/// Trains every seed of a scenario at once (each run pins one libtorch thread; three on
+/// two cores finish sooner than two and then one).
 fn train_seeds(scenario: &str) -> Vec<(u64, Vec<Event>)> {
-    let mut out = Vec::new();
-    for pair in SEEDS.chunks(2) {
-        let handles: Vec<_> = pair
-            .iter()
-            .map(|&seed| {
-                let scenario = scenario.to_string();
-                std::thread::spawn(move || (seed, train(&scenario, seed)))
-            })
-            .collect();
-        out.extend(handles.into_iter().map(|h| h.join().unwrap()));
-    }
-    out
+    let handles: Vec<_> = SEEDS
+        .iter()
+        .map(|&seed| {
+            let scenario = scenario.to_string();
+            std::thread::spawn(move || (seed, train(&scenario, seed)))
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
 /// The scenario's config with its first phase's `until` rule replaced by `rule` (TOML
