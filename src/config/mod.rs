@@ -7,6 +7,7 @@
 //! the value's span to them. Cross-field rules (a cosine schedule needs a step count, a
 //! frozen layer must exist) are checked afterwards against `Spanned` fields.
 
+pub mod bounds;
 mod defaults;
 mod names;
 mod validate;
@@ -39,6 +40,13 @@ impl ConfigError {
         let (line, col) = line_col(src, offset);
         ConfigError { file: file.to_string(), line, col, message: message.into() }
     }
+}
+
+/// An error located at the value of `key = …` (the first such line after `[section]`
+/// when given; the file's start when absent), for settings read without a span.
+pub fn error_at_key(file: &str, src: &str, section: Option<&str>, key: &str, message: impl Into<String>) -> ConfigError {
+    let at = validate::find_key(src, section, key).unwrap_or(0);
+    ConfigError::at(file, src, at, message)
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -86,6 +94,14 @@ pub struct RunSection {
     pub on_divergence: OnDivergence,
     #[serde(default = "half")]
     pub rollback_lr_factor: f64,
+    /// The run directory is 0700 (only its owner reads the log, config and
+    /// checkpoints); `true` makes it 0750, for a group that shares runs.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub group_readable: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn half() -> f64 {
@@ -390,12 +406,26 @@ impl LoadedConfig {
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     let display = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
         file: display.clone(),
-        line: 0,
-        col: 0,
+        line: 1,
+        col: 1,
         message: format!("cannot read config: {e}"),
     })?;
+    let source = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            // Located at the first byte that is not UTF-8, counted in the valid text before it.
+            let at = e.utf8_error().valid_up_to();
+            let valid = String::from_utf8_lossy(&e.as_bytes()[..at]).into_owned();
+            return Err(ConfigError::at(
+                &display,
+                &valid,
+                at,
+                format!("the config is not UTF-8 text (byte 0x{:02x} at offset {at})", e.as_bytes()[at]),
+            ));
+        }
+    };
     let config = parse(&display, &source)?;
     Ok(LoadedConfig { config, path: path.to_path_buf(), source })
 }
