@@ -180,6 +180,9 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
         ("set", Some(kv)) => {
             let (k, v) = kv.split_once('=').ok_or_else(|| usage("set needs KEY=VALUE, e.g. set lr=0.001"))?;
             let value: f64 = v.trim().parse().map_err(|_| UsageError(format!("set {k}: \"{v}\" is not a number")))?;
+            if !value.is_finite() {
+                return Err(UsageError(format!("set {k}: \"{v}\" must be a finite number")));
+            }
             Command::Set { key: k.trim().to_string(), value }
         }
         ("set", None) => return Err(usage("set needs KEY=VALUE, e.g. set lr=0.001")),
