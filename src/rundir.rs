@@ -80,14 +80,15 @@ impl RunDir {
         Ok(())
     }
 
-    /// Creates `path` (mode 0700 unless `group_readable`, then 0750) and takes its lock;
+    /// Creates `path` (made mode 0700 unless `group_readable`, then 0750) and takes its lock;
     /// refuses when it holds a run already or another process holds the lock. A directory
     /// whose start failed before its log was created (config.toml and run.json, no
     /// events.log) is taken over: only `events.log` makes a run.
     pub fn create(path: &Path, group_readable: bool) -> Result<(RunDir, RunLock)> {
-        let fresh = !path.exists();
         std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
-        if fresh {
+        // Also when it exists already: the dashboard's `train` makes it (for host.log)
+        // before the host starts.
+        {
             use std::os::unix::fs::PermissionsExt;
             let mode = if group_readable { 0o750 } else { 0o700 };
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))

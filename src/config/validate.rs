@@ -119,6 +119,16 @@ fn run_name(cx: &Ctx, name: &str) -> Result<(), ConfigError> {
 pub(super) fn validate(c: &Config, file: &str, src: &str) -> Result<(), ConfigError> {
     let cx = Ctx { file, src };
     run_name(&cx, &c.run.name)?;
+    if *c.run.max_steps.get_ref() == 0 {
+        return cx.err(c.run.max_steps.span(), "max_steps must be at least 1");
+    }
+    let factor = c.run.rollback_lr_factor;
+    if !(factor > 0.0 && factor <= 1.0) {
+        return cx.err(
+            cx.key_at(Some("run"), "rollback_lr_factor"),
+            format!("rollback_lr_factor must be in (0, 1], got {factor}"),
+        );
+    }
     cx.bounded_int(*c.run.max_steps.get_ref() as i128, "max_steps", c.run.max_steps.span())?;
     cx.bounded_int(c.run.threads as i128, "threads", cx.key_at(Some("run"), "threads"))?;
     cx.bounded_real(c.run.rollback_lr_factor, "rollback_lr_factor", cx.key_at(Some("run"), "rollback_lr_factor"))?;
@@ -167,19 +177,11 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
     if let Some((field, _)) = foreign.iter().find(|(_, set)| *set) {
         return cx.err(t.kind.span(), format!("field \"{field}\" does not apply to task kind \"{kind}\""));
     }
-    for (v, key) in [(&t.p, "p"), (&t.dim, "dim"), (&t.k, "k"), (&t.classes, "classes")] {
-        cx.bounded(v, key)?;
-    }
-    for (v, key) in [(&t.clusters_per_class, "clusters_per_class"), (&t.n_train, "n_train"), (&t.n_val, "n_val")] {
-        cx.bounded(v, key)?;
-    }
-    if let Some(s) = t.spread {
-        cx.bounded_real(s, "spread", cx.key_at(Some("task"), "spread"))?;
-    }
     match kind {
         TaskKind::Modular => {
             cx.int_at_least(&t.p, 2, "p")?;
             cx.in_range(&t.train_fraction, 0.01, 0.99, "train_fraction")?;
+            cx.bounded(&t.p, "p")?; // before the primality test, which is O(√p)
             if t.op == Some(ModOp::Div) {
                 let p = t.modulus();
                 if !is_prime(p) {
@@ -216,18 +218,21 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
             cx.in_range(&t.val_fraction, 0.01, 0.99, "val_fraction")?;
         }
     }
+    // Then the range every setting has (`config::bounds`).
+    for (v, key) in [(&t.p, "p"), (&t.dim, "dim"), (&t.k, "k"), (&t.classes, "classes")] {
+        cx.bounded(v, key)?;
+    }
+    for (v, key) in [(&t.clusters_per_class, "clusters_per_class"), (&t.n_train, "n_train"), (&t.n_val, "n_val")] {
+        cx.bounded(v, key)?;
+    }
+    if let Some(s) = t.spread {
+        cx.bounded_real(s, "spread", cx.key_at(Some("task"), "spread"))?;
+    }
     Ok(())
 }
 
 fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
     let m = &c.model;
-    for (v, key) in
-        [(&m.depth, "depth"), (&m.width, "width"), (&m.d_model, "d_model"), (&m.heads, "heads"), (&m.layers, "layers")]
-    {
-        cx.bounded(v, key)?;
-    }
-    cx.bounded(&m.d_ff, "d_ff")?;
-    cx.bounded_f(&m.init_scale, "init_scale")?;
     match m.kind.get_ref() {
         ModelKind::Mlp => {
             cx.int_at_least(&m.depth, 1, "depth")?;
@@ -256,6 +261,13 @@ fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
             }
         }
     }
+    for (v, key) in
+        [(&m.depth, "depth"), (&m.width, "width"), (&m.d_model, "d_model"), (&m.heads, "heads"), (&m.layers, "layers")]
+    {
+        cx.bounded(v, key)?;
+    }
+    cx.bounded(&m.d_ff, "d_ff")?;
+    cx.bounded_f(&m.init_scale, "init_scale")?;
     Ok(())
 }
 
@@ -263,19 +275,6 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
     let lr = *p.lr.get_ref();
     if !(lr.is_finite() && lr > 0.0) {
         return cx.err(p.lr.span(), format!("lr must be a positive number, got {lr}"));
-    }
-    cx.bounded_real(lr, "lr", p.lr.span())?;
-    for (v, key) in [
-        (&p.weight_decay, "weight_decay"),
-        (&p.momentum, "momentum"),
-        (&p.label_noise, "label_noise"),
-        (&p.input_noise, "input_noise"),
-        (&p.min_lr, "min_lr"),
-    ] {
-        cx.bounded_f(v, key)?;
-    }
-    for t in &p.loss {
-        cx.bounded_real(t.weight, "loss_weight", t.kind.span())?;
     }
     if let Some(s) = &p.steps {
         if *s.get_ref() == 0 {
@@ -327,7 +326,6 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
     if *p.batch_size.get_ref() < 1 {
         return cx.err(p.batch_size.span(), format!("batch_size must be at least 1, got {}", p.batch_size.get_ref()));
     }
-    cx.bounded_int(*p.batch_size.get_ref() as i128, "batch_size", p.batch_size.span())?;
     if !p.loss.is_empty() && !p.loss.iter().any(|t| *t.kind.get_ref() != LossKind::L2) {
         return cx.err(p.loss[0].kind.span(), "a phase needs a data loss term (ce or mse), not only l2");
     }
@@ -403,6 +401,21 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
             );
         }
     }
+    // Then the range every setting has (`config::bounds`).
+    cx.bounded_real(lr, "lr", p.lr.span())?;
+    for (v, key) in [
+        (&p.weight_decay, "weight_decay"),
+        (&p.momentum, "momentum"),
+        (&p.label_noise, "label_noise"),
+        (&p.input_noise, "input_noise"),
+        (&p.min_lr, "min_lr"),
+    ] {
+        cx.bounded_f(v, key)?;
+    }
+    for t in &p.loss {
+        cx.bounded_real(t.weight, "loss_weight", t.kind.span())?;
+    }
+    cx.bounded_int(*p.batch_size.get_ref() as i128, "batch_size", p.batch_size.span())?;
     Ok(())
 }
 

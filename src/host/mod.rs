@@ -389,8 +389,9 @@ impl Host {
     }
 
     fn emit_untimed(&mut self, ev: Event) -> Result<()> {
-        self.log.append(&ev).context("cannot write the run log")?;
-        self.log.flush_if_due().context("cannot flush the run log")?;
+        let log = &self.dir.path;
+        self.log.append(&ev).with_context(|| format!("cannot write the run log {}/events.log", log.display()))?;
+        self.log.flush_if_due().with_context(|| format!("cannot write the run log {}/events.log", log.display()))?;
         match &mut self.observer {
             Some(o) => {
                 o.event(&ev);
