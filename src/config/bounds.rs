@@ -59,13 +59,15 @@ pub const BOUNDS: &[Bound] = &[
     int("max_samples", 0.0, 1e9),
     int("checkpoint_keep", 0.0, 1e6),
     // [[phase]] (lr, weight_decay, momentum, batch_size, label_noise are also live settings)
-    positive("lr", 10.0),
+    // Far above any useful rate, but below what overflows a float32 update at once
+    // (`set lr=1e308`); the divergence tests force a non-finite loss with 10¹².
+    positive("lr", 1e12),
     real("weight_decay", 0.0, 100.0),
     real("momentum", 0.0, 0.999_999),
     int("batch_size", 1.0, 1_048_576.0),
     real("label_noise", 0.0, 1.0),
     real("input_noise", 0.0, 1e6),
-    real("min_lr", 0.0, 10.0),
+    real("min_lr", 0.0, 1e12),
     real("loss_weight", 0.0, 1e6),
 ];
 

@@ -840,6 +840,8 @@ impl Host {
                 crate::trainer::data::check_mixture(p.name(), w.get_ref(), &counts)?;
             }
         }
+        // Larger batches in the new phases must still fit in memory.
+        crate::trainer::memory::fits(&new, &self.trainer.data_shape(), None)?;
         let names = new.phase_names();
         self.trainer.replace_future_phases(new.phases.clone());
         let _ = std::fs::write(self.dir.config(), text);

@@ -498,13 +498,8 @@ impl Trainer {
             "weight_decay" => self.overrides.weight_decay = Some(value),
             "momentum" => self.overrides.momentum = Some(value),
             "batch_size" => {
-                let shape = memory::DataShape {
-                    rows: self.data.n_train() + self.data.val_y.size()[0] as usize,
-                    inputs: self.data.inputs,
-                    classes: self.data.classes,
-                    build_bytes_per_cell: 0.0,
-                };
-                memory::fits(&self.cfg, &shape, Some(value as usize)).map_err(|m| format!("batch_size = {value}: {m}"))?;
+                memory::fits(&self.cfg, &self.data_shape(), Some(value as usize))
+                    .map_err(|m| format!("batch_size = {value}: {m}"))?;
                 self.overrides.batch_size = Some(value as usize)
             }
             _ => self.overrides.label_noise = Some(value),
@@ -513,6 +508,17 @@ impl Trainer {
             "lr" => format!("lr = {value} (next step uses {:.6e} after the phase's schedule)", self.current_lr()),
             _ => format!("{key} = {value}"),
         })
+    }
+
+    /// The shape of the data set, for memory estimates of live changes (`set
+    /// batch_size`, `ctl plan`): the data is built already, so it costs nothing more.
+    pub fn data_shape(&self) -> memory::DataShape {
+        memory::DataShape {
+            rows: self.data.n_train() + self.data.val_y.size()[0] as usize,
+            inputs: self.data.inputs,
+            classes: self.data.classes,
+            build_bytes_per_cell: 0.0,
+        }
     }
 
     /// Turns the per-step metrics beyond loss and lr on or off (benchmarks measure the
