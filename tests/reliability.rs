@@ -178,6 +178,7 @@ fn resource_bombs_in_configs_are_refused_with_a_location() {
         ("name empty", base.replace("name='rel'", "name=''")),
         ("name slash", base.replace("name='rel'", "name='a/b'")),
         ("cuda:99", base.replace("threads=1", "threads=1\ndevice='cuda:99'")),
+        ("[phase] after [[phase]]", format!("{base}[phase]\nname='x'\n")),
     ];
     let located = regex_free_location();
     for (what, body) in &cases {
@@ -186,7 +187,10 @@ fn resource_bombs_in_configs_are_refused_with_a_location() {
         assert_eq!(out.status.code(), Some(2), "check {what}: {}", text(&out.stderr));
         let err = text(&out.stderr);
         assert!(located(&err), "check {what}: no file:line:col in {err}");
-        let run = tmp.path().join(format!("run-{}", what.replace(' ', "-")));
+        if what.starts_with("[phase]") {
+            assert!(err.contains("write [[phase]]"), "{err}");
+        }
+        let run = tmp.path().join(format!("run-{}", what.replace([' ', '[', ']'], "-")));
         let out = bin(&["train", "--headless", "--run-dir", run.to_str().unwrap(), p.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(2), "train {what}: {}", text(&out.stderr));
         assert!(!run.exists(), "train {what} left {}", run.display());

@@ -440,7 +440,16 @@ pub fn as_json<T: serde::Serialize>(part: &T) -> serde_json::Value {
 pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
     let config: Config = toml::from_str(source).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
-        ConfigError::at(file, source, offset, tidy_serde_message(e.message()))
+        let mut message = tidy_serde_message(e.message());
+        // `[phase]` where `[[phase]]` was meant: toml's own words ("duplicate key", "invalid
+        // type: map, expected a sequence") do not say what to write instead.
+        let line = source[source.floor_char_boundary(offset.min(source.len()))..].lines().next().unwrap_or("");
+        let line_start = source[..source.floor_char_boundary(offset.min(source.len()))].rfind('\n').map_or(0, |i| i + 1);
+        let this_line = source[line_start..].lines().next().unwrap_or(line).trim();
+        if this_line == "[phase]" || (message.contains("expected a sequence") && source.lines().any(|l| l.trim() == "[phase]")) {
+            message = "phases are an array of tables: write [[phase]] (double brackets) for each phase, not [phase]".into();
+        }
+        ConfigError::at(file, source, offset, message)
     })?;
     validate::validate(&config, file, source)?;
     Ok(config)
