@@ -159,7 +159,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(anyhow::Error::new(e).context(format!("cannot write {}", path.display())));
     }
-    if let Some(dir) = path.parent().and_then(|d| std::fs::File::open(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok()) {
+    if let Some(dir) =
+        path.parent().and_then(|d| std::fs::File::open(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok())
+    {
         let _ = dir.sync_all();
     }
     Ok(())
@@ -183,7 +185,10 @@ impl RunLock {
         if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                bail!("{}: another host is live on this run (it holds the run's lock); nothing was changed", path.display());
+                bail!(
+                    "{}: another host is live on this run (it holds the run's lock); nothing was changed",
+                    path.display()
+                );
             }
             return Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())));
         }

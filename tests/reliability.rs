@@ -32,7 +32,9 @@ fn text(b: &[u8]) -> String {
 }
 
 fn events(run: &Path) -> Vec<Event> {
-    phasetop::runlog::read_all(&run.join("events.log")).map(|c| c.records.into_iter().map(|r| r.event).collect()).unwrap_or_default()
+    phasetop::runlog::read_all(&run.join("events.log"))
+        .map(|c| c.records.into_iter().map(|r| r.event).collect())
+        .unwrap_or_default()
 }
 
 fn write_config(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -119,7 +121,8 @@ fn out_of_range_settings_are_refused_live() {
     let cfg = write_config(tmp.path(), "rel.toml", &config(1_000_000, 0, ""));
     let run = tmp.path().join("live");
     let host = start_host(&["train", "--headless", "--run-dir", run.to_str().unwrap(), cfg.to_str().unwrap()], &run);
-    let bombs = ["batch_size=1000000000000", "lr=1e308", "lr=0", "lr=nan", "momentum=1", "batch_size=2.5", "label_noise=2"];
+    let bombs =
+        ["batch_size=1000000000000", "lr=1e308", "lr=0", "lr=nan", "momentum=1", "batch_size=2.5", "label_noise=2"];
     for kv in bombs {
         let out = ctl(&run, &["set", kv]);
         assert_ne!(out.status.code(), Some(0), "set {kv} was accepted");
@@ -452,7 +455,10 @@ fn the_control_server_is_bounded_and_answers_bad_frames() {
     drop(idle);
     stop_host(&run, host);
     assert!(events(&run).iter().any(|e| matches!(e, Event::RunEnded { status: RunStatus::Stopped, .. })));
-    println!("reliability: malformed frames: tried {}, held {answered}; idle connections: 500, status answered", frames.len());
+    println!(
+        "reliability: malformed frames: tried {}, held {answered}; idle connections: 500, status answered",
+        frames.len()
+    );
 }
 
 /// Issue 17 #5: a full disk (a 256 KiB tmpfs, where the machine lets the test mount one)

@@ -44,7 +44,13 @@ impl ConfigError {
 
 /// An error located at the value of `key = …` (the first such line after `[section]`
 /// when given; the file's start when absent), for settings read without a span.
-pub fn error_at_key(file: &str, src: &str, section: Option<&str>, key: &str, message: impl Into<String>) -> ConfigError {
+pub fn error_at_key(
+    file: &str,
+    src: &str,
+    section: Option<&str>,
+    key: &str,
+    message: impl Into<String>,
+) -> ConfigError {
     let at = validate::find_key(src, section, key).unwrap_or(0);
     ConfigError::at(file, src, at, message)
 }
@@ -444,10 +450,14 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
         // `[phase]` where `[[phase]]` was meant: toml's own words ("duplicate key", "invalid
         // type: map, expected a sequence") do not say what to write instead.
         let line = source[source.floor_char_boundary(offset.min(source.len()))..].lines().next().unwrap_or("");
-        let line_start = source[..source.floor_char_boundary(offset.min(source.len()))].rfind('\n').map_or(0, |i| i + 1);
+        let line_start =
+            source[..source.floor_char_boundary(offset.min(source.len()))].rfind('\n').map_or(0, |i| i + 1);
         let this_line = source[line_start..].lines().next().unwrap_or(line).trim();
-        if this_line == "[phase]" || (message.contains("expected a sequence") && source.lines().any(|l| l.trim() == "[phase]")) {
-            message = "phases are an array of tables: write [[phase]] (double brackets) for each phase, not [phase]".into();
+        if this_line == "[phase]"
+            || (message.contains("expected a sequence") && source.lines().any(|l| l.trim() == "[phase]"))
+        {
+            message =
+                "phases are an array of tables: write [[phase]] (double brackets) for each phase, not [phase]".into();
         }
         ConfigError::at(file, source, offset, message)
     })?;

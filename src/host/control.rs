@@ -252,7 +252,10 @@ fn serve(
         let line = match String::from_utf8(line) {
             Ok(l) => l,
             Err(e) => {
-                let m = format!("malformed request: not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to());
+                let m = format!(
+                    "malformed request: not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                );
                 write_reply(&mut writer, &refuse(m))?;
                 continue;
             }

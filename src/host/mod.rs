@@ -178,7 +178,8 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>, max_steps: Option<u64>) -
     let (log, dropped) =
         runlog::Writer::open_append(&dir.log()).with_context(|| format!("cannot reopen {}", dir.log().display()))?;
     if let Some(d) = dropped {
-        warnings.insert(0, format!("dropped {} bytes of a torn record at offset {} before resuming", d.bytes, d.offset));
+        warnings
+            .insert(0, format!("dropped {} bytes of a torn record at offset {} before resuming", d.bytes, d.offset));
     }
     let mut host = Host::assemble(dir, lock, meta, trainer, log, stop_flag);
     // Read before this start is appended: it supersedes everything after `from`.

@@ -84,7 +84,8 @@ pub fn parameters(cfg: &Config, shape: &DataShape) -> f64 {
     let classes = shape.classes as f64;
     match (m.kind.get_ref(), shape.inputs) {
         (ModelKind::Transformer, Inputs::Tokens { vocab, seq_len }) => {
-            let (d, ff, l) = (m.transformer_d_model() as f64, m.transformer_d_ff() as f64, m.transformer_layers() as f64);
+            let (d, ff, l) =
+                (m.transformer_d_model() as f64, m.transformer_d_ff() as f64, m.transformer_layers() as f64);
             let block = 4.0 * d + (3.0 * d * d + 3.0 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d);
             (vocab as f64 + seq_len as f64) * d + l * block + 2.0 * d + d * classes + classes
         }
@@ -129,7 +130,8 @@ pub fn estimate(cfg: &Config, shape: &DataShape, batch: Option<usize>) -> Estima
     // Forward and backward of a training batch (three copies), an evaluation chunk of
     // 4096 and the probe batch (forward only).
     let probe = *cfg.probes.batch.get_ref() as f64;
-    let batch_bytes = activations_per_sample(cfg, shape) * 4.0 * (3.0 * batch + 4096.0_f64.min(shape.rows as f64) + probe);
+    let batch_bytes =
+        activations_per_sample(cfg, shape) * 4.0 * (3.0 * batch + 4096.0_f64.min(shape.rows as f64) + probe);
     Estimate { model, data, batch: batch_bytes }
 }
 
