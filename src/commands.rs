@@ -67,7 +67,7 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
 /// Runs a host in the foreground with plain progress lines (`--headless`).
 fn run_headless(host: host::Host) -> Result<ExitCode> {
     eprintln!("phasetop: run directory {}", host.run_dir().display());
-    let status = host.run(Box::new(HeadlessPrinter))?;
+    let status = host.run(Box::new(HeadlessPrinter::default()))?;
     Ok(match status {
         RunStatus::Completed | RunStatus::Stopped => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
@@ -75,8 +75,27 @@ fn run_headless(host: host::Host) -> Result<ExitCode> {
 }
 
 /// Plain progress lines for `--headless`: one about every second, plus one per phase
-/// change, operator command, warning and the end of the run.
-struct HeadlessPrinter;
+/// change, operator command, warning and the end of the run. A closed stdout (`| head`)
+/// or a full disk does not stop the run: the first failed write turns printing off and
+/// training goes on with its log (SIGPIPE is ignored in Rust programs, so a write to a
+/// closed pipe fails with EPIPE instead of killing the process).
+#[derive(Default)]
+struct HeadlessPrinter {
+    closed: bool,
+}
+
+impl HeadlessPrinter {
+    fn line(&mut self, text: std::fmt::Arguments) {
+        use std::io::Write;
+        if self.closed {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if out.write_fmt(text).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_err() {
+            self.closed = true;
+        }
+    }
+}
 
 fn fmt_metric(m: &crate::event::Metrics, key: &str, prec: usize) -> String {
     m.get(key).map_or("-".into(), |v| format!("{v:.prec$}"))
@@ -88,24 +107,24 @@ impl Observer for HeadlessPrinter {
             Event::PhaseChanged { step, from, to, cause, detail } => {
                 let from = from.as_deref().unwrap_or("-");
                 let detail = detail.as_deref().map(|d| format!(", {d}")).unwrap_or_default();
-                println!("phase {from} -> {to} at step {step} ({}{detail})", cause.as_str());
+                self.line(format_args!("phase {from} -> {to} at step {step} ({}{detail})", cause.as_str()));
             }
             Event::Command { step, command, applied, message, .. } => {
                 let verdict = if *applied { "applied" } else { "refused" };
-                println!("command {command} {verdict} at step {step}: {message}");
+                self.line(format_args!("command {command} {verdict} at step {step}: {message}"));
             }
             Event::Log { step, level, message } => {
-                println!("{} at step {step}: {message}", format!("{level:?}").to_lowercase())
+                self.line(format_args!("{} at step {step}: {message}", format!("{level:?}").to_lowercase()))
             }
             Event::RunEnded { step, status, message } => {
-                println!("run {} at step {step}: {message}", status.as_str())
+                self.line(format_args!("run {} at step {step}: {message}", status.as_str()))
             }
             _ => {}
         }
     }
 
     fn progress(&mut self, p: &Progress) {
-        println!(
+        self.line(format_args!(
             "step {}/{} phase {} loss {} acc {} val_acc {} {:.1} steps/s",
             p.step,
             p.max_steps,
@@ -114,20 +133,23 @@ impl Observer for HeadlessPrinter {
             fmt_metric(&p.metrics, "train_acc", 3),
             fmt_metric(&p.val, "val_acc", 3),
             p.steps_per_s
-        );
+        ));
     }
 }
 
 pub fn check(paths: &[PathBuf]) -> Result<ExitCode> {
     let mut failed = None;
     for p in paths {
-        match config::load(p) {
-            Ok(c) => println!(
-                "{}: ok ({} phases: {})",
-                p.display(),
-                c.config.phases.len(),
-                c.config.phase_names().join(" → ")
-            ),
+        match config::load(p).and_then(|c| crate::trainer::memory::preflight(&c).map(|()| c)) {
+            Ok(c) => {
+                let n = c.config.phases.len();
+                println!(
+                    "{}: ok ({n} phase{}: {})",
+                    p.display(),
+                    if n == 1 { "" } else { "s" },
+                    c.config.phase_names().join(" → ")
+                )
+            }
             Err(e) => {
                 eprintln!("{e}");
                 failed = Some(e);
@@ -158,6 +180,9 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
         ("set", Some(kv)) => {
             let (k, v) = kv.split_once('=').ok_or_else(|| usage("set needs KEY=VALUE, e.g. set lr=0.001"))?;
             let value: f64 = v.trim().parse().map_err(|_| UsageError(format!("set {k}: \"{v}\" is not a number")))?;
+            if !value.is_finite() {
+                return Err(UsageError(format!("set {k}: \"{v}\" must be a finite number")));
+            }
             Command::Set { key: k.trim().to_string(), value }
         }
         ("set", None) => return Err(usage("set needs KEY=VALUE, e.g. set lr=0.001")),
@@ -245,7 +270,11 @@ fn new_run_config(args: &TrainArgs) -> Result<(LoadedConfig, PathBuf)> {
             source: DEMO_CONFIG.to_string(),
         },
     };
+    // The device, a csv file and the memory the run needs: refused here, before any
+    // directory exists, with the config's location (exit code 2).
+    crate::trainer::memory::preflight(&loaded)?;
     let dir = args.run_dir.clone().unwrap_or_else(|| rundir::new_run_path(Path::new("runs"), &loaded.config.run.name));
+    RunDir::check_free(&dir)?;
     Ok((loaded, dir))
 }
 
@@ -258,6 +287,10 @@ fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
     cmd.arg("train").arg("--headless");
     let run_dir = match &args.resume {
         Some(dir) => {
+            // Refused before host.log is opened in the live run's directory.
+            if RunDir::open(dir)?.is_live() {
+                bail!("{}: another host is live on this run; nothing was changed", dir.display());
+            }
             cmd.arg("--resume").arg(dir);
             dir.clone()
         }
@@ -523,6 +556,19 @@ pub fn ls(root: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     for e in entries.flatten() {
+        if let Some(why) = RunDir::failed_start(&e.path()) {
+            let meta = RunDir { path: e.path() }.read_meta().ok();
+            rows.push((
+                e.file_name().to_string_lossy().into_owned(),
+                meta.map(|m| m.config_name).unwrap_or_default(),
+                "failed".into(),
+                "-".into(),
+                0,
+                "-".into(),
+                why,
+            ));
+            continue;
+        }
         let Ok(dir) = RunDir::open(&e.path()) else { continue };
         let Ok(s) = Summary::load(&dir.log()) else { continue };
         let live = dir.is_live();

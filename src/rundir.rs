@@ -65,14 +65,49 @@ impl RunDir {
         Ok(RunDir { path: path.to_path_buf() })
     }
 
-    /// Creates `path`, which must not exist or hold a run already (a background host's
-    /// `host.log` and the demo's config copy may be there).
-    pub fn create(path: &Path) -> Result<RunDir> {
-        if path.join(LOG_FILE).exists() || path.join(CONFIG_FILE).exists() {
-            bail!("{}: already holds a run (use --resume to continue it)", path.display());
+    /// Checks, without touching anything, that `path` could take a new run: it does not
+    /// exist, or holds no `events.log` (a background host's `host.log`, the demo's config
+    /// copy, or the `config.toml`/`run.json` of a start that failed before its log may be
+    /// there). [`RunDir::create`] checks again under the run's lock.
+    pub fn check_free(path: &Path) -> Result<()> {
+        if path.join(LOG_FILE).exists() {
+            return Err(crate::commands::UsageError(format!(
+                "{}: already holds a run (use --resume to continue it)",
+                path.display()
+            ))
+            .into());
         }
+        Ok(())
+    }
+
+    /// Creates `path` (made mode 0700 unless `group_readable`, then 0750) and takes its lock;
+    /// refuses when it holds a run already or another process holds the lock. A directory
+    /// whose start failed before its log was created (config.toml and run.json, no
+    /// events.log) is taken over: only `events.log` makes a run.
+    pub fn create(path: &Path, group_readable: bool) -> Result<(RunDir, RunLock)> {
         std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(RunDir { path: path.to_path_buf() })
+        // Also when it exists already: the dashboard's `train` makes it (for host.log)
+        // before the host starts.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if group_readable { 0o750 } else { 0o700 };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+        }
+        let lock = RunLock::acquire(path)?;
+        RunDir::check_free(path)?;
+        Ok((RunDir { path: path.to_path_buf() }, lock))
+    }
+
+    /// A directory left by a start that failed before its log existed: `run.json` or
+    /// `config.toml` without `events.log`, and no process holding its lock. `ls` lists it
+    /// as failed; `train --run-dir` reuses it.
+    pub fn failed_start(path: &Path) -> Option<String> {
+        if path.join(LOG_FILE).exists() || !(path.join(META_FILE).exists() || path.join(CONFIG_FILE).exists()) {
+            return None;
+        }
+        RunLock::acquire(path).ok()?;
+        Some("the start failed or was interrupted before the run log was created; `train --run-dir` reuses it".into())
     }
 
     pub fn log(&self) -> PathBuf {
@@ -94,14 +129,70 @@ impl RunDir {
         serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid run metadata", p.display()))
     }
 
+    /// Writes `run.json` atomically (temporary file, fsync, rename, fsync of the
+    /// directory): a failed write names the file and leaves the previous one in place and
+    /// no temporary file behind.
     pub fn write_meta(&self, meta: &RunMeta) -> Result<()> {
-        std::fs::write(self.path.join(META_FILE), serde_json::to_vec_pretty(meta)?)?;
-        Ok(())
+        write_atomic(&self.path.join(META_FILE), &serde_json::to_vec_pretty(meta)?)
     }
 
     /// Whether a host answers on the control socket.
     pub fn is_live(&self) -> bool {
         std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file next to it, fsync, rename, and
+/// fsync of the directory. On failure the temporary file is removed and the error names
+/// which write failed; the old contents of `path`, if any, stay.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!("{name}.tmp"));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::Error::new(e).context(format!("cannot write {}", path.display())));
+    }
+    if let Some(dir) =
+        path.parent().and_then(|d| std::fs::File::open(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok())
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// The run's lock: an exclusive `flock` on the run directory, held by the process that
+/// owns the run (its host, or an import writing it) for as long as it lives. Anything
+/// that would write into a run directory takes it first, before touching a file, so a
+/// second host on a live run is refused with the run left as it was. The kernel drops
+/// it when the process dies, so a killed host leaves no stale lock.
+#[derive(Debug)]
+pub struct RunLock {
+    _dir: std::fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(path: &Path) -> Result<RunLock> {
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                bail!(
+                    "{}: another host is live on this run (it holds the run's lock); nothing was changed",
+                    path.display()
+                );
+            }
+            return Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())));
+        }
+        Ok(RunLock { _dir: dir })
     }
 }
 

@@ -7,6 +7,7 @@
 //! the value's span to them. Cross-field rules (a cosine schedule needs a step count, a
 //! frozen layer must exist) are checked afterwards against `Spanned` fields.
 
+pub mod bounds;
 mod defaults;
 mod names;
 mod validate;
@@ -39,6 +40,19 @@ impl ConfigError {
         let (line, col) = line_col(src, offset);
         ConfigError { file: file.to_string(), line, col, message: message.into() }
     }
+}
+
+/// An error located at the value of `key = …` (the first such line after `[section]`
+/// when given; the file's start when absent), for settings read without a span.
+pub fn error_at_key(
+    file: &str,
+    src: &str,
+    section: Option<&str>,
+    key: &str,
+    message: impl Into<String>,
+) -> ConfigError {
+    let at = validate::find_key(src, section, key).unwrap_or(0);
+    ConfigError::at(file, src, at, message)
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -86,6 +100,14 @@ pub struct RunSection {
     pub on_divergence: OnDivergence,
     #[serde(default = "half")]
     pub rollback_lr_factor: f64,
+    /// The run directory is 0700 (only its owner reads the log, config and
+    /// checkpoints); `true` makes it 0750, for a group that shares runs.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub group_readable: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn half() -> f64 {
@@ -408,12 +430,26 @@ impl LoadedConfig {
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     let display = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let bytes = std::fs::read(path).map_err(|e| ConfigError {
         file: display.clone(),
-        line: 0,
-        col: 0,
+        line: 1,
+        col: 1,
         message: format!("cannot read config: {e}"),
     })?;
+    let source = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            // Located at the first byte that is not UTF-8, counted in the valid text before it.
+            let at = e.utf8_error().valid_up_to();
+            let valid = String::from_utf8_lossy(&e.as_bytes()[..at]).into_owned();
+            return Err(ConfigError::at(
+                &display,
+                &valid,
+                at,
+                format!("the config is not UTF-8 text (byte 0x{:02x} at offset {at})", e.as_bytes()[at]),
+            ));
+        }
+    };
     let config = parse(&display, &source)?;
     Ok(LoadedConfig { config, path: path.to_path_buf(), source })
 }
@@ -428,7 +464,20 @@ pub fn as_json<T: serde::Serialize>(part: &T) -> serde_json::Value {
 pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
     let config: Config = toml::from_str(source).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
-        ConfigError::at(file, source, offset, tidy_serde_message(e.message()))
+        let mut message = tidy_serde_message(e.message());
+        // `[phase]` where `[[phase]]` was meant: toml's own words ("duplicate key", "invalid
+        // type: map, expected a sequence") do not say what to write instead.
+        let line = source[source.floor_char_boundary(offset.min(source.len()))..].lines().next().unwrap_or("");
+        let line_start =
+            source[..source.floor_char_boundary(offset.min(source.len()))].rfind('\n').map_or(0, |i| i + 1);
+        let this_line = source[line_start..].lines().next().unwrap_or(line).trim();
+        if this_line == "[phase]"
+            || (message.contains("expected a sequence") && source.lines().any(|l| l.trim() == "[phase]"))
+        {
+            message =
+                "phases are an array of tables: write [[phase]] (double brackets) for each phase, not [phase]".into();
+        }
+        ConfigError::at(file, source, offset, message)
     })?;
     validate::validate(&config, file, source)?;
     Ok(config)

@@ -27,6 +27,37 @@ impl Ctx<'_> {
         }
     }
 
+    /// An integer setting against its row in the bounds table.
+    fn bounded(&self, v: &Option<Spanned<i64>>, key: &str) -> Result<(), ConfigError> {
+        match v {
+            Some(s) => self.bounded_int(*s.get_ref() as i128, key, s.span()),
+            None => Ok(()),
+        }
+    }
+
+    fn bounded_int(&self, v: i128, key: &str, span: std::ops::Range<usize>) -> Result<(), ConfigError> {
+        super::bounds::bound(key).check_int(v).or_else(|m| self.err(span, m))
+    }
+
+    /// A real setting against its row in the bounds table.
+    fn bounded_real(&self, v: f64, key: &str, span: std::ops::Range<usize>) -> Result<(), ConfigError> {
+        super::bounds::bound(key).check(v).or_else(|m| self.err(span, m))
+    }
+
+    fn bounded_f(&self, v: &Option<Spanned<f64>>, key: &str) -> Result<(), ConfigError> {
+        match v {
+            Some(s) => self.bounded_real(*s.get_ref(), key, s.span()),
+            None => Ok(()),
+        }
+    }
+
+    /// Where `key = …` is written (its value), for settings read without a span; the
+    /// first such line after `[section]` when a section is given.
+    fn key_at(&self, section: Option<&str>, key: &str) -> std::ops::Range<usize> {
+        let o = find_key(self.src, section, key).unwrap_or(0);
+        o..o
+    }
+
     fn in_range(&self, v: &Option<Spanned<f64>>, lo: f64, hi: f64, what: &str) -> Result<(), ConfigError> {
         match v {
             Some(s) if !(s.get_ref().is_finite() && *s.get_ref() >= lo && *s.get_ref() <= hi) => {
@@ -37,16 +68,72 @@ impl Ctx<'_> {
     }
 }
 
+/// The byte offset of the value in the first `key = value` line (after the line
+/// `[section]` when given), if any.
+pub(super) fn find_key(src: &str, section: Option<&str>, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    let mut in_section = section.is_none();
+    for line in src.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            if let Some(sec) = section {
+                let name = t.trim_start_matches('[').split(']').next().unwrap_or("").trim();
+                in_section = name == sec;
+            }
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        let Some(rest) = t.strip_prefix(key) else { continue };
+        let rest_trim = rest.trim_start();
+        if let Some(value) = rest_trim.strip_prefix('=') {
+            let v = value.trim_start();
+            return Some(start + (line.len() - v.len()));
+        }
+    }
+    None
+}
+
+/// A run name becomes a directory name under runs/: one plain path component.
+fn run_name(cx: &Ctx, name: &str) -> Result<(), ConfigError> {
+    let bad = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.len() > 100 {
+        Some("must be at most 100 characters")
+    } else if name.starts_with('.') {
+        Some("must not start with \".\"")
+    } else if !name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '+')) {
+        Some("may hold only letters, digits and - _ . + (it names the run's directory)")
+    } else {
+        None
+    };
+    match bad {
+        Some(why) => cx.err(cx.key_at(Some("run"), "name"), format!("run name \"{name}\" {why}")),
+        None => Ok(()),
+    }
+}
+
 pub(super) fn validate(c: &Config, file: &str, src: &str) -> Result<(), ConfigError> {
     let cx = Ctx { file, src };
+    run_name(&cx, &c.run.name)?;
     if *c.run.max_steps.get_ref() == 0 {
         return cx.err(c.run.max_steps.span(), "max_steps must be at least 1");
     }
     let factor = c.run.rollback_lr_factor;
     if !(factor > 0.0 && factor <= 1.0) {
-        let at = src.find("rollback_lr_factor").unwrap_or(0);
-        return cx.err(at..at, format!("rollback_lr_factor must be in (0, 1], got {factor}"));
+        return cx.err(
+            cx.key_at(Some("run"), "rollback_lr_factor"),
+            format!("rollback_lr_factor must be in (0, 1], got {factor}"),
+        );
     }
+    cx.bounded_int(*c.run.max_steps.get_ref() as i128, "max_steps", c.run.max_steps.span())?;
+    cx.bounded_int(c.run.threads as i128, "threads", cx.key_at(Some("run"), "threads"))?;
+    cx.bounded_real(c.run.rollback_lr_factor, "rollback_lr_factor", cx.key_at(Some("run"), "rollback_lr_factor"))?;
+    cx.bounded_int(c.eval.max_samples as i128, "max_samples", cx.key_at(Some("eval"), "max_samples"))?;
+    cx.bounded_int(c.checkpoint.keep as i128, "checkpoint_keep", cx.key_at(Some("checkpoint"), "keep"))?;
     task(&cx, &c.task)?;
     model(&cx, c)?;
     let layers = c.model.layer_names();
@@ -62,6 +149,7 @@ pub(super) fn validate(c: &Config, file: &str, src: &str) -> Result<(), ConfigEr
     if *c.probes.batch.get_ref() < 2 {
         return cx.err(c.probes.batch.span(), "probe batch must be at least 2");
     }
+    cx.bounded_int(*c.probes.batch.get_ref() as i128, "probe_batch", c.probes.batch.span())?;
     let mut seen: Vec<&str> = Vec::new();
     for p in &c.phases {
         let name = p.name.get_ref();
@@ -93,6 +181,7 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
         TaskKind::Modular => {
             cx.int_at_least(&t.p, 2, "p")?;
             cx.in_range(&t.train_fraction, 0.01, 0.99, "train_fraction")?;
+            cx.bounded(&t.p, "p")?; // before the primality test, which is O(√p)
             if t.op == Some(ModOp::Div) {
                 let p = t.modulus();
                 if !is_prime(p) {
@@ -129,6 +218,16 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
             cx.in_range(&t.val_fraction, 0.01, 0.99, "val_fraction")?;
         }
     }
+    // Then the range every setting has (`config::bounds`).
+    for (v, key) in [(&t.p, "p"), (&t.dim, "dim"), (&t.k, "k"), (&t.classes, "classes")] {
+        cx.bounded(v, key)?;
+    }
+    for (v, key) in [(&t.clusters_per_class, "clusters_per_class"), (&t.n_train, "n_train"), (&t.n_val, "n_val")] {
+        cx.bounded(v, key)?;
+    }
+    if let Some(s) = t.spread {
+        cx.bounded_real(s, "spread", cx.key_at(Some("task"), "spread"))?;
+    }
     Ok(())
 }
 
@@ -162,6 +261,13 @@ fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
             }
         }
     }
+    for (v, key) in
+        [(&m.depth, "depth"), (&m.width, "width"), (&m.d_model, "d_model"), (&m.heads, "heads"), (&m.layers, "layers")]
+    {
+        cx.bounded(v, key)?;
+    }
+    cx.bounded(&m.d_ff, "d_ff")?;
+    cx.bounded_f(&m.init_scale, "init_scale")?;
     Ok(())
 }
 
@@ -295,6 +401,21 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
             );
         }
     }
+    // Then the range every setting has (`config::bounds`).
+    cx.bounded_real(lr, "lr", p.lr.span())?;
+    for (v, key) in [
+        (&p.weight_decay, "weight_decay"),
+        (&p.momentum, "momentum"),
+        (&p.label_noise, "label_noise"),
+        (&p.input_noise, "input_noise"),
+        (&p.min_lr, "min_lr"),
+    ] {
+        cx.bounded_f(v, key)?;
+    }
+    for t in &p.loss {
+        cx.bounded_real(t.weight, "loss_weight", t.kind.span())?;
+    }
+    cx.bounded_int(*p.batch_size.get_ref() as i128, "batch_size", p.batch_size.span())?;
     Ok(())
 }
 

@@ -3,19 +3,38 @@
 //! "phase":"main"}`) or `{"cmd":"status"}`. Commands travel to the run loop, which
 //! applies them between steps and answers; malformed lines are answered with an error
 //! and never reach the trainer.
+//!
+//! Bounded: at most [`MAX_CONNECTIONS`] connections are served at once (a thread each,
+//! with a small stack). When a new one arrives at the limit, the connection idle the
+//! longest is closed to make room, so `ctl status` always gets in however many idle
+//! connections are held open; only when every connection is busy (waiting for the
+//! trainer) is the new one refused, with a message. A connection idle for
+//! [`IDLE_TIMEOUT`] is closed, a request must arrive whole within [`REQUEST_TIMEOUT`] of
+//! its first byte, and a reply that cannot be written within [`WRITE_TIMEOUT`] closes
+//! the connection. Requests that are not UTF-8 are answered with an error.
 
 use crate::event::Command;
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest request line accepted.
 const MAX_LINE: u64 = 64 * 1024;
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection with no request for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request must arrive whole within this of its first byte.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A reply must be written within this.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stack of a connection's thread: it parses one line of JSON at a time.
+const CONN_STACK: usize = 256 << 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Reply {
@@ -86,33 +105,162 @@ impl Drop for ControlServer {
     }
 }
 
+/// A served connection, for the limit and for eviction.
+struct Conn {
+    id: u64,
+    stream: UnixStream,
+    last_active: Instant,
+    /// Waiting for the trainer's answer: not evicted.
+    busy: bool,
+}
+
+type Registry = Arc<Mutex<Vec<Conn>>>;
+
 fn accept_loop(listener: UnixListener, tx: Sender<Pending>, status: Arc<Mutex<Status>>) {
+    let registry: Registry = Arc::new(Mutex::new(Vec::new()));
     for (n, conn) in listener.incoming().enumerate() {
-        let Ok(conn) = conn else { continue };
-        let (tx, status) = (tx.clone(), status.clone());
-        let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
-            let _ = serve(conn, format!("socket#{n}"), tx, status);
+        let Ok(mut conn) = conn else { continue };
+        let id = n as u64;
+        if !admit(&registry, id, &conn) {
+            let step = status.lock().map(|s| s.step).unwrap_or(0);
+            let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+            let message = format!("too many connections: {MAX_CONNECTIONS} are busy; try again");
+            let _ = write_reply(&mut conn, &Reply { ok: false, step, message });
+            continue;
+        }
+        let (tx, status, reg) = (tx.clone(), status.clone(), registry.clone());
+        let spawned = std::thread::Builder::new().name("control-conn".into()).stack_size(CONN_STACK).spawn(move || {
+            let _ = serve(conn, id, format!("socket#{n}"), tx, status, &reg);
+            if let Ok(mut r) = reg.lock() {
+                r.retain(|c| c.id != id);
+            }
         });
+        if spawned.is_err()
+            && let Ok(mut r) = registry.lock()
+        {
+            r.retain(|c| c.id != id);
+        }
     }
 }
 
-fn serve(conn: UnixStream, client: String, tx: Sender<Pending>, status: Arc<Mutex<Status>>) -> std::io::Result<()> {
+/// Registers a new connection, closing the longest-idle one at the limit; false when
+/// every connection is busy.
+fn admit(registry: &Registry, id: u64, conn: &UnixStream) -> bool {
+    let Ok(clone) = conn.try_clone() else { return false };
+    let Ok(mut r) = registry.lock() else { return false };
+    if r.len() >= MAX_CONNECTIONS {
+        let Some(i) = r.iter().enumerate().filter(|(_, c)| !c.busy).min_by_key(|(_, c)| c.last_active).map(|(i, _)| i)
+        else {
+            return false;
+        };
+        let old = r.swap_remove(i);
+        // Its thread sees end-of-file and ends.
+        let _ = old.stream.shutdown(std::net::Shutdown::Both);
+    }
+    r.push(Conn { id, stream: clone, last_active: Instant::now(), busy: false });
+    true
+}
+
+fn mark(registry: &Registry, id: u64, busy: bool) {
+    if let Ok(mut r) = registry.lock()
+        && let Some(c) = r.iter_mut().find(|c| c.id == id)
+    {
+        c.busy = busy;
+        c.last_active = Instant::now();
+    }
+}
+
+/// How reading a request ended.
+enum Line {
+    Complete(Vec<u8>),
+    Closed,
+    TooLong,
+    Idle,
+    Slow,
+}
+
+/// Reads one request line: waits up to `IDLE_TIMEOUT` for its first byte, then up to
+/// `REQUEST_TIMEOUT` for the rest.
+fn read_line(reader: &mut BufReader<UnixStream>) -> std::io::Result<Line> {
+    let mut line = Vec::new();
+    let mut started: Option<Instant> = None;
+    loop {
+        let timeout = match started {
+            None => IDLE_TIMEOUT,
+            Some(t) => match REQUEST_TIMEOUT.checked_sub(t.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return Ok(Line::Slow),
+            },
+        };
+        reader.get_ref().set_read_timeout(Some(timeout))?;
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Ok(if started.is_some() { Line::Slow } else { Line::Idle });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(if line.is_empty() { Line::Closed } else { Line::Complete(line) });
+        }
+        started.get_or_insert_with(Instant::now);
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                line.extend_from_slice(&buf[..=i]);
+                reader.consume(i + 1);
+                return Ok(if line.len() as u64 > MAX_LINE { Line::TooLong } else { Line::Complete(line) });
+            }
+            None => {
+                let n = buf.len();
+                line.extend_from_slice(buf);
+                reader.consume(n);
+                if line.len() as u64 > MAX_LINE {
+                    return Ok(Line::TooLong);
+                }
+            }
+        }
+    }
+}
+
+fn serve(
+    conn: UnixStream,
+    id: u64,
+    client: String,
+    tx: Sender<Pending>,
+    status: Arc<Mutex<Status>>,
+    registry: &Registry,
+) -> std::io::Result<()> {
+    conn.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let mut writer = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
     loop {
-        let mut line = String::new();
-        let n = (&mut reader).take(MAX_LINE).read_line(&mut line)?;
-        if n == 0 {
-            return Ok(());
-        }
+        let read = read_line(&mut reader)?;
         let step = status.lock().map(|s| s.step).unwrap_or(0);
-        if !line.ends_with('\n') && n as u64 >= MAX_LINE {
-            write_reply(
-                &mut writer,
-                &Reply { ok: false, step, message: format!("request longer than {MAX_LINE} bytes") },
-            )?;
-            return Ok(());
-        }
+        let refuse = |message: String| Reply { ok: false, step, message };
+        let line = match read {
+            Line::Closed | Line::Idle => return Ok(()),
+            Line::TooLong => {
+                return write_reply(&mut writer, &refuse(format!("request longer than {MAX_LINE} bytes")));
+            }
+            Line::Slow => {
+                let m = format!("request not complete within {} s of its first byte", REQUEST_TIMEOUT.as_secs());
+                return write_reply(&mut writer, &refuse(m));
+            }
+            Line::Complete(bytes) => bytes,
+        };
+        let line = match String::from_utf8(line) {
+            Ok(l) => l,
+            Err(e) => {
+                let m = format!(
+                    "malformed request: not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                );
+                write_reply(&mut writer, &refuse(m))?;
+                continue;
+            }
+        };
+        mark(registry, id, true);
         let reply = match parse_request(line.trim()) {
             Err(message) => Reply { ok: false, step, message },
             Ok(None) => {
@@ -132,6 +280,7 @@ fn serve(conn: UnixStream, client: String, tx: Sender<Pending>, status: Arc<Mute
                 }
             }
         };
+        mark(registry, id, false);
         write_reply(&mut writer, &reply)?;
     }
 }

@@ -6,7 +6,7 @@ pub mod signals;
 
 use crate::config::{self, Config};
 use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
-use crate::rundir::{ParentRef, RunDir, RunMeta, ScheduledSwitch, now_unix};
+use crate::rundir::{ParentRef, RunDir, RunLock, RunMeta, ScheduledSwitch, now_unix};
 use crate::runlog;
 use crate::trainer::{Trainer, checkpoint, device_name};
 use anyhow::{Context, Result};
@@ -46,6 +46,8 @@ pub struct Progress {
 
 pub struct Host {
     dir: RunDir,
+    /// The run's lock, held for the host's life (`RunLock`).
+    _lock: RunLock,
     meta: RunMeta,
     trainer: Trainer,
     log: runlog::Writer,
@@ -102,16 +104,21 @@ impl MonitorCosts {
     }
 }
 
-/// Creates the run directory, writes its config and metadata, and starts the log.
+/// Creates the run directory, writes its config and metadata, and starts the log. The
+/// trainer is built first (data read, model allocated), so a config that fails there
+/// leaves nothing behind; the directory is then locked before anything is written in it.
 pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     let cfg = &run.config.config;
-    let dir = RunDir::create(&run.run_dir)?;
-    std::fs::write(dir.config(), &run.config.source)?;
+    RunDir::check_free(&run.run_dir)?;
+    let seed = run.seed.unwrap_or(cfg.run.seed);
+    let trainer = Trainer::new(cfg, seed)?;
+    let (dir, lock) = RunDir::create(&run.run_dir, cfg.run.group_readable)?;
+    crate::rundir::write_atomic(&dir.config(), run.config.source.as_bytes())?;
     let run_id = run.run_dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let meta = RunMeta {
         run_id,
         config_name: run.config.name(),
-        seed: run.seed.unwrap_or(cfg.run.seed),
+        seed,
         max_steps: run.max_steps.unwrap_or(cfg.max_steps()),
         created_at: now_unix(),
         source_path: run.config.path.canonicalize().ok().map(|p| p.display().to_string()),
@@ -119,33 +126,40 @@ pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         scheduled_switch: None,
     };
     dir.write_meta(&meta)?;
-    let trainer = Trainer::new(cfg, meta.seed)?;
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
-    let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
+    let mut host = Host::assemble(dir, lock, meta, trainer, log, stop_flag);
     host.emit_started(None)?;
     let first = host.trainer.phase().name().to_string();
     host.emit(Event::PhaseChanged { step: 0, from: None, to: first, cause: PhaseCause::Start, detail: None })?;
+    host.log.flush()?;
     Ok(host)
 }
 
 /// Reopens a run from its latest checkpoint and appends to the same log; `max_steps`
-/// (`train --resume RUN --max-steps N`) moves the run's end.
+/// (`train --resume RUN --max-steps N`) moves the run's end. The run's lock is taken and
+/// a live host ruled out before anything in the directory is written, and the trainer is
+/// restored before `run.json` or the log change, so a refused resume leaves the run as
+/// it was.
 pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>, max_steps: Option<u64>) -> Result<Host> {
     let dir = RunDir::open(path)?;
+    let lock = RunLock::acquire(path)?;
+    if dir.is_live() {
+        anyhow::bail!("{}: another host is live on this run; nothing was changed", path.display());
+    }
     let mut meta = dir.read_meta()?;
-    if let Some(m) = max_steps {
-        meta.max_steps = m;
-        dir.write_meta(&meta)?;
-    }
     let loaded = config::load(&dir.config())?;
-    let mut trainer = Trainer::new(&loaded.config, meta.seed)?;
-    let (log, dropped) =
-        runlog::Writer::open_append(&dir.log()).with_context(|| format!("cannot reopen {}", dir.log().display()))?;
-    let mut warnings = Vec::new();
-    if let Some(d) = dropped {
-        warnings.push(format!("dropped {} bytes of a torn record at offset {} before resuming", d.bytes, d.offset));
-    }
     let latest = checkpoint::latest(&dir.checkpoints());
+    let at = latest.as_ref().map_or(0, |m| m.step);
+    if let Some(m) = max_steps
+        && m < at
+    {
+        return Err(crate::commands::UsageError(format!(
+            "--max-steps {m} is below the step the run resumes from ({at}); give a later end"
+        ))
+        .into());
+    }
+    let mut trainer = Trainer::new(&loaded.config, meta.seed)?;
+    let mut warnings = Vec::new();
     let from = match &latest {
         Some(m) => {
             warnings.extend(checkpoint::restore(&mut trainer, &dir.checkpoints(), m)?);
@@ -156,7 +170,18 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>, max_steps: Option<u64>) -
             Some(0)
         }
     };
-    let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
+    // Nothing above wrote into the directory; from here on the resume goes ahead.
+    if let Some(m) = max_steps {
+        meta.max_steps = m;
+        dir.write_meta(&meta)?;
+    }
+    let (log, dropped) =
+        runlog::Writer::open_append(&dir.log()).with_context(|| format!("cannot reopen {}", dir.log().display()))?;
+    if let Some(d) = dropped {
+        warnings
+            .insert(0, format!("dropped {} bytes of a torn record at offset {} before resuming", d.bytes, d.offset));
+    }
+    let mut host = Host::assemble(dir, lock, meta, trainer, log, stop_flag);
     // Read before this start is appended: it supersedes everything after `from`.
     let history = logged_history(&host.dir, from.unwrap_or(0));
     host.emit_started(from)?;
@@ -226,8 +251,9 @@ pub struct BranchRun {
 pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     let mut trainer = Trainer::new(&b.config.config, b.seed)?;
     let warnings = checkpoint::restore(&mut trainer, &b.parent_checkpoints, &b.checkpoint)?;
-    let dir = RunDir::create(&b.run_dir)?;
-    std::fs::write(dir.config(), &b.config.source)?;
+    RunDir::check_free(&b.run_dir)?;
+    let (dir, lock) = RunDir::create(&b.run_dir, b.config.config.run.group_readable)?;
+    crate::rundir::write_atomic(&dir.config(), b.config.source.as_bytes())?;
     let meta = RunMeta {
         run_id: b.run_dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         config_name: b.config_name,
@@ -240,7 +266,7 @@ pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
     };
     dir.write_meta(&meta)?;
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
-    let mut host = Host::assemble(dir, meta, trainer, log, stop_flag);
+    let mut host = Host::assemble(dir, lock, meta, trainer, log, stop_flag);
     host.emit_started(None)?;
     let history = RunDir::open(Path::new(&b.parent.run_dir)).and_then(|p| logged_history(&p, b.checkpoint.step));
     host.replay_history(history)?;
@@ -280,7 +306,14 @@ pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
 }
 
 impl Host {
-    fn assemble(dir: RunDir, meta: RunMeta, trainer: Trainer, log: runlog::Writer, stop_flag: Arc<AtomicBool>) -> Host {
+    fn assemble(
+        dir: RunDir,
+        lock: RunLock,
+        meta: RunMeta,
+        trainer: Trainer,
+        log: runlog::Writer,
+        stop_flag: Arc<AtomicBool>,
+    ) -> Host {
         let status = Arc::new(Mutex::new(Status {
             run_id: meta.run_id.clone(),
             step: trainer.step(),
@@ -291,6 +324,7 @@ impl Host {
         let signals = fresh_signals(&trainer);
         Host {
             dir,
+            _lock: lock,
             meta,
             trainer,
             log,
@@ -362,8 +396,9 @@ impl Host {
     }
 
     fn emit_untimed(&mut self, ev: Event) -> Result<()> {
-        self.log.append(&ev).context("cannot write the run log")?;
-        self.log.flush_if_due().context("cannot flush the run log")?;
+        let log = &self.dir.path;
+        self.log.append(&ev).with_context(|| format!("cannot write the run log {}/events.log", log.display()))?;
+        self.log.flush_if_due().with_context(|| format!("cannot write the run log {}/events.log", log.display()))?;
         match &mut self.observer {
             Some(o) => {
                 o.event(&ev);
@@ -444,7 +479,19 @@ impl Host {
         self.observer = Some(observer);
         let (server, commands) = ControlServer::start(&self.dir.socket(), self.status.clone())
             .with_context(|| format!("cannot serve {}", self.dir.socket().display()))?;
-        let result = self.run_loop(&commands);
+        // A libtorch error (an allocation it could not make, a device error) panics in tch;
+        // it ends the run as failed, with a `run_ended` saying why, instead of an abort.
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop(&commands))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(anyhow::anyhow!("the trainer failed: {}", what.lines().next().unwrap_or_default()))
+            }
+        };
         drop(server);
         // Answer commands that arrived while the run was ending.
         while let Ok(p) = commands.try_recv() {
@@ -651,7 +698,12 @@ impl Host {
         Ok(())
     }
 
+    /// Writes a checkpoint. The log is flushed and synced first, up to this step, so a
+    /// checkpoint is never ahead of the log: a resume from it never skips logged steps
+    /// (`checkpoint::save` then makes it visible atomically: temporary names, fsync,
+    /// rename, fsync of the directory).
     fn checkpoint(&mut self, pinned: bool) -> Result<()> {
+        self.log.sync().context("cannot sync the run log before a checkpoint")?;
         let dir = self.dir.checkpoints();
         let path = checkpoint::save(&self.trainer, &dir, pinned)?;
         checkpoint::prune(&dir, self.trainer.config().checkpoint.keep);
@@ -798,6 +850,8 @@ impl Host {
                 crate::trainer::data::check_mixture(p.name(), w.get_ref(), &counts)?;
             }
         }
+        // Larger batches in the new phases must still fit in memory.
+        crate::trainer::memory::fits(&new, &self.trainer.data_shape(), None)?;
         let names = new.phase_names();
         self.trainer.replace_future_phases(new.phases.clone());
         let _ = std::fs::write(self.dir.config(), text);

@@ -397,7 +397,7 @@ const DETECTOR_BATCH: usize = 1024;
 /// own thread while the log is encoded (the change-point detector, ~15 µs a point, is
 /// most of an import's time); each signal goes into the log right after its step.
 fn write_run(run_dir: &Path, events: &[Event]) -> Result<usize> {
-    let dir = RunDir::create(run_dir)?;
+    let (dir, _lock) = RunDir::create(run_dir, false)?;
     let Some(Event::RunStarted { run_id, started_at, .. }) = events.first() else { unreachable!("built first") };
     let last = events.last().and_then(Event::step).unwrap_or(0);
     dir.write_meta(&RunMeta {

@@ -44,9 +44,15 @@ pub fn save(t: &Trainer, dir: &Path, pinned: bool) -> Result<PathBuf> {
     tensors.extend(t.optimizer().state());
     let final_path = tensors_path(dir, step);
     let tmp = final_path.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(&tensors, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    sync_file(&tmp)?;
-    std::fs::rename(&tmp, &final_path)?;
+    // A failed write (a full disk) names the file and leaves no temporary file behind.
+    let written = Tensor::write_safetensors(&tensors, &tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| sync_file(&tmp))
+        .and_then(|()| std::fs::rename(&tmp, &final_path).map_err(anyhow::Error::from));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("cannot write checkpoint {}", final_path.display())));
+    }
     let meta = CheckpointMeta {
         step,
         phase: t.phase().name().to_string(),
@@ -56,14 +62,9 @@ pub fn save(t: &Trainer, dir: &Path, pinned: bool) -> Result<PathBuf> {
         overrides: t.overrides().clone(),
         pinned,
     };
-    let mpath = meta_path(dir, step);
-    let mtmp = mpath.with_extension("json.tmp");
-    std::fs::write(&mtmp, serde_json::to_vec_pretty(&meta)?)?;
-    sync_file(&mtmp)?;
-    std::fs::rename(&mtmp, &mpath)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    // The JSON last: its presence marks the checkpoint complete (`write_atomic`: temporary
+    // name, fsync, rename, fsync of the directory).
+    crate::rundir::write_atomic(&meta_path(dir, step), &serde_json::to_vec_pretty(&meta)?)?;
     Ok(final_path)
 }
 

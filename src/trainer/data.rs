@@ -242,6 +242,17 @@ fn gaussian(task: &TaskSection, rng: &mut ChaCha8Rng) -> Raw {
     Raw { inputs: Inputs::Features { dim: d }, classes: c, x, y, n_train }
 }
 
+/// A csv task's (rows, feature columns, classes), read and checked as training reads it
+/// (`trainer::memory::preflight`, so that `check` finds what training would refuse).
+pub fn csv_dimensions(task: &TaskSection) -> Result<(usize, usize, usize)> {
+    let raw = csv_task(task, &mut ChaCha8Rng::seed_from_u64(0))?;
+    let dim = match raw.inputs {
+        Inputs::Features { dim } => dim,
+        Inputs::Tokens { seq_len, .. } => seq_len,
+    };
+    Ok((raw.y.len(), dim, raw.classes))
+}
+
 /// The user's CSV: a header row, numeric feature columns, a label column (class names
 /// or integers). Features are standardised with the training split's statistics.
 fn csv_task(task: &TaskSection, rng: &mut ChaCha8Rng) -> Result<Raw> {

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod data;
 mod kernels;
+pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod schedule;
@@ -487,25 +488,37 @@ impl Trainer {
     /// Applies `set KEY=VALUE` for the rest of the current phase. The message says what
     /// the next step will use.
     pub fn set(&mut self, key: &str, value: f64) -> std::result::Result<String, String> {
-        let positive = |v: f64| v.is_finite() && v > 0.0;
-        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !SETTABLE_KEYS.contains(&key) {
+            return Err(format!("unknown key \"{key}\", expected one of {}", SETTABLE_KEYS.join(", ")));
+        }
+        // The same table of bounds the config validator uses (`config::bounds`).
+        crate::config::bounds::check(key, value)?;
         match key {
-            "lr" if positive(value) => self.overrides.lr = Some(value),
-            "weight_decay" if non_negative(value) => self.overrides.weight_decay = Some(value),
-            "momentum" if non_negative(value) && value < 1.0 => self.overrides.momentum = Some(value),
-            "batch_size" if value >= 1.0 && value.fract() == 0.0 => self.overrides.batch_size = Some(value as usize),
-            "label_noise" if (0.0..=1.0).contains(&value) => self.overrides.label_noise = Some(value),
-            k if SETTABLE_KEYS.contains(&k) => {
-                return Err(format!("invalid value {value} for {key}"));
+            "lr" => self.overrides.lr = Some(value),
+            "weight_decay" => self.overrides.weight_decay = Some(value),
+            "momentum" => self.overrides.momentum = Some(value),
+            "batch_size" => {
+                memory::fits(&self.cfg, &self.data_shape(), Some(value as usize))
+                    .map_err(|m| format!("batch_size = {value}: {m}"))?;
+                self.overrides.batch_size = Some(value as usize)
             }
-            _ => {
-                return Err(format!("unknown key \"{key}\", expected one of {}", SETTABLE_KEYS.join(", ")));
-            }
+            _ => self.overrides.label_noise = Some(value),
         }
         Ok(match key {
             "lr" => format!("lr = {value} (next step uses {:.6e} after the phase's schedule)", self.current_lr()),
             _ => format!("{key} = {value}"),
         })
+    }
+
+    /// The shape of the data set, for memory estimates of live changes (`set
+    /// batch_size`, `ctl plan`): the data is built already, so it costs nothing more.
+    pub fn data_shape(&self) -> memory::DataShape {
+        memory::DataShape {
+            rows: self.data.n_train() + self.data.val_y.size()[0] as usize,
+            inputs: self.data.inputs,
+            classes: self.data.classes,
+            build_bytes_per_cell: 0.0,
+        }
     }
 
     /// Turns the per-step metrics beyond loss and lr on or off (benchmarks measure the
