@@ -129,7 +129,7 @@ fn malformed_configs_report_location_and_expectation() {
         ),
         (
             replace("lr = 0.1\n", "lr = 0.1\nuntil = { detector = \"jumpy\", metric = \"val_acc\" }\n"),
-            r#"cfg.toml:20:22: unknown detector "jumpy", expected one of plateau, changepoint, jump, divergence, collapse"#,
+            r#"cfg.toml:20:22: unknown detector "jumpy", expected one of plateau, changepoint, jump, divergence, spike, collapse"#,
         ),
         (
             replace("lr = 0.1\n", "lr = 0.1\nuntil = { detector = \"jump\", metric = \"val_accuracy\" }\n"),

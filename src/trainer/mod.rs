@@ -7,6 +7,7 @@ pub mod data;
 mod kernels;
 pub mod model;
 pub mod optim;
+pub mod reference;
 pub mod schedule;
 
 use crate::config::{Config, DeviceChoice, InitKind, LossKind, Phase, ProbeSplit};
