@@ -152,7 +152,10 @@ impl Trainer {
             let _ = row.copy_(&store.get(0));
             views_of(&row, &named)
         });
-        let optim = Optimizer::new(cfg.phases[0].optimizer(), &named, &store.get(0), &store.get(1));
+        let mut optim = Optimizer::new(cfg.phases[0].optimizer(), &named, &store.get(0), &store.get(1));
+        // PyTorch's rounding of the SGD/Adam update, except for `init = "tch"` runs
+        // (phasetop's numbers before issue 12).
+        optim.set_torch_rounding(cfg.model.init() != InitKind::Tch);
         let probe_split = match cfg.probes.split.unwrap_or(ProbeSplit::Val) {
             ProbeSplit::Val => &data.val_x,
             ProbeSplit::Train => &data.train_x,
