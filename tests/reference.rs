@@ -130,13 +130,8 @@ fn loss_curves_equal_pytorch_over_200_steps() {
                 (worst, at) = (rel, i + 1);
             }
         }
-        let row = format!(
-            "| {} | {:.3e} (step {at}) | {:.4} → {:.4} |",
-            case.name,
-            worst,
-            ours[0],
-            ours[ours.len() - 1]
-        );
+        let row =
+            format!("| {} | {:.3e} (step {at}) | {:.4} → {:.4} |", case.name, worst, ours[0], ours[ours.len() - 1]);
         if !(worst <= TOLERANCE) {
             failures.push(format!("{row}\n  phasetop {:?}\n  pytorch  {:?}", &ours[..5], &theirs[..5]));
         }

@@ -163,10 +163,7 @@ fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
             return cx.err(e.span(), "embed applies to an mlp; a transformer embeds its tokens in d_model");
         }
         if *c.task.kind.get_ref() != TaskKind::Modular {
-            return cx.err(
-                e.span(),
-                format!("embed needs a token task (modular), not \"{}\"", c.task.kind.get_ref()),
-            );
+            return cx.err(e.span(), format!("embed needs a token task (modular), not \"{}\"", c.task.kind.get_ref()));
         }
         cx.int_at_least(&m.embed, 1, "embed")?;
     }
@@ -290,7 +287,10 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
             return cx.err(w.span(), "class_weights must be finite, ≥ 0, and not all 0");
         }
         if c.task.online() && *c.task.kind.get_ref() == TaskKind::Parity {
-            return cx.err(w.span(), "class_weights cannot be combined with online parity samples (a label is drawn with its input)");
+            return cx.err(
+                w.span(),
+                "class_weights cannot be combined with online parity samples (a label is drawn with its input)",
+            );
         }
         if let Some(classes) = c.task.known_classes() {
             if weights.len() != classes {

@@ -115,7 +115,11 @@ impl Trainer {
                 data::check_mixture(p.name(), w.get_ref(), &counts).map_err(anyhow::Error::msg)?;
             }
             if data.classes != 2 && p.loss_terms().iter().any(|(k, _)| *k == LossKind::Hinge) {
-                bail!("phase \"{}\": loss \"hinge\" needs a binary task, the data has {} classes", p.name(), data.classes);
+                bail!(
+                    "phase \"{}\": loss \"hinge\" needs a binary task, the data has {} classes",
+                    p.name(),
+                    data.classes
+                );
             }
         }
         let vs = nn::VarStore::new(device);

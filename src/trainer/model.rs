@@ -58,7 +58,9 @@ pub fn init_linear(vs: &nn::Path, fan_in: i64, fan_out: i64, init: InitKind) -> 
     let zero = Some(nn::Init::Const(0.0));
     let (ws_init, bs_init) = match init {
         InitKind::Tch => return nn::linear(vs, fan_in, fan_out, Default::default()),
-        InitKind::Torch => (nn::Init::Uniform { lo: -bound, up: bound }, Some(nn::Init::Uniform { lo: -bound, up: bound })),
+        InitKind::Torch => {
+            (nn::Init::Uniform { lo: -bound, up: bound }, Some(nn::Init::Uniform { lo: -bound, up: bound }))
+        }
         InitKind::Kaiming => (nn::Init::Randn { mean: 0.0, stdev: (2.0 / f).sqrt() }, zero),
         InitKind::Xavier => {
             let b = (6.0 / (f + fan_out as f64)).sqrt();
@@ -124,7 +126,9 @@ impl Mlp {
                 let tables = if cfg.embed_shared() {
                     vec![init_embedding(&(vs / "embed" / "tok"), vocab as i64, n, init)]
                 } else {
-                    (0..seq_len).map(|i| init_embedding(&(vs / "embed" / format!("tok{i}")), vocab as i64, n, init)).collect()
+                    (0..seq_len)
+                        .map(|i| init_embedding(&(vs / "embed" / format!("tok{i}")), vocab as i64, n, init))
+                        .collect()
                 };
                 (Some(TokenEmbedding { tables }), seq_len as i64 * n)
             }

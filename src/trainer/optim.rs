@@ -234,14 +234,12 @@ impl Optimizer {
     /// parameters that have had `t` updates (this one included).
     fn apply(&self, h: &Hyper, t: i64) -> Update {
         match self.kind {
-            OptimizerKind::Sgd => {
-                Update::Sgd {
-                    lr: h.lr as f32,
-                    wd: h.weight_decay as f32,
-                    momentum: h.momentum as f32,
-                    torch: self.torch_rounding,
-                }
-            }
+            OptimizerKind::Sgd => Update::Sgd {
+                lr: h.lr as f32,
+                wd: h.weight_decay as f32,
+                momentum: h.momentum as f32,
+                torch: self.torch_rounding,
+            },
             OptimizerKind::Adam | OptimizerKind::AdamW => Update::AdamApply {
                 bias2_sqrt: (1.0 - h.beta2.powf(t as f64)).sqrt() as f32,
                 eps: h.eps as f32,
