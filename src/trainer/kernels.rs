@@ -124,7 +124,8 @@ pub enum Update {
     /// and `decay` = 1 − lr·wd applied to θ first): `m ← lerp(m, g, w1)`,
     /// `v ← lerp(v, g², w2)`. Takes no sums. `torch`: PyTorch's rounding
     /// (`torch.optim.Adam`): the L2 term one fused multiply-add, and
-    /// `v ← v·b2 + (w2·g)·g` (b2 = β₂) (`mul_` then `addcmul_`) instead of the lerp.
+    /// `v ← fma(w2·g, g, v·b2)` (b2 = β₂; `mul_` then `addcmul_`, whose
+    /// last multiply and add libtorch fuses) instead of the lerp.
     AdamMoments { decay: f32, wd: f32, w1: f32, w2: f32, b2: f32, torch: bool },
     /// Adam's second half, with the `v` row holding √v:
     /// `θ ← θ + (m·step)/(√v / bias2_sqrt + eps)` with `step` = −lr / (1 − β₁ᵗ). The square
@@ -171,7 +172,7 @@ fn update_one<const SUMS: bool>(u: &Update, k: usize, lane: usize, rows: &mut Ro
                 (true, true) => p.mul_add(wd, g),
             };
             rows.m[k] = lerp(rows.m[k], g, w1);
-            rows.v[k] = if torch { rows.v[k] * b2 + w2 * g * g } else { lerp(rows.v[k], g * g, w2) };
+            rows.v[k] = if torch { (w2 * g).mul_add(g, rows.v[k] * b2) } else { lerp(rows.v[k], g * g, w2) };
         }
         Update::AdamApply { bias2_sqrt, eps, step } => {
             p += (rows.m[k] * step) / (rows.v[k] / bias2_sqrt + eps);
@@ -288,10 +289,7 @@ fn update_avx2<const SUMS: bool>(u: &Update, rows: &mut Rows<'_>) -> Sums {
                             _mm256_storeu_ps(mp, lerp8(_mm256_loadu_ps(mp), g, w1));
                             let v = _mm256_loadu_ps(vp);
                             let v = if torch {
-                                _mm256_add_ps(
-                                    _mm256_mul_ps(v, splat(b2)),
-                                    _mm256_mul_ps(_mm256_mul_ps(splat(w2), g), g),
-                                )
+                                _mm256_fmadd_ps(_mm256_mul_ps(splat(w2), g), g, _mm256_mul_ps(v, splat(b2)))
                             } else {
                                 lerp8(v, _mm256_mul_ps(g, g), w2)
                             };
