@@ -108,12 +108,12 @@ fn malformed_configs_report_location_and_expectation() {
             "cfg.toml:26:12: momentum applies to sgd; adam and adamw use betas",
         ),
         (
-            replace("lr = 0.1\n", "lr = 0.1\nloss = [{ kind = \"hinge\" }]\n"),
-            r#"cfg.toml:20:18: unknown loss "hinge", expected one of ce, mse, l2"#,
+            replace("lr = 0.1\n", "lr = 0.1\nloss = [{ kind = \"huber\" }]\n"),
+            r#"cfg.toml:20:18: unknown loss "huber", expected one of ce, mse, l2, hinge"#,
         ),
         (
             replace("lr = 0.1\n", "lr = 0.1\nloss = [{ kind = \"l2\" }]\n"),
-            "cfg.toml:20:18: a phase needs a data loss term (ce or mse), not only l2",
+            "cfg.toml:20:18: a phase needs a data loss term (ce, mse or hinge), not only l2",
         ),
         (
             replace("lr = 0.1\n", "lr = 0.1\nclass_weights = [1.0, 2.0]\n"),
@@ -171,9 +171,9 @@ fn malformed_configs_report_location_and_expectation() {
         (
             probes_every_10(&replace(
                 "lr = 0.1\n",
-                "lr = 0.1\nuntil = { detector = \"jump\", metric = \"grad_cos/ce~hinge\" }\n",
+                "lr = 0.1\nuntil = { detector = \"jump\", metric = \"grad_cos/ce~huber\" }\n",
             )),
-            r#"cfg.toml:20:39: unknown loss "hinge" in "grad_cos/ce~hinge", expected one of ce, mse, l2"#,
+            r#"cfg.toml:20:39: unknown loss "huber" in "grad_cos/ce~huber", expected one of ce, mse, l2, hinge"#,
         ),
         (
             probes_every_10(&replace(

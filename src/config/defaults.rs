@@ -53,6 +53,12 @@ impl TaskSection {
     pub fn val_fraction(&self) -> f64 {
         self.val_fraction.as_ref().map_or(0.2, |s| *s.get_ref())
     }
+    pub fn online(&self) -> bool {
+        self.online.as_ref().is_some_and(|s| *s.get_ref())
+    }
+    pub fn centre_scale(&self) -> f64 {
+        self.centre_scale.as_ref().map_or(2.0, |s| *s.get_ref())
+    }
 }
 
 impl ModelSection {
@@ -67,6 +73,24 @@ impl ModelSection {
     }
     pub fn init_scale(&self) -> f64 {
         self.init_scale.as_ref().map_or(1.0, |s| *s.get_ref())
+    }
+    /// `torch` unless the config says otherwise.
+    pub fn init(&self) -> InitKind {
+        self.init.as_ref().map_or(InitKind::Torch, |s| *s.get_ref())
+    }
+    /// The MLP's token-embedding width (None: one-hot inputs).
+    pub fn embed(&self) -> Option<usize> {
+        match self.kind.get_ref() {
+            ModelKind::Mlp => self.embed.as_ref().map(|s| (*s.get_ref()).max(1) as usize),
+            ModelKind::Transformer => None,
+        }
+    }
+    pub fn embed_shared(&self) -> bool {
+        self.embed_shared.as_ref().is_none_or(|s| *s.get_ref())
+    }
+    /// Whether the model reads token ids (a transformer, or an MLP with `embed`).
+    pub fn reads_tokens(&self) -> bool {
+        *self.kind.get_ref() == ModelKind::Transformer || self.embed().is_some()
     }
     pub fn transformer_d_model(&self) -> usize {
         int(&self.d_model, 128)
@@ -87,9 +111,13 @@ impl ModelSection {
     /// Names of the model's layers, the handles for probes and `freeze`.
     pub fn layer_names(&self) -> Vec<String> {
         match self.kind.get_ref() {
-            ModelKind::Mlp => {
-                (0..self.mlp_depth()).map(|i| format!("mlp.{i}")).chain(std::iter::once("head".to_string())).collect()
-            }
+            ModelKind::Mlp => self
+                .embed()
+                .map(|_| "embed".to_string())
+                .into_iter()
+                .chain((0..self.mlp_depth()).map(|i| format!("mlp.{i}")))
+                .chain(std::iter::once("head".to_string()))
+                .collect(),
             ModelKind::Transformer => {
                 let mut names = vec!["embed".to_string()];
                 for i in 0..self.transformer_layers() {

@@ -151,6 +151,13 @@ pub struct TaskSection {
     pub label: Option<Spanned<String>>,
     #[serde(default)]
     pub val_fraction: Option<Spanned<f64>>,
+    /// Fresh samples for every training batch instead of a fixed training set (tasks
+    /// that generate their data: parity, gaussian).
+    #[serde(default)]
+    pub online: Option<Spanned<bool>>,
+    /// gaussian: the standard deviation of the cluster centres' coordinates (2.0).
+    #[serde(default)]
+    pub centre_scale: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,6 +173,16 @@ pub struct ModelSection {
     pub activation: Option<Activation>,
     #[serde(default)]
     pub init_scale: Option<Spanned<f64>>,
+    /// Initialisation scheme (`torch` when absent); see [`InitKind`].
+    #[serde(default)]
+    pub init: Option<Spanned<InitKind>>,
+    /// mlp on a token task: a learned embedding of this width per token instead of
+    /// one-hot inputs.
+    #[serde(default)]
+    pub embed: Option<Spanned<i64>>,
+    /// With `embed`: one table for every position (true, the default) or one per position.
+    #[serde(default)]
+    pub embed_shared: Option<Spanned<bool>>,
     // transformer
     #[serde(default)]
     pub d_model: Option<Spanned<i64>>,
@@ -190,6 +207,9 @@ pub struct ProbeSection {
     /// Samples in the fixed probe batch.
     #[serde(default = "default_probe_batch")]
     pub batch: Spanned<i64>,
+    /// Which split the probe batch is drawn from (`val` when absent).
+    #[serde(default)]
+    pub split: Option<ProbeSplit>,
 }
 
 fn default_probe_batch() -> Spanned<i64> {
@@ -198,7 +218,7 @@ fn default_probe_batch() -> Spanned<i64> {
 
 impl Default for ProbeSection {
     fn default() -> Self {
-        ProbeSection { every: 0, layers: Vec::new(), batch: default_probe_batch() }
+        ProbeSection { every: 0, layers: Vec::new(), batch: default_probe_batch(), split: None }
     }
 }
 

@@ -61,7 +61,15 @@ named_enum!(ModelKind, "model kind", { Mlp => "mlp", Transformer => "transformer
 named_enum!(Activation, "activation", {
     Relu => "relu", Gelu => "gelu", Tanh => "tanh", Sigmoid => "sigmoid", Linear => "linear",
 });
-named_enum!(LossKind, "loss", { CrossEntropy => "ce", Mse => "mse", L2 => "l2" });
+named_enum!(LossKind, "loss", { CrossEntropy => "ce", Mse => "mse", L2 => "l2", Hinge => "hinge" });
+named_enum!(
+    /// How a model's parameters are initialised (`[model] init`).
+    InitKind, "init", {
+    Torch => "torch", Tch => "tch", Kaiming => "kaiming", Xavier => "xavier", Normal => "normal",
+});
+named_enum!(
+    /// The split the probes' fixed batch is drawn from.
+    ProbeSplit, "probe split", { Train => "train", Val => "val" });
 named_enum!(RuleMode, "rule mode", { Auto => "auto", Suggest => "suggest" });
 
 named_enum!(OnDivergence, "on_divergence", {

@@ -177,6 +177,25 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
     if let Some((field, _)) = foreign.iter().find(|(_, set)| *set) {
         return cx.err(t.kind.span(), format!("field \"{field}\" does not apply to task kind \"{kind}\""));
     }
+    if let Some(o) = t.online.as_ref().filter(|o| *o.get_ref()) {
+        if matches!(kind, TaskKind::Modular | TaskKind::Csv) {
+            return cx.err(
+                o.span(),
+                format!(
+                    "online = true needs a task that generates its samples (parity, gaussian); \
+                     \"{kind}\" has a fixed set of examples split into train and held-out"
+                ),
+            );
+        }
+    }
+    if let Some(c) = &t.centre_scale {
+        if kind != TaskKind::Gaussian {
+            return cx.err(c.span(), format!("centre_scale applies to task kind \"gaussian\", not \"{kind}\""));
+        }
+        if !(c.get_ref().is_finite() && *c.get_ref() > 0.0) {
+            return cx.err(c.span(), format!("centre_scale must be a positive number, got {}", c.get_ref()));
+        }
+    }
     match kind {
         TaskKind::Modular => {
             cx.int_at_least(&t.p, 2, "p")?;
@@ -233,15 +252,29 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
 
 fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
     let m = &c.model;
+    if let Some(s) = &m.init_scale {
+        if !(s.get_ref().is_finite() && *s.get_ref() > 0.0) {
+            return cx.err(s.span(), format!("init_scale must be positive, got {}", s.get_ref()));
+        }
+    }
+    if let Some(e) = &m.embed {
+        if *m.kind.get_ref() != ModelKind::Mlp {
+            return cx.err(e.span(), "embed applies to an mlp; a transformer embeds its tokens in d_model");
+        }
+        if *c.task.kind.get_ref() != TaskKind::Modular {
+            return cx.err(e.span(), format!("embed needs a token task (modular), not \"{}\"", c.task.kind.get_ref()));
+        }
+        cx.int_at_least(&m.embed, 1, "embed")?;
+    }
+    if let Some(s) = &m.embed_shared {
+        if m.embed.is_none() {
+            return cx.err(s.span(), "embed_shared needs embed = N (an mlp's token embedding width)");
+        }
+    }
     match m.kind.get_ref() {
         ModelKind::Mlp => {
             cx.int_at_least(&m.depth, 1, "depth")?;
             cx.int_at_least(&m.width, 1, "width")?;
-            if let Some(s) = &m.init_scale {
-                if !(s.get_ref().is_finite() && *s.get_ref() > 0.0) {
-                    return cx.err(s.span(), format!("init_scale must be positive, got {}", s.get_ref()));
-                }
-            }
         }
         ModelKind::Transformer => {
             if *c.task.kind.get_ref() != TaskKind::Modular {
@@ -327,7 +360,15 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
         return cx.err(p.batch_size.span(), format!("batch_size must be at least 1, got {}", p.batch_size.get_ref()));
     }
     if !p.loss.is_empty() && !p.loss.iter().any(|t| *t.kind.get_ref() != LossKind::L2) {
-        return cx.err(p.loss[0].kind.span(), "a phase needs a data loss term (ce or mse), not only l2");
+        return cx.err(p.loss[0].kind.span(), "a phase needs a data loss term (ce, mse or hinge), not only l2");
+    }
+    if let Some(t) = p.loss.iter().find(|t| *t.kind.get_ref() == LossKind::Hinge) {
+        if let Some(classes) = c.task.known_classes().filter(|&n| n != 2) {
+            return cx.err(
+                t.kind.span(),
+                format!("loss \"hinge\" needs a binary task (2 classes), \"{}\" has {classes}", c.task.kind.get_ref()),
+            );
+        }
     }
     for t in &p.loss {
         if !(t.weight.is_finite() && t.weight >= 0.0) {
@@ -350,6 +391,12 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
         let weights = w.get_ref();
         if weights.iter().any(|v| !v.is_finite() || *v < 0.0) || !weights.iter().any(|v| *v > 0.0) {
             return cx.err(w.span(), "class_weights must be finite, ≥ 0, and not all 0");
+        }
+        if c.task.online() && *c.task.kind.get_ref() == TaskKind::Parity {
+            return cx.err(
+                w.span(),
+                "class_weights cannot be combined with online parity samples (a label is drawn with its input)",
+            );
         }
         if let Some(classes) = c.task.known_classes() {
             if weights.len() != classes {

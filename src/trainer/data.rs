@@ -3,7 +3,7 @@
 //! held-out sets. Batches are a pure function of (seed, step), so a resumed run draws
 //! the same batches as an uninterrupted one.
 
-use crate::config::{ModOp, ModelKind, TaskKind, TaskSection};
+use crate::config::{ModOp, ModelKind, ModelSection, TaskKind, TaskSection};
 use anyhow::{Context, Result, bail};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -30,18 +30,124 @@ pub struct Dataset {
     pub val_y: Tensor,
     /// Training-row indices of each class, for class-weighted (mixture) sampling.
     by_class: Vec<Vec<i64>>,
+    /// The task's generator, for fresh samples per batch (`[task] online = true`).
+    generator: Option<Generator>,
+    device: Device,
+}
+
+/// How a generated task draws one sample.
+#[derive(Clone)]
+enum Generator {
+    Parity { dim: usize, k: usize },
+    Gaussian { centres: Vec<Vec<f64>>, per_class: usize, spread: f64 },
+}
+
+impl Generator {
+    /// Appends one sample's features to `x` and returns its label; `cluster` picks a
+    /// Gaussian cluster (drawn uniformly when None).
+    fn sample(&self, rng: &mut ChaCha8Rng, x: &mut Vec<f64>, cluster: Option<usize>) -> i64 {
+        match self {
+            Generator::Parity { dim, k } => {
+                let start = x.len();
+                for _ in 0..*dim {
+                    x.push(if rng.random::<bool>() { 1.0 } else { -1.0 });
+                }
+                let prod: f64 = x[start..start + k].iter().product();
+                (prod < 0.0) as i64
+            }
+            Generator::Gaussian { centres, per_class, spread } => {
+                let cluster = cluster.unwrap_or_else(|| rng.random_range(0..centres.len()));
+                x.extend(centres[cluster].iter().map(|&mu| mu + spread * normal(rng)));
+                (cluster / per_class) as i64
+            }
+        }
+    }
 }
 
 impl Dataset {
+    /// The task's data for a `model` of this kind (token ids for the transformer,
+    /// features for an MLP); see [`Dataset::build_for`] for an MLP with `embed`.
     pub fn build(task: &TaskSection, model: ModelKind, seed: u64, device: Device) -> Result<Dataset> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a);
-        let raw = match task.kind.get_ref() {
-            TaskKind::Modular => modular(task, model, &mut rng),
-            TaskKind::Parity => parity(task, &mut rng),
-            TaskKind::Gaussian => gaussian(task, &mut rng),
-            TaskKind::Csv => csv_task(task, &mut rng)?,
+        let form = if model == ModelKind::Transformer { ModularInputs::Sequence } else { ModularInputs::OneHot };
+        Dataset::build_inputs(task, form, seed, device)
+    }
+
+    /// The task's data for this model: token ids when it reads tokens (a transformer,
+    /// or an MLP with `embed`).
+    pub fn build_for(task: &TaskSection, model: &ModelSection, seed: u64, device: Device) -> Result<Dataset> {
+        let form = match (model.kind.get_ref(), model.embed()) {
+            (ModelKind::Transformer, _) => ModularInputs::Sequence,
+            (ModelKind::Mlp, Some(_)) => ModularInputs::Pair,
+            (ModelKind::Mlp, None) => ModularInputs::OneHot,
         };
-        Ok(raw.into_dataset(device))
+        Dataset::build_inputs(task, form, seed, device)
+    }
+
+    fn build_inputs(task: &TaskSection, form: ModularInputs, seed: u64, device: Device) -> Result<Dataset> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_da7a);
+        let (raw, generator) = match task.kind.get_ref() {
+            TaskKind::Modular => (modular(task, form, &mut rng), None),
+            TaskKind::Parity => {
+                let g = Generator::Parity { dim: task.parity_dim(), k: task.parity_k() };
+                (generate(task, &g, 2, &mut rng), Some(g))
+            }
+            TaskKind::Gaussian => {
+                let (d, c, m) = (task.gaussian_dim(), task.classes(), task.clusters_per_class());
+                let scale = task.centre_scale();
+                let centres: Vec<Vec<f64>> =
+                    (0..c * m).map(|_| (0..d).map(|_| scale * normal(&mut rng)).collect()).collect();
+                let g = Generator::Gaussian { centres, per_class: m, spread: task.spread() };
+                (generate(task, &g, c, &mut rng), Some(g))
+            }
+            TaskKind::Csv => (csv_task(task, &mut rng)?, None),
+        };
+        let mut d = raw.into_dataset(device);
+        d.generator = generator;
+        Ok(d)
+    }
+
+    /// A batch of fresh samples for `step` (`[task] online = true`): a function of
+    /// (seed, step) like every batch, from its own stream. With `class_weights` each
+    /// sample's class is drawn first (Gaussian clusters only: validation refuses
+    /// weights for online parity), then one of its clusters. None: the task generates
+    /// no samples (modular, csv).
+    pub fn online_batch(
+        &self,
+        seed: u64,
+        step: u64,
+        batch: usize,
+        class_weights: Option<&[f64]>,
+    ) -> Option<(Tensor, Vec<i64>)> {
+        let g = self.generator.as_ref()?;
+        let mut rng = step_rng(seed, step, 4);
+        let dim = match self.inputs {
+            Inputs::Features { dim } => dim,
+            Inputs::Tokens { .. } => return None,
+        };
+        let mut x = Vec::with_capacity(batch * dim);
+        let mut y = Vec::with_capacity(batch);
+        let cumulative: Option<Vec<f64>> = class_weights.map(|w| {
+            w.iter()
+                .scan(0.0, |acc, v| {
+                    *acc += v.max(0.0);
+                    Some(*acc)
+                })
+                .collect()
+        });
+        for _ in 0..batch {
+            let cluster = match (g, &cumulative) {
+                (Generator::Gaussian { per_class, .. }, Some(cum)) if cum.last().is_some_and(|t| *t > 0.0) => {
+                    let u = rng.random::<f64>() * cum[cum.len() - 1];
+                    let class = cum.partition_point(|&c| c <= u).min(cum.len() - 1);
+                    Some(class * per_class + rng.random_range(0..*per_class))
+                }
+                _ => None,
+            };
+            y.push(g.sample(&mut rng, &mut x, cluster));
+        }
+        let f: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let xt = Tensor::from_slice(&f).view([batch as i64, dim as i64]).to_device(self.device);
+        Some((xt, y))
     }
 
     pub fn n_train(&self) -> usize {
@@ -94,6 +200,15 @@ pub fn step_rng(seed: u64, step: u64, purpose: u64) -> ChaCha8Rng {
     r
 }
 
+/// How modular arithmetic is presented: the tokens `a b =` (transformer), the tokens
+/// `a b` (an MLP with `embed`), or one-hot(a) ++ one-hot(b) (an MLP).
+#[derive(Clone, Copy)]
+enum ModularInputs {
+    Sequence,
+    Pair,
+    OneHot,
+}
+
 /// Host-side data before it becomes tensors.
 struct Raw {
     inputs: Inputs,
@@ -130,6 +245,8 @@ impl Raw {
         let y = Tensor::from_slice(&self.y);
         let nt = self.n_train as i64;
         Dataset {
+            generator: None,
+            device,
             by_class,
             inputs: self.inputs,
             classes: self.classes,
@@ -163,8 +280,9 @@ fn mod_pow(mut b: usize, mut e: usize, p: usize) -> usize {
 }
 
 /// a∘b mod p over every pair; a random `train_fraction` of pairs is the training set.
-/// For the transformer, inputs are the tokens `a b =`; for an MLP, one-hot(a) ++ one-hot(b).
-fn modular(task: &TaskSection, model: ModelKind, rng: &mut ChaCha8Rng) -> Raw {
+/// For the transformer, inputs are the tokens `a b =`; for an MLP with `embed`, the
+/// tokens `a b`; for an MLP otherwise, one-hot(a) ++ one-hot(b).
+fn modular(task: &TaskSection, form: ModularInputs, rng: &mut ChaCha8Rng) -> Raw {
     let p = task.modulus();
     let op = task.mod_op();
     let mut pairs: Vec<(usize, usize)> = Vec::with_capacity(p * p);
@@ -187,13 +305,17 @@ fn modular(task: &TaskSection, model: ModelKind, rng: &mut ChaCha8Rng) -> Raw {
     };
     let n_train = ((pairs.len() as f64) * task.train_fraction()).round().max(1.0) as usize;
     let y = pairs.iter().map(|&(a, b)| label(a, b)).collect();
-    let (inputs, x) = match model {
-        ModelKind::Transformer => {
+    let (inputs, x) = match form {
+        ModularInputs::Sequence => {
             let eq = p as f64;
             let x = pairs.iter().flat_map(|&(a, b)| [a as f64, b as f64, eq]).collect();
             (Inputs::Tokens { vocab: p + 1, seq_len: 3 }, x)
         }
-        ModelKind::Mlp => {
+        ModularInputs::Pair => {
+            let x = pairs.iter().flat_map(|&(a, b)| [a as f64, b as f64]).collect();
+            (Inputs::Tokens { vocab: p, seq_len: 2 }, x)
+        }
+        ModularInputs::OneHot => {
             let mut x = vec![0.0; pairs.len() * 2 * p];
             for (i, &(a, b)) in pairs.iter().enumerate() {
                 x[i * 2 * p + a] = 1.0;
@@ -205,41 +327,22 @@ fn modular(task: &TaskSection, model: ModelKind, rng: &mut ChaCha8Rng) -> Raw {
     Raw { inputs, classes: p, x, y, n_train: n_train.min(pairs.len() - 1) }
 }
 
-/// k-sparse parity on {−1, +1}^d: the label is whether the product of the first k
-/// coordinates is −1 (for k = 2 that is XOR, y = −x₀·x₁ as a sign).
-fn parity(task: &TaskSection, rng: &mut ChaCha8Rng) -> Raw {
-    let (d, k) = (task.parity_dim(), task.parity_k());
+/// `n_train + n_val` samples of a generated task (parity, gaussian), the first
+/// `n_train` the training set. Parity: k-sparse parity on {−1, +1}^d, the label is
+/// whether the product of the first k coordinates is −1 (for k = 2 that is XOR).
+/// Gaussian: each class owns `clusters_per_class` centres (coordinates N(0,
+/// centre_scale²)); a sample is a random centre plus isotropic noise of standard
+/// deviation `spread`.
+fn generate(task: &TaskSection, g: &Generator, classes: usize, rng: &mut ChaCha8Rng) -> Raw {
+    let dim = match g {
+        Generator::Parity { dim, .. } => *dim,
+        Generator::Gaussian { centres, .. } => centres.first().map_or(0, Vec::len),
+    };
     let n_train = task.n_train();
     let n = n_train + task.n_val();
-    let mut x = Vec::with_capacity(n * d);
-    let mut y = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = x.len();
-        for _ in 0..d {
-            x.push(if rng.random::<bool>() { 1.0 } else { -1.0 });
-        }
-        let prod: f64 = x[start..start + k].iter().product();
-        y.push((prod < 0.0) as i64);
-    }
-    Raw { inputs: Inputs::Features { dim: d }, classes: 2, x, y, n_train }
-}
-
-/// Gaussian clusters: each class owns `clusters_per_class` random centres; samples are
-/// a centre plus isotropic noise of standard deviation `spread`.
-fn gaussian(task: &TaskSection, rng: &mut ChaCha8Rng) -> Raw {
-    let (d, c, m) = (task.gaussian_dim(), task.classes(), task.clusters_per_class());
-    let spread = task.spread();
-    let centres: Vec<Vec<f64>> = (0..c * m).map(|_| (0..d).map(|_| 2.0 * normal(rng)).collect()).collect();
-    let n_train = task.n_train();
-    let n = n_train + task.n_val();
-    let mut x = Vec::with_capacity(n * d);
-    let mut y = Vec::with_capacity(n);
-    for _ in 0..n {
-        let cluster = rng.random_range(0..c * m);
-        x.extend(centres[cluster].iter().map(|&mu| mu + spread * normal(rng)));
-        y.push((cluster / m) as i64);
-    }
-    Raw { inputs: Inputs::Features { dim: d }, classes: c, x, y, n_train }
+    let mut x = Vec::with_capacity(n * dim);
+    let y = (0..n).map(|_| g.sample(rng, &mut x, None)).collect();
+    Raw { inputs: Inputs::Features { dim }, classes, x, y, n_train }
 }
 
 /// A csv task's (rows, feature columns, classes), read and checked as training reads it

@@ -114,11 +114,19 @@ fn fold(total: &mut Sums, acc: &[[f32; LANES]; 3]) {
 pub enum Update {
     /// `g ← g + wd·θ` (when `wd` ≠ 0); with momentum `b ← μ·b + g`, `θ ← θ − lr·b`, else
     /// `θ ← θ − lr·g`.
-    Sgd { lr: f32, wd: f32, momentum: f32 },
+    ///
+    /// `torch`: PyTorch's rounding (`torch.optim.SGD`): the decay and the step are each
+    /// one fused multiply-add (`grad.add(param, alpha=wd)`, `param.add_(buf, alpha=-lr)`),
+    /// where without it each is a multiply and an add, rounded twice (phasetop before
+    /// issue 12; kept for `init = "tch"` runs so their numbers do not move).
+    Sgd { lr: f32, wd: f32, momentum: f32, torch: bool },
     /// Adam's first half (`decay` = 1: L2 `g + wd·θ` in the gradient) or AdamW's (`wd` = 0
     /// and `decay` = 1 − lr·wd applied to θ first): `m ← lerp(m, g, w1)`,
-    /// `v ← lerp(v, g², w2)`. Takes no sums.
-    AdamMoments { decay: f32, wd: f32, w1: f32, w2: f32 },
+    /// `v ← lerp(v, g², w2)`. Takes no sums. `torch`: PyTorch's rounding
+    /// (`torch.optim.Adam`): the L2 term one fused multiply-add, and
+    /// `v ← fma(w2·g, g, v·b2)` (b2 = β₂; `mul_` then `addcmul_`, whose
+    /// last multiply and add libtorch fuses) instead of the lerp.
+    AdamMoments { decay: f32, wd: f32, w1: f32, w2: f32, b2: f32, torch: bool },
     /// Adam's second half, with the `v` row holding √v:
     /// `θ ← θ + (m·step)/(√v / bias2_sqrt + eps)` with `step` = −lr / (1 − β₁ᵗ). The square
     /// root is libtorch's, between the halves: its vectorised `sqrt` is not correctly
@@ -139,8 +147,12 @@ fn lerp(a: f32, b: f32, w: f32) -> f32 {
 fn update_one<const SUMS: bool>(u: &Update, k: usize, lane: usize, rows: &mut Rows<'_>, acc: &mut [[f32; LANES]; 3]) {
     let (mut p, g) = (rows.theta[k], rows.grad[k]);
     match *u {
-        Update::Sgd { lr, wd, momentum } => {
-            let g = if wd != 0.0 { g + p * wd } else { g };
+        Update::Sgd { lr, wd, momentum, torch } => {
+            let g = match (wd != 0.0, torch) {
+                (false, _) => g,
+                (true, false) => g + p * wd,
+                (true, true) => p.mul_add(wd, g),
+            };
             let step = if momentum != 0.0 {
                 let b = rows.m[k] * momentum + g;
                 rows.m[k] = b;
@@ -148,15 +160,19 @@ fn update_one<const SUMS: bool>(u: &Update, k: usize, lane: usize, rows: &mut Ro
             } else {
                 g
             };
-            p -= step * lr;
+            p = if torch { step.mul_add(-lr, p) } else { p - step * lr };
         }
-        Update::AdamMoments { decay, wd, w1, w2 } => {
+        Update::AdamMoments { decay, wd, w1, w2, b2, torch } => {
             if decay != 1.0 {
                 p *= decay;
             }
-            let g = if wd != 0.0 { g + p * wd } else { g };
+            let g = match (wd != 0.0, torch) {
+                (false, _) => g,
+                (true, false) => g + p * wd,
+                (true, true) => p.mul_add(wd, g),
+            };
             rows.m[k] = lerp(rows.m[k], g, w1);
-            rows.v[k] = lerp(rows.v[k], g * g, w2);
+            rows.v[k] = if torch { (w2 * g).mul_add(g, rows.v[k] * b2) } else { lerp(rows.v[k], g * g, w2) };
         }
         Update::AdamApply { bias2_sqrt, eps, step } => {
             p += (rows.m[k] * step) / (rows.v[k] / bias2_sqrt + eps);
@@ -241,8 +257,12 @@ fn update_avx2<const SUMS: bool>(u: &Update, rows: &mut Rows<'_>) -> Sums {
                     let g = _mm256_loadu_ps(rows.grad.as_ptr().add(at));
                     let mut p = _mm256_loadu_ps(tp);
                     match *u {
-                        Update::Sgd { lr, wd, momentum } => {
-                            let g = if wd != 0.0 { _mm256_add_ps(g, _mm256_mul_ps(p, splat(wd))) } else { g };
+                        Update::Sgd { lr, wd, momentum, torch } => {
+                            let g = match (wd != 0.0, torch) {
+                                (false, _) => g,
+                                (true, false) => _mm256_add_ps(g, _mm256_mul_ps(p, splat(wd))),
+                                (true, true) => _mm256_fmadd_ps(p, splat(wd), g),
+                            };
                             let step = if momentum != 0.0 {
                                 let b = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(mp), splat(momentum)), g);
                                 _mm256_storeu_ps(mp, b);
@@ -250,16 +270,30 @@ fn update_avx2<const SUMS: bool>(u: &Update, rows: &mut Rows<'_>) -> Sums {
                             } else {
                                 g
                             };
-                            p = _mm256_sub_ps(p, _mm256_mul_ps(step, splat(lr)));
+                            p = if torch {
+                                _mm256_fmadd_ps(step, splat(-lr), p)
+                            } else {
+                                _mm256_sub_ps(p, _mm256_mul_ps(step, splat(lr)))
+                            };
                         }
-                        Update::AdamMoments { decay, wd, w1, w2 } => {
+                        Update::AdamMoments { decay, wd, w1, w2, b2, torch } => {
                             let vp = rows.v.as_mut_ptr().add(at);
                             if decay != 1.0 {
                                 p = _mm256_mul_ps(p, splat(decay));
                             }
-                            let g = if wd != 0.0 { _mm256_add_ps(g, _mm256_mul_ps(p, splat(wd))) } else { g };
+                            let g = match (wd != 0.0, torch) {
+                                (false, _) => g,
+                                (true, false) => _mm256_add_ps(g, _mm256_mul_ps(p, splat(wd))),
+                                (true, true) => _mm256_fmadd_ps(p, splat(wd), g),
+                            };
                             _mm256_storeu_ps(mp, lerp8(_mm256_loadu_ps(mp), g, w1));
-                            _mm256_storeu_ps(vp, lerp8(_mm256_loadu_ps(vp), _mm256_mul_ps(g, g), w2));
+                            let v = _mm256_loadu_ps(vp);
+                            let v = if torch {
+                                _mm256_fmadd_ps(_mm256_mul_ps(splat(w2), g), g, _mm256_mul_ps(v, splat(b2)))
+                            } else {
+                                lerp8(v, _mm256_mul_ps(g, g), w2)
+                            };
+                            _mm256_storeu_ps(vp, v);
                         }
                         Update::AdamApply { bias2_sqrt, eps, step } => {
                             let root = _mm256_loadu_ps(rows.v.as_ptr().add(at));
@@ -384,10 +418,14 @@ mod tests {
             return;
         }
         let updates = [
-            Update::Sgd { lr: 0.1, wd: 0.01, momentum: 0.9 },
-            Update::Sgd { lr: 0.1, wd: 0.0, momentum: 0.0 },
-            Update::AdamMoments { decay: 0.999, wd: 0.0, w1: 0.1, w2: 0.001 },
-            Update::AdamMoments { decay: 1.0, wd: 0.1, w1: 0.6, w2: 0.7 },
+            Update::Sgd { lr: 0.1, wd: 0.01, momentum: 0.9, torch: false },
+            Update::Sgd { lr: 0.1, wd: 0.0, momentum: 0.0, torch: false },
+            Update::Sgd { lr: 0.1, wd: 0.01, momentum: 0.9, torch: true },
+            Update::Sgd { lr: 0.1, wd: 0.0, momentum: 0.0, torch: true },
+            Update::AdamMoments { decay: 0.999, wd: 0.0, w1: 0.1, w2: 0.001, b2: 0.999, torch: false },
+            Update::AdamMoments { decay: 1.0, wd: 0.1, w1: 0.6, w2: 0.7, b2: 0.3, torch: false },
+            Update::AdamMoments { decay: 0.999, wd: 0.0, w1: 0.1, w2: 0.001, b2: 0.999, torch: true },
+            Update::AdamMoments { decay: 1.0, wd: 0.1, w1: 0.6, w2: 0.7, b2: 0.3, torch: true },
             Update::AdamApply { bias2_sqrt: 0.03, eps: 1e-8, step: -0.01 },
         ];
         for n in [0usize, 5, 16, 1023, 1024, 1041, 5000] {

@@ -8,9 +8,10 @@ mod kernels;
 pub mod memory;
 pub mod model;
 pub mod optim;
+pub mod reference;
 pub mod schedule;
 
-use crate::config::{Config, DeviceChoice, LossKind, Phase};
+use crate::config::{Config, DeviceChoice, InitKind, LossKind, Phase, ProbeSplit};
 use crate::event::Metrics;
 use anyhow::{Result, bail};
 use data::Dataset;
@@ -106,7 +107,7 @@ impl Trainer {
         if let Device::Cuda(_) = device {
             tch::Cuda::manual_seed_all(seed);
         }
-        let data = Dataset::build(&cfg.task, *cfg.model.kind.get_ref(), seed, device)?;
+        let data = Dataset::build_for(&cfg.task, &cfg.model, seed, device)?;
         // The validator checks mixtures against the classes a config determines; a csv
         // task's are known only now.
         let counts = data.class_counts();
@@ -114,13 +115,27 @@ impl Trainer {
             if let Some(w) = &p.class_weights {
                 data::check_mixture(p.name(), w.get_ref(), &counts).map_err(anyhow::Error::msg)?;
             }
+            if data.classes != 2 && p.loss_terms().iter().any(|(k, _)| *k == LossKind::Hinge) {
+                bail!(
+                    "phase \"{}\": loss \"hinge\" needs a binary task, the data has {} classes",
+                    p.name(),
+                    data.classes
+                );
+            }
         }
         let vs = nn::VarStore::new(device);
         let model = Model::new(&vs.root(), &cfg.model, data.inputs, data.classes);
         let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        // `init_scale` multiplies the initial weights. Under `init = "tch"` (phasetop
+        // before `init` existed) it multiplies every parameter, biases and LayerNorm
+        // gains included, as it always did; under the other schemes only the weight
+        // matrices and embedding tables (parameters of two or more dimensions).
         let scale = cfg.model.init_scale();
         if scale != 1.0 {
-            tch::no_grad(|| named.iter_mut().for_each(|(_, v)| drop(v.g_mul_scalar_(scale))));
+            let every = cfg.model.init() == InitKind::Tch;
+            tch::no_grad(|| {
+                named.iter_mut().filter(|(_, v)| every || v.dim() >= 2).for_each(|(_, v)| drop(v.g_mul_scalar_(scale)))
+            });
         }
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let store = bind_to_store(&mut named);
@@ -142,9 +157,16 @@ impl Trainer {
             let _ = row.copy_(&store.get(0));
             views_of(&row, &named)
         });
-        let optim = Optimizer::new(cfg.phases[0].optimizer(), &named, &store.get(0), &store.get(1));
-        let n_probe = (*cfg.probes.batch.get_ref() as i64).min(data.val_y.size()[0]).max(1);
-        let probe_x = data.val_x.narrow(0, 0, n_probe);
+        let mut optim = Optimizer::new(cfg.phases[0].optimizer(), &named, &store.get(0), &store.get(1));
+        // PyTorch's rounding of the SGD/Adam update, except for `init = "tch"` runs
+        // (phasetop's numbers before issue 12).
+        optim.set_torch_rounding(cfg.model.init() != InitKind::Tch);
+        let probe_split = match cfg.probes.split.unwrap_or(ProbeSplit::Val) {
+            ProbeSplit::Val => &data.val_x,
+            ProbeSplit::Train => &data.train_x,
+        };
+        let n_probe = (*cfg.probes.batch.get_ref() as i64).min(probe_split.size()[0]).max(1);
+        let probe_x = probe_split.narrow(0, 0, n_probe);
         let mut t = Trainer {
             cfg: cfg.clone(),
             seed,
@@ -264,22 +286,34 @@ impl Trainer {
 
     /// One optimisation step; returns its metrics. A non-finite loss skips the update
     /// so the weights stay usable, and is reported in the metrics.
+    /// The training batch step `step` draws under the current phase and overrides:
+    /// inputs (input noise added) and labels (label noise applied). Batches are a
+    /// function of (seed, step), so this is what `train_step` will use at that step;
+    /// the PyTorch reference (`scripts/reference/`) trains on these.
+    pub fn training_batch(&self, step: u64) -> (Tensor, Vec<i64>) {
+        let phase = self.phase();
+        let batch = self.overrides.batch_size.unwrap_or(phase.batch_size());
+        let weights = phase.class_weights.as_ref().map(|w| w.get_ref().as_slice());
+        let fresh = if self.cfg.task.online() { self.data.online_batch(self.seed, step, batch, weights) } else { None };
+        let (x, mut labels) = match fresh {
+            Some(b) => b,
+            None => {
+                let indices = self.data.batch_indices(self.seed, step, batch, weights);
+                let idx = Tensor::from_slice(&indices).to_device(self.device);
+                let labels = indices.iter().map(|&i| self.data.train_y_host[i as usize]).collect();
+                (self.data.train_x.index_select(0, &idx), labels)
+            }
+        };
+        let x = data::noisy_inputs(&x, phase.input_noise(), self.seed, step);
+        let noise = self.overrides.label_noise.unwrap_or(phase.label_noise());
+        data::add_label_noise(&mut labels, self.data.classes, noise, self.seed, step);
+        (x, labels)
+    }
+
     pub fn train_step(&mut self) -> Metrics {
         let next = self.step + 1;
         let phase = self.phase().clone();
-        let batch = self.overrides.batch_size.unwrap_or(phase.batch_size());
-        let indices = self.data.batch_indices(
-            self.seed,
-            next,
-            batch,
-            phase.class_weights.as_ref().map(|w| w.get_ref().as_slice()),
-        );
-        let idx = Tensor::from_slice(&indices).to_device(self.device);
-        let x = self.data.train_x.index_select(0, &idx);
-        let x = data::noisy_inputs(&x, phase.input_noise(), self.seed, next);
-        let mut labels: Vec<i64> = indices.iter().map(|&i| self.data.train_y_host[i as usize]).collect();
-        let noise = self.overrides.label_noise.unwrap_or(phase.label_noise());
-        data::add_label_noise(&mut labels, self.data.classes, noise, self.seed, next);
+        let (x, labels) = self.training_batch(next);
         let y = Tensor::from_slice(&labels).to_device(self.device);
         let hyper = self.hyper();
 
@@ -388,6 +422,13 @@ impl Trainer {
             LossKind::Mse => {
                 let target = y.one_hot(self.data.classes as i64).to_kind(Kind::Float);
                 logits.mse_loss(&target, Reduction::Mean)
+            }
+            LossKind::Hinge => {
+                // Binary hinge on the margin of class 1 over class 0: mean(max(0, 1 − s·(z₁ − z₀)))
+                // with s = ±1 (the 2-logit form of `relu(1 - y * f(x)).mean()`).
+                let score = logits.select(1, 1) - logits.select(1, 0);
+                let sign = y.to_kind(Kind::Float) * 2.0 - 1.0;
+                (-(sign * score) + 1.0).relu().mean(Kind::Float)
             }
             LossKind::L2 => {
                 let mut acc = Tensor::zeros([], (Kind::Float, self.device));

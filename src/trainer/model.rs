@@ -2,7 +2,7 @@
 //! (tch has no forward hooks), which is what probes read.
 
 use super::data::Inputs;
-use crate::config::{Activation, ModelKind, ModelSection};
+use crate::config::{Activation, InitKind, ModelKind, ModelSection};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
@@ -26,9 +26,9 @@ impl Model {
             (ModelKind::Transformer, Inputs::Tokens { vocab, seq_len }) => {
                 Model::Transformer(Transformer::new(vs, cfg, vocab, seq_len, classes))
             }
-            (_, Inputs::Features { dim }) => Model::Mlp(Mlp::new(vs, cfg, dim, classes)),
-            (ModelKind::Mlp, Inputs::Tokens { .. }) => {
-                unreachable!("MLP inputs are one-hot features")
+            (_, Inputs::Features { dim }) => Model::Mlp(Mlp::new(vs, cfg, Input::Features(dim), classes)),
+            (ModelKind::Mlp, Inputs::Tokens { vocab, seq_len }) => {
+                Model::Mlp(Mlp::new(vs, cfg, Input::Tokens { vocab, seq_len }, classes))
             }
         }
     }
@@ -42,6 +42,42 @@ impl Model {
         };
         (logits, feats)
     }
+}
+
+/// A linear layer initialised by `init`:
+/// - `tch`: tch's defaults (weights kaiming-uniform with the ReLU gain, U(±√(6/fan_in)),
+///   which is √6 × PyTorch's; biases U(±1/√fan_in)) — phasetop before `init` existed;
+/// - `torch`: exactly `nn.Linear`'s `reset_parameters` (kaiming-uniform with a = √5, i.e.
+///   weights U(±1/√fan_in), biases U(±1/√fan_in));
+/// - `kaiming`: weights N(0, 2/fan_in) (He normal), biases 0;
+/// - `xavier`: weights U(±√(6/(fan_in + fan_out))) (Glorot uniform), biases 0;
+/// - `normal`: weights N(0, 0.02²), biases 0.
+pub fn init_linear(vs: &nn::Path, fan_in: i64, fan_out: i64, init: InitKind) -> nn::Linear {
+    let f = fan_in as f64;
+    let bound = 1.0 / f.sqrt();
+    let zero = Some(nn::Init::Const(0.0));
+    let (ws_init, bs_init) = match init {
+        InitKind::Tch => return nn::linear(vs, fan_in, fan_out, Default::default()),
+        InitKind::Torch => {
+            (nn::Init::Uniform { lo: -bound, up: bound }, Some(nn::Init::Uniform { lo: -bound, up: bound }))
+        }
+        InitKind::Kaiming => (nn::Init::Randn { mean: 0.0, stdev: (2.0 / f).sqrt() }, zero),
+        InitKind::Xavier => {
+            let b = (6.0 / (f + fan_out as f64)).sqrt();
+            (nn::Init::Uniform { lo: -b, up: b }, zero)
+        }
+        InitKind::Normal => (nn::Init::Randn { mean: 0.0, stdev: 0.02 }, zero),
+    };
+    nn::linear(vs, fan_in, fan_out, nn::LinearConfig { ws_init, bs_init, bias: true })
+}
+
+/// An embedding table: N(0, 1) as `nn.Embedding` (and tch) do, N(0, 0.02²) under `normal`.
+pub fn init_embedding(vs: &nn::Path, vocab: i64, dim: i64, init: InitKind) -> nn::Embedding {
+    let ws_init = match init {
+        InitKind::Normal => nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+        _ => nn::Init::Randn { mean: 0.0, stdev: 1.0 },
+    };
+    nn::embedding(vs, vocab, dim, nn::EmbeddingConfig { ws_init, ..Default::default() })
 }
 
 /// `x Wᵀ + b` as one fused op (addmm), as PyTorch's `nn.Linear` does; tch's
@@ -60,27 +96,70 @@ fn activate(a: Activation, x: Tensor) -> Tensor {
     }
 }
 
+/// What an MLP reads: features, or token ids it embeds (`[model] embed`).
+enum Input {
+    Features(usize),
+    Tokens { vocab: usize, seq_len: usize },
+}
+
+/// An MLP's token embedding: one table shared by every position, or one per position;
+/// the positions' vectors are concatenated.
+struct TokenEmbedding {
+    tables: Vec<nn::Embedding>,
+}
+
 pub struct Mlp {
+    embed: Option<TokenEmbedding>,
     hidden: Vec<nn::Linear>,
     head: nn::Linear,
     activation: Activation,
 }
 
 impl Mlp {
-    fn new(vs: &nn::Path, cfg: &ModelSection, input_dim: usize, classes: usize) -> Mlp {
+    fn new(vs: &nn::Path, cfg: &ModelSection, input: Input, classes: usize) -> Mlp {
+        let init = cfg.init();
         let width = cfg.mlp_width() as i64;
+        let (embed, input_dim) = match input {
+            Input::Features(dim) => (None, dim as i64),
+            Input::Tokens { vocab, seq_len } => {
+                let n = cfg.embed().expect("validated: an mlp reads tokens only with embed") as i64;
+                let tables = if cfg.embed_shared() {
+                    vec![init_embedding(&(vs / "embed" / "tok"), vocab as i64, n, init)]
+                } else {
+                    (0..seq_len)
+                        .map(|i| init_embedding(&(vs / "embed" / format!("tok{i}")), vocab as i64, n, init))
+                        .collect()
+                };
+                (Some(TokenEmbedding { tables }), seq_len as i64 * n)
+            }
+        };
         let mut hidden = Vec::new();
-        let mut d = input_dim as i64;
+        let mut d = input_dim;
         for i in 0..cfg.mlp_depth() {
-            hidden.push(nn::linear(vs / "mlp" / i, d, width, Default::default()));
+            hidden.push(init_linear(&(vs / "mlp" / i), d, width, init));
             d = width;
         }
-        let head = nn::linear(vs / "head", d, classes as i64, Default::default());
-        Mlp { hidden, head, activation: cfg.activation() }
+        let head = init_linear(&(vs / "head"), d, classes as i64, init);
+        Mlp { embed, hidden, head, activation: cfg.activation() }
     }
 
     fn forward(&self, x: &Tensor, mut capture: Option<&mut Vec<Feature>>) -> Tensor {
-        let mut h = x.shallow_clone();
+        let mut h = match &self.embed {
+            None => x.shallow_clone(),
+            Some(e) => {
+                let t = x.size()[1];
+                let parts: Vec<Tensor> = if e.tables.len() == 1 {
+                    vec![e.tables[0].forward(x).flatten(1, -1)]
+                } else {
+                    (0..t).map(|i| e.tables[i as usize].forward(&x.select(1, i))).collect()
+                };
+                let h = if parts.len() == 1 { parts.into_iter().next().unwrap() } else { Tensor::cat(&parts, 1) };
+                if let Some(f) = capture.as_deref_mut() {
+                    f.push(Feature { layer: "embed".into(), value: h.shallow_clone(), is_attention: false });
+                }
+                h
+            }
+        };
         for (i, layer) in self.hidden.iter().enumerate() {
             h = activate(self.activation, linear(layer, &h));
             if let Some(f) = capture.as_deref_mut() {
@@ -118,8 +197,9 @@ struct Block {
 impl Transformer {
     fn new(vs: &nn::Path, cfg: &ModelSection, vocab: usize, seq_len: usize, classes: usize) -> Transformer {
         let d = cfg.transformer_d_model() as i64;
+        let init = cfg.init();
         let embed = vs / "embed";
-        let tok = nn::embedding(&embed / "tok", vocab as i64, d, Default::default());
+        let tok = init_embedding(&(&embed / "tok"), vocab as i64, d, init);
         let pos = cfg
             .positional()
             .then(|| embed.var("pos", &[seq_len as i64, d], nn::Init::Randn { mean: 0.0, stdev: 0.02 }));
@@ -130,17 +210,17 @@ impl Transformer {
                 let mlp = vs / "block" / i / "mlp";
                 Block {
                     ln1: nn::layer_norm(&attn / "ln", vec![d], Default::default()),
-                    qkv: nn::linear(&attn / "qkv", d, 3 * d, Default::default()),
-                    proj: nn::linear(&attn / "proj", d, d, Default::default()),
+                    qkv: init_linear(&(&attn / "qkv"), d, 3 * d, init),
+                    proj: init_linear(&(&attn / "proj"), d, d, init),
                     ln2: nn::layer_norm(&mlp / "ln", vec![d], Default::default()),
-                    fc: nn::linear(&mlp / "fc", d, ff, Default::default()),
-                    out: nn::linear(&mlp / "out", ff, d, Default::default()),
+                    fc: init_linear(&(&mlp / "fc"), d, ff, init),
+                    out: init_linear(&(&mlp / "out"), ff, d, init),
                     heads: cfg.transformer_heads() as i64,
                 }
             })
             .collect();
         let ln_f = nn::layer_norm(vs / "head" / "ln", vec![d], Default::default());
-        let head = nn::linear(vs / "head" / "out", d, classes as i64, Default::default());
+        let head = init_linear(&(vs / "head" / "out"), d, classes as i64, init);
         Transformer { tok, pos, blocks, ln_f, head }
     }
 

@@ -58,9 +58,18 @@ pub struct Optimizer {
     /// Update CPU tensors with the fused kernel (`kernels::update`); off only in tests
     /// that compare it with the libtorch calls.
     fused: bool,
+    /// Round the fused CPU update as `torch.optim` does (see `kernels::Update`); off
+    /// for `init = "tch"` runs, whose numbers predate it. The libtorch calls (other
+    /// devices) round as before either way.
+    torch_rounding: bool,
 }
 
 impl Optimizer {
+    /// PyTorch's rounding in the fused CPU update (see the field).
+    pub fn set_torch_rounding(&mut self, on: bool) {
+        self.torch_rounding = on;
+    }
+
     /// `params` are views into `params_flat` in order, and each one's gradient a view
     /// into `grads_flat` at the same place (see `Trainer::new`).
     pub fn new(kind: OptimizerKind, params: &[(String, Tensor)], params_flat: &Tensor, grads_flat: &Tensor) -> Self {
@@ -82,6 +91,7 @@ impl Optimizer {
             slots,
             root: (params_flat.device() == Device::Cpu).then(|| params_flat.zeros_like()),
             fused: true,
+            torch_rounding: false,
         }
     }
 
@@ -215,6 +225,8 @@ impl Optimizer {
             wd: if decoupled { 0.0 } else { h.weight_decay as f32 },
             w1: (1.0 - h.beta1) as f32,
             w2: (1.0 - h.beta2) as f32,
+            b2: h.beta2 as f32,
+            torch: self.torch_rounding,
         }
     }
 
@@ -222,9 +234,12 @@ impl Optimizer {
     /// parameters that have had `t` updates (this one included).
     fn apply(&self, h: &Hyper, t: i64) -> Update {
         match self.kind {
-            OptimizerKind::Sgd => {
-                Update::Sgd { lr: h.lr as f32, wd: h.weight_decay as f32, momentum: h.momentum as f32 }
-            }
+            OptimizerKind::Sgd => Update::Sgd {
+                lr: h.lr as f32,
+                wd: h.weight_decay as f32,
+                momentum: h.momentum as f32,
+                torch: self.torch_rounding,
+            },
             OptimizerKind::Adam | OptimizerKind::AdamW => Update::AdamApply {
                 bias2_sqrt: (1.0 - h.beta2.powf(t as f64)).sqrt() as f32,
                 eps: h.eps as f32,
