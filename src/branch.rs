@@ -42,10 +42,12 @@ pub fn plan(args: &BranchArgs) -> Result<Planned> {
         notes
             .push(format!("no checkpoint at step {}: branching from the nearest before it, step {}", args.at, ck.step));
     }
-    let parent_cfg = config::load(&parent.config())?;
+    let mut parent_cfg = config::load(&parent.config())?;
+    meta.legacy_init(&mut parent_cfg.config);
     let (loaded, config_name, source_path) = match &args.config {
         Some(p) => {
-            let loaded = config::load(p)?;
+            let mut loaded = config::load(p)?;
+            meta.legacy_init(&mut loaded.config);
             same_task_and_model(&loaded, &parent_cfg, &parent.config())?;
             let (name, source) = (loaded.name(), p.canonicalize().ok().map(|p| p.display().to_string()));
             (loaded, name, source)

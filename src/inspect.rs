@@ -555,6 +555,7 @@ mod tests {
             source_path: None,
             parent: Some(ParentRef { run_dir: "/runs/p".into(), ..want }),
             scheduled_switch: None,
+            init: None,
         };
         assert_eq!(s.with_meta(Some(&meta)).parent.unwrap().run_dir, "/runs/p");
         assert_eq!(serde_json::to_value(summarize(vec![started(None)])).unwrap()["parent"], serde_json::Value::Null);

@@ -31,6 +31,22 @@ pub struct RunMeta {
     /// so that a resume or a rollback to a step before it schedules it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_switch: Option<ScheduledSwitch>,
+    /// The `[model] init` the run was created with. Absent in a run made before `init`
+    /// existed: it was trained under tch's defaults, and a resume or branch of it keeps
+    /// them (see `RunMeta::legacy_init`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+}
+
+impl RunMeta {
+    /// Gives a config loaded for a run made before `[model] init` existed the init it
+    /// was trained with (`tch`, which also keeps its optimizer's rounding), unless the
+    /// config names one: a resumed old run then continues exactly as it would have.
+    pub fn legacy_init(&self, cfg: &mut crate::config::Config) {
+        if self.init.is_none() && cfg.model.init.is_none() {
+            cfg.model.init = Some(toml::Spanned::new(0..0, crate::config::InitKind::Tch));
+        }
+    }
 }
 
 /// A phase switch due at the boundary after `step` (see `RunMeta::scheduled_switch`).

@@ -276,3 +276,46 @@ fn probes_read_the_split_they_are_told() {
     assert!(!first(&train).equal(&first(&val)));
     assert_eq!(first(&train).size(), [64, 128]);
 }
+
+/// A run made before `[model] init` existed (no `init` in its config.toml nor in its
+/// run.json) was trained under tch's defaults and their optimizer rounding: a resume must
+/// continue it exactly as it would have gone on, not switch it to the new default.
+#[test]
+fn a_run_made_before_init_existed_resumes_as_it_was_trained() {
+    use phasetop::event::Event;
+    use std::process::Command;
+    let bin = env!("CARGO_BIN_EXE_phasetop");
+    let tmp = tempfile::tempdir().unwrap();
+    let base = "[run]\nname = 'old'\nseed = 3\nthreads = 1\nmax_steps = 60\n[task]\nkind = 'gaussian'\nn_train = 256\nn_val = 64\n\
+                [model]\nkind = 'mlp'\ndepth = 1\nwidth = 16\nINIT\n[checkpoint]\nevery = 20\n\
+                [[phase]]\nname = 'a'\noptimizer = 'adamw'\nlr = 0.01\nweight_decay = 0.1\nbatch_size = 32\n";
+    let path = tmp.path().join("old.toml");
+    std::fs::write(&path, base.replace("INIT", "init = 'tch'")).unwrap();
+    let train = |run: &std::path::Path, extra: &[&str]| {
+        let out = Command::new(bin).args(["train", "--headless", "--run-dir"]).arg(run).args(extra).arg(&path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let losses = |run: &std::path::Path| -> Vec<(u64, f64)> {
+        let mut by_step = std::collections::BTreeMap::new();
+        for r in phasetop::runlog::read_all(&run.join("events.log")).unwrap().records {
+            if let Event::Step { step, metrics, .. } = r.event {
+                by_step.insert(step, metrics["train_loss"]);
+            }
+        }
+        by_step.into_iter().collect()
+    };
+    let whole = tmp.path().join("whole");
+    train(&whole, &[]);
+    // The same run stopped at 20 and made to look like one from before `init`.
+    let old = tmp.path().join("resumed");
+    train(&old, &["--max-steps", "20"]);
+    let cfg = std::fs::read_to_string(old.join("config.toml")).unwrap().replace("init = 'tch'", "");
+    std::fs::write(old.join("config.toml"), cfg).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(old.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["init"], "tch", "a new run records its init");
+    meta.as_object_mut().unwrap().remove("init");
+    std::fs::write(old.join("run.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+    let out = Command::new(bin).args(["train", "--resume"]).arg(&old).args(["--headless", "--max-steps", "60"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(losses(&old), losses(&whole), "the old run's resume continues bit for bit");
+}

@@ -124,6 +124,7 @@ pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         source_path: run.config.path.canonicalize().ok().map(|p| p.display().to_string()),
         parent: None,
         scheduled_switch: None,
+        init: Some(cfg.model.init().as_str().to_string()),
     };
     dir.write_meta(&meta)?;
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
@@ -147,7 +148,8 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>, max_steps: Option<u64>) -
         anyhow::bail!("{}: another host is live on this run; nothing was changed", path.display());
     }
     let mut meta = dir.read_meta()?;
-    let loaded = config::load(&dir.config())?;
+    let mut loaded = config::load(&dir.config())?;
+    meta.legacy_init(&mut loaded.config);
     let latest = checkpoint::latest(&dir.checkpoints());
     let at = latest.as_ref().map_or(0, |m| m.step);
     if let Some(m) = max_steps
@@ -263,6 +265,7 @@ pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         source_path: b.source_path,
         parent: Some(b.parent.clone()),
         scheduled_switch: None,
+        init: Some(b.config.config.model.init().as_str().to_string()),
     };
     dir.write_meta(&meta)?;
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;

@@ -409,6 +409,7 @@ fn write_run(run_dir: &Path, events: &[Event]) -> Result<usize> {
         source_path: None,
         parent: None,
         scheduled_switch: None,
+        init: None,
     })?;
     let log = dir.log();
     let mut w = Writer::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
