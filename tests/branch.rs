@@ -180,7 +180,8 @@ fn a_switch_between_checkpoints_happens_at_the_asked_step() {
 fn a_switch_between_checkpoints_names_the_child_for_the_asked_step() {
     let tmp = tempfile::tempdir().unwrap();
     let parent = parent(tmp.path());
-    let out = bin(&["branch", parent.to_str().unwrap(), "--at", "30", "--switch", "main", "--headless", "--max-steps", "40"]);
+    let out =
+        bin(&["branch", parent.to_str().unwrap(), "--at", "30", "--switch", "main", "--headless", "--max-steps", "40"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(tmp.path().join("runs/parent-b30/events.log").exists());
     assert!(!tmp.path().join("runs/parent-b20").exists());

@@ -378,7 +378,8 @@ fn a_branch_dashboard_switches_at_the_asked_step_between_checkpoints() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let child = tmp.path().join("origin-run-b30");
     let _cleanup = StopOnDrop(child.clone());
-    let mut t = Tty::spawn(&["branch", "origin-run", "--at", "30", "--switch", "main", "--max-steps", "60"], tmp.path());
+    let mut t =
+        Tty::spawn(&["branch", "origin-run", "--at", "30", "--switch", "main", "--max-steps", "60"], tmp.path());
     t.wait_header("COMPLETED", 120);
     t.keys("q");
     t.wait_exit(10);
