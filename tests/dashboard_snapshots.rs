@@ -507,8 +507,8 @@ fn signal_rows_say_what_they_mean_and_markers_spare_phase_names() {
         "plateau: train_loss flat for 10 steps — consider switching phase (s)",
         "change_point: train_loss changed course — a new stage may have begun",
         "spike: train_loss spiked and came back — harmless unless it repeats",
-        "collapse: embed/eff_rank collapsed — features lost diversity; try a lower lr (:set lr=…)",
-        "divergence: train_loss blew up and stays up — lower the lr (:set lr=…) or branch from before",
+        "collapse: embed/eff_rank collapsed — features lost diversity; try a lower lr",
+        "divergence: train_loss blew up and stays up — lower the lr or branch from before",
         "jump: val_acc jumped — the stage you waited for? consider switching phase (s)",
     ] {
         assert!(wide.contains(words), "{words:?} missing:\n{wide}");

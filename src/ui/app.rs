@@ -829,11 +829,9 @@ pub fn signal_gist(
             let dir = if message.contains("jump down") { "dropped" } else { "jumped" };
             (format!("{metric} {dir}"), key("the stage you waited for? consider switching phase"))
         }
-        "divergence" => {
-            (format!("{metric} blew up and stays up"), "lower the lr (:set lr=…) or branch from before".into())
-        }
+        "divergence" => (format!("{metric} blew up and stays up"), "lower the lr or branch from before".into()),
         "spike" => (format!("{metric} spiked and came back"), "harmless unless it repeats".into()),
-        "collapse" => (format!("{metric} collapsed"), "features lost diversity; try a lower lr (:set lr=…)".into()),
+        "collapse" => (format!("{metric} collapsed"), "features lost diversity; try a lower lr".into()),
         _ => return format!("{detector}: {metric}: {message}"),
     };
     format!("{detector}: {what} {dash} {todo}")
