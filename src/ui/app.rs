@@ -139,6 +139,8 @@ pub struct App {
     /// still fills it.
     pub help_scroll: usize,
     pub help_max: std::cell::Cell<usize>,
+    /// Compare: the run (0: the first) whose signals, events and plan the panels show.
+    pub rows_run: usize,
     sink: Box<dyn CommandSink>,
 }
 
@@ -179,12 +181,27 @@ impl App {
             small: std::cell::Cell::new(false),
             help_scroll: 0,
             help_max: std::cell::Cell::new(0),
+            rows_run: 0,
             sink,
         }
     }
 
     pub fn focused_panel(&self) -> Option<Panel> {
         self.panels().get(self.focus).copied()
+    }
+
+    /// The view whose signals, events and plan the list panels show: the first run's,
+    /// or (comparing, after `r`) another's.
+    pub fn rows_view(&self) -> &RunView {
+        match &self.compare {
+            Some(c) if self.rows_run > 0 => c.others.get(self.rows_run - 1).map_or(&self.view, |o| &o.view),
+            _ => &self.view,
+        }
+    }
+
+    /// Comparing: the name of the run the list panels show, for their titles.
+    pub fn rows_run_name(&self) -> Option<&str> {
+        self.compare.as_ref().map(|c| c.names.get(self.rows_run).map_or("", |n| n.as_str()))
     }
 
     /// The panels on screen, in focus order.
@@ -258,7 +275,7 @@ impl App {
             Action::Pause | Action::SwitchPhase | Action::Checkpoint => self.is_live(),
             Action::Accept | Action::Dismiss => self.is_live(),
             Action::ScrubBack | Action::ScrubForward | Action::ToggleUniform => self.player.is_some(),
-            Action::ToggleBands => self.compare.is_some(),
+            Action::ToggleBands | Action::CycleRun => self.compare.is_some(),
             _ => true,
         }
     }
@@ -528,8 +545,8 @@ impl App {
     /// Rows in a list panel, oldest first.
     pub fn list_len(&self, panel: Panel) -> usize {
         match panel {
-            Panel::Signals => self.view.signals.len(),
-            Panel::Events => self.view.log.len(),
+            Panel::Signals => self.rows_view().signals.len(),
+            Panel::Events => self.rows_view().log.len(),
             _ => 0,
         }
     }
@@ -538,7 +555,7 @@ impl App {
     pub fn row_detail(&self, panel: Panel, i: usize) -> Option<(String, Vec<String>)> {
         match panel {
             Panel::Signals => {
-                let s = self.view.signals.get(i)?;
+                let s = self.rows_view().signals.get(i)?;
                 let title = format!("signal at step {}", super::fmt::step(s.step));
                 let mut lines = vec![format!("{} on {}", s.detector, s.metric), s.message.clone()];
                 if let Some(m) = detector_meaning(&s.detector) {
@@ -548,7 +565,7 @@ impl App {
                 Some((title, lines))
             }
             Panel::Events => {
-                let r = self.view.log.get(i)?;
+                let r = self.rows_view().log.get(i)?;
                 Some((format!("{} at step {}", r.kind, super::fmt::step(r.step)), vec![r.text.clone()]))
             }
             _ => None,
@@ -736,6 +753,15 @@ impl App {
                     self.set_status(msg, false);
                 }
                 None => self.set_status("phase bands per run: only when comparing runs (replay RUN_A RUN_B)", true),
+            },
+            Action::CycleRun => match self.compare.as_ref() {
+                Some(c) => {
+                    self.rows_run = (self.rows_run + 1) % c.names.len().max(1);
+                    self.selected.clear();
+                    let msg = format!("signals, events and plan: {}", c.names[self.rows_run]);
+                    self.set_status(msg, false);
+                }
+                None => self.set_status("whose rows: only when comparing runs (replay RUN_A RUN_B)", true),
             },
             Action::ScrubBack | Action::ScrubForward | Action::ToggleUniform => {
                 let Some(p) = self.player.as_mut() else {

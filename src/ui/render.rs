@@ -786,7 +786,7 @@ fn list_title<'a>(app: &App, name: &str, legend: &str, n: usize, sel: Option<usi
 }
 
 fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) {
-    let v = &app.view;
+    let v = app.rows_view();
     let t = &app.theme;
     let width = area.width.saturating_sub(2) as usize;
     let height = area.height.saturating_sub(2) as usize;
@@ -821,7 +821,7 @@ fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     } else {
         format!("{tri} signal {} command on charts", if app.ascii { "v" } else { "▼" })
     };
-    let block = panel_block(app, list_title(app, "signals", &legend, n, sel, area.width), focused);
+    let block = panel_block(app, list_title(app, &rows_title(app, "signals"), &legend, n, sel, area.width), focused);
     for i in rows {
         let s = &v.signals[i];
         let step = format!("{:>9} ", fmt::step(s.step));
@@ -850,10 +850,10 @@ fn draw_plan(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     if area.height < 3 {
         return draw_plan_line(f, app, area, focused);
     }
-    let v = &app.view;
+    let v = app.rows_view();
     let t = &app.theme;
     let width = area.width.saturating_sub(2) as usize;
-    let block = panel_block(app, Line::from(Span::styled(" plan ", t.accent)), focused);
+    let block = panel_block(app, Line::from(Span::styled(format!(" {} ", rows_title(app, "plan")), t.accent)), focused);
     let current = v.current_phase();
     let (arrow, more) = if app.ascii { ("->", "...") } else { ("→", "…") };
     let mut lines = Vec::new();
@@ -910,14 +910,15 @@ fn draw_events(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     let t = &app.theme;
     let width = area.width.saturating_sub(2) as usize;
     let height = area.height.saturating_sub(2) as usize;
-    let n = app.view.log.len();
+    let v = app.rows_view();
+    let n = v.log.len();
     let (rows, sel) = list_window(app, Panel::Events, n, height);
     let legend = if app.ascii { "v = command on charts" } else { "▼ = command on charts" };
-    let block = panel_block(app, list_title(app, "events", legend, n, sel, area.width), focused);
+    let block = panel_block(app, list_title(app, &rows_title(app, "events"), legend, n, sel, area.width), focused);
     let lines: Vec<Line> = rows
         .into_iter()
         .map(|i| {
-            let r = &app.view.log[i];
+            let r = &v.log[i];
             let style = match r.kind {
                 "warn" | "command" | "suggest" => t.warn,
                 "error" => t.error,
@@ -944,12 +945,12 @@ fn draw_events(f: &mut Frame, app: &App, area: Rect, focused: bool) {
 /// phase's glyph, name and span; the current phase and the next are kept, finished
 /// phases dropped first (whole) when the line is too narrow.
 fn draw_plan_line(f: &mut Frame, app: &App, area: Rect, focused: bool) {
-    let v = &app.view;
+    let v = app.rows_view();
     let t = &app.theme;
     let current = v.current_phase();
     let (arrow, more) = if app.ascii { ("->", "...") } else { ("→", "…") };
     let label = if focused { t.focus_border } else { t.accent };
-    let mut segs = vec![(u8::MAX, vec![Span::styled(" plan ", label)])];
+    let mut segs = vec![(u8::MAX, vec![Span::styled(format!(" {} ", rows_title(app, "plan")), label)])];
     let now = v.plan.iter().position(|p| v.ended.is_none() && current.is_some_and(|c| c.name == p.name));
     for (i, p) in v.plan.iter().enumerate() {
         let span = v.phases.iter().rfind(|s| s.name == p.name);
@@ -978,6 +979,14 @@ fn draw_plan_line(f: &mut Frame, app: &App, area: Rect, focused: bool) {
         segs.push((priority, vec![Span::styled(text, t.phase_fg(i))]));
     }
     f.render_widget(Paragraph::new(Line::from(fit_segments(segs, area.width as usize))), area);
+}
+
+/// A list panel's name; comparing, with the run whose rows it shows (`r` cycles).
+fn rows_title(app: &App, name: &str) -> String {
+    match app.rows_run_name() {
+        Some(run) => format!("{name} · {run}"),
+        None => name.to_string(),
+    }
 }
 
 /// A row's full text, wrapped (Enter on a focused signals or events row).
