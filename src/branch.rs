@@ -17,6 +17,31 @@ pub struct BranchArgs {
     pub switch: Option<String>,
     pub run_dir: Option<PathBuf>,
     pub max_steps: Option<u64>,
+    /// The parent's checkpoint to start from, exactly (the hidden `--from-checkpoint`):
+    /// the dashboard path pins the one it planned with, so the background host cannot
+    /// pick a newer one a live parent wrote meanwhile. `None`: the latest at or before `at`.
+    pub from_checkpoint: Option<u64>,
+}
+
+impl BranchArgs {
+    /// The arguments of the background host that runs this branch for the dashboard:
+    /// the operator's own (`--at` is STEP as asked, never the checkpoint's step), plus
+    /// `--headless` and what `plan` chose (checkpoint, directory, end), so the host's
+    /// `plan` of them is this one. Both paths then build the child by the same code.
+    pub fn host_args(&self, planned: &Planned) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["branch".into(), self.parent.clone().into()];
+        a.extend(["--at".into(), self.at.to_string().into()]);
+        a.extend(["--from-checkpoint".into(), planned.run.checkpoint.step.to_string().into()]);
+        a.extend(["--headless".into(), "--run-dir".into(), planned.run.run_dir.clone().into()]);
+        a.extend(["--max-steps".into(), planned.run.max_steps.to_string().into()]);
+        if let Some(c) = &self.config {
+            a.extend(["--config".into(), c.clone().into()]);
+        }
+        if let Some(p) = &self.switch {
+            a.extend(["--switch".into(), p.into()]);
+        }
+        a
+    }
 }
 
 /// A validated branch: what the host needs, and what to tell the operator first.
@@ -31,7 +56,13 @@ pub fn plan(args: &BranchArgs) -> Result<Planned> {
     let parent = RunDir::open(&args.parent).map_err(|e| UsageError(format!("{e:#}")))?;
     let meta = parent.read_meta()?;
     let mut notes = Vec::new();
-    let mut ck = pick_checkpoint(&checkpoint::list(&parent.checkpoints()), args.at, &args.parent)?;
+    let list = checkpoint::list(&parent.checkpoints());
+    let mut ck = match args.from_checkpoint {
+        Some(step) => list.iter().find(|c| c.step == step && c.step <= args.at).cloned().ok_or_else(|| {
+            UsageError(format!("{}: no checkpoint at step {step} at or before {}", args.parent.display(), args.at))
+        })?,
+        None => pick_checkpoint(&list, args.at, &args.parent)?,
+    };
     if ck.step != args.at && args.switch.is_some() {
         notes.push(format!(
             "no checkpoint at step {}: starting from the nearest before it, step {}, and training on with the \
@@ -93,9 +124,11 @@ pub fn plan(args: &BranchArgs) -> Result<Planned> {
         ))
         .into());
     }
+    // The child is named for the step where it leaves the parent's path: STEP itself
+    // with a --switch (it repeats the parent's steps up to there), else the checkpoint's.
     let run_dir = match &args.run_dir {
         Some(d) => d.clone(),
-        None => child_path(&parent.path, &meta.run_id, ck.step),
+        None => child_path(&parent.path, &meta.run_id, if switch.is_some() { args.at } else { ck.step }),
     };
     let parent_dir = parent.path.canonicalize().with_context(|| format!("cannot resolve {}", parent.path.display()))?;
     Ok(Planned {

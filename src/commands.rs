@@ -328,18 +328,10 @@ pub fn branch(args: crate::branch::BranchArgs, headless: bool, view: ViewOptions
         eprintln!("phasetop: {n}");
     }
     if !headless && std::io::stdout().is_terminal() {
-        // The host re-plans from these arguments; the checkpoint step and directory are
-        // pinned so it cannot pick others.
+        // The host plans again from the same arguments, pinned to this plan's
+        // checkpoint, directory and end: one code path for both.
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
-        cmd.arg("branch").arg(&args.parent).arg("--at").arg(planned.run.parent.branch_step.to_string());
-        cmd.arg("--headless").arg("--run-dir").arg(&planned.run.run_dir);
-        cmd.arg("--max-steps").arg(planned.run.max_steps.to_string());
-        if let Some(c) = &args.config {
-            cmd.arg("--config").arg(c);
-        }
-        if let Some(p) = &args.switch {
-            cmd.arg("--switch").arg(p);
-        }
+        cmd.args(args.host_args(&planned));
         let run_dir = planned.run.run_dir.clone();
         // A branch is a comparison: its parent is overlaid from the start.
         return spawn_host_and_attach(cmd, &run_dir, view, vec![args.parent.clone()]);
@@ -591,8 +583,13 @@ pub fn ls(root: &Path) -> Result<ExitCode> {
             }
         });
         let phase = s.phases.last().map(|p| p.name.clone()).unwrap_or_default();
-        // A branch names the run and step it continues (`phasetop branch`).
-        let from = s.parent.as_ref().map_or("-".into(), |p| format!("{}@{}", p.run_id, p.branch_step));
+        // A branch names the run and the step it leaves it at (`phasetop branch --at`).
+        let meta = dir.read_meta().ok();
+        let from = match (meta.as_ref().and_then(|m| m.branched_at().map(|at| (m, at))), s.parent.as_ref()) {
+            (Some((m, at)), _) => format!("{}@{at}", m.parent.as_ref().map_or("", |p| p.run_id.as_str())),
+            (None, Some(p)) => format!("{}@{}", p.run_id, p.branch_step),
+            (None, None) => "-".into(),
+        };
         rows.push((
             e.file_name().to_string_lossy().into_owned(),
             s.config_name.clone(),

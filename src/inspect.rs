@@ -101,6 +101,10 @@ pub struct Summary {
     /// The run this one branched from. The log names its id and step; `run_dir` comes
     /// from `run.json` ([`Summary::with_meta`]) and is empty without it.
     pub parent: Option<ParentRef>,
+    /// A branch's `--at` STEP when it is past the checkpoint it started from (its
+    /// `--switch` is there: the steps before repeat the parent's); from `run.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branched_at: Option<u64>,
 }
 
 /// What later resumes supersede: for the events after the k-th `RunStarted` (k = 0: before
@@ -206,6 +210,7 @@ impl Summary {
     /// Takes the parent's run directory from the run's `run.json`.
     pub fn with_meta(mut self, meta: Option<&RunMeta>) -> Self {
         if let Some(p) = meta.and_then(|m| m.parent.clone()) {
+            self.branched_at = meta.and_then(RunMeta::branched_at).filter(|at| *at != p.branch_step);
             self.parent = Some(p);
         }
         self
@@ -226,7 +231,14 @@ impl Summary {
         let _ = writeln!(s, "status       {status}");
         if let Some(p) = &self.parent {
             let dir = if p.run_dir.is_empty() { String::new() } else { format!(" ({})", p.run_dir) };
-            let _ = writeln!(s, "branched     from {} at step {}{dir}", p.run_id, p.branch_step);
+            let _ = match self.branched_at {
+                Some(at) => writeln!(
+                    s,
+                    "branched     from {} at step {at}{dir} (from its checkpoint at step {}, switching at {at})",
+                    p.run_id, p.branch_step
+                ),
+                None => writeln!(s, "branched     from {} at step {}{dir}", p.run_id, p.branch_step),
+            };
         }
         if !self.resumes.is_empty() {
             let list: Vec<String> = self.resumes.iter().map(u64::to_string).collect();
@@ -483,6 +495,7 @@ impl Fold {
             resumes: self.resumes,
             problems,
             parent: self.parent,
+            branched_at: None,
         }
     }
 }

@@ -80,9 +80,13 @@ enum Cmd {
         /// A changed plan: same task and model as the parent.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// Switch to this phase at the branch step.
+        /// Switch to this phase at STEP (training on from the checkpoint before it).
         #[arg(long, value_name = "PHASE")]
         switch: Option<String>,
+        /// Start from the parent's checkpoint at exactly this step (the dashboard pins
+        /// the one it planned with for its background host).
+        #[arg(long, value_name = "STEP", hide = true)]
+        from_checkpoint: Option<u64>,
         /// The child's run directory (default: next to the parent, <parent-id>-b<STEP>).
         #[arg(long = "run-dir", value_name = "DIR")]
         run_dir_out: Option<PathBuf>,
@@ -211,11 +215,21 @@ fn main() -> ExitCode {
         Cmd::Replay { run_dirs, speed, from, uniform, headless, with_parent, view } => {
             commands::replay(&run_dirs, &speed, from, uniform, headless, with_parent, view.into_options())
         }
-        Cmd::Branch { run_dir, at, config, switch, run_dir_out, headless, max_steps, view } => commands::branch(
-            phasetop::branch::BranchArgs { parent: run_dir, at, config, switch, run_dir: run_dir_out, max_steps },
-            headless,
-            view.into_options(),
-        ),
+        Cmd::Branch { run_dir, at, config, switch, from_checkpoint, run_dir_out, headless, max_steps, view } => {
+            commands::branch(
+                phasetop::branch::BranchArgs {
+                    parent: run_dir,
+                    at,
+                    config,
+                    switch,
+                    run_dir: run_dir_out,
+                    max_steps,
+                    from_checkpoint,
+                },
+                headless,
+                view.into_options(),
+            )
+        }
         Cmd::Check { configs } => commands::check(&configs),
         Cmd::Ctl { run_dir, command } => commands::ctl(&run_dir, &command),
         Cmd::Inspect { run_dir, json } => commands::inspect(&run_dir, json),

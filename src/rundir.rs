@@ -39,6 +39,14 @@ pub struct RunMeta {
 }
 
 impl RunMeta {
+    /// For a branch, the step where it leaves its parent's path: a pending or made
+    /// `--switch` past the checkpoint (the steps before it repeat the parent's), else
+    /// the checkpoint's step. What the child's name, `ls` and `inspect` say.
+    pub fn branched_at(&self) -> Option<u64> {
+        let p = self.parent.as_ref()?;
+        Some(self.scheduled_switch.as_ref().map_or(p.branch_step, |s| s.step.max(p.branch_step)))
+    }
+
     /// Gives a config loaded for a run made before `[model] init` existed the init it
     /// was trained with (`tch`, which also keeps its optimizer's rounding), unless the
     /// config names one: a resumed old run then continues exactly as it would have.

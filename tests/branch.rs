@@ -174,6 +174,23 @@ fn a_switch_between_checkpoints_happens_at_the_asked_step() {
     assert!(!after.is_empty());
 }
 
+/// Without --run-dir, a switch past the checkpoint names the child for STEP (`-b30`,
+/// not the checkpoint's `-b20`), and `ls` says `parent@30`.
+#[test]
+fn a_switch_between_checkpoints_names_the_child_for_the_asked_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = parent(tmp.path());
+    let out =
+        bin(&["branch", parent.to_str().unwrap(), "--at", "30", "--switch", "main", "--headless", "--max-steps", "40"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(tmp.path().join("runs/parent-b30/events.log").exists());
+    assert!(!tmp.path().join("runs/parent-b20").exists());
+    let ls = bin(&["ls", tmp.path().join("runs").to_str().unwrap()]);
+    let ls = text(&ls.stdout);
+    let row = ls.lines().find(|l| l.starts_with("parent-b30")).unwrap_or_else(|| panic!("{ls}"));
+    assert!(row.trim_end().ends_with("parent@30"), "{ls}");
+}
+
 /// A resume from a checkpoint before a branch's scheduled switch still switches at the
 /// asked step: the switch is kept in run.json, not only in the first process's memory.
 #[test]

@@ -361,3 +361,46 @@ fn max_steps_is_the_end_and_an_ended_run_quits_at_once() {
     t.keys("q");
     t.wait_exit(5);
 }
+
+/// Issue 16 item 1: `branch --at STEP --switch` in a terminal (the dashboard path, whose
+/// host runs in the background) switches at STEP, not at the checkpoint before it, and
+/// the child's name, `ls` and `inspect` say STEP, exactly as `--headless` does.
+#[test]
+fn a_branch_dashboard_switches_at_the_asked_step_between_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let warm_50 = WARM.replace("name='warm'\n", "name='warm'\nsteps=50\n");
+    write_small_config(tmp.path(), 200, "every=20\nkeep=100", &format!("{warm_50}{MAIN}"));
+    let out = std::process::Command::new(BIN)
+        .args(["train", "small.toml", "--headless", "--run-dir", "origin-run"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let child = tmp.path().join("origin-run-b30");
+    let _cleanup = StopOnDrop(child.clone());
+    let mut t =
+        Tty::spawn(&["branch", "origin-run", "--at", "30", "--switch", "main", "--max-steps", "60"], tmp.path());
+    t.wait_header("COMPLETED", 120);
+    t.keys("q");
+    t.wait_exit(10);
+    assert!(child.join("events.log").exists(), "the child is named for step 30");
+    assert!(!tmp.path().join("origin-run-b20").exists(), "not for the checkpoint's step");
+    let switches: Vec<(u64, String)> = events(&child)
+        .iter()
+        .filter_map(|e| match e {
+            Event::PhaseChanged { step, to, cause: PhaseCause::Manual, .. } => Some((*step, to.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(switches, vec![(30, "main".to_string())]);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(BIN).args(args).current_dir(tmp.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ls = run(&["ls", "."]);
+    let row = ls.lines().find(|l| l.starts_with("origin-run-b30")).unwrap_or_else(|| panic!("{ls}"));
+    assert!(row.trim_end().ends_with("origin-run@30"), "{ls}");
+    let inspect = run(&["inspect", "origin-run-b30"]);
+    assert!(inspect.contains("from origin-run at step 30"), "{inspect}");
+}

@@ -208,8 +208,9 @@ fn ch(app: &mut App, c: char) {
     key(app, ratatui::crossterm::event::KeyCode::Char(c));
 }
 
+/// Focuses `panel` among those the last drawn frame showed (draw at the size first).
 fn focus(app: &mut App, panel: Panel) {
-    app.focus = app.layout.panels().iter().position(|p| *p == panel).unwrap();
+    app.focus = app.panels().iter().position(|p| *p == panel).unwrap();
 }
 
 /// The recorded run with signals whose messages carry long numbers, and an lr in the
@@ -291,6 +292,7 @@ fn numbers_are_whole_or_absent_at_every_width() {
 fn list_panels_scroll_and_enter_opens_the_full_row() {
     use ratatui::crossterm::event::KeyCode;
     let mut a = app("default", RunView::from_events(&numbered_events()));
+    screen(&a, 80, 24);
     focus(&mut a, Panel::Signals);
     // Newest first: the first `j` selects the plateau row, the third the change point.
     for _ in 0..3 {
@@ -305,12 +307,13 @@ fn list_panels_scroll_and_enter_opens_the_full_row() {
     assert!(s.contains("step 1099: mean 0.5213"), "the full text is on screen\n{s}");
     key(&mut a, KeyCode::Esc);
     assert_eq!(a.mode, Mode::Normal);
-    // The events panel scrolls to its oldest rows.
+    // The events panel scrolls to its oldest rows (at 160×48: 80×24 shows no events).
+    screen(&a, 160, 48);
     focus(&mut a, Panel::Events);
-    let s = screen(&a, 80, 24);
+    let s = screen(&a, 160, 48);
     assert!(!s.contains("0 run     started"), "{s}");
     key(&mut a, KeyCode::End);
-    let s = screen(&a, 80, 24);
+    let s = screen(&a, 160, 48);
     assert!(s.contains("0 run     started") && s.contains("11/11"), "scrolled to the oldest row\n{s}");
     key(&mut a, KeyCode::Tab);
     assert_ne!(a.focused_panel(), Some(Panel::Events), "Tab still moves the focus");
@@ -422,6 +425,9 @@ fn suggestions_say_how_to_answer_and_expire_with_the_run() {
     let before: Vec<Event> = events.iter().filter(|e| e.step().is_none_or(|s| s < 2400)).cloned().collect();
     let s = screen(&app("default", RunView::from_events(&before)), 80, 24);
     assert!(s.lines().last().unwrap().contains("a accept  d dismiss"), "{s}");
+    // 80×24 has no events panel: the signals panel's legend names both markers.
+    assert!(s.contains("▲ signal ▼ command on charts"), "the legend of the chart markers\n{s}");
+    let s = screen(&app("default", RunView::from_events(&before)), 160, 48);
     assert!(s.contains("▲ on charts") && s.contains("▼ = command"), "the legend of the chart markers\n{s}");
     let mut ended = before.clone();
     ended.push(Event::RunEnded { step: 2399, status: RunStatus::Stopped, message: "stopped".into() });
@@ -452,4 +458,124 @@ fn replay_start_has_a_header_and_messages_expire() {
     assert!(!a.expire_status(std::time::Instant::now()));
     assert!(a.expire_status(std::time::Instant::now() + std::time::Duration::from_secs(6)));
     assert!(a.status.is_none());
+}
+
+/// Issue 16 item 10: every detector's row says in words what it means and what one
+/// might do; markers on the phase band never overwrite a phase's name.
+#[test]
+fn signal_rows_say_what_they_mean_and_markers_spare_phase_names() {
+    let mut events = recorded_events();
+    let fired = [
+        (20, "plateau", "train_loss", "plateau since step 10: level 3.7, change 0.50% per 500 steps (tolerance 1.00%)"),
+        (60, "change_point", "train_loss", "change point after step 55: level -12%"),
+        (100, "spike", "train_loss", "spike to 9.1 (5.0× the running level 1.8; burst 1 of the run)"),
+        (140, "collapse", "embed/eff_rank", "collapsed to 3.2 (10% of the starting 32)"),
+        (
+            180,
+            "divergence",
+            "train_loss",
+            "still 4.0× the level 1.8 before step 150, 30 steps on: the loss does not come back",
+        ),
+    ];
+    let at = events.iter().position(|e| matches!(e, Event::Step { step: 200, .. })).unwrap();
+    for (i, (step, detector, metric, message)) in fired.iter().enumerate() {
+        let e = Event::Signal {
+            step: *step,
+            detector: detector.to_string(),
+            metric: metric.to_string(),
+            score: 1.0,
+            message: message.to_string(),
+        };
+        events.insert(at + i, e);
+    }
+    let view = RunView::from_events(&events);
+    let mut a = app("default", view);
+    let s = screen(&a, 160, 48);
+    for words in [
+        "plateau: train_loss flat for 10 steps",
+        "change_point: train_loss changed course",
+        "spike: train_loss spiked and came back",
+        "collapse: embed/eff_rank collapsed",
+        "divergence: train_loss blew up and stays up",
+        "jump: val_acc jumped",
+    ] {
+        assert!(s.contains(words), "{words:?} missing:\n{s}");
+    }
+    // Where the panel is wide enough, the whole advice too (the key only on a live run).
+    let wide = screen(&a, 240, 48);
+    for words in [
+        "plateau: train_loss flat for 10 steps — consider switching phase (s)",
+        "change_point: train_loss changed course — a new stage may have begun",
+        "spike: train_loss spiked and came back — harmless unless it repeats",
+        "collapse: embed/eff_rank collapsed — features lost diversity; try a lower lr",
+        "divergence: train_loss blew up and stays up — lower the lr or branch from before",
+        "jump: val_acc jumped — the stage you waited for? consider switching phase (s)",
+    ] {
+        assert!(wide.contains(words), "{words:?} missing:\n{wide}");
+    }
+    // The band under the loss chart: ▲ at steps 20–180 and ▼ at 2400, where the names
+    // start; both names are whole, beside the markers, not split by them.
+    let band = s.lines().find(|l| l.contains('▼')).unwrap_or_else(|| panic!("no band:\n{s}"));
+    assert!(band.contains("memorize") && band.contains("consolidate"), "{band}");
+    // The full text (Enter) keeps the detector's own message and figures.
+    let rows = a.list_len(Panel::Signals);
+    let (_, lines) = a.row_detail(Panel::Signals, rows - 1).unwrap();
+    assert!(lines.iter().any(|l| l.contains("+0.41 in 80 steps")), "{lines:?}");
+    a.ascii = true;
+    assert!(screen(&a, 240, 48).contains("plateau: train_loss flat for 10 steps - consider switching phase"));
+}
+
+/// Issue 16 item 11: at 80×24 the default layout keeps loss, accuracy and the signals
+/// readable (the lr is a number in the header, the plan one line); at 160×48 it is the
+/// usual arrangement. The help scrolls, lists the dialogs' keys (and replay's when
+/// replaying) and closes on `?` or Esc only.
+#[test]
+fn the_default_layout_reads_at_80x24_and_the_help_scrolls() {
+    use ratatui::crossterm::event::KeyCode;
+    let view = RunView::from_events(&recorded_events());
+    let mut a = app("default", view.clone());
+    let s = screen(&a, 80, 24);
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines[0].contains("lr 0.0010"), "lr folded into the header: {}", lines[0]);
+    // Each chart has at least 8 rows between its borders (3 before).
+    let rows_of = |title: &str| {
+        let top = lines.iter().position(|l| l.contains(title)).unwrap_or_else(|| panic!("no {title}:\n{s}"));
+        let col = lines[top].chars().position(|c| c == '╭').unwrap();
+        lines[top + 1..].iter().take_while(|l| l.chars().nth(col) == Some('│')).count()
+    };
+    assert!(rows_of("╭ loss") >= 8, "{s}");
+    assert!(rows_of("╭ accuracy") >= 8, "{s}");
+    assert!(!s.contains("learning rate"), "{s}");
+    assert!(s.contains("jump: val_acc jumped — the stage you waited for?"), "the signals row in words:\n{s}");
+    let plan = lines[lines.len() - 2];
+    assert!(plan.contains("plan") && plan.contains("memorize") && plan.contains("consolidate"), "{plan}");
+    assert!(screen(&a, 160, 48).contains("learning rate"), "the usual arrangement at 160×48");
+
+    a.mode = Mode::Help;
+    let first = screen(&a, 80, 24);
+    assert!(first.contains("scroll"), "{first}");
+    for _ in 0..100 {
+        key(&mut a, KeyCode::Down);
+    }
+    let last = screen(&a, 80, 24);
+    assert_ne!(first, last, "the help scrolled");
+    assert!(last.contains("? or Esc closes") && last.contains("Tab completes"), "{last}");
+    ch(&mut a, 'x');
+    assert_eq!(a.mode, Mode::Help, "another key does not close it");
+    ch(&mut a, '?');
+    assert_eq!(a.mode, Mode::Normal);
+    a.mode = Mode::Help;
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.mode, Mode::Normal);
+
+    let mut p = phasetop::ui::replay::Player::new(recorded_events());
+    p.playing = false;
+    a.player = Some(p);
+    a.mode = Mode::Help;
+    let mut seen = String::new();
+    for _ in 0..60 {
+        seen.push_str(&screen(&a, 80, 24));
+        key(&mut a, KeyCode::Down);
+    }
+    assert!(seen.contains("space play/pause") && seen.contains("scrubber"), "replay's keys:\n{seen}");
 }

@@ -604,3 +604,21 @@ fn uniform_pacing_plays_a_fixed_number_of_steps_per_tick() {
     assert_eq!(app.view.step - before, 10);
     assert!(screen(&app, 80, 24).lines().next().unwrap().contains("100 steps/s"));
 }
+
+/// Issue 16 item 7 (part): comparing, the signals, events and plan panels say whose
+/// rows they show, and `r` cycles the run.
+#[test]
+fn list_panels_say_whose_rows_and_cycle_runs() {
+    let mut app = comparison(ThemeKind::Default);
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("signals · run-a") && s.contains("events · run-a") && s.contains("plan · run-a"), "{s}");
+    assert!(s.contains("● consolidate"), "run-a is in its second phase\n{s}");
+    app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('r')));
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("signals · run-b") && s.contains("events · run-b") && s.contains("plan · run-b"), "{s}");
+    // The header stays the transport's (run-a); the plan below it is run-b's.
+    let below: String = s.lines().skip(1).collect();
+    assert!(below.contains("● memorize") && !below.contains("● consolidate"), "run-b: still in its first phase\n{s}");
+    app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('r')));
+    assert!(screen(&app, 160, 48).contains("signals · run-a"));
+}

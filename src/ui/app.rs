@@ -132,6 +132,15 @@ pub struct App {
     pub player: Option<super::replay::Player>,
     /// Other runs overlaid on the charts (`replay RUN_A RUN_B …`), moved with `player`.
     pub compare: Option<super::compare::Compare>,
+    /// Whether the last frame used the layout's small arrangement (set when drawing):
+    /// focus moves over the panels on screen.
+    pub small: std::cell::Cell<bool>,
+    /// The help overlay's first line shown, and (set when drawing) the largest that
+    /// still fills it.
+    pub help_scroll: usize,
+    pub help_max: std::cell::Cell<usize>,
+    /// Compare: the run (0: the first) whose signals, events and plan the panels show.
+    pub rows_run: usize,
     sink: Box<dyn CommandSink>,
 }
 
@@ -169,12 +178,35 @@ impl App {
             last_plan_text: None,
             player: None,
             compare: None,
+            small: std::cell::Cell::new(false),
+            help_scroll: 0,
+            help_max: std::cell::Cell::new(0),
+            rows_run: 0,
             sink,
         }
     }
 
     pub fn focused_panel(&self) -> Option<Panel> {
-        self.layout.panels().get(self.focus).copied()
+        self.panels().get(self.focus).copied()
+    }
+
+    /// The view whose signals, events and plan the list panels show: the first run's,
+    /// or (comparing, after `r`) another's.
+    pub fn rows_view(&self) -> &RunView {
+        match &self.compare {
+            Some(c) if self.rows_run > 0 => c.others.get(self.rows_run - 1).map_or(&self.view, |o| &o.view),
+            _ => &self.view,
+        }
+    }
+
+    /// Comparing: the name of the run the list panels show, for their titles.
+    pub fn rows_run_name(&self) -> Option<&str> {
+        self.compare.as_ref().map(|c| c.names.get(self.rows_run).map_or("", |n| n.as_str()))
+    }
+
+    /// The panels on screen, in focus order.
+    pub fn panels(&self) -> Vec<Panel> {
+        self.layout.panels_for(self.small.get())
     }
 
     /// The step range the charts show.
@@ -243,7 +275,7 @@ impl App {
             Action::Pause | Action::SwitchPhase | Action::Checkpoint => self.is_live(),
             Action::Accept | Action::Dismiss => self.is_live(),
             Action::ScrubBack | Action::ScrubForward | Action::ToggleUniform => self.player.is_some(),
-            Action::ToggleBands => self.compare.is_some(),
+            Action::ToggleBands | Action::CycleRun => self.compare.is_some(),
             _ => true,
         }
     }
@@ -262,7 +294,8 @@ impl App {
     pub fn on_key(&mut self, key: KeyEvent) {
         let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
         match self.mode.clone() {
-            Mode::Help | Mode::Detail { .. } => self.mode = Mode::Normal,
+            Mode::Help => self.on_help_key(key),
+            Mode::Detail { .. } => self.mode = Mode::Normal,
             Mode::Command { input, history_pos } => self.on_command_key(key, input, history_pos),
             Mode::PhasePicker { selected } => self.on_picker_key(key, selected),
             Mode::Confirm { phase } => match key.code {
@@ -293,6 +326,30 @@ impl App {
                 }
             }
         }
+    }
+
+    /// The help overlay scrolls (arrows, j/k, PgUp/PgDn, Home/End) and closes on `?`
+    /// (the help key) or Esc only, so a key pressed to scroll never loses it.
+    fn on_help_key(&mut self, key: KeyEvent) {
+        let max = self.help_max.get();
+        let s = self.help_scroll.min(max);
+        self.help_scroll = match key.code {
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                0
+            }
+            _ if self.keymap.action(&key) == Some(Action::Help) || key.code == KeyCode::Char('?') => {
+                self.mode = Mode::Normal;
+                0
+            }
+            KeyCode::Down | KeyCode::Char('j') => (s + 1).min(max),
+            KeyCode::Up | KeyCode::Char('k') => s.saturating_sub(1),
+            KeyCode::PageDown | KeyCode::Char(' ') => (s + 10).min(max),
+            KeyCode::PageUp => s.saturating_sub(10),
+            KeyCode::Home | KeyCode::Char('g') => 0,
+            KeyCode::End | KeyCode::Char('G') => max,
+            _ => s,
+        };
     }
 
     fn on_quit_key(&mut self, key: KeyEvent, selected: usize) {
@@ -488,8 +545,8 @@ impl App {
     /// Rows in a list panel, oldest first.
     pub fn list_len(&self, panel: Panel) -> usize {
         match panel {
-            Panel::Signals => self.view.signals.len(),
-            Panel::Events => self.view.log.len(),
+            Panel::Signals => self.rows_view().signals.len(),
+            Panel::Events => self.rows_view().log.len(),
             _ => 0,
         }
     }
@@ -498,7 +555,7 @@ impl App {
     pub fn row_detail(&self, panel: Panel, i: usize) -> Option<(String, Vec<String>)> {
         match panel {
             Panel::Signals => {
-                let s = self.view.signals.get(i)?;
+                let s = self.rows_view().signals.get(i)?;
                 let title = format!("signal at step {}", super::fmt::step(s.step));
                 let mut lines = vec![format!("{} on {}", s.detector, s.metric), s.message.clone()];
                 if let Some(m) = detector_meaning(&s.detector) {
@@ -508,7 +565,7 @@ impl App {
                 Some((title, lines))
             }
             Panel::Events => {
-                let r = self.view.log.get(i)?;
+                let r = self.rows_view().log.get(i)?;
                 Some((format!("{} at step {}", r.kind, super::fmt::step(r.step)), vec![r.text.clone()]))
             }
             _ => None,
@@ -697,6 +754,15 @@ impl App {
                 }
                 None => self.set_status("phase bands per run: only when comparing runs (replay RUN_A RUN_B)", true),
             },
+            Action::CycleRun => match self.compare.as_ref() {
+                Some(c) => {
+                    self.rows_run = (self.rows_run + 1) % c.names.len().max(1);
+                    self.selected.clear();
+                    let msg = format!("signals, events and plan: {}", c.names[self.rows_run]);
+                    self.set_status(msg, false);
+                }
+                None => self.set_status("whose rows: only when comparing runs (replay RUN_A RUN_B)", true),
+            },
             Action::ScrubBack | Action::ScrubForward | Action::ToggleUniform => {
                 let Some(p) = self.player.as_mut() else {
                     return self.set_status("scrubbing and pacing: only in replay (phasetop replay RUN)", true);
@@ -719,9 +785,9 @@ impl App {
                 self.cursor =
                     Some(if a == Action::CursorLeft { c.saturating_sub(step).max(a0) } else { (c + step).min(b0) });
             }
-            Action::NextPanel => self.focus = (self.focus + 1) % self.layout.panels().len().max(1),
+            Action::NextPanel => self.focus = (self.focus + 1) % self.panels().len().max(1),
             Action::PrevPanel => {
-                let n = self.layout.panels().len().max(1);
+                let n = self.panels().len().max(1);
                 self.focus = (self.focus + n - 1) % n;
             }
             Action::NextLayer => {
@@ -754,6 +820,48 @@ pub const COMMANDS: &[&str] = &[
     "bands",
     "help",
 ];
+
+/// A signal row in words: what the firing means for this metric and what one might do
+/// about it (`train_loss flat for 500 steps — consider switching phase (s)`). `switch`
+/// is the key that switches phase when the run is live (else the advice names no key);
+/// the detector's own message, with its figures, is the row's full text (Enter).
+pub fn signal_gist(
+    detector: &str,
+    metric: &str,
+    step: u64,
+    message: &str,
+    switch: Option<&str>,
+    ascii: bool,
+) -> String {
+    let dash = if ascii { "-" } else { "—" };
+    let key = |what: &str| switch.map_or(what.to_string(), |k| format!("{what} ({k})"));
+    // "… since step N …": the plateau's start.
+    let since = message
+        .split("since step ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|&n| n <= step);
+    let (what, todo) = match detector {
+        "plateau" => (
+            match since {
+                Some(n) => format!("{metric} flat for {} steps", step - n),
+                None => format!("{metric} flat"),
+            },
+            key("consider switching phase"),
+        ),
+        "change_point" | "changepoint" => (format!("{metric} changed course"), "a new stage may have begun".into()),
+        "jump" => {
+            let dir = if message.contains("jump down") { "dropped" } else { "jumped" };
+            (format!("{metric} {dir}"), key("the stage you waited for? consider switching phase"))
+        }
+        "divergence" => (format!("{metric} blew up and stays up"), "lower the lr or branch from before".into()),
+        "spike" => (format!("{metric} spiked and came back"), "harmless unless it repeats".into()),
+        "collapse" => (format!("{metric} collapsed"), "features lost diversity; try a lower lr".into()),
+        _ => return format!("{detector}: {metric}: {message}"),
+    };
+    format!("{detector}: {what} {dash} {todo}")
+}
 
 /// What a detector's firing means, in words, for a signal row's full text.
 pub fn detector_meaning(detector: &str) -> Option<&'static str> {

@@ -54,6 +54,10 @@ pub struct Cell {
 pub struct Row {
     #[serde(default = "hundred")]
     pub ratio: u16,
+    /// A fixed height in terminal rows instead of a share (`height = 1`: a plan drawn
+    /// as one line, without a border).
+    #[serde(default)]
+    pub height: Option<u16>,
     pub panels: Vec<Cell>,
 }
 
@@ -61,11 +65,21 @@ fn hundred() -> u16 {
     100
 }
 
+fn small_below() -> u16 {
+    32
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layout {
     #[serde(rename = "row")]
     pub rows: Vec<Row>,
+    /// The arrangement for terminals shorter than `small_below` rows (`[[small_row]]`),
+    /// where every panel of `rows` would get too few rows to read; none: `rows` always.
+    #[serde(default, rename = "small_row")]
+    pub small_rows: Vec<Row>,
+    #[serde(default = "small_below")]
+    pub small_below: u16,
     #[serde(skip)]
     pub name: String,
 }
@@ -82,7 +96,7 @@ impl Layout {
             let (line, col) = e.span().map_or((0, 0), |s| line_col(src, s.start));
             format!("{file}:{line}:{col}: {}", e.message().trim().replace('`', "\""))
         })?;
-        if l.rows.is_empty() || l.rows.iter().any(|r| r.panels.is_empty()) {
+        if l.rows.is_empty() || l.rows.iter().chain(&l.small_rows).any(|r| r.panels.is_empty()) {
             return Err(format!("{file}: a layout needs at least one row, each with at least one panel"));
         }
         l.name = name.to_string();
@@ -110,6 +124,21 @@ impl Layout {
 
     pub fn panels(&self) -> Vec<Panel> {
         self.rows.iter().flat_map(|r| r.panels.iter().map(|c| c.panel)).collect()
+    }
+
+    /// Whether a terminal `height` rows high gets the small arrangement.
+    pub fn is_small(&self, height: u16) -> bool {
+        height < self.small_below && !self.small_rows.is_empty()
+    }
+
+    /// The rows drawn: the small arrangement or the usual one.
+    pub fn rows_for(&self, small: bool) -> &[Row] {
+        if small && !self.small_rows.is_empty() { &self.small_rows } else { &self.rows }
+    }
+
+    /// The panels drawn, in focus order.
+    pub fn panels_for(&self, small: bool) -> Vec<Panel> {
+        self.rows_for(small).iter().flat_map(|r| r.panels.iter().map(|c| c.panel)).collect()
     }
 }
 

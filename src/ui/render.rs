@@ -28,6 +28,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
         return;
     }
+    app.small.set(app.layout.is_small(area.height));
     let [header, body, footer] =
         Layout::vertical([Constraint::Length(1), Constraint::Fill(1), Constraint::Length(1)]).areas(area);
     draw_header(f, app, header);
@@ -155,6 +156,12 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     }
     let max = v.max_steps.map(|m| format!("/{}", fmt::step(m))).unwrap_or_default();
     segments.push(vec![Span::raw(format!("step {}{max}", fmt::step(v.step)))]);
+    // No lr chart on screen (the small arrangement): the lr is a number here.
+    if !app.panels().contains(&Panel::Lr)
+        && let Some((_, lr)) = v.series.get("lr").and_then(|s| s.last())
+    {
+        segments.push(vec![Span::raw(format!("lr {}", fmt::num(lr)))]);
+    }
     let rate = v.steps_per_s().unwrap_or(0.0);
     segments.push(vec![Span::raw(format!("{} it/s", fmt::rate(rate)))]);
     let elapsed = (v.last_t - v.started_at).max(0.0);
@@ -296,9 +303,12 @@ fn scrubber(app: &App, width: usize, pos: u64, last: u64, marks: &[(u64, MarkKin
 }
 
 fn draw_body(f: &mut Frame, app: &App, area: Rect) {
-    let rows = Layout::vertical(app.layout.rows.iter().map(|r| Constraint::Fill(r.ratio))).split(area);
+    let arrangement = app.layout.rows_for(app.small.get());
+    let rows =
+        Layout::vertical(arrangement.iter().map(|r| r.height.map_or(Constraint::Fill(r.ratio), Constraint::Length)))
+            .split(area);
     let mut index = 0;
-    for (row, rect) in app.layout.rows.iter().zip(rows.iter()) {
+    for (row, rect) in arrangement.iter().zip(rows.iter()) {
         let cells = Layout::horizontal(row.panels.iter().map(|c| Constraint::Fill(c.ratio))).split(*rect);
         for (cell, r) in row.panels.iter().zip(cells.iter()) {
             draw_panel(f, app, cell.panel, *r, index == app.focus);
@@ -710,17 +720,36 @@ fn draw_band(f: &mut Frame, app: &App, v: &RunView, area: Rect, x0: u64, x1: u64
         for cell in cells.iter_mut().take(b + 1).skip(a) {
             *cell = (' ', style);
         }
-        // The label flows around markers, so neither hides the other.
-        let mut col = a;
-        for ch in p.name.chars() {
-            while col <= b && marked[col] {
-                col += 1;
+        // The label goes where there is room: the first stretch of the span without a
+        // marker that holds the whole name, else the widest one (the name cut, with a
+        // mark); a marker never overwrites a letter, and a name is never split by one.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        let mut start = None;
+        for c in a..=b + 1 {
+            let free = c <= b && !marked[c];
+            match (free, start) {
+                (true, None) => start = Some(c),
+                (false, Some(s0)) => {
+                    runs.push((s0, c - s0));
+                    start = None;
+                }
+                _ => {}
             }
-            if col > b {
-                break;
+        }
+        let len = p.name.chars().count();
+        let best = runs.iter().find(|r| r.1 >= len).or_else(|| runs.iter().max_by_key(|r| r.1)).copied();
+        if let Some((col, room)) = best {
+            let label: String = if room >= len {
+                p.name.clone()
+            } else if room >= 3 {
+                let cut: String = p.name.chars().take(room - 1).collect();
+                format!("{cut}{}", if app.ascii { '~' } else { '…' })
+            } else {
+                String::new()
+            };
+            for (i, ch) in label.chars().enumerate() {
+                cells[col + i].0 = ch;
             }
-            cells[col].0 = ch;
-            col += 1;
         }
     }
     for (c, g) in glyphs {
@@ -757,7 +786,7 @@ fn list_title<'a>(app: &App, name: &str, legend: &str, n: usize, sel: Option<usi
 }
 
 fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) {
-    let v = &app.view;
+    let v = app.rows_view();
     let t = &app.theme;
     let width = area.width.saturating_sub(2) as usize;
     let height = area.height.saturating_sub(2) as usize;
@@ -786,16 +815,26 @@ fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     }
     let n = v.signals.len();
     let (rows, sel) = list_window(app, Panel::Signals, n, height.saturating_sub(lines.len()));
-    let block = panel_block(app, list_title(app, "signals", &format!("{tri} on charts"), n, sel, area.width), focused);
+    // Without an events panel on screen (a small arrangement) this legend also says ▼.
+    let legend = if app.panels().contains(&Panel::Events) {
+        format!("{tri} on charts")
+    } else {
+        format!("{tri} signal {} command on charts", if app.ascii { "v" } else { "▼" })
+    };
+    let block = panel_block(app, list_title(app, &rows_title(app, "signals"), &legend, n, sel, area.width), focused);
     for i in rows {
         let s = &v.signals[i];
         let step = format!("{:>9} ", fmt::step(s.step));
-        let head = format!("{step}{:<11} ", s.detector);
-        // Shorten the words, never the step or a number in the message.
-        let rest =
-            fmt::fit(&format!("{:<12} {}", s.metric, s.message), width.saturating_sub(head.chars().count()), app.ascii);
-        let mut spans =
-            vec![Span::styled(step, t.dim), Span::styled(format!("{:<11} ", s.detector), t.accent), Span::raw(rest)];
+        let head = step.clone();
+        // In words: what it means and what one might do; the detector's message with its
+        // figures is the row's full text (Enter). Words are shortened, never a number.
+        let switch = app.is_live().then(|| app.keymap.first_key(super::keymap::Action::SwitchPhase));
+        let gist = super::app::signal_gist(&s.detector, &s.metric, s.step, &s.message, switch, app.ascii);
+        let rest = fmt::fit(&gist, width.saturating_sub(head.chars().count()), app.ascii);
+        // The detector's name (up to the first colon) in the accent colour.
+        let (name, words) =
+            rest.split_once(':').map_or((String::new(), rest.clone()), |(a, b)| (format!("{a}:"), b.to_string()));
+        let mut spans = vec![Span::styled(step, t.dim), Span::styled(name, t.accent), Span::raw(words)];
         if sel == Some(i) {
             spans = spans.into_iter().map(|x| x.patch_style(t.highlight)).collect();
         }
@@ -808,10 +847,13 @@ fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) {
 }
 
 fn draw_plan(f: &mut Frame, app: &App, area: Rect, focused: bool) {
-    let v = &app.view;
+    if area.height < 3 {
+        return draw_plan_line(f, app, area, focused);
+    }
+    let v = app.rows_view();
     let t = &app.theme;
     let width = area.width.saturating_sub(2) as usize;
-    let block = panel_block(app, Line::from(Span::styled(" plan ", t.accent)), focused);
+    let block = panel_block(app, Line::from(Span::styled(format!(" {} ", rows_title(app, "plan")), t.accent)), focused);
     let current = v.current_phase();
     let (arrow, more) = if app.ascii { ("->", "...") } else { ("→", "…") };
     let mut lines = Vec::new();
@@ -868,14 +910,15 @@ fn draw_events(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     let t = &app.theme;
     let width = area.width.saturating_sub(2) as usize;
     let height = area.height.saturating_sub(2) as usize;
-    let n = app.view.log.len();
+    let v = app.rows_view();
+    let n = v.log.len();
     let (rows, sel) = list_window(app, Panel::Events, n, height);
     let legend = if app.ascii { "v = command on charts" } else { "▼ = command on charts" };
-    let block = panel_block(app, list_title(app, "events", legend, n, sel, area.width), focused);
+    let block = panel_block(app, list_title(app, &rows_title(app, "events"), legend, n, sel, area.width), focused);
     let lines: Vec<Line> = rows
         .into_iter()
         .map(|i| {
-            let r = &app.view.log[i];
+            let r = &v.log[i];
             let style = match r.kind {
                 "warn" | "command" | "suggest" => t.warn,
                 "error" => t.error,
@@ -896,6 +939,54 @@ fn draw_events(f: &mut Frame, app: &App, area: Rect, focused: bool) {
         })
         .collect();
     f.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// The plan in one line, without a border (a `height = 1` row of a small layout): each
+/// phase's glyph, name and span; the current phase and the next are kept, finished
+/// phases dropped first (whole) when the line is too narrow.
+fn draw_plan_line(f: &mut Frame, app: &App, area: Rect, focused: bool) {
+    let v = app.rows_view();
+    let t = &app.theme;
+    let current = v.current_phase();
+    let (arrow, more) = if app.ascii { ("->", "...") } else { ("→", "…") };
+    let label = if focused { t.focus_border } else { t.accent };
+    let mut segs = vec![(u8::MAX, vec![Span::styled(format!(" {} ", rows_title(app, "plan")), label)])];
+    let now = v.plan.iter().position(|p| v.ended.is_none() && current.is_some_and(|c| c.name == p.name));
+    for (i, p) in v.plan.iter().enumerate() {
+        let span = v.phases.iter().rfind(|s| s.name == p.name);
+        let is_current = now == Some(i);
+        let glyph = match (is_current, span.is_some(), app.ascii) {
+            (true, _, false) => "●",
+            (true, _, true) => "*",
+            (false, true, false) => "✓",
+            (false, true, true) => "+",
+            (false, false, false) => "○",
+            (false, false, true) => "o",
+        };
+        let mut text = format!(" {glyph} {}", p.name);
+        if let Some(s) = span {
+            let _ = std::fmt::Write::write_fmt(
+                &mut text,
+                format_args!(" {} {arrow} {}", fmt::step(s.start), s.end.map_or(more.into(), fmt::step)),
+            );
+        }
+        let priority = match now {
+            Some(c) if i == c => u8::MAX,
+            Some(c) if i == c + 1 => 8,
+            Some(c) if i > c => 4,
+            _ => 2 + (i.min(3) as u8) / 2,
+        };
+        segs.push((priority, vec![Span::styled(text, t.phase_fg(i))]));
+    }
+    f.render_widget(Paragraph::new(Line::from(fit_segments(segs, area.width as usize))), area);
+}
+
+/// A list panel's name; comparing, with the run whose rows it shows (`r` cycles).
+fn rows_title(app: &App, name: &str) -> String {
+    match app.rows_run_name() {
+        Some(run) => format!("{name} · {run}"),
+        None => name.to_string(),
+    }
 }
 
 /// A row's full text, wrapped (Enter on a focused signals or events row).
@@ -955,8 +1046,30 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
         ));
         lines.push(dim("          footer: the scrubber (━ played, ┃ phase change, ▲ signal, ● here; ascii = | ^ #)"));
     }
-    lines.push(dim("  any key closes this help"));
-    draw_dialog(f, app, area, "help", lines);
+    lines.push(Line::from(""));
+    lines.push(dim("  in dialogs and lines:"));
+    for (keys, what) in [
+        ("s → picker", "↑/↓ (j/k) choose a phase, Enter confirms, Esc cancels"),
+        ("confirm", "y or Enter switches, any other key cancels"),
+        ("q → quit", "d detach (training goes on), s stop the run, Esc cancel (live runs)"),
+        (": line", "Enter runs, Tab completes, ↑/↓ history, Esc cancels"),
+        ("row (Enter)", "any key closes the full text"),
+        ("this help", "↑/↓ j/k PgUp/PgDn Home/End scroll; ? or Esc closes"),
+    ] {
+        lines.push(Line::from(vec![Span::styled(format!("{keys:>16}  "), app.theme.accent), Span::raw(what)]));
+    }
+    // Scrolls when taller than the screen: the title says where it is.
+    let inner = area.height.saturating_sub(4).max(1) as usize;
+    let max = lines.len().saturating_sub(inner);
+    app.help_max.set(max);
+    let top = app.help_scroll.min(max);
+    let title = if max > 0 {
+        format!("help  {}-{}/{}  ↑/↓ scroll, ? or Esc closes", top + 1, (top + inner).min(lines.len()), lines.len())
+    } else {
+        "help  ? or Esc closes".to_string()
+    };
+    let shown: Vec<Line> = lines.into_iter().skip(top).take(inner).collect();
+    draw_dialog(f, app, area, &title, shown);
 }
 
 fn draw_picker(f: &mut Frame, app: &App, area: Rect, selected: usize) {
