@@ -292,7 +292,13 @@ fn a_run_made_before_init_existed_resumes_as_it_was_trained() {
     let path = tmp.path().join("old.toml");
     std::fs::write(&path, base.replace("INIT", "init = 'tch'")).unwrap();
     let train = |run: &std::path::Path, extra: &[&str]| {
-        let out = Command::new(bin).args(["train", "--headless", "--run-dir"]).arg(run).args(extra).arg(&path).output().unwrap();
+        let out = Command::new(bin)
+            .args(["train", "--headless", "--run-dir"])
+            .arg(run)
+            .args(extra)
+            .arg(&path)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     };
     let losses = |run: &std::path::Path| -> Vec<(u64, f64)> {
@@ -315,7 +321,12 @@ fn a_run_made_before_init_existed_resumes_as_it_was_trained() {
     assert_eq!(meta["init"], "tch", "a new run records its init");
     meta.as_object_mut().unwrap().remove("init");
     std::fs::write(old.join("run.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
-    let out = Command::new(bin).args(["train", "--resume"]).arg(&old).args(["--headless", "--max-steps", "60"]).output().unwrap();
+    let out = Command::new(bin)
+        .args(["train", "--resume"])
+        .arg(&old)
+        .args(["--headless", "--max-steps", "60"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(losses(&old), losses(&whole), "the old run's resume continues bit for bit");
 }

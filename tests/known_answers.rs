@@ -237,7 +237,8 @@ fn parity_change_point_at_the_end_of_the_plateau() {
     for (seed, evs) in train_seeds("parity") {
         let loss = trailing_mean(&steps(&evs, "train_loss"), 50);
         let level = loss.iter().find(|(s, _)| *s >= 200).expect("a plateau").1;
-        let drop = first_step(&loss, |v| v < 0.5 * level).unwrap_or_else(|| panic!("seed {seed}: the loss never drops"));
+        let drop =
+            first_step(&loss, |v| v < 0.5 * level).unwrap_or_else(|| panic!("seed {seed}: the loss never drops"));
         let cps = fired(&evs, "changepoint", "val_loss");
         let plateaus = fired(&evs, "plateau", "train_loss");
         let tol = drop / 10;
@@ -253,9 +254,15 @@ fn parity_change_point_at_the_end_of_the_plateau() {
             show(own_switch),
             show(train_switch),
         );
-        assert!(cps.iter().any(|&c| c.abs_diff(drop) <= tol), "seed {seed}: no change point within ±{tol} of {drop}: {cps:?}");
+        assert!(
+            cps.iter().any(|&c| c.abs_diff(drop) <= tol),
+            "seed {seed}: no change point within ±{tol} of {drop}: {cps:?}"
+        );
         assert!(inside(&cps).is_empty(), "seed {seed}: change points inside the plateau: {:?}", inside(&cps));
-        assert!(plateaus.iter().any(|&p| p < drop), "seed {seed}: the plateau was not flagged before the drop: {plateaus:?}");
+        assert!(
+            plateaus.iter().any(|&p| p < drop),
+            "seed {seed}: the plateau was not flagged before the drop: {plateaus:?}"
+        );
         for (what, switch) in [("own rule", own_switch), ("changepoint(train_loss)", train_switch)] {
             assert!(
                 switch.is_none_or(|s| s + tol >= drop),
@@ -277,7 +284,8 @@ fn deep_mlp_diversity_falls_before_the_loss_drops() {
     for (seed, evs) in train_seeds("deep_mlp") {
         let loss = trailing_mean(&steps(&evs, "train_loss"), 50);
         let level = loss.iter().find(|(s, _)| *s >= 100).expect("a start").1;
-        let drop = first_step(&loss, |v| v < 0.5 * level).unwrap_or_else(|| panic!("seed {seed}: the loss never drops"));
+        let drop =
+            first_step(&loss, |v| v < 0.5 * level).unwrap_or_else(|| panic!("seed {seed}: the loss never drops"));
         let layer = "mlp.5";
         let rank = probes(&evs, layer, "eff_rank");
         let start_rank = rank.first().expect("probes").1;
@@ -306,7 +314,10 @@ fn deep_mlp_diversity_falls_before_the_loss_drops() {
             collapses.iter().any(|&c| c.abs_diff(drop) <= rule_tol),
             "seed {seed}: collapse did not fire within ±{rule_tol} of the drop at {drop}: {collapses:?}"
         );
-        assert!(cps.iter().any(|&c| c.abs_diff(drop) <= tol), "seed {seed}: no change point within ±{tol} of {drop}: {cps:?}");
+        assert!(
+            cps.iter().any(|&c| c.abs_diff(drop) <= tol),
+            "seed {seed}: no change point within ±{tol} of {drop}: {cps:?}"
+        );
         for (what, switch) in [("own rule", own_switch), ("changepoint(train_loss)", train_switch)] {
             assert!(
                 switch.is_none_or(|s| s + tol >= drop),
@@ -355,6 +366,9 @@ fn cyclical_change_points_follow_the_cycle() {
             "seed {seed}: change points at scattered phases: {in_phase} of {} within ±¼ cycle (worst {worst:.0} steps off)",
             cps.len()
         );
-        assert!(per_cycle.iter().all(|&n| n <= 3), "seed {seed}: change points fire on noise, not on the cycle: {per_cycle:?}");
+        assert!(
+            per_cycle.iter().all(|&n| n <= 3),
+            "seed {seed}: change points fire on noise, not on the cycle: {per_cycle:?}"
+        );
     }
 }

@@ -536,12 +536,20 @@ fn every_config_in_the_bad_corpus_is_refused_with_its_location() {
                         let err = text(&out.stderr);
                         let first = err.lines().next().unwrap_or("");
                         if out.status.code() != Some(2) || !located(first) || !first.contains(expect) {
-                            bad.push(format!("check {name}: exit {:?}: {first} (expected …{expect}…)", out.status.code()));
+                            bad.push(format!(
+                                "check {name}: exit {:?}: {first} (expected …{expect}…)",
+                                out.status.code()
+                            ));
                         }
                         let run = tmp.join(name.trim_end_matches(".toml"));
-                        let out = bin(&["train", "--headless", "--run-dir", run.to_str().unwrap(), f.to_str().unwrap()]);
+                        let out =
+                            bin(&["train", "--headless", "--run-dir", run.to_str().unwrap(), f.to_str().unwrap()]);
                         if out.status.code() != Some(2) || run.exists() {
-                            bad.push(format!("train {name}: exit {:?}, directory left: {}", out.status.code(), run.exists()));
+                            bad.push(format!(
+                                "train {name}: exit {:?}, directory left: {}",
+                                out.status.code(),
+                                run.exists()
+                            ));
                         }
                     }
                     bad
@@ -623,7 +631,11 @@ fn damaged_logs_never_crash_a_reader_and_lose_nothing_before_the_damage() {
         std::fs::write(&log, &bytes).unwrap();
         let read = phasetop::runlog::read_all(&log).unwrap_or_else(|e| panic!("case {i} ({kind}): {e}"));
         let before = ends.iter().filter(|&&e| e <= at).count();
-        assert!(read.records.len() >= before, "case {i} ({kind} at {at}): {} records, {before} end before the damage", read.records.len());
+        assert!(
+            read.records.len() >= before,
+            "case {i} ({kind} at {at}): {} records, {before} end before the damage",
+            read.records.len()
+        );
         assert!(
             read.records.iter().take(before).zip(&records).all(|(a, b)| a.offset == b.offset),
             "case {i} ({kind}): a record before the damage moved or was lost"
@@ -640,9 +652,17 @@ fn damaged_logs_never_crash_a_reader_and_lose_nothing_before_the_damage() {
             for args in [
                 vec!["inspect", copy.to_str().unwrap()],
                 vec!["replay", copy.to_str().unwrap(), "--headless"],
-                vec!["export", copy.to_str().unwrap(), "--format", "jsonl", "-o", tmp.path().join("o.jsonl").to_str().unwrap()],
+                vec![
+                    "export",
+                    copy.to_str().unwrap(),
+                    "--format",
+                    "jsonl",
+                    "-o",
+                    tmp.path().join("o.jsonl").to_str().unwrap(),
+                ],
             ] {
-                let mut child = Command::new(BIN).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+                let mut child =
+                    Command::new(BIN).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
                 let deadline = Instant::now() + Duration::from_secs(60);
                 let status = loop {
                     if let Some(s) = child.try_wait().unwrap() {
@@ -656,7 +676,10 @@ fn damaged_logs_never_crash_a_reader_and_lose_nothing_before_the_damage() {
                 };
                 let mut err = String::new();
                 child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-                assert!(status.code().is_some_and(|c| c != 101) && !err.contains("panicked"), "case {i} ({kind}): {args:?}: {status:?} {err}");
+                assert!(
+                    status.code().is_some_and(|c| c != 101) && !err.contains("panicked"),
+                    "case {i} ({kind}): {args:?}: {status:?} {err}"
+                );
                 cli += 1;
             }
         }

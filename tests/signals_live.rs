@@ -86,10 +86,8 @@ fn confirm_steps_drops_a_transient_firing_and_confirms_a_lasting_one() {
     let jumps = fired(&evs, "jump", "lr");
     assert!(jumps.len() >= 2, "a jump on each rise of the lr: {jumps:?}");
     assert_eq!(rule_switch(&evs), None, "never confirmed, never switched");
-    let dropped = evs
-        .iter()
-        .filter(|e| matches!(e, Event::Log { message, .. } if message.contains("not confirmed")))
-        .count();
+    let dropped =
+        evs.iter().filter(|e| matches!(e, Event::Log { message, .. } if message.contains("not confirmed"))).count();
     let due = jumps.iter().filter(|&&j| j + 250 <= 1000).count();
     assert!(due >= 2, "{jumps:?}");
     assert_eq!(dropped, due, "each dropped firing is logged once due: {jumps:?}");
@@ -126,7 +124,11 @@ fn min_steps_defers_a_rule_that_fired_early() {
     let tmp = tempfile::tempdir().unwrap();
     let (out, run) = headless(
         tmp.path(),
-        &config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto', min_steps = 100, confirm_steps = 0 }}"), "0.02", ""),
+        &config(
+            &format!("until = {{ {PLATEAU_ON_LR}, mode = 'auto', min_steps = 100, confirm_steps = 0 }}"),
+            "0.02",
+            "",
+        ),
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let evs = events(&run);

@@ -636,15 +636,8 @@ impl Detector for Changepoint {
         };
         self.held = 0;
         self.armed = false;
-        let mut f = Fired {
-            birth: after,
-            line,
-            raw_level: 0.0,
-            sign: delta.signum(),
-            dev_sum: 0.0,
-            raw_sum: 0.0,
-            n: 0,
-        };
+        let mut f =
+            Fired { birth: after, line, raw_level: 0.0, sign: delta.signum(), dev_sum: 0.0, raw_sum: 0.0, n: 0 };
         let raw_before: Vec<f64> =
             self.recent.iter().rev().filter(|(s, _, _)| *s <= after).take(line.n).map(|p| p.2).collect();
         f.raw_level = raw_before.iter().sum::<f64>() / raw_before.len().max(1) as f64;

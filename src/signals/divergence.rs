@@ -63,9 +63,17 @@ enum Outcome {
     /// The first point of a burst of non-finite values.
     NonFinite,
     /// A burst began with this point: (value / level, level, burst number in the run).
-    Began { ratio: f64, level: f64, burst: u64 },
+    Began {
+        ratio: f64,
+        level: f64,
+        burst: u64,
+    },
     /// The burst that began at `since` is still going `sustain_steps` later.
-    Sustained { since: u64, ratio: f64, level: f64 },
+    Sustained {
+        since: u64,
+        ratio: f64,
+        level: f64,
+    },
 }
 
 /// The shared excursion test: a running level, and bursts of points above it.
