@@ -4,7 +4,7 @@ step at which its phenomenon happens in phasetop's run and in a plain PyTorch ru
 same model, from phasetop's initial weights, on the same batches, for the same steps.
 
     cargo build --release --bin phasetop --example reference
-    .venv/bin/python scripts/reference/phenomena.py [--seeds 0,1,2] [--scenarios grokking,parity,deep_mlp] [--jobs 2]
+    .venv/bin/python scripts/reference/phenomena.py [--seeds 0,1,2] [--scenarios grokking,parity,deep_mlp] [--jobs 1]
 
 Not part of the test suite: minutes of compute. For each scenario and seed it
   1. trains `configs/<scenario>.toml` (its `[run] seed` set to the seed) with the release
@@ -98,12 +98,26 @@ def one(scenario, seed):
     every = cfg["eval"]["every"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
-    # 1. phasetop, headless.
+    # 1. phasetop, headless (in the background while 2. runs: one thread each).
     t0 = time.time()
     rundir = dir / "run"
     if rundir.exists():
         subprocess.run(["rm", "-rf", str(rundir)], check=True)
-    run([BIN, "train", "--headless", "--run-dir", rundir, config], env=env)
+    cmd = [str(c) for c in (BIN, "train", "--headless", "--run-dir", rundir, config)]
+    ours = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+    # 2. PyTorch on phasetop's initial weights and batches.
+    run([EXAMPLE, config, dir, steps, "--data-only"], env=env)
+    out = json.loads(run([sys.executable, TRAIN, config, dir, "--eval-every", every], env=env))
+    t_torch = time.time() - t0
+    theirs_losses = list(enumerate(out["losses"], 1))
+    theirs_evals = [tuple(e) for e in out["evals"]]
+    (dir / "pytorch.json").write_text(json.dumps(out))
+    (dir / "batches.safetensors").unlink()  # up to 170 MB (grokking): remade on demand
+
+    err = ours.communicate()[1]
+    if ours.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({ours.returncode}):\n{err[-4000:]}")
     t_phasetop = time.time() - t0
     events, problems = read_runlog(rundir / "events.log", verify_crc=False)
     assert not problems, problems
@@ -115,16 +129,6 @@ def one(scenario, seed):
         (e["step"], e["metrics"]["val_loss"], e["metrics"]["val_acc"]) for e in events if e["type"] == "eval"
     ]
     assert len(ours_losses) == steps, (len(ours_losses), steps)
-
-    # 2. PyTorch on phasetop's initial weights and batches.
-    t0 = time.time()
-    run([EXAMPLE, config, dir, steps, "--data-only"], env=env)
-    out = json.loads(run([sys.executable, TRAIN, config, dir, "--eval-every", every], env=env))
-    t_torch = time.time() - t0
-    theirs_losses = list(enumerate(out["losses"], 1))
-    theirs_evals = [tuple(e) for e in out["evals"]]
-    (dir / "pytorch.json").write_text(json.dumps(out))
-    (dir / "batches.safetensors").unlink()  # up to 170 MB (grokking): remade on demand
 
     # 3. The phenomenon in both.
     a, detail = phenomenon(scenario, ours_losses, ours_evals)
@@ -168,7 +172,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--scenarios", default="grokking,parity,deep_mlp")
-    ap.add_argument("--jobs", type=int, default=2, help="scenario-seed pairs trained at once (each on one thread)")
+    ap.add_argument("--jobs", type=int, default=1, help="scenario-seed pairs trained at once (each two processes of one thread)")
     args = ap.parse_args()
     for p in (BIN, EXAMPLE):
         if not p.exists():
@@ -183,7 +187,7 @@ def main():
     print()
     for r in results:
         print(f"- {r['scenario']} s{r['seed']}: {r['detail']} (PyTorch: {r['detail_b']}); "
-              f"{r['secs'][0]:.0f} s phasetop, {r['secs'][1]:.0f} s data + PyTorch", file=sys.stderr)
+              f"{r['secs'][0]:.0f} s phasetop, {r['secs'][1]:.0f} s data + PyTorch (at once)", file=sys.stderr)
 
 
 if __name__ == "__main__":
