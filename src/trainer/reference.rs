@@ -54,6 +54,7 @@ pub fn write_heldout(t: &Trainer, path: &Path) -> Result<()> {
         cap => n_all.min(cap as i64),
     };
     let cpu = tch::Device::Cpu;
-    let tensors = [("x", t.data.val_x.narrow(0, 0, n).to_device(cpu)), ("y", t.data.val_y.narrow(0, 0, n).to_device(cpu))];
+    let tensors =
+        [("x", t.data.val_x.narrow(0, 0, n).to_device(cpu)), ("y", t.data.val_y.narrow(0, 0, n).to_device(cpu))];
     Tensor::write_safetensors(&tensors, path).with_context(|| format!("cannot write {}", path.display()))
 }
