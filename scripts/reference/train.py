@@ -10,9 +10,12 @@ OUT holds what the example (or tests/reference.rs) wrote: `init.safetensors` (th
 initial weights as `init.<name>`; a checkpoint `runs/<id>/checkpoints/step-*.safetensors`
 has the same keys and can be passed as --weights) and `batches.safetensors` (`x`, `y`:
 one batch per step). The config's first phase gives the optimizer (sgd, adam, adamw;
-constant schedule) and its loss terms (ce, mse, hinge, l2). Prints JSON:
-{"losses": [...]} — the training loss at each step, before that step's update, as
-phasetop's `train_loss`.
+constant schedule, with an optional linear `warmup_steps`, or `schedule = "warmup"`) and
+its loss terms (ce, mse, hinge, l2). Prints JSON: {"losses": [...], "train_acc": [...]}
+— the training loss and batch accuracy at each step, before that step's update, as
+phasetop's `train_loss` and `train_acc`. With --eval-every N it also scores the
+held-out split in OUT/heldout.safetensors after every N-th step and after the last,
+as phasetop's evals do: "evals": [[step, val_loss, val_acc], ...].
 
 The models are written as a PyTorch user would write them (nn.Linear, nn.Embedding,
 nn.LayerNorm, F.cross_entropy, torch.optim), with module names that give the same
@@ -199,14 +202,35 @@ def build_model(cfg, x):
 def make_optimizer(phase, params):
     kind, lr = phase["optimizer"], phase["lr"]
     wd = phase.get("weight_decay", 0.0)
-    if phase.get("schedule", "constant") != "constant" or phase.get("warmup_steps", 0):
-        sys.exit("the reference covers constant learning rates")
+    if phase.get("schedule", "constant") not in ("constant", "warmup"):
+        sys.exit("the reference covers constant learning rates (with an optional warmup)")
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=phase.get("momentum", 0.0), weight_decay=wd, foreach=False)
     betas = tuple(phase.get("betas", (0.9, 0.999)))
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[kind]
     # AdamW's PyTorch default weight_decay is 0.01; phasetop's is 0: always pass it.
     return cls(params, lr=lr, betas=betas, eps=1e-8, weight_decay=wd, foreach=False)
+
+
+def make_scheduler(phase, opt):
+    """phasetop's linear warmup: step k (0-based) of the phase uses lr · (k + 1) / w for
+    k < w, then lr (src/trainer/schedule.rs)."""
+    w = phase.get("warmup_steps", 0)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (k + 1) / w if k < w else 1.0)
+
+
+@torch.no_grad()
+def evaluate(model, x, y):
+    """Mean cross-entropy and accuracy over the held-out split, in chunks of 4096 rows
+    (phasetop's `Trainer::evaluate`)."""
+    loss_sum, correct = 0.0, 0.0
+    for start in range(0, x.shape[0], 4096):
+        logits = model(x[start : start + 4096])
+        yy = y[start : start + 4096]
+        loss_sum += F.cross_entropy(logits, yy, reduction="sum").item()
+        correct += (logits.argmax(-1) == yy).float().sum().item()
+    n = max(x.shape[0], 1)
+    return loss_sum / n, correct / n
 
 
 def loss_fn(kind, logits, y, model, classes):
@@ -228,6 +252,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--weights", default=None, help="init.safetensors or a checkpoint (init.<name> keys)")
+    ap.add_argument("--eval-every", type=int, default=0, help="score OUT/heldout.safetensors every N steps")
     args = ap.parse_args()
     with open(args.config, "rb") as f:
         cfg = tomllib.load(f)
@@ -240,10 +265,14 @@ def main():
     model.load_state_dict(state, strict=True)
     phase = cfg["phase"][0]
     opt = make_optimizer(phase, model.parameters())
+    sched = make_scheduler(phase, opt)
+    if args.eval_every:
+        heldout = read_safetensors(f"{args.out}/heldout.safetensors")
+        val_x, val_y = heldout["x"], heldout["y"]
     terms = [(t["kind"], t.get("weight", 1.0)) for t in phase.get("loss", [{"kind": "ce"}])]
     classes = classes_of(cfg["task"])
     steps = x_all.shape[0] if args.steps is None else min(args.steps, x_all.shape[0])
-    losses = []
+    losses, accs, evals = [], [], []
     for s in range(steps):
         x, y = x_all[s], y_all[s]
         opt.zero_grad()
@@ -254,10 +283,17 @@ def main():
             v = v if w == 1.0 else v * w
             total = v if total is None else total + v
         losses.append(total.item())
+        accs.append((logits.detach().argmax(-1) == y).float().mean().item())
         if math.isfinite(losses[-1]):
             total.backward()
             opt.step()
-    json.dump({"losses": losses}, sys.stdout)
+        sched.step()
+        if args.eval_every and ((s + 1) % args.eval_every == 0 or s + 1 == steps):
+            evals.append([s + 1, *evaluate(model, val_x, val_y)])
+    out = {"losses": losses, "train_acc": accs}
+    if args.eval_every:
+        out["evals"] = evals
+    json.dump(out, sys.stdout)
     print()
 
 

@@ -8,6 +8,8 @@
 //!   input noise added) and `y` (`[steps, batch]` i64 labels, label noise applied): the
 //!   batches of steps 1..=steps under the trainer's current phase and overrides, which
 //!   is what `train_step` draws (batches are a function of seed and step).
+//! - `heldout.safetensors`: `x`, `y`, the held-out split `evaluate` scores (capped by
+//!   `eval.max_samples`), for a reference that records the same evals.
 
 use super::Trainer;
 use anyhow::{Context, Result, bail};
@@ -40,5 +42,19 @@ pub fn write_batches(t: &Trainer, path: &Path, steps: u64) -> Result<()> {
         bail!("no steps to write");
     }
     let tensors = [("x", Tensor::stack(&xs, 0)), ("y", Tensor::stack(&ys, 0))];
+    Tensor::write_safetensors(&tensors, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes the held-out split the trainer evaluates on (`x`, `y`: the rows `evaluate`
+/// scores, capped by `eval.max_samples`) to `path`.
+pub fn write_heldout(t: &Trainer, path: &Path) -> Result<()> {
+    let n_all = t.data.val_y.size()[0];
+    let n = match t.cfg.eval.max_samples {
+        0 => n_all,
+        cap => n_all.min(cap as i64),
+    };
+    let cpu = tch::Device::Cpu;
+    let tensors =
+        [("x", t.data.val_x.narrow(0, 0, n).to_device(cpu)), ("y", t.data.val_y.narrow(0, 0, n).to_device(cpu))];
     Tensor::write_safetensors(&tensors, path).with_context(|| format!("cannot write {}", path.display()))
 }
