@@ -367,6 +367,10 @@ fn spawn_host_and_attach(
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !(dir.log().exists() && dir.is_live()) {
         if let Some(status) = child.try_wait()? {
+            // A short run can start and finish before the first look: show it, ended.
+            if status.success() && dir.log().exists() {
+                return attach_dir(&run_dir, view, None, overlay);
+            }
             let log = std::fs::read_to_string(run_dir.join(rundir::HOST_LOG)).unwrap_or_default();
             bail!("the training host exited ({status}) before starting:\n{}", log.trim());
         }

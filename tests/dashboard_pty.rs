@@ -227,8 +227,9 @@ fn train_without_a_terminal_runs_headless() {
     assert!(!stdout.contains("\u{1b}["), "no escape sequences when stdout is not a terminal");
 }
 
-#[test]
-fn a_branch_dashboard_overlays_its_parent_and_attach_can_too() {
+/// A finished 200-step parent run `origin-run` (checkpoints every 20 steps, a 50-step
+/// warm phase) in a fresh directory, to branch from.
+fn origin_run() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let warm_50 = WARM.replace("name='warm'\n", "name='warm'\nsteps=50\n");
     write_small_config(tmp.path(), 200, "every=20\nkeep=100", &format!("{warm_50}{MAIN}"));
@@ -238,6 +239,12 @@ fn a_branch_dashboard_overlays_its_parent_and_attach_can_too() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tmp
+}
+
+#[test]
+fn a_branch_dashboard_overlays_its_parent_and_attach_can_too() {
+    let tmp = origin_run();
     let child = tmp.path().join("what-if");
     let _cleanup = StopOnDrop(child.clone());
     // A long branch, so that it is still live while the dashboard shows it.
@@ -367,15 +374,7 @@ fn max_steps_is_the_end_and_an_ended_run_quits_at_once() {
 /// the child's name, `ls` and `inspect` say STEP, exactly as `--headless` does.
 #[test]
 fn a_branch_dashboard_switches_at_the_asked_step_between_checkpoints() {
-    let tmp = tempfile::tempdir().unwrap();
-    let warm_50 = WARM.replace("name='warm'\n", "name='warm'\nsteps=50\n");
-    write_small_config(tmp.path(), 200, "every=20\nkeep=100", &format!("{warm_50}{MAIN}"));
-    let out = std::process::Command::new(BIN)
-        .args(["train", "small.toml", "--headless", "--run-dir", "origin-run"])
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tmp = origin_run();
     let child = tmp.path().join("origin-run-b30");
     let _cleanup = StopOnDrop(child.clone());
     let mut t =

@@ -862,14 +862,7 @@ fn draw_plan(f: &mut Frame, app: &App, area: Rect, focused: bool) {
         // A run that ended has no current phase: its last phase is done too.
         let is_current = v.ended.is_none() && current.is_some_and(|c| c.name == p.name);
         let done = !is_current && !spans_of.is_empty();
-        let glyph = match (is_current, done, app.ascii) {
-            (true, _, false) => "●",
-            (true, _, true) => "*",
-            (false, true, false) => "✓",
-            (false, true, true) => "+",
-            (false, false, false) => "○",
-            (false, false, true) => "o",
-        };
+        let glyph = plan_glyph(is_current, done, app.ascii);
         let span_text = match spans_of.last() {
             Some(s) => format!("{} {arrow} {}", fmt::step(s.start), s.end.map_or(more.into(), fmt::step)),
             None => String::new(),
@@ -955,14 +948,7 @@ fn draw_plan_line(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     for (i, p) in v.plan.iter().enumerate() {
         let span = v.phases.iter().rfind(|s| s.name == p.name);
         let is_current = now == Some(i);
-        let glyph = match (is_current, span.is_some(), app.ascii) {
-            (true, _, false) => "●",
-            (true, _, true) => "*",
-            (false, true, false) => "✓",
-            (false, true, true) => "+",
-            (false, false, false) => "○",
-            (false, false, true) => "o",
-        };
+        let glyph = plan_glyph(is_current, span.is_some(), app.ascii);
         let mut text = format!(" {glyph} {}", p.name);
         if let Some(s) = span {
             let _ = std::fmt::Write::write_fmt(
@@ -1092,4 +1078,16 @@ fn draw_picker(f: &mut Frame, app: &App, area: Rect, selected: usize) {
     };
     lines.push(Line::from(Span::styled(hint, app.theme.dim)));
     draw_dialog(f, app, area, "switch phase", lines);
+}
+
+/// A plan entry's mark: the current phase, one that has run, one still to come.
+fn plan_glyph(current: bool, done: bool, ascii: bool) -> &'static str {
+    match (current, done, ascii) {
+        (true, _, false) => "●",
+        (true, _, true) => "*",
+        (false, true, false) => "✓",
+        (false, true, true) => "+",
+        (false, false, false) => "○",
+        (false, false, true) => "o",
+    }
 }
