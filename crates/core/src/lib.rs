@@ -10,6 +10,7 @@ pub mod event;
 pub mod headless;
 pub mod inspect;
 pub mod interop;
+pub mod remote;
 pub mod rules;
 pub mod rundir;
 pub mod runlog;
