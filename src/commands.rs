@@ -471,6 +471,7 @@ fn attach_dir(
         keys_file: view.keys_file,
         replay,
         overlay,
+        remote: None,
     })?;
     match exit {
         crate::ui::app::Exit::Detach => {
