@@ -3,7 +3,7 @@
 //! use this facade, so that it never links the trainer; see docs/ARCHITECTURE.md.
 
 pub use phasetop_core::{
-    branch, checkpoints, config, control, error, event, headless, inspect, interop, rules, rundir, runlog, settings,
+    branch, checkpoints, config, control, error, event, headless, inspect, interop, remote, rules, rundir, runlog, settings,
     signals,
 };
 #[cfg(feature = "trainer")]

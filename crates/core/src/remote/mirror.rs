@@ -313,10 +313,11 @@ fn pump(s: &Shared, mut writer: Writer, mut lines: Lines, run_id: Option<serde_j
                     }
                     backoff = Duration::from_millis(200);
                     match frame {
-                        Frame::Event { event, at, .. } => {
-                            if writer.append(&event).is_err() {
-                                break "cannot write the local mirror".to_string();
-                            }
+                        Frame::Event { payload, at, .. } => {
+                            let event = match writer.append_raw(&payload) {
+                                Ok(e) => e,
+                                Err(e) => break format!("cannot mirror an event: {e}"),
+                            };
                             s.events.fetch_add(1, Ordering::Relaxed);
                             if matches!(event, crate::event::Event::RunEnded { .. }) {
                                 s.remote_live.store(false, Ordering::Relaxed);

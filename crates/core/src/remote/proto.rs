@@ -3,8 +3,11 @@
 //! `phasetop stream` → local side (its stdout):
 //! - `{"hello":{...}}` first: protocol version, the run's `run.json` and config, the log's
 //!   length and the offset the stream starts from, whether the host is live.
-//! - `{"ev":EVENT,"o":OFFSET,"at":NEXT}`: an event, the source offset of its record and
-//!   the offset just past it (where a resumed stream continues).
+//! - `E OFFSET NEXT PAYLOAD`: an event: the source offset of its record, the offset just
+//!   past it (where a resumed stream continues), and the record's payload exactly as in
+//!   the log (compact JSON, one line), so the mirror holds the same bytes — re-encoding
+//!   would move floats by an ulp. Not JSON around it, so the payload is never re-parsed
+//!   to find its end.
 //! - `{"hb":{"at":NEXT,"live":BOOL,"len":LOG_LEN}}`: a heartbeat when nothing else was
 //!   sent for [`HEARTBEAT`]; `at` never passes a step held back for decimation.
 //! - `{"reply":{"id":N,"ok":..,"step":..,"message":..}}`: the answer to a command.
@@ -14,7 +17,6 @@
 //! `ctl` sends to the control socket (`{"cmd":"pause"}`, `{"cmd":"status"}`, …).
 
 use crate::control::Reply;
-use crate::event::Event;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -62,7 +64,8 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     Hello(Hello),
-    Event { event: Event, offset: u64, at: u64 },
+    /// `payload`: the event's JSON as in the log (no newline in it).
+    Event { payload: Vec<u8>, offset: u64, at: u64 },
     Heartbeat(Heartbeat),
     Reply { id: u64, reply: Reply },
     Error(String),
@@ -84,20 +87,16 @@ enum Wire {
     Error(String),
 }
 
-#[derive(Serialize, Deserialize)]
-struct EventWire {
-    ev: Event,
-    o: u64,
-    at: u64,
-}
 
 impl Frame {
     /// The frame as one line, newline included.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = match self {
             Frame::Hello(h) => serde_json::to_vec(&Wire::Hello(h.clone())),
-            Frame::Event { event, offset, at } => {
-                serde_json::to_vec(&EventWire { ev: event.clone(), o: *offset, at: *at })
+            Frame::Event { payload, offset, at } => {
+                let mut line = format!("E {offset} {at} ").into_bytes();
+                line.extend_from_slice(payload);
+                Ok(line)
             }
             Frame::Heartbeat(h) => serde_json::to_vec(&Wire::Hb(h.clone())),
             Frame::Reply { id, reply } => serde_json::to_vec(&Wire::Reply(ReplyFrame { id: *id, reply: reply.clone() })),
@@ -110,9 +109,12 @@ impl Frame {
 
     /// Reads one line (without its newline); an error says what is wrong with it.
     pub fn decode(line: &[u8]) -> Result<Frame, String> {
-        if line.starts_with(br#"{"ev":"#) {
-            let w: EventWire = serde_json::from_slice(line).map_err(|e| format!("bad event frame: {e}"))?;
-            return Ok(Frame::Event { event: w.ev, offset: w.o, at: w.at });
+        if let Some(rest) = line.strip_prefix(b"E ") {
+            let mut parts = rest.splitn(3, |&b| b == b' ');
+            let mut num = || -> Option<u64> { std::str::from_utf8(parts.next()?).ok()?.parse().ok() };
+            let (Some(offset), Some(at)) = (num(), num()) else { return Err("bad event frame header".into()) };
+            let payload = parts.next().ok_or("event frame without a payload")?.to_vec();
+            return Ok(Frame::Event { payload, offset, at });
         }
         let w: Wire = serde_json::from_slice(line).map_err(|e| format!("bad frame: {e}"))?;
         Ok(match w {
@@ -134,6 +136,7 @@ pub struct CommandRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
 
     #[test]
     fn frames_round_trip() {
@@ -149,7 +152,12 @@ mod tests {
                 steps_per_sec: 4.0,
             }),
             Frame::Event {
-                event: Event::Log { step: 3, level: crate::event::LogLevel::Info, message: "hi\nthere".into() },
+                payload: serde_json::to_vec(&Event::Log {
+                    step: 3,
+                    level: crate::event::LogLevel::Info,
+                    message: "hi\nthere".into(),
+                })
+                .unwrap(),
                 offset: 16,
                 at: 80,
             },

@@ -90,6 +90,26 @@ impl Decimator {
 
 type Out = Arc<Mutex<dyn Write + Send>>;
 
+/// The payload of the record at `offset` as the log holds it (the bytes the mirror
+/// writes back), or `event` encoded again where that cannot be read as one line.
+fn payload(log: &mut std::fs::File, event: &Event, offset: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 8];
+    if log.read_exact_at(&mut head, offset).is_ok() {
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len <= crate::runlog::MAX_PAYLOAD {
+            let mut buf = vec![0u8; len];
+            if log.read_exact_at(&mut buf, offset + 8).is_ok()
+                && crc32c::crc32c(&buf) == u32::from_le_bytes([head[4], head[5], head[6], head[7]])
+                && !buf.contains(&b'\n')
+            {
+                return buf;
+            }
+        }
+    }
+    serde_json::to_vec(event).unwrap_or_default()
+}
+
 /// Writes one frame and flushes; false once the link is gone.
 fn send(out: &Out, frames: &[Frame]) -> bool {
     let Ok(mut w) = out.lock() else { return false };
@@ -181,6 +201,7 @@ pub fn serve(
     }
 
     let mut tail = Tail::from_offset(&dir.log(), from);
+    let mut raw = std::fs::File::open(dir.log())?;
     let mut dec = Decimator::new(steps_per_sec);
     let mut last_sent = Instant::now();
     let mut frames: Vec<Frame> = Vec::new();
@@ -193,7 +214,7 @@ pub fn serve(
         let n = tail.poll_each(|r| {
             if let Some((e, o)) = prev.take() {
                 for (e, o, at) in dec.offer(e, o, r.offset, now) {
-                    frames.push(Frame::Event { event: e, offset: o, at });
+                    frames.push(Frame::Event { payload: payload(&mut raw, &e, o), offset: o, at });
                 }
             }
             prev = Some((r.event, r.offset));
@@ -209,13 +230,13 @@ pub fn serve(
         };
         if let Some((e, o)) = prev.take() {
             for (e, o, at) in dec.offer(e, o, tail.offset(), now) {
-                frames.push(Frame::Event { event: e, offset: o, at });
+                frames.push(Frame::Event { payload: payload(&mut raw, &e, o), offset: o, at });
             }
         }
         if n == 0
             && let Some((e, o, at)) = dec.idle(now)
         {
-            frames.push(Frame::Event { event: e, offset: o, at });
+            frames.push(Frame::Event { payload: payload(&mut raw, &e, o), offset: o, at });
         }
         if frames.is_empty() && last_sent.elapsed() >= HEARTBEAT {
             let at = dec.held_offset().unwrap_or(tail.offset());
