@@ -57,8 +57,11 @@ fn main() {
     // an eval every 250 steps (4 a second).
     let run = tmp.path().join("runs/bench");
     std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(run.join("run.json"), r#"{"run_id":"bench","config_name":"bench","seed":0,"max_steps":0,"created_at":0}"#)
-        .unwrap();
+    std::fs::write(
+        run.join("run.json"),
+        r#"{"run_id":"bench","config_name":"bench","seed":0,"max_steps":0,"created_at":0}"#,
+    )
+    .unwrap();
     let log = run.join("events.log");
     let mut w = Writer::create(&log).unwrap();
     let t0 = 1.0e9;
@@ -71,7 +74,7 @@ fn main() {
     };
     for i in 1..=history {
         w.append(&step(i, t0 + i as f64 / RATE as f64)).unwrap();
-        if i % 250 == 0 {
+        if i.is_multiple_of(250) {
             w.append(&eval(i)).unwrap();
         }
     }
@@ -87,7 +90,7 @@ fn main() {
             while i < due {
                 i += 1;
                 w.append(&step(i, t0 + i as f64 / RATE as f64)).unwrap();
-                if i % 250 == 0 {
+                if i.is_multiple_of(250) {
                     w.append(&eval(i)).unwrap();
                 }
             }
@@ -109,11 +112,13 @@ fn main() {
     let full_backfill = (full.bytes_received(), t_open.elapsed().as_secs_f64());
     std::thread::sleep(Duration::from_secs(1));
 
-    let (b_thin, b_full, b_log) = (thin.bytes_received(), full.bytes_received(), std::fs::metadata(&log).unwrap().len());
+    let (b_thin, b_full, b_log) =
+        (thin.bytes_received(), full.bytes_received(), std::fs::metadata(&log).unwrap().len());
     let start = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let el = start.elapsed().as_secs_f64();
-    let (e_thin, e_full, e_log) = (thin.bytes_received(), full.bytes_received(), std::fs::metadata(&log).unwrap().len());
+    let (e_thin, e_full, e_log) =
+        (thin.bytes_received(), full.bytes_received(), std::fs::metadata(&log).unwrap().len());
     stop.store(true, Ordering::Relaxed);
     live.join().unwrap();
 

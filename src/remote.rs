@@ -61,14 +61,18 @@ pub fn attach(spec: &Spec, with_parent: bool, view: ViewOptions) -> Result<ExitC
         return Err(UsageError("--with-parent is not available for a remote run".into()).into());
     }
     if !std::io::stdout().is_terminal() {
-        return Err(UsageError("attach needs a terminal; use `phasetop ls HOST:` or `ctl HOST:RUN status` instead".into()).into());
+        return Err(UsageError(
+            "attach needs a terminal; use `phasetop ls HOST:` or `ctl HOST:RUN status` instead".into(),
+        )
+        .into());
     }
     let mirror = open(spec, proto::DEFAULT_STEPS_PER_SEC)?;
     // The first screen shows the run so far (the backfill is decimated, so short).
     mirror.wait_backfill(Duration::from_secs(10));
     let mut opts = ui_options(mirror.dir.clone(), view);
     let m = mirror.clone();
-    opts.remote = Some(crate::ui::RemoteLink { sink: Box::new(RemoteSink(mirror.clone())), live: Arc::new(move || m.is_live()) });
+    opts.remote =
+        Some(crate::ui::RemoteLink { sink: Box::new(RemoteSink(mirror.clone())), live: Arc::new(move || m.is_live()) });
     let exit = crate::ui::run(opts)?;
     match exit {
         crate::ui::app::Exit::Detach => {
@@ -93,7 +97,9 @@ pub fn fetch_for_replay(run_dirs: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Arc<M
                 let m = open(&spec, 0.0)?;
                 eprintln!("phasetop: fetching {spec} ({} bytes of log)…", m.hello.len);
                 while !m.wait_backfill(Duration::from_secs(1)) {
-                    if !m.is_connected() && let Some(p) = m.problem() {
+                    if !m.is_connected()
+                        && let Some(p) = m.problem()
+                    {
                         eprintln!("phasetop: {spec}: {p}; reconnecting…");
                     }
                 }
@@ -115,6 +121,9 @@ pub fn ls(spec: &Spec) -> Result<ExitCode> {
 /// the remote `phasetop ctl`; `plan FILE` sends the local file's text on stdin.
 pub fn ctl(spec: &Spec, words: &[String]) -> Result<ExitCode> {
     crate::commands::parse_ctl(words)?;
+    if spec.path.is_empty() {
+        return Err(UsageError(format!("{spec}: name a run on the host, e.g. {}:runs/<id>", spec.host)).into());
+    }
     let mut args = vec!["ctl", spec.path.as_str()];
     let mut input = None;
     if words[0] == "plan" {
@@ -127,7 +136,7 @@ pub fn ctl(spec: &Spec, words: &[String]) -> Result<ExitCode> {
 }
 
 fn run_remote(spec: &Spec, args: &[&str], stdin: Option<&Path>) -> Result<ExitCode> {
-    let mut cmd = remote::ssh_phasetop(&spec.host, args);
+    let mut cmd = remote::ssh_phasetop(&spec.host, args, false);
     if let Some(p) = stdin {
         let f = std::fs::File::open(p).map_err(|e| UsageError(format!("{}: {e}", p.display())))?;
         cmd.stdin(f);

@@ -24,11 +24,8 @@ fn sshd() -> Option<&'static String> {
     SSH.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-sshd.sh");
-        let out = std::process::Command::new(script)
-            .arg(dir.path())
-            .arg(std::process::id().to_string())
-            .output()
-            .unwrap();
+        let out =
+            std::process::Command::new(script).arg(dir.path()).arg(std::process::id().to_string()).output().unwrap();
         if out.status.code() == Some(77) {
             eprintln!("SKIPPED: no sshd here: {}", String::from_utf8_lossy(&out.stderr).trim());
             return None;
@@ -164,7 +161,12 @@ fn a_mirror_follows_a_live_run_and_resumes_after_a_cut_link_with_no_gap_or_dupli
     assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps in order, none twice");
     assert_eq!(steps.last(), Some(&3000), "the last step is the run's");
     assert!((10..=20).contains(&steps.len()), "about 4 steps per recorded second: {} kept", steps.len());
-    assert!(thin.bytes_received() * 5 < full.bytes_received(), "{} vs {}", thin.bytes_received(), full.bytes_received());
+    assert!(
+        thin.bytes_received() * 5 < full.bytes_received(),
+        "{} vs {}",
+        thin.bytes_received(),
+        full.bytes_received()
+    );
 }
 
 #[test]
@@ -178,12 +180,11 @@ fn a_bad_remote_run_is_a_clear_error() {
     let msg = format!("{err:#}");
     assert!(msg.contains("not a run directory") && msg.contains(HOST), "{msg}");
     // The same through the CLI: a usage error, exit 2.
-    let out = std::process::Command::new(BIN)
-        .args(["ctl", &format!("{HOST}:{}", spec.path), "status"])
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(BIN).args(["ctl", &format!("{HOST}:{}", spec.path), "status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = std::process::Command::new(BIN).args(["ctl", &format!("{HOST}:{}", spec.path), "frobnicate"]).output().unwrap();
+    let out =
+        std::process::Command::new(BIN).args(["ctl", &format!("{HOST}:{}", spec.path), "frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "a bad command is refused before any ssh");
     let out = std::process::Command::new(BIN)
         .args(["ls", "no-such-host.invalid:runs"])
@@ -329,9 +330,7 @@ fn a_training_host_over_ssh_ls_ctl_the_link_and_the_dashboard() {
     t.wait_for("warm", 10);
     t.keys(":switch main\r");
     wait_until("the switch over ssh", 15, || {
-        events(&run.join("events.log"))
-            .iter()
-            .any(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "main"))
+        events(&run.join("events.log")).iter().any(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "main"))
     });
     wait_until("● main in the header", 15, || header(&t).contains("● main"));
     t.keys("q");

@@ -48,10 +48,13 @@ pub struct Options {
     pub remote: Option<RemoteLink>,
 }
 
+/// Whether a run's host is live (its socket answers, or a remote run's link says so).
+pub type IsLive = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Where a mirrored remote run's commands go and how its liveness is known.
 pub struct RemoteLink {
     pub sink: Box<dyn app::CommandSink>,
-    pub live: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub live: IsLive,
 }
 
 pub struct ReplayOptions {
@@ -130,14 +133,13 @@ fn compare_with(first: &Path, others: &[PathBuf]) -> Result<compare::Compare> {
 /// Runs the dashboard on a run directory until the user detaches or stops the run.
 pub fn run(opts: Options) -> Result<Exit> {
     let dir = RunDir::open(&opts.run_dir)?;
-    let (remote_sink, is_live): (Option<Box<dyn app::CommandSink>>, Arc<dyn Fn() -> bool + Send + Sync>) =
-        match opts.remote {
-            Some(r) => (Some(r.sink), r.live),
-            None => {
-                let d = RunDir { path: dir.path.clone() };
-                (None, Arc::new(move || d.is_live()))
-            }
-        };
+    let (remote_sink, is_live): (Option<Box<dyn app::CommandSink>>, IsLive) = match opts.remote {
+        Some(r) => (Some(r.sink), r.live),
+        None => {
+            let d = RunDir { path: dir.path.clone() };
+            (None, Arc::new(move || d.is_live()))
+        }
+    };
     let keymap = load_keymap(opts.keys_file.as_deref())?;
     let layouts_dir = PathBuf::from("layouts");
     let layout = layout::Layout::load(&opts.layout, &layouts_dir).map_err(crate::error::UsageError)?;

@@ -75,7 +75,7 @@ impl Mirror {
     /// prepares the mirror directory under `cache` (`<host>/<run-id>`, or
     /// `<run-id>.<pid>` when another viewer holds that one) and starts mirroring.
     pub fn open(spec: &Spec, cache: &Path, steps_per_sec: f64) -> Result<Mirror> {
-        let (mut child, stdin, mut lines) = connect(spec, HEADER_LEN as u64, steps_per_sec)?;
+        let (mut child, stdin, mut lines) = connect(spec, HEADER_LEN as u64, steps_per_sec, false)?;
         let hello = match read_hello(&mut lines) {
             Ok(h) => h,
             Err(e) => return Err(link_error(&mut child, e, spec)),
@@ -117,9 +117,8 @@ impl Mirror {
         });
         let s = shared.clone();
         let run_id = hello.meta.as_ref().and_then(|m| m.get("run_id").cloned());
-        let pump = std::thread::Builder::new()
-            .name("remote-mirror".into())
-            .spawn(move || pump(&s, writer, lines, run_id))?;
+        let pump =
+            std::thread::Builder::new().name("remote-mirror".into()).spawn(move || pump(&s, writer, lines, run_id))?;
         let s = shared.clone();
         let watchdog = std::thread::Builder::new().name("remote-watchdog".into()).spawn(move || watchdog(&s))?;
         Ok(Mirror { shared, dir, hello, threads: vec![pump, watchdog], _lock: lock })
@@ -222,11 +221,12 @@ fn kill(s: &Shared) {
     }
 }
 
-fn connect(spec: &Spec, from: u64, steps_per_sec: f64) -> Result<(Child, ChildStdin, Lines)> {
+/// `again`: a reconnect, made while the dashboard owns the terminal, so ssh must not
+/// prompt (BatchMode): the first link, made before the screen opens, may.
+fn connect(spec: &Spec, from: u64, steps_per_sec: f64, again: bool) -> Result<(Child, ChildStdin, Lines)> {
     let from = from.to_string();
     let rate = steps_per_sec.to_string();
-    let mut cmd =
-        ssh_phasetop(&spec.host, &["stream", &spec.path, "--from", &from, "--steps-per-sec", &rate]);
+    let mut cmd = ssh_phasetop(&spec.host, &["stream", &spec.path, "--from", &from, "--steps-per-sec", &rate], again);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("cannot run ssh ({:?})", cmd.get_program()))?;
     let stdin = child.stdin.take().context("ssh stdin")?;
@@ -253,7 +253,9 @@ fn read_hello(lines: &mut Lines) -> Result<Hello, String> {
     let mut buf = Vec::new();
     match read_frame(lines, &mut buf)? {
         Some(Frame::Hello(h)) if h.proto == super::proto::PROTO => Ok(h),
-        Some(Frame::Hello(h)) => Err(format!("the remote phasetop speaks stream protocol {}, this one {}", h.proto, super::proto::PROTO)),
+        Some(Frame::Hello(h)) => {
+            Err(format!("the remote phasetop speaks stream protocol {}, this one {}", h.proto, super::proto::PROTO))
+        }
         Some(Frame::Error(e)) => Err(format!("remote: {e}")),
         Some(other) => Err(format!("expected a hello from the remote stream, got {other:?}")),
         None => Err("the link closed before the remote stream said hello".into()),
@@ -269,11 +271,7 @@ fn link_error(child: &mut Child, e: String, spec: &Spec) -> anyhow::Error {
     }
     let status = child.wait().ok().and_then(|s| s.code());
     let stderr = stderr.trim();
-    let msg = if e.starts_with("remote: ") || stderr.is_empty() {
-        e
-    } else {
-        format!("{e}: {stderr}")
-    };
+    let msg = if e.starts_with("remote: ") || stderr.is_empty() { e } else { format!("{e}: {stderr}") };
     let msg = format!("{spec}: {msg}");
     // ssh exits 255 on its own failures; the remote phasetop exits 2 on a bad run path.
     if status == Some(2) || msg.contains("not a run directory") {
@@ -379,7 +377,7 @@ fn pump(s: &Shared, mut writer: Writer, mut lines: Lines, run_id: Option<serde_j
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
             let from = s.at.load(Ordering::Relaxed);
-            let Ok((mut child, stdin, mut new_lines)) = connect(&s.spec, from, s.steps_per_sec) else { continue };
+            let Ok((mut child, stdin, mut new_lines)) = connect(&s.spec, from, s.steps_per_sec, true) else { continue };
             match read_hello(&mut new_lines) {
                 Ok(h) if h.meta.as_ref().and_then(|m| m.get("run_id").cloned()) == run_id && h.from == from => {
                     // The byte count goes on across links.

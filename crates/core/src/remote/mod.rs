@@ -72,12 +72,16 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// An `ssh` process running `phasetop ARGS…` on `host`: the user's ssh, no tty, no
-/// stdin forwarding quirks (`-T`), and keep-alives so a dead link is noticed.
-pub fn ssh_phasetop(host: &str, args: &[&str]) -> std::process::Command {
+/// An `ssh` process running `phasetop ARGS…` on `host`: the user's ssh, no tty (`-T`),
+/// keep-alives so a dead link is noticed, and with `batch` no prompts (a reconnect
+/// behind the dashboard's screen).
+pub fn ssh_phasetop(host: &str, args: &[&str], batch: bool) -> std::process::Command {
     let ssh = ssh_command();
     let mut cmd = std::process::Command::new(&ssh[0]);
     cmd.args(&ssh[1..]);
+    if batch {
+        cmd.args(["-o", "BatchMode=yes"]);
+    }
     cmd.args(["-T", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "--", host]);
     let mut line = vec![shell_quote(&remote_bin())];
     line.extend(args.iter().map(|a| shell_quote(a)));
@@ -102,10 +106,7 @@ mod tests {
 
     #[test]
     fn specs_parse_like_scp() {
-        assert_eq!(
-            Spec::parse("me@box:runs/a"),
-            Some(Spec { host: "me@box".into(), path: "runs/a".into() })
-        );
+        assert_eq!(Spec::parse("me@box:runs/a"), Some(Spec { host: "me@box".into(), path: "runs/a".into() }));
         assert_eq!(Spec::parse("box:").map(|s| s.path), Some(String::new()));
         assert_eq!(Spec::parse("runs/a:b"), None);
         assert_eq!(Spec::parse("runs/a"), None);

@@ -65,9 +65,16 @@ pub struct Heartbeat {
 pub enum Frame {
     Hello(Hello),
     /// `payload`: the event's JSON as in the log (no newline in it).
-    Event { payload: Vec<u8>, offset: u64, at: u64 },
+    Event {
+        payload: Vec<u8>,
+        offset: u64,
+        at: u64,
+    },
     Heartbeat(Heartbeat),
-    Reply { id: u64, reply: Reply },
+    Reply {
+        id: u64,
+        reply: Reply,
+    },
     Error(String),
 }
 
@@ -87,7 +94,6 @@ enum Wire {
     Error(String),
 }
 
-
 impl Frame {
     /// The frame as one line, newline included.
     pub fn encode(&self) -> Vec<u8> {
@@ -99,7 +105,9 @@ impl Frame {
                 Ok(line)
             }
             Frame::Heartbeat(h) => serde_json::to_vec(&Wire::Hb(h.clone())),
-            Frame::Reply { id, reply } => serde_json::to_vec(&Wire::Reply(ReplyFrame { id: *id, reply: reply.clone() })),
+            Frame::Reply { id, reply } => {
+                serde_json::to_vec(&Wire::Reply(ReplyFrame { id: *id, reply: reply.clone() }))
+            }
             Frame::Error(e) => serde_json::to_vec(&Wire::Error(e.clone())),
         }
         .expect("frames serialise");

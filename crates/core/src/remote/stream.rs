@@ -58,7 +58,10 @@ impl Decimator {
                     Vec::new()
                 }
             }
-            Event::PhaseChanged { .. } | Event::PlanChanged { .. } | Event::RunStarted { .. } | Event::RunEnded { .. } => {
+            Event::PhaseChanged { .. }
+            | Event::PlanChanged { .. }
+            | Event::RunStarted { .. }
+            | Event::RunEnded { .. } => {
                 let mut out: Vec<_> = self.take_held().into_iter().collect();
                 out.push((event, offset, at));
                 out
@@ -283,8 +286,10 @@ mod tests {
                 sent.extend(d.offer(e, o + 50, o + 100, now));
             }
         }
-        let steps: Vec<u64> =
-            sent.iter().filter_map(|(e, ..)| if let Event::Step { step, .. } = e { Some(*step) } else { None }).collect();
+        let steps: Vec<u64> = sent
+            .iter()
+            .filter_map(|(e, ..)| if let Event::Step { step, .. } = e { Some(*step) } else { None })
+            .collect();
         let evals = sent.iter().filter(|(e, ..)| matches!(e, Event::Eval { .. })).count();
         assert_eq!(evals, 20, "every non-step event is kept");
         assert!((8..=9).contains(&steps.len()), "4 steps a second over 2 s: {steps:?}");
