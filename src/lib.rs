@@ -4,6 +4,7 @@ pub mod branch;
 pub mod commands;
 pub mod config;
 pub mod event;
+pub mod external;
 pub mod host;
 pub mod inspect;
 pub mod interop;

@@ -99,6 +99,27 @@ enum Cmd {
         #[command(flatten)]
         view: ViewArgs,
     },
+    /// Run your own training script as a phasetop run: `phasetop run [CONFIG] -- torchrun
+    /// --nproc-per-node 2 train.py`. The script reports and obeys through the client in
+    /// python/ (docs/CLIENT.md); its output goes to RUN_DIR/job.log.
+    Run {
+        /// Phases (names, steps, until rules, free settings for the script); default: one phase.
+        config: Option<PathBuf>,
+        /// Run directory to create (default: runs/<name>-<utc time>).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Run in the foreground with plain progress lines (no terminal needed).
+        #[arg(long)]
+        headless: bool,
+        /// Serve a job that is already running (the client's standalone mode) instead of a command.
+        #[arg(long, hide = true)]
+        for_pid: Option<u32>,
+        /// The job: everything after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
     /// List runs: id, config, status, phase, step, age.
     Ls {
         #[arg(default_value = "runs")]
@@ -207,6 +228,16 @@ fn main() -> ExitCode {
                 max_steps,
                 seed,
                 resume,
+                view: view.into_options(),
+            })
+        }
+        Cmd::Run { config, run_dir, headless, for_pid, command, view } => {
+            phasetop::external::cli::run(phasetop::external::cli::RunArgs {
+                config,
+                run_dir,
+                headless,
+                for_pid,
+                command,
                 view: view.into_options(),
             })
         }
