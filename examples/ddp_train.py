@@ -6,7 +6,7 @@ An MLP on synthetic data (a fixed random teacher labels Gaussian inputs), CPU, t
 backend on loopback. Each phase's `lr` comes from the config; `ctl set lr=…` changes it
 on every rank; `ctl stop` ends every rank at the same step. With --record DIR each rank
 writes DIR/record-rank<R>.tsv: one line per step, `step<TAB>phase<TAB>lr`, the lr the
-next step uses (what the tests read).
+next step uses, and DIR/pid-rank<R> (what the tests read).
 """
 
 import argparse
@@ -52,6 +52,8 @@ def main():
     if args.record:
         os.makedirs(args.record, exist_ok=True)
         record = open(os.path.join(args.record, f"record-rank{rank}.tsv"), "w", buffering=1)
+        with open(os.path.join(args.record, f"pid-rank{rank}"), "w") as f:
+            f.write(str(os.getpid()))
 
     def set_lr(lr):
         for g in opt.param_groups:

@@ -175,6 +175,7 @@ fn short(v: &serde_json::Value) -> String {
 }
 
 /// What a line on the socket is.
+#[derive(Debug)]
 pub enum Frame {
     Control(serde_json::Value),
     Job(Box<JobFrame>),

@@ -1,0 +1,436 @@
+//! External runs (issue 14): real PyTorch scripts under `phasetop run`, with the client
+//! in python/ and the project's venv (torch, torchrun, lightning, transformers: installed
+//! by scripts/setup-torch.sh). A missing venv fails these tests unless
+//! PHASETOP_SKIP_PYTHON=1.
+
+use phasetop::event::{Command as Cmd, Event, LogLevel, PhaseCause, RunStatus};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_phasetop");
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One Python job at a time: a torchrun job is three interpreters importing torch, and
+/// the suite runs on two cores.
+static ONE_JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The venv's bin directory, or None (skip) under PHASETOP_SKIP_PYTHON=1; holds
+/// `ONE_JOB` for the caller's test.
+fn venv() -> Option<(PathBuf, std::sync::MutexGuard<'static, ()>)> {
+    let guard = ONE_JOB.lock().unwrap_or_else(|p| p.into_inner());
+    venv_bin().map(|b| (b, guard))
+}
+
+/// The venv's bin directory, or None (skip) under PHASETOP_SKIP_PYTHON=1.
+fn venv_bin() -> Option<PathBuf> {
+    let bin = root().join(".venv/bin");
+    if !bin.join("python").exists() {
+        if std::env::var_os("PHASETOP_SKIP_PYTHON").is_some_and(|v| v == "1") {
+            eprintln!("{} not found: skipped (PHASETOP_SKIP_PYTHON=1)", bin.display());
+            return None;
+        }
+        panic!("{} not found: run scripts/setup-torch.sh (or set PHASETOP_SKIP_PYTHON=1 to skip)", bin.display());
+    }
+    Some(bin)
+}
+
+/// `phasetop run --headless` in `cwd`, the client on PYTHONPATH.
+fn spawn_run(cwd: &Path, config: Option<&Path>, job: &[&str]) -> Child {
+    let mut c = Command::new(BIN);
+    c.current_dir(cwd).arg("run").arg("--headless").arg("--run-dir").arg("run");
+    if let Some(cfg) = config {
+        c.arg(cfg);
+    }
+    c.arg("--").args(job);
+    c.env("PYTHONPATH", root().join("python")).env("OMP_NUM_THREADS", "1");
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.spawn().unwrap()
+}
+
+fn events(run: &Path) -> Vec<Event> {
+    match phasetop::runlog::read_all(&run.join("events.log")) {
+        Ok(c) => c.records.into_iter().map(|r| r.event).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn last_step(run: &Path) -> u64 {
+    events(run).iter().filter_map(|e| if let Event::Step { step, .. } = e { Some(*step) } else { None }).max().unwrap_or(0)
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("phasetop run did not end within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ctl(run: &Path, words: &[&str]) -> String {
+    let out = Command::new(BIN).arg("ctl").arg(run).args(words).output().unwrap();
+    assert!(out.status.success(), "ctl {words:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A rank's record: (step, phase, lr) per step.
+fn record(dir: &Path, rank: u32) -> Vec<(u64, String, f64)> {
+    let text = std::fs::read_to_string(dir.join(format!("record-rank{rank}.tsv"))).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((f.next()?.parse().ok()?, f.next()?.to_string(), f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn ended(run: &Path) -> Option<(RunStatus, String)> {
+    events(run).into_iter().find_map(|e| match e {
+        Event::RunEnded { status, message, .. } => Some((status, message)),
+        _ => None,
+    })
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const TWO_PHASES: &str = "[run]\nname='ddp'\n[[phase]]\nname='warm'\nlr=0.1\n[[phase]]\nname='main'\nlr=0.02\n";
+
+fn torchrun_job(bin: &Path, steps: u64) -> Vec<String> {
+    [
+        bin.join("torchrun").display().to_string(),
+        // A free rendezvous port on loopback, so runs never collide.
+        "--standalone".into(),
+        "--nproc-per-node".into(),
+        "2".into(),
+        root().join("examples/ddp_train.py").display().to_string(),
+        "--steps".into(),
+        steps.to_string(),
+        "--step-ms".into(),
+        "5".into(),
+        "--record".into(),
+        "rec".into(),
+    ]
+    .into()
+}
+
+/// The issue's main scenario: torchrun with 2 gloo ranks under `phasetop run`; a switch,
+/// a `set lr` and a stop from `ctl`, each reaching both ranks at the same step.
+#[test]
+fn torchrun_ranks_switch_set_and_stop_at_the_same_step() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "ddp.toml", TWO_PHASES);
+    let job = torchrun_job(&bin, 1_000_000);
+    let mut child = spawn_run(tmp.path(), Some(&cfg), &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    wait_until("20 logged steps", 120, || last_step(&run) >= 20);
+    // The socket is private, as the built-in host's.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(run.join("control.sock")).unwrap().permissions().mode() & 0o777, 0o600);
+    let status: serde_json::Value =
+        serde_json::from_str(ctl(&run, &["status"]).split_once(": ").unwrap().1.trim()).unwrap();
+    assert_eq!(status["phase"], "warm");
+
+    ctl(&run, &["switch", "main"]);
+    wait_until("both ranks in main", 60, || (0..2).all(|r| record(&rec, r).iter().any(|x| x.1 == "main")));
+    ctl(&run, &["set", "lr=0.0123"]);
+    wait_until("both ranks at lr 0.0123", 60, || (0..2).all(|r| record(&rec, r).iter().any(|x| x.2 == 0.0123)));
+    ctl(&run, &["stop"]);
+    let exit = wait_exit(&mut child, 60);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(exit.success(), "a stopped run exits 0: {stdout}");
+
+    let evs = events(&run);
+    let manual: Vec<u64> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::PhaseChanged { step, cause: PhaseCause::Manual, to, .. } if to == "main" => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(manual.len(), 1, "one manual phase change: {manual:?}");
+    let (r0, r1) = (record(&rec, 0), record(&rec, 1));
+    let first = |r: &[(u64, String, f64)], f: &dyn Fn(&(u64, String, f64)) -> bool| r.iter().find(|x| f(x)).map(|x| x.0);
+    let in_main = |x: &(u64, String, f64)| x.1 == "main";
+    assert_eq!(first(&r0, &in_main), Some(manual[0]), "rank 0 switched at the logged step");
+    assert_eq!(first(&r1, &in_main), Some(manual[0]), "rank 1 switched at the same step");
+    // The phase's own lr came with the switch, then `set` overrode it, on both ranks.
+    let at_main = r0.iter().find(|x| x.0 == manual[0]).unwrap();
+    assert_eq!(at_main.2, 0.02);
+    let set_lr = |x: &(u64, String, f64)| x.2 == 0.0123;
+    assert!(first(&r0, &set_lr).is_some());
+    assert_eq!(first(&r0, &set_lr), first(&r1, &set_lr), "set lr reached both ranks at the same step");
+    assert!(evs.iter().any(|e| matches!(e, Event::Command { command: Cmd::Set { key, value }, applied: true, .. } if key == "lr" && *value == 0.0123)));
+    // Stop: both ranks ended at the same step, cleanly (the job exited 0).
+    assert_eq!(r0.last().map(|x| x.0), r1.last().map(|x| x.0), "both ranks stopped at the same step");
+    let (status, message) = ended(&run).expect("run_ended");
+    assert_eq!(status, RunStatus::Stopped, "{message}");
+    assert!(message.contains("the job exited 0"), "{message}");
+    // The job's output is in job.log; ranks other than 0 logged nothing of their own.
+    assert!(run.join("job.log").exists());
+    assert!(!evs.iter().any(|e| matches!(e, Event::Step { metrics, .. } if metrics.keys().any(|k| k.starts_with("rank")))));
+}
+
+fn pid(rec: &Path, rank: u32) -> i32 {
+    std::fs::read_to_string(rec.join(format!("pid-rank{rank}"))).unwrap().trim().parse().unwrap()
+}
+
+/// kill -9 of one rank: torchrun takes the job down, the run ends failed with the exit
+/// code and job.log's last lines, and its log reads back whole.
+#[test]
+fn a_rank_killed_fails_the_run_with_its_log_whole() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let job = torchrun_job(&bin, 1_000_000);
+    let mut child = spawn_run(tmp.path(), None, &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    wait_until("20 logged steps", 120, || last_step(&run) >= 20 && rec.join("pid-rank1").exists());
+    unsafe { libc::kill(pid(&rec, 1), libc::SIGKILL) };
+    let exit = wait_exit(&mut child, 120);
+    assert_eq!(exit.code(), Some(1), "a failed run exits 1");
+    let contents = phasetop::runlog::read_all(&run.join("events.log")).unwrap();
+    assert!(contents.problems.is_empty(), "{:?}", contents.problems);
+    let (status, message) = ended(&run).expect("run_ended");
+    assert_eq!(status, RunStatus::Failed);
+    assert!(message.contains("the job exited with code"), "{message}");
+    assert!(message.contains("last lines of job.log"), "{message}");
+    let inspect = Command::new(BIN).arg("inspect").arg(&run).output().unwrap();
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("failed"));
+}
+
+/// kill -9 of the host: the job trains on to its end (the client warns once and records
+/// nothing more), and the log up to the kill reads back.
+#[test]
+fn the_host_killed_the_job_trains_on_and_the_log_reads_back() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let job = torchrun_job(&bin, 400);
+    let mut child = spawn_run(tmp.path(), None, &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    wait_until("20 logged steps", 120, || last_step(&run) >= 20 && rec.join("pid-rank1").exists());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed_at = last_step(&run);
+    wait_until("both ranks at step 400", 120, || (0..2).all(|r| record(&rec, r).last().is_some_and(|x| x.0 == 400)));
+    // The ranks exit (the job finished on its own).
+    wait_until("the ranks to exit", 30, || (0..2).all(|r| unsafe { libc::kill(pid(&rec, r), 0) } != 0));
+    let contents = phasetop::runlog::read_all(&run.join("events.log")).unwrap();
+    let steps: Vec<u64> = contents
+        .records
+        .iter()
+        .filter_map(|r| if let Event::Step { step, .. } = r.event { Some(step) } else { None })
+        .collect();
+    assert!(*steps.last().unwrap() >= killed_at && *steps.last().unwrap() < 400, "{killed_at} {:?}", steps.last());
+    assert!(ended(&run).is_none(), "nobody wrote an end");
+    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap();
+    assert_eq!(job_log.matches("training goes on, nothing more is recorded").count(), 1, "{job_log}");
+}
+
+fn python_job(bin: &Path, script: &Path) -> Vec<String> {
+    vec![bin.join("python").display().to_string(), script.display().to_string()]
+}
+
+/// The SummaryWriter shim in a real run; a bad metric name and value come back to the
+/// client in the next sync, and the run goes on.
+#[test]
+fn summary_writer_shim_logs_and_bad_metrics_come_back_to_the_client() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "tb.py",
+        r#"
+import phasetop, torch
+run = phasetop.init()
+w = phasetop.SummaryWriter()
+for step in range(1, 51):
+    w.add_scalar("Loss/train", 1.0 / step, step)
+    w.add_scalars("grad", {"norm": float(step), "max": 2.0 * step}, global_step=step)
+    w.add_histogram("weights", torch.zeros(3), step)   # not a scalar: a no-op
+w.add_scalar("bad name", 1.0, 51)
+w.add_scalar("quality", "high", 51)
+w.flush()
+errors = []
+for _ in range(50):
+    errors += run.sync(51).errors
+    if len(errors) >= 2:
+        break
+    import time; time.sleep(0.05)
+print("ERRORS", errors)
+assert any("bad name" in e for e in errors), errors
+assert any('"quality": "high" is not a number' in e for e in errors), errors
+w.close()
+"#,
+    );
+    let mut child = spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 120);
+    let run = tmp.path().join("run");
+    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
+    assert!(exit.success(), "{job_log}");
+    let evs = events(&run);
+    let step = |n: u64, key: &str| {
+        evs.iter().find_map(|e| match e {
+            Event::Step { step, metrics, .. } if *step == n => metrics.get(key).copied(),
+            _ => None,
+        })
+    };
+    // TensorBoard's tags map to phasetop's names where the meaning is clear (docs/INTEROP.md).
+    assert_eq!(step(10, "train_loss"), Some(0.1));
+    assert_eq!(step(10, "grad/norm"), Some(10.0));
+    assert_eq!(step(10, "grad/max"), Some(20.0));
+    assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
+}
+
+/// Frames a host must survive: not JSON, not UTF-8, unknown type, oversized, bad points;
+/// each is answered or reported with a reason and counted, and the run goes on.
+#[test]
+fn malformed_frames_are_refused_with_reasons_and_never_crash_the_host() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(tmp.path(), "wait.py", "import phasetop, time\nrun = phasetop.init()\nwhile not run.sync(1).should_stop:\n    time.sleep(0.02)\n");
+    let mut child = spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let run = tmp.path().join("run");
+    wait_until("the job's hello", 60, || {
+        events(&run).iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains("job connected")))
+    });
+    let mut s = UnixStream::connect(run.join("control.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut ask = |bytes: &[u8]| -> serde_json::Value {
+        s.write_all(bytes).unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    };
+    let reason = |v: serde_json::Value| v["message"].as_str().unwrap_or_default().to_string();
+    assert!(reason(ask(b"{not json\n")).starts_with("malformed frame"));
+    assert!(reason(ask(b"\xff\xfe\n")).contains("not UTF-8"));
+    assert!(reason(ask(b"{\"type\":\"explode\"}\n")).contains("unknown variant"));
+    let mut big = vec![b'x'; (1 << 20) + 10];
+    big.push(b'\n');
+    assert!(reason(ask(&big)).contains("longer than"));
+    // A log frame gets no reply; its bad points come back in the next sync.
+    let ctl = ask(b"{\"type\":\"log\",\"points\":[{\"step\":3,\"metrics\":{\"x\":1}},{\"step\":-1},{\"step\":4,\"metrics\":{\"y\":[1]}}]}\n{\"type\":\"sync\",\"step\":4}\n");
+    let errors = ctl["errors"].as_array().unwrap();
+    assert!(errors.iter().any(|e| e.as_str().unwrap().contains("\"y\": [1] is not a number")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.as_str().unwrap().contains("without a whole, non-negative step")), "{errors:?}");
+    // The host is fine: ctl still works, and stops the job.
+    ctl_ok(&run);
+    let exit = wait_exit(&mut child, 60);
+    assert!(exit.success());
+    let evs = events(&run);
+    assert!(evs.iter().any(|e| matches!(e, Event::Step { step: 3, metrics, .. } if metrics["x"] == 1.0)));
+    let rejected = evs.iter().filter(|e| matches!(e, Event::Log { level: LogLevel::Warn, message, .. } if message.starts_with("rejected a frame"))).count();
+    assert_eq!(rejected, 4);
+}
+
+fn ctl_ok(run: &Path) {
+    ctl(run, &["status"]);
+    ctl(run, &["stop"]);
+}
+
+/// The client's probe formulas equal the Rust fixtures (tests/fixtures/probes) to 1e-5.
+#[test]
+fn client_probe_formulas_match_the_fixtures() {
+    let Some((bin, _one)) = venv() else { return };
+    let out = Command::new(bin.join("python"))
+        .env("PYTHONPATH", root().join("python"))
+        .arg("-c")
+        .arg(
+            r#"
+import glob, json, math, sys, torch
+from phasetop import probes
+n = 0
+for f in sorted(glob.glob(sys.argv[1] + "/*.json")):
+    d = json.load(open(f))
+    t = torch.tensor(d["data"], dtype=torch.float64 if d.get("dtype") == "f64" else torch.float32).reshape(d["shape"])
+    got = {"attention_entropy": probes.attention_entropy(t)} if d["kind"] == "attention" else probes.metrics(t)
+    for k, want in d["expected"].items():
+        g = got[k]
+        if want is None:
+            assert math.isnan(g), (f, k, g)
+        else:
+            assert abs(g - want) <= 1e-5 * max(1.0, abs(want)), (f, k, g, want)
+        n += 1
+print("checked", n)
+"#,
+        )
+        .arg(root().join("tests/fixtures/probes"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let n: usize = stdout.trim().strip_prefix("checked ").unwrap().parse().unwrap();
+    assert!(n >= 40, "{stdout}");
+}
+
+/// Without `phasetop run`, `phasetop.init()` starts a host itself; the run directory it
+/// writes is read by `replay --headless` and `inspect`.
+#[test]
+fn a_plain_python_script_writes_a_run_that_replay_reads() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "plain.py",
+        "import phasetop\nrun = phasetop.init(config={'lr': 0.1}, run_dir='solo')\nfor s in range(1, 31):\n    run.log({'train_loss': 1.0 / s}, step=s)\n    run.sync(s)\nrun.finish()\n",
+    );
+    let out = Command::new(bin.join("python"))
+        .current_dir(tmp.path())
+        .env("PYTHONPATH", root().join("python"))
+        .env("PHASETOP_BIN", BIN)
+        .env_remove("PHASETOP_RUN_DIR")
+        .env_remove("PHASETOP_SOCKET")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = tmp.path().join("solo");
+    assert_eq!(last_step(&run), 30);
+    assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
+    let replay = Command::new(BIN).arg("replay").arg("--headless").arg(&run).output().unwrap();
+    assert!(replay.status.success());
+    assert!(String::from_utf8_lossy(&replay.stdout).contains("completed"), "{}", String::from_utf8_lossy(&replay.stdout));
+}
+
+/// A bad CONFIG or a missing command: usage errors (exit 2), nothing created.
+#[test]
+fn run_refuses_bad_configs_and_commands_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "bad.toml", "[[phase]]\nname='a'\nlr=nan\n");
+    let out = Command::new(BIN).current_dir(tmp.path()).args(["run", "bad.toml", "--headless", "--run-dir", "r", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3:4: phase \"a\" setting \"lr\": NaN is not a finite number"), "{err}");
+    let out = Command::new(BIN).current_dir(tmp.path()).args(["run", "--headless", "--run-dir", "r", "--", "no-such-program-here"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-program-here: no such program"));
+    let out = Command::new(BIN).current_dir(tmp.path()).args(["run", "--headless"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!tmp.path().join("r").exists());
+    drop(cfg);
+}
