@@ -434,3 +434,134 @@ fn run_refuses_bad_configs_and_commands_with_exit_2() {
     assert!(!tmp.path().join("r").exists());
     drop(cfg);
 }
+
+const ADAPTER_PLAN: &str =
+    "[run]\nname='adapter'\nmax_steps=60\n[[phase]]\nname='warm'\nsteps=20\nlr=0.1\n[[phase]]\nname='main'\nlr=0.01\n";
+
+/// An adapter's run: the plan's lr reached the optimizer (0.1, then 0.01 from the
+/// scheduled switch at step 20), the run stopped at the plan's max_steps (the script asked
+/// for 1000), and the loss (and a held-out metric) reached the log.
+fn check_adapter_run(tmp: &Path, exit: std::process::ExitStatus, eval_metric: &str) {
+    let run = tmp.join("run");
+    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
+    assert!(exit.success(), "{}", &job_log[job_log.len().saturating_sub(3000)..]);
+    let lrs: Vec<(u64, f64)> = std::fs::read_to_string(tmp.join("lrs.tsv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once('\t').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    let show = |v: &[(u64, f64)]| format!("{:?} … {:?}", &v[..v.len().min(3)], &v[v.len().saturating_sub(3)..]);
+    // A schedule goes on from the phase's lr (its base is moved), so within a phase the
+    // lr is the phase's or a little under it.
+    let near = |lr: f64, base: f64| lr <= base * (1.0 + 1e-12) && lr > 0.9 * base;
+    assert_eq!(lrs.first().map(|x| x.1), Some(0.1), "the first phase's lr, not the script's: {}", show(&lrs));
+    let last = lrs.last().unwrap().0;
+    assert!((59..=62).contains(&last), "stopped at the plan's max_steps (60), not the script's 1000: {}", show(&lrs));
+    let evs = events(&run);
+    let switch = evs.iter().find_map(|e| match e {
+        Event::PhaseChanged { step, cause: PhaseCause::Scheduled, to, .. } if to == "main" => Some(*step),
+        _ => None,
+    });
+    assert_eq!(switch, Some(20));
+    // Steps after the switch train at the new lr, steps before it at the old.
+    assert!(lrs.iter().filter(|x| x.0 > 21).all(|x| near(x.1, 0.01)), "{}", show(&lrs));
+    assert!(lrs.iter().filter(|x| x.0 < 20).all(|x| near(x.1, 0.1)), "{}", show(&lrs));
+    assert!(evs.iter().filter(|e| matches!(e, Event::Step { metrics, .. } if metrics.contains_key("train_loss"))).count() >= 50);
+    assert!(evs.iter().any(|e| matches!(e, Event::Eval { metrics, .. } if metrics.contains_key(eval_metric))), "{eval_metric}");
+    let (status, message) = ended(&run).unwrap();
+    assert_eq!(status, RunStatus::Completed, "{message}");
+    assert!(message.contains("reached max_steps = 60"), "{message}");
+}
+
+/// The Lightning callback in a real `lightning.Trainer` run.
+#[test]
+fn lightning_callback_logs_syncs_applies_lr_and_stops() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "plan.toml", ADAPTER_PLAN);
+    let script = write(
+        tmp.path(),
+        "pl.py",
+        r#"
+import torch, lightning as L
+from torch.utils.data import DataLoader, TensorDataset
+from phasetop.lightning import PhasetopCallback
+torch.set_num_threads(1)
+torch.manual_seed(0)
+lrs = open("lrs.tsv", "w", buffering=1)
+class M(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(8, 2)
+    def training_step(self, batch, i):
+        x, y = batch
+        lrs.write(f"{self.global_step}\t{self.trainer.optimizers[0].param_groups[0]['lr']!r}\n")
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+    def validation_step(self, batch, i):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.cross_entropy(self.net(x), y))
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+x = torch.randn(256, 8)
+y = (x[:, 0] > 0).long()
+dl = DataLoader(TensorDataset(x, y), batch_size=16)
+trainer = L.Trainer(max_steps=1000, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, limit_val_batches=2,
+                    callbacks=[PhasetopCallback()])
+trainer.fit(M(), dl, dl)
+"#,
+    );
+    let mut child =
+        spawn_run(tmp.path(), Some(&cfg), &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 300);
+    check_adapter_run(tmp.path(), exit, "val_loss");
+}
+
+/// The Hugging Face callback in a real `transformers.Trainer` run (a tiny torch model).
+#[test]
+fn hf_callback_logs_syncs_applies_lr_and_stops() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "plan.toml", ADAPTER_PLAN);
+    let script = write(
+        tmp.path(),
+        "hf.py",
+        r#"
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from phasetop.hf import PhasetopCallback
+torch.set_num_threads(1)
+torch.manual_seed(0)
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(8, 2)
+    def forward(self, x, labels=None):
+        logits = self.net(x)
+        return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+class DS(torch.utils.data.Dataset):
+    def __init__(self):
+        self.x = torch.randn(256, 8)
+        self.y = (self.x[:, 0] > 0).long()
+    def __len__(self):
+        return 256
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+lrs = open("lrs.tsv", "w", buffering=1)
+class Record(TrainerCallback):
+    def on_step_begin(self, args, state, control, optimizer=None, **kw):
+        lrs.write(f"{state.global_step}\t{optimizer.param_groups[0]['lr']!r}\n")
+args = TrainingArguments(output_dir="hf-out", max_steps=1000, per_device_train_batch_size=16, logging_steps=1,
+                         eval_strategy="steps", eval_steps=16, report_to=[], save_strategy="no", use_cpu=True,
+                         disable_tqdm=True, learning_rate=0.5, lr_scheduler_type="linear", dataloader_num_workers=0)
+Trainer(model=M(), args=args, train_dataset=DS(), eval_dataset=DS(), callbacks=[PhasetopCallback(), Record()]).train()
+"#,
+    );
+    let mut child =
+        spawn_run(tmp.path(), Some(&cfg), &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 300);
+    check_adapter_run(tmp.path(), exit, "val_loss");
+}
