@@ -565,3 +565,93 @@ Trainer(model=M(), args=args, train_dataset=DS(), eval_dataset=DS(), callbacks=[
     let exit = wait_exit(&mut child, 300);
     check_adapter_run(tmp.path(), exit, "val_loss");
 }
+
+/// The dashboard on an external run, in a real pseudo-terminal (the harness of
+/// tests/dashboard_pty.rs): live, switched with `s`, and stopped on quit.
+#[test]
+fn dashboard_shows_an_external_run_live_and_switches_it_with_s() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "plan.toml", TWO_PHASES);
+    let pty = native_pty_system();
+    let pair = pty.openpty(PtySize { rows: 48, cols: 160, pixel_width: 0, pixel_height: 0 }).unwrap();
+    let mut cmd = CommandBuilder::new(BIN);
+    let script = root().join("examples/ddp_train.py");
+    let py = bin.join("python");
+    cmd.args(["run", "plan.toml", "--run-dir", "run", "--"]);
+    cmd.args([py.to_str().unwrap(), script.to_str().unwrap(), "--steps", "1000000", "--step-ms", "10", "--record", "rec"]);
+    cmd.cwd(tmp.path());
+    cmd.env("TERM", "xterm-256color");
+    cmd.env("PYTHONPATH", root().join("python"));
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let mut writer = pair.master.take_writer().unwrap();
+    let screen = Arc::new(Mutex::new(vt100::Parser::new(
+        std::num::NonZeroU16::new(48).unwrap(),
+        std::num::NonZeroU16::new(160).unwrap(),
+        0,
+    )));
+    let s2 = screen.clone();
+    std::thread::spawn(move || {
+        let _keep = pair.master;
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s2.lock().unwrap().process(&buf[..n]);
+        }
+    });
+    let run = tmp.path().join("run");
+    let contents = || screen.lock().unwrap().screen().contents();
+    let header = || contents().lines().next().unwrap_or("").to_string();
+    let wait = |what: &str, secs: u64, header_only: bool| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !(if header_only { header() } else { contents() }).contains(what) {
+            if Instant::now() > deadline {
+                let _ = ctl_quiet(&run, &["stop"]);
+                panic!("screen never showed {what:?}:\n{}", contents());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut keys = |s: &str| {
+        writer.write_all(s.as_bytes()).unwrap();
+        writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    };
+    wait("LIVE", 120, true);
+    wait("● warm", 30, true);
+    wait_until("logged steps", 60, || last_step(&run) >= 5);
+    keys("s");
+    wait("switch phase", 10, false);
+    keys("\r");
+    wait("confirm", 10, false);
+    keys("y");
+    wait("● main", 30, true);
+    let manual = events(&run).into_iter().find_map(|e| match e {
+        Event::PhaseChanged { step, cause: PhaseCause::Manual, to, .. } if to == "main" => Some(step),
+        _ => None,
+    });
+    let rec = tmp.path().join("rec");
+    wait_until("the script in main", 30, || record(&rec, 0).iter().any(|x| x.1 == "main"));
+    assert_eq!(record(&rec, 0).iter().find(|x| x.1 == "main").map(|x| x.0), manual, "switched at the logged step");
+    // Quit with stop: the job is told to stop and the run ends stopped.
+    keys("q");
+    wait("stop the run", 10, false);
+    keys("s");
+    wait_until("the run's end", 60, || ended(&run).is_some());
+    assert_eq!(ended(&run).unwrap().0, RunStatus::Stopped);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ctl_quiet(run: &Path, words: &[&str]) -> std::io::Result<std::process::Output> {
+    Command::new(BIN).arg("ctl").arg(run).args(words).output()
+}
