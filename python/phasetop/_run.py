@@ -303,9 +303,7 @@ class Run:
                 reply = self._ask(step)
         dist = _dist()
         if dist is not None:
-            box = [reply]
-            dist.broadcast_object_list(box, src=0)
-            reply = box[0]
+            reply = self._broadcast(dist, reply, step)
         elif reply is None:
             reply = self._ask_fallback(step)
         ctl = Control(reply)
@@ -316,6 +314,28 @@ class Run:
             for e in ctl.errors:
                 self._warn_once(e)
         return ctl
+
+    def _broadcast(self, dist, reply, step):
+        """Rank 0's answer on every rank. Most answers change nothing; those cost one
+        broadcast of a one-element tensor, and only an answer that changes something
+        (a phase, `set`, a stop, a pause, a checkpoint) is pickled and broadcast whole
+        with ``broadcast_object_list``."""
+        import torch
+
+        quiet = reply is not None and not (
+            reply.get("phase_changed") or reply.get("set") or reply.get("should_stop")
+            or reply.get("paused") or reply.get("checkpoint") or reply.get("phase") != self.phase)
+        flag = torch.tensor([1 if quiet else 0], dtype=torch.int64)
+        if dist.get_backend() == "nccl":
+            flag = flag.cuda()
+        dist.broadcast(flag, src=0)
+        if int(flag.item()) == 1:
+            if reply is None:
+                reply = self._ask_fallback(step)
+            return reply
+        box = [reply]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def _is_root(self):
         dist = _dist()
