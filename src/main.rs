@@ -238,16 +238,14 @@ fn main() -> ExitCode {
                 view: view.into_options(),
             })
         }
-        Cmd::Run { config, run_dir, headless, for_pid, command, view } => {
-            run_external::run(run_external::RunArgs {
-                config,
-                run_dir,
-                headless,
-                for_pid,
-                command,
-                view: view.into_options(),
-            })
-        }
+        Cmd::Run { config, run_dir, headless, for_pid, command, view } => run_external::run(run_external::RunArgs {
+            config,
+            run_dir,
+            headless,
+            for_pid,
+            command,
+            view: view.into_options(),
+        }),
         Cmd::Attach { run_dir, with_parent, view } => commands::attach(run_dir, with_parent, view.into_options()),
         Cmd::Ls { root } => commands::ls(&root),
         Cmd::Replay { run_dirs, speed, from, uniform, headless, with_parent, view } => {

@@ -5,8 +5,8 @@ use crate::config::external::{self, LoadedExternal};
 use crate::error::UsageError;
 use crate::event::RunStatus;
 use crate::rundir::{self, RunDir};
-use phasetop_core::external::{self as ext, host};
 use anyhow::Result;
+use phasetop_core::external::{self as ext, host};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -37,7 +37,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     {
         return Err(UsageError(format!("{prog}: no such program (not a file, and not on PATH)")).into());
     }
-    let run_dir = args.run_dir.clone().unwrap_or_else(|| rundir::new_run_path(Path::new("runs"), &loaded.config.run.name));
+    let run_dir =
+        args.run_dir.clone().unwrap_or_else(|| rundir::new_run_path(Path::new("runs"), &loaded.config.run.name));
     RunDir::check_free(&run_dir)?;
     if !args.headless && std::io::stdout().is_terminal() {
         // The host in the background (its own session), the dashboard attached: as `train`.

@@ -61,7 +61,11 @@ fn events(run: &Path) -> Vec<Event> {
 }
 
 fn last_step(run: &Path) -> u64 {
-    events(run).iter().filter_map(|e| if let Event::Step { step, .. } = e { Some(*step) } else { None }).max().unwrap_or(0)
+    events(run)
+        .iter()
+        .filter_map(|e| if let Event::Step { step, .. } = e { Some(*step) } else { None })
+        .max()
+        .unwrap_or(0)
 }
 
 fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -174,7 +178,8 @@ fn torchrun_ranks_switch_set_and_stop_at_the_same_step() {
         .collect();
     assert_eq!(manual.len(), 1, "one manual phase change: {manual:?}");
     let (r0, r1) = (record(&rec, 0), record(&rec, 1));
-    let first = |r: &[(u64, String, f64)], f: &dyn Fn(&(u64, String, f64)) -> bool| r.iter().find(|x| f(x)).map(|x| x.0);
+    let first =
+        |r: &[(u64, String, f64)], f: &dyn Fn(&(u64, String, f64)) -> bool| r.iter().find(|x| f(x)).map(|x| x.0);
     let in_main = |x: &(u64, String, f64)| x.1 == "main";
     assert_eq!(first(&r0, &in_main), Some(manual[0]), "rank 0 switched at the logged step");
     assert_eq!(first(&r1, &in_main), Some(manual[0]), "rank 1 switched at the same step");
@@ -192,7 +197,9 @@ fn torchrun_ranks_switch_set_and_stop_at_the_same_step() {
     assert!(message.contains("the job exited 0"), "{message}");
     // The job's output is in job.log; ranks other than 0 logged nothing of their own.
     assert!(run.join("job.log").exists());
-    assert!(!evs.iter().any(|e| matches!(e, Event::Step { metrics, .. } if metrics.keys().any(|k| k.starts_with("rank")))));
+    assert!(
+        !evs.iter().any(|e| matches!(e, Event::Step { metrics, .. } if metrics.keys().any(|k| k.starts_with("rank"))))
+    );
 }
 
 fn pid(rec: &Path, rank: u32) -> i32 {
@@ -286,7 +293,8 @@ assert any('"quality": "high" is not a number' in e for e in errors), errors
 w.close()
 "#,
     );
-    let mut child = spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let mut child =
+        spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
     let exit = wait_exit(&mut child, 120);
     let run = tmp.path().join("run");
     let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
@@ -311,8 +319,13 @@ w.close()
 fn malformed_frames_are_refused_with_reasons_and_never_crash_the_host() {
     let Some((bin, _one)) = venv() else { return };
     let tmp = tempfile::tempdir().unwrap();
-    let script = write(tmp.path(), "wait.py", "import phasetop, time\nrun = phasetop.init()\nwhile not run.sync(1).should_stop:\n    time.sleep(0.02)\n");
-    let mut child = spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let script = write(
+        tmp.path(),
+        "wait.py",
+        "import phasetop, time\nrun = phasetop.init()\nwhile not run.sync(1).should_stop:\n    time.sleep(0.02)\n",
+    );
+    let mut child =
+        spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
     let run = tmp.path().join("run");
     wait_until("the job's hello", 60, || {
         events(&run).iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains("job connected")))
@@ -414,7 +427,11 @@ fn a_plain_python_script_writes_a_run_that_replay_reads() {
     assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
     let replay = Command::new(BIN).arg("replay").arg("--headless").arg(&run).output().unwrap();
     assert!(replay.status.success());
-    assert!(String::from_utf8_lossy(&replay.stdout).contains("completed"), "{}", String::from_utf8_lossy(&replay.stdout));
+    assert!(
+        String::from_utf8_lossy(&replay.stdout).contains("completed"),
+        "{}",
+        String::from_utf8_lossy(&replay.stdout)
+    );
 }
 
 /// A bad CONFIG or a missing command: usage errors (exit 2), nothing created.
@@ -422,11 +439,19 @@ fn a_plain_python_script_writes_a_run_that_replay_reads() {
 fn run_refuses_bad_configs_and_commands_with_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write(tmp.path(), "bad.toml", "[[phase]]\nname='a'\nlr=nan\n");
-    let out = Command::new(BIN).current_dir(tmp.path()).args(["run", "bad.toml", "--headless", "--run-dir", "r", "--", "true"]).output().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(tmp.path())
+        .args(["run", "bad.toml", "--headless", "--run-dir", "r", "--", "true"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml:3:4: phase \"a\" setting \"lr\": NaN is not a finite number"), "{err}");
-    let out = Command::new(BIN).current_dir(tmp.path()).args(["run", "--headless", "--run-dir", "r", "--", "no-such-program-here"]).output().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(tmp.path())
+        .args(["run", "--headless", "--run-dir", "r", "--", "no-such-program-here"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-program-here: no such program"));
     let out = Command::new(BIN).current_dir(tmp.path()).args(["run", "--headless"]).output().unwrap();
@@ -469,8 +494,14 @@ fn check_adapter_run(tmp: &Path, exit: std::process::ExitStatus, eval_metric: &s
     // Steps after the switch train at the new lr, steps before it at the old.
     assert!(lrs.iter().filter(|x| x.0 > 21).all(|x| near(x.1, 0.01)), "{}", show(&lrs));
     assert!(lrs.iter().filter(|x| x.0 < 20).all(|x| near(x.1, 0.1)), "{}", show(&lrs));
-    assert!(evs.iter().filter(|e| matches!(e, Event::Step { metrics, .. } if metrics.contains_key("train_loss"))).count() >= 50);
-    assert!(evs.iter().any(|e| matches!(e, Event::Eval { metrics, .. } if metrics.contains_key(eval_metric))), "{eval_metric}");
+    assert!(
+        evs.iter().filter(|e| matches!(e, Event::Step { metrics, .. } if metrics.contains_key("train_loss"))).count()
+            >= 50
+    );
+    assert!(
+        evs.iter().any(|e| matches!(e, Event::Eval { metrics, .. } if metrics.contains_key(eval_metric))),
+        "{eval_metric}"
+    );
     let (status, message) = ended(&run).unwrap();
     assert_eq!(status, RunStatus::Completed, "{message}");
     assert!(message.contains("reached max_steps = 60"), "{message}");
@@ -582,7 +613,16 @@ fn dashboard_shows_an_external_run_live_and_switches_it_with_s() {
     let script = root().join("examples/ddp_train.py");
     let py = bin.join("python");
     cmd.args(["run", "plan.toml", "--run-dir", "run", "--"]);
-    cmd.args([py.to_str().unwrap(), script.to_str().unwrap(), "--steps", "1000000", "--step-ms", "10", "--record", "rec"]);
+    cmd.args([
+        py.to_str().unwrap(),
+        script.to_str().unwrap(),
+        "--steps",
+        "1000000",
+        "--step-ms",
+        "10",
+        "--record",
+        "rec",
+    ]);
     cmd.cwd(tmp.path());
     cmd.env("TERM", "xterm-256color");
     cmd.env("PYTHONPATH", root().join("python"));

@@ -55,7 +55,12 @@ pub struct ExternalRunSection {
 
 impl Default for ExternalRunSection {
     fn default() -> Self {
-        ExternalRunSection { name: default_name(), max_steps: None, stop_grace_s: default_grace(), group_readable: false }
+        ExternalRunSection {
+            name: default_name(),
+            max_steps: None,
+            stop_grace_s: default_grace(),
+            group_readable: false,
+        }
     }
 }
 

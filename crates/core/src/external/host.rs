@@ -7,8 +7,8 @@
 use super::protocol::{self, Frame, MAX_FRAME};
 use super::state::{Printer, State};
 use crate::config::external::LoadedExternal;
-use crate::event::{Command, Event, LogLevel, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
 use crate::control::Reply;
+use crate::event::{Command, Event, LogLevel, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
 use crate::rundir::{RunDir, RunMeta, now_unix};
 use crate::runlog;
 use anyhow::{Context, Result};
@@ -180,9 +180,13 @@ async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStat
         if let Job::Pid(pid) = job {
             if let Some((status, message)) = st.finished.clone() {
                 let m = if message.is_empty() { "the job called finish()".to_string() } else { message };
-                break (if st.stop.is_some() && status == RunStatus::Completed { RunStatus::Stopped } else { status }, m);
+                break (
+                    if st.stop.is_some() && status == RunStatus::Completed { RunStatus::Stopped } else { status },
+                    m,
+                );
             }
-            if unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            if unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            {
                 break (RunStatus::Failed, format!("the job (pid {pid}) ended without finish()"));
             }
         }
@@ -195,7 +199,10 @@ async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStat
                 unsafe { libc::killpg(*pgid, libc::SIGTERM) };
             } else if !escalated.1 && waited >= 2 * grace {
                 escalated.1 = true;
-                st.note(LogLevel::Warn, format!("the job did not stop within {} s: SIGKILL", 2.0 * grace.as_secs_f64()));
+                st.note(
+                    LogLevel::Warn,
+                    format!("the job did not stop within {} s: SIGKILL", 2.0 * grace.as_secs_f64()),
+                );
                 unsafe { libc::killpg(*pgid, libc::SIGKILL) };
             }
         }
@@ -250,7 +257,13 @@ fn tail_lines(path: &std::path::Path, n: usize) -> String {
 
 fn shell_words(cmd: &[String]) -> String {
     cmd.iter()
-        .map(|w| if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"\\$".contains(c)) { format!("{w:?}") } else { w.clone() })
+        .map(|w| {
+            if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"\\$".contains(c)) {
+                format!("{w:?}")
+            } else {
+                w.clone()
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }

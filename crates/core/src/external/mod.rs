@@ -30,7 +30,9 @@ pub fn printer() -> state::Printer {
             Event::Command { step, command, applied, message, .. } => {
                 format!("command {command} {} at step {step}: {message}", if *applied { "applied" } else { "refused" })
             }
-            Event::Log { step, level, message } => format!("{} at step {step}: {message}", format!("{level:?}").to_lowercase()),
+            Event::Log { step, level, message } => {
+                format!("{} at step {step}: {message}", format!("{level:?}").to_lowercase())
+            }
             Event::RunEnded { step, status, message } => format!("run {} at step {step}: {message}", status.as_str()),
             Event::Step { step, phase, metrics, .. } if last.elapsed().as_secs() >= 1 => {
                 last = std::time::Instant::now();

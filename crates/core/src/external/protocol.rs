@@ -104,7 +104,10 @@ pub fn check_metric_name(name: &str) -> Result<(), String> {
         return Err("a metric name must not be empty".into());
     }
     if name.len() > MAX_NAME {
-        return Err(format!("metric name \"{}…\" is longer than {MAX_NAME} bytes", &name[..name.floor_char_boundary(40)]));
+        return Err(format!(
+            "metric name \"{}…\" is longer than {MAX_NAME} bytes",
+            &name[..name.floor_char_boundary(40)]
+        ));
     }
     if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("metric name {name:?} holds {c:?}: names have no spaces or control characters"));
@@ -122,11 +125,7 @@ fn metric_value(name: &str, v: &serde_json::Value) -> Result<f64, String> {
 }
 
 /// Validated metrics; invalid entries are left out and described in `errors`.
-pub fn metrics(
-    map: &serde_json::Map<String, serde_json::Value>,
-    at: &str,
-    errors: &mut Vec<String>,
-) -> Metrics {
+pub fn metrics(map: &serde_json::Map<String, serde_json::Value>, at: &str, errors: &mut Vec<String>) -> Metrics {
     let mut out = Metrics::new();
     for (k, v) in map {
         match check_metric_name(k).and_then(|()| metric_value(k, v)) {
@@ -185,13 +184,14 @@ pub enum Frame {
 pub fn parse(line: &[u8]) -> Result<Frame, String> {
     let text = std::str::from_utf8(line)
         .map_err(|e| format!("malformed frame: not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(text.trim()).map_err(|e| format!("malformed frame: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| format!("malformed frame: {e}"))?;
     if value.get("cmd").is_some() {
         return Ok(Frame::Control(value));
     }
     match value.get("type").and_then(|t| t.as_str()) {
-        Some(_) => serde_json::from_value(value).map(|f| Frame::Job(Box::new(f))).map_err(|e| format!("invalid frame: {e}")),
+        Some(_) => {
+            serde_json::from_value(value).map(|f| Frame::Job(Box::new(f))).map_err(|e| format!("invalid frame: {e}"))
+        }
         None => Err("malformed frame: an object with \"type\" (a job frame) or \"cmd\" (a control request)".into()),
     }
 }
@@ -203,7 +203,9 @@ mod tests {
     #[test]
     fn frames_are_told_apart_and_bad_ones_say_why() {
         assert!(matches!(parse(br#"{"cmd":"status"}"#), Ok(Frame::Control(_))));
-        assert!(matches!(parse(br#"{"type":"sync","step":3}"#), Ok(Frame::Job(f)) if matches!(*f, JobFrame::Sync { step: 3 })));
+        assert!(
+            matches!(parse(br#"{"type":"sync","step":3}"#), Ok(Frame::Job(f)) if matches!(*f, JobFrame::Sync { step: 3 }))
+        );
         assert!(parse(b"{not json").unwrap_err().starts_with("malformed frame"));
         assert!(parse(br#"{"type":"explode"}"#).unwrap_err().contains("unknown variant"));
         assert!(parse(b"\xff\xfe").unwrap_err().contains("not UTF-8"));

@@ -9,8 +9,8 @@
 
 use super::protocol::{self, Control, JobFrame, Point};
 use crate::config::external::ExternalConfig;
-use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
 use crate::control::{PendingSuggestion, Reply, Status};
+use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
 use crate::rules::{Confirmation, RuleOutcome, SignalState};
 use crate::rundir::now_unix;
 use crate::runlog;
@@ -262,7 +262,8 @@ impl State {
         self.points += p.metrics.len() as u64;
         if p.rank != 0 {
             // Other ranks' series beside rank 0's, never mixed into them (nor watched).
-            p.metrics = std::mem::take(&mut p.metrics).into_iter().map(|(k, v)| (format!("rank{}/{k}", p.rank), v)).collect();
+            p.metrics =
+                std::mem::take(&mut p.metrics).into_iter().map(|(k, v)| (format!("rank{}/{k}", p.rank), v)).collect();
         }
         match &mut self.open {
             Some(o) if o.step == p.step && o.rank == p.rank => o.metrics.extend(p.metrics),
@@ -307,7 +308,9 @@ impl State {
                 continue;
             }
             match self.signals.judge(&sig, in_phase, next.as_deref()) {
-                Some(RuleOutcome::Switch { detail }) => self.pending_switch = Some((self.phase + 1, PhaseCause::Rule, Some(detail))),
+                Some(RuleOutcome::Switch { detail }) => {
+                    self.pending_switch = Some((self.phase + 1, PhaseCause::Rule, Some(detail)))
+                }
                 Some(RuleOutcome::Suggest { id, because }) => {
                     let step = self.step;
                     self.record(Event::Suggestion { step, id, to_phase: next.clone().unwrap_or_default(), because });
@@ -412,7 +415,9 @@ impl State {
                     self.pending_switch = Some((i, PhaseCause::Manual, Some(format!("by {client}"))));
                     Ok(format!("switching {} → {phase} at the job's next sync (after step {step})", self.phase_name()))
                 }
-                None => Err(format!("unknown phase \"{phase}\", expected one of {}", self.cfg.phase_names().join(", "))),
+                None => {
+                    Err(format!("unknown phase \"{phase}\", expected one of {}", self.cfg.phase_names().join(", ")))
+                }
             },
             Command::Pause if self.paused => Err("already paused".into()),
             Command::Pause => {
@@ -429,7 +434,10 @@ impl State {
                     self.stop = Some((client.to_string(), Instant::now()));
                 }
                 let g = self.cfg.run.stop_grace_s;
-                Ok(format!("stopping: the job is told to stop at its next sync; SIGTERM after {g} s, SIGKILL after {} s", 2.0 * g))
+                Ok(format!(
+                    "stopping: the job is told to stop at its next sync; SIGTERM after {g} s, SIGKILL after {} s",
+                    2.0 * g
+                ))
             }
             Command::Checkpoint => {
                 self.checkpoint_asked = true;
@@ -460,13 +468,22 @@ impl State {
                 Some(s) => Ok(format!("dismissed suggestion {} (switch to {})", s.id, s.to_phase)),
                 None => Err(no_suggestion(*id)),
             },
-            Command::Plan { .. } => Err("a live plan edit is not supported for external runs; restart with the new config".into()),
+            Command::Plan { .. } => {
+                Err("a live plan edit is not supported for external runs; restart with the new config".into())
+            }
         };
         let (applied, message) = match outcome {
             Ok(m) => (true, m),
             Err(m) => (false, m),
         };
-        self.record(Event::Command { step, t: now_unix(), client: client.to_string(), command, applied, message: message.clone() });
+        self.record(Event::Command {
+            step,
+            t: now_unix(),
+            client: client.to_string(),
+            command,
+            applied,
+            message: message.clone(),
+        });
         Reply { ok: applied, step, message }
     }
 }
