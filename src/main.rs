@@ -4,6 +4,7 @@
 
 mod commands;
 mod remote;
+mod run_external;
 
 use clap::{Parser, Subcommand};
 // The crates' modules under short names, for `commands`.
@@ -103,6 +104,27 @@ enum Cmd {
         /// Override max_steps (default: the parent's, or the --config file's).
         #[arg(long)]
         max_steps: Option<u64>,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
+    /// Run your own training script as a phasetop run: `phasetop run [CONFIG] -- torchrun
+    /// --nproc-per-node 2 train.py`. The script reports and obeys through the client in
+    /// python/ (docs/CLIENT.md); its output goes to RUN_DIR/job.log.
+    Run {
+        /// Phases (names, steps, until rules, free settings for the script); default: one phase.
+        config: Option<PathBuf>,
+        /// Run directory to create (default: runs/<name>-<utc time>).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Run in the foreground with plain progress lines (no terminal needed).
+        #[arg(long)]
+        headless: bool,
+        /// Serve a job that is already running (the client's standalone mode) instead of a command.
+        #[arg(long, hide = true)]
+        for_pid: Option<u32>,
+        /// The job: everything after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
         #[command(flatten)]
         view: ViewArgs,
     },
@@ -230,6 +252,14 @@ fn main() -> ExitCode {
                 view: view.into_options(),
             })
         }
+        Cmd::Run { config, run_dir, headless, for_pid, command, view } => run_external::run(run_external::RunArgs {
+            config,
+            run_dir,
+            headless,
+            for_pid,
+            command,
+            view: view.into_options(),
+        }),
         // `user@host:path` runs are reached over ssh (src/remote.rs).
         Cmd::Attach { run_dir, with_parent, view } => match run_dir.as_deref().and_then(remote::spec_of) {
             Some(spec) => remote::attach(&spec, with_parent, view.into_options()),

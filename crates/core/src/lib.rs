@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod event;
+pub mod external;
 pub mod headless;
 pub mod inspect;
 pub mod interop;
