@@ -124,10 +124,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Export a run: csv (a row per step), jsonl (every event) or tfevents (TensorBoard).
+    /// Export a run: csv (a row per step), jsonl (every event), tfevents (TensorBoard) or
+    /// config (the plan as it happened, to reproduce the run headless).
     Export {
         run_dir: PathBuf,
-        #[arg(long, value_parser = ["csv", "jsonl", "tfevents"])]
+        #[arg(long, value_parser = ["csv", "jsonl", "tfevents", "config"])]
         format: String,
         /// Output file; for tfevents a directory (or a path ending in /) gets
         /// events.out.tfevents.<unix>.phasetop in it.
