@@ -11,5 +11,6 @@ pub mod probes;
 pub mod rundir;
 pub mod runlog;
 pub mod signals;
+pub mod sysmon;
 pub mod trainer;
 pub mod ui;

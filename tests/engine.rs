@@ -525,3 +525,43 @@ fn ctl_plan_checks_class_weights_against_csv_data() {
     assert_eq!(ctl(&run, &["stop"]).0, 0);
     assert!(wait_exit(&mut resumed, 60).success());
 }
+
+/// Issue 16 item 13: the host samples its CPU and memory about once a second, off the
+/// run loop, and records them in the log (`eval`, split `system`, `sys/*` names), so a
+/// replay and `export` see them; no GPU here, so no `sys/gpu_*`.
+#[test]
+fn the_host_records_system_samples_once_a_second() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), &small_config(100_000_000, 10, ""));
+    let run = tmp.path().join("run");
+    let mut child = Command::new(BIN)
+        .args(["train", cfg.to_str().unwrap(), "--headless", "--run-dir", run.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let system = |evs: &[Event]| -> Vec<(u64, phasetop::event::Metrics)> {
+        evs.iter()
+            .filter_map(|e| match e {
+                Event::Eval { step, split, metrics } if split == "system" => Some((*step, metrics.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let started = Instant::now();
+    while !run.join("events.log").exists() || system(&events(&run)).len() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(60), "fewer than 3 system samples in 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    assert!(Command::new(BIN).arg("ctl").arg(&run).arg("stop").status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    let samples = system(&events(&run));
+    assert!(took >= Duration::from_millis(1500), "3 samples in {took:?}: faster than once a second");
+    for (step, m) in &samples[..3] {
+        // The trainer is busy: its host uses most of a core (threads = 1).
+        assert!(m["sys/cpu_pct"] > 20.0 && m["sys/cpu_pct"] < 400.0, "step {step}: {m:?}");
+        assert!(m["sys/rss_mb"] > 10.0 && m["sys/rss_mb"] < 10_000.0, "step {step}: {m:?}");
+        assert!(!m.keys().any(|k| k.starts_with("sys/gpu")) || std::path::Path::new("/dev/nvidia0").exists());
+    }
+    assert!(samples.windows(2).all(|w| w[0].0 <= w[1].0), "recorded at the trainer's step, in order");
+}

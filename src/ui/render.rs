@@ -328,7 +328,7 @@ const ASCII_BORDER: symbols::border::Set = symbols::border::Set {
     horizontal_bottom: "-",
 };
 
-fn panel_block<'a>(app: &App, title: Line<'a>, focused: bool) -> Block<'a> {
+pub(super) fn panel_block<'a>(app: &App, title: Line<'a>, focused: bool) -> Block<'a> {
     let b = Block::default().borders(Borders::ALL).title(title);
     let b = if app.ascii { b.border_set(ASCII_BORDER) } else { b.border_type(BorderType::Rounded) };
     b.border_style(if focused { app.theme.focus_border } else { app.theme.border })
@@ -353,6 +353,7 @@ fn draw_panel(f: &mut Frame, app: &App, panel: Panel, area: Rect, focused: bool)
         Panel::Signals => draw_signals(f, app, area, focused),
         Panel::Plan => draw_plan(f, app, area, focused),
         Panel::Events => draw_events(f, app, area, focused),
+        Panel::System => super::system::draw(f, app, area, focused),
     }
 }
 
@@ -968,7 +969,7 @@ fn draw_plan_line(f: &mut Frame, app: &App, area: Rect, focused: bool) {
 }
 
 /// A list panel's name; comparing, with the run whose rows it shows (`r` cycles).
-fn rows_title(app: &App, name: &str) -> String {
+pub(super) fn rows_title(app: &App, name: &str) -> String {
     match app.rows_run_name() {
         Some(run) => format!("{name} · {run}"),
         None => name.to_string(),
