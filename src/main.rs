@@ -158,6 +158,11 @@ struct ViewArgs {
     /// Key overrides (TOML: [keys] action = "key").
     #[arg(long)]
     keys: Option<PathBuf>,
+    /// On a signal, a suggestion or the run's end: off, bell, or osc (the bell and a
+    /// desktop notification by OSC 9/777, through tmux too). Default: the config's
+    /// [dashboard] notify, else osc.
+    #[arg(long, value_parser = ["off", "bell", "osc"])]
+    notify: Option<String>,
 }
 
 impl ViewArgs {
@@ -167,6 +172,7 @@ impl ViewArgs {
             theme: self.theme.as_deref().and_then(phasetop::ui::theme::ThemeKind::parse),
             ascii: self.ascii,
             keys_file: self.keys,
+            notify: self.notify.as_deref().and_then(phasetop::config::NotifyMode::parse),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod fmt;
 pub mod follow;
 pub mod keymap;
 pub mod layout;
+pub mod notify;
 pub mod render;
 pub mod replay;
 pub mod replay_index;
@@ -37,6 +38,8 @@ pub struct Options {
     pub theme: Option<theme::ThemeKind>,
     pub ascii: bool,
     pub keys_file: Option<PathBuf>,
+    /// `--notify`; `None`: the run config's `[dashboard] notify`, else `osc`.
+    pub notify: Option<crate::config::NotifyMode>,
     /// Replay the recorded run instead of following it live.
     pub replay: Option<ReplayOptions>,
     /// Recorded runs overlaid on a live run's charts, aligned by step (a branch's
@@ -179,6 +182,8 @@ pub fn run(opts: Options) -> Result<Exit> {
         terminal::Clear(terminal::ClearType::All)
     )?;
     let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
+    // Only what arrives from now on notifies: the history just read does not.
+    let mut notifier = (!replaying).then(|| notify::Notifier::new(opts.notify, std::env::var_os("TMUX").is_some()));
     let result = (|| -> Result<Exit> {
         let mut term = ratatui::Terminal::new(backend)?;
         let mut dirty = true;
@@ -251,6 +256,15 @@ pub fn run(opts: Options) -> Result<Exit> {
             if !new.is_empty() {
                 for r in &new {
                     app.view.apply(&r.event);
+                }
+                if let Some(n) = notifier.as_mut() {
+                    let bytes =
+                        n.on_events(&app.view.config, &app.view.run_id, new.iter().map(|r| &r.event), Instant::now());
+                    if !bytes.is_empty() {
+                        use std::io::Write;
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&bytes).and_then(|()| out.flush());
+                    }
                 }
                 dirty = true;
             }
