@@ -624,3 +624,30 @@ fn the_system_panel_shows_cpu_memory_and_the_gpu_or_its_absence() {
 fn app_for(events: Vec<Event>) -> App {
     app("default", RunView::from_events(&events))
 }
+
+/// Issue 16 item 16: the header says when the trainer runs far below its own recent rate
+/// (three 0.5-s windows under a third of it), not for one slow window, and not once the
+/// run is back to speed.
+#[test]
+fn the_header_says_when_the_trainer_is_starved() {
+    let base: Vec<Event> = recorded_events().into_iter().filter(|e| !matches!(e, Event::RunEnded { .. })).collect();
+    let with_rates = |rates: &[f64]| -> App {
+        let mut ev = base.clone();
+        let mut step = 3000;
+        for &r in rates {
+            step += 1;
+            let m: Metrics = [("train_loss".to_string(), 0.01), ("steps_per_s".to_string(), r)].into();
+            ev.push(Event::Step { step, phase: "consolidate".into(), t: 1_795_000_010.0, metrics: m });
+        }
+        app_for(ev)
+    };
+    // The recorded run's rate is a steady 412 it/s; varying windows around it first.
+    let steady: Vec<f64> = (0..20).map(|i| 400.0 + i as f64).collect();
+    let header = |a: &App| screen(a, 160, 48).lines().next().unwrap().to_string();
+    let h = header(&with_rates(&[&steady[..], &[7.0, 8.0, 9.0]].concat()));
+    assert!(h.contains("9.0 it/s starved (was 394)"), "{h}");
+    let h = header(&with_rates(&[&steady[..], &[60.0, 410.0]].concat()));
+    assert!(!h.contains("starved"), "one slow window is an evaluation, not starvation: {h}");
+    let h = header(&with_rates(&[&steady[..], &[7.0, 8.0, 9.0, 405.0]].concat()));
+    assert!(!h.contains("starved"), "{h}");
+}

@@ -94,7 +94,7 @@ pub struct RunSection {
     pub device: DeviceChoice,
     /// Total steps over all phases; the run completes when it is reached.
     pub max_steps: Spanned<u64>,
-    /// libtorch intra-op threads; 0 leaves libtorch's default (one per core).
+    /// libtorch intra-op threads; 0 picks them from the model's size (`trainer::threads`).
     #[serde(default)]
     pub threads: usize,
     /// What a non-finite loss does: end the run as diverged, or roll back to the latest

@@ -379,6 +379,19 @@ impl Host {
         };
         let auto_eval = cfg.eval.every == crate::config::EvalEvery::Auto;
         self.emit(ev)?;
+        if let Some(n) = self.trainer.auto_threads() {
+            let params: usize = self.trainer.parameters().iter().map(|(_, p)| p.numel()).sum();
+            let batch = self.trainer.phase().batch_size();
+            self.log_line(
+                LogLevel::Info,
+                format!(
+                    "{n} libtorch thread(s): threads = 0, {params} parameters × batch {batch} = {:.1e} multiply-adds \
+                     a step (one thread below {:.0e}, else one per core; docs/PERFORMANCE.md)",
+                    (params * batch) as f64,
+                    crate::trainer::threads::SMALL_WORK
+                ),
+            )?;
+        }
         if auto_eval {
             let every = self.trainer.eval_every();
             self.log_line(

@@ -13,6 +13,7 @@ pub mod render;
 pub mod replay;
 pub mod replay_index;
 pub mod series;
+pub mod starved;
 pub mod state;
 pub mod system;
 pub mod theme;

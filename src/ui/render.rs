@@ -163,7 +163,14 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
         segments.push(vec![Span::raw(format!("lr {}", fmt::num(lr)))]);
     }
     let rate = v.steps_per_s().unwrap_or(0.0);
-    segments.push(vec![Span::raw(format!("{} it/s", fmt::rate(rate)))]);
+    let mut rate_seg = vec![Span::raw(format!("{} it/s", fmt::rate(rate)))];
+    if v.ended.is_none()
+        && !v.paused
+        && let Some((_, peak)) = v.rate.starved()
+    {
+        rate_seg.push(Span::styled(format!(" starved (was {})", fmt::rate(peak)), t.warn));
+    }
+    segments.push(rate_seg);
     let elapsed = (v.last_t - v.started_at).max(0.0);
     let eta = match (v.max_steps, rate > 0.0 && v.ended.is_none()) {
         (Some(m), true) if m > v.step => {
