@@ -592,3 +592,24 @@ fn unset_threads_pick_one_thread_for_a_small_model() {
         !events(&run1).iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains("libtorch thread")))
     );
 }
+
+/// Issue 16 item 17: the embedded demo tells its story through the newcomer: its first
+/// phase has no step count and ends only by a suggestion (accepted with `a`), made by
+/// the plateau rule no earlier than 12 000 steps in (~20 s at its ~600 steps/s), and
+/// the run is long enough (2–3 minutes there) for the second phase to show its jump.
+#[test]
+fn the_demo_reaches_its_second_phase_by_an_accepted_suggestion() {
+    let cfg = config::parse("<embedded demo.toml>", phasetop::commands::DEMO_CONFIG).unwrap();
+    let (first, second) = (&cfg.phases[0], &cfg.phases[1]);
+    assert!(first.steps.is_none(), "the first phase waits for the newcomer");
+    let rule = first.until.as_ref().expect("a rule ends the first phase").get_ref();
+    assert_eq!(rule.mode, config::RuleMode::Suggest);
+    assert_eq!((rule.detector.get_ref().as_str(), rule.metric.get_ref().as_str()), ("plateau", "train_loss"));
+    assert!(rule.min_steps >= 10_000, "not before ~20 s: {}", rule.min_steps);
+    let max = *cfg.run.max_steps.get_ref();
+    assert!((72_000..=120_000).contains(&max), "2–3 minutes at 600–800 steps/s: {max}");
+    assert!(second.steps.as_ref().is_some_and(|s| rule.min_steps + *s.get_ref() <= max + 10_000));
+    // Ends by a suggestion that names the second phase: the first phase's label noise
+    // makes train_loss plateau early, so the rule fires as soon as min_steps allows.
+    assert_eq!(cfg.phase_names(), ["noisy", "clean"]);
+}
