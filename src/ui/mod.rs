@@ -236,9 +236,15 @@ pub fn run(opts: Options) -> Result<Exit> {
                 }
             }
             if let Some(p) = app.player.as_mut() {
-                if p.tick(&mut app.view, last_tick.elapsed().as_secs_f64()) {
+                let (was_playing, dt) = (p.playing, last_tick.elapsed().as_secs_f64());
+                if p.tick(&mut app.view, dt) {
                     dirty = true;
                 }
+                // Comparing a longer run: the timeline plays on past the first run's end.
+                if app.tick_timeline(was_playing, dt) {
+                    dirty = true;
+                }
+                let p = app.player.as_mut().expect("checked above");
                 last_tick = Instant::now();
                 // The index finds damage as it reads: say once, in full, what was skipped.
                 if !damage_shown && let Some(notice) = p.damage_notice() {

@@ -257,9 +257,10 @@ fn draw_replay_footer(f: &mut Frame, app: &App, p: &super::replay::Player, area:
     use super::keymap::Action as A;
     let t = &app.theme;
     let w = area.width as usize;
-    let last = p.last_step().max(app.view.step);
-    let mut spans = scrubber(app, (w / 2).max(10), app.view.step, last, &p.mark_steps());
-    spans.push(Span::raw(format!(" {}/{} ", fmt::step(app.view.step), fmt::step(last))));
+    // The timeline spans every compared run: a longer second run's tail is reachable.
+    let (now, last) = (app.timeline_step(), app.timeline_last());
+    let mut spans = scrubber(app, (w / 2).max(10), now, last, &p.mark_steps());
+    spans.push(Span::raw(format!(" {}/{} ", fmt::step(now), fmt::step(last))));
     let room = w.saturating_sub(spans.iter().map(|s| s.width()).sum());
     spans.push(match &app.status {
         Some((msg, true)) => Span::styled(fmt::fit(msg, room, app.ascii), t.error),
