@@ -18,7 +18,7 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
     match last(sysmon::CPU_PCT) {
         Some(cpu) => rows.push(("CPU", format!("{cpu:.0} % (100 = a core)"))),
         None if last(sysmon::RSS_MB).is_none() => {
-            rows.push(("", "no samples: the host records them once a second".to_string()));
+            rows.push(("", "no samples in this log".to_string()));
             return rows;
         }
         None => rows.push(("CPU", "…".to_string())),
