@@ -44,7 +44,7 @@ fn measure(cfg: &Config, steps: usize) -> Costs {
 
     // The host's bank: defaults, plus collapse on each probed layer, fed every step's
     // metrics, the eval metrics and the probe metrics on their schedules.
-    let mut signals = phasetop::host::signals::SignalState::new(&cfg.phases[0]);
+    let mut signals = phasetop::rules::SignalState::new(&cfg.phases[0]);
     for l in wanted.iter().filter(|l| !l.ends_with(".attn")) {
         signals.watch_probe_layer(l);
     }
@@ -53,10 +53,10 @@ fn measure(cfg: &Config, steps: usize) -> Costs {
     for (i, m) in recorded.iter().enumerate() {
         let step = i as u64 + 1;
         signals.push(step, step, m);
-        if t.eval_every() > 0 && step % t.eval_every() == 0 {
+        if t.eval_every() > 0 && step.is_multiple_of(t.eval_every()) {
             signals.push(step, step, &val);
         }
-        if cfg.probes.every > 0 && step % cfg.probes.every == 0 {
+        if cfg.probes.every > 0 && step.is_multiple_of(cfg.probes.every) {
             signals.push(step, step, &probe_metrics);
         }
     }

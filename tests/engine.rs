@@ -4,6 +4,7 @@
 use phasetop::config;
 use phasetop::event::{Event, PhaseCause, RunStatus};
 use phasetop::runlog;
+use phasetop::tch;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -599,7 +600,7 @@ fn unset_threads_pick_one_thread_for_a_small_model() {
 /// the run is long enough (2–3 minutes there) for the second phase to show its jump.
 #[test]
 fn the_demo_reaches_its_second_phase_by_an_accepted_suggestion() {
-    let cfg = config::parse("<embedded demo.toml>", phasetop::commands::DEMO_CONFIG).unwrap();
+    let cfg = config::parse("<embedded demo.toml>", phasetop::config::DEMO_CONFIG).unwrap();
     let (first, second) = (&cfg.phases[0], &cfg.phases[1]);
     assert!(first.steps.is_none(), "the first phase waits for the newcomer");
     let rule = first.until.as_ref().expect("a rule ends the first phase").get_ref();

@@ -186,13 +186,13 @@ fn suggest_rule_waits_for_accept() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let id = loop {
-        if run.join("events.log").exists() {
-            if let Some(id) = events(&run).iter().find_map(|e| match e {
+        if run.join("events.log").exists()
+            && let Some(id) = events(&run).iter().find_map(|e| match e {
                 Event::Suggestion { id, to_phase, .. } if to_phase == "second" => Some(*id),
                 _ => None,
-            }) {
-                break id;
-            }
+            })
+        {
+            break id;
         }
         assert!(Instant::now() < deadline, "no suggestion");
         std::thread::sleep(Duration::from_millis(50));
@@ -302,7 +302,7 @@ fn probes_and_gradient_alignment_follow_the_schedule() {
             assert!(v.is_finite(), "{name} = {v}");
         }
         let rank = m["eff_rank"];
-        assert!(rank >= 1.0 && rank <= 16.0 + 1e-9, "effective rank {rank} outside [1, width]");
+        assert!((1.0..=16.0 + 1e-9).contains(&rank), "effective rank {rank} outside [1, width]");
         assert!((m["diversity"] + m["mean_cos"] - 1.0).abs() < 1e-12);
     }
     let aligned: Vec<(u64, f64)> = evs
@@ -368,7 +368,7 @@ fn gradient_alignment_rides_on_the_eval_schedule_when_probes_are_off() {
 /// A rule may name a gradient-cosine pair in either order; it watches the recorded name.
 #[test]
 fn grad_cos_rule_watches_the_sorted_pair() {
-    use phasetop::host::signals::{RuleOutcome, SignalState};
+    use phasetop::rules::{RuleOutcome, SignalState};
     let cfg = phasetop::config::parse(
         "rule.toml",
         "[run]\nname='r'\nmax_steps=10\n[task]\nkind='gaussian'\n[model]\nkind='mlp'\n[probes]\nevery=5\n\

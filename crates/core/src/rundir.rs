@@ -1,0 +1,261 @@
+//! The run directory: `config.toml` (the source as given), `run.json` (identity and
+//! command-line overrides, so `--resume` rebuilds the same run), `events.log`,
+//! `checkpoints/`, and `control.sock` while the host is live.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const META_FILE: &str = "run.json";
+pub const LOG_FILE: &str = "events.log";
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+pub const SOCKET_FILE: &str = "control.sock";
+/// stdout/stderr of a host started in the background.
+pub const HOST_LOG: &str = "host.log";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunMeta {
+    pub run_id: String,
+    pub config_name: String,
+    pub seed: u64,
+    pub max_steps: u64,
+    pub created_at: f64,
+    /// The config file the run was started from, watched by dashboards for plan edits.
+    #[serde(default)]
+    pub source_path: Option<String>,
+    /// The run this one was branched from (`phasetop branch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+    /// A branch's `--switch` still to come (`branch --at` past its checkpoint): kept here
+    /// so that a resume or a rollback to a step before it schedules it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_switch: Option<ScheduledSwitch>,
+    /// The `[model] init` the run was created with. Absent in a run made before `init`
+    /// existed: it was trained under tch's defaults, and a resume or branch of it keeps
+    /// them (see `RunMeta::legacy_init`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
+}
+
+impl RunMeta {
+    /// For a branch, the step where it leaves its parent's path: a pending or made
+    /// `--switch` past the checkpoint (the steps before it repeat the parent's), else
+    /// the checkpoint's step. What the child's name, `ls` and `inspect` say.
+    pub fn branched_at(&self) -> Option<u64> {
+        let p = self.parent.as_ref()?;
+        Some(self.scheduled_switch.as_ref().map_or(p.branch_step, |s| s.step.max(p.branch_step)))
+    }
+
+    /// Gives a config loaded for a run made before `[model] init` existed the init it
+    /// was trained with (`tch`, which also keeps its optimizer's rounding), unless the
+    /// config names one: a resumed old run then continues exactly as it would have.
+    pub fn legacy_init(&self, cfg: &mut crate::config::Config) {
+        if self.init.is_none() && cfg.model.init.is_none() {
+            cfg.model.init = Some(toml::Spanned::new(0..0, crate::config::InitKind::Tch));
+        }
+    }
+}
+
+/// A phase switch due at the boundary after `step` (see `RunMeta::scheduled_switch`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScheduledSwitch {
+    pub step: u64,
+    pub phase: String,
+    /// The phase change's detail when it happens.
+    pub detail: String,
+}
+
+/// Where a branched run came from: `run.json`'s `parent`, and `inspect --json`'s.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ParentRef {
+    pub run_id: String,
+    /// The parent's run directory as given to `branch` (made absolute), so the child
+    /// finds it wherever it is opened from.
+    pub run_dir: String,
+    /// The parent's checkpoint step the branch started from.
+    pub branch_step: u64,
+}
+
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn open(path: &Path) -> Result<RunDir> {
+        if !path.join(LOG_FILE).exists() {
+            bail!("{}: not a run directory (no {LOG_FILE})", path.display());
+        }
+        Ok(RunDir { path: path.to_path_buf() })
+    }
+
+    /// Checks, without touching anything, that `path` could take a new run: it does not
+    /// exist, or holds no `events.log` (a background host's `host.log`, the demo's config
+    /// copy, or the `config.toml`/`run.json` of a start that failed before its log may be
+    /// there). [`RunDir::create`] checks again under the run's lock.
+    pub fn check_free(path: &Path) -> Result<()> {
+        if path.join(LOG_FILE).exists() {
+            return Err(crate::error::UsageError(format!(
+                "{}: already holds a run (use --resume to continue it)",
+                path.display()
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Creates `path` (made mode 0700 unless `group_readable`, then 0750) and takes its lock;
+    /// refuses when it holds a run already or another process holds the lock. A directory
+    /// whose start failed before its log was created (config.toml and run.json, no
+    /// events.log) is taken over: only `events.log` makes a run.
+    pub fn create(path: &Path, group_readable: bool) -> Result<(RunDir, RunLock)> {
+        std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+        // Also when it exists already: the dashboard's `train` makes it (for host.log)
+        // before the host starts.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if group_readable { 0o750 } else { 0o700 };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
+        }
+        let lock = RunLock::acquire(path)?;
+        RunDir::check_free(path)?;
+        Ok((RunDir { path: path.to_path_buf() }, lock))
+    }
+
+    /// A directory left by a start that failed before its log existed: `run.json` or
+    /// `config.toml` without `events.log`, and no process holding its lock. `ls` lists it
+    /// as failed; `train --run-dir` reuses it.
+    pub fn failed_start(path: &Path) -> Option<String> {
+        if path.join(LOG_FILE).exists() || !(path.join(META_FILE).exists() || path.join(CONFIG_FILE).exists()) {
+            return None;
+        }
+        RunLock::acquire(path).ok()?;
+        Some("the start failed or was interrupted before the run log was created; `train --run-dir` reuses it".into())
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self.path.join(LOG_FILE)
+    }
+    pub fn config(&self) -> PathBuf {
+        self.path.join(CONFIG_FILE)
+    }
+    pub fn checkpoints(&self) -> PathBuf {
+        self.path.join(CHECKPOINT_DIR)
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.path.join(SOCKET_FILE)
+    }
+
+    pub fn read_meta(&self) -> Result<RunMeta> {
+        let p = self.path.join(META_FILE);
+        let bytes = std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid run metadata", p.display()))
+    }
+
+    /// Writes `run.json` atomically (temporary file, fsync, rename, fsync of the
+    /// directory): a failed write names the file and leaves the previous one in place and
+    /// no temporary file behind.
+    pub fn write_meta(&self, meta: &RunMeta) -> Result<()> {
+        write_atomic(&self.path.join(META_FILE), &serde_json::to_vec_pretty(meta)?)
+    }
+
+    /// Whether a host answers on the control socket.
+    pub fn is_live(&self) -> bool {
+        std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file next to it, fsync, rename, and
+/// fsync of the directory. On failure the temporary file is removed and the error names
+/// which write failed; the old contents of `path`, if any, stay.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!("{name}.tmp"));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::Error::new(e).context(format!("cannot write {}", path.display())));
+    }
+    if let Some(dir) =
+        path.parent().and_then(|d| std::fs::File::open(if d.as_os_str().is_empty() { Path::new(".") } else { d }).ok())
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// The run's lock: an exclusive `flock` on the run directory, held by the process that
+/// owns the run (its host, or an import writing it) for as long as it lives. Anything
+/// that would write into a run directory takes it first, before touching a file, so a
+/// second host on a live run is refused with the run left as it was. The kernel drops
+/// it when the process dies, so a killed host leaves no stale lock.
+#[derive(Debug)]
+pub struct RunLock {
+    _dir: std::fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(path: &Path) -> Result<RunLock> {
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                bail!(
+                    "{}: another host is live on this run (it holds the run's lock); nothing was changed",
+                    path.display()
+                );
+            }
+            return Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())));
+        }
+        Ok(RunLock { _dir: dir })
+    }
+}
+
+/// A fresh directory name under `root`: `<name>-<UTC yyyymmdd-hhmmss>`, suffixed when taken.
+pub fn new_run_path(root: &Path, name: &str) -> PathBuf {
+    let stamp = utc_stamp(now_unix());
+    let base = root.join(format!("{name}-{stamp}"));
+    if !base.exists() {
+        return base;
+    }
+    (2..).map(|i| root.join(format!("{name}-{stamp}-{i}"))).find(|p| !p.exists()).expect("unbounded")
+}
+
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `yyyymmdd-hhmmss` in UTC (civil-from-days, H. Hinnant's algorithm).
+pub fn utc_stamp(unix: f64) -> String {
+    let secs = unix.max(0.0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_stamp_matches_known_dates() {
+        assert_eq!(super::utc_stamp(0.0), "19700101-000000");
+        assert_eq!(super::utc_stamp(1_795_000_000.0), "20261118-110640");
+        assert_eq!(super::utc_stamp(951_782_400.0), "20000229-000000");
+    }
+}
