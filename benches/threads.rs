@@ -42,10 +42,10 @@ fn main() {
         let n = if params > 1_000_000 { steps / 4 } else { steps }.max(10);
         let (mut one, mut two) = (0f64, 0f64);
         for _ in 0..3 {
-            tch::set_num_threads(1);
+            phasetop::tch::set_num_threads(1);
             steps_per_s(&mut t, n / 10 + 1);
             one = one.max(steps_per_s(&mut t, n));
-            tch::set_num_threads(2);
+            phasetop::tch::set_num_threads(2);
             steps_per_s(&mut t, n / 10 + 1);
             two = two.max(steps_per_s(&mut t, n));
         }

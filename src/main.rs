@@ -178,7 +178,7 @@ impl ViewArgs {
             theme: self.theme.as_deref().and_then(ui::theme::ThemeKind::parse),
             ascii: self.ascii,
             keys_file: self.keys,
-            notify: self.notify.as_deref().and_then(phasetop::config::NotifyMode::parse),
+            notify: self.notify.as_deref().and_then(config::NotifyMode::parse),
         }
     }
 }

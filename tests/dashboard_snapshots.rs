@@ -633,9 +633,7 @@ fn the_header_says_when_the_trainer_is_starved() {
     let base: Vec<Event> = recorded_events().into_iter().filter(|e| !matches!(e, Event::RunEnded { .. })).collect();
     let with_rates = |rates: &[f64]| -> App {
         let mut ev = base.clone();
-        let mut step = 3000;
-        for &r in rates {
-            step += 1;
+        for (step, &r) in (3001..).zip(rates) {
             let m: Metrics = [("train_loss".to_string(), 0.01), ("steps_per_s".to_string(), r)].into();
             ev.push(Event::Step { step, phase: "consolidate".into(), t: 1_795_000_010.0, metrics: m });
         }
