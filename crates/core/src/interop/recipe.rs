@@ -264,7 +264,7 @@ mod tests {
     /// Every shipped config survives the trip through the log's JSON into a recipe.
     #[test]
     fn shipped_configs_round_trip_through_json() {
-        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/configs")).unwrap() {
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs")).unwrap() {
             let path = entry.unwrap().path();
             let src = std::fs::read_to_string(&path).unwrap();
             let cfg = crate::config::parse(&path.display().to_string(), &src).unwrap();
