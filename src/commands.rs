@@ -29,6 +29,8 @@ pub struct ViewOptions {
     pub theme: Option<crate::ui::theme::ThemeKind>,
     pub ascii: bool,
     pub keys_file: Option<PathBuf>,
+    /// `--notify`: off, bell or osc (`None`: the config's `[dashboard] notify`, else osc).
+    pub notify: Option<crate::config::NotifyMode>,
 }
 
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
@@ -469,6 +471,7 @@ fn attach_dir(
         theme: view.theme,
         ascii: view.ascii,
         keys_file: view.keys_file,
+        notify: view.notify,
         replay,
         overlay,
         remote: None,

@@ -165,10 +165,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Export a run: csv (a row per step), jsonl (every event) or tfevents (TensorBoard).
+    /// Export a run: csv (a row per step), jsonl (every event), tfevents (TensorBoard) or
+    /// config (the plan as it happened, to reproduce the run headless).
     Export {
         run_dir: PathBuf,
-        #[arg(long, value_parser = ["csv", "jsonl", "tfevents"])]
+        #[arg(long, value_parser = ["csv", "jsonl", "tfevents", "config"])]
         format: String,
         /// Output file; for tfevents a directory (or a path ending in /) gets
         /// events.out.tfevents.<unix>.phasetop in it.
@@ -198,6 +199,11 @@ struct ViewArgs {
     /// Key overrides (TOML: [keys] action = "key").
     #[arg(long)]
     keys: Option<PathBuf>,
+    /// On a signal, a suggestion or the run's end: off, bell, or osc (the bell and a
+    /// desktop notification by OSC 9/777, through tmux too). Default: the config's
+    /// [dashboard] notify, else osc.
+    #[arg(long, value_parser = ["off", "bell", "osc"])]
+    notify: Option<String>,
 }
 
 impl ViewArgs {
@@ -207,6 +213,7 @@ impl ViewArgs {
             theme: self.theme.as_deref().and_then(ui::theme::ThemeKind::parse),
             ascii: self.ascii,
             keys_file: self.keys,
+            notify: self.notify.as_deref().and_then(config::NotifyMode::parse),
         }
     }
 }

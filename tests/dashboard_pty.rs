@@ -13,18 +13,28 @@ const BIN: &str = env!("CARGO_BIN_EXE_phasetop");
 
 struct Tty {
     screen: Arc<Mutex<vt100::Parser>>,
+    /// Every byte the dashboard wrote (what the emulator does not keep: bells, OSCs).
+    raw: Arc<Mutex<Vec<u8>>>,
     writer: Box<dyn Write + Send>,
     child: Box<dyn portable_pty::Child + Send + Sync>,
 }
 
 impl Tty {
     fn spawn(args: &[&str], cwd: &Path) -> Tty {
+        Tty::spawn_env(args, cwd, &[])
+    }
+
+    fn spawn_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Tty {
         let pty = native_pty_system();
         let pair = pty.openpty(PtySize { rows: 48, cols: 160, pixel_width: 0, pixel_height: 0 }).unwrap();
         let mut cmd = CommandBuilder::new(BIN);
         cmd.args(args);
         cmd.cwd(cwd);
         cmd.env("TERM", "xterm-256color");
+        cmd.env_remove("TMUX");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pair.slave.spawn_command(cmd).unwrap();
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().unwrap();
@@ -35,6 +45,8 @@ impl Tty {
             0,
         )));
         let s2 = screen.clone();
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let r2 = raw.clone();
         std::thread::spawn(move || {
             let _keep_master = pair.master;
             let mut buf = [0u8; 8192];
@@ -43,9 +55,10 @@ impl Tty {
                     break;
                 }
                 s2.lock().unwrap().process(&buf[..n]);
+                r2.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Tty { screen, writer, child }
+        Tty { screen, raw, writer, child }
     }
 
     fn contents(&self) -> String {
@@ -402,4 +415,41 @@ fn a_branch_dashboard_switches_at_the_asked_step_between_checkpoints() {
     assert!(row.trim_end().ends_with("origin-run@30"), "{ls}");
     let inspect = run(&["inspect", "origin-run-b30"]);
     assert!(inspect.contains("from origin-run at step 30"), "{inspect}");
+}
+
+/// Issue 16 item 14: the end of a run the dashboard watches rings the bell and sends OSC 9
+/// and OSC 777 (wrapped for tmux's passthrough under `$TMUX`); `--notify bell` only rings;
+/// `[dashboard] notify = "off"` in the config is silent, and the flag wins over it.
+#[test]
+fn notifications_ring_and_send_osc_unless_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_small_config(tmp.path(), 3000, "every=0", WARM);
+    let quiet = std::fs::read_to_string(tmp.path().join("small.toml")).unwrap();
+    std::fs::write(tmp.path().join("quiet.toml"), format!("[dashboard]\nnotify = 'off'\n{quiet}")).unwrap();
+    let run = |cfg: &str, dir: &str, flag: &[&str], env: &[(&str, &str)]| -> Vec<u8> {
+        let mut args = vec!["train", cfg, "--run-dir", dir];
+        args.extend_from_slice(flag);
+        let mut t = Tty::spawn_env(&args, tmp.path(), env);
+        t.wait_header("LIVE", 60);
+        t.wait_header("COMPLETED", 120);
+        std::thread::sleep(Duration::from_millis(300));
+        t.keys("q");
+        t.wait_exit(5);
+        t.raw.lock().unwrap().clone()
+    };
+    let has = |b: &[u8], what: &[u8]| b.windows(what.len()).any(|w| w == what);
+
+    let osc = run("small.toml", "a", &["--notify", "osc"], &[("TMUX", "/tmp/tmux-0/default,1,0")]);
+    let text = String::from_utf8_lossy(&osc);
+    let at = text.find("\x1bPtmux;").map(|i| &text[i..(i + 400).min(text.len())]).unwrap_or("none");
+    assert!(has(&osc, b"\x07"), "a bell");
+    assert!(has(&osc, b"\x1bPtmux;\x1b\x1b]9;phasetop: a: run completed at step 3 000"), "OSC 9 through tmux: {at:?}");
+    assert!(has(&osc, b"\x1bPtmux;\x1b\x1b]777;notify;phasetop: a;run completed at step 3 000"), "OSC 777: {at:?}");
+
+    let bell = run("quiet.toml", "b", &["--notify", "bell"], &[]);
+    assert!(has(&bell, b"\x07"), "the flag wins over the config's off");
+    assert!(!has(&bell, b"\x1b]9;") && !has(&bell, b"\x1b]777;"));
+
+    let off = run("quiet.toml", "c", &[], &[]);
+    assert!(!has(&off, b"\x07") && !has(&off, b"\x1b]9;") && !has(&off, b"\x1b]777;"), "[dashboard] notify = off");
 }

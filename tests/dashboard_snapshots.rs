@@ -57,6 +57,12 @@ pub fn recorded_events() -> Vec<Event> {
                 ev.push(Event::Probe { step, layer: layer.into(), metrics: [("eff_rank".to_string(), r)].into() });
             }
         }
+        if step % 412 == 0 {
+            // The host's system sample, about once a second (no GPU on this machine).
+            let sys: Metrics =
+                [("sys/cpu_pct".to_string(), 97.0 + (s / 412.0) % 3.0), ("sys/rss_mb".to_string(), 312.4)].into();
+            ev.push(Event::Eval { step, split: "system".into(), metrics: sys });
+        }
         if step == 1000 {
             ev.push(Event::Checkpoint { step, path: "checkpoints/step-000001000.safetensors".into() });
         }
@@ -578,4 +584,68 @@ fn the_default_layout_reads_at_80x24_and_the_help_scrolls() {
         key(&mut a, KeyCode::Down);
     }
     assert!(seen.contains("space play/pause") && seen.contains("scrubber"), "replay's keys:\n{seen}");
+}
+
+/// Issue 16 item 13: the system panel shows the host's latest sample, says when there is
+/// no GPU, and shows the GPU's figures when the host recorded them.
+#[test]
+fn the_system_panel_shows_cpu_memory_and_the_gpu_or_its_absence() {
+    let mut events = recorded_events();
+    let s = screen(&app("default", RunView::from_events(&events)), 160, 48);
+    let panel: Vec<&str> = s.lines().filter(|l| l.contains("CPU") || l.contains("RSS") || l.contains("GPU")).collect();
+    assert!(panel.iter().any(|l| l.contains("CPU   98 % (100 = a core)")), "{s}");
+    assert!(panel.iter().any(|l| l.contains("RSS   312 MB")), "{s}");
+    assert!(panel.iter().any(|l| l.contains("GPU   none (no NVIDIA GPU)")), "{s}");
+    let gpu: Metrics = [
+        ("sys/cpu_pct".to_string(), 12.0),
+        ("sys/rss_mb".to_string(), 2048.0),
+        ("sys/gpu_util_pct".to_string(), 87.0),
+        ("sys/gpu_mem_mb".to_string(), 30_500.0),
+        ("sys/gpu_mem_total_mb".to_string(), 143_771.0),
+        ("sys/gpu_temp_c".to_string(), 61.0),
+    ]
+    .into();
+    events.insert(events.len() - 1, Event::Eval { step: 3000, split: "system".into(), metrics: gpu });
+    let app = app("default", RunView::from_events(&events));
+    let lines = phasetop::ui::system::lines(&app);
+    let text: Vec<String> = lines.iter().map(|(l, v)| format!("{l} {v}")).collect();
+    assert_eq!(text, ["CPU 12 % (100 = a core)", "RSS 2048 MB", "GPU 87 %", "VRAM 30.5 GB of 143.8 GB", "temp 61 °C"]);
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("VRAM  30.5 GB of 143.8 GB") && s.contains("temp  61 °C"), "{s}");
+    // A log from before system samples says so instead of showing nothing.
+    let old: Vec<Event> = recorded_events()
+        .into_iter()
+        .filter(|e| !matches!(e, Event::Eval { split, .. } if split == "system"))
+        .collect();
+    let s = screen(&app_for(old), 160, 48);
+    assert!(s.contains("no samples"), "{s}");
+}
+
+fn app_for(events: Vec<Event>) -> App {
+    app("default", RunView::from_events(&events))
+}
+
+/// Issue 16 item 16: the header says when the trainer runs far below its own recent rate
+/// (three 0.5-s windows under a third of it), not for one slow window, and not once the
+/// run is back to speed.
+#[test]
+fn the_header_says_when_the_trainer_is_starved() {
+    let base: Vec<Event> = recorded_events().into_iter().filter(|e| !matches!(e, Event::RunEnded { .. })).collect();
+    let with_rates = |rates: &[f64]| -> App {
+        let mut ev = base.clone();
+        for (step, &r) in (3001..).zip(rates) {
+            let m: Metrics = [("train_loss".to_string(), 0.01), ("steps_per_s".to_string(), r)].into();
+            ev.push(Event::Step { step, phase: "consolidate".into(), t: 1_795_000_010.0, metrics: m });
+        }
+        app_for(ev)
+    };
+    // The recorded run's rate is a steady 412 it/s; varying windows around it first.
+    let steady: Vec<f64> = (0..20).map(|i| 400.0 + i as f64).collect();
+    let header = |a: &App| screen(a, 160, 48).lines().next().unwrap().to_string();
+    let h = header(&with_rates(&[&steady[..], &[7.0, 8.0, 9.0]].concat()));
+    assert!(h.contains("9.0 it/s starved (was 394)"), "{h}");
+    let h = header(&with_rates(&[&steady[..], &[60.0, 410.0]].concat()));
+    assert!(!h.contains("starved"), "one slow window is an evaluation, not starvation: {h}");
+    let h = header(&with_rates(&[&steady[..], &[7.0, 8.0, 9.0, 405.0]].concat()));
+    assert!(!h.contains("starved"), "{h}");
 }

@@ -622,3 +622,61 @@ fn list_panels_say_whose_rows_and_cycle_runs() {
     app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('r')));
     assert!(screen(&app, 160, 48).contains("signals · run-a"));
 }
+
+/// Issue 16 item 7: `replay A B` with B longer: the timeline spans both runs, so B's
+/// last 400 steps are reachable by `G`, `:goto`, `.`/`,`, the scrubber and by playing on
+/// past A's end; A stays at its end meanwhile, and the footer counts the whole timeline.
+#[test]
+fn the_timeline_spans_every_compared_run() {
+    let mut app = comparison(ThemeKind::Default);
+    let b = run_events("grokking-b", 3400, 1.0 / 150.0, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(app.player.as_ref().unwrap().index().state().done
+        && app.compare.as_ref().unwrap().others[0].player.index().state().done)
+    {
+        assert!(Instant::now() < deadline, "indexing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let key = |c| ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char(c));
+    let other = |app: &App| app.compare.as_ref().unwrap().others[0].view.step;
+    assert_eq!(app.timeline_last(), 3400);
+
+    app.on_key(key('G'));
+    assert_eq!((app.view.step, other(&app), app.timeline_step()), (3000, 3400, 3400), "G: the end of the longest run");
+    assert!(screen(&app, 160, 48).lines().last().unwrap().contains("3 400/3 400"));
+    app.on_key(key(','));
+    assert_eq!((app.view.step, other(&app)), (3000, 3399));
+    app.run_command_line("goto 3200");
+    assert_same(&app.compare.as_ref().unwrap().others[0].view, &fold_to_step(&b, 3200), "B at 3200");
+    assert_eq!(app.view.step, 3000, "A stays at its end");
+    app.on_key(key('.'));
+    assert_eq!(other(&app), 3201);
+    let footer = screen(&app, 160, 48).lines().last().unwrap().to_string();
+    assert!(footer.contains("3 201/3 400"), "{footer}");
+    // Back before A's end: A moves again, the others follow it.
+    app.run_command_line("goto 2500");
+    assert_eq!((app.view.step, other(&app), app.timeline_step()), (2500, 2500, 2500));
+    // The scrubber runs over the whole timeline: from A's end it goes into B's tail.
+    app.run_command_line("goto 3000");
+    app.on_key(key(')'));
+    assert_eq!((app.view.step, other(&app)), (3000, 3170), "1/20 of 3400 past A's end");
+    app.on_key(key('('));
+    assert_eq!((app.view.step, other(&app)), (3000, 3000));
+    // Playing on: A stops at its end, B plays to its own.
+    app.run_command_line("goto 2990");
+    app.player.as_mut().unwrap().speed = SPEEDS.len() - 1;
+    app.on_key(key(' '));
+    for _ in 0..200 {
+        let was = app.player.as_ref().unwrap().playing;
+        app.player.as_mut().unwrap().tick(&mut app.view, 0.1);
+        app.tick_timeline(was, 0.1);
+        app.sync_compare();
+        if other(&app) == 3400 {
+            break;
+        }
+    }
+    assert_eq!((app.view.step, other(&app)), (3000, 3400), "played on past A's end");
+    assert_same(&app.compare.as_ref().unwrap().others[0].view, &fold_to_step(&b, 3400), "B at its end");
+    app.on_key(key('g'));
+    assert_eq!((app.view.step, other(&app), app.timeline_step()), (0, 0, 0));
+}

@@ -5,7 +5,9 @@
 //! Metric names are global and unique across event kinds so that one series is keyed by
 //! its name alone: step metrics `train_loss`, `train_acc`, `lr`, `grad_norm`,
 //! `weight_norm`, `dist_init`, `steps_per_s`, `loss/<term>`, `grad_cos/<term>~<term>`
-//! (sorted: [`grad_cos_metric`]); eval metrics `val_loss`, `val_acc`.
+//! (sorted: [`grad_cos_metric`]); eval metrics `val_loss`, `val_acc`; system samples
+//! (an `Eval` with split `system`, about once a second) `sys/cpu_pct`, `sys/rss_mb`,
+//! `sys/gpu_*` (`crate::sysmon`).
 //!
 //! Non-finite metric values (a diverged loss) are written as JSON `null` and read back
 //! as NaN, because JSON has no NaN.

@@ -17,3 +17,4 @@ pub mod rundir;
 pub mod runlog;
 pub mod settings;
 pub mod signals;
+pub mod sysmon;

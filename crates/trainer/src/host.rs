@@ -337,6 +337,19 @@ impl Host {
         };
         let auto_eval = cfg.eval.every == crate::config::EvalEvery::Auto;
         self.emit(ev)?;
+        if let Some(n) = self.trainer.auto_threads() {
+            let params: usize = self.trainer.parameters().iter().map(|(_, p)| p.numel()).sum();
+            let batch = self.trainer.phase().batch_size();
+            self.log_line(
+                LogLevel::Info,
+                format!(
+                    "{n} libtorch thread(s): threads = 0, {params} parameters × batch {batch} = {:.1e} multiply-adds \
+                     a step (one thread below {:.0e}, else one per core; docs/PERFORMANCE.md)",
+                    (params * batch) as f64,
+                    crate::trainer::threads::SMALL_WORK
+                ),
+            )?;
+        }
         if auto_eval {
             let every = self.trainer.eval_every();
             self.log_line(
@@ -442,7 +455,14 @@ impl Host {
             .with_context(|| format!("cannot serve {}", self.dir.socket().display()))?;
         // A libtorch error (an allocation it could not make, a device error) panics in tch;
         // it ends the run as failed, with a `run_ended` saying why, instead of an abort.
-        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop(&commands))) {
+        // CPU, memory and GPU, sampled off the run loop (`sysmon`), recorded between steps.
+        let gpu_index = match self.trainer.config().run.device {
+            config::DeviceChoice::Cuda(n) => n as u32,
+            _ => 0,
+        };
+        let (system, _) = phasetop_core::sysmon::spawn(Duration::from_secs(1), gpu_index);
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop(&commands, &system)))
+        {
             Ok(r) => r,
             Err(panic) => {
                 let what = panic
@@ -484,7 +504,18 @@ impl Host {
         Ok(status)
     }
 
-    fn run_loop(&mut self, commands: &Receiver<Pending>) -> Result<Exit> {
+    /// Records the system samples that arrived (an `eval` event, split `system`).
+    fn record_system(&mut self, system: &Receiver<Metrics>) -> Result<()> {
+        while let Ok(metrics) = system.try_recv() {
+            if !metrics.is_empty() {
+                let step = self.trainer.step();
+                self.emit(Event::Eval { step, split: phasetop_core::sysmon::SPLIT.into(), metrics })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_loop(&mut self, commands: &Receiver<Pending>, system: &Receiver<Metrics>) -> Result<Exit> {
         let max_steps = self.meta.max_steps;
         let cfg = self.trainer.config().clone();
         let eval_every = self.trainer.eval_every();
@@ -503,6 +534,7 @@ impl Host {
             if self.stop_flag.load(Ordering::Relaxed) {
                 return Ok(Exit::Stopped("stopped by signal".into()));
             }
+            self.record_system(system)?;
             if self.paused {
                 rate.pause();
                 match commands.recv_timeout(Duration::from_millis(100)) {

@@ -211,7 +211,7 @@ impl App {
 
     /// The step range the charts show.
     pub fn x_range(&self) -> (u64, u64) {
-        let last = self.view.step.max(1);
+        let last = self.timeline_step().max(1);
         let first = self.view.series.get("train_loss").and_then(|s| s.first_step()).unwrap_or(1).min(last);
         let base = if self.full_history { last - first + 1 } else { RECENT_WINDOW.min(last - first + 1) };
         let span = (base >> self.zoom.min(40)).max(10);
@@ -482,9 +482,18 @@ impl App {
                 _ => self.set_status(format!("set needs KEY=NUMBER, got \"{kv}\""), true),
             },
             ("goto", Some(s)) if self.player.is_some() => match s.parse::<u64>() {
+                Ok(step) if self.first_end().is_some_and(|end| step > end) => {
+                    self.player.as_mut().expect("checked").playing = false;
+                    self.seek_timeline(step);
+                    self.set_status(format!("replay at step {}", self.timeline_step()), false);
+                }
                 Ok(step) => {
                     let p = self.player.as_mut().expect("checked");
                     p.playing = false;
+                    if let Some(c) = self.compare.as_mut() {
+                        c.beyond = None;
+                        c.playing_on = false;
+                    }
                     if p.goto_step(&mut self.view, step) {
                         self.sync_compare();
                         self.set_status(format!("replay at step {}", self.view.step), false);
@@ -612,14 +621,54 @@ impl App {
 
     /// Replay transport keys; returns whether the key was one of them.
     fn on_replay_key(&mut self, key: KeyEvent) -> bool {
-        let Some(p) = self.player.as_mut() else { return false };
-        let v = &mut self.view;
+        if self.player.is_none() {
+            return false;
+        }
         let transport =
             matches!(key.code, KeyCode::Char(' ' | '<' | '>' | '.' | ',' | 'g' | 'G' | '[' | ']' | '{' | '}'));
         if transport {
             // An old message ("nothing further …") does not outlive the next move.
             self.status = None;
             self.status_until = None;
+        }
+        // Past the first run's end (or stepping off it) the compared runs carry the
+        // timeline; the marks ([ ] { }) and the start (g) are the first run's.
+        let end = self.first_end();
+        let p = self.player.as_mut().expect("checked");
+        let v = &mut self.view;
+        if let (Some(c), Some(end)) = (self.compare.as_mut(), end) {
+            match key.code {
+                KeyCode::Char(' ') if c.beyond.is_some() => {
+                    c.playing_on = !c.playing_on;
+                    return true;
+                }
+                KeyCode::Char('.') if c.beyond.is_some() || v.step >= end => {
+                    p.playing = false;
+                    c.playing_on = false;
+                    p.seek(v, p.len());
+                    c.step_on(c.beyond.unwrap_or(v.step));
+                    self.sync_compare();
+                    return true;
+                }
+                KeyCode::Char(',') if c.beyond.is_some() => {
+                    c.playing_on = false;
+                    let to = c.beyond.unwrap_or(end).saturating_sub(1);
+                    self.seek_timeline(to);
+                    return true;
+                }
+                KeyCode::Char('G') => {
+                    p.playing = false;
+                    c.playing_on = false;
+                    let last = c.last_step();
+                    self.seek_timeline(last);
+                    return true;
+                }
+                KeyCode::Char('g' | '[' | ']' | '{' | '}') => {
+                    c.beyond = None;
+                    c.playing_on = false;
+                }
+                _ => {}
+            }
         }
         match key.code {
             KeyCode::Char(' ') => p.playing = !p.playing,
@@ -658,8 +707,69 @@ impl App {
 
     /// Moves the compared runs to the first run's step; true when they moved.
     pub fn sync_compare(&mut self) -> bool {
-        let step = self.view.step;
+        let step = self.timeline_step();
         self.compare.as_mut().is_some_and(|c| c.sync(step))
+    }
+
+    /// The replay timeline's step: the first run's, or past its end (comparing a longer
+    /// run) the step the others are at.
+    pub fn timeline_step(&self) -> u64 {
+        self.compare.as_ref().and_then(|c| c.beyond).unwrap_or(self.view.step).max(self.view.step)
+    }
+
+    /// The timeline's end: the largest step any compared run's index knows.
+    pub fn timeline_last(&self) -> u64 {
+        let first = self.player.as_ref().map_or(self.view.step, |p| p.last_step().max(self.view.step));
+        first.max(self.compare.as_ref().map_or(0, |c| c.last_step()))
+    }
+
+    /// The first run's last step, once its whole log is indexed and not followed (a
+    /// growing log has no end yet); `None` when no compared run goes further.
+    fn first_end(&self) -> Option<u64> {
+        let p = self.player.as_ref()?;
+        let end = p.last_step();
+        // (`state()` holds the index's lock: not across `last_step`, which takes it too.)
+        let whole = {
+            let s = p.index().state();
+            s.done && !s.following
+        };
+        (whole && self.compare.as_ref().is_some_and(|c| c.last_step() > end)).then_some(end)
+    }
+
+    /// Moves the timeline to `step`: the first run there, or, past its end, the first run
+    /// at its end and the others at `step`.
+    pub fn seek_timeline(&mut self, step: u64) {
+        let end = self.first_end();
+        let last = self.timeline_last();
+        let (Some(p), Some(c)) = (self.player.as_mut(), self.compare.as_mut()) else { return };
+        match end {
+            Some(end) if step > end => {
+                if self.view.step < end {
+                    p.seek_step(&mut self.view, end);
+                }
+                p.seek(&mut self.view, p.len());
+                c.beyond = Some(step.min(last));
+            }
+            _ => {
+                c.beyond = None;
+                c.playing_on = false;
+                p.seek_step(&mut self.view, step);
+            }
+        }
+        self.sync_compare();
+    }
+
+    /// Replay playback past the first run's end: when the first run's player stopped at
+    /// its end while playing (`was_playing`), the longest run plays on. Called after the
+    /// first run's tick; returns whether anything moved.
+    pub fn tick_timeline(&mut self, was_playing: bool, dt: f64) -> bool {
+        let at_end = self.first_end().is_some();
+        let (Some(p), Some(c)) = (self.player.as_mut(), self.compare.as_mut()) else { return false };
+        if was_playing && !p.playing && at_end && !c.playing_on {
+            c.playing_on = true;
+            c.beyond = Some(c.beyond.unwrap_or(self.view.step).max(self.view.step));
+        }
+        c.play_on(p.speed, p.uniform, dt)
     }
 
     /// A watched config file changed: an invalid edit shows its error and changes
@@ -771,6 +881,16 @@ impl App {
                     p.set_uniform(!p.uniform);
                     let msg = if p.uniform { "uniform pacing: speed × 10 steps/s" } else { "recorded pacing" };
                     self.set_status(msg, false);
+                } else if self.compare.is_some() {
+                    // Over the whole timeline, every compared run's steps.
+                    let (now, last) = (self.timeline_step(), self.timeline_last());
+                    let delta = (last / super::replay::SCRUB_FRACTION).max(1);
+                    let to = if a == Action::ScrubForward {
+                        now.saturating_add(delta).min(last)
+                    } else {
+                        now.saturating_sub(delta)
+                    };
+                    self.seek_timeline(to);
                 } else {
                     p.scrub(&mut self.view, a == Action::ScrubForward);
                     self.sync_compare();

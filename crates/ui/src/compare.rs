@@ -25,6 +25,11 @@ pub struct Compare {
     pub bands: Vec<bool>,
     /// The first run's step the others were last moved to.
     synced: Option<u64>,
+    /// The timeline's step past the first run's end (`replay A B` with B longer): the
+    /// first run stays at its end, the others are at this step.
+    pub beyond: Option<u64>,
+    /// Playing on past the first run's end, paced by the longest run's player.
+    pub playing_on: bool,
 }
 
 impl Compare {
@@ -32,7 +37,48 @@ impl Compare {
         let mut names = vec![first];
         names.extend(others.iter().map(|o| o.name.clone()));
         let bands = vec![true; names.len()];
-        Compare { names, others, bands, synced: None }
+        Compare { names, others, bands, synced: None, beyond: None, playing_on: false }
+    }
+
+    /// The largest step any other run's index knows.
+    pub fn last_step(&self) -> u64 {
+        self.others.iter().map(|o| o.player.last_step()).max().unwrap_or(0)
+    }
+
+    /// The other run that goes furthest: the one whose player paces the timeline past
+    /// the first run's end.
+    pub fn lead(&mut self) -> Option<&mut Other> {
+        self.others.iter_mut().max_by_key(|o| o.player.last_step())
+    }
+
+    /// Plays the timeline on past the first run's end by `dt` seconds: the longest run
+    /// plays at `speed` (its own recorded pacing), the others follow its step. Returns
+    /// whether anything moved.
+    pub fn play_on(&mut self, speed: usize, uniform: bool, dt: f64) -> bool {
+        if !self.playing_on {
+            return false;
+        }
+        let Some(lead) = self.lead() else { return false };
+        lead.player.speed = speed;
+        lead.player.set_uniform(uniform);
+        lead.player.playing = true;
+        let moved = lead.player.tick(&mut lead.view, dt);
+        let (step, playing) = (lead.view.step, lead.player.playing);
+        self.playing_on = playing;
+        self.beyond = Some(self.beyond.map_or(step, |b| b.max(step)));
+        moved | self.sync(self.beyond.unwrap_or(step))
+    }
+
+    /// One training step forward past the first run's end (the longest run's next step).
+    pub fn step_on(&mut self, from: u64) {
+        if let Some(lead) = self.lead() {
+            if lead.view.step < from {
+                lead.player.seek_step(&mut lead.view, from);
+            }
+            lead.player.step_forward(&mut lead.view);
+            let step = lead.view.step;
+            self.beyond = Some(step.max(from));
+        }
     }
 
     /// Moves every other run to `step` (forward moves fold on, back moves restore a
@@ -43,6 +89,9 @@ impl Compare {
         }
         self.synced = Some(step);
         for o in &mut self.others {
+            if o.view.step == step && o.player.playing {
+                continue; // the lead, playing on: already there
+            }
             o.player.playing = false;
             o.player.seek_step(&mut o.view, step);
         }

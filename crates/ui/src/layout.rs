@@ -15,6 +15,7 @@ pub enum Panel {
     Signals,
     Plan,
     Events,
+    System,
 }
 
 impl Panel {
@@ -28,6 +29,7 @@ impl Panel {
             Panel::Signals => "signals",
             Panel::Plan => "plan",
             Panel::Events => "events",
+            Panel::System => "system",
         }
     }
 

@@ -8,15 +8,18 @@ pub mod fmt;
 pub mod follow;
 pub mod keymap;
 pub mod layout;
+pub mod notify;
 pub mod render;
 pub mod replay;
 pub mod replay_index;
 pub mod series;
+pub mod starved;
 pub mod state;
+pub mod system;
 pub mod theme;
 
 // The core's modules under their old names, so `crate::event::…` reads the same here.
-pub(crate) use phasetop_core::{config, control, error, event, rundir, runlog, settings};
+pub(crate) use phasetop_core::{config, control, error, event, rundir, runlog, settings, sysmon};
 
 use crate::rundir::RunDir;
 use anyhow::{Context, Result};
@@ -38,6 +41,8 @@ pub struct Options {
     pub theme: Option<theme::ThemeKind>,
     pub ascii: bool,
     pub keys_file: Option<PathBuf>,
+    /// `--notify`; `None`: the run config's `[dashboard] notify`, else `osc`.
+    pub notify: Option<crate::config::NotifyMode>,
     /// Replay the recorded run instead of following it live.
     pub replay: Option<ReplayOptions>,
     /// Recorded runs overlaid on a live run's charts, aligned by step (a branch's
@@ -200,6 +205,8 @@ pub fn run(opts: Options) -> Result<Exit> {
         terminal::Clear(terminal::ClearType::All)
     )?;
     let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
+    // Only what arrives from now on notifies: the history just read does not.
+    let mut notifier = (!replaying).then(|| notify::Notifier::new(opts.notify, std::env::var_os("TMUX").is_some()));
     let result = (|| -> Result<Exit> {
         let mut term = ratatui::Terminal::new(backend)?;
         let mut dirty = true;
@@ -251,9 +258,15 @@ pub fn run(opts: Options) -> Result<Exit> {
                 }
             }
             if let Some(p) = app.player.as_mut() {
-                if p.tick(&mut app.view, last_tick.elapsed().as_secs_f64()) {
+                let (was_playing, dt) = (p.playing, last_tick.elapsed().as_secs_f64());
+                if p.tick(&mut app.view, dt) {
                     dirty = true;
                 }
+                // Comparing a longer run: the timeline plays on past the first run's end.
+                if app.tick_timeline(was_playing, dt) {
+                    dirty = true;
+                }
+                let p = app.player.as_mut().expect("checked above");
                 last_tick = Instant::now();
                 // The index finds damage as it reads: say once, in full, what was skipped.
                 if !damage_shown && let Some(notice) = p.damage_notice() {
@@ -268,7 +281,20 @@ pub fn run(opts: Options) -> Result<Exit> {
             if app.expire_status(Instant::now()) {
                 dirty = true;
             }
-            if !replaying && tail.poll_each(|r| app.view.apply(&r.event))? > 0 {
+            let new = if replaying { Vec::new() } else { tail.poll()? };
+            if !new.is_empty() {
+                for r in &new {
+                    app.view.apply(&r.event);
+                }
+                if let Some(n) = notifier.as_mut() {
+                    let bytes =
+                        n.on_events(&app.view.config, &app.view.run_id, new.iter().map(|r| &r.event), Instant::now());
+                    if !bytes.is_empty() {
+                        use std::io::Write;
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&bytes).and_then(|()| out.flush());
+                    }
+                }
                 dirty = true;
             }
             if last_liveness.elapsed() >= Duration::from_secs(1) {

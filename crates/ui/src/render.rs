@@ -163,7 +163,14 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
         segments.push(vec![Span::raw(format!("lr {}", fmt::num(lr)))]);
     }
     let rate = v.steps_per_s().unwrap_or(0.0);
-    segments.push(vec![Span::raw(format!("{} it/s", fmt::rate(rate)))]);
+    let mut rate_seg = vec![Span::raw(format!("{} it/s", fmt::rate(rate)))];
+    if v.ended.is_none()
+        && !v.paused
+        && let Some((_, peak)) = v.rate.starved()
+    {
+        rate_seg.push(Span::styled(format!(" starved (was {})", fmt::rate(peak)), t.warn));
+    }
+    segments.push(rate_seg);
     let elapsed = (v.last_t - v.started_at).max(0.0);
     let eta = match (v.max_steps, rate > 0.0 && v.ended.is_none()) {
         (Some(m), true) if m > v.step => {
@@ -250,9 +257,10 @@ fn draw_replay_footer(f: &mut Frame, app: &App, p: &super::replay::Player, area:
     use super::keymap::Action as A;
     let t = &app.theme;
     let w = area.width as usize;
-    let last = p.last_step().max(app.view.step);
-    let mut spans = scrubber(app, (w / 2).max(10), app.view.step, last, &p.mark_steps());
-    spans.push(Span::raw(format!(" {}/{} ", fmt::step(app.view.step), fmt::step(last))));
+    // The timeline spans every compared run: a longer second run's tail is reachable.
+    let (now, last) = (app.timeline_step(), app.timeline_last());
+    let mut spans = scrubber(app, (w / 2).max(10), now, last, &p.mark_steps());
+    spans.push(Span::raw(format!(" {}/{} ", fmt::step(now), fmt::step(last))));
     let room = w.saturating_sub(spans.iter().map(|s| s.width()).sum());
     spans.push(match &app.status {
         Some((msg, true)) => Span::styled(fmt::fit(msg, room, app.ascii), t.error),
@@ -328,7 +336,7 @@ const ASCII_BORDER: symbols::border::Set = symbols::border::Set {
     horizontal_bottom: "-",
 };
 
-fn panel_block<'a>(app: &App, title: Line<'a>, focused: bool) -> Block<'a> {
+pub(super) fn panel_block<'a>(app: &App, title: Line<'a>, focused: bool) -> Block<'a> {
     let b = Block::default().borders(Borders::ALL).title(title);
     let b = if app.ascii { b.border_set(ASCII_BORDER) } else { b.border_type(BorderType::Rounded) };
     b.border_style(if focused { app.theme.focus_border } else { app.theme.border })
@@ -353,6 +361,7 @@ fn draw_panel(f: &mut Frame, app: &App, panel: Panel, area: Rect, focused: bool)
         Panel::Signals => draw_signals(f, app, area, focused),
         Panel::Plan => draw_plan(f, app, area, focused),
         Panel::Events => draw_events(f, app, area, focused),
+        Panel::System => super::system::draw(f, app, area, focused),
     }
 }
 
@@ -970,7 +979,7 @@ fn draw_plan_line(f: &mut Frame, app: &App, area: Rect, focused: bool) {
 }
 
 /// A list panel's name; comparing, with the run whose rows it shows (`r` cycles).
-fn rows_title(app: &App, name: &str) -> String {
+pub(super) fn rows_title(app: &App, name: &str) -> String {
     match app.rows_run_name() {
         Some(run) => format!("{name} · {run}"),
         None => name.to_string(),

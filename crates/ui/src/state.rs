@@ -87,6 +87,8 @@ pub struct RunView {
     pub checkpoints: Vec<u64>,
     pub log: VecDeque<LogRow>,
     pub events_seen: u64,
+    /// Whether the trainer runs far below its own recent rate (`starved`).
+    pub rate: super::starved::RateWatch,
 }
 
 impl RunView {
@@ -171,6 +173,9 @@ impl RunView {
             Event::Step { step, t, metrics, .. } => {
                 self.step = *step;
                 self.last_t = *t;
+                if let Some(r) = metrics.get("steps_per_s") {
+                    self.rate.push(*r);
+                }
                 self.push_metrics(*step, None, metrics);
             }
             Event::Eval { step, metrics, .. } => self.push_metrics(*step, None, metrics),
@@ -205,7 +210,10 @@ impl RunView {
                 use crate::event::Command as C;
                 if *applied {
                     match command {
-                        C::Pause => self.paused = true,
+                        C::Pause => {
+                            self.paused = true;
+                            self.rate.reset();
+                        }
                         C::Resume => self.paused = false,
                         // The one answered: by id, or the newest pending (as the host picks).
                         C::Accept { id } | C::Dismiss { id } => {
@@ -276,6 +284,7 @@ impl RunView {
     /// A resume restarts from a checkpoint: what the log holds after it is superseded.
     fn rewind_to(&mut self, step: u64) {
         self.step = step;
+        self.rate.reset();
         self.phases.retain(|p| p.start <= step);
         if let Some(last) = self.phases.last_mut() {
             last.end = None;

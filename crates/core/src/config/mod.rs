@@ -78,6 +78,9 @@ pub struct Config {
     pub eval: EvalSection,
     #[serde(default)]
     pub checkpoint: CheckpointSection,
+    /// How the dashboard watching this run behaves; the host ignores it.
+    #[serde(default, skip_serializing_if = "DashboardSection::is_default")]
+    pub dashboard: DashboardSection,
     #[serde(rename = "phase")]
     pub phases: Vec<Phase>,
 }
@@ -92,7 +95,7 @@ pub struct RunSection {
     pub device: DeviceChoice,
     /// Total steps over all phases; the run completes when it is reached.
     pub max_steps: Spanned<u64>,
-    /// libtorch intra-op threads; 0 leaves libtorch's default (one per core).
+    /// libtorch intra-op threads; 0 picks them from the model's size (`trainer::threads`).
     #[serde(default)]
     pub threads: usize,
     /// What a non-finite loss does: end the run as diverged, or roll back to the latest
@@ -316,6 +319,20 @@ impl Default for EvalSection {
     }
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardSection {
+    /// Notifications (`--notify` overrides it); absent: `osc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyMode>,
+}
+
+impl DashboardSection {
+    fn is_default(&self) -> bool {
+        *self == DashboardSection::default()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSection {
@@ -523,6 +540,17 @@ pub fn check_line(path: &Path, config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dashboard_notify_is_read_and_a_bad_one_located() {
+        let base = "[run]\nname='t'\nmax_steps=10\n[task]\nkind='parity'\n[model]\nkind='mlp'\n\
+                    [[phase]]\nname='p'\noptimizer='sgd'\nlr=1.0\nbatch_size=4\n";
+        assert_eq!(parse("t.toml", base).unwrap().dashboard.notify, None);
+        let c = parse("t.toml", &format!("[dashboard]\nnotify = 'bell'\n{base}")).unwrap();
+        assert_eq!(c.dashboard.notify, Some(NotifyMode::Bell));
+        let e = parse("t.toml", &format!("[dashboard]\nnotify = 'loud'\n{base}")).unwrap_err();
+        assert_eq!(e.to_string(), "t.toml:2:10: unknown notify mode \"loud\", expected one of off, bell, osc");
+    }
 
     #[test]
     fn line_col_counts_from_one() {

@@ -72,6 +72,12 @@ named_enum!(
     ProbeSplit, "probe split", { Train => "train", Val => "val" });
 named_enum!(RuleMode, "rule mode", { Auto => "auto", Suggest => "suggest" });
 
+named_enum!(
+    /// What the dashboard does when a signal, a suggestion or the run's end arrives
+    /// (`--notify`, `[dashboard] notify`): nothing, the bell, or the bell and a desktop
+    /// notification (OSC 9 and OSC 777).
+    NotifyMode, "notify mode", { Off => "off", Bell => "bell", Osc => "osc" });
+
 named_enum!(OnDivergence, "on_divergence", {
     Stop => "stop", Rollback => "rollback", RollbackOnSpike => "rollback_on_spike",
 });

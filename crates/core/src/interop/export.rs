@@ -6,6 +6,7 @@
 //!   A step logged twice (a resumed run re-running superseded steps) keeps the later
 //!   values.
 //! - jsonl: every event of the log, one JSON object per line, as the log holds it.
+//! - config: the run's plan as it happened, a config that reproduces it ([`super::recipe`]).
 //! - tfevents: a TensorBoard event file: step, eval and probe metrics as scalars; phase
 //!   changes and signals as text summaries (tags `phases` and `signals`). Events go in
 //!   log order, so after a resume the steps go back and TensorBoard discards the
@@ -28,6 +29,7 @@ pub enum Format {
     Csv,
     Jsonl,
     Tfevents,
+    Config,
 }
 
 impl std::str::FromStr for Format {
@@ -37,7 +39,10 @@ impl std::str::FromStr for Format {
             "csv" => Ok(Format::Csv),
             "jsonl" => Ok(Format::Jsonl),
             "tfevents" => Ok(Format::Tfevents),
-            other => Err(UsageError(format!("unknown export format \"{other}\", expected csv, jsonl or tfevents"))),
+            "config" => Ok(Format::Config),
+            other => {
+                Err(UsageError(format!("unknown export format \"{other}\", expected csv, jsonl, tfevents or config")))
+            }
         }
     }
 }
@@ -70,12 +75,22 @@ pub fn export(run_dir: &Path, format: Format, out: &Path) -> Result<Exported> {
         Format::Tfevents => tfevents_path(out)?,
         _ => out.to_path_buf(),
     };
+    if format == Format::Config {
+        // Built whole before the file is created: a run with no recipe leaves no file.
+        let r = super::recipe::recipe(&contents, &run_dir.display().to_string())?;
+        for w in &r.warnings {
+            eprintln!("phasetop: warning: {w}");
+        }
+        std::fs::write(&path, &r.toml).with_context(|| format!("cannot write {}", path.display()))?;
+        return Ok(Exported { path, items: r.phases, skipped_spans: contents.problems.len() });
+    }
     let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let items = match format {
         Format::Csv => write_csv(&contents, &mut w)?,
         Format::Jsonl => write_jsonl(&contents, &mut w)?,
         Format::Tfevents => write_tfevents(&contents, &mut w)?,
+        Format::Config => unreachable!("written above"),
     };
     w.flush().with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Exported { path, items, skipped_spans: contents.problems.len() })

@@ -5,6 +5,7 @@
 //! - [`tfrecord`]: TFRecord framing (length, masked CRC32C) over any bytes.
 //! - [`proto`]: the few TensorBoard protobuf messages we read and write.
 //! - [`export`] / [`import`]: the commands.
+//! - [`recipe`]: `export --format config`, the plan as it happened.
 //!
 //! Nothing here panics on any input bytes: damage is a [`DataError`] naming the file and
 //! the byte offset.
@@ -12,6 +13,7 @@
 pub mod export;
 pub mod import;
 pub mod proto;
+pub mod recipe;
 pub mod tfrecord;
 
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@ pub mod model;
 pub mod optim;
 pub mod reference;
 pub mod schedule;
+pub mod threads;
 
 use crate::config::{Config, DeviceChoice, InitKind, LossKind, Phase, ProbeSplit};
 use crate::event::Metrics;
@@ -60,6 +61,8 @@ pub struct Trainer {
     full_metrics: bool,
     /// `eval.every` resolved against the data (a csv task's split is known only here).
     eval_every: u64,
+    /// The thread count `threads = 0` chose (`threads::auto`), for the run log.
+    auto_threads: Option<usize>,
     /// Time spent computing the per-step metrics beyond the loss.
     metrics_time: std::time::Duration,
 }
@@ -184,8 +187,16 @@ impl Trainer {
             probe_x,
             full_metrics: true,
             eval_every: 0,
+            auto_threads: None,
             metrics_time: std::time::Duration::ZERO,
         };
+        if cfg.run.threads == 0 {
+            // Unset: one thread for a small model, one per core for a large one.
+            let params: usize = t.params.iter().map(|(_, p)| p.numel()).sum();
+            let n = threads::auto(params, t.phase().batch_size(), threads::cores());
+            tch::set_num_threads(n as i32);
+            t.auto_threads = Some(n);
+        }
         let n_val = t.data.val_y.size()[0] as usize;
         let eval_samples = match cfg.eval.max_samples {
             0 => n_val,
@@ -237,6 +248,11 @@ impl Trainer {
     /// Steps between held-out evaluations (0: none); see `config::EvalEvery`.
     pub fn eval_every(&self) -> u64 {
         self.eval_every
+    }
+
+    /// The thread count `threads = 0` chose; `None` when the config set one.
+    pub fn auto_threads(&self) -> Option<usize> {
+        self.auto_threads
     }
 
     /// Steps taken in the current phase.
