@@ -10,8 +10,9 @@ pub mod model;
 pub mod optim;
 pub mod reference;
 pub mod schedule;
+pub mod script;
 
-use crate::config::{Config, DeviceChoice, InitKind, LossKind, Phase, ProbeSplit};
+use crate::config::{Config, DeviceChoice, InitKind, LossKind, ModelKind, Phase, ProbeSplit};
 use crate::event::Metrics;
 use anyhow::{Result, bail};
 use data::Dataset;
@@ -42,9 +43,15 @@ pub struct Trainer {
     _vs: nn::VarStore,
     model: Model,
     data: Dataset,
-    /// Trainable variables in a fixed (name-sorted) order, with the layer each belongs to.
+    /// Trainable variables in a fixed (name-sorted) order, with the layer each belongs to
+    /// (for a TorchScript module, its own name: `freeze` entries are name prefixes).
     params: Vec<(String, Tensor)>,
     layer_of: Vec<String>,
+    /// State the model keeps that is not trained (batch norm's running statistics, a
+    /// TorchScript module's buffers and frozen parameters): checkpointed, restored.
+    buffers: Vec<(String, Tensor)>,
+    /// The probe-able layers (a TorchScript module's are known once it is loaded).
+    layers: Vec<String>,
     /// Values at initialisation (views into row 3 of the store), for distance-from-init.
     init: Vec<Tensor>,
     /// Views of the store (`bind_to_store`): a `[4, n]` tensor whose rows are θ, ∇θ,
@@ -124,8 +131,20 @@ impl Trainer {
             }
         }
         let vs = nn::VarStore::new(device);
-        let model = Model::new(&vs.root(), &cfg.model, data.inputs, data.classes);
-        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        let (model, mut named, mut buffers, layers) = if *cfg.model.kind.get_ref() == ModelKind::TorchScript {
+            let path = cfg.model.path.as_ref().expect("validated").get_ref();
+            let rows = data.train_x.size()[0].min(2);
+            let loaded = script::ScriptModel::load(path, device, &data.train_x.narrow(0, 0, rows), data.classes)
+                .map_err(anyhow::Error::msg)?;
+            let layers = loaded.model.layers().to_vec();
+            (Model::Script(loaded.model), loaded.params, loaded.buffers, layers)
+        } else {
+            let model = Model::new(&vs.root(), &cfg.model, data.inputs, &data.sample_shape, data.classes);
+            // Variables that do not train (batch norm's running statistics) are buffers.
+            let (named, buffers): (Vec<_>, Vec<_>) = vs.variables().into_iter().partition(|(_, v)| v.requires_grad());
+            (model, named, buffers, cfg.model.layer_names())
+        };
+        buffers.sort_by(|a, b| a.0.cmp(&b.0));
         // `init_scale` multiplies the initial weights. Under `init = "tch"` (phasetop
         // before `init` existed) it multiplies every parameter, biases and LayerNorm
         // gains included, as it always did; under the other schemes only the weight
@@ -139,10 +158,13 @@ impl Trainer {
         }
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let store = bind_to_store(&mut named);
-        let layers = cfg.model.layer_names();
+        let module = *cfg.model.kind.get_ref() == ModelKind::TorchScript;
         let layer_of = named
             .iter()
             .map(|(n, _)| {
+                if module {
+                    return n.clone();
+                }
                 layers
                     .iter()
                     .filter(|l| n.starts_with(&format!("{l}.")))
@@ -177,6 +199,8 @@ impl Trainer {
             frozen: vec![false; named.len()],
             params: named,
             layer_of,
+            buffers,
+            layers,
             init,
             stat_rows: store.narrow(0, 0, 3),
             store: store.shallow_clone(),
@@ -278,7 +302,12 @@ impl Trainer {
     fn apply_freeze(&mut self) {
         let frozen_layers = self.phase().frozen();
         for (i, (_, t)) in self.params.iter_mut().enumerate() {
-            let f = frozen_layers.contains(&self.layer_of[i]);
+            // A built-in layer by its name; a TorchScript parameter by its name or a
+            // prefix of it at a dot (`encoder` covers `encoder.0.weight`).
+            let layer = &self.layer_of[i];
+            let f = frozen_layers
+                .iter()
+                .any(|f| layer == f || layer.strip_prefix(f.as_str()).is_some_and(|r| r.starts_with('.')));
             self.frozen[i] = f;
             let _ = t.set_requires_grad(!f);
         }
@@ -318,7 +347,7 @@ impl Trainer {
         let hyper = self.hyper();
 
         self.optim.zero_grad();
-        let (logits, _) = self.model.forward(&x, false);
+        let (logits, _) = self.model.forward(&x, false, true);
         let mut terms: Vec<(LossKind, Tensor)> = Vec::new();
         let mut total: Option<Tensor> = None;
         for (kind, weight) in phase.loss_terms() {
@@ -490,7 +519,7 @@ impl Trainer {
                 let len = chunk.min(n - start);
                 let x = self.data.val_x.narrow(0, start, len);
                 let y = self.data.val_y.narrow(0, start, len);
-                let (logits, _) = self.model.forward(&x, false);
+                let (logits, _) = self.model.forward(&x, false, false);
                 loss_sum += logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0).double_value(&[]);
                 correct +=
                     logits.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).sum(Kind::Float).double_value(&[]);
@@ -503,7 +532,7 @@ impl Trainer {
 
     /// Each named layer's output on the fixed probe batch (for probes).
     pub fn probe_features(&self) -> Vec<Feature> {
-        tch::no_grad(|| self.model.forward(&self.probe_x, true).1)
+        tch::no_grad(|| self.model.forward(&self.probe_x, true, false).1)
     }
 
     /// Makes phase `index` current, between steps. Returns a note when optimizer state
@@ -582,6 +611,18 @@ impl Trainer {
     /// Trainable variables by name, in a fixed order.
     pub fn parameters(&self) -> &[(String, Tensor)] {
         &self.params
+    }
+
+    /// The model's state that does not train (batch norm's running statistics, a
+    /// TorchScript module's buffers), by name.
+    pub fn buffers(&self) -> &[(String, Tensor)] {
+        &self.buffers
+    }
+
+    /// The probe-able layers: the config's for a built-in model, a TorchScript module's
+    /// `features` keys (or `output`).
+    pub fn layers(&self) -> &[String] {
+        &self.layers
     }
 
     pub(crate) fn named_params(&self) -> &[(String, Tensor)] {
