@@ -2,12 +2,14 @@
 # Installs libtorch (the PyTorch wheel pinned to what tch expects) into a venv shared by
 # every checkout, then points this checkout's `.libtorch` link at it. Idempotent: a
 # second run with a complete venv only refreshes the link.
+# Also writes data/digits.safetensors (scikit-learn's bundled digits, make_digits.py).
 # Also installs tensorboard (the interop tests and benchmark load exported event files
 # with TensorBoard's own reader); a venv made before that gets it added on the next run,
 # without touching torch.
 set -euo pipefail
 TORCH_VERSION=2.13.0
 TENSORBOARD_VERSION=2.21.0
+SKLEARN_VERSION=1.9.1
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${PHASETOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phasetop}
 venv="$cache/torch-$TORCH_VERSION"
@@ -26,6 +28,17 @@ if [ ! -f "$venv/.tensorboard-$TENSORBOARD_VERSION" ]; then
   echo "phasetop: installing tensorboard==$TENSORBOARD_VERSION into $venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check "tensorboard==$TENSORBOARD_VERSION"
   touch "$venv/.tensorboard-$TENSORBOARD_VERSION"
+fi
+
+# scikit-learn for its bundled 8x8 digits (configs/digits.toml, configs/torchscript.toml):
+# the set ships inside the wheel, so nothing is downloaded when the data is written.
+if [ ! -f "$venv/.sklearn-$SKLEARN_VERSION" ]; then
+  echo "phasetop: installing scikit-learn==$SKLEARN_VERSION into $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "scikit-learn==$SKLEARN_VERSION" safetensors
+  touch "$venv/.sklearn-$SKLEARN_VERSION"
+fi
+if [ ! -f "$here/data/digits.safetensors" ]; then
+  "$venv/bin/python" "$here/scripts/make_digits.py" "$here/data/digits.safetensors" >&2
 fi
 
 torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
