@@ -143,8 +143,11 @@ pub fn check(paths: &[PathBuf]) -> Result<ExitCode> {
         match config::load(p).and_then(|c| crate::trainer::memory::preflight(&c).map(|()| c)) {
             Ok(c) => {
                 let n = c.config.phases.len();
+                // A TorchScript module's probe-able layers are its own: name them.
+                let layers = crate::trainer::memory::module_layers(&c)
+                    .map_or(String::new(), |l| format!("; module layers: {}", l.join(", ")));
                 println!(
-                    "{}: ok ({n} phase{}: {})",
+                    "{}: ok ({n} phase{}: {}{layers})",
                     p.display(),
                     if n == 1 { "" } else { "s" },
                     c.config.phase_names().join(" → ")

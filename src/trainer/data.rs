@@ -559,7 +559,8 @@ pub fn read_tensors(task: &TaskSection) -> Result<TensorData> {
             why.lines().next().unwrap_or("").trim()
         )
     })?;
-    let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+    let mut names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_by_key(|n| (TENSOR_KEYS.iter().position(|k| k == n).unwrap_or(4), *n));
     let get = |key: &str| -> Result<Tensor> {
         tensors.iter().find(|(n, _)| n == key).map(|(_, t)| t.shallow_clone()).with_context(|| {
             format!("{path}: no tensor \"{key}\" (it holds {}; expected x_train, y_train, x_val, y_val)", names.join(", "))

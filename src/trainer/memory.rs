@@ -239,6 +239,12 @@ pub fn preflight(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     fits(cfg, &shape, None).map_err(|m| ConfigError::at(&file, src, cfg.model.kind.span().start, m))
 }
 
+/// A TorchScript model's probe-able layers (None for a built-in model), for `check`'s
+/// report once `preflight` has passed.
+pub fn module_layers(loaded: &LoadedConfig) -> Option<Vec<String>> {
+    (*loaded.config.model.kind.get_ref() == ModelKind::TorchScript).then(|| check_module(loaded).ok()).flatten()
+}
+
 /// A TorchScript model's module, loaded and checked against the task's data
 /// (`script::ScriptModel::load`, errors at the config's `[model] path`), then what the
 /// config names in it (probe layers, `until` metrics, `freeze` prefixes). Returns the
