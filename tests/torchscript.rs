@@ -109,8 +109,8 @@ fn tensor(path: &Path, key: &str) -> Tensor {
 /// A batch-norm module (encoder = Linear + BatchNorm1d, head) on a tensors task: phase
 /// "probe" trains the head with the encoder frozen, "full" trains everything.
 fn bn_run(d: &Path, py: &Path) -> PathBuf {
-    modules(py, &["data", s(&d.join("data.safetensors")), "400", "100", "8", "3"]);
-    modules(py, &["bn", s(&d.join("bn.pt")), "8", "3"]);
+    let (data, bn) = (d.join("data.safetensors"), d.join("bn.pt"));
+    modules(py, &["data", s(&data), "400", "100", "8", "3", "+", "bn", s(&bn), "8", "3", "+", "errors", s(d), "8", "3"]);
     let cfg = d.join("bn.toml");
     std::fs::write(
         &cfg,
@@ -206,8 +206,7 @@ fn probes_via_features_equal_the_numpy_formulas() {
     }
     assert_eq!(checked, 10);
 
-    // Without `features`, the output is the one probe-able layer.
-    modules(&py, &["errors", s(d), "8", "3"]);
+    // Without `features` (plain.pt, made by `bn_run`), the output is the one probe-able layer.
     let text = std::fs::read_to_string(d.join("bn.toml")).unwrap().replace("bn.pt", "plain.pt").replace(
         "layers=['encoder']\n",
         "layers=['output']\n",
@@ -233,9 +232,8 @@ fn errors_are_located_and_exit_2() {
     let Some(py) = python() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    modules(&py, &["data", s(&d.join("data.safetensors")), "40", "10", "8", "4"]);
-    modules(&py, &["bn", s(&d.join("bn.pt")), "8", "4"]);
-    modules(&py, &["errors", s(d), "8", "4"]);
+    let (data, bn) = (d.join("data.safetensors"), d.join("bn.pt"));
+    modules(&py, &["data", s(&data), "40", "10", "8", "4", "+", "bn", s(&bn), "8", "4", "+", "errors", s(d), "8", "4"]);
     let cfg = |model: &str, extra: &str| {
         format!(
             "[run]\nname='e'\nmax_steps=10\n[task]\nkind='tensors'\npath='data.safetensors'\n\
@@ -243,7 +241,6 @@ fn errors_are_located_and_exit_2() {
              [[phase]]\nname='a'\noptimizer='sgd'\nlr=0.1\nbatch_size=8\n"
         )
     };
-    let f = |n: &str| d.join(n).display().to_string();
     // (model file, extra config, expected location, words of the message)
     let cases: &[(&str, &str, &str, &[&str])] = &[
         ("nope.pt", "", ":9:6:", &["nope.pt: cannot read the TorchScript module", "No such file"]),
@@ -290,7 +287,6 @@ fn errors_are_located_and_exit_2() {
     let (code, err) = check(d, "u.toml", &until);
     assert_eq!(code, Some(2));
     assert!(err.contains("unknown layer \"block\" in \"block/eff_rank\", expected one of encoder, head"), "{err}");
-    let _ = f;
 }
 
 /// A tensors task's file: each problem named, located at `[task] path`, exit 2.
