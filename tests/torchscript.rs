@@ -343,3 +343,53 @@ fn bad_tensor_files_are_located_and_exit_2() {
     assert_eq!(code, Some(2));
     assert!(err.contains("model \"cnn\" needs images: x_train of shape [n, H, W] or [n, C, H, W]"), "{err}");
 }
+
+/// The built-in cnn on images: named layers, batch norm's running statistics are
+/// buffers (checkpointed, restored), evaluation and probes run in eval mode (they leave
+/// the statistics alone), and a restored run continues exactly.
+#[test]
+fn cnn_batch_norm_buffers_are_checkpointed_and_eval_leaves_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    tch::manual_seed(0);
+    let opts = (tch::Kind::Float, tch::Device::Cpu);
+    let (x, xv) = (Tensor::rand([96, 1, 6, 6], opts), Tensor::rand([32, 1, 6, 6], opts));
+    let y = Tensor::randint(3, [96], (tch::Kind::Int64, tch::Device::Cpu));
+    let yv = Tensor::randint(3, [32], (tch::Kind::Int64, tch::Device::Cpu));
+    Tensor::write_safetensors(&[("x_train", &x), ("y_train", &y), ("x_val", &xv), ("y_val", &yv)], d.join("img.safetensors"))
+        .unwrap();
+    let cfg = load(
+        d,
+        "cnn.toml",
+        "[run]\nname='c'\nseed=1\nthreads=1\nmax_steps=40\n[task]\nkind='tensors'\npath='img.safetensors'\n\
+         [model]\nkind='cnn'\nchannels=[4, 8]\nbatch_norm=true\n[probes]\nevery=5\nlayers=['conv.1']\nbatch=16\n\
+         [[phase]]\nname='a'\noptimizer='adam'\nlr=0.01\nbatch_size=16\n",
+    );
+    let mut a = Trainer::new(&cfg.config, 1).unwrap();
+    assert_eq!(a.layers(), ["conv.0", "conv.1", "head"]);
+    let buffers: Vec<&str> = a.buffers().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(buffers, ["conv.0.bn.running_mean", "conv.0.bn.running_var", "conv.1.bn.running_mean", "conv.1.bn.running_var"]);
+    assert!(a.parameters().iter().all(|(n, _)| !n.contains("running")));
+    for _ in 0..10 {
+        a.train_step();
+    }
+    let stats = |t: &Trainer| t.buffers().iter().map(|(_, b)| b.copy()).collect::<Vec<_>>();
+    let before = stats(&a);
+    assert!(before[0].abs().sum(tch::Kind::Float).double_value(&[]) > 0.0, "training moved the running mean");
+    let _ = a.evaluate();
+    let feats = a.probe_features();
+    assert_eq!(feats[1].value.size(), [16, 8, 1, 1], "conv.1 after two 2×2 poolings of 6×6");
+    for (b, b0) in stats(&a).iter().zip(&before) {
+        assert!(b.equal(b0), "evaluation and probes leave the running statistics alone");
+    }
+    checkpoint::save(&a, d, false).unwrap();
+    let saved = checkpoint::tensors_path(d, 10);
+    assert!(tensor(&saved, "buffer.conv.1.bn.running_var").equal(&before[3]));
+    let mut b = Trainer::new(&cfg.config, 1).unwrap();
+    let meta = checkpoint::latest(d).unwrap();
+    checkpoint::restore(&mut b, d, &meta).unwrap();
+    for _ in 0..5 {
+        assert_eq!(a.train_step()["train_loss"], b.train_step()["train_loss"]);
+    }
+    assert_eq!(a.evaluate()["val_loss"], b.evaluate()["val_loss"], "the restored statistics are the same");
+}
