@@ -321,7 +321,7 @@ fn bad_tensor_files_are_located_and_exit_2() {
         ("missing.safetensors", "cannot read the data file"),
         ("junk.safetensors", "not a safetensors file"),
         ("nokey.safetensors", "no tensor \"y_val\" (it holds x_train, y_train, x_val"),
-        ("floaty.safetensors", "y_train is Float: labels must be integers"),
+        ("floaty.safetensors", "y_val is Int64 but the other split's targets are floats; use one kind for both"),
         ("intx.safetensors", "x_train is Int64; inputs must be floating point"),
         ("short.safetensors", "y_train has shape [4]; expected one label per row of x_train: [6]"),
         ("shape.safetensors", "x_train's samples have shape [2, 3], x_val's [3, 2]"),
@@ -392,4 +392,40 @@ fn cnn_batch_norm_buffers_are_checkpointed_and_eval_leaves_them() {
         assert_eq!(a.train_step()["train_loss"], b.train_step()["train_loss"]);
     }
     assert_eq!(a.evaluate()["val_loss"], b.evaluate()["val_loss"], "the restored statistics are the same");
+}
+
+/// Float targets: regression with `mse`; other losses refused at the data's path.
+#[test]
+fn float_targets_train_a_regression_with_mse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    tch::manual_seed(0);
+    let opts = (tch::Kind::Float, tch::Device::Cpu);
+    let x = Tensor::randn([300, 4], opts);
+    let w = Tensor::randn([4, 2], opts);
+    let y = x.mm(&w);
+    let (xt, xv, yt, yv) = (x.narrow(0, 0, 250), x.narrow(0, 250, 50), y.narrow(0, 0, 250), y.narrow(0, 250, 50));
+    Tensor::write_safetensors(&[("x_train", &xt), ("y_train", &yt), ("x_val", &xv), ("y_val", &yv)], d.join("r.safetensors"))
+        .unwrap();
+    let body = |loss: &str| {
+        format!(
+            "[run]\nname='r'\nseed=1\nthreads=1\nmax_steps=200\n[task]\nkind='tensors'\npath='r.safetensors'\n\
+             [model]\nkind='mlp'\nwidth=16\ndepth=1\n[[phase]]\nname='a'\noptimizer='adam'\nlr=0.01\nbatch_size=25\n\
+             loss=[{{ kind='{loss}' }}]\n"
+        )
+    };
+    let cfg = load(d, "r.toml", &body("mse"));
+    let mut t = Trainer::new(&cfg.config, 1).unwrap();
+    assert_eq!(t.classes(), 2, "two target values per row");
+    let first = t.evaluate();
+    assert!(!first.contains_key("val_acc"));
+    for _ in 0..200 {
+        let m = t.train_step();
+        assert!(!m.contains_key("train_acc"));
+    }
+    let last = t.evaluate()["val_loss"];
+    assert!(last < 0.1 * first["val_loss"], "{} → {last}", first["val_loss"]);
+    let (code, err) = check(d, "ce.toml", &body("ce"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("ce.toml:7:6:") && err.contains("targets are floats (regression), which need loss"), "{err}");
 }

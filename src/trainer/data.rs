@@ -32,6 +32,10 @@ pub struct Dataset {
     /// One sample's shape as the model reads it (`[dim]` for features, `[seq_len]` for
     /// tokens, `[C, H, W]` for a cnn, the file's own for a TorchScript module).
     pub sample_shape: Vec<i64>,
+    /// Regression targets `[rows, k]` (train, held-out) of a `tensors` task with float
+    /// `y`: the model's `classes` outputs are then these k values, trained by `mse`
+    /// (`train_y`/`val_y` hold zeros).
+    pub targets: Option<(Tensor, Tensor)>,
     /// Training-row indices of each class, for class-weighted (mixture) sampling.
     by_class: Vec<Vec<i64>>,
     /// The task's generator, for fresh samples per batch (`[task] online = true`).
@@ -107,19 +111,30 @@ impl Dataset {
         };
         let (train_x, val_x) = (shape(&t.x_train)?, shape(&t.x_val)?);
         let sample_shape = train_x.size()[1..].to_vec();
-        let train_y_host: Vec<i64> = Vec::<i64>::try_from(&t.y_train).context("labels to the host")?;
-        let mut by_class = vec![Vec::new(); t.classes];
+        let (targets, y_train, y_val) = if t.regression {
+            let zeros = |y: &Tensor| Tensor::zeros([y.size()[0]], (Kind::Int64, Device::Cpu));
+            let (zt, zv) = (zeros(&t.y_train), zeros(&t.y_val));
+            (Some((t.y_train.to(device), t.y_val.to(device))), zt, zv)
+        } else {
+            (None, t.y_train, t.y_val)
+        };
+        let train_y_host: Vec<i64> = Vec::<i64>::try_from(&y_train).context("labels to the host")?;
+        // Regression has no classes to weigh (`class_weights` is refused for it).
+        let mut by_class = vec![Vec::new(); if t.regression { 0 } else { t.classes }];
         for (i, &c) in train_y_host.iter().enumerate() {
-            by_class[c as usize].push(i as i64);
+            if let Some(rows) = by_class.get_mut(c as usize) {
+                rows.push(i as i64);
+            }
         }
         Ok(Dataset {
+            targets,
             inputs: Inputs::Features { dim: sample_shape.iter().product::<i64>() as usize },
             classes: t.classes,
             train_x: train_x.to(device),
-            train_y: t.y_train.to(device),
+            train_y: y_train.to(device),
             train_y_host,
             val_x: val_x.to(device),
-            val_y: t.y_val.to(device),
+            val_y: y_val.to(device),
             sample_shape,
             by_class,
             generator: None,
@@ -293,6 +308,7 @@ impl Raw {
             generator: None,
             device,
             by_class,
+            targets: None,
             sample_shape: vec![width],
             inputs: self.inputs,
             classes: self.classes,
@@ -539,7 +555,10 @@ pub struct TensorData {
     pub y_train: Tensor,
     pub x_val: Tensor,
     pub y_val: Tensor,
+    /// Classes, or for regression the number of target values per row.
     pub classes: usize,
+    /// Float `y`: regression targets `[rows, k]` (f32) instead of class labels.
+    pub regression: bool,
 }
 
 pub const TENSOR_KEYS: [&str; 4] = ["x_train", "y_train", "x_val", "y_val"];
@@ -588,15 +607,11 @@ pub fn read_tensors(task: &TaskSection) -> Result<TensorData> {
             bail!("{path}: {key} holds values that are not finite (NaN or ±inf)");
         }
     }
+    if y_train.is_floating_point() || y_val.is_floating_point() {
+        return regression_targets(&path, x_train, y_train, x_val, y_val);
+    }
     let integer = |k: Kind| matches!(k, Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8);
     for (key, y, x, xkey) in [("y_train", &y_train, &x_train, "x_train"), ("y_val", &y_val, &x_val, "x_val")] {
-        if y.is_floating_point() {
-            bail!(
-                "{path}: {key} is {:?}: labels must be integers (class indices 0, 1, …); \
-                 float regression targets are not supported yet",
-                y.kind()
-            );
-        }
         if !integer(y.kind()) {
             bail!("{path}: {key} is {:?}; labels must be integers (int64, int32, int16, int8, uint8)", y.kind());
         }
@@ -620,5 +635,36 @@ pub fn read_tensors(task: &TaskSection) -> Result<TensorData> {
     if classes > 100_000 {
         bail!("{path}: labels go up to {}; at most 100000 classes", classes - 1);
     }
-    Ok(TensorData { x_train, y_train, x_val, y_val, classes: classes as usize })
+    Ok(TensorData { x_train, y_train, x_val, y_val, classes: classes as usize, regression: false })
+}
+
+/// Float `y`: regression targets, `[rows]` or `[rows, k]` (the same k in both splits),
+/// finite; read as f32 `[rows, k]`.
+fn regression_targets(path: &str, x_train: Tensor, y_train: Tensor, x_val: Tensor, y_val: Tensor) -> Result<TensorData> {
+    let mut ys = Vec::new();
+    for (key, y, x, xkey) in [("y_train", &y_train, &x_train, "x_train"), ("y_val", &y_val, &x_val, "x_val")] {
+        if !y.is_floating_point() {
+            bail!("{path}: {key} is {:?} but the other split's targets are floats; use one kind for both", y.kind());
+        }
+        if !(1..=2).contains(&y.dim()) || y.size()[0] != x.size()[0] {
+            bail!(
+                "{path}: {key} has shape {:?}; expected one target per row of {xkey}: [{}] or [{}, k]",
+                y.size(),
+                x.size()[0],
+                x.size()[0]
+            );
+        }
+        let y = y.to_kind(Kind::Float);
+        let y = if y.dim() == 1 { y.unsqueeze(1) } else { y };
+        if y.isfinite().all().int64_value(&[]) == 0 {
+            bail!("{path}: {key} holds targets that are not finite (NaN or ±inf)");
+        }
+        ys.push(y);
+    }
+    let (y_val, y_train) = (ys.pop().expect("two"), ys.pop().expect("two"));
+    if y_train.size()[1] != y_val.size()[1] || y_train.size()[1] < 1 {
+        bail!("{path}: y_train has {} target values per row, y_val {}; they must be the same", y_train.size()[1], y_val.size()[1]);
+    }
+    let k = y_train.size()[1] as usize;
+    Ok(TensorData { x_train, y_train, x_val, y_val, classes: k, regression: true })
 }

@@ -64,9 +64,13 @@ pub fn csv_shape(cfg: &Config) -> anyhow::Result<DataShape> {
     Ok(DataShape { rows, inputs: Inputs::Features { dim }, classes, build_bytes_per_cell: 8.0 * 3.0 + 4.0 })
 }
 
-/// A tensors task's shape, reading its file as training would (`data::read_tensors`).
+/// A tensors task's shape, reading its file as training would (`data::read_tensors`;
+/// float targets also need a regression plan, `check_regression`).
 pub fn tensors_shape(cfg: &Config) -> anyhow::Result<DataShape> {
     let t = data::read_tensors(&cfg.task)?;
+    if t.regression {
+        super::check_regression(cfg).map_err(anyhow::Error::msg)?;
+    }
     let rows = (t.x_train.size()[0] + t.x_val.size()[0]) as usize;
     let dim = t.x_train.size()[1..].iter().product::<i64>() as usize;
     Ok(DataShape { rows, inputs: Inputs::Features { dim }, classes: t.classes, build_bytes_per_cell: 4.0 * 2.0 })

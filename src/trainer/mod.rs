@@ -118,6 +118,9 @@ impl Trainer {
         // The validator checks mixtures against the classes a config determines; a csv
         // task's are known only now.
         let counts = data.class_counts();
+        if data.targets.is_some() {
+            check_regression(cfg).map_err(anyhow::Error::msg)?;
+        }
         for p in &cfg.phases {
             if let Some(w) = &p.class_weights {
                 data::check_mixture(p.name(), w.get_ref(), &counts).map_err(anyhow::Error::msg)?;
@@ -343,7 +346,11 @@ impl Trainer {
         let next = self.step + 1;
         let phase = self.phase().clone();
         let (x, labels) = self.training_batch(next);
-        let y = Tensor::from_slice(&labels).to_device(self.device);
+        // Regression: the rows' targets (the same draw of rows, a function of (seed, step)).
+        let (y, labels) = match &self.data.targets {
+            Some((train_t, _)) => (train_t.index_select(0, &self.regression_rows(next)), Vec::new()),
+            None => (Tensor::from_slice(&labels).to_device(self.device), labels),
+        };
         let hyper = self.hyper();
 
         self.optim.zero_grad();
@@ -387,7 +394,10 @@ impl Trainer {
         self.metrics_time += started.elapsed();
         let mut stats = stats.into_iter();
         let mut next_stat = || stats.next().expect("one value per statistic");
-        m.insert("train_acc".into(), next_stat());
+        let accuracy = next_stat();
+        if self.data.targets.is_none() {
+            m.insert("train_acc".into(), accuracy);
+        }
         let grad_norm = next_stat();
         m.insert("grad_norm".into(), if loss.is_finite() { grad_norm } else { f64::NAN });
         m.insert("weight_norm".into(), next_stat());
@@ -448,6 +458,7 @@ impl Trainer {
     fn loss_term(&self, kind: LossKind, logits: &Tensor, y: &Tensor) -> Tensor {
         match kind {
             LossKind::CrossEntropy => logits.cross_entropy_for_logits(y),
+            LossKind::Mse if self.data.targets.is_some() => logits.mse_loss(y, Reduction::Mean),
             LossKind::Mse => {
                 let target = y.one_hot(self.data.classes as i64).to_kind(Kind::Float);
                 logits.mse_loss(&target, Reduction::Mean)
@@ -504,8 +515,33 @@ impl Trainer {
         }
     }
 
-    /// Loss and accuracy on the held-out split (capped by `eval.max_samples`).
+    /// The training rows step `step` draws (what `training_batch` gathers), as a tensor.
+    fn regression_rows(&self, step: u64) -> Tensor {
+        let batch = self.overrides.batch_size.unwrap_or(self.phase().batch_size());
+        let indices = self.data.batch_indices(self.seed, step, batch, None);
+        Tensor::from_slice(&indices).to_device(self.device)
+    }
+
+    /// Loss and accuracy on the held-out split (capped by `eval.max_samples`); for
+    /// regression the mean squared error as `val_loss`, and no accuracy.
     pub fn evaluate(&self) -> Metrics {
+        if let Some((_, val_t)) = &self.data.targets {
+            return tch::no_grad(|| {
+                let n_all = val_t.size()[0];
+                let n = match self.cfg.eval.max_samples {
+                    0 => n_all,
+                    cap => n_all.min(cap as i64),
+                };
+                let (mut sum, mut start) = (0.0, 0);
+                while start < n {
+                    let len = 4096.min(n - start);
+                    let (out, _) = self.model.forward(&self.data.val_x.narrow(0, start, len), false, false);
+                    sum += out.mse_loss(&val_t.narrow(0, start, len), Reduction::Sum).double_value(&[]);
+                    start += len;
+                }
+                Metrics::from([("val_loss".to_string(), sum / (n.max(1) * val_t.size()[1]) as f64)])
+            });
+        }
         tch::no_grad(|| {
             let n_all = self.data.val_y.size()[0];
             let n = match self.cfg.eval.max_samples {
@@ -647,6 +683,26 @@ impl Trainer {
         self.optim.set_kind(kind);
         self.apply_freeze();
     }
+}
+
+/// What a regression task (float targets) allows: `mse` (with `l2`) in every phase, and
+/// no class-based settings.
+pub fn check_regression(cfg: &Config) -> std::result::Result<(), String> {
+    for p in &cfg.phases {
+        if let Some((k, _)) = p.loss_terms().into_iter().find(|(k, _)| !matches!(k, LossKind::Mse | LossKind::L2)) {
+            return Err(format!(
+                "phase \"{}\": the data's targets are floats (regression), which need loss = [{{ kind = \"mse\" }}], not \"{k}\"",
+                p.name()
+            ));
+        }
+        if p.class_weights.is_some() || p.label_noise() > 0.0 {
+            return Err(format!(
+                "phase \"{}\": class_weights and label_noise need class labels; the data's targets are floats (regression)",
+                p.name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Moves the parameters into row 0 of a new `[4, n]` store (each parameter a view
