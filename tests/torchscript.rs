@@ -427,5 +427,5 @@ fn float_targets_train_a_regression_with_mse() {
     assert!(last < 0.1 * first["val_loss"], "{} → {last}", first["val_loss"]);
     let (code, err) = check(d, "ce.toml", &body("ce"));
     assert_eq!(code, Some(2));
-    assert!(err.contains("ce.toml:7:6:") && err.contains("targets are floats (regression), which need loss"), "{err}");
+    assert!(err.contains("ce.toml:8:6:") && err.contains("targets are floats (regression), which need loss"), "{err}");
 }
