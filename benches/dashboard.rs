@@ -6,8 +6,8 @@
 //!
 //! cargo bench --bench dashboard
 
+use phasetop::control::Reply;
 use phasetop::event::{Event, Metrics, PhaseCause};
-use phasetop::host::control::Reply;
 use phasetop::ui::app::{App, CommandSink};
 use phasetop::ui::keymap::Keymap;
 use phasetop::ui::layout::{Layout, SHIPPED};
@@ -45,7 +45,7 @@ impl CommandSink for NoSink {
 }
 
 fn started() -> Event {
-    let cfg = phasetop::config::parse("demo.toml", phasetop::commands::DEMO_CONFIG).unwrap();
+    let cfg = phasetop::config::parse("demo.toml", phasetop::config::DEMO_CONFIG).unwrap();
     Event::RunStarted {
         run_id: "bench".into(),
         schema_major: 1,

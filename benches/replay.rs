@@ -25,7 +25,7 @@ use std::time::Instant;
 
 struct Nowhere;
 impl phasetop::ui::app::CommandSink for Nowhere {
-    fn send(&mut self, _: &phasetop::event::Command) -> Result<phasetop::host::control::Reply, String> {
+    fn send(&mut self, _: &phasetop::event::Command) -> Result<phasetop::control::Reply, String> {
         Err("replay".into())
     }
 }

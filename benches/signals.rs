@@ -44,7 +44,7 @@ fn measure(cfg: &Config, steps: usize) -> Costs {
 
     // The host's bank: defaults, plus collapse on each probed layer, fed every step's
     // metrics, the eval metrics and the probe metrics on their schedules.
-    let mut signals = phasetop::host::signals::SignalState::new(&cfg.phases[0]);
+    let mut signals = phasetop::rules::SignalState::new(&cfg.phases[0]);
     for l in wanted.iter().filter(|l| !l.ends_with(".attn")) {
         signals.watch_probe_layer(l);
     }

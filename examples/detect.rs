@@ -14,7 +14,7 @@ fn main() {
         std::process::exit(2);
     };
     let log = phasetop::runlog::read_all(&std::path::Path::new(dir).join("events.log")).expect("readable log");
-    let mut bank = phasetop::host::signals::default_bank();
+    let mut bank = phasetop::rules::default_bank();
     if let [_, detector, metric] = args.as_slice() {
         let kind: DetectorKind = detector.parse().expect("a detector name");
         bank.insert(DetectorSpec::default_for(kind), metric);

@@ -1,32 +1,16 @@
 //! The CLI's commands, callable from tests. Exit codes: 0 success, 1 runtime failure
 //! (or a command the run refused), 2 usage or config errors.
 
-use crate::config::{self, ConfigError, LoadedConfig};
-use crate::event::{Command, Event, RunStatus};
-use crate::host::{self, Observer, Progress, control};
+use crate::config;
+use crate::control;
+use crate::error::UsageError;
+use crate::event::Command;
 use crate::inspect::Summary;
 use crate::rundir::{self, RunDir};
 use anyhow::{Context, Result, bail};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-/// The embedded default config, so the demo runs from a bare binary.
-pub const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
-
-/// A usage error: reported with exit code 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for UsageError {}
-
-pub fn exit_code_for(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<UsageError>().is_some() { 2 } else { 1 }
-}
 
 pub struct TrainArgs {
     pub config: Option<PathBuf>,
@@ -53,106 +37,75 @@ pub fn train(args: TrainArgs) -> Result<ExitCode> {
     if !args.headless && std::io::stdout().is_terminal() {
         return train_in_background(args);
     }
-    let stop = host::stop_on_signals()?;
-    let host = match &args.resume {
-        Some(dir) => host::resume(dir, stop, args.max_steps)?,
-        None => {
-            let (config, run_dir) = new_run_config(&args)?;
-            host::create(host::NewRun { config, run_dir, seed: args.seed, max_steps: args.max_steps }, stop)?
-        }
-    };
-    run_headless(host)
+    exec_host(host_train_args(&args))
 }
 
-/// Runs a host in the foreground with plain progress lines (`--headless`).
-fn run_headless(host: host::Host) -> Result<ExitCode> {
-    eprintln!("phasetop: run directory {}", host.run_dir().display());
-    let status = host.run(Box::new(HeadlessPrinter::default()))?;
-    Ok(match status {
-        RunStatus::Completed | RunStatus::Stopped => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
+/// The training host's arguments for `args` (`phasetop-host train …`).
+fn host_train_args(args: &TrainArgs) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["train".into(), "--headless".into()];
+    if let Some(dir) = &args.resume {
+        a.extend(["--resume".into(), dir.into()]);
+    }
+    if let Some(c) = &args.config {
+        a.push(c.into());
+    }
+    if let Some(d) = &args.run_dir {
+        a.extend(["--run-dir".into(), d.into()]);
+    }
+    if let Some(s) = args.seed {
+        a.extend(["--seed".into(), s.to_string().into()]);
+    }
+    if let Some(m) = args.max_steps {
+        a.extend(["--max-steps".into(), m.to_string().into()]);
+    }
+    a
+}
+
+/// Where the training host is: `$PHASETOP_HOST`, else `phasetop-host` next to this
+/// binary (how cargo builds and installs them), else on `PATH`.
+fn host_exe() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("PHASETOP_HOST") {
+        return Ok(PathBuf::from(p));
+    }
+    let sibling = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("phasetop-host")));
+    if let Some(p) = sibling.filter(|p| p.is_file()) {
+        return Ok(p);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("phasetop-host"))
+        .find(|p| p.is_file());
+    on_path.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the trainer is not installed: this phasetop is the viewer/controller alone (built with \
+             --no-default-features), and training needs `phasetop-host`. Install it with PyTorch \
+             present: ./scripts/setup-torch.sh && cargo install --path . (or set PHASETOP_HOST)"
+        )
     })
 }
 
-/// Plain progress lines for `--headless`: one about every second, plus one per phase
-/// change, operator command, warning and the end of the run. A closed stdout (`| head`)
-/// or a full disk does not stop the run: the first failed write turns printing off and
-/// training goes on with its log (SIGPIPE is ignored in Rust programs, so a write to a
-/// closed pipe fails with EPIPE instead of killing the process).
-#[derive(Default)]
-struct HeadlessPrinter {
-    closed: bool,
+/// Runs the training host in this process's place (`--headless`, `check`): its output,
+/// signals and exit code are the command's own.
+fn exec_host(args: Vec<OsString>) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let exe = host_exe()?;
+    let err = std::process::Command::new(&exe).args(args).exec();
+    bail!("cannot start the training host {}: {err}", exe.display())
 }
 
-impl HeadlessPrinter {
-    fn line(&mut self, text: std::fmt::Arguments) {
-        use std::io::Write;
-        if self.closed {
-            return;
-        }
-        let mut out = std::io::stdout().lock();
-        if out.write_fmt(text).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush()).is_err() {
-            self.closed = true;
-        }
-    }
-}
-
-fn fmt_metric(m: &crate::event::Metrics, key: &str, prec: usize) -> String {
-    m.get(key).map_or("-".into(), |v| format!("{v:.prec$}"))
-}
-
-impl Observer for HeadlessPrinter {
-    fn event(&mut self, ev: &Event) {
-        match ev {
-            Event::PhaseChanged { step, from, to, cause, detail } => {
-                let from = from.as_deref().unwrap_or("-");
-                let detail = detail.as_deref().map(|d| format!(", {d}")).unwrap_or_default();
-                self.line(format_args!("phase {from} -> {to} at step {step} ({}{detail})", cause.as_str()));
-            }
-            Event::Command { step, command, applied, message, .. } => {
-                let verdict = if *applied { "applied" } else { "refused" };
-                self.line(format_args!("command {command} {verdict} at step {step}: {message}"));
-            }
-            Event::Log { step, level, message } => {
-                self.line(format_args!("{} at step {step}: {message}", format!("{level:?}").to_lowercase()))
-            }
-            Event::RunEnded { step, status, message } => {
-                self.line(format_args!("run {} at step {step}: {message}", status.as_str()))
-            }
-            _ => {}
-        }
-    }
-
-    fn progress(&mut self, p: &Progress) {
-        self.line(format_args!(
-            "step {}/{} phase {} loss {} acc {} val_acc {} {:.1} steps/s",
-            p.step,
-            p.max_steps,
-            p.phase,
-            fmt_metric(&p.metrics, "train_loss", 4),
-            fmt_metric(&p.metrics, "train_acc", 3),
-            fmt_metric(&p.val, "val_acc", 3),
-            p.steps_per_s
-        ));
-    }
-}
-
+/// `check`: validation and the trainer's preflight (device, data, memory) by the
+/// training host; without one, validation alone, saying so.
 pub fn check(paths: &[PathBuf]) -> Result<ExitCode> {
+    if host_exe().is_ok() {
+        let mut args: Vec<OsString> = vec!["check".into()];
+        args.extend(paths.iter().map(|p| p.into()));
+        return exec_host(args);
+    }
     let mut failed = None;
     for p in paths {
-        match config::load(p).and_then(|c| crate::trainer::memory::preflight(&c).map(|()| c)) {
-            Ok(c) => {
-                let n = c.config.phases.len();
-                // A TorchScript module's probe-able layers are its own: name them.
-                let layers = crate::trainer::memory::module_layers(&c)
-                    .map_or(String::new(), |l| format!("; module layers: {}", l.join(", ")));
-                println!(
-                    "{}: ok ({n} phase{}: {}{layers})",
-                    p.display(),
-                    if n == 1 { "" } else { "s" },
-                    c.config.phase_names().join(" → ")
-                )
-            }
+        match config::load(p) {
+            Ok(c) => println!("{} (preflight skipped: the trainer is not installed)", config::check_line(p, &c.config)),
             Err(e) => {
                 eprintln!("{e}");
                 failed = Some(e);
@@ -263,84 +216,68 @@ pub fn import(src: &Path, output: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads the config (or the embedded demo) for a new run and picks its directory.
-fn new_run_config(args: &TrainArgs) -> Result<(LoadedConfig, PathBuf)> {
-    let loaded = match &args.config {
-        Some(p) => config::load(p)?,
-        None => LoadedConfig {
-            config: config::parse("<embedded demo.toml>", DEMO_CONFIG)?,
-            path: PathBuf::from("demo.toml"),
-            source: DEMO_CONFIG.to_string(),
-        },
-    };
-    // The device, a csv file and the memory the run needs: refused here, before any
-    // directory exists, with the config's location (exit code 2).
-    crate::trainer::memory::preflight(&loaded)?;
-    let dir = args.run_dir.clone().unwrap_or_else(|| rundir::new_run_path(Path::new("runs"), &loaded.config.run.name));
-    RunDir::check_free(&dir)?;
-    Ok((loaded, dir))
-}
-
 /// `train` in a terminal: the host runs as a detached background process (its own
 /// session, so a closed terminal or a dropped SSH connection never stops it) and the
 /// dashboard attaches to it.
 fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("train").arg("--headless");
     let run_dir = match &args.resume {
         Some(dir) => {
             // Refused before host.log is opened in the live run's directory.
             if RunDir::open(dir)?.is_live() {
                 bail!("{}: another host is live on this run; nothing was changed", dir.display());
             }
-            cmd.arg("--resume").arg(dir);
             dir.clone()
         }
         None => {
-            let (loaded, dir) = new_run_config(&args)?; // validate before forking
-            let config_path = match &args.config {
-                Some(p) => p.clone(),
-                None => {
-                    // The embedded demo: hand the host a file it can read.
-                    std::fs::create_dir_all(&dir)?;
-                    let p = dir.join("demo.toml");
-                    std::fs::write(&p, &loaded.source)?;
-                    p
-                }
-            };
-            cmd.arg(&config_path).arg("--run-dir").arg(&dir);
-            if let Some(s) = args.seed {
-                cmd.arg("--seed").arg(s.to_string());
+            // Validated and preflighted by the host before any directory exists (exit 2
+            // with the config's location); its `check` prints the error.
+            let mut check = std::process::Command::new(host_exe()?);
+            check.arg("check").args(args.config.iter()).stdout(std::process::Stdio::null());
+            let status = check.status().context("cannot start the training host")?;
+            if !status.success() {
+                return Ok(ExitCode::from(status.code().unwrap_or(1).clamp(1, 255) as u8));
             }
+            let name = match &args.config {
+                Some(p) => config::load(p)?.config.run.name,
+                None => config::parse(config::DEMO_NAME, config::DEMO_CONFIG)?.run.name,
+            };
+            let dir = args.run_dir.clone().unwrap_or_else(|| rundir::new_run_path(Path::new("runs"), &name));
+            RunDir::check_free(&dir)?;
             dir
         }
     };
-    if let Some(m) = args.max_steps {
-        cmd.arg("--max-steps").arg(m.to_string());
+    let view = args.view.clone();
+    let mut host_args = TrainArgs { run_dir: args.resume.is_none().then(|| run_dir.clone()), ..args };
+    if host_args.resume.is_none() && host_args.config.is_none() {
+        // The embedded demo: hand the host a file it can read.
+        std::fs::create_dir_all(&run_dir)?;
+        let p = run_dir.join(config::DEMO_NAME);
+        std::fs::write(&p, config::DEMO_CONFIG)?;
+        host_args.config = Some(p);
     }
-    spawn_host_and_attach(cmd, &run_dir, args.view, Vec::new())
+    let mut cmd = std::process::Command::new(host_exe()?);
+    cmd.args(host_train_args(&host_args));
+    spawn_host_and_attach(cmd, &run_dir, view, Vec::new())
 }
 
 /// `branch`: a new run from a checkpoint of another (see `crate::branch`), in the
 /// foreground with `--headless`, else as a background host with the dashboard attached.
 pub fn branch(args: crate::branch::BranchArgs, headless: bool, view: ViewOptions) -> Result<ExitCode> {
     use std::io::IsTerminal;
+    if headless || !std::io::stdout().is_terminal() {
+        return exec_host(args.cli_args());
+    }
     let planned = crate::branch::plan(&args)?;
     for n in &planned.notes {
         eprintln!("phasetop: {n}");
     }
-    if !headless && std::io::stdout().is_terminal() {
-        // The host plans again from the same arguments, pinned to this plan's
-        // checkpoint, directory and end: one code path for both.
-        let mut cmd = std::process::Command::new(std::env::current_exe()?);
-        cmd.args(args.host_args(&planned));
-        let run_dir = planned.run.run_dir.clone();
-        // A branch is a comparison: its parent is overlaid from the start.
-        return spawn_host_and_attach(cmd, &run_dir, view, vec![args.parent.clone()]);
-    }
-    let host = host::branch(planned.run, host::stop_on_signals()?)?;
-    run_headless(host)
+    // The host plans again from the same arguments, pinned to this plan's checkpoint,
+    // directory and end: one code path for both.
+    let mut cmd = std::process::Command::new(host_exe()?);
+    cmd.args(args.host_args(&planned));
+    let run_dir = planned.run.run_dir.clone();
+    // A branch is a comparison: its parent is overlaid from the start.
+    spawn_host_and_attach(cmd, &run_dir, view, vec![args.parent.clone()])
 }
 
 /// Starts `cmd` (a `--headless` host for `run_dir`) as a detached background process,

@@ -1,15 +1,11 @@
-//! phasetop: a terminal training monitor and controller. See docs/ARCHITECTURE.md.
+//! The crates of the house under one name, for the integration tests, benches and
+//! examples (`phasetop::config`, `phasetop::trainer`, …). The `phasetop` binary does not
+//! use this facade, so that it never links the trainer; see docs/ARCHITECTURE.md.
 
-pub mod branch;
-pub mod commands;
-pub mod config;
-pub mod event;
-pub mod host;
-pub mod inspect;
-pub mod interop;
-pub mod probes;
-pub mod rundir;
-pub mod runlog;
-pub mod signals;
-pub mod trainer;
-pub mod ui;
+pub use phasetop_core::{
+    branch, checkpoints, config, control, error, event, headless, inspect, interop, rules, rundir, runlog, settings,
+    signals,
+};
+#[cfg(feature = "trainer")]
+pub use phasetop_trainer::{host, probes, tch, trainer};
+pub use phasetop_ui as ui;

@@ -1,7 +1,13 @@
-//! CLI dispatch only; the commands live in `phasetop::commands`.
+//! `phasetop`: the light CLI (dashboard, replay, ctl, inspect, interop). It parses
+//! arguments (clap) and dispatches to `commands`; it links no libtorch: training runs in
+//! `phasetop-host`, which `train` and `branch` start.
+
+mod commands;
 
 use clap::{Parser, Subcommand};
-use phasetop::commands;
+// The crates' modules under short names, for `commands`.
+use phasetop_core::{branch, config, control, error, event, inspect, interop, rundir, runlog};
+use phasetop_ui as ui;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -163,7 +169,7 @@ impl ViewArgs {
     fn into_options(self) -> commands::ViewOptions {
         commands::ViewOptions {
             layout: self.layout,
-            theme: self.theme.as_deref().and_then(phasetop::ui::theme::ThemeKind::parse),
+            theme: self.theme.as_deref().and_then(ui::theme::ThemeKind::parse),
             ascii: self.ascii,
             keys_file: self.keys,
         }
@@ -217,7 +223,7 @@ fn main() -> ExitCode {
         }
         Cmd::Branch { run_dir, at, config, switch, from_checkpoint, run_dir_out, headless, max_steps, view } => {
             commands::branch(
-                phasetop::branch::BranchArgs {
+                branch::BranchArgs {
                     parent: run_dir,
                     at,
                     config,
@@ -240,7 +246,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("phasetop: {e:#}");
-            ExitCode::from(commands::exit_code_for(&e))
+            ExitCode::from(error::exit_code_for(&e))
         }
     }
 }

@@ -5,8 +5,8 @@ mod common;
 
 use common::screen;
 use phasetop::config;
+use phasetop::control::Reply;
 use phasetop::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
-use phasetop::host::control::Reply;
 use phasetop::ui::app::{App, ChartOpts, CommandSink, Exit, Mode};
 use phasetop::ui::layout::{Panel, SHIPPED};
 use phasetop::ui::state::RunView;

@@ -4,6 +4,7 @@
 use phasetop::config;
 use phasetop::event::{Event, PhaseCause, RunStatus};
 use phasetop::runlog;
+use phasetop::tch;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! and what each does to the trainer.
 
 use phasetop::config;
+use phasetop::tch;
 use phasetop::trainer::Trainer;
 use tch::{Kind, Tensor};
 

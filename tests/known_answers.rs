@@ -21,7 +21,7 @@
 //! `auto` switch fails the test without training each variant again.
 
 use phasetop::event::Event;
-use phasetop::host::signals::{Confirmation, RuleOutcome, SignalState};
+use phasetop::rules::{Confirmation, RuleOutcome, SignalState};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -3,6 +3,7 @@
 //! (1e-9 absolute near zero).
 
 use phasetop::probes::{self, ProbeMetrics};
+use phasetop::tch;
 use serde_json::Value;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};

@@ -131,7 +131,7 @@ fn assert_same(a: &RunView, b: &RunView, what: &str) {
 fn app_with(view: RunView, layout: &str, theme: ThemeKind) -> App {
     struct Nowhere;
     impl phasetop::ui::app::CommandSink for Nowhere {
-        fn send(&mut self, _: &phasetop::event::Command) -> Result<phasetop::host::control::Reply, String> {
+        fn send(&mut self, _: &phasetop::event::Command) -> Result<phasetop::control::Reply, String> {
             Err("replay".into())
         }
     }

@@ -368,7 +368,7 @@ fn gradient_alignment_rides_on_the_eval_schedule_when_probes_are_off() {
 /// A rule may name a gradient-cosine pair in either order; it watches the recorded name.
 #[test]
 fn grad_cos_rule_watches_the_sorted_pair() {
-    use phasetop::host::signals::{RuleOutcome, SignalState};
+    use phasetop::rules::{RuleOutcome, SignalState};
     let cfg = phasetop::config::parse(
         "rule.toml",
         "[run]\nname='r'\nmax_steps=10\n[task]\nkind='gaussian'\n[model]\nkind='mlp'\n[probes]\nevery=5\n\

@@ -2,6 +2,7 @@
 //! settings (freeze, loss terms, transformer) train for real.
 
 use phasetop::config::{self, ModelKind};
+use phasetop::tch;
 use phasetop::trainer::Trainer;
 use phasetop::trainer::data::{Dataset, Inputs};
 use tch::{Device, Tensor};

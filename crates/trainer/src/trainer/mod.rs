@@ -21,19 +21,7 @@ use model::{Feature, Model};
 use optim::{Hyper, Optimizer};
 use tch::{Device, Kind, Reduction, Tensor, nn};
 
-/// Settings changed by hand (`set KEY=VALUE`) for the current phase; cleared when the
-/// phase changes, because a new phase brings its own settings.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct Overrides {
-    pub lr: Option<f64>,
-    pub weight_decay: Option<f64>,
-    pub momentum: Option<f64>,
-    pub batch_size: Option<usize>,
-    pub label_noise: Option<f64>,
-}
-
-/// Keys accepted by [`Trainer::set`].
-pub const SETTABLE_KEYS: &[&str] = &["lr", "weight_decay", "momentum", "batch_size", "label_noise"];
+pub use phasetop_core::settings::{Overrides, SETTABLE_KEYS};
 
 pub struct Trainer {
     cfg: Config,

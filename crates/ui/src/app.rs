@@ -5,8 +5,8 @@ use super::keymap::{Action, Keymap};
 use super::layout::{Layout, Panel};
 use super::state::RunView;
 use super::theme::Theme;
+use crate::control::Reply;
 use crate::event::Command;
-use crate::host::control::Reply;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ pub struct SocketSink(pub PathBuf);
 impl CommandSink for SocketSink {
     fn send(&mut self, c: &Command) -> Result<Reply, String> {
         let body = serde_json::to_value(c).map_err(|e| e.to_string())?;
-        crate::host::control::request(&self.0, &body).map_err(|e| format!("run not reachable: {e}"))
+        crate::control::request(&self.0, &body).map_err(|e| format!("run not reachable: {e}"))
     }
 }
 
@@ -434,7 +434,7 @@ impl App {
             match words.first().copied() {
                 Some("switch") => self.view.plan.iter().map(|p| p.name.clone()).collect(),
                 Some("layout") => super::layout::SHIPPED.iter().map(|s| s.0.to_string()).collect(),
-                Some("set") => crate::trainer::SETTABLE_KEYS.iter().map(|k| format!("{k}=")).collect(),
+                Some("set") => crate::settings::SETTABLE_KEYS.iter().map(|k| format!("{k}=")).collect(),
                 _ => Vec::new(),
             }
         };

@@ -85,9 +85,9 @@ pub struct Layout {
 }
 
 pub const SHIPPED: &[(&str, &str)] = &[
-    ("default", include_str!("../../layouts/default.toml")),
-    ("compact", include_str!("../../layouts/compact.toml")),
-    ("diversity", include_str!("../../layouts/diversity.toml")),
+    ("default", include_str!("../../../layouts/default.toml")),
+    ("compact", include_str!("../../../layouts/compact.toml")),
+    ("diversity", include_str!("../../../layouts/diversity.toml")),
 ];
 
 impl Layout {

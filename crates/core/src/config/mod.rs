@@ -37,7 +37,7 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    pub(crate) fn at(file: &str, src: &str, offset: usize, message: impl Into<String>) -> Self {
+    pub fn at(file: &str, src: &str, offset: usize, message: impl Into<String>) -> Self {
         let (line, col) = line_col(src, offset);
         ConfigError { file: file.to_string(), line, col, message: message.into() }
     }
@@ -627,4 +627,15 @@ mod tests {
         let back: EvalSection = serde_json::from_value(serde_json::to_value(&auto).unwrap()).unwrap();
         assert_eq!(back.every, EvalEvery::Auto);
     }
+}
+
+/// The embedded default config, so the demo runs from a bare binary.
+pub const DEMO_CONFIG: &str = include_str!("../../../../configs/demo.toml");
+/// The name the embedded demo goes by (its run's `config.toml` source, messages).
+pub const DEMO_NAME: &str = "demo.toml";
+
+/// `check`'s line for a valid config: `path: ok (2 phases: warmup → main)`.
+pub fn check_line(path: &Path, config: &Config) -> String {
+    let n = config.phases.len();
+    format!("{}: ok ({n} phase{}: {})", path.display(), if n == 1 { "" } else { "s" }, config.phase_names().join(" → "))
 }

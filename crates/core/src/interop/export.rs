@@ -13,7 +13,7 @@
 
 use super::proto;
 use super::tfrecord;
-use crate::commands::UsageError;
+use crate::error::UsageError;
 use crate::event::{Event, Metrics};
 use crate::rundir::RunDir;
 use crate::runlog::{self, LogContents};

@@ -95,7 +95,7 @@ impl RunDir {
     /// there). [`RunDir::create`] checks again under the run's lock.
     pub fn check_free(path: &Path) -> Result<()> {
         if path.join(LOG_FILE).exists() {
-            return Err(crate::commands::UsageError(format!(
+            return Err(crate::error::UsageError(format!(
                 "{}: already holds a run (use --resume to continue it)",
                 path.display()
             ))

@@ -2,14 +2,38 @@
 //! changed plan or an immediate phase switch ("what if I had switched at step 3000?").
 //! This module only plans and validates; `host::branch` builds and runs the child.
 
-use crate::commands::UsageError;
 use crate::config::{self, ConfigError, LoadedConfig};
-use crate::host::BranchRun;
+use crate::error::UsageError;
+
+use crate::checkpoints::{self as checkpoint, CheckpointMeta};
 use crate::rundir::{ParentRef, RunDir};
-use crate::trainer::checkpoint::{self, CheckpointMeta};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
+/// How to start a branch: a new run directory whose trainer starts from another run's
+/// checkpoint (planned and validated by `crate::branch`).
+pub struct BranchRun {
+    pub config: LoadedConfig,
+    /// `run.json`'s `config_name` and `source_path` (the parent's, unless `--config`).
+    pub config_name: String,
+    pub source_path: Option<String>,
+    pub run_dir: PathBuf,
+    pub parent: ParentRef,
+    /// The parent's checkpoint directory and the checkpoint in it (its `phase_index`
+    /// already mapped onto `config`'s plan).
+    pub parent_checkpoints: PathBuf,
+    pub checkpoint: CheckpointMeta,
+    pub seed: u64,
+    pub max_steps: u64,
+    /// Switch to this phase at `switch_at`.
+    pub switch: Option<usize>,
+    /// The step `--at` named: the checkpoint's step or later. A switch there past the
+    /// checkpoint first trains on with the parent's plan (deterministic: those steps
+    /// repeat the parent's), so it happens where it was asked for.
+    pub switch_at: u64,
+}
+
+#[derive(Clone)]
 pub struct BranchArgs {
     pub parent: PathBuf,
     pub at: u64,
@@ -29,11 +53,29 @@ impl BranchArgs {
     /// `--headless` and what `plan` chose (checkpoint, directory, end), so the host's
     /// `plan` of them is this one. Both paths then build the child by the same code.
     pub fn host_args(&self, planned: &Planned) -> Vec<std::ffi::OsString> {
+        let pinned = BranchArgs {
+            from_checkpoint: Some(planned.run.checkpoint.step),
+            run_dir: Some(planned.run.run_dir.clone()),
+            max_steps: Some(planned.run.max_steps),
+            ..self.clone()
+        };
+        pinned.cli_args()
+    }
+
+    /// These arguments as the training host's command line (`branch PARENT --at STEP
+    /// --headless …`).
+    pub fn cli_args(&self) -> Vec<std::ffi::OsString> {
         let mut a: Vec<std::ffi::OsString> = vec!["branch".into(), self.parent.clone().into()];
-        a.extend(["--at".into(), self.at.to_string().into()]);
-        a.extend(["--from-checkpoint".into(), planned.run.checkpoint.step.to_string().into()]);
-        a.extend(["--headless".into(), "--run-dir".into(), planned.run.run_dir.clone().into()]);
-        a.extend(["--max-steps".into(), planned.run.max_steps.to_string().into()]);
+        a.extend(["--at".into(), self.at.to_string().into(), "--headless".into()]);
+        if let Some(step) = self.from_checkpoint {
+            a.extend(["--from-checkpoint".into(), step.to_string().into()]);
+        }
+        if let Some(dir) = &self.run_dir {
+            a.extend(["--run-dir".into(), dir.clone().into()]);
+        }
+        if let Some(m) = self.max_steps {
+            a.extend(["--max-steps".into(), m.to_string().into()]);
+        }
         if let Some(c) = &self.config {
             a.extend(["--config".into(), c.clone().into()]);
         }

@@ -44,10 +44,7 @@ pub struct ProbeMetrics {
     pub participation: f64,
 }
 
-/// Metric names, as in `ProbeMetrics::to_map` and config validation.
-pub const PROBE_METRICS: [&str; 5] = ["mean_cos", "diversity", "eff_rank", "entropy", "participation"];
-/// The metric of an attention layer (its probe features are attention probabilities).
-pub const ATTENTION_METRIC: &str = "attn_entropy";
+pub use phasetop_core::event::{ATTENTION_METRIC, PROBE_METRICS};
 
 impl ProbeMetrics {
     /// All metrics of features `h` (n × d or n × …).

@@ -5,7 +5,7 @@ use super::*;
 /// Metrics every run records; probe metrics are `<layer>/<name>`.
 pub const RUN_METRICS: &[&str] =
     &["train_loss", "train_acc", "val_loss", "val_acc", "lr", "grad_norm", "weight_norm", "dist_init"];
-use crate::probes::{ATTENTION_METRIC, PROBE_METRICS};
+use crate::event::{ATTENTION_METRIC, PROBE_METRICS};
 use crate::signals::DetectorKind;
 
 struct Ctx<'a> {

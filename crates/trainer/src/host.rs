@@ -1,16 +1,16 @@
 //! The host owns a run: it builds the trainer, writes every event to the run log, serves
 //! the control socket, and runs the loop that applies commands between steps.
 
-pub mod control;
-pub mod signals;
-
 use crate::config::{self, Config};
 use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
-use crate::rundir::{ParentRef, RunDir, RunLock, RunMeta, ScheduledSwitch, now_unix};
+use crate::rundir::{RunDir, RunLock, RunMeta, ScheduledSwitch, now_unix};
 use crate::runlog;
 use crate::trainer::{Trainer, checkpoint, device_name};
+use crate::{control, rules};
 use anyhow::{Context, Result};
 use control::{ControlServer, Pending, Reply, Status};
+pub use phasetop_core::branch::BranchRun;
+pub use phasetop_core::headless::{Observer, Progress, stop_on_signals};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -23,25 +23,6 @@ pub struct NewRun {
     pub run_dir: PathBuf,
     pub seed: Option<u64>,
     pub max_steps: Option<u64>,
-}
-
-/// Receives every event as it is written (the headless printer, tests).
-pub trait Observer {
-    fn event(&mut self, _ev: &Event) {}
-    /// Called about once a second with the latest step metrics.
-    fn progress(&mut self, _p: &Progress) {}
-}
-
-impl Observer for () {}
-
-#[derive(Debug, Clone)]
-pub struct Progress {
-    pub step: u64,
-    pub max_steps: u64,
-    pub phase: String,
-    pub metrics: Metrics,
-    pub val: Metrics,
-    pub steps_per_s: f64,
 }
 
 pub struct Host {
@@ -61,7 +42,7 @@ pub struct Host {
     observer: Option<Box<dyn Observer>>,
     /// A switch accepted by `apply`, carried out after the command is recorded.
     pending_switch: Option<(usize, PhaseCause, Option<String>)>,
-    signals: signals::SignalState,
+    signals: rules::SignalState,
     rollbacks: u32,
     /// Events emitted before an observer was attached (run start, resume warnings).
     early: Vec<Event>,
@@ -155,7 +136,7 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>, max_steps: Option<u64>) -
     if let Some(m) = max_steps
         && m < at
     {
-        return Err(crate::commands::UsageError(format!(
+        return Err(crate::error::UsageError(format!(
             "--max-steps {m} is below the step the run resumes from ({at}); give a later end"
         ))
         .into());
@@ -223,29 +204,6 @@ pub fn logged_history(dir: &RunDir, upto: u64) -> Result<Vec<Event>> {
         }
     }
     Ok(out)
-}
-
-/// How to start a branch: a new run directory whose trainer starts from another run's
-/// checkpoint (planned and validated by `crate::branch`).
-pub struct BranchRun {
-    pub config: config::LoadedConfig,
-    /// `run.json`'s `config_name` and `source_path` (the parent's, unless `--config`).
-    pub config_name: String,
-    pub source_path: Option<String>,
-    pub run_dir: PathBuf,
-    pub parent: ParentRef,
-    /// The parent's checkpoint directory and the checkpoint in it (its `phase_index`
-    /// already mapped onto `config`'s plan).
-    pub parent_checkpoints: PathBuf,
-    pub checkpoint: checkpoint::CheckpointMeta,
-    pub seed: u64,
-    pub max_steps: u64,
-    /// Switch to this phase at `switch_at`.
-    pub switch: Option<usize>,
-    /// The step `--at` named: the checkpoint's step or later. A switch there past the
-    /// checkpoint first trains on with the parent's plan (deterministic: those steps
-    /// repeat the parent's), so it happens where it was asked for.
-    pub switch_at: u64,
 }
 
 /// Starts a branched run. The trainer is restored before the directory is created, so a
@@ -451,8 +409,8 @@ impl Host {
 }
 
 /// The detectors a run starts with: the defaults, the phase's rule, collapse on probes.
-fn fresh_signals(trainer: &Trainer) -> signals::SignalState {
-    let mut signals = signals::SignalState::new(trainer.phase());
+fn fresh_signals(trainer: &Trainer) -> rules::SignalState {
+    let mut signals = rules::SignalState::new(trainer.phase());
     let cfg = trainer.config();
     if cfg.probes.every > 0 {
         // Attention layers have no effective rank to collapse.
@@ -887,11 +845,11 @@ impl Host {
             let next_index = self.trainer.phase_index() + 1;
             let next = self.trainer.config().phases.get(next_index).map(|p| p.name().to_string());
             match self.signals.judge(&sig, self.trainer.steps_in_phase(), next.as_deref()) {
-                Some(signals::RuleOutcome::Switch { detail }) => {
+                Some(rules::RuleOutcome::Switch { detail }) => {
                     self.switch(next_index, PhaseCause::Rule, Some(detail))?;
                     switched = true;
                 }
-                Some(signals::RuleOutcome::Suggest { id, because }) => {
+                Some(rules::RuleOutcome::Suggest { id, because }) => {
                     let step = self.trainer.step();
                     self.emit(Event::Suggestion { step, id, to_phase: next.unwrap_or_default(), because })?;
                     self.sync_suggestions();
@@ -903,16 +861,16 @@ impl Host {
             let next_index = self.trainer.phase_index() + 1;
             let next = self.trainer.config().phases.get(next_index).map(|p| p.name().to_string());
             match self.signals.confirm_due(self.trainer.step(), next.as_deref()) {
-                Some(signals::Confirmation::Confirmed(signals::RuleOutcome::Switch { detail })) => {
+                Some(rules::Confirmation::Confirmed(rules::RuleOutcome::Switch { detail })) => {
                     self.switch(next_index, PhaseCause::Rule, Some(detail))?;
                     switched = true;
                 }
-                Some(signals::Confirmation::Confirmed(signals::RuleOutcome::Suggest { id, because })) => {
+                Some(rules::Confirmation::Confirmed(rules::RuleOutcome::Suggest { id, because })) => {
                     let step = self.trainer.step();
                     self.emit(Event::Suggestion { step, id, to_phase: next.unwrap_or_default(), because })?;
                     self.sync_suggestions();
                 }
-                Some(signals::Confirmation::Dropped(message)) => self.log_line(LogLevel::Info, message)?,
+                Some(rules::Confirmation::Dropped(message)) => self.log_line(LogLevel::Info, message)?,
                 None => {}
             }
         }
@@ -1014,13 +972,4 @@ impl Rate {
         self.window_start = Instant::now();
         self.value = 0.0;
     }
-}
-
-/// Raises `flag` on SIGINT, SIGTERM and SIGHUP, so the run loop stops gracefully.
-pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
-        signal_hook::flag::register(sig, flag.clone())?;
-    }
-    Ok(flag)
 }

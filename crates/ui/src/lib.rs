@@ -15,8 +15,10 @@ pub mod series;
 pub mod state;
 pub mod theme;
 
+// The core's modules under their old names, so `crate::event::…` reads the same here.
+pub(crate) use phasetop_core::{config, control, error, event, rundir, runlog, settings};
+
 use crate::rundir::RunDir;
-use crate::runlog;
 use anyhow::{Context, Result};
 use app::{App, Exit, Link, SocketSink};
 use ratatui::crossterm::event::{self as cevent, Event as TermEvent, KeyEventKind};
@@ -56,7 +58,7 @@ pub struct ReplayOptions {
 /// Commands have nowhere to go in a replay.
 struct ReplaySink;
 impl app::CommandSink for ReplaySink {
-    fn send(&mut self, c: &crate::event::Command) -> Result<crate::host::control::Reply, String> {
+    fn send(&mut self, c: &crate::event::Command) -> Result<crate::control::Reply, String> {
         Err(format!("replay: \"{c}\" needs a live run (phasetop attach)"))
     }
 }
@@ -79,7 +81,7 @@ pub fn load_keymap(path: Option<&Path>) -> Result<keymap::Keymap> {
             keys: BTreeMap<String, Keys>,
         }
         let f: File = toml::from_str(&src).map_err(|e| {
-            crate::commands::UsageError(format!("{}: {}", p.display(), e.message().trim().replace('`', "\"")))
+            crate::error::UsageError(format!("{}: {}", p.display(), e.message().trim().replace('`', "\"")))
         })?;
         for (k, v) in f.keys {
             overrides.insert(
@@ -93,7 +95,7 @@ pub fn load_keymap(path: Option<&Path>) -> Result<keymap::Keymap> {
     }
     keymap::Keymap::new(&overrides).map_err(|e| {
         let file = path.map(|p| p.display().to_string()).unwrap_or_default();
-        crate::commands::UsageError(format!("{file}: {e}")).into()
+        crate::error::UsageError(format!("{file}: {e}")).into()
     })
 }
 
@@ -121,7 +123,7 @@ pub fn run(opts: Options) -> Result<Exit> {
     let dir = RunDir::open(&opts.run_dir)?;
     let keymap = load_keymap(opts.keys_file.as_deref())?;
     let layouts_dir = PathBuf::from("layouts");
-    let layout = layout::Layout::load(&opts.layout, &layouts_dir).map_err(crate::commands::UsageError)?;
+    let layout = layout::Layout::load(&opts.layout, &layouts_dir).map_err(crate::error::UsageError)?;
     let theme = theme::Theme::new(theme::ThemeKind::resolve(opts.theme));
     let mut tail = runlog::Tail::new(&dir.log());
     let mut view = state::RunView::default();

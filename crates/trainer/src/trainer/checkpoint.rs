@@ -5,33 +5,12 @@
 //! written last, after the tensors are on disk, so its presence marks a complete
 //! checkpoint; both are written to a temporary name and renamed.
 
-use super::{Overrides, Trainer};
+use super::Trainer;
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+pub use phasetop_core::checkpoints::{CheckpointMeta, at_or_before, latest, list, meta_path, tensors_path};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CheckpointMeta {
-    pub step: u64,
-    pub phase: String,
-    pub phase_index: usize,
-    pub phase_start: u64,
-    pub optimizer: String,
-    pub overrides: Overrides,
-    /// Whether the phase change that made this checkpoint keeps it from pruning.
-    #[serde(default)]
-    pub pinned: bool,
-}
-
-pub fn tensors_path(dir: &Path, step: u64) -> PathBuf {
-    dir.join(format!("step-{step:09}.safetensors"))
-}
-
-fn meta_path(dir: &Path, step: u64) -> PathBuf {
-    dir.join(format!("step-{step:09}.json"))
-}
 
 /// Writes a checkpoint of the trainer's current state into `dir`.
 pub fn save(t: &Trainer, dir: &Path, pinned: bool) -> Result<PathBuf> {
@@ -75,31 +54,6 @@ pub fn save(t: &Trainer, dir: &Path, pinned: bool) -> Result<PathBuf> {
 fn sync_file(p: &Path) -> Result<()> {
     std::fs::File::open(p)?.sync_all()?;
     Ok(())
-}
-
-/// Complete checkpoints in `dir`, oldest first.
-pub fn list(dir: &Path) -> Vec<CheckpointMeta> {
-    let mut out: Vec<CheckpointMeta> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .filter_map(|e| serde_json::from_slice::<CheckpointMeta>(&std::fs::read(e.path()).ok()?).ok())
-        .filter(|m| tensors_path(dir, m.step).exists())
-        .collect();
-    out.sort_by_key(|m| m.step);
-    out
-}
-
-/// The latest of `list` (oldest first, as [`list`] gives it) at or before step `at`: what
-/// `branch --at` starts from, and with `u64::MAX` what `--resume` and a rollback restore.
-pub fn at_or_before(list: &[CheckpointMeta], at: u64) -> Option<&CheckpointMeta> {
-    list.iter().rev().find(|c| c.step <= at)
-}
-
-/// The latest complete checkpoint in `dir`.
-pub fn latest(dir: &Path) -> Option<CheckpointMeta> {
-    at_or_before(&list(dir), u64::MAX).cloned()
 }
 
 /// Restores the newest checkpoint in `dir` that is good: readable, and with parameters

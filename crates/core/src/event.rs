@@ -21,6 +21,11 @@ pub const SCHEMA_MINOR: u32 = 2;
 /// Metric name → value. Ordered so that records serialise deterministically.
 pub type Metrics = BTreeMap<String, f64>;
 
+/// Metric names, as the trainer's probes record them per layer (`<layer>/<metric>`) and config validation checks them.
+pub const PROBE_METRICS: [&str; 5] = ["mean_cos", "diversity", "eff_rank", "entropy", "participation"];
+/// The metric of an attention layer (its probe features are attention probabilities).
+pub const ATTENTION_METRIC: &str = "attn_entropy";
+
 /// The gradient cosine between loss terms `a` and `b`: `grad_cos/<a>~<b>` with the two
 /// names sorted, so a pair has one name whatever order a phase lists its terms in.
 pub fn grad_cos_metric(a: &str, b: &str) -> String {

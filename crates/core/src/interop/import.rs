@@ -17,7 +17,7 @@
 use super::DataError;
 use super::proto;
 use super::tfrecord::{FrameError, Records};
-use crate::commands::UsageError;
+use crate::error::UsageError;
 use crate::event::{Event, Metrics, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
 use crate::rundir::{RunDir, RunMeta, now_unix};
 use crate::runlog::Writer;
@@ -424,7 +424,7 @@ fn write_run(run_dir: &Path, events: &[Event]) -> Result<usize> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Event>)>(16);
         let steps = &steps;
         scope.spawn(move || {
-            let mut bank = crate::host::signals::default_bank();
+            let mut bank = crate::rules::default_bank();
             for (i, chunk) in steps.chunks(DETECTOR_BATCH).enumerate() {
                 let fired: Vec<Event> =
                     chunk.iter().flat_map(|(step, m)| bank.push_all(*step, m)).map(|s| s.to_event()).collect();

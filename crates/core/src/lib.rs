@@ -1,0 +1,17 @@
+//! phasetop's light core: everything a viewer, a controller and an external-job host
+//! need, without libtorch. See docs/ARCHITECTURE.md.
+
+pub mod branch;
+pub mod checkpoints;
+pub mod config;
+pub mod control;
+pub mod error;
+pub mod event;
+pub mod headless;
+pub mod inspect;
+pub mod interop;
+pub mod rules;
+pub mod rundir;
+pub mod runlog;
+pub mod settings;
+pub mod signals;
