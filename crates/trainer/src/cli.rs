@@ -57,7 +57,7 @@ pub fn check(paths: &[PathBuf]) -> Result<ExitCode> {
             Ok(c) => {
                 // A TorchScript module's probe-able layers are its own: name them.
                 let layers = crate::trainer::memory::module_layers(&c)
-                    .map_or(String::new(), |l| format!(" module layers: {}", l.join(", ")));
+                    .map_or(String::new(), |l| format!("; module layers: {}", l.join(", ")));
                 println!("{}{layers}", config::check_line(p, &c.config))
             }
             Err(e) => {
