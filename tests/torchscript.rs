@@ -7,6 +7,7 @@
 //! PyTorch computes; every error a user meets is reported with its location, exit 2.
 //! Missing the venv fails unless `PHASETOP_SKIP_PYTHON=1` (as tests/interop.rs).
 
+use phasetop::tch;
 use phasetop::trainer::{Trainer, checkpoint};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
