@@ -88,8 +88,10 @@ def twin(cfg, data, seed):
 
 def phasetop(binary, seed, tmp):
     run = os.path.join(tmp, f"digits-{seed}")
-    subprocess.run([binary, "train", "--headless", "--seed", str(seed), "--run-dir", run, CONFIG],
-                   check=True, stdout=subprocess.DEVNULL)
+    done = subprocess.run([binary, "train", "--headless", "--seed", str(seed), "--run-dir", run, CONFIG],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"phasetop failed: {done.stderr}")
     s = json.loads(subprocess.run([binary, "inspect", run, "--json"], check=True, capture_output=True).stdout)
     f = s["final_metrics"]
     return {"val_acc": f["val_acc"], "val_loss": f["val_loss"], "steps_per_s": f.get("steps_per_s", float("nan"))}
