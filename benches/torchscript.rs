@@ -54,15 +54,24 @@ fn main() {
     let out = Command::new(python()).arg(export).arg(data.join("resnet.pt")).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    println!("{steps} steps each, 1 thread, batch 64, Adam");
+    println!("{steps} steps each, 1 thread, batch 64, Adam; the best of 3 alternating rounds (a busy machine");
+    println!("slows one side at a time)");
     println!("{:<44} {:>10} {:>10} {:>7}", "", "phasetop", "PyTorch", "ratio");
-    // The TorchScript config's phase 1 ("full") trains every parameter, as the peer does.
-    let rows = [
-        ("TorchScript ResNet vs PyTorch eager", phasetop("configs/torchscript.toml", 1, steps), peer("resnet", steps)),
-        // Phase 1 ("clean"): no input noise, so both sides run the same step.
-        ("CNN on digits vs its PyTorch twin", phasetop("configs/digits.toml", 1, steps), peer("cnn", steps)),
-    ];
-    for (name, ours, theirs) in rows {
+    // The TorchScript config's phase 1 ("full") trains every parameter, as the peer does;
+    // the digits config's phase 1 ("clean") adds no input noise, so both sides run the
+    // same step.
+    let mut best = [(0.0f64, 0.0f64); 2];
+    for _ in 0..3 {
+        let round = [
+            (phasetop("configs/torchscript.toml", 1, steps), peer("resnet", steps)),
+            (phasetop("configs/digits.toml", 1, steps), peer("cnn", steps)),
+        ];
+        for (b, r) in best.iter_mut().zip(round) {
+            *b = (b.0.max(r.0), b.1.max(r.1));
+        }
+    }
+    let names = ["TorchScript ResNet vs PyTorch eager", "CNN on digits vs its PyTorch twin"];
+    for (name, (ours, theirs)) in names.into_iter().zip(best) {
         println!("{name:<44} {ours:>8.1}/s {theirs:>8.1}/s {:>6.2}×", ours / theirs);
     }
 
