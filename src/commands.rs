@@ -546,8 +546,8 @@ pub fn ls(root: &Path) -> Result<ExitCode> {
     }
     rows.sort();
     println!(
-        "{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}  {}",
-        "RUN", "CONFIG", "STATUS", "PHASE", "STEP", "AGE", "BRANCHED FROM"
+        "{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}  BRANCHED FROM",
+        "RUN", "CONFIG", "STATUS", "PHASE", "STEP", "AGE"
     );
     for (id, cfg, status, phase, step, age, from) in rows {
         println!("{id:<36} {cfg:<22} {status:<10} {phase:<14} {step:>9} {age:>5}  {from}");

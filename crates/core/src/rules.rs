@@ -122,15 +122,14 @@ impl SignalState {
         let mut current: Option<&str> = None;
         for ev in history {
             match ev {
-                Event::PhaseChanged { to, .. } => {
+                Event::PhaseChanged { to, .. }
                     // A branch's start repeats the parent's phase: no new phase began there.
-                    if current != Some(to.as_str()) {
+                    if current != Some(to.as_str()) => {
                         if let Some(p) = phases.iter().find(|p| p.name() == to) {
                             self.enter_phase(p);
                         }
                         current = Some(to.as_str());
                     }
-                }
                 Event::Step { step, metrics, .. } | Event::Eval { step, metrics, .. } => {
                     self.bank.push_all(*step, metrics);
                 }

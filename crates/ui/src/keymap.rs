@@ -170,10 +170,10 @@ impl Keymap {
             };
             for k in &chosen {
                 let key = parse_key(k).ok_or_else(|| format!("action \"{name}\": cannot read key \"{k}\""))?;
-                if let Some(prev) = map.insert(key, *action) {
-                    if prev != *action {
-                        return Err(format!("key \"{k}\" is bound to both {prev:?} and {action:?}"));
-                    }
+                if let Some(prev) = map.insert(key, *action)
+                    && prev != *action
+                {
+                    return Err(format!("key \"{k}\" is bound to both {prev:?} and {action:?}"));
                 }
             }
             keys.insert(*action, chosen);

@@ -273,11 +273,12 @@ pub fn run(opts: Options) -> Result<Exit> {
                     let m = mtime(path);
                     if m != *seen {
                         *seen = m;
-                        if let Ok(text) = std::fs::read_to_string(&*path) {
-                            if !replaying && app.view.ended.is_none() {
-                                app.on_config_edit(&path.display().to_string(), text);
-                                dirty = true;
-                            }
+                        if let Ok(text) = std::fs::read_to_string(&*path)
+                            && !replaying
+                            && app.view.ended.is_none()
+                        {
+                            app.on_config_edit(&path.display().to_string(), text);
+                            dirty = true;
                         }
                     }
                 }
