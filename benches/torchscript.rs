@@ -5,6 +5,7 @@
 //! - configs/digits.toml's CNN against its PyTorch twin (examples/digits_ref.py's);
 //! - the monitoring overhead of configs/digits.toml's own run (its probes, evaluations,
 //!   detectors and log), as the run itself accounts it at its end.
+//!
 //! phasetop's steps compute its per-step metrics (accuracy, norms) as every run does;
 //! the peers compute the loss only.
 //!

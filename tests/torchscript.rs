@@ -111,7 +111,10 @@ fn tensor(path: &Path, key: &str) -> Tensor {
 /// "probe" trains the head with the encoder frozen, "full" trains everything.
 fn bn_run(d: &Path, py: &Path) -> PathBuf {
     let (data, bn) = (d.join("data.safetensors"), d.join("bn.pt"));
-    modules(py, &["data", s(&data), "400", "100", "8", "3", "+", "bn", s(&bn), "8", "3", "+", "errors", s(d), "8", "3"]);
+    modules(
+        py,
+        &["data", s(&data), "400", "100", "8", "3", "+", "bn", s(&bn), "8", "3", "+", "errors", s(d), "8", "3"],
+    );
     let cfg = d.join("bn.toml");
     std::fs::write(
         &cfg,
@@ -208,10 +211,10 @@ fn probes_via_features_equal_the_numpy_formulas() {
     assert_eq!(checked, 10);
 
     // Without `features` (plain.pt, made by `bn_run`), the output is the one probe-able layer.
-    let text = std::fs::read_to_string(d.join("bn.toml")).unwrap().replace("bn.pt", "plain.pt").replace(
-        "layers=['encoder']\n",
-        "layers=['output']\n",
-    );
+    let text = std::fs::read_to_string(d.join("bn.toml"))
+        .unwrap()
+        .replace("bn.pt", "plain.pt")
+        .replace("layers=['encoder']\n", "layers=['output']\n");
     let text = text.replace("freeze=['encoder']", "freeze=['l.bias']");
     let plain = load(d, "plain.toml", &text);
     let t = Trainer::new(&plain.config, 2).unwrap();
@@ -259,9 +262,12 @@ fn errors_are_located_and_exit_2() {
             &["forward fails on the task's inputs: given input shape [2, 8] (per sample [8])", "expected [n, 11]"],
         ),
         ("noparams.pt", "", ":9:6:", &["no trainable parameters", "all 2 have requires_grad = False"]),
-        ("bn.pt", "[probes]\nevery=5\nlayers=['encoder', 'enc']\n", ":12:20:", &[
-            "unknown layer \"enc\", expected one of encoder, head",
-        ]),
+        (
+            "bn.pt",
+            "[probes]\nevery=5\nlayers=['encoder', 'enc']\n",
+            ":12:20:",
+            &["unknown layer \"enc\", expected one of encoder, head"],
+        ),
     ];
     for (i, (model, extra, at, words)) in cases.iter().enumerate() {
         let (code, err) = check(d, &format!("c{i}.toml"), &cfg(model, extra));
@@ -272,10 +278,14 @@ fn errors_are_located_and_exit_2() {
         }
     }
     // freeze: a prefix at a dot, and not everything.
-    let phase_freeze = |list: &str| cfg("bn.pt", "").replace("batch_size=8\n", &format!("batch_size=8\nfreeze={list}\n"));
+    let phase_freeze =
+        |list: &str| cfg("bn.pt", "").replace("batch_size=8\n", &format!("batch_size=8\nfreeze={list}\n"));
     let (code, err) = check(d, "f1.toml", &phase_freeze("['enc']"));
     assert_eq!(code, Some(2));
-    assert!(err.contains("f1.toml:15:") && err.contains("\"enc\" is no parameter of the module nor a prefix of one"), "{err}");
+    assert!(
+        err.contains("f1.toml:15:") && err.contains("\"enc\" is no parameter of the module nor a prefix of one"),
+        "{err}"
+    );
     let (code, err) = check(d, "f2.toml", &phase_freeze("['encoder', 'head']"));
     assert_eq!(code, Some(2));
     assert!(err.contains("every parameter is frozen"), "{err}");
@@ -357,8 +367,11 @@ fn cnn_batch_norm_buffers_are_checkpointed_and_eval_leaves_them() {
     let (x, xv) = (Tensor::rand([96, 1, 6, 6], opts), Tensor::rand([32, 1, 6, 6], opts));
     let y = Tensor::randint(3, [96], (tch::Kind::Int64, tch::Device::Cpu));
     let yv = Tensor::randint(3, [32], (tch::Kind::Int64, tch::Device::Cpu));
-    Tensor::write_safetensors(&[("x_train", &x), ("y_train", &y), ("x_val", &xv), ("y_val", &yv)], d.join("img.safetensors"))
-        .unwrap();
+    Tensor::write_safetensors(
+        &[("x_train", &x), ("y_train", &y), ("x_val", &xv), ("y_val", &yv)],
+        d.join("img.safetensors"),
+    )
+    .unwrap();
     let cfg = load(
         d,
         "cnn.toml",
@@ -369,7 +382,10 @@ fn cnn_batch_norm_buffers_are_checkpointed_and_eval_leaves_them() {
     let mut a = Trainer::new(&cfg.config, 1).unwrap();
     assert_eq!(a.layers(), ["conv.0", "conv.1", "head"]);
     let buffers: Vec<&str> = a.buffers().iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(buffers, ["conv.0.bn.running_mean", "conv.0.bn.running_var", "conv.1.bn.running_mean", "conv.1.bn.running_var"]);
+    assert_eq!(
+        buffers,
+        ["conv.0.bn.running_mean", "conv.0.bn.running_var", "conv.1.bn.running_mean", "conv.1.bn.running_var"]
+    );
     assert!(a.parameters().iter().all(|(n, _)| !n.contains("running")));
     for _ in 0..10 {
         a.train_step();
@@ -406,8 +422,11 @@ fn float_targets_train_a_regression_with_mse() {
     let w = Tensor::randn([4, 2], opts);
     let y = x.mm(&w);
     let (xt, xv, yt, yv) = (x.narrow(0, 0, 250), x.narrow(0, 250, 50), y.narrow(0, 0, 250), y.narrow(0, 250, 50));
-    Tensor::write_safetensors(&[("x_train", &xt), ("y_train", &yt), ("x_val", &xv), ("y_val", &yv)], d.join("r.safetensors"))
-        .unwrap();
+    Tensor::write_safetensors(
+        &[("x_train", &xt), ("y_train", &yt), ("x_val", &xv), ("y_val", &yv)],
+        d.join("r.safetensors"),
+    )
+    .unwrap();
     let body = |loss: &str| {
         format!(
             "[run]\nname='r'\nseed=1\nthreads=1\nmax_steps=200\n[task]\nkind='tensors'\npath='r.safetensors'\n\

@@ -496,12 +496,7 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
 /// `runs/<id>/config.toml` (what `--resume`, `branch` and plan edits read) names the
 /// same files wherever it is read from. (A `csv` task's path stays relative to the
 /// working directory, as it always was.)
-fn resolve_paths(
-    path: &Path,
-    display: &str,
-    config: Config,
-    source: String,
-) -> Result<(Config, String), ConfigError> {
+fn resolve_paths(path: &Path, display: &str, config: Config, source: String) -> Result<(Config, String), ConfigError> {
     let base = path.parent().unwrap_or(Path::new(""));
     let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
     let mut consider = |value: &Option<Spanned<String>>| {

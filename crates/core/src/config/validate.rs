@@ -200,23 +200,24 @@ pub fn check_module_layers(loaded: &LoadedConfig, layers: &[String], params: &[S
                 );
             }
         }
-        if let Some(f) = p.freeze.first() {
-            if params.iter().all(|n| p.freeze.iter().any(|f| covers(f.get_ref(), n))) {
-                return cx.err(f.span(), "every parameter is frozen: nothing would train");
-            }
+        if let Some(f) = p.freeze.first()
+            && params.iter().all(|n| p.freeze.iter().any(|f| covers(f.get_ref(), n)))
+        {
+            return cx.err(f.span(), "every parameter is frozen: nothing would train");
         }
         if let Some(rule) = &p.until {
             let metric = rule.get_ref().metric.get_ref();
-            if let Some((layer, _)) = metric.rsplit_once('/') {
-                let ours = RUN_METRICS.contains(&metric.as_str())
-                    || metric.starts_with("loss/")
-                    || metric.starts_with("grad_cos/");
-                if !ours && !layers.iter().any(|l| l == layer) {
-                    return cx.err(
-                        rule.get_ref().metric.span(),
-                        format!("unknown layer \"{layer}\" in \"{metric}\", expected one of {}", layers.join(", ")),
-                    );
-                }
+            let ours = RUN_METRICS.contains(&metric.as_str())
+                || metric.starts_with("loss/")
+                || metric.starts_with("grad_cos/");
+            if let Some((layer, _)) = metric.rsplit_once('/')
+                && !ours
+                && !layers.iter().any(|l| l == layer)
+            {
+                return cx.err(
+                    rule.get_ref().metric.span(),
+                    format!("unknown layer \"{layer}\" in \"{metric}\", expected one of {}", layers.join(", ")),
+                );
             }
         }
     }
@@ -382,7 +383,8 @@ fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
                 return cx.err(m.kind.span(), "model kind \"torchscript\" needs a path = \"model.pt\"");
             }
             if let Some(e) = &m.init_scale {
-                return cx.err(e.span(), "init_scale applies to built-in models; a TorchScript module brings its weights");
+                return cx
+                    .err(e.span(), "init_scale applies to built-in models; a TorchScript module brings its weights");
             }
             if let Some(e) = &m.init {
                 return cx.err(e.span(), "init applies to built-in models; a TorchScript module brings its weights");

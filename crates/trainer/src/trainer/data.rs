@@ -4,11 +4,11 @@
 //! the same batches as an uninterrupted one.
 
 use crate::config::{ModOp, ModelKind, ModelSection, TaskKind, TaskSection};
-use tch::Kind;
 use anyhow::{Context, Result, bail};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tch::Kind;
 use tch::{Device, Tensor};
 
 /// What the model sees: token ids (for the transformer) or real-valued features.
@@ -582,13 +582,19 @@ pub fn read_tensors(task: &TaskSection) -> Result<TensorData> {
     names.sort_by_key(|n| (TENSOR_KEYS.iter().position(|k| k == n).unwrap_or(4), *n));
     let get = |key: &str| -> Result<Tensor> {
         tensors.iter().find(|(n, _)| n == key).map(|(_, t)| t.shallow_clone()).with_context(|| {
-            format!("{path}: no tensor \"{key}\" (it holds {}; expected x_train, y_train, x_val, y_val)", names.join(", "))
+            format!(
+                "{path}: no tensor \"{key}\" (it holds {}; expected x_train, y_train, x_val, y_val)",
+                names.join(", ")
+            )
         })
     };
     let (x_train, y_train, x_val, y_val) = (get("x_train")?, get("y_train")?, get("x_val")?, get("y_val")?);
     for (key, x) in [("x_train", &x_train), ("x_val", &x_val)] {
         if !x.is_floating_point() {
-            bail!("{path}: {key} is {:?}; inputs must be floating point (float32, float64, float16, bfloat16)", x.kind());
+            bail!(
+                "{path}: {key} is {:?}; inputs must be floating point (float32, float64, float16, bfloat16)",
+                x.kind()
+            );
         }
         if x.dim() < 2 || x.size()[0] < 1 {
             bail!("{path}: {key} has shape {:?}; expected [rows, …] with at least one row and one feature", x.size());
@@ -616,11 +622,7 @@ pub fn read_tensors(task: &TaskSection) -> Result<TensorData> {
             bail!("{path}: {key} is {:?}; labels must be integers (int64, int32, int16, int8, uint8)", y.kind());
         }
         if y.dim() != 1 || y.size()[0] != x.size()[0] {
-            bail!(
-                "{path}: {key} has shape {:?}; expected one label per row of {xkey}: [{}]",
-                y.size(),
-                x.size()[0]
-            );
+            bail!("{path}: {key} has shape {:?}; expected one label per row of {xkey}: [{}]", y.size(), x.size()[0]);
         }
     }
     let (y_train, y_val) = (y_train.to_kind(Kind::Int64), y_val.to_kind(Kind::Int64));
@@ -640,7 +642,13 @@ pub fn read_tensors(task: &TaskSection) -> Result<TensorData> {
 
 /// Float `y`: regression targets, `[rows]` or `[rows, k]` (the same k in both splits),
 /// finite; read as f32 `[rows, k]`.
-fn regression_targets(path: &str, x_train: Tensor, y_train: Tensor, x_val: Tensor, y_val: Tensor) -> Result<TensorData> {
+fn regression_targets(
+    path: &str,
+    x_train: Tensor,
+    y_train: Tensor,
+    x_val: Tensor,
+    y_val: Tensor,
+) -> Result<TensorData> {
     let mut ys = Vec::new();
     for (key, y, x, xkey) in [("y_train", &y_train, &x_train, "x_train"), ("y_val", &y_val, &x_val, "x_val")] {
         if !y.is_floating_point() {
@@ -663,7 +671,11 @@ fn regression_targets(path: &str, x_train: Tensor, y_train: Tensor, x_val: Tenso
     }
     let (y_val, y_train) = (ys.pop().expect("two"), ys.pop().expect("two"));
     if y_train.size()[1] != y_val.size()[1] || y_train.size()[1] < 1 {
-        bail!("{path}: y_train has {} target values per row, y_val {}; they must be the same", y_train.size()[1], y_val.size()[1]);
+        bail!(
+            "{path}: y_train has {} target values per row, y_val {}; they must be the same",
+            y_train.size()[1],
+            y_val.size()[1]
+        );
     }
     let k = y_train.size()[1] as usize;
     Ok(TensorData { x_train, y_train, x_val, y_val, classes: k, regression: true })

@@ -232,10 +232,8 @@ pub fn preflight(loaded: &LoadedConfig) -> Result<(), ConfigError> {
         None => csv_shape(cfg).map_err(at_path)?,
     };
     if *cfg.model.kind.get_ref() == ModelKind::Cnn {
-        if let Inputs::Features { .. } = shape.inputs {
-            // The data as the cnn reads it: images.
-            data::Dataset::build_for(&cfg.task, &cfg.model, 0, tch::Device::Cpu).map_err(at_path)?;
-        }
+        // The data as the cnn reads it: images.
+        data::Dataset::build_for(&cfg.task, &cfg.model, 0, tch::Device::Cpu).map_err(at_path)?;
     }
     if *cfg.model.kind.get_ref() == ModelKind::TorchScript {
         check_module(loaded)?;

@@ -97,7 +97,8 @@ impl ScriptModel {
                 first_line(&e)
             )
         })?;
-        let all = module.named_parameters().map_err(|e| format!("{path}: cannot list its parameters: {}", first_line(&e)))?;
+        let all =
+            module.named_parameters().map_err(|e| format!("{path}: cannot list its parameters: {}", first_line(&e)))?;
         let (params, fixed): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, t)| t.requires_grad());
         if params.is_empty() {
             return Err(format!(
@@ -112,7 +113,12 @@ impl ScriptModel {
         // Parameters with requires_grad = False are kept as they are, like buffers.
         let mut buffers = fixed;
         buffers.extend(named_buffers(&module).map_err(|e| format!("{path}: cannot list its buffers: {e}"))?);
-        let mut model = ScriptModel { module: RefCell::new(module), training: Cell::new(true), has_features: false, layers: vec![] };
+        let mut model = ScriptModel {
+            module: RefCell::new(module),
+            training: Cell::new(true),
+            has_features: false,
+            layers: vec![],
+        };
         model.set_mode(false);
         let rows = sample.size()[0];
         let given = sample.size();
@@ -132,7 +138,8 @@ impl ScriptModel {
                 out.size()
             ));
         }
-        let features = tch::no_grad(|| model.module.borrow().method_is("features", &[IValue::Tensor(sample.shallow_clone())]));
+        let features =
+            tch::no_grad(|| model.module.borrow().method_is("features", &[IValue::Tensor(sample.shallow_clone())]));
         match features {
             Ok(v) => {
                 let dict = as_features(v, rows).map_err(|m| format!("{path}: features(x) {m}"))?;
@@ -154,7 +161,11 @@ impl ScriptModel {
     fn set_mode(&self, train: bool) {
         if self.training.get() != train {
             let mut m = self.module.borrow_mut();
-            if train { m.set_train() } else { m.set_eval() }
+            if train {
+                m.set_train()
+            } else {
+                m.set_eval()
+            }
             self.training.set(train);
         }
     }
@@ -177,8 +188,7 @@ impl ScriptModel {
         } else {
             vec![(OUTPUT_LAYER.to_string(), out.shallow_clone())]
         };
-        let feats =
-            feats.into_iter().map(|(layer, value)| Feature { layer, value, is_attention: false }).collect();
+        let feats = feats.into_iter().map(|(layer, value)| Feature { layer, value, is_attention: false }).collect();
         (out, feats)
     }
 }
@@ -223,11 +233,9 @@ fn expected_input(params: &[(String, Tensor)]) -> String {
         Some((name, w)) if w.dim() == 2 => {
             format!("; expected [n, {}] (its first parameter {name} has shape {:?})", w.size()[1], w.size())
         }
-        Some((name, w)) if w.dim() == 4 => format!(
-            "; expected [n, {}, H, W] (its first parameter {name} has shape {:?})",
-            w.size()[1],
-            w.size()
-        ),
+        Some((name, w)) if w.dim() == 4 => {
+            format!("; expected [n, {}, H, W] (its first parameter {name} has shape {:?})", w.size()[1], w.size())
+        }
         _ => String::new(),
     }
 }
