@@ -282,7 +282,7 @@ pub fn branch(args: crate::branch::BranchArgs, headless: bool, view: ViewOptions
 
 /// Starts `cmd` (a `--headless` host for `run_dir`) as a detached background process,
 /// waits until it serves the run, and attaches the dashboard (with `overlay` runs).
-fn spawn_host_and_attach(
+pub(crate) fn spawn_host_and_attach(
     mut cmd: std::process::Command,
     run_dir: &Path,
     view: ViewOptions,
@@ -471,6 +471,7 @@ fn attach_dir(
         keys_file: view.keys_file,
         replay,
         overlay,
+        remote: None,
     })?;
     match exit {
         crate::ui::app::Exit::Detach => {

@@ -9,6 +9,7 @@
 
 pub mod bounds;
 mod defaults;
+pub mod external;
 mod names;
 mod validate;
 

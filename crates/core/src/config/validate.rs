@@ -98,6 +98,10 @@ pub(super) fn find_key(src: &str, section: Option<&str>, key: &str) -> Option<us
 }
 
 /// A run name becomes a directory name under runs/: one plain path component.
+pub(super) fn run_name_ok(file: &str, src: &str, name: &str) -> Result<(), ConfigError> {
+    run_name(&Ctx { file, src }, name)
+}
+
 fn run_name(cx: &Ctx, name: &str) -> Result<(), ConfigError> {
     let bad = if name.is_empty() {
         Some("must not be empty")
@@ -536,16 +540,7 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: Option<&[String]>) -> Result<(
     }
     if let Some(rule) = &p.until {
         let r = rule.get_ref();
-        if !DetectorKind::ALL.iter().any(|k| k.name() == r.detector.get_ref()) {
-            let names: Vec<&str> = DetectorKind::ALL.iter().map(|k| k.name()).collect();
-            return cx.err(
-                r.detector.span(),
-                format!("unknown detector \"{}\", expected one of {}", r.detector.get_ref(), names.join(", ")),
-            );
-        }
-        if let Err(e) = crate::signals::DetectorSpec::from_toml(r.detector.get_ref(), &r.params) {
-            return cx.err(rule.span(), e.to_string());
-        }
+        until_detector(cx.file, cx.src, rule)?;
         let metric = r.metric.get_ref();
         let grad_cos = metric.strip_prefix("grad_cos/");
         if let Some(pair) = grad_cos {
@@ -584,6 +579,23 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: Option<&[String]>) -> Result<(
         cx.bounded_real(t.weight, "loss_weight", t.kind.span())?;
     }
     cx.bounded_int(*p.batch_size.get_ref() as i128, "batch_size", p.batch_size.span())?;
+    Ok(())
+}
+
+/// An `until` rule's detector and its parameters (built-in and external runs alike).
+pub(super) fn until_detector(file: &str, src: &str, rule: &Spanned<UntilRule>) -> Result<(), ConfigError> {
+    let cx = Ctx { file, src };
+    let r = rule.get_ref();
+    if !DetectorKind::ALL.iter().any(|k| k.name() == r.detector.get_ref()) {
+        let names: Vec<&str> = DetectorKind::ALL.iter().map(|k| k.name()).collect();
+        return cx.err(
+            r.detector.span(),
+            format!("unknown detector \"{}\", expected one of {}", r.detector.get_ref(), names.join(", ")),
+        );
+    }
+    if let Err(e) = crate::signals::DetectorSpec::from_toml(r.detector.get_ref(), &r.params) {
+        return cx.err(rule.span(), e.to_string());
+    }
     Ok(())
 }
 
