@@ -2,6 +2,7 @@
 # Installs libtorch (the PyTorch wheel pinned to what tch expects) into a venv shared by
 # every checkout, then points this checkout's `.libtorch` link at it. Idempotent: a
 # second run with a complete venv only refreshes the link.
+# Also writes data/digits.safetensors (scikit-learn's bundled digits, make_digits.py).
 # Also installs tensorboard (the interop tests and benchmark load exported event files
 # with TensorBoard's own reader); a venv made before that gets it added on the next run,
 # without touching torch.
@@ -11,6 +12,7 @@
 set -euo pipefail
 TORCH_VERSION=2.13.0
 TENSORBOARD_VERSION=2.21.0
+SKLEARN_VERSION=1.9.1
 LIGHTNING_VERSION=2.6.6
 TRANSFORMERS_VERSION=5.24.0
 ACCELERATE_VERSION=1.15.0
@@ -34,6 +36,16 @@ if [ ! -f "$venv/.tensorboard-$TENSORBOARD_VERSION" ]; then
   touch "$venv/.tensorboard-$TENSORBOARD_VERSION"
 fi
 
+# scikit-learn for its bundled 8x8 digits (configs/digits.toml, configs/torchscript.toml):
+# the set ships inside the wheel, so nothing is downloaded when the data is written.
+if [ ! -f "$venv/.sklearn-$SKLEARN_VERSION" ]; then
+  echo "phasetop: installing scikit-learn==$SKLEARN_VERSION into $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "scikit-learn==$SKLEARN_VERSION" safetensors
+  touch "$venv/.sklearn-$SKLEARN_VERSION"
+fi
+if [ ! -f "$here/data/digits.safetensors" ]; then
+  "$venv/bin/python" "$here/scripts/make_digits.py" "$here/data/digits.safetensors" >&2
+fi
 adapters=".adapters-lightning-$LIGHTNING_VERSION-transformers-$TRANSFORMERS_VERSION"
 if [ ! -f "$venv/$adapters" ]; then
   echo "phasetop: installing lightning==$LIGHTNING_VERSION transformers==$TRANSFORMERS_VERSION into $venv" >&2

@@ -62,11 +62,11 @@ fn malformed_configs_report_location_and_expectation() {
         ),
         (
             replace(r#"kind = "gaussian""#, r#"kind = "mnist""#),
-            r#"cfg.toml:7:8: unknown task kind "mnist", expected one of modular, parity, gaussian, csv"#,
+            r#"cfg.toml:7:8: unknown task kind "mnist", expected one of modular, parity, gaussian, csv, tensors"#,
         ),
         (
-            replace(r#"kind = "mlp""#, r#"kind = "cnn""#),
-            r#"cfg.toml:11:8: unknown model kind "cnn", expected one of mlp, transformer"#,
+            replace(r#"kind = "mlp""#, r#"kind = "resnet""#),
+            r#"cfg.toml:11:8: unknown model kind "resnet", expected one of mlp, transformer, cnn, torchscript"#,
         ),
         (replace("width = 16", "widht = 16"), "cfg.toml:13:1: unknown field \"widht\""),
         (

@@ -54,7 +54,12 @@ pub fn check(paths: &[PathBuf]) -> Result<ExitCode> {
     let mut failed = None;
     for p in paths {
         match config::load(p).and_then(|c| crate::trainer::memory::preflight(&c).map(|()| c)) {
-            Ok(c) => println!("{}", config::check_line(p, &c.config)),
+            Ok(c) => {
+                // A TorchScript module's probe-able layers are its own: name them.
+                let layers = crate::trainer::memory::module_layers(&c)
+                    .map_or(String::new(), |l| format!("; module layers: {}", l.join(", ")));
+                println!("{}{layers}", config::check_line(p, &c.config))
+            }
             Err(e) => {
                 eprintln!("{e}");
                 failed = Some(e);

@@ -54,6 +54,7 @@ pub const BOUNDS: &[Bound] = &[
     int("heads", 1.0, 1024.0),
     int("layers", 1.0, 1000.0),
     int("d_ff", 1.0, 65_536.0),
+    int("channels", 1.0, 4096.0),
     // [probes], [eval], [checkpoint]
     int("probe_batch", 2.0, 65_536.0),
     int("max_samples", 0.0, 1e9),

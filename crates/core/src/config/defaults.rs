@@ -44,7 +44,7 @@ impl TaskSection {
             TaskKind::Modular => Some(self.modulus()),
             TaskKind::Parity => Some(2),
             TaskKind::Gaussian => Some(self.classes()),
-            TaskKind::Csv => None,
+            TaskKind::Csv | TaskKind::Tensors => None,
         }
     }
     pub fn n_val(&self) -> usize {
@@ -82,7 +82,7 @@ impl ModelSection {
     pub fn embed(&self) -> Option<usize> {
         match self.kind.get_ref() {
             ModelKind::Mlp => self.embed.as_ref().map(|s| (*s.get_ref()).max(1) as usize),
-            ModelKind::Transformer => None,
+            _ => None,
         }
     }
     pub fn embed_shared(&self) -> bool {
@@ -107,6 +107,15 @@ impl ModelSection {
     pub fn positional(&self) -> bool {
         self.positional.unwrap_or(true)
     }
+    pub fn cnn_channels(&self) -> Vec<usize> {
+        self.channels.as_ref().map_or(vec![32, 64], |c| c.get_ref().iter().map(|&n| n.max(1) as usize).collect())
+    }
+    pub fn cnn_batch_norm(&self) -> bool {
+        self.batch_norm.as_ref().is_some_and(|s| *s.get_ref())
+    }
+    pub fn cnn_pool(&self) -> PoolKind {
+        self.pool.as_ref().map_or(PoolKind::Max, |s| *s.get_ref())
+    }
 
     /// Names of the model's layers, the handles for probes and `freeze`.
     pub fn layer_names(&self) -> Vec<String> {
@@ -118,6 +127,12 @@ impl ModelSection {
                 .chain((0..self.mlp_depth()).map(|i| format!("mlp.{i}")))
                 .chain(std::iter::once("head".to_string()))
                 .collect(),
+            ModelKind::Cnn => (0..self.cnn_channels().len())
+                .map(|i| format!("conv.{i}"))
+                .chain(std::iter::once("head".to_string()))
+                .collect(),
+            // Known once the module is loaded (`trainer::script`).
+            ModelKind::TorchScript => Vec::new(),
             ModelKind::Transformer => {
                 let mut names = vec!["embed".to_string()];
                 for i in 0..self.transformer_layers() {

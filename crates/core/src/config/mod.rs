@@ -14,6 +14,7 @@ mod names;
 mod validate;
 
 pub use names::*;
+pub use validate::check_module_layers;
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -198,6 +199,20 @@ pub struct ModelSection {
     pub d_ff: Option<Spanned<i64>>,
     #[serde(default)]
     pub positional: Option<bool>,
+    // cnn
+    /// Output channels of each conv block (3×3, padding 1).
+    #[serde(default)]
+    pub channels: Option<Spanned<Vec<i64>>>,
+    /// Batch norm after each convolution.
+    #[serde(default)]
+    pub batch_norm: Option<Spanned<bool>>,
+    /// Pooling after each block (2×2, stride 2) while the image is at least 2 wide.
+    #[serde(default)]
+    pub pool: Option<Spanned<PoolKind>>,
+    // torchscript
+    /// The saved TorchScript module (relative to the config file).
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -489,7 +504,61 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
         }
     };
     let config = parse(&display, &source)?;
+    let (config, source) = resolve_paths(path, &display, config, source)?;
     Ok(LoadedConfig { config, path: path.to_path_buf(), source })
+}
+
+/// The files a `tensors` task and a `torchscript` model name are relative to the config
+/// file. They are made absolute here, in the text too (the value's span replaced by the
+/// absolute path, then parsed again), so that the copy a run keeps as
+/// `runs/<id>/config.toml` (what `--resume`, `branch` and plan edits read) names the
+/// same files wherever it is read from. (A `csv` task's path stays relative to the
+/// working directory, as it always was.)
+fn resolve_paths(path: &Path, display: &str, config: Config, source: String) -> Result<(Config, String), ConfigError> {
+    let base = path.parent().unwrap_or(Path::new(""));
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut consider = |value: &Option<Spanned<String>>| {
+        if let Some(v) = value {
+            let p = Path::new(v.get_ref());
+            if p.is_relative() && !v.get_ref().is_empty() {
+                let abs = std::path::absolute(base.join(p)).unwrap_or_else(|_| base.join(p));
+                let text = normalise(&abs).display().to_string();
+                edits.push((v.span(), toml::Value::String(text).to_string()));
+            }
+        }
+    };
+    if *config.task.kind.get_ref() == TaskKind::Tensors {
+        consider(&config.task.path);
+    }
+    if *config.model.kind.get_ref() == ModelKind::TorchScript {
+        consider(&config.model.path);
+    }
+    if edits.is_empty() {
+        return Ok((config, source));
+    }
+    edits.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
+    let mut text = source;
+    for (span, with) in edits {
+        text.replace_range(span, &with);
+    }
+    let config = parse(display, &text)?;
+    Ok((config, text))
+}
+
+/// `a/b/../c` → `a/c`, without touching the file system (the file may not exist yet:
+/// `check` says so with the config's location).
+fn normalise(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A config part in its serialised form, to compare parts (a live plan edit, a branch's

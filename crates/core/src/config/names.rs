@@ -54,10 +54,15 @@ named_enum!(
     Cooldown => "cooldown",
 });
 named_enum!(TaskKind, "task kind", {
-    Modular => "modular", Parity => "parity", Gaussian => "gaussian", Csv => "csv",
+    Modular => "modular", Parity => "parity", Gaussian => "gaussian", Csv => "csv", Tensors => "tensors",
 });
 named_enum!(ModOp, "modular op", { Add => "add", Sub => "sub", Mul => "mul", Div => "div" });
-named_enum!(ModelKind, "model kind", { Mlp => "mlp", Transformer => "transformer" });
+named_enum!(ModelKind, "model kind", {
+    Mlp => "mlp", Transformer => "transformer", Cnn => "cnn", TorchScript => "torchscript",
+});
+named_enum!(
+    /// A CNN block's pooling (`[model] pool`).
+    PoolKind, "pool", { Max => "max", Avg => "avg", None => "none" });
 named_enum!(Activation, "activation", {
     Relu => "relu", Gelu => "gelu", Tanh => "tanh", Sigmoid => "sigmoid", Linear => "linear",
 });

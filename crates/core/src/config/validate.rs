@@ -140,15 +140,16 @@ pub(super) fn validate(c: &Config, file: &str, src: &str) -> Result<(), ConfigEr
     cx.bounded_int(c.checkpoint.keep as i128, "checkpoint_keep", cx.key_at(Some("checkpoint"), "keep"))?;
     task(&cx, &c.task)?;
     model(&cx, c)?;
+    // A TorchScript module's layers and parameters are known once it is loaded:
+    // `check_module_layers` checks what names them then (`trainer::memory::preflight`).
+    let module = *c.model.kind.get_ref() == ModelKind::TorchScript;
     let layers = c.model.layer_names();
+    let known = (!module).then_some(layers.as_slice());
     if c.phases.is_empty() {
         return cx.err(0..0, "no phases: add at least one [[phase]] table");
     }
-    for l in &c.probes.layers {
-        if !layers.contains(l.get_ref()) {
-            return cx
-                .err(l.span(), format!("unknown layer \"{}\", expected one of {}", l.get_ref(), layers.join(", ")));
-        }
+    if let Some(layers) = known {
+        probe_layers(&cx, c, layers)?;
     }
     if *c.probes.batch.get_ref() < 2 {
         return cx.err(c.probes.batch.span(), "probe batch must be at least 2");
@@ -164,7 +165,65 @@ pub(super) fn validate(c: &Config, file: &str, src: &str) -> Result<(), ConfigEr
             return cx.err(p.name.span(), format!("duplicate phase name \"{name}\""));
         }
         seen.push(name);
-        phase(&cx, c, p, &layers)?;
+        phase(&cx, c, p, known)?;
+    }
+    Ok(())
+}
+
+fn probe_layers(cx: &Ctx, c: &Config, layers: &[String]) -> Result<(), ConfigError> {
+    for l in &c.probes.layers {
+        if !layers.contains(l.get_ref()) {
+            return cx
+                .err(l.span(), format!("unknown layer \"{}\", expected one of {}", l.get_ref(), layers.join(", ")));
+        }
+    }
+    Ok(())
+}
+
+/// What names a TorchScript module's parts, checked once it is loaded: `[probes]
+/// layers` and `until` metrics against its probe-able `layers` (the keys of its
+/// `features` method, or `output`), and each phase's `freeze` against its parameter
+/// names (`params`): an entry is a parameter's name or a prefix of names at a dot
+/// (`encoder` freezes `encoder.*`), and not every parameter may be frozen.
+pub fn check_module_layers(loaded: &LoadedConfig, layers: &[String], params: &[String]) -> Result<(), ConfigError> {
+    let file = loaded.path.display().to_string();
+    let cx = Ctx { file: &file, src: &loaded.source };
+    let c = &loaded.config;
+    probe_layers(&cx, c, layers)?;
+    let covers = |f: &str, name: &str| name == f || name.strip_prefix(f).is_some_and(|r| r.starts_with('.'));
+    for p in &c.phases {
+        for f in &p.freeze {
+            if !params.iter().any(|n| covers(f.get_ref(), n)) {
+                return cx.err(
+                    f.span(),
+                    format!(
+                        "\"{}\" is no parameter of the module nor a prefix of one (its parameters: {})",
+                        f.get_ref(),
+                        params.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(f) = p.freeze.first()
+            && params.iter().all(|n| p.freeze.iter().any(|f| covers(f.get_ref(), n)))
+        {
+            return cx.err(f.span(), "every parameter is frozen: nothing would train");
+        }
+        if let Some(rule) = &p.until {
+            let metric = rule.get_ref().metric.get_ref();
+            let ours = RUN_METRICS.contains(&metric.as_str())
+                || metric.starts_with("loss/")
+                || metric.starts_with("grad_cos/");
+            if let Some((layer, _)) = metric.rsplit_once('/')
+                && !ours
+                && !layers.iter().any(|l| l == layer)
+            {
+                return cx.err(
+                    rule.get_ref().metric.span(),
+                    format!("unknown layer \"{layer}\" in \"{metric}\", expected one of {}", layers.join(", ")),
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -177,12 +236,20 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
         TaskKind::Parity => &[("p", t.p.is_some()), ("path", t.path.is_some()), ("classes", t.classes.is_some())],
         TaskKind::Gaussian => &[("p", t.p.is_some()), ("path", t.path.is_some()), ("k", t.k.is_some())],
         TaskKind::Csv => &[("p", t.p.is_some()), ("dim", t.dim.is_some()), ("k", t.k.is_some())],
+        TaskKind::Tensors => &[
+            ("p", t.p.is_some()),
+            ("dim", t.dim.is_some()),
+            ("classes", t.classes.is_some()),
+            ("label", t.label.is_some()),
+            ("features", t.features.is_some()),
+            ("val_fraction", t.val_fraction.is_some()),
+        ],
     };
     if let Some((field, _)) = foreign.iter().find(|(_, set)| *set) {
         return cx.err(t.kind.span(), format!("field \"{field}\" does not apply to task kind \"{kind}\""));
     }
     if let Some(o) = t.online.as_ref().filter(|o| *o.get_ref())
-        && matches!(kind, TaskKind::Modular | TaskKind::Csv)
+        && matches!(kind, TaskKind::Modular | TaskKind::Csv | TaskKind::Tensors)
     {
         return cx.err(
             o.span(),
@@ -240,6 +307,14 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
             }
             cx.in_range(&t.val_fraction, 0.01, 0.99, "val_fraction")?;
         }
+        TaskKind::Tensors => {
+            if t.path.is_none() {
+                return cx.err(
+                    t.kind.span(),
+                    "task kind \"tensors\" needs a path = \"data.safetensors\" (x_train, y_train, x_val, y_val)",
+                );
+            }
+        }
     }
     // Then the range every setting has (`config::bounds`).
     for (v, key) in [(&t.p, "p"), (&t.dim, "dim"), (&t.k, "k"), (&t.classes, "classes")] {
@@ -275,7 +350,50 @@ fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
     {
         return cx.err(s.span(), "embed_shared needs embed = N (an mlp's token embedding width)");
     }
+    let kind = *m.kind.get_ref();
+    let misplaced = [
+        ("channels", m.channels.as_ref().map(|s| s.span()), ModelKind::Cnn),
+        ("batch_norm", m.batch_norm.as_ref().map(|s| s.span()), ModelKind::Cnn),
+        ("pool", m.pool.as_ref().map(|s| s.span()), ModelKind::Cnn),
+        ("path", m.path.as_ref().map(|s| s.span()), ModelKind::TorchScript),
+    ];
+    for (key, span, owner) in misplaced {
+        if let Some(span) = span.filter(|_| kind != owner) {
+            return cx.err(span, format!("{key} applies to model kind \"{owner}\", not \"{kind}\""));
+        }
+    }
     match m.kind.get_ref() {
+        ModelKind::Cnn => {
+            if *c.task.kind.get_ref() != TaskKind::Tensors {
+                return cx.err(
+                    m.kind.span(),
+                    format!(
+                        "model \"cnn\" needs image-shaped inputs: a \"tensors\" task, not \"{}\"",
+                        c.task.kind.get_ref()
+                    ),
+                );
+            }
+            if let Some(ch) = &m.channels {
+                if ch.get_ref().is_empty() {
+                    return cx.err(ch.span(), "channels needs at least one conv block, e.g. [32, 64]");
+                }
+                for &n in ch.get_ref() {
+                    cx.bounded_int(n as i128, "channels", ch.span())?;
+                }
+            }
+        }
+        ModelKind::TorchScript => {
+            if m.path.is_none() {
+                return cx.err(m.kind.span(), "model kind \"torchscript\" needs a path = \"model.pt\"");
+            }
+            if let Some(e) = &m.init_scale {
+                return cx
+                    .err(e.span(), "init_scale applies to built-in models; a TorchScript module brings its weights");
+            }
+            if let Some(e) = &m.init {
+                return cx.err(e.span(), "init applies to built-in models; a TorchScript module brings its weights");
+            }
+        }
         ModelKind::Mlp => {
             cx.int_at_least(&m.depth, 1, "depth")?;
             cx.int_at_least(&m.width, 1, "width")?;
@@ -308,7 +426,9 @@ fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), ConfigError> {
+/// `layers`: the model's layer names, `None` for a TorchScript module (known once it is
+/// loaded, `check_module_layers`).
+fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: Option<&[String]>) -> Result<(), ConfigError> {
     let lr = *p.lr.get_ref();
     if !(lr.is_finite() && lr > 0.0) {
         return cx.err(p.lr.span(), format!("lr must be a positive number, got {lr}"));
@@ -378,16 +498,20 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
             return cx.err(t.kind.span(), format!("loss weight must be a non-negative number, got {}", t.weight));
         }
     }
-    for f in &p.freeze {
-        if !layers.contains(f.get_ref()) {
-            return cx
-                .err(f.span(), format!("unknown layer \"{}\", expected one of {}", f.get_ref(), layers.join(", ")));
+    if let Some(layers) = layers {
+        for f in &p.freeze {
+            if !layers.contains(f.get_ref()) {
+                return cx.err(
+                    f.span(),
+                    format!("unknown layer \"{}\", expected one of {}", f.get_ref(), layers.join(", ")),
+                );
+            }
         }
-    }
-    if p.freeze.len() == layers.len()
-        && let Some(f) = p.freeze.first()
-    {
-        return cx.err(f.span(), "every layer is frozen: nothing would train");
+        if p.freeze.len() == layers.len()
+            && let Some(f) = p.freeze.first()
+        {
+            return cx.err(f.span(), "every layer is frozen: nothing would train");
+        }
     }
     cx.in_range(&p.label_noise, 0.0, 1.0, "label_noise")?;
     if let Some(w) = &p.class_weights {
@@ -426,7 +550,7 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
             || RUN_METRICS.contains(&metric.as_str())
             || metric.strip_prefix("loss/").is_some_and(|t| LossKind::parse(t).is_some())
             || metric.rsplit_once('/').is_some_and(|(layer, m)| {
-                layers.iter().any(|l| l == layer)
+                layers.is_none_or(|ls| ls.iter().any(|l| l == layer))
                     && if layer.ends_with(".attn") { m == ATTENTION_METRIC } else { PROBE_METRICS.contains(&m) }
             });
         if !known {

@@ -1,6 +1,7 @@
 //! Checkpoints: one safetensors file with the model (`model.<name>`), the initial
 //! weights (`init.<name>`, for distance-from-init) and the optimizer's state
-//! (`opt.{m,v,t}.<name>`), plus a JSON file with the position in the plan. The JSON is
+//! (`opt.{m,v,t}.<name>`), the model's buffers (`buffer.<name>`: batch norm's running
+//! statistics, a TorchScript module's buffers), plus a JSON file with the position in the plan. The JSON is
 //! written last, after the tensors are on disk, so its presence marks a complete
 //! checkpoint; both are written to a temporary name and renamed.
 
@@ -19,6 +20,9 @@ pub fn save(t: &Trainer, dir: &Path, pinned: bool) -> Result<PathBuf> {
     for ((name, p), p0) in t.named_params().iter().zip(t.init_params()) {
         tensors.push((format!("model.{name}"), p.detach()));
         tensors.push((format!("init.{name}"), p0.shallow_clone()));
+    }
+    for (name, b) in t.buffers() {
+        tensors.push((format!("buffer.{name}"), b.detach()));
     }
     tensors.extend(t.optimizer().state());
     let final_path = tensors_path(dir, step);
@@ -112,6 +116,14 @@ pub fn restore(t: &mut Trainer, dir: &Path, meta: &CheckpointMeta) -> Result<Vec
                 bail!("checkpoint model.{name} has shape {:?}, the model {:?}", saved.size(), p.size());
             }
             p.shallow_clone().copy_(saved);
+        }
+        for (name, b) in t.buffers() {
+            let saved =
+                loaded.get(&format!("buffer.{name}")).with_context(|| format!("checkpoint lacks buffer.{name}"))?;
+            if saved.size() != b.size() {
+                bail!("checkpoint buffer.{name} has shape {:?}, the model {:?}", saved.size(), b.size());
+            }
+            b.shallow_clone().copy_(saved);
         }
         for ((name, _), p0) in t.named_params().iter().zip(t.init_params()) {
             match loaded.get(&format!("init.{name}")) {

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tch::Kind;
 use tch::{Device, Tensor};
 
 /// What the model sees: token ids (for the transformer) or real-valued features.
@@ -28,6 +29,13 @@ pub struct Dataset {
     pub train_y_host: Vec<i64>,
     pub val_x: Tensor,
     pub val_y: Tensor,
+    /// One sample's shape as the model reads it (`[dim]` for features, `[seq_len]` for
+    /// tokens, `[C, H, W]` for a cnn, the file's own for a TorchScript module).
+    pub sample_shape: Vec<i64>,
+    /// Regression targets `[rows, k]` (train, held-out) of a `tensors` task with float
+    /// `y`: the model's `classes` outputs are then these k values, trained by `mse`
+    /// (`train_y`/`val_y` hold zeros).
+    pub targets: Option<(Tensor, Tensor)>,
     /// Training-row indices of each class, for class-weighted (mixture) sampling.
     by_class: Vec<Vec<i64>>,
     /// The task's generator, for fresh samples per batch (`[task] online = true`).
@@ -78,9 +86,60 @@ impl Dataset {
         let form = match (model.kind.get_ref(), model.embed()) {
             (ModelKind::Transformer, _) => ModularInputs::Sequence,
             (ModelKind::Mlp, Some(_)) => ModularInputs::Pair,
-            (ModelKind::Mlp, None) => ModularInputs::OneHot,
+            _ => ModularInputs::OneHot,
         };
+        if *task.kind.get_ref() == TaskKind::Tensors {
+            return Dataset::from_tensors(read_tensors(task)?, *model.kind.get_ref(), device);
+        }
         Dataset::build_inputs(task, form, seed, device)
+    }
+
+    /// A `tensors` task's data as `model` reads it: an MLP its inputs flattened, a cnn
+    /// `[n, C, H, W]` (`[n, H, W]` gains one channel), a TorchScript module as stored.
+    fn from_tensors(t: TensorData, model: ModelKind, device: Device) -> Result<Dataset> {
+        let shape = |x: &Tensor| -> Result<Tensor> {
+            Ok(match (model, x.dim()) {
+                (ModelKind::Mlp, _) => x.flatten(1, -1),
+                (ModelKind::Cnn, 3) => x.unsqueeze(1),
+                (ModelKind::Cnn, 4) => x.shallow_clone(),
+                (ModelKind::Cnn, _) => bail!(
+                    "model \"cnn\" needs images: x_train of shape [n, H, W] or [n, C, H, W], the file has {:?}",
+                    x.size()
+                ),
+                _ => x.shallow_clone(),
+            })
+        };
+        let (train_x, val_x) = (shape(&t.x_train)?, shape(&t.x_val)?);
+        let sample_shape = train_x.size()[1..].to_vec();
+        let (targets, y_train, y_val) = if t.regression {
+            let zeros = |y: &Tensor| Tensor::zeros([y.size()[0]], (Kind::Int64, Device::Cpu));
+            let (zt, zv) = (zeros(&t.y_train), zeros(&t.y_val));
+            (Some((t.y_train.to(device), t.y_val.to(device))), zt, zv)
+        } else {
+            (None, t.y_train, t.y_val)
+        };
+        let train_y_host: Vec<i64> = Vec::<i64>::try_from(&y_train).context("labels to the host")?;
+        // Regression has no classes to weigh (`class_weights` is refused for it).
+        let mut by_class = vec![Vec::new(); if t.regression { 0 } else { t.classes }];
+        for (i, &c) in train_y_host.iter().enumerate() {
+            if let Some(rows) = by_class.get_mut(c as usize) {
+                rows.push(i as i64);
+            }
+        }
+        Ok(Dataset {
+            targets,
+            inputs: Inputs::Features { dim: sample_shape.iter().product::<i64>() as usize },
+            classes: t.classes,
+            train_x: train_x.to(device),
+            train_y: y_train.to(device),
+            train_y_host,
+            val_x: val_x.to(device),
+            val_y: y_val.to(device),
+            sample_shape,
+            by_class,
+            generator: None,
+            device,
+        })
     }
 
     fn build_inputs(task: &TaskSection, form: ModularInputs, seed: u64, device: Device) -> Result<Dataset> {
@@ -100,6 +159,7 @@ impl Dataset {
                 (generate(task, &g, c, &mut rng), Some(g))
             }
             TaskKind::Csv => (csv_task(task, &mut rng)?, None),
+            TaskKind::Tensors => bail!("a tensors task is built by Dataset::build_for"),
         };
         let mut d = raw.into_dataset(device);
         d.generator = generator;
@@ -248,6 +308,8 @@ impl Raw {
             generator: None,
             device,
             by_class,
+            targets: None,
+            sample_shape: vec![width],
             inputs: self.inputs,
             classes: self.classes,
             train_x: x.narrow(0, 0, nt).to(device),
@@ -482,4 +544,139 @@ pub fn check_mixture(phase: &str, weights: &[f64], class_counts: &[usize]) -> st
         ));
     }
     Ok(())
+}
+
+/// A `tensors` task's file, read and checked: `x_train`, `y_train`, `x_val`, `y_val`;
+/// inputs of a floating-point type (any shape, the same per sample in both splits,
+/// finite), labels of an integer type, one per input row, in [0, classes) where
+/// `classes` is the largest label + 1 (at least 2). Inputs become f32, labels i64.
+pub struct TensorData {
+    pub x_train: Tensor,
+    pub y_train: Tensor,
+    pub x_val: Tensor,
+    pub y_val: Tensor,
+    /// Classes, or for regression the number of target values per row.
+    pub classes: usize,
+    /// Float `y`: regression targets `[rows, k]` (f32) instead of class labels.
+    pub regression: bool,
+}
+
+pub const TENSOR_KEYS: [&str; 4] = ["x_train", "y_train", "x_val", "y_val"];
+
+/// Reads a `tensors` task's file (`[task] path`); every error names the file and what
+/// is wrong with which tensor.
+pub fn read_tensors(task: &TaskSection) -> Result<TensorData> {
+    let path = task.path.as_ref().expect("validated").get_ref().clone();
+    let meta = std::fs::metadata(&path).with_context(|| format!("{path}: cannot read the data file"))?;
+    if meta.is_dir() {
+        bail!("{path}: is a directory, expected a safetensors file");
+    }
+    let tensors = Tensor::read_safetensors(&path).map_err(|e| {
+        let why = e.to_string();
+        anyhow::anyhow!(
+            "{path}: not a safetensors file ({}); write one with safetensors.torch.save_file({{\"x_train\": …, \"y_train\": …, \"x_val\": …, \"y_val\": …}}, path)",
+            why.lines().next().unwrap_or("").trim()
+        )
+    })?;
+    let mut names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_by_key(|n| (TENSOR_KEYS.iter().position(|k| k == n).unwrap_or(4), *n));
+    let get = |key: &str| -> Result<Tensor> {
+        tensors.iter().find(|(n, _)| n == key).map(|(_, t)| t.shallow_clone()).with_context(|| {
+            format!(
+                "{path}: no tensor \"{key}\" (it holds {}; expected x_train, y_train, x_val, y_val)",
+                names.join(", ")
+            )
+        })
+    };
+    let (x_train, y_train, x_val, y_val) = (get("x_train")?, get("y_train")?, get("x_val")?, get("y_val")?);
+    for (key, x) in [("x_train", &x_train), ("x_val", &x_val)] {
+        if !x.is_floating_point() {
+            bail!(
+                "{path}: {key} is {:?}; inputs must be floating point (float32, float64, float16, bfloat16)",
+                x.kind()
+            );
+        }
+        if x.dim() < 2 || x.size()[0] < 1 {
+            bail!("{path}: {key} has shape {:?}; expected [rows, …] with at least one row and one feature", x.size());
+        }
+    }
+    if x_train.size()[1..] != x_val.size()[1..] {
+        bail!(
+            "{path}: x_train's samples have shape {:?}, x_val's {:?}; they must be the same",
+            &x_train.size()[1..],
+            &x_val.size()[1..]
+        );
+    }
+    let (x_train, x_val) = (x_train.to_kind(Kind::Float), x_val.to_kind(Kind::Float));
+    for (key, x) in [("x_train", &x_train), ("x_val", &x_val)] {
+        if x.isfinite().all().int64_value(&[]) == 0 {
+            bail!("{path}: {key} holds values that are not finite (NaN or ±inf)");
+        }
+    }
+    if y_train.is_floating_point() || y_val.is_floating_point() {
+        return regression_targets(&path, x_train, y_train, x_val, y_val);
+    }
+    let integer = |k: Kind| matches!(k, Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8);
+    for (key, y, x, xkey) in [("y_train", &y_train, &x_train, "x_train"), ("y_val", &y_val, &x_val, "x_val")] {
+        if !integer(y.kind()) {
+            bail!("{path}: {key} is {:?}; labels must be integers (int64, int32, int16, int8, uint8)", y.kind());
+        }
+        if y.dim() != 1 || y.size()[0] != x.size()[0] {
+            bail!("{path}: {key} has shape {:?}; expected one label per row of {xkey}: [{}]", y.size(), x.size()[0]);
+        }
+    }
+    let (y_train, y_val) = (y_train.to_kind(Kind::Int64), y_val.to_kind(Kind::Int64));
+    let min = y_train.min().int64_value(&[]).min(y_val.min().int64_value(&[]));
+    if min < 0 {
+        bail!("{path}: labels must be class indices ≥ 0, found {min}");
+    }
+    let classes = y_train.max().int64_value(&[]).max(y_val.max().int64_value(&[])) + 1;
+    if classes < 2 {
+        bail!("{path}: the labels hold only one class (0); classification needs at least 2");
+    }
+    if classes > 100_000 {
+        bail!("{path}: labels go up to {}; at most 100000 classes", classes - 1);
+    }
+    Ok(TensorData { x_train, y_train, x_val, y_val, classes: classes as usize, regression: false })
+}
+
+/// Float `y`: regression targets, `[rows]` or `[rows, k]` (the same k in both splits),
+/// finite; read as f32 `[rows, k]`.
+fn regression_targets(
+    path: &str,
+    x_train: Tensor,
+    y_train: Tensor,
+    x_val: Tensor,
+    y_val: Tensor,
+) -> Result<TensorData> {
+    let mut ys = Vec::new();
+    for (key, y, x, xkey) in [("y_train", &y_train, &x_train, "x_train"), ("y_val", &y_val, &x_val, "x_val")] {
+        if !y.is_floating_point() {
+            bail!("{path}: {key} is {:?} but the other split's targets are floats; use one kind for both", y.kind());
+        }
+        if !(1..=2).contains(&y.dim()) || y.size()[0] != x.size()[0] {
+            bail!(
+                "{path}: {key} has shape {:?}; expected one target per row of {xkey}: [{}] or [{}, k]",
+                y.size(),
+                x.size()[0],
+                x.size()[0]
+            );
+        }
+        let y = y.to_kind(Kind::Float);
+        let y = if y.dim() == 1 { y.unsqueeze(1) } else { y };
+        if y.isfinite().all().int64_value(&[]) == 0 {
+            bail!("{path}: {key} holds targets that are not finite (NaN or ±inf)");
+        }
+        ys.push(y);
+    }
+    let (y_val, y_train) = (ys.pop().expect("two"), ys.pop().expect("two"));
+    if y_train.size()[1] != y_val.size()[1] || y_train.size()[1] < 1 {
+        bail!(
+            "{path}: y_train has {} target values per row, y_val {}; they must be the same",
+            y_train.size()[1],
+            y_val.size()[1]
+        );
+    }
+    let k = y_train.size()[1] as usize;
+    Ok(TensorData { x_train, y_train, x_val, y_val, classes: k, regression: true })
 }

@@ -28,7 +28,7 @@ impl DataShape {
                 let p = t.modulus();
                 let inputs = match cfg.model.kind.get_ref() {
                     ModelKind::Transformer => Inputs::Tokens { vocab: p + 1, seq_len: 3 },
-                    ModelKind::Mlp => f(2 * p),
+                    _ => f(2 * p),
                 };
                 DataShape { rows: p * p, inputs, classes: p, build_bytes_per_cell: 8.0 + 8.0 }
             }
@@ -44,7 +44,7 @@ impl DataShape {
                 classes: t.classes(),
                 build_bytes_per_cell: 8.0 + 4.0,
             },
-            TaskKind::Csv => return None,
+            TaskKind::Csv | TaskKind::Tensors => return None,
         })
     }
 
@@ -62,6 +62,18 @@ impl DataShape {
 pub fn csv_shape(cfg: &Config) -> anyhow::Result<DataShape> {
     let (rows, dim, classes) = data::csv_dimensions(&cfg.task)?;
     Ok(DataShape { rows, inputs: Inputs::Features { dim }, classes, build_bytes_per_cell: 8.0 * 3.0 + 4.0 })
+}
+
+/// A tensors task's shape, reading its file as training would (`data::read_tensors`;
+/// float targets also need a regression plan, `check_regression`).
+pub fn tensors_shape(cfg: &Config) -> anyhow::Result<DataShape> {
+    let t = data::read_tensors(&cfg.task)?;
+    if t.regression {
+        super::check_regression(cfg).map_err(anyhow::Error::msg)?;
+    }
+    let rows = (t.x_train.size()[0] + t.x_val.size()[0]) as usize;
+    let dim = t.x_train.size()[1..].iter().product::<i64>() as usize;
+    Ok(DataShape { rows, inputs: Inputs::Features { dim }, classes: t.classes, build_bytes_per_cell: 4.0 * 2.0 })
 }
 
 /// Bytes a run needs, by part.
@@ -89,6 +101,19 @@ pub fn parameters(cfg: &Config, shape: &DataShape) -> f64 {
             let block = 4.0 * d + (3.0 * d * d + 3.0 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d);
             (vocab as f64 + seq_len as f64) * d + l * block + 2.0 * d + d * classes + classes
         }
+        (ModelKind::Cnn, Inputs::Features { dim }) => {
+            // Conv blocks, and the head on the last block's features: at most the input's
+            // pixels × its channels (pooling shrinks them).
+            let mut c_in = 1.0;
+            let mut total = 0.0;
+            for &c in &m.cnn_channels() {
+                total += 9.0 * c_in * c as f64 + 3.0 * c as f64;
+                c_in = c as f64;
+            }
+            total + dim as f64 * c_in * classes + classes
+        }
+        // Known once the module is loaded: `preflight` adds it.
+        (ModelKind::TorchScript, _) => 0.0,
         (_, inputs) => {
             let input = match inputs {
                 Inputs::Features { dim } => dim as f64,
@@ -115,6 +140,11 @@ fn activations_per_sample(cfg: &Config, shape: &DataShape) -> f64 {
             let t = seq_len as f64;
             t * d + l * t * (12.0 * d + 2.0 * ff + 2.0 * h * t) + 3.0 * classes
         }
+        (ModelKind::Cnn, _) => {
+            shape.cells_per_row() * (1.0 + 3.0 * m.cnn_channels().iter().sum::<usize>() as f64) + 3.0 * classes
+        }
+        // A module's activations are unknown: taken as ten times its input.
+        (ModelKind::TorchScript, _) => 10.0 * shape.cells_per_row() + 3.0 * classes,
         _ => shape.cells_per_row() + 2.0 * m.mlp_depth() as f64 * m.mlp_width() as f64 + 3.0 * classes,
     }
 }
@@ -192,14 +222,52 @@ pub fn preflight(loaded: &LoadedConfig) -> Result<(), ConfigError> {
             ));
         }
     }
+    let at_path = |e: anyhow::Error| {
+        let at = cfg.task.path.as_ref().map_or(0, |p| p.span().start);
+        ConfigError::at(&file, src, at, format!("{e:#}"))
+    };
     let shape = match DataShape::of(cfg) {
         Some(s) => s,
-        None => csv_shape(cfg).map_err(|e| {
-            let at = cfg.task.path.as_ref().map_or(0, |p| p.span().start);
-            ConfigError::at(&file, src, at, format!("{e:#}"))
-        })?,
+        None if *cfg.task.kind.get_ref() == TaskKind::Tensors => tensors_shape(cfg).map_err(at_path)?,
+        None => csv_shape(cfg).map_err(at_path)?,
     };
+    if *cfg.model.kind.get_ref() == ModelKind::Cnn {
+        // The data as the cnn reads it: images.
+        data::Dataset::build_for(&cfg.task, &cfg.model, 0, tch::Device::Cpu).map_err(at_path)?;
+    }
+    if *cfg.model.kind.get_ref() == ModelKind::TorchScript {
+        check_module(loaded)?;
+    }
     fits(cfg, &shape, None).map_err(|m| ConfigError::at(&file, src, cfg.model.kind.span().start, m))
+}
+
+/// A TorchScript model's probe-able layers (None for a built-in model), for `check`'s
+/// report once `preflight` has passed.
+pub fn module_layers(loaded: &LoadedConfig) -> Option<Vec<String>> {
+    (*loaded.config.model.kind.get_ref() == ModelKind::TorchScript).then(|| check_module(loaded).ok()).flatten()
+}
+
+/// A TorchScript model's module, loaded and checked against the task's data
+/// (`script::ScriptModel::load`, errors at the config's `[model] path`), then what the
+/// config names in it (probe layers, `until` metrics, `freeze` prefixes). Returns the
+/// probe-able layers.
+pub fn check_module(loaded: &LoadedConfig) -> Result<Vec<String>, ConfigError> {
+    let cfg = &loaded.config;
+    let file = loaded.path.display().to_string();
+    let span = cfg.model.path.as_ref().map_or(cfg.model.kind.span(), |p| p.span());
+    let err = |m: String| ConfigError::at(&file, &loaded.source, span.start, m);
+    let data = data::Dataset::build_for(&cfg.task, &cfg.model, cfg.run.seed, tch::Device::Cpu).map_err(|e| {
+        let at = cfg.task.path.as_ref().map_or(cfg.task.kind.span(), |p| p.span());
+        ConfigError::at(&file, &loaded.source, at.start, format!("{e:#}"))
+    })?;
+    let rows = data.train_x.size()[0].min(2);
+    let path = cfg.model.path.as_ref().expect("validated").get_ref();
+    let m = super::script::ScriptModel::load(path, tch::Device::Cpu, &data.train_x.narrow(0, 0, rows), data.classes)
+        .map_err(err)?;
+    let layers = m.model.layers().to_vec();
+    let params: Vec<String> = m.params.iter().map(|(n, _)| n.clone()).collect();
+    crate::config::check_module_layers(loaded, &layers, &params)?;
+    Ok(layers)
 }
 
 #[cfg(test)]

@@ -10,9 +10,10 @@ pub mod model;
 pub mod optim;
 pub mod reference;
 pub mod schedule;
+pub mod script;
 pub mod threads;
 
-use crate::config::{Config, DeviceChoice, InitKind, LossKind, Phase, ProbeSplit};
+use crate::config::{Config, DeviceChoice, InitKind, LossKind, ModelKind, Phase, ProbeSplit};
 use crate::event::Metrics;
 use anyhow::{Result, bail};
 use data::Dataset;
@@ -31,9 +32,15 @@ pub struct Trainer {
     _vs: nn::VarStore,
     model: Model,
     data: Dataset,
-    /// Trainable variables in a fixed (name-sorted) order, with the layer each belongs to.
+    /// Trainable variables in a fixed (name-sorted) order, with the layer each belongs to
+    /// (for a TorchScript module, its own name: `freeze` entries are name prefixes).
     params: Vec<(String, Tensor)>,
     layer_of: Vec<String>,
+    /// State the model keeps that is not trained (batch norm's running statistics, a
+    /// TorchScript module's buffers and frozen parameters): checkpointed, restored.
+    buffers: Vec<(String, Tensor)>,
+    /// The probe-able layers (a TorchScript module's are known once it is loaded).
+    layers: Vec<String>,
     /// Values at initialisation (views into row 3 of the store), for distance-from-init.
     init: Vec<Tensor>,
     /// Views of the store (`bind_to_store`): a `[4, n]` tensor whose rows are θ, ∇θ,
@@ -107,6 +114,9 @@ impl Trainer {
         // The validator checks mixtures against the classes a config determines; a csv
         // task's are known only now.
         let counts = data.class_counts();
+        if data.targets.is_some() {
+            check_regression(cfg).map_err(anyhow::Error::msg)?;
+        }
         for p in &cfg.phases {
             if let Some(w) = &p.class_weights {
                 data::check_mixture(p.name(), w.get_ref(), &counts).map_err(anyhow::Error::msg)?;
@@ -120,8 +130,20 @@ impl Trainer {
             }
         }
         let vs = nn::VarStore::new(device);
-        let model = Model::new(&vs.root(), &cfg.model, data.inputs, data.classes);
-        let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        let (model, mut named, mut buffers, layers) = if *cfg.model.kind.get_ref() == ModelKind::TorchScript {
+            let path = cfg.model.path.as_ref().expect("validated").get_ref();
+            let rows = data.train_x.size()[0].min(2);
+            let loaded = script::ScriptModel::load(path, device, &data.train_x.narrow(0, 0, rows), data.classes)
+                .map_err(anyhow::Error::msg)?;
+            let layers = loaded.model.layers().to_vec();
+            (Model::Script(loaded.model), loaded.params, loaded.buffers, layers)
+        } else {
+            let model = Model::new(&vs.root(), &cfg.model, data.inputs, &data.sample_shape, data.classes);
+            // Variables that do not train (batch norm's running statistics) are buffers.
+            let (named, buffers): (Vec<_>, Vec<_>) = vs.variables().into_iter().partition(|(_, v)| v.requires_grad());
+            (model, named, buffers, cfg.model.layer_names())
+        };
+        buffers.sort_by(|a, b| a.0.cmp(&b.0));
         // `init_scale` multiplies the initial weights. Under `init = "tch"` (phasetop
         // before `init` existed) it multiplies every parameter, biases and LayerNorm
         // gains included, as it always did; under the other schemes only the weight
@@ -135,10 +157,13 @@ impl Trainer {
         }
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let store = bind_to_store(&mut named);
-        let layers = cfg.model.layer_names();
+        let module = *cfg.model.kind.get_ref() == ModelKind::TorchScript;
         let layer_of = named
             .iter()
             .map(|(n, _)| {
+                if module {
+                    return n.clone();
+                }
                 layers
                     .iter()
                     .filter(|l| n.starts_with(&format!("{l}.")))
@@ -173,6 +198,8 @@ impl Trainer {
             frozen: vec![false; named.len()],
             params: named,
             layer_of,
+            buffers,
+            layers,
             init,
             stat_rows: store.narrow(0, 0, 3),
             store: store.shallow_clone(),
@@ -287,7 +314,12 @@ impl Trainer {
     fn apply_freeze(&mut self) {
         let frozen_layers = self.phase().frozen();
         for (i, (_, t)) in self.params.iter_mut().enumerate() {
-            let f = frozen_layers.contains(&self.layer_of[i]);
+            // A built-in layer by its name; a TorchScript parameter by its name or a
+            // prefix of it at a dot (`encoder` covers `encoder.0.weight`).
+            let layer = &self.layer_of[i];
+            let f = frozen_layers
+                .iter()
+                .any(|f| layer == f || layer.strip_prefix(f.as_str()).is_some_and(|r| r.starts_with('.')));
             self.frozen[i] = f;
             let _ = t.set_requires_grad(!f);
         }
@@ -323,11 +355,15 @@ impl Trainer {
         let next = self.step + 1;
         let phase = self.phase().clone();
         let (x, labels) = self.training_batch(next);
-        let y = Tensor::from_slice(&labels).to_device(self.device);
+        // Regression: the rows' targets (the same draw of rows, a function of (seed, step)).
+        let (y, labels) = match &self.data.targets {
+            Some((train_t, _)) => (train_t.index_select(0, &self.regression_rows(next)), Vec::new()),
+            None => (Tensor::from_slice(&labels).to_device(self.device), labels),
+        };
         let hyper = self.hyper();
 
         self.optim.zero_grad();
-        let (logits, _) = self.model.forward(&x, false);
+        let (logits, _) = self.model.forward(&x, false, true);
         let mut terms: Vec<(LossKind, Tensor)> = Vec::new();
         let mut total: Option<Tensor> = None;
         for (kind, weight) in phase.loss_terms() {
@@ -367,7 +403,10 @@ impl Trainer {
         self.metrics_time += started.elapsed();
         let mut stats = stats.into_iter();
         let mut next_stat = || stats.next().expect("one value per statistic");
-        m.insert("train_acc".into(), next_stat());
+        let accuracy = next_stat();
+        if self.data.targets.is_none() {
+            m.insert("train_acc".into(), accuracy);
+        }
         let grad_norm = next_stat();
         m.insert("grad_norm".into(), if loss.is_finite() { grad_norm } else { f64::NAN });
         m.insert("weight_norm".into(), next_stat());
@@ -428,6 +467,7 @@ impl Trainer {
     fn loss_term(&self, kind: LossKind, logits: &Tensor, y: &Tensor) -> Tensor {
         match kind {
             LossKind::CrossEntropy => logits.cross_entropy_for_logits(y),
+            LossKind::Mse if self.data.targets.is_some() => logits.mse_loss(y, Reduction::Mean),
             LossKind::Mse => {
                 let target = y.one_hot(self.data.classes as i64).to_kind(Kind::Float);
                 logits.mse_loss(&target, Reduction::Mean)
@@ -484,8 +524,33 @@ impl Trainer {
         }
     }
 
-    /// Loss and accuracy on the held-out split (capped by `eval.max_samples`).
+    /// The training rows step `step` draws (what `training_batch` gathers), as a tensor.
+    fn regression_rows(&self, step: u64) -> Tensor {
+        let batch = self.overrides.batch_size.unwrap_or(self.phase().batch_size());
+        let indices = self.data.batch_indices(self.seed, step, batch, None);
+        Tensor::from_slice(&indices).to_device(self.device)
+    }
+
+    /// Loss and accuracy on the held-out split (capped by `eval.max_samples`); for
+    /// regression the mean squared error as `val_loss`, and no accuracy.
     pub fn evaluate(&self) -> Metrics {
+        if let Some((_, val_t)) = &self.data.targets {
+            return tch::no_grad(|| {
+                let n_all = val_t.size()[0];
+                let n = match self.cfg.eval.max_samples {
+                    0 => n_all,
+                    cap => n_all.min(cap as i64),
+                };
+                let (mut sum, mut start) = (0.0, 0);
+                while start < n {
+                    let len = 4096.min(n - start);
+                    let (out, _) = self.model.forward(&self.data.val_x.narrow(0, start, len), false, false);
+                    sum += out.mse_loss(&val_t.narrow(0, start, len), Reduction::Sum).double_value(&[]);
+                    start += len;
+                }
+                Metrics::from([("val_loss".to_string(), sum / (n.max(1) * val_t.size()[1]) as f64)])
+            });
+        }
         tch::no_grad(|| {
             let n_all = self.data.val_y.size()[0];
             let n = match self.cfg.eval.max_samples {
@@ -499,7 +564,7 @@ impl Trainer {
                 let len = chunk.min(n - start);
                 let x = self.data.val_x.narrow(0, start, len);
                 let y = self.data.val_y.narrow(0, start, len);
-                let (logits, _) = self.model.forward(&x, false);
+                let (logits, _) = self.model.forward(&x, false, false);
                 loss_sum += logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0).double_value(&[]);
                 correct +=
                     logits.argmax(-1, false).eq_tensor(&y).to_kind(Kind::Float).sum(Kind::Float).double_value(&[]);
@@ -512,7 +577,7 @@ impl Trainer {
 
     /// Each named layer's output on the fixed probe batch (for probes).
     pub fn probe_features(&self) -> Vec<Feature> {
-        tch::no_grad(|| self.model.forward(&self.probe_x, true).1)
+        tch::no_grad(|| self.model.forward(&self.probe_x, true, false).1)
     }
 
     /// Makes phase `index` current, between steps. Returns a note when optimizer state
@@ -593,6 +658,18 @@ impl Trainer {
         &self.params
     }
 
+    /// The model's state that does not train (batch norm's running statistics, a
+    /// TorchScript module's buffers), by name.
+    pub fn buffers(&self) -> &[(String, Tensor)] {
+        &self.buffers
+    }
+
+    /// The probe-able layers: the config's for a built-in model, a TorchScript module's
+    /// `features` keys (or `output`).
+    pub fn layers(&self) -> &[String] {
+        &self.layers
+    }
+
     pub(crate) fn named_params(&self) -> &[(String, Tensor)] {
         &self.params
     }
@@ -615,6 +692,26 @@ impl Trainer {
         self.optim.set_kind(kind);
         self.apply_freeze();
     }
+}
+
+/// What a regression task (float targets) allows: `mse` (with `l2`) in every phase, and
+/// no class-based settings.
+pub fn check_regression(cfg: &Config) -> std::result::Result<(), String> {
+    for p in &cfg.phases {
+        if let Some((k, _)) = p.loss_terms().into_iter().find(|(k, _)| !matches!(k, LossKind::Mse | LossKind::L2)) {
+            return Err(format!(
+                "phase \"{}\": the data's targets are floats (regression), which need loss = [{{ kind = \"mse\" }}], not \"{k}\"",
+                p.name()
+            ));
+        }
+        if p.class_weights.is_some() || p.label_noise() > 0.0 {
+            return Err(format!(
+                "phase \"{}\": class_weights and label_noise need class labels; the data's targets are floats (regression)",
+                p.name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Moves the parameters into row 0 of a new `[4, n]` store (each parameter a view

@@ -2,8 +2,8 @@
 //! (tch has no forward hooks), which is what probes read.
 
 use super::data::Inputs;
-use crate::config::{Activation, InitKind, ModelKind, ModelSection};
-use tch::nn::{self, Module};
+use crate::config::{Activation, InitKind, ModelKind, ModelSection, PoolKind};
+use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
 /// A named layer's output captured during a forward pass.
@@ -18,29 +18,129 @@ pub struct Feature {
 pub enum Model {
     Mlp(Mlp),
     Transformer(Transformer),
+    Cnn(Cnn),
+    Script(super::script::ScriptModel),
 }
 
 impl Model {
-    pub fn new(vs: &nn::Path, cfg: &ModelSection, inputs: Inputs, classes: usize) -> Model {
+    /// A built-in model (a TorchScript module is loaded by `script::ScriptModel::load`).
+    /// `sample_shape` is one input's shape (a cnn's `[C, H, W]`).
+    pub fn new(vs: &nn::Path, cfg: &ModelSection, inputs: Inputs, sample_shape: &[i64], classes: usize) -> Model {
         match (cfg.kind.get_ref(), inputs) {
+            (ModelKind::Cnn, _) => Model::Cnn(Cnn::new(vs, cfg, sample_shape, classes)),
             (ModelKind::Transformer, Inputs::Tokens { vocab, seq_len }) => {
                 Model::Transformer(Transformer::new(vs, cfg, vocab, seq_len, classes))
             }
             (_, Inputs::Features { dim }) => Model::Mlp(Mlp::new(vs, cfg, Input::Features(dim), classes)),
-            (ModelKind::Mlp, Inputs::Tokens { vocab, seq_len }) => {
+            (_, Inputs::Tokens { vocab, seq_len }) => {
                 Model::Mlp(Mlp::new(vs, cfg, Input::Tokens { vocab, seq_len }, classes))
             }
         }
     }
 
-    /// Logits, and each named layer's output when `capture` is set.
-    pub fn forward(&self, x: &Tensor, capture: bool) -> (Tensor, Vec<Feature>) {
+    /// Logits, and each named layer's output when `capture` is set. `train`: training
+    /// mode (batch norm normalises by the batch and updates its running statistics) or
+    /// evaluation mode (it uses them); the MLP and transformer behave the same in both.
+    pub fn forward(&self, x: &Tensor, capture: bool, train: bool) -> (Tensor, Vec<Feature>) {
         let mut feats = Vec::new();
         let logits = match self {
             Model::Mlp(m) => m.forward(x, capture.then_some(&mut feats)),
             Model::Transformer(t) => t.forward(x, capture.then_some(&mut feats)),
+            Model::Cnn(c) => c.forward(x, capture.then_some(&mut feats), train),
+            Model::Script(s) => return s.forward(x, capture, train),
         };
         (logits, feats)
+    }
+}
+
+/// Weight and bias initialisers of a layer with these fans under `init` (None: tch's own
+/// defaults, `init = "tch"`); see [`init_linear`].
+fn initialisers(init: InitKind, fan_in: i64, fan_out: i64) -> Option<(nn::Init, nn::Init)> {
+    let f = fan_in as f64;
+    let bound = 1.0 / f.sqrt();
+    let zero = nn::Init::Const(0.0);
+    Some(match init {
+        InitKind::Tch => return None,
+        InitKind::Torch => (nn::Init::Uniform { lo: -bound, up: bound }, nn::Init::Uniform { lo: -bound, up: bound }),
+        InitKind::Kaiming => (nn::Init::Randn { mean: 0.0, stdev: (2.0 / f).sqrt() }, zero),
+        InitKind::Xavier => {
+            let b = (6.0 / (f + fan_out as f64)).sqrt();
+            (nn::Init::Uniform { lo: -b, up: b }, zero)
+        }
+        InitKind::Normal => (nn::Init::Randn { mean: 0.0, stdev: 0.02 }, zero),
+    })
+}
+
+/// A small convolutional network for image-shaped inputs `[n, C, H, W]`: per entry of
+/// `channels` a block conv 3×3 (padding 1) → batch norm (optional) → ReLU → 2×2 pooling
+/// (while the image is at least 2 × 2), then a linear head on the flattened features.
+/// Layers: `conv.0` … (each block's output), `head`. Batch norm's running statistics
+/// are buffers (not trained, checkpointed); `forward`'s `train` picks its mode.
+pub struct Cnn {
+    blocks: Vec<ConvBlock>,
+    head: nn::Linear,
+}
+
+struct ConvBlock {
+    conv: nn::Conv2D,
+    bn: Option<nn::BatchNorm>,
+    pool: PoolKind,
+}
+
+impl Cnn {
+    fn new(vs: &nn::Path, cfg: &ModelSection, sample_shape: &[i64], classes: usize) -> Cnn {
+        let (mut c, mut h, mut w) = match *sample_shape {
+            [c, h, w] => (c, h, w),
+            _ => panic!("a cnn reads [C, H, W] samples, got {sample_shape:?} (checked by the data)"),
+        };
+        let init = cfg.init();
+        let mut blocks = Vec::new();
+        for (i, &out) in cfg.cnn_channels().iter().enumerate() {
+            let out = out as i64;
+            let path = vs / "conv" / i;
+            let mut conv_cfg = nn::ConvConfig { padding: 1, ..Default::default() };
+            if let Some((ws, bs)) = initialisers(init, c * 9, out * 9) {
+                (conv_cfg.ws_init, conv_cfg.bs_init) = (ws, bs);
+            }
+            let conv = nn::conv2d(&path, c, out, 3, conv_cfg);
+            let bn = cfg.cnn_batch_norm().then(|| {
+                // PyTorch's BatchNorm2d: weight 1, bias 0 (tch's default weight is U(0, 1)).
+                let bn_cfg = nn::BatchNormConfig { ws_init: nn::Init::Const(1.0), ..Default::default() };
+                nn::batch_norm2d(&path / "bn", out, bn_cfg)
+            });
+            let pool = if h >= 2 && w >= 2 { cfg.cnn_pool() } else { PoolKind::None };
+            if pool != PoolKind::None {
+                (h, w) = (h / 2, w / 2);
+            }
+            blocks.push(ConvBlock { conv, bn, pool });
+            c = out;
+        }
+        let head = init_linear(&(vs / "head"), c * h * w, classes as i64, init);
+        Cnn { blocks, head }
+    }
+
+    fn forward(&self, x: &Tensor, mut capture: Option<&mut Vec<Feature>>, train: bool) -> Tensor {
+        let mut h = x.shallow_clone();
+        for (i, b) in self.blocks.iter().enumerate() {
+            h = b.conv.forward(&h);
+            if let Some(bn) = &b.bn {
+                h = bn.forward_t(&h, train);
+            }
+            h = h.relu();
+            h = match b.pool {
+                PoolKind::Max => h.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false),
+                PoolKind::Avg => h.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>),
+                PoolKind::None => h,
+            };
+            if let Some(f) = capture.as_deref_mut() {
+                f.push(Feature { layer: format!("conv.{i}"), value: h.shallow_clone(), is_attention: false });
+            }
+        }
+        let out = linear(&self.head, &h.flatten(1, -1));
+        if let Some(f) = capture {
+            f.push(Feature { layer: "head".into(), value: out.shallow_clone(), is_attention: false });
+        }
+        out
     }
 }
 
@@ -53,22 +153,12 @@ impl Model {
 /// - `xavier`: weights U(±√(6/(fan_in + fan_out))) (Glorot uniform), biases 0;
 /// - `normal`: weights N(0, 0.02²), biases 0.
 pub fn init_linear(vs: &nn::Path, fan_in: i64, fan_out: i64, init: InitKind) -> nn::Linear {
-    let f = fan_in as f64;
-    let bound = 1.0 / f.sqrt();
-    let zero = Some(nn::Init::Const(0.0));
-    let (ws_init, bs_init) = match init {
-        InitKind::Tch => return nn::linear(vs, fan_in, fan_out, Default::default()),
-        InitKind::Torch => {
-            (nn::Init::Uniform { lo: -bound, up: bound }, Some(nn::Init::Uniform { lo: -bound, up: bound }))
+    match initialisers(init, fan_in, fan_out) {
+        None => nn::linear(vs, fan_in, fan_out, Default::default()),
+        Some((ws_init, bs_init)) => {
+            nn::linear(vs, fan_in, fan_out, nn::LinearConfig { ws_init, bs_init: Some(bs_init), bias: true })
         }
-        InitKind::Kaiming => (nn::Init::Randn { mean: 0.0, stdev: (2.0 / f).sqrt() }, zero),
-        InitKind::Xavier => {
-            let b = (6.0 / (f + fan_out as f64)).sqrt();
-            (nn::Init::Uniform { lo: -b, up: b }, zero)
-        }
-        InitKind::Normal => (nn::Init::Randn { mean: 0.0, stdev: 0.02 }, zero),
-    };
-    nn::linear(vs, fan_in, fan_out, nn::LinearConfig { ws_init, bs_init, bias: true })
+    }
 }
 
 /// An embedding table: N(0, 1) as `nn.Embedding` (and tch) do, N(0, 0.02²) under `normal`.
