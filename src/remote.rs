@@ -50,6 +50,7 @@ fn ui_options(dir: PathBuf, view: ViewOptions) -> crate::ui::Options {
         replay: None,
         overlay: Vec::new(),
         remote: None,
+        notify: view.notify,
     }
 }
 
