@@ -223,7 +223,7 @@ fn train_without_a_terminal_runs_headless() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("run completed at step 30"), "{stdout}");
+    assert!(stdout.contains("       30  end       completed"), "{stdout}");
     assert!(!stdout.contains("\u{1b}["), "no escape sequences when stdout is not a terminal");
 }
 

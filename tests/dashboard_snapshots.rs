@@ -311,10 +311,10 @@ fn list_panels_scroll_and_enter_opens_the_full_row() {
     screen(&a, 160, 48);
     focus(&mut a, Panel::Events);
     let s = screen(&a, 160, 48);
-    assert!(!s.contains("0 run     started"), "{s}");
+    assert!(!s.contains("0 start   grokking"), "{s}");
     key(&mut a, KeyCode::End);
     let s = screen(&a, 160, 48);
-    assert!(s.contains("0 run     started") && s.contains("11/11"), "scrolled to the oldest row\n{s}");
+    assert!(s.contains("0 start   grokking") && s.contains("11/11"), "scrolled to the oldest row\n{s}");
     key(&mut a, KeyCode::Tab);
     assert_ne!(a.focused_panel(), Some(Panel::Events), "Tab still moves the focus");
 }

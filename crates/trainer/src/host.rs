@@ -192,16 +192,8 @@ pub fn logged_history(dir: &RunDir, upto: u64) -> Result<Vec<Event>> {
         let log = RunDir::open(&path)?.log();
         let contents = runlog::read_all(&log).with_context(|| format!("cannot read {}", log.display()))?;
         let events: Vec<Event> = contents.records.into_iter().map(|r| r.event).collect();
-        let cutoff = crate::inspect::superseded_after(events.iter());
-        let mut segment = 0;
-        for ev in events {
-            if matches!(ev, Event::RunStarted { .. }) {
-                segment += 1;
-            } else if ev.step().is_some_and(|s| s > upto || cutoff[segment].is_some_and(|c| s > c)) {
-                continue;
-            }
-            out.push(ev);
-        }
+        let mut current = phasetop_core::history::Supersession::of(events.iter()).upto(upto);
+        out.extend(events.into_iter().filter(|ev| current.keeps(ev)));
     }
     Ok(out)
 }

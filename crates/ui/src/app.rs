@@ -7,6 +7,7 @@ use super::state::RunView;
 use super::theme::Theme;
 use crate::control::Reply;
 use crate::event::Command;
+use crate::grammar::{GrammarError, Request};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -429,7 +430,7 @@ impl App {
         let words: Vec<&str> = input.split_whitespace().collect();
         let typing_first = words.len() <= 1 && !input.ends_with(' ');
         let candidates: Vec<String> = if typing_first {
-            COMMANDS.iter().map(|s| s.to_string()).collect()
+            commands().into_iter().map(str::to_string).collect()
         } else {
             match words.first().copied() {
                 Some("switch") => self.view.plan.iter().map(|p| p.name.clone()).collect(),
@@ -455,32 +456,41 @@ impl App {
 
     /// Runs a `:` command line. Errors go to the status line and change nothing.
     pub fn run_command_line(&mut self, line: &str) {
-        let mut words = line.split_whitespace();
-        let verb = words.next().unwrap_or("");
-        let arg = words.next();
-        let extra = words.next();
-        if extra.is_some() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.first() {
+            None => {}
+            Some(verb) if VIEW_VERBS.contains(verb) => self.run_view_verb(line, &words),
+            // The run's commands: the same grammar, command and error text as `ctl`.
+            Some(_) => match crate::grammar::parse(&words) {
+                Ok(Request::Command(Command::Switch { phase })) => {
+                    let names: Vec<&str> = self.view.plan.iter().map(|x| x.name.as_str()).collect();
+                    match crate::grammar::check_phase(&phase, &names) {
+                        Ok(()) => self.send(Command::Switch { phase }),
+                        Err(e) => self.set_status(e.to_string(), true),
+                    }
+                }
+                Ok(Request::Command(c)) => self.send(c),
+                Ok(Request::Plan { path }) => match std::fs::read_to_string(&path) {
+                    Ok(config) => self.send(Command::Plan { config }),
+                    Err(e) => self.set_status(format!("{path}: {e}"), true),
+                },
+                Ok(Request::Status) => {
+                    self.set_status("the screen is the status (`phasetop ctl RUN status` prints it)", false)
+                }
+                Err(GrammarError::UnknownVerb(v)) => {
+                    self.set_status(format!("unknown command \"{v}\", expected one of {}", commands().join(", ")), true)
+                }
+                Err(e) => self.set_status(e.to_string(), true),
+            },
+        }
+    }
+
+    /// The dashboard's own verbs (what the screen shows, not the run).
+    fn run_view_verb(&mut self, line: &str, words: &[&str]) {
+        if words.len() > 2 {
             return self.set_status(format!("too many arguments: {line}"), true);
         }
-        match (verb, arg) {
-            ("switch", Some(p)) => {
-                if self.view.plan.iter().any(|x| x.name == p) {
-                    self.send(Command::Switch { phase: p.to_string() })
-                } else {
-                    let names: Vec<&str> = self.view.plan.iter().map(|x| x.name.as_str()).collect();
-                    self.set_status(format!("unknown phase \"{p}\", expected one of {}", names.join(", ")), true)
-                }
-            }
-            ("pause", None) => self.send(Command::Pause),
-            ("resume", None) => self.send(Command::Resume),
-            ("stop", None) => self.send(Command::Stop),
-            ("checkpoint", None) => self.send(Command::Checkpoint),
-            ("accept", None) => self.send(Command::Accept { id: None }),
-            ("dismiss", None) => self.send(Command::Dismiss { id: None }),
-            ("set", Some(kv)) => match kv.split_once('=').map(|(k, v)| (k, v.parse::<f64>())) {
-                Some((k, Ok(value))) => self.send(Command::Set { key: k.to_string(), value }),
-                _ => self.set_status(format!("set needs KEY=NUMBER, got \"{kv}\""), true),
-            },
+        match (words[0], words.get(1).copied()) {
             ("goto", Some(s)) if self.player.is_some() => match s.parse::<u64>() {
                 Ok(step) => {
                     let p = self.player.as_mut().expect("checked");
@@ -537,8 +547,9 @@ impl App {
                 Err(e) => self.set_status(e, true),
             },
             ("help", None) => self.mode = Mode::Help,
-            ("", _) => {}
-            _ => self.set_status(format!("unknown command \"{line}\" (try: {})", COMMANDS.join(", ")), true),
+            ("bands", Some(_)) => self.set_status("bands: only when comparing runs (replay A B …)", true),
+            (verb, None) => self.set_status(format!("{verb} needs an argument"), true),
+            (verb, Some(extra)) => self.set_status(format!("{verb} takes no argument, got \"{extra}\""), true),
         }
     }
 
@@ -805,21 +816,13 @@ impl App {
     }
 }
 
-pub const COMMANDS: &[&str] = &[
-    "switch",
-    "pause",
-    "resume",
-    "stop",
-    "checkpoint",
-    "set",
-    "accept",
-    "dismiss",
-    "goto",
-    "smooth",
-    "layout",
-    "bands",
-    "help",
-];
+/// The `:` line's own verbs; the run's commands are [`crate::grammar::VERBS`].
+pub const VIEW_VERBS: &[&str] = &["goto", "smooth", "layout", "bands", "help"];
+
+/// Every verb the `:` line knows, for completion and errors.
+pub fn commands() -> Vec<&'static str> {
+    crate::grammar::VERBS.iter().chain(VIEW_VERBS).copied().collect()
+}
 
 /// A signal row in words: what the firing means for this metric and what one might do
 /// about it (`train_loss flat for 500 steps — consider switching phase (s)`). `switch`

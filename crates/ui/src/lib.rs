@@ -16,7 +16,7 @@ pub mod state;
 pub mod theme;
 
 // The core's modules under their old names, so `crate::event::…` reads the same here.
-pub(crate) use phasetop_core::{config, control, error, event, rundir, runlog, settings};
+pub(crate) use phasetop_core::{config, control, error, event, grammar, history, rundir, runlog, settings};
 
 use crate::rundir::RunDir;
 use anyhow::{Context, Result};

@@ -358,6 +358,6 @@ impl Builder {
 pub fn approx_bytes(v: &RunView) -> usize {
     v.series.values().map(|s| s.heap_bytes()).sum::<usize>()
         + v.log.len() * 96
-        + (v.signals.len() + v.markers.len() + v.suggestions.len()) * 96
+        + (v.signals.len() + v.markers.len() + v.suggestions.all.len()) * 96
         + 4096
 }
