@@ -13,7 +13,7 @@
 //!   the headless printer, the dashboard's events panel).
 
 use crate::event::{Command, Event, LogLevel};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What later resumes supersede: for the events after the k-th `RunStarted` (k = 0: before
 /// the first), the last step still current — the smallest resume step of the
@@ -79,7 +79,7 @@ impl Supersession {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SuggestionState {
     Pending,
@@ -100,7 +100,7 @@ impl SuggestionState {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Suggestion {
     pub step: u64,
     pub id: u64,
@@ -112,7 +112,7 @@ pub struct Suggestion {
 }
 
 /// Every suggestion of a run and what became of it, folded from its events.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Suggestions {
     pub all: Vec<Suggestion>,
 }
@@ -233,6 +233,18 @@ pub fn describe(e: &Event) -> Option<Line> {
     Some(Line { step, kind, text })
 }
 
+/// Every [`Line::kind`] [`describe`] gives.
+pub const KINDS: &[&str] = &[
+    "branch", "start", "resume", "phase", "signal", "suggest", "command", "plan", "ckpt", "info", "warn", "error",
+    "end",
+];
+
+/// A kind read back from a file (the replay index), as the `&'static str` of [`KINDS`]
+/// (an unknown one reads as `info`).
+pub fn kind(s: &str) -> &'static str {
+    KINDS.iter().find(|k| **k == s).copied().unwrap_or("info")
+}
+
 fn level_kind(level: LogLevel) -> &'static str {
     match level {
         LogLevel::Info => "info",
@@ -333,5 +345,6 @@ mod tests {
         assert_eq!(describe(&e).unwrap().to_string(), "       25  phase     warm → main (scheduled)");
         assert!(describe(&Event::Step { step: 1, phase: "x".into(), t: 0.0, metrics: Default::default() }).is_none());
         assert_eq!(describe(&started(Some(7))).unwrap().to_string(), "        7  resume    from step 7");
+        assert!(KINDS.contains(&describe(&started(None)).unwrap().kind));
     }
 }

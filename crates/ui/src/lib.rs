@@ -6,6 +6,7 @@ pub mod app;
 pub mod compare;
 pub mod fmt;
 pub mod follow;
+pub mod index_file;
 pub mod keymap;
 pub mod layout;
 pub mod render;

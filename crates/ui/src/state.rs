@@ -4,11 +4,12 @@
 use super::series::Series;
 use crate::event::{Event, RunStatus};
 use crate::history::{self, Suggestion, SuggestionState, Suggestions};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 const MAX_LOG_ROWS: usize = 2000;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanPhase {
     pub name: String,
     pub steps: Option<u64>,
@@ -16,7 +17,7 @@ pub struct PlanPhase {
     pub until: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseSpan {
     pub name: String,
     pub start: u64,
@@ -24,20 +25,20 @@ pub struct PhaseSpan {
     pub cause: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Mark {
     Signal,
     Command,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Marker {
     pub step: u64,
     pub kind: Mark,
     pub label: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignalRow {
     pub step: u64,
     pub detector: String,
@@ -45,14 +46,31 @@ pub struct SignalRow {
     pub message: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogRow {
     pub step: u64,
     pub kind: &'static str,
     pub text: String,
 }
 
-#[derive(Debug, Clone, Default)]
+/// A [`LogRow`] read back (the replay index file): its kind becomes one of
+/// [`crate::history::KINDS`] again.
+#[derive(Deserialize)]
+struct LogRowData {
+    step: u64,
+    kind: String,
+    text: String,
+}
+
+impl<'de> Deserialize<'de> for LogRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LogRow, D::Error> {
+        let r = LogRowData::deserialize(d)?;
+        Ok(LogRow { step: r.step, kind: crate::history::kind(&r.kind), text: r.text })
+    }
+}
+
+/// Serialised without its series (the replay index file keeps those compactly itself).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunView {
     pub run_id: String,
     pub config_name: String,
@@ -69,6 +87,7 @@ pub struct RunView {
     pub ended: Option<RunStatus>,
     pub paused: bool,
     pub last_t: f64,
+    #[serde(skip)]
     pub series: BTreeMap<String, Series>,
     pub probe_layers: Vec<String>,
     pub signals: Vec<SignalRow>,
