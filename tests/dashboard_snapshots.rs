@@ -577,5 +577,8 @@ fn the_default_layout_reads_at_80x24_and_the_help_scrolls() {
         seen.push_str(&screen(&a, 80, 24));
         key(&mut a, KeyCode::Down);
     }
-    assert!(seen.contains("space play/pause") && seen.contains("scrubber"), "replay's keys:\n{seen}");
+    assert!(
+        seen.contains("space  play / pause") && seen.contains("next phase change") && seen.contains("scrubber"),
+        "replay's keys:\n{seen}"
+    );
 }
