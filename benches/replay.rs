@@ -131,7 +131,7 @@ fn main() {
     let idx = log.with_file_name(phasetop::ui::index_file::FILE);
     let idx_bytes = std::fs::metadata(&idx).map(|m| m.len()).unwrap_or(0);
     println!(
-        "  index file written             {saved:?}, {} MB ({:.0} % of the log), {:.1} s after the index was built",
+        "  index file written             {saved:?}, {} MB ({:.0} % of the log), waited {:.1} s more after the seeks",
         idx_bytes >> 20,
         idx_bytes as f64 * 100.0 / bytes as f64,
         t.elapsed().as_secs_f64()
