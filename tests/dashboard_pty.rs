@@ -147,7 +147,7 @@ fn dashboard_drives_a_run_and_detach_never_stops_training() {
     t.keys(":switch warm\r");
     t.wait_header("● warm", 10);
     assert!(manual(&events(&run), "warm"));
-    t.wait_for("main → warm: manual", 5);
+    t.wait_for("main → warm (manual", 5);
 
     // A bad command changes nothing and says why.
     t.keys(":switch nowhere\r");
