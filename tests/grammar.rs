@@ -108,7 +108,7 @@ fn ctl_and_the_colon_line_give_the_same_command_or_the_same_error() {
         let via_ctl = ctl(&words).unwrap_or_else(|e| panic!("ctl {line}: {e:?}"));
         let (mut app, rec) = dashboard();
         app.run_command_line(line);
-        assert_eq!(rec.0.lock().unwrap().as_slice(), [via_ctl.clone()], ":{line} vs ctl {line}");
+        assert_eq!(rec.0.lock().unwrap().as_slice(), std::slice::from_ref(&via_ctl), ":{line} vs ctl {line}");
     }
     let refused = [
         "set momentum_x=1",

@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_live_fold_of_a_resume_equals_the_fold_that_skips_what_it_superseded() {
-        let log = vec![
+        let log = [
             started(None),
             suggestion(10, 1),
             suggestion(20, 2),

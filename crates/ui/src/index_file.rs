@@ -134,7 +134,11 @@ fn fingerprint(log: &Path, end: u64, offsets: &[u64]) -> std::io::Result<(u32, u
 }
 
 fn encode_snapshot(e: &mut Enc, s: &Snapshot, chunk_id: &mut impl FnMut(&Arc<[Bucket]>) -> u32) {
-    (e.u64(s.events), e.u64(s.offset), e.u64(s.max_step), e.f64(s.t), e.u64(s.bytes as u64));
+    e.u64(s.events);
+    e.u64(s.offset);
+    e.u64(s.max_step);
+    e.f64(s.t);
+    e.u64(s.bytes as u64);
     e.bytes(&serde_json::to_vec(&s.view).expect("a view serialises"));
     e.u32(s.series.len() as u32);
     for (name, f) in &s.series {
@@ -161,8 +165,14 @@ pub fn save(log: &Path, s: &Saved, last: &Snapshot) -> std::io::Result<()> {
     let offsets: Vec<u64> = s.snapshots.iter().map(|x| x.offset).collect();
     let (head, tail, heads) = fingerprint(log, s.log_end, &offsets)?;
     let mut e = Enc(MAGIC.to_vec());
-    (e.u64(s.log_end), e.u32(head), e.u32(tail));
-    (e.u64(s.n), e.u64(s.max_step), e.f64(s.t), e.u64(s.every), e.u8(s.ended as u8));
+    e.u64(s.log_end);
+    e.u32(head);
+    e.u32(tail);
+    e.u64(s.n);
+    e.u64(s.max_step);
+    e.f64(s.t);
+    e.u64(s.every);
+    e.u8(s.ended as u8);
     let marks: Vec<(u64, u8, u64)> =
         s.marks.iter().map(|&(n, k, step)| (n, (k == MarkKind::Signal) as u8, step)).collect();
     e.bytes(&serde_json::to_vec(&(marks, &s.spans)).expect("marks serialise"));

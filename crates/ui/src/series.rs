@@ -281,7 +281,9 @@ impl Frozen {
     ) {
         e.u32(self.runs.len() as u32);
         for &(first, stride, n) in &self.runs {
-            (e.u64(first), e.u64(stride), e.u32(n));
+            e.u64(first);
+            e.u64(stride);
+            e.u32(n);
         }
         e.u32(self.values.len() as u32);
         for v in &self.values {
@@ -291,11 +293,17 @@ impl Frozen {
         for c in &self.chunks {
             e.u32(chunk_id(c));
         }
-        (e.u64(self.width), e.u64(self.len), e.u64(self.own_bytes as u64));
+        e.u64(self.width);
+        e.u64(self.len);
+        e.u64(self.own_bytes as u64);
         match self.last {
-            Some((s, v)) => (e.u8(1), e.u64(s), e.f64(v)),
-            None => (e.u8(0), (), ()),
-        };
+            Some((s, v)) => {
+                e.u8(1);
+                e.u64(s);
+                e.f64(v);
+            }
+            None => e.u8(0),
+        }
     }
 
     pub(crate) fn decode(d: &mut super::index_file::Dec, chunks: &[std::sync::Arc<[Bucket]>]) -> Option<Frozen> {
@@ -329,8 +337,13 @@ impl Frozen {
 
 impl Bucket {
     pub(crate) fn encode(&self, e: &mut super::index_file::Enc) {
-        (e.u64(self.first), e.u64(self.last), e.f32(self.min), e.f32(self.max), e.f64(self.sum));
-        (e.u32(self.n), e.u32(self.non_finite));
+        e.u64(self.first);
+        e.u64(self.last);
+        e.f32(self.min);
+        e.f32(self.max);
+        e.f64(self.sum);
+        e.u32(self.n);
+        e.u32(self.non_finite);
     }
 
     pub(crate) fn decode(d: &mut super::index_file::Dec) -> Option<Bucket> {
