@@ -38,7 +38,7 @@ pub enum GrammarError {
     NotKeyValue(String),
     #[error("unknown key \"{0}\", expected one of {keys}", keys = SETTABLE_KEYS.join(", "))]
     UnknownKey(String),
-    #[error("set {key}: \"{value}\" is not a finite number")]
+    #[error("set {key}: \"{value}\" must be a finite number")]
     NotANumber { key: String, value: String },
     #[error("suggestion id \"{0}\" is not a number")]
     BadId(String),
@@ -141,8 +141,8 @@ mod tests {
             p("set momentum_x=1").unwrap_err().to_string(),
             "unknown key \"momentum_x\", expected one of lr, weight_decay, momentum, batch_size, label_noise"
         );
-        assert_eq!(p("set lr=abc").unwrap_err().to_string(), "set lr: \"abc\" is not a finite number");
-        assert_eq!(p("set lr=inf").unwrap_err().to_string(), "set lr: \"inf\" is not a finite number");
+        assert_eq!(p("set lr=abc").unwrap_err().to_string(), "set lr: \"abc\" must be a finite number");
+        assert_eq!(p("set lr=inf").unwrap_err().to_string(), "set lr: \"inf\" must be a finite number");
         assert_eq!(p("set lr").unwrap_err(), GrammarError::NotKeyValue("lr".into()));
         assert_eq!(p("pause now").unwrap_err().to_string(), "pause takes no argument, got \"now\"");
         assert_eq!(p("switch a b").unwrap_err().to_string(), "switch takes one argument, got \"b\"");
