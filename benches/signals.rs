@@ -53,10 +53,10 @@ fn measure(cfg: &Config, steps: usize) -> Costs {
     for (i, m) in recorded.iter().enumerate() {
         let step = i as u64 + 1;
         signals.push(step, step, m);
-        if t.eval_every() > 0 && step % t.eval_every() == 0 {
+        if t.eval_every() > 0 && step.is_multiple_of(t.eval_every()) {
             signals.push(step, step, &val);
         }
-        if cfg.probes.every > 0 && step % cfg.probes.every == 0 {
+        if cfg.probes.every > 0 && step.is_multiple_of(cfg.probes.every) {
             signals.push(step, step, &probe_metrics);
         }
     }

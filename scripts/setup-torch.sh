@@ -5,9 +5,15 @@
 # Also installs tensorboard (the interop tests and benchmark load exported event files
 # with TensorBoard's own reader); a venv made before that gets it added on the next run,
 # without touching torch.
+# Also installs lightning and transformers (+ accelerate, which transformers' Trainer
+# needs), pinned, with torch held at its version: tests/external.rs runs the client's
+# Lightning and Hugging Face adapters in real runs.
 set -euo pipefail
 TORCH_VERSION=2.13.0
 TENSORBOARD_VERSION=2.21.0
+LIGHTNING_VERSION=2.6.6
+TRANSFORMERS_VERSION=5.24.0
+ACCELERATE_VERSION=1.15.0
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${PHASETOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phasetop}
 venv="$cache/torch-$TORCH_VERSION"
@@ -26,6 +32,14 @@ if [ ! -f "$venv/.tensorboard-$TENSORBOARD_VERSION" ]; then
   echo "phasetop: installing tensorboard==$TENSORBOARD_VERSION into $venv" >&2
   "$venv/bin/pip" install --quiet --disable-pip-version-check "tensorboard==$TENSORBOARD_VERSION"
   touch "$venv/.tensorboard-$TENSORBOARD_VERSION"
+fi
+
+adapters=".adapters-lightning-$LIGHTNING_VERSION-transformers-$TRANSFORMERS_VERSION"
+if [ ! -f "$venv/$adapters" ]; then
+  echo "phasetop: installing lightning==$LIGHTNING_VERSION transformers==$TRANSFORMERS_VERSION into $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" \
+    "lightning==$LIGHTNING_VERSION" "transformers==$TRANSFORMERS_VERSION" "accelerate==$ACCELERATE_VERSION"
+  touch "$venv/$adapters"
 fi
 
 torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')

@@ -251,7 +251,7 @@ pub fn branch(args: crate::branch::BranchArgs, headless: bool, view: ViewOptions
 
 /// Starts `cmd` (a `--headless` host for `run_dir`) as a detached background process,
 /// waits until it serves the run, and attaches the dashboard (with `overlay` runs).
-fn spawn_host_and_attach(
+pub(crate) fn spawn_host_and_attach(
     mut cmd: std::process::Command,
     run_dir: &Path,
     view: ViewOptions,
@@ -440,6 +440,7 @@ fn attach_dir(
         keys_file: view.keys_file,
         replay,
         overlay,
+        remote: None,
     })?;
     match exit {
         crate::ui::app::Exit::Detach => {
@@ -515,8 +516,8 @@ pub fn ls(root: &Path) -> Result<ExitCode> {
     }
     rows.sort();
     println!(
-        "{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}  {}",
-        "RUN", "CONFIG", "STATUS", "PHASE", "STEP", "AGE", "BRANCHED FROM"
+        "{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}  BRANCHED FROM",
+        "RUN", "CONFIG", "STATUS", "PHASE", "STEP", "AGE"
     );
     for (id, cfg, status, phase, step, age, from) in rows {
         println!("{id:<36} {cfg:<22} {status:<10} {phase:<14} {step:>9} {age:>5}  {from}");

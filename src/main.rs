@@ -3,6 +3,8 @@
 //! `phasetop-host`, which `train` and `branch` start.
 
 mod commands;
+mod remote;
+mod run_external;
 
 use clap::{Parser, Subcommand};
 // The crates' modules under short names, for `commands`.
@@ -105,6 +107,27 @@ enum Cmd {
         #[command(flatten)]
         view: ViewArgs,
     },
+    /// Run your own training script as a phasetop run: `phasetop run [CONFIG] -- torchrun
+    /// --nproc-per-node 2 train.py`. The script reports and obeys through the client in
+    /// python/ (docs/CLIENT.md); its output goes to RUN_DIR/job.log.
+    Run {
+        /// Phases (names, steps, until rules, free settings for the script); default: one phase.
+        config: Option<PathBuf>,
+        /// Run directory to create (default: runs/<name>-<utc time>).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Run in the foreground with plain progress lines (no terminal needed).
+        #[arg(long)]
+        headless: bool,
+        /// Serve a job that is already running (the client's standalone mode) instead of a command.
+        #[arg(long, hide = true)]
+        for_pid: Option<u32>,
+        /// The job: everything after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
     /// List runs: id, config, status, phase, step, age.
     Ls {
         #[arg(default_value = "runs")]
@@ -123,6 +146,18 @@ enum Cmd {
         /// what is too many, in the dashboard's words).
         #[arg(required = true, num_args = 1..)]
         command: Vec<String>,
+    },
+    /// Serve a run's events on stdout and take commands on stdin: the far end of a remote
+    /// `attach`/`replay` (`phasetop attach user@host:runs/<id>` runs it over ssh).
+    Stream {
+        run_dir: PathBuf,
+        /// Start at this log offset (a record's start; default: the first record).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Keep at most this many step events per second of run time (0: all); every
+        /// other event is kept.
+        #[arg(long, default_value_t = phasetop_core::remote::proto::DEFAULT_STEPS_PER_SEC)]
+        steps_per_sec: f64,
     },
     /// Summarise a run from its log alone.
     Inspect {
@@ -191,6 +226,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Some(Cmd::Ls { .. } | Cmd::Check { .. } | Cmd::Inspect { .. }) => die_on_closed_pipe(),
+        // `stream` sees its link close as EPIPE on stdout (or EOF on stdin) and exits.
         // Without a terminal on stdout, replay prints the headless story (`commands::replay`).
         Some(Cmd::Replay { headless, .. }) if *headless || !std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
             die_on_closed_pipe()
@@ -217,11 +253,29 @@ fn main() -> ExitCode {
                 view: view.into_options(),
             })
         }
-        Cmd::Attach { run_dir, with_parent, view } => commands::attach(run_dir, with_parent, view.into_options()),
-        Cmd::Ls { root } => commands::ls(&root),
+        Cmd::Run { config, run_dir, headless, for_pid, command, view } => run_external::run(run_external::RunArgs {
+            config,
+            run_dir,
+            headless,
+            for_pid,
+            command,
+            view: view.into_options(),
+        }),
+        // `user@host:path` runs are reached over ssh (src/remote.rs).
+        Cmd::Attach { run_dir, with_parent, view } => match run_dir.as_deref().and_then(remote::spec_of) {
+            Some(spec) => remote::attach(&spec, with_parent, view.into_options()),
+            None => commands::attach(run_dir, with_parent, view.into_options()),
+        },
+        Cmd::Ls { root } => match remote::spec_of(&root) {
+            Some(spec) => remote::ls(&spec),
+            None => commands::ls(&root),
+        },
         Cmd::Replay { run_dirs, speed, from, uniform, headless, with_parent, view } => {
-            commands::replay(&run_dirs, &speed, from, uniform, headless, with_parent, view.into_options())
+            remote::fetch_for_replay(&run_dirs).and_then(|(run_dirs, _mirrors)| {
+                commands::replay(&run_dirs, &speed, from, uniform, headless, with_parent, view.into_options())
+            })
         }
+        Cmd::Stream { run_dir, from, steps_per_sec } => remote::stream(&run_dir, from, steps_per_sec),
         Cmd::Branch { run_dir, at, config, switch, from_checkpoint, run_dir_out, headless, max_steps, view } => {
             commands::branch(
                 branch::BranchArgs {
@@ -238,7 +292,10 @@ fn main() -> ExitCode {
             )
         }
         Cmd::Check { configs } => commands::check(&configs),
-        Cmd::Ctl { run_dir, command } => commands::ctl(&run_dir, &command),
+        Cmd::Ctl { run_dir, command } => match remote::spec_of(&run_dir) {
+            Some(spec) => remote::ctl(&spec, &command),
+            None => commands::ctl(&run_dir, &command),
+        },
         Cmd::Inspect { run_dir, json } => commands::inspect(&run_dir, json),
         Cmd::Export { run_dir, format, output } => commands::export(&run_dir, &format, &output),
         Cmd::Import { tfevents_path, output } => commands::import(&tfevents_path, &output),

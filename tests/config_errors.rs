@@ -267,7 +267,11 @@ fn shipped_configs_are_valid() {
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let p = entry.unwrap().path();
-        if p.extension().is_some_and(|e| e == "toml") {
+        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if name.starts_with("external") && name.ends_with(".toml") {
+            // An external run's plan (`phasetop run CONFIG -- CMD`, docs/CLIENT.md).
+            config::external::load(&p).unwrap_or_else(|e| panic!("{e}"));
+        } else if p.extension().is_some_and(|e| e == "toml") {
             config::load(&p).unwrap_or_else(|e| panic!("{e}"));
             n += 1;
         }

@@ -466,7 +466,7 @@ fn recovering_bursts_are_spikes_not_divergence() {
             let level = 0.01 * (1.0 + 0.1 * g.z());
             match bursts.iter().find(|&&b| (b..b + 14).contains(&s)) {
                 // A few points of each burst are far up, the rest on their way back.
-                Some(&b) if (s - b) % 4 == 0 => 2.0 * (1.0 + 0.2 * g.z()),
+                Some(&b) if (s - b).is_multiple_of(4) => 2.0 * (1.0 + 0.2 * g.z()),
                 Some(_) => 0.05,
                 None => level,
             }

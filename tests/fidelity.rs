@@ -256,8 +256,7 @@ fn online_batches_are_fresh_deterministic_and_follow_class_weights() {
 fn centre_scale_sets_how_far_apart_the_clusters_are() {
     let spread_of = |extra: &str| {
         let c = config::parse("cfg.toml", &cfg(&format!("{GAUSS}\n{extra}"), "kind = 'mlp'", "", "")).unwrap();
-        let d = phasetop::trainer::data::Dataset::build(&c.task, c.model.kind.get_ref().clone(), 1, tch::Device::Cpu)
-            .unwrap();
+        let d = phasetop::trainer::data::Dataset::build(&c.task, *c.model.kind.get_ref(), 1, tch::Device::Cpu).unwrap();
         std(&d.train_x)
     };
     // Coordinates are centre (N(0, scale²)) + noise (N(0, 1)): std ≈ √(scale² + 1).

@@ -7,6 +7,9 @@
 //! missing (`./scripts/setup-torch.sh` makes it). The table this prints is the one in
 //! docs/SIGNALS.md ("Fidelity to PyTorch"): `cargo test --release --test reference -- --nocapture`.
 
+// `!(a <= b)` on purpose: a NaN must fail the comparison.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use phasetop::trainer::{Trainer, reference};
 use std::path::{Path, PathBuf};
 use std::process::Command;

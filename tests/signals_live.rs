@@ -186,13 +186,13 @@ fn suggest_rule_waits_for_accept() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let id = loop {
-        if run.join("events.log").exists() {
-            if let Some(id) = events(&run).iter().find_map(|e| match e {
+        if run.join("events.log").exists()
+            && let Some(id) = events(&run).iter().find_map(|e| match e {
                 Event::Suggestion { id, to_phase, .. } if to_phase == "second" => Some(*id),
                 _ => None,
-            }) {
-                break id;
-            }
+            })
+        {
+            break id;
         }
         assert!(Instant::now() < deadline, "no suggestion");
         std::thread::sleep(Duration::from_millis(50));
@@ -302,7 +302,7 @@ fn probes_and_gradient_alignment_follow_the_schedule() {
             assert!(v.is_finite(), "{name} = {v}");
         }
         let rank = m["eff_rank"];
-        assert!(rank >= 1.0 && rank <= 16.0 + 1e-9, "effective rank {rank} outside [1, width]");
+        assert!((1.0..=16.0 + 1e-9).contains(&rank), "effective rank {rank} outside [1, width]");
         assert!((m["diversity"] + m["mean_cos"] - 1.0).abs() < 1e-12);
     }
     let aligned: Vec<(u64, f64)> = evs

@@ -65,6 +65,12 @@ pub struct SignalState {
 
 impl SignalState {
     pub fn new(phase: &Phase) -> SignalState {
+        SignalState::for_rule(phase.until.as_ref())
+    }
+
+    /// A run's state whose first phase has `until` as its rule (an external run's phases
+    /// are not trainer phases).
+    pub fn for_rule(until: Option<&toml::Spanned<crate::config::UntilRule>>) -> SignalState {
         let bank = default_bank();
         let mut s = SignalState {
             bank,
@@ -75,7 +81,7 @@ impl SignalState {
             next_id: 1,
             fired_early: false,
         };
-        s.enter_phase(phase);
+        s.enter_rule(until);
         s
     }
 
@@ -92,12 +98,17 @@ impl SignalState {
     /// Arms the new phase's rule (its parameters replace the default detector of that
     /// kind on that metric) and drops suggestions made for the old phase.
     pub fn enter_phase(&mut self, phase: &Phase) {
+        self.enter_rule(phase.until.as_ref())
+    }
+
+    /// [`SignalState::enter_phase`] for a phase whose rule is `until`.
+    pub fn enter_rule(&mut self, until: Option<&toml::Spanned<crate::config::UntilRule>>) {
         self.pending.clear();
         self.rule = None;
         self.fired_early = false;
         self.awaiting = None;
         self.confirm_steps = 0;
-        if let Some(rule) = &phase.until {
+        if let Some(rule) = until {
             let r = rule.get_ref();
             self.confirm_steps = r.confirm_steps();
             // The name the metric is recorded under (`grad_cos/mse~ce` is `grad_cos/ce~mse`).
@@ -122,15 +133,14 @@ impl SignalState {
         let mut current: Option<&str> = None;
         for ev in history {
             match ev {
-                Event::PhaseChanged { to, .. } => {
+                Event::PhaseChanged { to, .. }
                     // A branch's start repeats the parent's phase: no new phase began there.
-                    if current != Some(to.as_str()) {
+                    if current != Some(to.as_str()) => {
                         if let Some(p) = phases.iter().find(|p| p.name() == to) {
                             self.enter_phase(p);
                         }
                         current = Some(to.as_str());
                     }
-                }
                 Event::Step { step, metrics, .. } | Event::Eval { step, metrics, .. } => {
                     self.bank.push_all(*step, metrics);
                 }

@@ -44,6 +44,18 @@ pub struct Options {
     /// Recorded runs overlaid on a live run's charts, aligned by step (a branch's
     /// parent); a replay takes its runs to compare from `ReplayOptions::compare`.
     pub overlay: Vec<PathBuf>,
+    /// A remote run's link (its local mirror is `run_dir`): commands go over it and it
+    /// says whether the run is live, instead of the run directory's control socket.
+    pub remote: Option<RemoteLink>,
+}
+
+/// Whether a run's host is live (its socket answers, or a remote run's link says so).
+pub type IsLive = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Where a mirrored remote run's commands go and how its liveness is known.
+pub struct RemoteLink {
+    pub sink: Box<dyn app::CommandSink>,
+    pub live: IsLive,
 }
 
 pub struct ReplayOptions {
@@ -122,6 +134,13 @@ fn compare_with(first: &Path, others: &[PathBuf]) -> Result<compare::Compare> {
 /// Runs the dashboard on a run directory until the user detaches or stops the run.
 pub fn run(opts: Options) -> Result<Exit> {
     let dir = RunDir::open(&opts.run_dir)?;
+    let (remote_sink, is_live): (Option<Box<dyn app::CommandSink>>, IsLive) = match opts.remote {
+        Some(r) => (Some(r.sink), r.live),
+        None => {
+            let d = RunDir { path: dir.path.clone() };
+            (None, Arc::new(move || d.is_live()))
+        }
+    };
     let keymap = load_keymap(opts.keys_file.as_deref())?;
     let layouts_dir = PathBuf::from("layouts");
     let layout = layout::Layout::load(&opts.layout, &layouts_dir).map_err(crate::error::UsageError)?;
@@ -132,8 +151,8 @@ pub fn run(opts: Options) -> Result<Exit> {
     let mut app = if let Some(r) = &opts.replay {
         // The log is indexed in the background: the first frame draws at once, and a
         // run still being written is followed.
-        let live_dir = RunDir { path: dir.path.clone() };
-        let live: replay_index::LiveCheck = Box::new(move || live_dir.is_live());
+        let live_fn = is_live.clone();
+        let live: replay_index::LiveCheck = Box::new(move || live_fn());
         let mut player = replay::Player::open(replay_index::Source::File(dir.log()), Some(live));
         player.speed = r.speed;
         player.set_uniform(r.uniform);
@@ -152,7 +171,8 @@ pub fn run(opts: Options) -> Result<Exit> {
         for r in tail.poll()? {
             view.apply(&r.event);
         }
-        let mut app = App::new(view, keymap, theme, layout, layouts_dir, Box::new(SocketSink(dir.socket())));
+        let sink = remote_sink.unwrap_or_else(|| Box::new(SocketSink(dir.socket())));
+        let mut app = App::new(view, keymap, theme, layout, layouts_dir, sink);
         if !opts.overlay.is_empty() {
             app.compare = Some(compare_with(&opts.run_dir, &opts.overlay)?);
             app.sync_compare();
@@ -260,7 +280,7 @@ pub fn run(opts: Options) -> Result<Exit> {
                 last_liveness = Instant::now();
                 let link = if replaying || app.view.ended.is_some() {
                     Link::Ended
-                } else if dir.is_live() {
+                } else if is_live() {
                     Link::Live
                 } else {
                     Link::Stale
@@ -274,11 +294,12 @@ pub fn run(opts: Options) -> Result<Exit> {
                     let m = mtime(path);
                     if m != *seen {
                         *seen = m;
-                        if let Ok(text) = std::fs::read_to_string(&*path) {
-                            if !replaying && app.view.ended.is_none() {
-                                app.on_config_edit(&path.display().to_string(), text);
-                                dirty = true;
-                            }
+                        if let Ok(text) = std::fs::read_to_string(&*path)
+                            && !replaying
+                            && app.view.ended.is_none()
+                        {
+                            app.on_config_edit(&path.display().to_string(), text);
+                            dirty = true;
                         }
                     }
                 }

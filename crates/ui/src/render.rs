@@ -725,6 +725,8 @@ fn draw_band(f: &mut Frame, app: &App, v: &RunView, area: Rect, x0: u64, x1: u64
         // mark); a marker never overwrites a letter, and a name is never split by one.
         let mut runs: Vec<(usize, usize)> = Vec::new();
         let mut start = None;
+        // One column past the span closes the last stretch, hence the index loop.
+        #[allow(clippy::needless_range_loop)]
         for c in a..=b + 1 {
             let free = c <= b && !marked[c];
             match (free, start) {

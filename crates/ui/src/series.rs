@@ -129,11 +129,11 @@ impl Series {
     /// The value at (or just before) `step`: exact within the recent window, a bucket
     /// mean further back.
     pub fn value_at(&self, step: u64) -> Option<f64> {
-        if let Some(&(first, _)) = self.recent.front() {
-            if step >= first {
-                let i = self.recent.partition_point(|(s, _)| *s <= step);
-                return (i > 0).then(|| self.recent[i - 1].1 as f64);
-            }
+        if let Some(&(first, _)) = self.recent.front()
+            && step >= first
+        {
+            let i = self.recent.partition_point(|(s, _)| *s <= step);
+            return (i > 0).then(|| self.recent[i - 1].1 as f64);
         }
         let i = self.buckets.partition_point(|b| b.first <= step);
         (i > 0).then(|| self.buckets[i - 1].mean()).flatten()
@@ -143,7 +143,9 @@ impl Series {
     /// exact recent points where they cover the span, the buckets otherwise; cost is
     /// O(columns + points in view), bounded by the window sizes.
     pub fn columns(&self, from: u64, to: u64, columns: usize) -> Vec<Column> {
-        let mut out: Vec<Option<(u64, f64, f64, f64, u32)>> = vec![None; columns.max(1)];
+        // Per column: (first step, min, max, sum of means, count).
+        type Acc = (u64, f64, f64, f64, u32);
+        let mut out: Vec<Option<Acc>> = vec![None; columns.max(1)];
         let span = to.saturating_sub(from) as u128 + 1;
         let col_of = |s: u64| ((s - from) as u128 * columns as u128 / span) as usize;
         let mut add = |s: u64, lo: f64, hi: f64, mean: f64| {

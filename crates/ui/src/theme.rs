@@ -130,7 +130,11 @@ impl Theme {
 
     pub fn phase(&self, i: usize) -> Style {
         if self.kind == ThemeKind::Mono {
-            return Style::default().add_modifier(if i % 2 == 0 { Modifier::REVERSED } else { Modifier::UNDERLINED });
+            return Style::default().add_modifier(if i.is_multiple_of(2) {
+                Modifier::REVERSED
+            } else {
+                Modifier::UNDERLINED
+            });
         }
         Style::default().bg(self.phases[i % self.phases.len()]).fg(Color::Black)
     }

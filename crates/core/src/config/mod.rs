@@ -9,6 +9,7 @@
 
 pub mod bounds;
 mod defaults;
+pub mod external;
 mod names;
 mod validate;
 
@@ -508,6 +509,17 @@ fn tidy_serde_message(msg: &str) -> String {
     msg.trim().replace('`', "\"")
 }
 
+/// The embedded default config, so the demo runs from a bare binary.
+pub const DEMO_CONFIG: &str = include_str!("../../../../configs/demo.toml");
+/// The name the embedded demo goes by (its run's `config.toml` source, messages).
+pub const DEMO_NAME: &str = "demo.toml";
+
+/// `check`'s line for a valid config: `path: ok (2 phases: warmup → main)`.
+pub fn check_line(path: &Path, config: &Config) -> String {
+    let n = config.phases.len();
+    format!("{}: ok ({n} phase{}: {})", path.display(), if n == 1 { "" } else { "s" }, config.phase_names().join(" → "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,15 +565,4 @@ mod tests {
         let back: EvalSection = serde_json::from_value(serde_json::to_value(&auto).unwrap()).unwrap();
         assert_eq!(back.every, EvalEvery::Auto);
     }
-}
-
-/// The embedded default config, so the demo runs from a bare binary.
-pub const DEMO_CONFIG: &str = include_str!("../../../../configs/demo.toml");
-/// The name the embedded demo goes by (its run's `config.toml` source, messages).
-pub const DEMO_NAME: &str = "demo.toml";
-
-/// `check`'s line for a valid config: `path: ok (2 phases: warmup → main)`.
-pub fn check_line(path: &Path, config: &Config) -> String {
-    let n = config.phases.len();
-    format!("{}: ok ({n} phase{}: {})", path.display(), if n == 1 { "" } else { "s" }, config.phase_names().join(" → "))
 }

@@ -76,12 +76,15 @@ named_enum!(OnDivergence, "on_divergence", {
     Stop => "stop", Rollback => "rollback", RollbackOnSpike => "rollback_on_spike",
 });
 
+// `named_enum!` derives the enum, so `#[default]` cannot be put on a variant here.
+#[allow(clippy::derivable_impls)]
 impl Default for OnDivergence {
     fn default() -> Self {
         OnDivergence::Stop
     }
 }
 
+#[allow(clippy::derivable_impls)]
 impl Default for RuleMode {
     fn default() -> Self {
         RuleMode::Suggest

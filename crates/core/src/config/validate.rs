@@ -98,6 +98,10 @@ pub(super) fn find_key(src: &str, section: Option<&str>, key: &str) -> Option<us
 }
 
 /// A run name becomes a directory name under runs/: one plain path component.
+pub(super) fn run_name_ok(file: &str, src: &str, name: &str) -> Result<(), ConfigError> {
+    run_name(&Ctx { file, src }, name)
+}
+
 fn run_name(cx: &Ctx, name: &str) -> Result<(), ConfigError> {
     let bad = if name.is_empty() {
         Some("must not be empty")
@@ -177,16 +181,16 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
     if let Some((field, _)) = foreign.iter().find(|(_, set)| *set) {
         return cx.err(t.kind.span(), format!("field \"{field}\" does not apply to task kind \"{kind}\""));
     }
-    if let Some(o) = t.online.as_ref().filter(|o| *o.get_ref()) {
-        if matches!(kind, TaskKind::Modular | TaskKind::Csv) {
-            return cx.err(
-                o.span(),
-                format!(
-                    "online = true needs a task that generates its samples (parity, gaussian); \
+    if let Some(o) = t.online.as_ref().filter(|o| *o.get_ref())
+        && matches!(kind, TaskKind::Modular | TaskKind::Csv)
+    {
+        return cx.err(
+            o.span(),
+            format!(
+                "online = true needs a task that generates its samples (parity, gaussian); \
                      \"{kind}\" has a fixed set of examples split into train and held-out"
-                ),
-            );
-        }
+            ),
+        );
     }
     if let Some(c) = &t.centre_scale {
         if kind != TaskKind::Gaussian {
@@ -212,10 +216,10 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
         TaskKind::Parity => {
             cx.int_at_least(&t.dim, 2, "dim")?;
             cx.int_at_least(&t.k, 1, "k")?;
-            if let Some(k) = &t.k {
-                if *k.get_ref() as usize > t.parity_dim() {
-                    return cx.err(k.span(), format!("k ({}) cannot exceed dim ({})", k.get_ref(), t.parity_dim()));
-                }
+            if let Some(k) = &t.k
+                && *k.get_ref() as usize > t.parity_dim()
+            {
+                return cx.err(k.span(), format!("k ({}) cannot exceed dim ({})", k.get_ref(), t.parity_dim()));
             }
             cx.int_at_least(&t.n_train, 1, "n_train")?;
             cx.int_at_least(&t.n_val, 1, "n_val")?;
@@ -252,10 +256,10 @@ fn task(cx: &Ctx, t: &TaskSection) -> Result<(), ConfigError> {
 
 fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
     let m = &c.model;
-    if let Some(s) = &m.init_scale {
-        if !(s.get_ref().is_finite() && *s.get_ref() > 0.0) {
-            return cx.err(s.span(), format!("init_scale must be positive, got {}", s.get_ref()));
-        }
+    if let Some(s) = &m.init_scale
+        && !(s.get_ref().is_finite() && *s.get_ref() > 0.0)
+    {
+        return cx.err(s.span(), format!("init_scale must be positive, got {}", s.get_ref()));
     }
     if let Some(e) = &m.embed {
         if *m.kind.get_ref() != ModelKind::Mlp {
@@ -266,10 +270,10 @@ fn model(cx: &Ctx, c: &Config) -> Result<(), ConfigError> {
         }
         cx.int_at_least(&m.embed, 1, "embed")?;
     }
-    if let Some(s) = &m.embed_shared {
-        if m.embed.is_none() {
-            return cx.err(s.span(), "embed_shared needs embed = N (an mlp's token embedding width)");
-        }
+    if let Some(s) = &m.embed_shared
+        && m.embed.is_none()
+    {
+        return cx.err(s.span(), "embed_shared needs embed = N (an mlp's token embedding width)");
     }
     match m.kind.get_ref() {
         ModelKind::Mlp => {
@@ -309,10 +313,10 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
     if !(lr.is_finite() && lr > 0.0) {
         return cx.err(p.lr.span(), format!("lr must be a positive number, got {lr}"));
     }
-    if let Some(s) = &p.steps {
-        if *s.get_ref() == 0 {
-            return cx.err(s.span(), "steps must be at least 1 (leave it out for a phase that ends by hand)");
-        }
+    if let Some(s) = &p.steps
+        && *s.get_ref() == 0
+    {
+        return cx.err(s.span(), "steps must be at least 1 (leave it out for a phase that ends by hand)");
     }
     cx.in_range(&p.weight_decay, 0.0, f64::MAX, "weight_decay")?;
     cx.in_range(&p.momentum, 0.0, 0.999_999, "momentum")?;
@@ -325,15 +329,15 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
             return cx.err(b.span(), "betas apply to adam and adamw, not sgd");
         }
     }
-    if let Some(m) = &p.momentum {
-        if *p.optimizer.get_ref() != OptimizerKind::Sgd {
-            return cx.err(m.span(), "momentum applies to sgd; adam and adamw use betas");
-        }
+    if let Some(m) = &p.momentum
+        && *p.optimizer.get_ref() != OptimizerKind::Sgd
+    {
+        return cx.err(m.span(), "momentum applies to sgd; adam and adamw use betas");
     }
-    if let Some(s) = &p.min_lr {
-        if !(s.get_ref().is_finite() && *s.get_ref() >= 0.0 && *s.get_ref() <= lr) {
-            return cx.err(s.span(), format!("min_lr must be in [0, lr = {lr}], got {}", s.get_ref()));
-        }
+    if let Some(s) = &p.min_lr
+        && !(s.get_ref().is_finite() && *s.get_ref() >= 0.0 && *s.get_ref() <= lr)
+    {
+        return cx.err(s.span(), format!("min_lr must be in [0, lr = {lr}], got {}", s.get_ref()));
     }
     if let Some(sched) = &p.schedule {
         match sched.get_ref() {
@@ -350,11 +354,10 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
             _ => {}
         }
     }
-    if let (Some(w), Some(s)) = (&p.warmup_steps, &p.steps) {
-        if w.get_ref() > s.get_ref() {
-            return cx
-                .err(w.span(), format!("warmup_steps ({}) exceeds the phase's steps ({})", w.get_ref(), s.get_ref()));
-        }
+    if let (Some(w), Some(s)) = (&p.warmup_steps, &p.steps)
+        && w.get_ref() > s.get_ref()
+    {
+        return cx.err(w.span(), format!("warmup_steps ({}) exceeds the phase's steps ({})", w.get_ref(), s.get_ref()));
     }
     if *p.batch_size.get_ref() < 1 {
         return cx.err(p.batch_size.span(), format!("batch_size must be at least 1, got {}", p.batch_size.get_ref()));
@@ -362,13 +365,13 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
     if !p.loss.is_empty() && !p.loss.iter().any(|t| *t.kind.get_ref() != LossKind::L2) {
         return cx.err(p.loss[0].kind.span(), "a phase needs a data loss term (ce, mse or hinge), not only l2");
     }
-    if let Some(t) = p.loss.iter().find(|t| *t.kind.get_ref() == LossKind::Hinge) {
-        if let Some(classes) = c.task.known_classes().filter(|&n| n != 2) {
-            return cx.err(
-                t.kind.span(),
-                format!("loss \"hinge\" needs a binary task (2 classes), \"{}\" has {classes}", c.task.kind.get_ref()),
-            );
-        }
+    if let Some(t) = p.loss.iter().find(|t| *t.kind.get_ref() == LossKind::Hinge)
+        && let Some(classes) = c.task.known_classes().filter(|&n| n != 2)
+    {
+        return cx.err(
+            t.kind.span(),
+            format!("loss \"hinge\" needs a binary task (2 classes), \"{}\" has {classes}", c.task.kind.get_ref()),
+        );
     }
     for t in &p.loss {
         if !(t.weight.is_finite() && t.weight >= 0.0) {
@@ -381,10 +384,10 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
                 .err(f.span(), format!("unknown layer \"{}\", expected one of {}", f.get_ref(), layers.join(", ")));
         }
     }
-    if p.freeze.len() == layers.len() {
-        if let Some(f) = p.freeze.first() {
-            return cx.err(f.span(), "every layer is frozen: nothing would train");
-        }
+    if p.freeze.len() == layers.len()
+        && let Some(f) = p.freeze.first()
+    {
+        return cx.err(f.span(), "every layer is frozen: nothing would train");
     }
     cx.in_range(&p.label_noise, 0.0, 1.0, "label_noise")?;
     if let Some(w) = &p.class_weights {
@@ -398,13 +401,11 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
                 "class_weights cannot be combined with online parity samples (a label is drawn with its input)",
             );
         }
-        if let Some(classes) = c.task.known_classes() {
-            if weights.len() != classes {
-                return cx.err(
-                    w.span(),
-                    format!("class_weights has {} entries, the task has {classes} classes", weights.len()),
-                );
-            }
+        if let Some(classes) = c.task.known_classes()
+            && weights.len() != classes
+        {
+            return cx
+                .err(w.span(), format!("class_weights has {} entries, the task has {classes} classes", weights.len()));
         }
     }
     if let Some(n) = &p.input_noise {
@@ -415,16 +416,7 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
     }
     if let Some(rule) = &p.until {
         let r = rule.get_ref();
-        if !DetectorKind::ALL.iter().any(|k| k.name() == r.detector.get_ref()) {
-            let names: Vec<&str> = DetectorKind::ALL.iter().map(|k| k.name()).collect();
-            return cx.err(
-                r.detector.span(),
-                format!("unknown detector \"{}\", expected one of {}", r.detector.get_ref(), names.join(", ")),
-            );
-        }
-        if let Err(e) = crate::signals::DetectorSpec::from_toml(r.detector.get_ref(), &r.params) {
-            return cx.err(rule.span(), e.to_string());
-        }
+        until_detector(cx.file, cx.src, rule)?;
         let metric = r.metric.get_ref();
         let grad_cos = metric.strip_prefix("grad_cos/");
         if let Some(pair) = grad_cos {
@@ -463,6 +455,23 @@ fn phase(cx: &Ctx, c: &Config, p: &Phase, layers: &[String]) -> Result<(), Confi
         cx.bounded_real(t.weight, "loss_weight", t.kind.span())?;
     }
     cx.bounded_int(*p.batch_size.get_ref() as i128, "batch_size", p.batch_size.span())?;
+    Ok(())
+}
+
+/// An `until` rule's detector and its parameters (built-in and external runs alike).
+pub(super) fn until_detector(file: &str, src: &str, rule: &Spanned<UntilRule>) -> Result<(), ConfigError> {
+    let cx = Ctx { file, src };
+    let r = rule.get_ref();
+    if !DetectorKind::ALL.iter().any(|k| k.name() == r.detector.get_ref()) {
+        let names: Vec<&str> = DetectorKind::ALL.iter().map(|k| k.name()).collect();
+        return cx.err(
+            r.detector.span(),
+            format!("unknown detector \"{}\", expected one of {}", r.detector.get_ref(), names.join(", ")),
+        );
+    }
+    if let Err(e) = crate::signals::DetectorSpec::from_toml(r.detector.get_ref(), &r.params) {
+        return cx.err(rule.span(), e.to_string());
+    }
     Ok(())
 }
 
@@ -511,5 +520,5 @@ fn grad_cos_rule(cx: &Ctx, c: &Config, p: &Phase, metric: &Spanned<String>, pair
 }
 
 fn is_prime(n: usize) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
 }

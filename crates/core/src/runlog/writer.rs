@@ -155,6 +155,24 @@ impl Writer {
         Ok(())
     }
 
+    /// Appends a payload that is already an event's JSON (a remote run's mirror writes
+    /// the bytes of the source log back, unchanged). Refuses one that is not an event.
+    pub fn append_raw(&mut self, payload: &[u8]) -> io::Result<Event> {
+        let event: Event = serde_json::from_slice(payload)?;
+        if payload.len() > MAX_PAYLOAD || payload.len() < 2 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("payload of {} bytes", payload.len())));
+        }
+        let crc = crc32c::crc32c(payload);
+        self.buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.buf.extend_from_slice(payload);
+        self.end += (RECORD_HEADER_LEN + payload.len()) as u64;
+        if self.buf.len() >= BUFFER_LIMIT {
+            self.write_out()?;
+        }
+        Ok(event)
+    }
+
     /// Hands buffered records to the OS (they then survive the process being killed).
     pub fn flush(&mut self) -> io::Result<()> {
         self.last_flush = Instant::now();

@@ -508,10 +508,10 @@ impl Detector for Changepoint {
             return self.push(step, value);
         }
         let y = if log { value.ln() } else { value };
-        if let Some((last_step, _)) = self.last {
-            if step <= last_step {
-                return None;
-            }
+        if let Some((last_step, _)) = self.last
+            && step <= last_step
+        {
+            return None;
         }
         self.raw_range = (self.raw_range.0.min(value), self.raw_range.1.max(value));
         self.recent.push_back((step, y, value));

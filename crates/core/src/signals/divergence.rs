@@ -306,7 +306,7 @@ mod tests {
         let mut d = Spike::new(DivergenceParams::default());
         // ln 8 decaying to ~1e-8 over 5000 steps, then 30× relative spikes down there.
         let base = |s: u64| 2.08 * (-(s as f64) / 270.0).exp() + 1e-8;
-        let jitter = |s: u64| if s > 5000 && s % 37 == 0 { 30.0 * base(s) } else { base(s) };
+        let jitter = |s: u64| if s > 5000 && s.is_multiple_of(37) { 30.0 * base(s) } else { base(s) };
         assert!(run(&mut d, 8000, jitter).is_empty());
         // Back to a tenth of the starting loss in one step: that is an excursion.
         let f = d.push(8000, 0.2).expect("a blow-up fires");

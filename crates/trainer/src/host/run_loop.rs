@@ -137,12 +137,12 @@ impl Host {
             {
                 continue;
             }
-            if eval_every > 0 && step % eval_every == 0 {
+            if eval_every > 0 && step.is_multiple_of(eval_every) {
                 self.eval()?;
                 let fired = self.push_signals(step, &self.last_val.clone());
                 switched = self.handle_signals(fired, switched)?;
             }
-            if cfg.probes.every > 0 && step % cfg.probes.every == 0 {
+            if cfg.probes.every > 0 && step.is_multiple_of(cfg.probes.every) {
                 switched = self.probe(switched)?;
             }
             if !switched && let Some((at, to, detail)) = self.scheduled_switch.take_if(|(at, _, _)| step >= *at) {
@@ -166,7 +166,7 @@ impl Host {
                     self.final_eval()?;
                     return Ok(Exit::Completed(format!("phase plan finished (last phase \"{phase}\")")));
                 }
-            } else if cfg.checkpoint.every > 0 && step % cfg.checkpoint.every == 0 {
+            } else if cfg.checkpoint.every > 0 && step.is_multiple_of(cfg.checkpoint.every) {
                 self.checkpoint(false)?;
             }
             if last_progress.elapsed() >= Duration::from_secs(1) {
@@ -234,7 +234,7 @@ impl Host {
     /// Evaluates at the final step unless that step was just evaluated.
     pub(super) fn final_eval(&mut self) -> Result<()> {
         let every = self.trainer.eval_every();
-        if every == 0 || self.trainer.step() % every != 0 {
+        if every == 0 || !self.trainer.step().is_multiple_of(every) {
             self.eval()?;
         }
         Ok(())

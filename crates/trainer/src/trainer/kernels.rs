@@ -350,7 +350,7 @@ fn store_lanes(acc: &mut [[f32; LANES]; 3], v: &[std::arch::x86_64::__m256; 6]) 
 /// these tensors and makes every libtorch call on them from its own thread, so between
 /// two of its calls nothing else touches them.
 #[allow(clippy::mut_from_ref)] // the caller upholds the aliasing rules (see # Safety)
-pub unsafe fn host_slice<'a>(t: &'a Tensor) -> Option<&'a mut [f32]> {
+pub unsafe fn host_slice(t: &Tensor) -> Option<&mut [f32]> {
     if t.device() != Device::Cpu || t.kind() != Kind::Float || !t.is_contiguous() {
         return None;
     }

@@ -91,6 +91,11 @@ impl Trainer {
         if cfg.run.threads > 0 {
             tch::set_num_threads(cfg.run.threads as i32);
         }
+        // libtorch's generator is process-wide: two trainers built at once in one
+        // process (tests run in threads) would interleave their draws, and neither
+        // would be its seed's. Held until the model and its initial values exist.
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _init = INIT.lock().unwrap_or_else(|e| e.into_inner());
         tch::manual_seed(seed as i64);
         if let Device::Cuda(_) = device {
             tch::Cuda::manual_seed_all(seed);
@@ -142,7 +147,7 @@ impl Trainer {
         // `init` views row 3, so a restore that copies into them moves the row too.
         let init = tch::no_grad(|| {
             let mut row = store.get(3);
-            let _ = row.copy_(&store.get(0));
+            row.copy_(&store.get(0));
             views_of(&row, &named)
         });
         let mut optim = Optimizer::new(cfg.phases[0].optimizer(), &named, &store.get(0), &store.get(1));
@@ -153,7 +158,7 @@ impl Trainer {
             ProbeSplit::Val => &data.val_x,
             ProbeSplit::Train => &data.train_x,
         };
-        let n_probe = (*cfg.probes.batch.get_ref() as i64).min(probe_split.size()[0]).max(1);
+        let n_probe = (*cfg.probes.batch.get_ref()).min(probe_split.size()[0]).max(1);
         let probe_x = probe_split.narrow(0, 0, n_probe);
         let mut t = Trainer {
             cfg: cfg.clone(),
@@ -326,7 +331,7 @@ impl Trainer {
         // Gradient alignment rides on the probe schedule, or on the evaluation schedule
         // when probes are off (a phase with two loss terms always records it).
         let align_every = if self.cfg.probes.every > 0 { self.cfg.probes.every } else { self.eval_every };
-        if loss.is_finite() && terms.len() > 1 && align_every > 0 && next % align_every == 0 {
+        if loss.is_finite() && terms.len() > 1 && align_every > 0 && next.is_multiple_of(align_every) {
             self.gradient_alignment(&terms, &mut m);
         }
         let mut sums = None;
@@ -608,7 +613,7 @@ fn bind_to_store(named: &mut [(String, Tensor)]) -> Tensor {
     tch::no_grad(|| {
         let store = Tensor::zeros([4, n], (Kind::Float, device));
         let (mut params, grads) = (store.get(0), store.get(1));
-        let _ = params.copy_(&Tensor::cat(&named.iter().map(|(_, t)| t.detach().view(-1)).collect::<Vec<_>>(), 0));
+        params.copy_(&Tensor::cat(&named.iter().map(|(_, t)| t.detach().view(-1)).collect::<Vec<_>>(), 0));
         let views: Vec<(Tensor, Tensor)> = views_of(&params, named).into_iter().zip(views_of(&grads, named)).collect();
         for ((_, p), (param_view, grad_view)) in named.iter_mut().zip(views) {
             // Backward adds into a defined gradient in place when it builds no graph,

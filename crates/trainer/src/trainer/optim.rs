@@ -410,7 +410,7 @@ mod tests {
             // "b" is frozen for the first three steps, so it starts its own count later.
             let frozen = [false, step < 3];
             let g: Vec<f32> = (0..5).map(|i| ((step * 5 + i) as f32 * 0.7).sin()).collect();
-            let _ = grads_flat.copy_(&Tensor::from_slice(&g));
+            grads_flat.copy_(&Tensor::from_slice(&g));
             opt.step(&h, &frozen, None);
             for (i, r) in reference.iter_mut().enumerate() {
                 if !(i >= 3 && frozen[1]) {

@@ -30,10 +30,10 @@ pub fn write_batches(t: &Trainer, path: &Path, steps: u64) -> Result<()> {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for s in t.step() + 1..=t.step() + steps {
         let (x, y) = t.training_batch(s);
-        if let Some(first) = xs.first() {
-            if Tensor::size(first) != x.size() {
-                bail!("step {s}: batch shape {:?} differs from the first batch's {:?}", x.size(), Tensor::size(first));
-            }
+        if let Some(first) = xs.first()
+            && Tensor::size(first) != x.size()
+        {
+            bail!("step {s}: batch shape {:?} differs from the first batch's {:?}", x.size(), Tensor::size(first));
         }
         xs.push(x.to_device(tch::Device::Cpu));
         ys.push(Tensor::from_slice(&y));

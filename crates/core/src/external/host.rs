@@ -1,0 +1,440 @@
+//! The external run's host: the run directory and log, the job (CMD in its own process
+//! group, stdout/stderr → `job.log`), and the run's socket served with tokio on one
+//! thread: any number of connections (rank 0's sync and log connections, other ranks
+//! with `all_ranks`, dashboards, `ctl`) without a thread each. Every line goes to
+//! `State` under one mutex (never held across an await).
+
+use super::protocol::{self, Frame, MAX_FRAME};
+use super::state::{Printer, State};
+use crate::config::external::LoadedExternal;
+use crate::control::Reply;
+use crate::event::{Command, Event, LogLevel, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
+use crate::rundir::{RunDir, RunMeta, now_unix};
+use crate::runlog;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+/// The job's output.
+pub const JOB_LOG: &str = "job.log";
+/// Connections served at once; at the limit a new one is refused with a message.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A connection that has not said `hello` and sends nothing for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A reply must be written within this.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Lines of job.log quoted in a failed run's end.
+const TAIL_LINES: usize = 20;
+
+pub struct ExternalRun {
+    pub config: LoadedExternal,
+    pub run_dir: PathBuf,
+    /// The job to launch; empty with `for_pid` (a client started this host itself).
+    pub command: Vec<String>,
+    /// Serve a job that is already running (standalone `phasetop.init()`): the run ends
+    /// on its `finish`, or as failed when the process is gone without one.
+    pub for_pid: Option<u32>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Creates the run and serves it until the job ends; the run's final status.
+pub fn run(args: ExternalRun, printer: Option<Printer>) -> Result<RunStatus> {
+    let cfg = &args.config.config;
+    RunDir::check_free(&args.run_dir)?;
+    let (dir, _lock) = RunDir::create(&args.run_dir, cfg.run.group_readable)?;
+    crate::rundir::write_atomic(&dir.config(), args.config.source.as_bytes())?;
+    let run_id = args.run_dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let meta = RunMeta {
+        run_id: run_id.clone(),
+        config_name: args.config.name(),
+        seed: 0,
+        max_steps: cfg.run.max_steps.unwrap_or(0),
+        created_at: now_unix(),
+        source_path: args.config.path.as_ref().and_then(|p| p.canonicalize().ok()).map(|p| p.display().to_string()),
+        parent: None,
+        scheduled_switch: None,
+        init: None,
+    };
+    dir.write_meta(&meta)?;
+    let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
+    let mut config = serde_json::to_value(cfg)?;
+    if let Some(o) = config.as_object_mut() {
+        o.insert("external".into(), serde_json::json!({"command": args.command, "for_pid": args.for_pid}));
+    }
+    let mut state = State::new(log, cfg.clone(), run_id.clone(), printer);
+    state.emit(Event::RunStarted {
+        run_id,
+        schema_major: SCHEMA_MAJOR,
+        schema_minor: SCHEMA_MINOR,
+        config_name: meta.config_name.clone(),
+        config,
+        phases: cfg.phase_names(),
+        device: "external".into(),
+        seed: 0,
+        started_at: now_unix(),
+        resumed_from_step: None,
+        parent_run: None,
+        branch_step: None,
+    })?;
+    let first = cfg.phases[0].name().to_string();
+    state.emit(Event::PhaseChanged { step: 0, from: None, to: first, cause: PhaseCause::Start, detail: None })?;
+    state.flush_log()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let shared: Shared = Arc::new(Mutex::new(state));
+    let result = rt.block_on(serve(args, dir, shared.clone()));
+    let mut state = lock(&shared);
+    let (status, message) = match result {
+        Ok(end) => end,
+        Err(e) => (RunStatus::Failed, format!("{e:#}")),
+    };
+    state.flush_open();
+    state.note_dropped();
+    let mut summary = format!("the host took {} metric points", state.points);
+    if state.rejected > 0 {
+        summary += &format!(", rejected {} frames", state.rejected);
+    }
+    if state.dropped > 0 {
+        summary += &format!("; the client dropped {}", state.dropped);
+    }
+    state.note(LogLevel::Info, summary);
+    let step = state.step;
+    state.emit(Event::RunEnded { step, status, message })?;
+    state.sync_log()?;
+    Ok(status)
+}
+
+/// The job's process: a child, or a pid we were handed.
+enum Job {
+    Child(tokio::process::Child, i32),
+    Pid(i32),
+}
+
+async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStatus, String)> {
+    let listener = bind(&dir.socket())?;
+    let socket = SocketFile(dir.socket());
+    let grace = Duration::from_secs_f64(args.config.config.run.stop_grace_s);
+    let mut job = match args.for_pid {
+        Some(pid) => Job::Pid(pid as i32),
+        None => {
+            let child = spawn_job(&args.command, &dir)?;
+            let pid = child.id().unwrap_or(0) as i32;
+            lock(&state).note(LogLevel::Info, format!("job started (pid {pid}): {}", shell_words(&args.command)));
+            Job::Child(child, pid)
+        }
+    };
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accept = tokio::spawn(accept_loop(listener, state.clone(), conns.clone()));
+    let mut sigs = Vec::new();
+    for k in [
+        tokio::signal::unix::SignalKind::interrupt(),
+        tokio::signal::unix::SignalKind::terminate(),
+        tokio::signal::unix::SignalKind::hangup(),
+    ] {
+        sigs.push(tokio::signal::unix::signal(k)?);
+    }
+    let [s1, s2, s3] = &mut sigs[..] else { unreachable!() };
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut last_second = Instant::now();
+    // (SIGTERM sent, SIGKILL sent)
+    let mut escalated = (false, false);
+    let end = loop {
+        let exit = match &mut job {
+            Job::Child(child, _) => tokio::select! {
+                status = child.wait() => Some(status?),
+                _ = tick.tick() => None,
+                _ = s1.recv() => { stop_by_signal(&state); None }
+                _ = s2.recv() => { stop_by_signal(&state); None }
+                _ = s3.recv() => { stop_by_signal(&state); None }
+            },
+            Job::Pid(_) => tokio::select! {
+                _ = tick.tick() => None,
+                _ = s1.recv() => { stop_by_signal(&state); None }
+                _ = s2.recv() => { stop_by_signal(&state); None }
+                _ = s3.recv() => { stop_by_signal(&state); None }
+            },
+        };
+        if let Some(status) = exit {
+            // What the job sent before it exited is still being read: its connections
+            // end at their data's end (bounded, for a connection someone else holds).
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while conns.load(std::sync::atomic::Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            break job_ended(&state, &dir, status);
+        }
+        let mut st = lock(&state);
+        st.flush_open();
+        if last_second.elapsed() >= Duration::from_secs(1) {
+            last_second = Instant::now();
+            st.note_dropped();
+        }
+        let _ = st.flush_log();
+        if let Job::Pid(pid) = job {
+            if let Some((status, message)) = st.finished.clone() {
+                let m = if message.is_empty() { "the job called finish()".to_string() } else { message };
+                break (
+                    if st.stop.is_some() && status == RunStatus::Completed { RunStatus::Stopped } else { status },
+                    m,
+                );
+            }
+            if unsafe { libc::kill(pid, 0) } != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            {
+                break (RunStatus::Failed, format!("the job (pid {pid}) ended without finish()"));
+            }
+        }
+        // Stop escalation: the job was asked at its syncs; then SIGTERM, then SIGKILL.
+        if let (Some((_, at)), Job::Child(_, pgid)) = (&st.stop, &job) {
+            let waited = at.elapsed();
+            if !escalated.0 && waited >= grace {
+                escalated.0 = true;
+                st.note(LogLevel::Warn, format!("the job did not stop within {} s: SIGTERM", grace.as_secs_f64()));
+                unsafe { libc::killpg(*pgid, libc::SIGTERM) };
+            } else if !escalated.1 && waited >= 2 * grace {
+                escalated.1 = true;
+                st.note(
+                    LogLevel::Warn,
+                    format!("the job did not stop within {} s: SIGKILL", 2.0 * grace.as_secs_f64()),
+                );
+                unsafe { libc::killpg(*pgid, libc::SIGKILL) };
+            }
+        }
+    };
+    accept.abort();
+    drop(socket);
+    Ok(end)
+}
+
+fn stop_by_signal(state: &Shared) {
+    let mut st = lock(state);
+    if st.stop.is_none() {
+        st.command(Command::Stop, "signal");
+    }
+}
+
+/// The run's end from the job's exit.
+fn job_ended(state: &Shared, dir: &RunDir, status: std::process::ExitStatus) -> (RunStatus, String) {
+    use std::os::unix::process::ExitStatusExt;
+    let st = lock(state);
+    let asked = st.stop.as_ref().map(|(who, _)| who.clone());
+    if status.success() {
+        return match (asked, &st.plan_done) {
+            (Some(who), _) => (RunStatus::Stopped, format!("stopped by {who}; the job exited 0")),
+            (None, Some(why)) => (RunStatus::Completed, format!("{why}; the job exited 0")),
+            (None, None) => (RunStatus::Completed, "the job exited 0".into()),
+        };
+    }
+    let what = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("the job exited with code {c}"),
+        (None, Some(s)) => format!("the job was killed by signal {s}"),
+        _ => format!("the job ended: {status}"),
+    };
+    // Killed by our own escalation after a stop: the operator asked for it.
+    if let Some(who) = asked
+        && status.signal().is_some()
+    {
+        return (RunStatus::Stopped, format!("stopped by {who}; {what}"));
+    }
+    let tail = tail_lines(&dir.path.join(JOB_LOG), TAIL_LINES);
+    let message = if tail.is_empty() { what } else { format!("{what}; last lines of {JOB_LOG}:\n{tail}") };
+    (RunStatus::Failed, message)
+}
+
+fn tail_lines(path: &std::path::Path, n: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else { return String::new() };
+    let start = bytes.len().saturating_sub(16 << 10);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn shell_words(cmd: &[String]) -> String {
+    cmd.iter()
+        .map(|w| {
+            if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"\\$".contains(c)) {
+                format!("{w:?}")
+            } else {
+                w.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The job in its own process group (so a stop's SIGTERM reaches torchrun and all its
+/// workers), output appended to job.log, the run's whereabouts in its environment.
+fn spawn_job(command: &[String], dir: &RunDir) -> Result<tokio::process::Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path.join(JOB_LOG))
+        .with_context(|| format!("cannot open {}", dir.path.join(JOB_LOG).display()))?;
+    let abs = std::path::absolute(&dir.path)?;
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..])
+        .env(super::ENV_RUN_DIR, &abs)
+        .env(super::ENV_SOCKET, abs.join(crate::rundir::SOCKET_FILE))
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .kill_on_drop(false);
+    cmd.spawn().with_context(|| format!("cannot start the job {}", shell_words(command)))
+}
+
+/// Binds the socket mode 0600 (umask while binding, so it is never wider), replacing a
+/// stale one.
+fn bind(path: &std::path::Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!("{}: another host is live on this run", path.display());
+        }
+        std::fs::remove_file(path)?;
+    }
+    let old = unsafe { libc::umask(0o077) };
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    unsafe { libc::umask(old) };
+    let listener = bound.with_context(|| format!("cannot serve {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    Ok(tokio::net::UnixListener::from_std(listener)?)
+}
+
+/// Removes the socket when the run ends, so `is_live` is false at once.
+struct SocketFile(PathBuf);
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn accept_loop(listener: tokio::net::UnixListener, state: Shared, conns: Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    let mut n: u64 = 0;
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        n += 1;
+        if conns.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            let step = lock(&state).step;
+            let r = Reply { ok: false, step, message: format!("too many connections ({MAX_CONNECTIONS}); try again") };
+            let mut line = serde_json::to_vec(&r).unwrap_or_default();
+            line.push(b'\n');
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
+            continue;
+        }
+        conns.fetch_add(1, Ordering::Relaxed);
+        let (state, conns) = (state.clone(), conns.clone());
+        tokio::spawn(async move {
+            let _ = connection(stream, format!("socket#{n}"), state).await;
+            conns.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+enum Line {
+    Complete,
+    Closed,
+    /// Longer than `MAX_FRAME`: discarded up to its newline.
+    TooLong(usize),
+}
+
+/// Reads one line into `buf` (without its newline), never holding more than MAX_FRAME.
+async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Line> {
+    buf.clear();
+    let mut dropped = 0usize;
+    loop {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(if dropped > 0 {
+                Line::TooLong(dropped)
+            } else if buf.is_empty() {
+                Line::Closed
+            } else {
+                Line::Complete
+            });
+        }
+        let (chunk, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (&avail[..i], Some(i + 1)),
+            None => (avail, None),
+        };
+        if dropped == 0 && buf.len() + chunk.len() <= MAX_FRAME {
+            buf.extend_from_slice(chunk);
+        } else {
+            dropped += buf.len() + chunk.len();
+            buf.clear();
+        }
+        let used = done.unwrap_or(avail.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(if dropped > 0 { Line::TooLong(dropped) } else { Line::Complete });
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, client: String, state: Shared) -> std::io::Result<()> {
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::with_capacity(256 << 10, r);
+    let mut buf = Vec::with_capacity(4096);
+    let mut job = false;
+    loop {
+        let read = if job {
+            read_line(&mut reader, &mut buf).await?
+        } else {
+            match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader, &mut buf)).await {
+                Ok(r) => r?,
+                Err(_) => return Ok(()),
+            }
+        };
+        let reply: Option<serde_json::Value> = match read {
+            Line::Closed => return Ok(()),
+            Line::TooLong(n) => {
+                let reason = format!("frame of {n} bytes is longer than the {MAX_FRAME}-byte limit");
+                lock(&state).reject(&client, &reason);
+                Some(serde_json::json!({"type": "error", "message": reason}))
+            }
+            Line::Complete if buf.iter().all(|b| b.is_ascii_whitespace()) => None,
+            Line::Complete => match protocol::parse(&buf) {
+                Err(reason) => {
+                    lock(&state).reject(&client, &reason);
+                    Some(serde_json::json!({"type": "error", "message": reason}))
+                }
+                Ok(Frame::Control(v)) => Some(control_request(&state, v, &client)),
+                Ok(Frame::Job(f)) => {
+                    job = true;
+                    lock(&state).job(&client, *f)
+                }
+            },
+        };
+        if let Some(v) = reply {
+            let mut line = serde_json::to_vec(&v).unwrap_or_default();
+            line.push(b'\n');
+            match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(&line)).await {
+                Ok(r) => r?,
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+}
+
+/// A `ctl` request: answered like the built-in host's (`control::Reply`).
+fn control_request(state: &Shared, v: serde_json::Value, client: &str) -> serde_json::Value {
+    let mut st = lock(state);
+    let reply = if v.get("cmd").and_then(|c| c.as_str()) == Some("status") {
+        let s = st.status();
+        Reply { ok: true, step: s.step, message: serde_json::to_string(&s).unwrap_or_default() }
+    } else {
+        match serde_json::from_value::<Command>(v) {
+            Ok(c) => st.command(c, client),
+            Err(e) => Reply { ok: false, step: st.step, message: format!("invalid command: {e}") },
+        }
+    };
+    serde_json::to_value(reply).unwrap_or_default()
+}

@@ -1,0 +1,221 @@
+//! The job protocol: what a client (python/phasetop, or anything that speaks docs/CLIENT.md)
+//! sends on the run's `control.sock`, one JSON object per line, beside the operators'
+//! control requests (`{"cmd": …}`, `control`). Job frames carry `"type"`.
+//!
+//! Frames that get a reply: `hello` → `welcome`, `sync` → `control`, `finish` → `ok`.
+//! Frames that get none (so that sending them never waits on the host): `log`, `probe`,
+//! `checkpoint`; their problems come back in the next `control`'s `errors`. A frame that
+//! cannot be read at all (not JSON, no known `type`, too long) is answered with
+//! `{"type":"error"}` and counted.
+
+use crate::event::Metrics;
+use serde::{Deserialize, Serialize};
+
+/// Version of the job protocol; `hello` carries the client's.
+pub const PROTOCOL: u32 = 1;
+/// Longest frame accepted (a log batch of a few thousand points fits).
+pub const MAX_FRAME: usize = 1 << 20;
+/// Longest metric or layer name.
+pub const MAX_NAME: usize = 200;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum JobFrame {
+    Hello {
+        #[serde(default = "one")]
+        protocol: u32,
+        #[serde(default)]
+        rank: u32,
+        #[serde(default = "one")]
+        world_size: u32,
+        #[serde(default)]
+        pid: u32,
+        /// The script's own config (`phasetop.init(config=…)`), recorded once.
+        #[serde(default)]
+        config: serde_json::Value,
+        #[serde(default)]
+        client: String,
+    },
+    Log {
+        points: Vec<serde_json::Value>,
+        /// Points the client dropped since its last frame (its buffer was full).
+        #[serde(default)]
+        dropped: u64,
+    },
+    Sync {
+        step: u64,
+    },
+    Probe {
+        step: u64,
+        layer: String,
+        metrics: serde_json::Map<String, serde_json::Value>,
+    },
+    Checkpoint {
+        step: u64,
+        path: String,
+    },
+    Finish {
+        #[serde(default)]
+        step: Option<u64>,
+        #[serde(default)]
+        status: Option<String>,
+        #[serde(default)]
+        message: String,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The answer to `sync`: the same on every rank once rank 0 has broadcast it.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Control {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub step: u64,
+    pub phase: String,
+    pub phase_changed: bool,
+    /// The phase's settings (its free keys in the config).
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// `ctl set KEY=VALUE` since the last sync.
+    pub set: serde_json::Map<String, serde_json::Value>,
+    pub should_stop: bool,
+    pub paused: bool,
+    /// The operator asked for a checkpoint (`ctl checkpoint`).
+    pub checkpoint: bool,
+    /// Problems with frames since the last sync (bad metric names or values, …).
+    pub errors: Vec<String>,
+    /// Points the client reported dropped over the run.
+    pub dropped: u64,
+}
+
+/// One log point as validated: its step, the rank it came from, metric → value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub step: u64,
+    pub rank: u32,
+    pub metrics: Metrics,
+}
+
+/// Whether the log can hold `name` as a metric (or layer) name.
+pub fn check_metric_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a metric name must not be empty".into());
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "metric name \"{}…\" is longer than {MAX_NAME} bytes",
+            &name[..name.floor_char_boundary(40)]
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("metric name {name:?} holds {c:?}: names have no spaces or control characters"));
+    }
+    Ok(())
+}
+
+/// A metric value: a JSON number, or `null` for a non-finite one (NaN is not JSON).
+fn metric_value(name: &str, v: &serde_json::Value) -> Result<f64, String> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64().ok_or_else(|| format!("metric \"{name}\": {n} is not a float")),
+        serde_json::Value::Null => Ok(f64::NAN),
+        other => Err(format!("metric \"{name}\": {other} is not a number")),
+    }
+}
+
+/// Validated metrics; invalid entries are left out and described in `errors`.
+pub fn metrics(map: &serde_json::Map<String, serde_json::Value>, at: &str, errors: &mut Vec<String>) -> Metrics {
+    let mut out = Metrics::new();
+    for (k, v) in map {
+        match check_metric_name(k).and_then(|()| metric_value(k, v)) {
+            Ok(x) => {
+                out.insert(k.clone(), x);
+            }
+            Err(e) => errors.push(format!("{at}: {e}")),
+        }
+    }
+    out
+}
+
+/// One point of a `log` frame: `{"step": N, "metrics": {…}, "rank": R?}`.
+pub fn point(v: &serde_json::Value, errors: &mut Vec<String>) -> Option<Point> {
+    let Some(obj) = v.as_object() else {
+        errors.push(format!("log point {v} is not an object"));
+        return None;
+    };
+    let Some(step) = obj.get("step").and_then(|s| s.as_u64()) else {
+        errors.push(format!("log point without a whole, non-negative step: {}", short(v)));
+        return None;
+    };
+    let rank = match obj.get("rank") {
+        None => 0,
+        Some(r) => match r.as_u64().and_then(|r| u32::try_from(r).ok()) {
+            Some(r) => r,
+            None => {
+                errors.push(format!("log point at step {step}: rank {r} is not a whole number"));
+                return None;
+            }
+        },
+    };
+    let Some(m) = obj.get("metrics").and_then(|m| m.as_object()) else {
+        errors.push(format!("log point at step {step} has no \"metrics\" object"));
+        return None;
+    };
+    if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "step" | "metrics" | "rank")) {
+        errors.push(format!("log point at step {step}: unknown field \"{k}\""));
+    }
+    Some(Point { step, rank, metrics: metrics(m, &format!("step {step}"), errors) })
+}
+
+fn short(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    if s.len() > 80 { format!("{}…", &s[..s.floor_char_boundary(80)]) } else { s }
+}
+
+/// What a line on the socket is.
+#[derive(Debug)]
+pub enum Frame {
+    Control(serde_json::Value),
+    Job(Box<JobFrame>),
+}
+
+/// Parses one line; `Err` is the reason it was rejected.
+pub fn parse(line: &[u8]) -> Result<Frame, String> {
+    let text = std::str::from_utf8(line)
+        .map_err(|e| format!("malformed frame: not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))?;
+    let value: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| format!("malformed frame: {e}"))?;
+    if value.get("cmd").is_some() {
+        return Ok(Frame::Control(value));
+    }
+    match value.get("type").and_then(|t| t.as_str()) {
+        Some(_) => {
+            serde_json::from_value(value).map(|f| Frame::Job(Box::new(f))).map_err(|e| format!("invalid frame: {e}"))
+        }
+        None => Err("malformed frame: an object with \"type\" (a job frame) or \"cmd\" (a control request)".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_told_apart_and_bad_ones_say_why() {
+        assert!(matches!(parse(br#"{"cmd":"status"}"#), Ok(Frame::Control(_))));
+        assert!(
+            matches!(parse(br#"{"type":"sync","step":3}"#), Ok(Frame::Job(f)) if matches!(*f, JobFrame::Sync { step: 3 }))
+        );
+        assert!(parse(b"{not json").unwrap_err().starts_with("malformed frame"));
+        assert!(parse(br#"{"type":"explode"}"#).unwrap_err().contains("unknown variant"));
+        assert!(parse(b"\xff\xfe").unwrap_err().contains("not UTF-8"));
+        let mut errors = Vec::new();
+        let v = serde_json::json!({"step": 4, "metrics": {"loss": 0.5, "bad name": 1, "acc": "high", "nan": null}});
+        let p = point(&v, &mut errors).unwrap();
+        assert_eq!(p.metrics.len(), 2);
+        assert!(p.metrics["nan"].is_nan());
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("\"acc\": \"high\" is not a number")), "{errors:?}");
+        assert!(point(&serde_json::json!({"step": -1, "metrics": {}}), &mut errors).is_none());
+    }
+}

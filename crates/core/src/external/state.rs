@@ -1,0 +1,496 @@
+//! The external run's state, without I/O but the run log: what the job sent (points,
+//! probes, checkpoints), the phase plan and its rules (`rules::SignalState`),
+//! the operators' commands, and the `control` answer to each `sync`. The server
+//! (`external::host`) owns one behind a mutex and calls it per frame.
+//!
+//! A phase change is recorded at the step of the `sync` that delivers it, because that
+//! is the step at which every rank applies it: `ctl switch`, an accepted suggestion, an
+//! `auto` rule and a finished `steps` count all wait for the job's next sync.
+
+use super::protocol::{self, Control, JobFrame, Point};
+use crate::config::external::ExternalConfig;
+use crate::control::{PendingSuggestion, Reply, Status};
+use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
+use crate::rules::{Confirmation, RuleOutcome, SignalState};
+use crate::rundir::now_unix;
+use crate::runlog;
+use std::time::Instant;
+
+/// Errors kept for the next `sync` (later ones are counted).
+const MAX_ERRORS: usize = 64;
+/// Rejected frames described in the log one by one (later ones are counted).
+const LOGGED_REJECTIONS: u64 = 20;
+
+/// Receives each event as it is written (the headless printer).
+pub type Printer = Box<dyn FnMut(&Event) + Send>;
+
+pub struct State {
+    log: runlog::Writer,
+    pub cfg: ExternalConfig,
+    run_id: String,
+    phase: usize,
+    phase_start: u64,
+    /// The newest step the job has reported (log or sync).
+    pub step: u64,
+    signals: SignalState,
+    pub paused: bool,
+    /// Who asked the job to stop, and when.
+    pub stop: Option<(String, Instant)>,
+    /// Why the plan itself ends the job (`max_steps`, the last phase's `steps`).
+    pub plan_done: Option<String>,
+    checkpoint_asked: bool,
+    pending_switch: Option<(usize, PhaseCause, Option<String>)>,
+    pending_set: serde_json::Map<String, serde_json::Value>,
+    errors: Vec<String>,
+    errors_lost: u64,
+    /// Points the client reported dropped: in all, and not yet noted in the log.
+    pub dropped: u64,
+    dropped_unlogged: u64,
+    pub rejected: u64,
+    /// A step's points merge until a point of another step (or rank) arrives.
+    open: Option<Point>,
+    /// Metric points ingested (for the bench and the end-of-run line).
+    pub points: u64,
+    /// `finish` received: (status asked, message).
+    pub finished: Option<(RunStatus, String)>,
+    printer: Option<Printer>,
+}
+
+impl State {
+    pub fn new(log: runlog::Writer, cfg: ExternalConfig, run_id: String, printer: Option<Printer>) -> State {
+        let mut signals = SignalState::for_rule(cfg.phases[0].until.as_ref());
+        for layer in &cfg.probes.layers {
+            signals.watch_probe_layer(layer);
+        }
+        State {
+            log,
+            cfg,
+            run_id,
+            phase: 0,
+            phase_start: 0,
+            step: 0,
+            signals,
+            paused: false,
+            stop: None,
+            plan_done: None,
+            checkpoint_asked: false,
+            pending_switch: None,
+            pending_set: Default::default(),
+            errors: Vec::new(),
+            errors_lost: 0,
+            dropped: 0,
+            dropped_unlogged: 0,
+            rejected: 0,
+            open: None,
+            points: 0,
+            finished: None,
+            printer,
+        }
+    }
+
+    pub fn phase_name(&self) -> &str {
+        self.cfg.phases[self.phase].name()
+    }
+
+    pub fn emit(&mut self, ev: Event) -> std::io::Result<()> {
+        self.log.append(&ev)?;
+        self.log.flush_if_due()?;
+        if let Some(p) = &mut self.printer {
+            p(&ev);
+        }
+        Ok(())
+    }
+
+    /// Writes an event; a log that cannot be written is reported once on stderr (the job
+    /// goes on; the run will end failed when it tries to write its end).
+    fn record(&mut self, ev: Event) {
+        if let Err(e) = self.emit(ev) {
+            eprintln!("phasetop: cannot write the run log: {e}");
+        }
+    }
+
+    pub fn note(&mut self, level: LogLevel, message: String) {
+        let step = self.step;
+        self.record(Event::Log { step, level, message });
+    }
+
+    pub fn flush_log(&mut self) -> std::io::Result<()> {
+        self.log.flush()
+    }
+
+    pub fn sync_log(&mut self) -> std::io::Result<()> {
+        self.log.sync()
+    }
+
+    pub fn status(&self) -> Status {
+        Status {
+            run_id: self.run_id.clone(),
+            step: self.step,
+            phase: self.phase_name().to_string(),
+            paused: self.paused,
+            suggestions: self
+                .signals
+                .pending
+                .iter()
+                .map(|p| PendingSuggestion { id: p.id, to_phase: p.to_phase.clone(), because: p.because.clone() })
+                .collect(),
+        }
+    }
+
+    fn error(&mut self, e: String) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(e);
+        } else {
+            self.errors_lost += 1;
+        }
+    }
+
+    /// A frame that could not be read: counted, described in the log (the first few)
+    /// and in the next sync.
+    pub fn reject(&mut self, client: &str, reason: &str) {
+        self.rejected += 1;
+        if self.rejected <= LOGGED_REJECTIONS {
+            self.note(LogLevel::Warn, format!("rejected a frame from {client}: {reason}"));
+        } else if self.rejected == LOGGED_REJECTIONS + 1 {
+            self.note(LogLevel::Warn, "more frames rejected; counted, not logged".into());
+        }
+        self.error(reason.to_string());
+    }
+
+    /// Handles one job frame; `Some` is the reply line's JSON.
+    pub fn job(&mut self, client: &str, frame: JobFrame) -> Option<serde_json::Value> {
+        match frame {
+            JobFrame::Hello { protocol: version, rank, world_size, pid, config, client: who } => {
+                if version > protocol::PROTOCOL {
+                    return Some(serde_json::json!({"type": "error", "message": format!(
+                        "the client speaks protocol {version}; this host speaks {}: upgrade phasetop", protocol::PROTOCOL)}));
+                }
+                let mut line = format!("job connected on {client}: rank {rank} of {world_size}, pid {pid}");
+                if !who.is_empty() {
+                    line += &format!(", {who}");
+                }
+                if rank == 0 && !config.is_null() {
+                    let mut c = config.to_string();
+                    if c.len() > 4096 {
+                        c.truncate(c.floor_char_boundary(4096));
+                        c += "…";
+                    }
+                    line += &format!("; config {c}");
+                }
+                self.note(LogLevel::Info, line);
+                let phase = &self.cfg.phases[self.phase];
+                Some(serde_json::json!({
+                    "type": "welcome", "protocol": protocol::PROTOCOL, "run_id": self.run_id,
+                    "step": self.step, "phase": phase.name(), "phases": self.cfg.phase_names(),
+                    "settings": phase.settings_json(), "paused": self.paused, "should_stop": self.should_stop(),
+                }))
+            }
+            JobFrame::Log { points, dropped } => {
+                let mut errors = Vec::new();
+                for v in &points {
+                    if let Some(p) = protocol::point(v, &mut errors) {
+                        self.ingest(p);
+                    }
+                }
+                for e in errors {
+                    self.error(e);
+                }
+                if dropped > 0 {
+                    self.dropped += dropped;
+                    self.dropped_unlogged += dropped;
+                }
+                None
+            }
+            JobFrame::Probe { step, layer, metrics } => {
+                let mut errors = Vec::new();
+                match protocol::check_metric_name(&layer) {
+                    Err(e) => errors.push(format!("probe at step {step}: layer {e}")),
+                    Ok(()) => {
+                        let m = protocol::metrics(&metrics, &format!("probe {layer} at step {step}"), &mut errors);
+                        self.flush_open();
+                        self.step = self.step.max(step);
+                        let all: Metrics = m.iter().map(|(k, v)| (format!("{layer}/{k}"), *v)).collect();
+                        self.points += m.len() as u64;
+                        self.record(Event::Probe { step, layer, metrics: m });
+                        let fired = self.signals.push(step, step.saturating_sub(self.phase_start), &all);
+                        self.handle_signals(fired);
+                    }
+                }
+                for e in errors {
+                    self.error(e);
+                }
+                None
+            }
+            JobFrame::Checkpoint { step, path } => {
+                let p = std::path::Path::new(&path);
+                let inside = !path.is_empty()
+                    && p.is_relative()
+                    && p.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                if inside {
+                    self.flush_open();
+                    self.step = self.step.max(step);
+                    self.record(Event::Checkpoint { step, path });
+                } else {
+                    self.error(format!("checkpoint at step {step}: path \"{path}\" must be relative to the run directory, without \"..\""));
+                }
+                None
+            }
+            JobFrame::Sync { step } => Some(serde_json::to_value(self.sync(step)).unwrap_or_default()),
+            JobFrame::Finish { step, status, message } => {
+                self.flush_open();
+                if let Some(s) = step {
+                    self.step = self.step.max(s);
+                }
+                let status = match status.as_deref() {
+                    None | Some("completed") => RunStatus::Completed,
+                    Some("stopped") => RunStatus::Stopped,
+                    Some("failed") => RunStatus::Failed,
+                    Some(other) => {
+                        return Some(serde_json::json!({"type": "error", "message": format!(
+                            "finish: unknown status \"{other}\", expected completed, stopped or failed")}));
+                    }
+                };
+                let m = if message.is_empty() { String::new() } else { format!(": {message}") };
+                self.note(LogLevel::Info, format!("the job finished ({}){m}", status.as_str()));
+                self.finished = Some((status, message));
+                Some(serde_json::json!({"type": "ok"}))
+            }
+        }
+    }
+
+    fn ingest(&mut self, mut p: Point) {
+        self.points += p.metrics.len() as u64;
+        if p.rank != 0 {
+            // Other ranks' series beside rank 0's, never mixed into them (nor watched).
+            p.metrics =
+                std::mem::take(&mut p.metrics).into_iter().map(|(k, v)| (format!("rank{}/{k}", p.rank), v)).collect();
+        }
+        match &mut self.open {
+            Some(o) if o.step == p.step && o.rank == p.rank => o.metrics.extend(p.metrics),
+            _ => {
+                self.flush_open();
+                self.open = Some(p);
+            }
+        }
+    }
+
+    /// Writes the step being merged: a `step` event, and an `eval` event for `val_*`
+    /// metrics (the dashboard's held-out series), fed to the detectors.
+    pub fn flush_open(&mut self) {
+        let Some(p) = self.open.take() else { return };
+        self.step = self.step.max(p.step);
+        let (eval, train): (Metrics, Metrics) = p.metrics.into_iter().partition(|(k, _)| k.starts_with("val_"));
+        let phase = self.phase_name().to_string();
+        let in_phase = p.step.saturating_sub(self.phase_start);
+        let mut fired = Vec::new();
+        if p.rank == 0 {
+            fired.extend(self.signals.push(p.step, in_phase, &train));
+        }
+        if !train.is_empty() {
+            self.record(Event::Step { step: p.step, phase, t: now_unix(), metrics: train });
+        }
+        if !eval.is_empty() {
+            if p.rank == 0 {
+                fired.extend(self.signals.push(p.step, in_phase, &eval));
+            }
+            self.record(Event::Eval { step: p.step, split: "val".into(), metrics: eval });
+        }
+        self.handle_signals(fired);
+    }
+
+    /// Records signals and acts on the current phase's rule (one switch pending at a time).
+    fn handle_signals(&mut self, fired: Vec<crate::signals::Signal>) {
+        let next = self.cfg.phases.get(self.phase + 1).map(|p| p.name().to_string());
+        let in_phase = self.step.saturating_sub(self.phase_start);
+        for sig in fired {
+            self.record(sig.to_event());
+            if self.pending_switch.is_some() {
+                continue;
+            }
+            match self.signals.judge(&sig, in_phase, next.as_deref()) {
+                Some(RuleOutcome::Switch { detail }) => {
+                    self.pending_switch = Some((self.phase + 1, PhaseCause::Rule, Some(detail)))
+                }
+                Some(RuleOutcome::Suggest { id, because }) => {
+                    let step = self.step;
+                    self.record(Event::Suggestion { step, id, to_phase: next.clone().unwrap_or_default(), because });
+                }
+                None => {}
+            }
+        }
+        if self.pending_switch.is_none() {
+            match self.signals.confirm_due(self.step, next.as_deref()) {
+                Some(Confirmation::Confirmed(RuleOutcome::Switch { detail })) => {
+                    self.pending_switch = Some((self.phase + 1, PhaseCause::Rule, Some(detail)))
+                }
+                Some(Confirmation::Confirmed(RuleOutcome::Suggest { id, because })) => {
+                    let step = self.step;
+                    self.record(Event::Suggestion { step, id, to_phase: next.unwrap_or_default(), because });
+                }
+                Some(Confirmation::Dropped(m)) => self.note(LogLevel::Info, m),
+                None => {}
+            }
+        }
+    }
+
+    pub fn should_stop(&self) -> bool {
+        self.stop.is_some() || self.plan_done.is_some()
+    }
+
+    /// The answer to the job's `sync` at `step`: a pending phase change happens here.
+    pub fn sync(&mut self, step: u64) -> Control {
+        self.flush_open();
+        self.step = self.step.max(step);
+        let phase = &self.cfg.phases[self.phase];
+        if self.pending_switch.is_none()
+            && let Some(n) = &phase.steps
+            && step.saturating_sub(self.phase_start) >= *n.get_ref()
+        {
+            if self.phase + 1 < self.cfg.phases.len() {
+                self.pending_switch = Some((self.phase + 1, PhaseCause::Scheduled, None));
+            } else if self.plan_done.is_none() {
+                let why = format!("phase plan finished (last phase \"{}\")", phase.name());
+                self.note(LogLevel::Info, format!("{why}: the job is told to stop"));
+                self.plan_done = Some(why);
+            }
+        }
+        if let Some(max) = self.cfg.run.max_steps
+            && step >= max
+            && self.plan_done.is_none()
+        {
+            let why = format!("reached max_steps = {max}");
+            self.note(LogLevel::Info, format!("{why}: the job is told to stop"));
+            self.plan_done = Some(why);
+        }
+        let mut phase_changed = false;
+        if let Some((i, cause, detail)) = self.pending_switch.take() {
+            let from = self.phase_name().to_string();
+            self.phase = i;
+            self.phase_start = step;
+            self.signals.enter_rule(self.cfg.phases[i].until.as_ref());
+            let to = self.phase_name().to_string();
+            self.record(Event::PhaseChanged { step, from: Some(from), to, cause, detail });
+            phase_changed = true;
+        }
+        let mut errors = std::mem::take(&mut self.errors);
+        if self.errors_lost > 0 {
+            errors.push(format!("… and {} more", std::mem::take(&mut self.errors_lost)));
+        }
+        Control {
+            kind: "control",
+            step,
+            phase: self.phase_name().to_string(),
+            phase_changed,
+            settings: self.cfg.phases[self.phase].settings_json(),
+            set: std::mem::take(&mut self.pending_set),
+            should_stop: self.should_stop(),
+            paused: self.paused,
+            checkpoint: std::mem::take(&mut self.checkpoint_asked),
+            errors,
+            dropped: self.dropped,
+        }
+    }
+
+    /// Notes in the log the points dropped since the last note (called about once a second).
+    pub fn note_dropped(&mut self) {
+        if self.dropped_unlogged > 0 {
+            let n = std::mem::take(&mut self.dropped_unlogged);
+            self.note(
+                LogLevel::Warn,
+                format!("dropped: the client dropped {n} metric points (its buffer was full; {} in all)", self.dropped),
+            );
+        }
+    }
+
+    /// An operator's command (`ctl`, the dashboard), recorded and answered at once; what
+    /// it asks of the job is delivered at the job's next sync.
+    pub fn command(&mut self, command: Command, client: &str) -> Reply {
+        self.flush_open();
+        let step = self.step;
+        let current = self.pending_switch.as_ref().map_or(self.phase, |p| p.0);
+        let outcome: Result<String, String> = match &command {
+            Command::Switch { phase } => match self.cfg.phase_index(phase) {
+                Some(i) if i == current => Err(format!("already in phase \"{phase}\"")),
+                Some(i) => {
+                    self.pending_switch = Some((i, PhaseCause::Manual, Some(format!("by {client}"))));
+                    Ok(format!("switching {} → {phase} at the job's next sync (after step {step})", self.phase_name()))
+                }
+                None => {
+                    Err(format!("unknown phase \"{phase}\", expected one of {}", self.cfg.phase_names().join(", ")))
+                }
+            },
+            Command::Pause if self.paused => Err("already paused".into()),
+            Command::Pause => {
+                self.paused = true;
+                Ok(format!("pausing at the job's next sync (after step {step})"))
+            }
+            Command::Resume if !self.paused => Err("not paused".into()),
+            Command::Resume => {
+                self.paused = false;
+                Ok(format!("resumed at step {step}"))
+            }
+            Command::Stop => {
+                if self.stop.is_none() {
+                    self.stop = Some((client.to_string(), Instant::now()));
+                }
+                let g = self.cfg.run.stop_grace_s;
+                Ok(format!(
+                    "stopping: the job is told to stop at its next sync; SIGTERM after {g} s, SIGKILL after {} s",
+                    2.0 * g
+                ))
+            }
+            Command::Checkpoint => {
+                self.checkpoint_asked = true;
+                Ok(format!("checkpoint asked of the job at its next sync (after step {step})"))
+            }
+            Command::Set { key, value } => {
+                if let Err(e) = protocol::check_metric_name(key) {
+                    Err(format!("set: {}", e.replace("metric name", "key")))
+                } else if !value.is_finite() {
+                    Err(format!("set {key}: the value must be a finite number"))
+                } else {
+                    self.pending_set.insert(key.clone(), (*value).into());
+                    Ok(format!("{key}={value} goes to the job at its next sync"))
+                }
+            }
+            Command::Accept { id } => match self.signals.take(*id) {
+                Some(s) => match self.cfg.phase_index(&s.to_phase) {
+                    Some(i) => {
+                        let detail = format!("suggestion {} accepted by {client}: {}", s.id, s.because);
+                        self.pending_switch = Some((i, PhaseCause::Suggestion, Some(detail)));
+                        Ok(format!("accepted suggestion {}: switching to {} at the job's next sync", s.id, s.to_phase))
+                    }
+                    None => Err(format!("suggested phase \"{}\" is not in the plan", s.to_phase)),
+                },
+                None => Err(no_suggestion(*id)),
+            },
+            Command::Dismiss { id } => match self.signals.take(*id) {
+                Some(s) => Ok(format!("dismissed suggestion {} (switch to {})", s.id, s.to_phase)),
+                None => Err(no_suggestion(*id)),
+            },
+            Command::Plan { .. } => {
+                Err("a live plan edit is not supported for external runs; restart with the new config".into())
+            }
+        };
+        let (applied, message) = match outcome {
+            Ok(m) => (true, m),
+            Err(m) => (false, m),
+        };
+        self.record(Event::Command {
+            step,
+            t: now_unix(),
+            client: client.to_string(),
+            command,
+            applied,
+            message: message.clone(),
+        });
+        Reply { ok: applied, step, message }
+    }
+}
+
+fn no_suggestion(id: Option<u64>) -> String {
+    match id {
+        Some(id) => format!("no pending suggestion {id}"),
+        None => "no pending suggestion".into(),
+    }
+}

@@ -1,0 +1,101 @@
+"""A small PyTorch DDP job that phasetop watches and steers (docs/CLIENT.md):
+
+    phasetop run configs/external-demo.toml -- torchrun --nproc-per-node 2 examples/ddp_train.py
+
+An MLP on synthetic data (a fixed random teacher labels Gaussian inputs), CPU, the gloo
+backend on loopback. Each phase's `lr` comes from the config; `ctl set lr=…` changes it
+on every rank; `ctl stop` ends every rank at the same step. With --record DIR each rank
+writes DIR/record-rank<R>.tsv: one line per step, `step<TAB>phase<TAB>lr`, the lr the
+next step uses, and DIR/pid-rank<R> (what the tests read).
+"""
+
+import argparse
+import os
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+import phasetop
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--step-ms", type=float, default=0.0, help="sleep after each step, to pace a demo or a test")
+    ap.add_argument("--record", default=None, help="directory for the per-rank record files")
+    ap.add_argument("--probe-every", type=int, default=100)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--checkpoint-every", type=int, default=0)
+    args = ap.parse_args()
+
+    torch.set_num_threads(1)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        dist.init_process_group("gloo")  # torchrun sets MASTER_ADDR (loopback) and MASTER_PORT
+    rank = dist.get_rank() if distributed else 0
+
+    torch.manual_seed(0)  # the same initial weights on every rank
+    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+    net = nn.parallel.DistributedDataParallel(model) if distributed else model
+
+    run = phasetop.init(config=vars(args))
+    opt = torch.optim.SGD(net.parameters(), lr=float(run.settings.get("lr", 0.05)), momentum=0.9)
+
+    teacher = torch.randn(16, 4, generator=torch.Generator().manual_seed(1234))
+    data = torch.Generator().manual_seed(100 + rank)  # each rank its own shard of the stream
+    held_out = torch.randn(512, 16, generator=torch.Generator().manual_seed(99))
+    held_labels = (held_out @ teacher).argmax(1)
+
+    record = None
+    if args.record:
+        os.makedirs(args.record, exist_ok=True)
+        record = open(os.path.join(args.record, f"record-rank{rank}.tsv"), "w", buffering=1)
+        with open(os.path.join(args.record, f"pid-rank{rank}"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def set_lr(lr):
+        for g in opt.param_groups:
+            g["lr"] = float(lr)
+
+    for step in range(1, args.steps + 1):
+        x = torch.randn(64, 16, generator=data)
+        y = (x @ teacher).argmax(1)
+        logits = net(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        acc = (logits.argmax(1) == y).float().mean().item()
+        run.log({"train_loss": loss.item(), "train_acc": acc, "lr": opt.param_groups[0]["lr"]}, step=step)
+        if rank == 0 and args.eval_every and step % args.eval_every == 0:
+            with torch.no_grad():
+                out = model(held_out)
+                run.log({"val_loss": nn.functional.cross_entropy(out, held_labels).item(),
+                         "val_acc": (out.argmax(1) == held_labels).float().mean().item()}, step=step)
+        if rank == 0 and args.probe_every and step % args.probe_every == 0:
+            with torch.no_grad():
+                run.probe("hidden", model[:4](held_out[:128]), step=step)
+
+        ctl = run.sync(step)  # every rank, every step: the same answer everywhere
+        if ctl.phase_changed and "lr" in ctl.settings:
+            set_lr(ctl.settings["lr"])
+        if "lr" in ctl.set:
+            set_lr(ctl.set["lr"])
+        if ctl.checkpoint or (args.checkpoint_every and step % args.checkpoint_every == 0):
+            run.checkpoint(step, lambda: {"model": model.state_dict(), "opt": opt.state_dict(), "step": step})
+        if record:
+            record.write(f"{step}\t{ctl.phase}\t{opt.param_groups[0]['lr']!r}\n")
+        if ctl.should_stop:
+            break
+        if args.step_ms:
+            time.sleep(args.step_ms / 1000)
+
+    run.finish()
+    if distributed:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,697 @@
+//! External runs (issue 14): real PyTorch scripts under `phasetop run`, with the client
+//! in python/ and the project's venv (torch, torchrun, lightning, transformers: installed
+//! by scripts/setup-torch.sh). A missing venv fails these tests unless
+//! PHASETOP_SKIP_PYTHON=1.
+
+use phasetop::event::{Command as Cmd, Event, LogLevel, PhaseCause, RunStatus};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_phasetop");
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One Python job at a time: a torchrun job is three interpreters importing torch, and
+/// the suite runs on two cores.
+static ONE_JOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The venv's bin directory, or None (skip) under PHASETOP_SKIP_PYTHON=1; holds
+/// `ONE_JOB` for the caller's test.
+fn venv() -> Option<(PathBuf, std::sync::MutexGuard<'static, ()>)> {
+    let guard = ONE_JOB.lock().unwrap_or_else(|p| p.into_inner());
+    venv_bin().map(|b| (b, guard))
+}
+
+/// The venv's bin directory, or None (skip) under PHASETOP_SKIP_PYTHON=1.
+fn venv_bin() -> Option<PathBuf> {
+    let bin = root().join(".venv/bin");
+    if !bin.join("python").exists() {
+        if std::env::var_os("PHASETOP_SKIP_PYTHON").is_some_and(|v| v == "1") {
+            eprintln!("{} not found: skipped (PHASETOP_SKIP_PYTHON=1)", bin.display());
+            return None;
+        }
+        panic!("{} not found: run scripts/setup-torch.sh (or set PHASETOP_SKIP_PYTHON=1 to skip)", bin.display());
+    }
+    Some(bin)
+}
+
+/// `phasetop run --headless` in `cwd`, the client on PYTHONPATH.
+fn spawn_run(cwd: &Path, config: Option<&Path>, job: &[&str]) -> Child {
+    let mut c = Command::new(BIN);
+    c.current_dir(cwd).arg("run").arg("--headless").arg("--run-dir").arg("run");
+    if let Some(cfg) = config {
+        c.arg(cfg);
+    }
+    c.arg("--").args(job);
+    c.env("PYTHONPATH", root().join("python")).env("OMP_NUM_THREADS", "1");
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.spawn().unwrap()
+}
+
+fn events(run: &Path) -> Vec<Event> {
+    match phasetop::runlog::read_all(&run.join("events.log")) {
+        Ok(c) => c.records.into_iter().map(|r| r.event).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn last_step(run: &Path) -> u64 {
+    events(run)
+        .iter()
+        .filter_map(|e| if let Event::Step { step, .. } = e { Some(*step) } else { None })
+        .max()
+        .unwrap_or(0)
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("phasetop run did not end within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ctl(run: &Path, words: &[&str]) -> String {
+    let out = Command::new(BIN).arg("ctl").arg(run).args(words).output().unwrap();
+    assert!(out.status.success(), "ctl {words:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A rank's record: (step, phase, lr) per step.
+fn record(dir: &Path, rank: u32) -> Vec<(u64, String, f64)> {
+    let text = std::fs::read_to_string(dir.join(format!("record-rank{rank}.tsv"))).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            Some((f.next()?.parse().ok()?, f.next()?.to_string(), f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn ended(run: &Path) -> Option<(RunStatus, String)> {
+    events(run).into_iter().find_map(|e| match e {
+        Event::RunEnded { status, message, .. } => Some((status, message)),
+        _ => None,
+    })
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const TWO_PHASES: &str = "[run]\nname='ddp'\n[[phase]]\nname='warm'\nlr=0.1\n[[phase]]\nname='main'\nlr=0.02\n";
+
+fn torchrun_job(bin: &Path, steps: u64) -> Vec<String> {
+    [
+        bin.join("torchrun").display().to_string(),
+        // A free rendezvous port on loopback, so runs never collide.
+        "--standalone".into(),
+        "--nproc-per-node".into(),
+        "2".into(),
+        root().join("examples/ddp_train.py").display().to_string(),
+        "--steps".into(),
+        steps.to_string(),
+        "--step-ms".into(),
+        "5".into(),
+        "--record".into(),
+        "rec".into(),
+    ]
+    .into()
+}
+
+/// The issue's main scenario: torchrun with 2 gloo ranks under `phasetop run`; a switch,
+/// a `set lr` and a stop from `ctl`, each reaching both ranks at the same step.
+#[test]
+fn torchrun_ranks_switch_set_and_stop_at_the_same_step() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "ddp.toml", TWO_PHASES);
+    let job = torchrun_job(&bin, 1_000_000);
+    let mut child = spawn_run(tmp.path(), Some(&cfg), &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    wait_until("20 logged steps", 120, || last_step(&run) >= 20);
+    // The socket is private, as the built-in host's.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(run.join("control.sock")).unwrap().permissions().mode() & 0o777, 0o600);
+    let status: serde_json::Value =
+        serde_json::from_str(ctl(&run, &["status"]).split_once(": ").unwrap().1.trim()).unwrap();
+    assert_eq!(status["phase"], "warm");
+
+    ctl(&run, &["switch", "main"]);
+    wait_until("both ranks in main", 60, || (0..2).all(|r| record(&rec, r).iter().any(|x| x.1 == "main")));
+    ctl(&run, &["set", "lr=0.0123"]);
+    wait_until("both ranks at lr 0.0123", 60, || (0..2).all(|r| record(&rec, r).iter().any(|x| x.2 == 0.0123)));
+    ctl(&run, &["stop"]);
+    let exit = wait_exit(&mut child, 60);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(exit.success(), "a stopped run exits 0: {stdout}");
+
+    let evs = events(&run);
+    let manual: Vec<u64> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::PhaseChanged { step, cause: PhaseCause::Manual, to, .. } if to == "main" => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(manual.len(), 1, "one manual phase change: {manual:?}");
+    let (r0, r1) = (record(&rec, 0), record(&rec, 1));
+    let first =
+        |r: &[(u64, String, f64)], f: &dyn Fn(&(u64, String, f64)) -> bool| r.iter().find(|x| f(x)).map(|x| x.0);
+    let in_main = |x: &(u64, String, f64)| x.1 == "main";
+    assert_eq!(first(&r0, &in_main), Some(manual[0]), "rank 0 switched at the logged step");
+    assert_eq!(first(&r1, &in_main), Some(manual[0]), "rank 1 switched at the same step");
+    // The phase's own lr came with the switch, then `set` overrode it, on both ranks.
+    let at_main = r0.iter().find(|x| x.0 == manual[0]).unwrap();
+    assert_eq!(at_main.2, 0.02);
+    let set_lr = |x: &(u64, String, f64)| x.2 == 0.0123;
+    assert!(first(&r0, &set_lr).is_some());
+    assert_eq!(first(&r0, &set_lr), first(&r1, &set_lr), "set lr reached both ranks at the same step");
+    assert!(evs.iter().any(|e| matches!(e, Event::Command { command: Cmd::Set { key, value }, applied: true, .. } if key == "lr" && *value == 0.0123)));
+    // Stop: both ranks ended at the same step, cleanly (the job exited 0).
+    assert_eq!(r0.last().map(|x| x.0), r1.last().map(|x| x.0), "both ranks stopped at the same step");
+    let (status, message) = ended(&run).expect("run_ended");
+    assert_eq!(status, RunStatus::Stopped, "{message}");
+    assert!(message.contains("the job exited 0"), "{message}");
+    // The job's output is in job.log; ranks other than 0 logged nothing of their own.
+    assert!(run.join("job.log").exists());
+    assert!(
+        !evs.iter().any(|e| matches!(e, Event::Step { metrics, .. } if metrics.keys().any(|k| k.starts_with("rank"))))
+    );
+}
+
+fn pid(rec: &Path, rank: u32) -> i32 {
+    std::fs::read_to_string(rec.join(format!("pid-rank{rank}"))).unwrap().trim().parse().unwrap()
+}
+
+/// kill -9 of one rank: torchrun takes the job down, the run ends failed with the exit
+/// code and job.log's last lines, and its log reads back whole.
+#[test]
+fn a_rank_killed_fails_the_run_with_its_log_whole() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let job = torchrun_job(&bin, 1_000_000);
+    let mut child = spawn_run(tmp.path(), None, &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    wait_until("20 logged steps", 120, || last_step(&run) >= 20 && rec.join("pid-rank1").exists());
+    unsafe { libc::kill(pid(&rec, 1), libc::SIGKILL) };
+    let exit = wait_exit(&mut child, 120);
+    assert_eq!(exit.code(), Some(1), "a failed run exits 1");
+    let contents = phasetop::runlog::read_all(&run.join("events.log")).unwrap();
+    assert!(contents.problems.is_empty(), "{:?}", contents.problems);
+    let (status, message) = ended(&run).expect("run_ended");
+    assert_eq!(status, RunStatus::Failed);
+    assert!(message.contains("the job exited with code"), "{message}");
+    assert!(message.contains("last lines of job.log"), "{message}");
+    let inspect = Command::new(BIN).arg("inspect").arg(&run).output().unwrap();
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("failed"));
+}
+
+/// kill -9 of the host: the job trains on to its end (the client warns once and records
+/// nothing more), and the log up to the kill reads back.
+#[test]
+fn the_host_killed_the_job_trains_on_and_the_log_reads_back() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let job = torchrun_job(&bin, 400);
+    let mut child = spawn_run(tmp.path(), None, &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    wait_until("20 logged steps", 120, || last_step(&run) >= 20 && rec.join("pid-rank1").exists());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed_at = last_step(&run);
+    wait_until("both ranks at step 400", 120, || (0..2).all(|r| record(&rec, r).last().is_some_and(|x| x.0 == 400)));
+    // The ranks exit (the job finished on its own).
+    wait_until("the ranks to exit", 30, || (0..2).all(|r| unsafe { libc::kill(pid(&rec, r), 0) } != 0));
+    let contents = phasetop::runlog::read_all(&run.join("events.log")).unwrap();
+    let steps: Vec<u64> = contents
+        .records
+        .iter()
+        .filter_map(|r| if let Event::Step { step, .. } = r.event { Some(step) } else { None })
+        .collect();
+    assert!(*steps.last().unwrap() >= killed_at && *steps.last().unwrap() < 400, "{killed_at} {:?}", steps.last());
+    assert!(ended(&run).is_none(), "nobody wrote an end");
+    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap();
+    assert_eq!(job_log.matches("training goes on, nothing more is recorded").count(), 1, "{job_log}");
+}
+
+fn python_job(bin: &Path, script: &Path) -> Vec<String> {
+    vec![bin.join("python").display().to_string(), script.display().to_string()]
+}
+
+/// The SummaryWriter shim in a real run; a bad metric name and value come back to the
+/// client in the next sync, and the run goes on.
+#[test]
+fn summary_writer_shim_logs_and_bad_metrics_come_back_to_the_client() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "tb.py",
+        r#"
+import phasetop, torch
+run = phasetop.init()
+w = phasetop.SummaryWriter()
+for step in range(1, 51):
+    w.add_scalar("Loss/train", 1.0 / step, step)
+    w.add_scalars("grad", {"norm": float(step), "max": 2.0 * step}, global_step=step)
+    w.add_histogram("weights", torch.zeros(3), step)   # not a scalar: a no-op
+w.add_scalar("bad name", 1.0, 51)
+w.add_scalar("quality", "high", 51)
+w.flush()
+errors = []
+for _ in range(50):
+    errors += run.sync(51).errors
+    if len(errors) >= 2:
+        break
+    import time; time.sleep(0.05)
+print("ERRORS", errors)
+assert any("bad name" in e for e in errors), errors
+assert any('"quality": "high" is not a number' in e for e in errors), errors
+w.close()
+"#,
+    );
+    let mut child =
+        spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 120);
+    let run = tmp.path().join("run");
+    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
+    assert!(exit.success(), "{job_log}");
+    let evs = events(&run);
+    let step = |n: u64, key: &str| {
+        evs.iter().find_map(|e| match e {
+            Event::Step { step, metrics, .. } if *step == n => metrics.get(key).copied(),
+            _ => None,
+        })
+    };
+    // TensorBoard's tags map to phasetop's names where the meaning is clear (docs/INTEROP.md).
+    assert_eq!(step(10, "train_loss"), Some(0.1));
+    assert_eq!(step(10, "grad/norm"), Some(10.0));
+    assert_eq!(step(10, "grad/max"), Some(20.0));
+    assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
+}
+
+/// Frames a host must survive: not JSON, not UTF-8, unknown type, oversized, bad points;
+/// each is answered or reported with a reason and counted, and the run goes on.
+#[test]
+fn malformed_frames_are_refused_with_reasons_and_never_crash_the_host() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "wait.py",
+        "import phasetop, time\nrun = phasetop.init()\nwhile not run.sync(1).should_stop:\n    time.sleep(0.02)\n",
+    );
+    let mut child =
+        spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let run = tmp.path().join("run");
+    wait_until("the job's hello", 60, || {
+        events(&run).iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains("job connected")))
+    });
+    let mut s = UnixStream::connect(run.join("control.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut ask = |bytes: &[u8]| -> serde_json::Value {
+        s.write_all(bytes).unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    };
+    let reason = |v: serde_json::Value| v["message"].as_str().unwrap_or_default().to_string();
+    assert!(reason(ask(b"{not json\n")).starts_with("malformed frame"));
+    assert!(reason(ask(b"\xff\xfe\n")).contains("not UTF-8"));
+    assert!(reason(ask(b"{\"type\":\"explode\"}\n")).contains("unknown variant"));
+    let mut big = vec![b'x'; (1 << 20) + 10];
+    big.push(b'\n');
+    assert!(reason(ask(&big)).contains("longer than"));
+    // A log frame gets no reply; its bad points come back in the next sync.
+    let ctl = ask(b"{\"type\":\"log\",\"points\":[{\"step\":3,\"metrics\":{\"x\":1}},{\"step\":-1},{\"step\":4,\"metrics\":{\"y\":[1]}}]}\n{\"type\":\"sync\",\"step\":4}\n");
+    let errors = ctl["errors"].as_array().unwrap();
+    assert!(errors.iter().any(|e| e.as_str().unwrap().contains("\"y\": [1] is not a number")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.as_str().unwrap().contains("without a whole, non-negative step")), "{errors:?}");
+    // The host is fine: ctl still works, and stops the job.
+    ctl_ok(&run);
+    let exit = wait_exit(&mut child, 60);
+    assert!(exit.success());
+    let evs = events(&run);
+    assert!(evs.iter().any(|e| matches!(e, Event::Step { step: 3, metrics, .. } if metrics["x"] == 1.0)));
+    let rejected = evs.iter().filter(|e| matches!(e, Event::Log { level: LogLevel::Warn, message, .. } if message.starts_with("rejected a frame"))).count();
+    assert_eq!(rejected, 4);
+}
+
+fn ctl_ok(run: &Path) {
+    ctl(run, &["status"]);
+    ctl(run, &["stop"]);
+}
+
+/// The client's probe formulas equal the Rust fixtures (tests/fixtures/probes) to 1e-5.
+#[test]
+fn client_probe_formulas_match_the_fixtures() {
+    let Some((bin, _one)) = venv() else { return };
+    let out = Command::new(bin.join("python"))
+        .env("PYTHONPATH", root().join("python"))
+        .arg("-c")
+        .arg(
+            r#"
+import glob, json, math, sys, torch
+from phasetop import probes
+n = 0
+for f in sorted(glob.glob(sys.argv[1] + "/*.json")):
+    d = json.load(open(f))
+    t = torch.tensor(d["data"], dtype=torch.float64 if d.get("dtype") == "f64" else torch.float32).reshape(d["shape"])
+    got = {"attention_entropy": probes.attention_entropy(t)} if d["kind"] == "attention" else probes.metrics(t)
+    for k, want in d["expected"].items():
+        g = got[k]
+        if want is None:
+            assert math.isnan(g), (f, k, g)
+        else:
+            assert abs(g - want) <= 1e-5 * max(1.0, abs(want)), (f, k, g, want)
+        n += 1
+print("checked", n)
+"#,
+        )
+        .arg(root().join("tests/fixtures/probes"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let n: usize = stdout.trim().strip_prefix("checked ").unwrap().parse().unwrap();
+    assert!(n >= 40, "{stdout}");
+}
+
+/// Without `phasetop run`, `phasetop.init()` starts a host itself; the run directory it
+/// writes is read by `replay --headless` and `inspect`.
+#[test]
+fn a_plain_python_script_writes_a_run_that_replay_reads() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "plain.py",
+        "import phasetop\nrun = phasetop.init(config={'lr': 0.1}, run_dir='solo')\nfor s in range(1, 31):\n    run.log({'train_loss': 1.0 / s}, step=s)\n    run.sync(s)\nrun.finish()\n",
+    );
+    let out = Command::new(bin.join("python"))
+        .current_dir(tmp.path())
+        .env("PYTHONPATH", root().join("python"))
+        .env("PHASETOP_BIN", BIN)
+        .env_remove("PHASETOP_RUN_DIR")
+        .env_remove("PHASETOP_SOCKET")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = tmp.path().join("solo");
+    assert_eq!(last_step(&run), 30);
+    assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
+    let replay = Command::new(BIN).arg("replay").arg("--headless").arg(&run).output().unwrap();
+    assert!(replay.status.success());
+    assert!(
+        String::from_utf8_lossy(&replay.stdout).contains("completed"),
+        "{}",
+        String::from_utf8_lossy(&replay.stdout)
+    );
+}
+
+/// A bad CONFIG or a missing command: usage errors (exit 2), nothing created.
+#[test]
+fn run_refuses_bad_configs_and_commands_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "bad.toml", "[[phase]]\nname='a'\nlr=nan\n");
+    let out = Command::new(BIN)
+        .current_dir(tmp.path())
+        .args(["run", "bad.toml", "--headless", "--run-dir", "r", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:3:4: phase \"a\" setting \"lr\": NaN is not a finite number"), "{err}");
+    let out = Command::new(BIN)
+        .current_dir(tmp.path())
+        .args(["run", "--headless", "--run-dir", "r", "--", "no-such-program-here"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-program-here: no such program"));
+    let out = Command::new(BIN).current_dir(tmp.path()).args(["run", "--headless"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!tmp.path().join("r").exists());
+    drop(cfg);
+}
+
+const ADAPTER_PLAN: &str =
+    "[run]\nname='adapter'\nmax_steps=60\n[[phase]]\nname='warm'\nsteps=20\nlr=0.1\n[[phase]]\nname='main'\nlr=0.01\n";
+
+/// An adapter's run: the plan's lr reached the optimizer (0.1, then 0.01 from the
+/// scheduled switch at step 20), the run stopped at the plan's max_steps (the script asked
+/// for 1000), and the loss (and a held-out metric) reached the log.
+fn check_adapter_run(tmp: &Path, exit: std::process::ExitStatus, eval_metric: &str) {
+    let run = tmp.join("run");
+    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
+    assert!(exit.success(), "{}", &job_log[job_log.len().saturating_sub(3000)..]);
+    let lrs: Vec<(u64, f64)> = std::fs::read_to_string(tmp.join("lrs.tsv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once('\t').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect();
+    let show = |v: &[(u64, f64)]| format!("{:?} … {:?}", &v[..v.len().min(3)], &v[v.len().saturating_sub(3)..]);
+    // A schedule goes on from the phase's lr (its base is moved), so within a phase the
+    // lr is the phase's or a little under it.
+    let near = |lr: f64, base: f64| lr <= base * (1.0 + 1e-12) && lr > 0.9 * base;
+    assert_eq!(lrs.first().map(|x| x.1), Some(0.1), "the first phase's lr, not the script's: {}", show(&lrs));
+    let last = lrs.last().unwrap().0;
+    assert!((59..=62).contains(&last), "stopped at the plan's max_steps (60), not the script's 1000: {}", show(&lrs));
+    let evs = events(&run);
+    let switch = evs.iter().find_map(|e| match e {
+        Event::PhaseChanged { step, cause: PhaseCause::Scheduled, to, .. } if to == "main" => Some(*step),
+        _ => None,
+    });
+    assert_eq!(switch, Some(20));
+    // Steps after the switch train at the new lr, steps before it at the old.
+    assert!(lrs.iter().filter(|x| x.0 > 21).all(|x| near(x.1, 0.01)), "{}", show(&lrs));
+    assert!(lrs.iter().filter(|x| x.0 < 20).all(|x| near(x.1, 0.1)), "{}", show(&lrs));
+    assert!(
+        evs.iter().filter(|e| matches!(e, Event::Step { metrics, .. } if metrics.contains_key("train_loss"))).count()
+            >= 50
+    );
+    assert!(
+        evs.iter().any(|e| matches!(e, Event::Eval { metrics, .. } if metrics.contains_key(eval_metric))),
+        "{eval_metric}"
+    );
+    let (status, message) = ended(&run).unwrap();
+    assert_eq!(status, RunStatus::Completed, "{message}");
+    assert!(message.contains("reached max_steps = 60"), "{message}");
+}
+
+/// The Lightning callback in a real `lightning.Trainer` run.
+#[test]
+fn lightning_callback_logs_syncs_applies_lr_and_stops() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "plan.toml", ADAPTER_PLAN);
+    let script = write(
+        tmp.path(),
+        "pl.py",
+        r#"
+import torch, lightning as L
+from torch.utils.data import DataLoader, TensorDataset
+from phasetop.lightning import PhasetopCallback
+torch.set_num_threads(1)
+torch.manual_seed(0)
+lrs = open("lrs.tsv", "w", buffering=1)
+class M(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(8, 2)
+    def training_step(self, batch, i):
+        x, y = batch
+        lrs.write(f"{self.global_step}\t{self.trainer.optimizers[0].param_groups[0]['lr']!r}\n")
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+    def validation_step(self, batch, i):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.cross_entropy(self.net(x), y))
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+x = torch.randn(256, 8)
+y = (x[:, 0] > 0).long()
+dl = DataLoader(TensorDataset(x, y), batch_size=16)
+trainer = L.Trainer(max_steps=1000, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, limit_val_batches=2,
+                    callbacks=[PhasetopCallback()])
+trainer.fit(M(), dl, dl)
+"#,
+    );
+    let mut child =
+        spawn_run(tmp.path(), Some(&cfg), &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 300);
+    check_adapter_run(tmp.path(), exit, "val_loss");
+}
+
+/// The Hugging Face callback in a real `transformers.Trainer` run (a tiny torch model).
+#[test]
+fn hf_callback_logs_syncs_applies_lr_and_stops() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "plan.toml", ADAPTER_PLAN);
+    let script = write(
+        tmp.path(),
+        "hf.py",
+        r#"
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from phasetop.hf import PhasetopCallback
+torch.set_num_threads(1)
+torch.manual_seed(0)
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(8, 2)
+    def forward(self, x, labels=None):
+        logits = self.net(x)
+        return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+class DS(torch.utils.data.Dataset):
+    def __init__(self):
+        self.x = torch.randn(256, 8)
+        self.y = (self.x[:, 0] > 0).long()
+    def __len__(self):
+        return 256
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+lrs = open("lrs.tsv", "w", buffering=1)
+class Record(TrainerCallback):
+    def on_step_begin(self, args, state, control, optimizer=None, **kw):
+        lrs.write(f"{state.global_step}\t{optimizer.param_groups[0]['lr']!r}\n")
+args = TrainingArguments(output_dir="hf-out", max_steps=1000, per_device_train_batch_size=16, logging_steps=1,
+                         eval_strategy="steps", eval_steps=16, report_to=[], save_strategy="no", use_cpu=True,
+                         disable_tqdm=True, learning_rate=0.5, lr_scheduler_type="linear", dataloader_num_workers=0)
+Trainer(model=M(), args=args, train_dataset=DS(), eval_dataset=DS(), callbacks=[PhasetopCallback(), Record()]).train()
+"#,
+    );
+    let mut child =
+        spawn_run(tmp.path(), Some(&cfg), &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 300);
+    check_adapter_run(tmp.path(), exit, "val_loss");
+}
+
+/// The dashboard on an external run, in a real pseudo-terminal (the harness of
+/// tests/dashboard_pty.rs): live, switched with `s`, and stopped on quit.
+#[test]
+fn dashboard_shows_an_external_run_live_and_switches_it_with_s() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "plan.toml", TWO_PHASES);
+    let pty = native_pty_system();
+    let pair = pty.openpty(PtySize { rows: 48, cols: 160, pixel_width: 0, pixel_height: 0 }).unwrap();
+    let mut cmd = CommandBuilder::new(BIN);
+    let script = root().join("examples/ddp_train.py");
+    let py = bin.join("python");
+    cmd.args(["run", "plan.toml", "--run-dir", "run", "--"]);
+    cmd.args([
+        py.to_str().unwrap(),
+        script.to_str().unwrap(),
+        "--steps",
+        "1000000",
+        "--step-ms",
+        "10",
+        "--record",
+        "rec",
+    ]);
+    cmd.cwd(tmp.path());
+    cmd.env("TERM", "xterm-256color");
+    cmd.env("PYTHONPATH", root().join("python"));
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let mut writer = pair.master.take_writer().unwrap();
+    let screen = Arc::new(Mutex::new(vt100::Parser::new(
+        std::num::NonZeroU16::new(48).unwrap(),
+        std::num::NonZeroU16::new(160).unwrap(),
+        0,
+    )));
+    let s2 = screen.clone();
+    std::thread::spawn(move || {
+        let _keep = pair.master;
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s2.lock().unwrap().process(&buf[..n]);
+        }
+    });
+    let run = tmp.path().join("run");
+    let contents = || screen.lock().unwrap().screen().contents();
+    let header = || contents().lines().next().unwrap_or("").to_string();
+    let wait = |what: &str, secs: u64, header_only: bool| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !(if header_only { header() } else { contents() }).contains(what) {
+            if Instant::now() > deadline {
+                let _ = ctl_quiet(&run, &["stop"]);
+                panic!("screen never showed {what:?}:\n{}", contents());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut keys = |s: &str| {
+        writer.write_all(s.as_bytes()).unwrap();
+        writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    };
+    wait("LIVE", 120, true);
+    wait("● warm", 30, true);
+    wait_until("logged steps", 60, || last_step(&run) >= 5);
+    keys("s");
+    wait("switch phase", 10, false);
+    keys("\r");
+    wait("confirm", 10, false);
+    keys("y");
+    wait("● main", 30, true);
+    let manual = events(&run).into_iter().find_map(|e| match e {
+        Event::PhaseChanged { step, cause: PhaseCause::Manual, to, .. } if to == "main" => Some(step),
+        _ => None,
+    });
+    let rec = tmp.path().join("rec");
+    wait_until("the script in main", 30, || record(&rec, 0).iter().any(|x| x.1 == "main"));
+    assert_eq!(record(&rec, 0).iter().find(|x| x.1 == "main").map(|x| x.0), manual, "switched at the logged step");
+    // Quit with stop: the job is told to stop and the run ends stopped.
+    keys("q");
+    wait("stop the run", 10, false);
+    keys("s");
+    wait_until("the run's end", 60, || ended(&run).is_some());
+    assert_eq!(ended(&run).unwrap().0, RunStatus::Stopped);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ctl_quiet(run: &Path, words: &[&str]) -> std::io::Result<std::process::Output> {
+    Command::new(BIN).arg("ctl").arg(run).args(words).output()
+}

@@ -1,0 +1,346 @@
+//! Remote runs over a real sshd on loopback (scripts/setup-sshd.sh: its own host key, a
+//! key made for the test, the current user, a free high port): the stream mirrored
+//! locally, a link cut mid-stream (ssh killed) resuming with no gap and no duplicate,
+//! decimation keeping every non-step event, `ls host:`, `ctl host:run` and the stream's
+//! own command channel on a real training host, and `attach host:run` in a terminal.
+//! Skipped, saying why, only where sshd cannot run.
+
+use phasetop::event::{Event, LogLevel, Metrics, RunStatus};
+use phasetop::remote::{Spec, mirror::Mirror};
+use phasetop::runlog::Writer;
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_phasetop");
+const HOST: &str = "phasetop-test";
+
+/// The test sshd, started once for the whole file; None (after saying why) where it
+/// cannot run. The script stops it when this test process exits.
+fn sshd() -> Option<&'static String> {
+    static SSH: OnceLock<Option<(tempfile::TempDir, String)>> = OnceLock::new();
+    SSH.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-sshd.sh");
+        let out =
+            std::process::Command::new(script).arg(dir.path()).arg(std::process::id().to_string()).output().unwrap();
+        if out.status.code() == Some(77) {
+            eprintln!("SKIPPED: no sshd here: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return None;
+        }
+        assert!(out.status.success(), "setup-sshd.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let ssh = text.lines().find_map(|l| l.strip_prefix("PHASETOP_SSH=")).unwrap().to_string();
+        // Every remote command of this process goes through the test sshd and runs the
+        // binary under test on the far side.
+        unsafe {
+            std::env::set_var("PHASETOP_SSH", &ssh);
+            std::env::set_var("PHASETOP_REMOTE_BIN", BIN);
+        }
+        Some((dir, ssh))
+    })
+    .as_ref()
+    .map(|(_, s)| s)
+}
+
+fn events(log: &Path) -> Vec<Event> {
+    phasetop::runlog::read_all(log).unwrap().records.into_iter().map(|r| r.event).collect()
+}
+
+fn step(step: u64, t: f64) -> Event {
+    let mut metrics = Metrics::new();
+    for (k, v) in [("train_loss", 2.0 / (1.0 + step as f64)), ("train_acc", 0.5), ("lr", 0.01), ("grad_norm", 1.5)] {
+        metrics.insert(k.into(), v);
+    }
+    Event::Step { step, phase: "main".into(), t, metrics }
+}
+
+/// A run directory whose log a thread writes "live": `steps` steps at `per_sec` of
+/// recorded time (written as fast as the test needs), an eval and a log line every 50.
+fn write_run(dir: &Path, steps: u64, per_sec: f64, pace: Duration) -> std::thread::JoinHandle<()> {
+    std::fs::create_dir_all(dir).unwrap();
+    let meta = serde_json::json!({
+        "run_id": "r1", "config_name": "synthetic", "seed": 1, "max_steps": steps,
+        "created_at": 0.0, "source_path": "/nowhere/synthetic.toml"
+    });
+    std::fs::write(dir.join("run.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
+    std::fs::write(dir.join("config.toml"), "[run]\nname='synthetic'\n").unwrap();
+    let mut w = Writer::create(&dir.join("events.log")).unwrap();
+    w.append(&Event::RunStarted {
+        run_id: "r1".into(),
+        schema_major: 1,
+        schema_minor: 2,
+        config_name: "synthetic".into(),
+        config: serde_json::json!({}),
+        phases: vec!["main".into()],
+        device: "cpu".into(),
+        seed: 1,
+        started_at: 1000.0,
+        resumed_from_step: None,
+        parent_run: None,
+        branch_step: None,
+    })
+    .unwrap();
+    w.flush().unwrap();
+    std::thread::spawn(move || {
+        for i in 1..=steps {
+            w.append(&step(i, 1000.0 + i as f64 / per_sec)).unwrap();
+            if i % 50 == 0 {
+                w.append(&Event::Eval { step: i, split: "val".into(), metrics: Metrics::new() }).unwrap();
+                w.append(&Event::Log { step: i, level: LogLevel::Info, message: format!("at {i}") }).unwrap();
+            }
+            if i % 20 == 0 {
+                w.flush().unwrap();
+                std::thread::sleep(pace);
+            }
+        }
+        w.append(&Event::RunEnded { step: steps, status: RunStatus::Completed, message: "done".into() }).unwrap();
+        w.flush().unwrap();
+    })
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_mirror_follows_a_live_run_and_resumes_after_a_cut_link_with_no_gap_or_duplicate() {
+    if sshd().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("runs/r1");
+    let cache = tmp.path().join("cache");
+    // 3000 steps over ~3 s of wall time, recorded at 1000 steps/s.
+    let writer = write_run(&run, 3000, 1000.0, Duration::from_millis(20));
+    let spec = Spec { host: HOST.into(), path: run.display().to_string() };
+    let full = Mirror::open(&spec, &cache, 0.0).unwrap();
+    let thin = Mirror::open(&spec, &cache, 4.0).unwrap();
+    assert_ne!(full.dir, thin.dir, "two viewers of one run get two mirrors");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(full.dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["run_id"], "r1");
+    assert!(meta.get("source_path").is_none(), "the remote machine's config path is not watched here");
+
+    // Cut the link mid-stream, twice: SIGKILL of the ssh process.
+    for _ in 0..2 {
+        let before = full.events();
+        wait_until("events to flow", 20, || full.events() > before + 100);
+        let pid = full.ssh_pid().expect("a link is up");
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        wait_until("the reconnect", 20, || full.ssh_pid().is_some_and(|p| p != pid) && full.is_connected());
+    }
+    writer.join().unwrap();
+    let ended = |m: &Mirror| matches!(events(&m.dir.join("events.log")).last(), Some(Event::RunEnded { .. }));
+    wait_until("the full mirror's end", 30, || ended(&full));
+    wait_until("the thin mirror's end", 30, || ended(&thin));
+    assert!(full.connects() >= 3, "the link was re-made: {}", full.connects());
+
+    // The full mirror is the log, event for event: no gap, no duplicate.
+    let source = events(&run.join("events.log"));
+    let mirrored = events(&full.dir.join("events.log"));
+    assert_eq!(mirrored.len(), source.len());
+    if let Some((a, b)) = mirrored.iter().zip(&source).find(|(a, b)| a != b) {
+        panic!("the mirror differs from the source log:\n{a:?}\n{b:?}");
+    }
+    // Byte for byte, even: payloads travel as the log holds them.
+    assert!(std::fs::read(full.dir.join("events.log")).unwrap() == std::fs::read(run.join("events.log")).unwrap());
+
+    // The thin one: every non-step event, in order; steps a subset, increasing, ending
+    // on the run's last step; ~4 a second of recorded time (3 s here).
+    let non_step = |evs: &[Event]| evs.iter().filter(|e| !matches!(e, Event::Step { .. })).cloned().collect::<Vec<_>>();
+    let thin_evs = events(&thin.dir.join("events.log"));
+    assert!(non_step(&thin_evs) == non_step(&source), "decimation kept every non-step event");
+    let steps: Vec<u64> =
+        thin_evs.iter().filter_map(|e| if let Event::Step { step, .. } = e { Some(*step) } else { None }).collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps in order, none twice");
+    assert_eq!(steps.last(), Some(&3000), "the last step is the run's");
+    assert!((10..=20).contains(&steps.len()), "about 4 steps per recorded second: {} kept", steps.len());
+    assert!(
+        thin.bytes_received() * 5 < full.bytes_received(),
+        "{} vs {}",
+        thin.bytes_received(),
+        full.bytes_received()
+    );
+}
+
+#[test]
+fn a_bad_remote_run_is_a_clear_error() {
+    if sshd().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = Spec { host: HOST.into(), path: tmp.path().join("nope").display().to_string() };
+    let err = Mirror::open(&spec, tmp.path(), 4.0).err().expect("no such run");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("not a run directory") && msg.contains(HOST), "{msg}");
+    // The same through the CLI: a usage error, exit 2.
+    let out =
+        std::process::Command::new(BIN).args(["ctl", &format!("{HOST}:{}", spec.path), "status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        std::process::Command::new(BIN).args(["ctl", &format!("{HOST}:{}", spec.path), "frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a bad command is refused before any ssh");
+    let out = std::process::Command::new(BIN)
+        .args(["ls", "no-such-host.invalid:runs"])
+        .env("PHASETOP_SSH", "ssh -o BatchMode=yes -o ConnectTimeout=2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an unreachable host fails");
+}
+
+struct Tty {
+    screen: Arc<Mutex<vt100::Parser>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+}
+
+impl Tty {
+    fn spawn(args: &[&str], cwd: &Path, cache: &Path) -> Tty {
+        let pty = native_pty_system();
+        let pair = pty.openpty(PtySize { rows: 48, cols: 160, pixel_width: 0, pixel_height: 0 }).unwrap();
+        let mut cmd = CommandBuilder::new(BIN);
+        cmd.args(args);
+        cmd.cwd(cwd);
+        cmd.env("TERM", "xterm-256color");
+        cmd.env("XDG_CACHE_HOME", cache);
+        let child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let writer = pair.master.take_writer().unwrap();
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(
+            std::num::NonZeroU16::new(48).unwrap(),
+            std::num::NonZeroU16::new(160).unwrap(),
+            0,
+        )));
+        let s2 = screen.clone();
+        std::thread::spawn(move || {
+            let _keep_master = pair.master;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                s2.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        Tty { screen, writer, child }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn wait_for(&self, what: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.contents().contains(what) {
+            assert!(Instant::now() < deadline, "screen never showed {what:?}:\n{}", self.contents());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&mut self, s: &str) {
+        self.writer.write_all(s.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn wait_exit(&mut self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "dashboard did not exit:\n{}", self.contents());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+struct StopOnDrop(PathBuf);
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(BIN).arg("ctl").arg(&self.0).arg("stop").output();
+    }
+}
+
+fn applied(run: &Path, name: &str) -> bool {
+    events(&run.join("events.log")).iter().any(|e| {
+        matches!(e, Event::Command { command, applied: true, .. }
+            if serde_json::to_value(command).unwrap()["cmd"] == name)
+    })
+}
+
+#[test]
+fn a_training_host_over_ssh_ls_ctl_the_link_and_the_dashboard() {
+    if sshd().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("small.toml"),
+        "[run]\nname='small'\nmax_steps=100000000\nthreads=1\n[task]\nkind='gaussian'\nn_train=512\nn_val=128\n\
+         [model]\nkind='mlp'\ndepth=2\nwidth=32\n[eval]\nevery=50\n[checkpoint]\nevery=0\n\
+         [[phase]]\nname='warm'\noptimizer='adam'\nlr=0.01\nbatch_size=32\n\
+         [[phase]]\nname='main'\noptimizer='sgd'\nlr=0.05\nbatch_size=32\n",
+    )
+    .unwrap();
+    let runs = tmp.path().join("runs");
+    let run = runs.join("small-1");
+    let _stop = StopOnDrop(run.clone());
+    let mut host = std::process::Command::new(BIN)
+        .args(["train", "small.toml", "--headless", "--run-dir", "runs/small-1"])
+        .current_dir(tmp.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the host to go live", 60, || std::os::unix::net::UnixStream::connect(run.join("control.sock")).is_ok());
+    let remote = format!("{HOST}:{}", run.display());
+
+    // ls host:DIR lists the run as the remote `phasetop ls` does.
+    let out = std::process::Command::new(BIN).args(["ls", &format!("{HOST}:{}", runs.display())]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("small-1") && text.contains("running"), "{text}");
+
+    // ctl host:run: the command reaches the host and is applied.
+    let out = std::process::Command::new(BIN).args(["ctl", &remote, "pause"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("the pause in the log", 10, || applied(&run, "pause"));
+    let out = std::process::Command::new(BIN).args(["ctl", &remote, "status"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("paused"), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // The stream's own channel carries commands both ways.
+    let cache = tmp.path().join("cache");
+    let spec = Spec { host: HOST.into(), path: run.display().to_string() };
+    let m = Mirror::open(&spec, &cache, 4.0).unwrap();
+    let reply = m.request(&serde_json::json!({"cmd": "resume"})).unwrap();
+    assert!(reply.ok, "{reply:?}");
+    wait_until("the resume in the log", 10, || applied(&run, "resume"));
+    let reply = m.request(&serde_json::json!({"cmd": "switch", "phase": "nowhere"})).unwrap();
+    assert!(!reply.ok && reply.message.contains("nowhere"), "{reply:?}");
+    assert!(m.is_live());
+    drop(m);
+
+    // attach host:run: the dashboard, live, driving the remote run with its keys.
+    let mut t = Tty::spawn(&["attach", &remote], tmp.path(), &cache);
+    let header = |t: &Tty| t.contents().lines().next().unwrap_or("").to_string();
+    wait_until("LIVE in the header", 30, || header(&t).contains("LIVE"));
+    t.wait_for("warm", 10);
+    t.keys(":switch main\r");
+    wait_until("the switch over ssh", 15, || {
+        events(&run.join("events.log")).iter().any(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "main"))
+    });
+    wait_until("● main in the header", 15, || header(&t).contains("● main"));
+    t.keys("q");
+    t.wait_for("detach (training goes on)", 5);
+    t.keys("d");
+    t.wait_exit(10);
+    assert!(std::os::unix::net::UnixStream::connect(run.join("control.sock")).is_ok(), "detach leaves the run going");
+
+    let out = std::process::Command::new(BIN).args(["ctl", &remote, "stop"]).output().unwrap();
+    assert!(out.status.success());
+    let status = host.wait().unwrap();
+    assert!(status.success());
+}
