@@ -121,47 +121,16 @@ pub fn check(paths: &[PathBuf]) -> Result<ExitCode> {
     }
 }
 
-/// Parses `ctl` words into a request body.
+/// Parses `ctl` words into a request body ([`phasetop_core::grammar`]: the dashboard's
+/// `:` line parses the same way).
 pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
-    let arg = words.get(1).map(String::as_str);
-    let usage = |m: &str| UsageError(m.to_string());
-    let command = match (words[0].as_str(), arg) {
-        ("status", None) => return Ok(serde_json::json!({"cmd": "status"})),
-        ("switch", Some(phase)) => Command::Switch { phase: phase.to_string() },
-        ("switch", None) => {
-            return Err(usage("switch needs a phase name: ctl RUN_DIR switch PHASE"));
+    use phasetop_core::grammar::{self, Request};
+    let command = match grammar::parse(words).map_err(|e| UsageError(e.to_string()))? {
+        Request::Status => return Ok(serde_json::json!({"cmd": "status"})),
+        Request::Plan { path } => {
+            Command::Plan { config: std::fs::read_to_string(&path).map_err(|e| UsageError(format!("{path}: {e}")))? }
         }
-        ("pause", None) => Command::Pause,
-        ("resume", None) => Command::Resume,
-        ("stop", None) => Command::Stop,
-        ("checkpoint", None) => Command::Checkpoint,
-        ("set", Some(kv)) => {
-            let (k, v) = kv.split_once('=').ok_or_else(|| usage("set needs KEY=VALUE, e.g. set lr=0.001"))?;
-            let value: f64 = v.trim().parse().map_err(|_| UsageError(format!("set {k}: \"{v}\" is not a number")))?;
-            if !value.is_finite() {
-                return Err(UsageError(format!("set {k}: \"{v}\" must be a finite number")));
-            }
-            Command::Set { key: k.trim().to_string(), value }
-        }
-        ("set", None) => return Err(usage("set needs KEY=VALUE, e.g. set lr=0.001")),
-        ("plan", Some(path)) => {
-            Command::Plan { config: std::fs::read_to_string(path).map_err(|e| UsageError(format!("{path}: {e}")))? }
-        }
-        ("plan", None) => return Err(usage("plan needs a config file: ctl RUN_DIR plan CONFIG")),
-        ("accept" | "dismiss", id) => {
-            let id = id
-                .map(|s| s.parse::<u64>().map_err(|_| UsageError(format!("suggestion id \"{s}\" is not a number"))))
-                .transpose()?;
-            if words[0] == "accept" { Command::Accept { id } } else { Command::Dismiss { id } }
-        }
-        (c @ ("pause" | "resume" | "stop" | "checkpoint" | "status"), Some(extra)) => {
-            return Err(UsageError(format!("{c} takes no argument (got \"{extra}\")")));
-        }
-        (other, _) => {
-            return Err(UsageError(format!(
-                "unknown command \"{other}\", expected one of switch, pause, resume, stop, checkpoint, set, accept, dismiss, plan, status"
-            )));
-        }
+        Request::Command(c) => c,
     };
     Ok(serde_json::to_value(command).expect("command serialises"))
 }

@@ -3,8 +3,8 @@
 //! use this facade, so that it never links the trainer; see docs/ARCHITECTURE.md.
 
 pub use phasetop_core::{
-    branch, checkpoints, config, control, error, event, external, headless, inspect, interop, remote, rules, rundir,
-    runlog, settings, signals, sysmon,
+    branch, checkpoints, config, control, error, event, external, grammar, headless, history, inspect, interop, remote,
+    rules, rundir, runlog, settings, signals, sysmon,
 };
 #[cfg(feature = "trainer")]
 pub use phasetop_trainer::{host, probes, tch, trainer};

@@ -142,8 +142,9 @@ enum Cmd {
     /// set KEY=VALUE | accept [ID] | dismiss [ID] | plan CONFIG | status.
     Ctl {
         run_dir: PathBuf,
-        /// The command and its argument.
-        #[arg(required = true, num_args = 1..=2)]
+        /// The command and its argument (the grammar, `phasetop_core::grammar`, says
+        /// what is too many, in the dashboard's words).
+        #[arg(required = true, num_args = 1..)]
         command: Vec<String>,
     },
     /// Serve a run's events on stdout and take commands on stdin: the far end of a remote

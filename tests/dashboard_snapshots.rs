@@ -317,10 +317,10 @@ fn list_panels_scroll_and_enter_opens_the_full_row() {
     screen(&a, 160, 48);
     focus(&mut a, Panel::Events);
     let s = screen(&a, 160, 48);
-    assert!(!s.contains("0 run     started"), "{s}");
+    assert!(!s.contains("0 start   grokking"), "{s}");
     key(&mut a, KeyCode::End);
     let s = screen(&a, 160, 48);
-    assert!(s.contains("0 run     started") && s.contains("11/11"), "scrolled to the oldest row\n{s}");
+    assert!(s.contains("0 start   grokking") && s.contains("11/11"), "scrolled to the oldest row\n{s}");
     key(&mut a, KeyCode::Tab);
     assert_ne!(a.focused_panel(), Some(Panel::Events), "Tab still moves the focus");
 }
@@ -583,7 +583,10 @@ fn the_default_layout_reads_at_80x24_and_the_help_scrolls() {
         seen.push_str(&screen(&a, 80, 24));
         key(&mut a, KeyCode::Down);
     }
-    assert!(seen.contains("space play/pause") && seen.contains("scrubber"), "replay's keys:\n{seen}");
+    assert!(
+        seen.contains("space  play / pause") && seen.contains("next phase change") && seen.contains("scrubber"),
+        "replay's keys:\n{seen}"
+    );
 }
 
 /// Issue 16 item 13: the system panel shows the host's latest sample, says when there is

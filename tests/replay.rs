@@ -10,7 +10,7 @@ use phasetop::runlog::Writer;
 use phasetop::ui::app::App;
 use phasetop::ui::compare::{Compare, Other};
 use phasetop::ui::replay::{Player, SPEEDS};
-use phasetop::ui::replay_index::Source;
+use phasetop::ui::replay_index::{IndexFile, Source};
 use phasetop::ui::state::RunView;
 use phasetop::ui::theme::ThemeKind;
 use rand::{RngExt, SeedableRng};
@@ -621,6 +621,106 @@ fn list_panels_say_whose_rows_and_cycle_runs() {
     assert!(below.contains("● memorize") && !below.contains("● consolidate"), "run-b: still in its first phase\n{s}");
     app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('r')));
     assert!(screen(&app, 160, 48).contains("signals · run-a"));
+}
+
+/// Indexes the log at `log` to its end and waits until the index file is written (or
+/// found unnecessary); returns the player and what became of the file.
+fn index_log(log: &std::path::Path) -> (Player, IndexFile) {
+    let p = Player::with_budget(Source::File(log.to_path_buf()), None, 3 << 20);
+    p.index().wait_done();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.index().state().settled {
+        assert!(Instant::now() < deadline, "the index file was never written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let file = p.index().state().file.clone();
+    (p, file)
+}
+
+/// `events.idx` (issue 13): a reopened run has its index at once, and seeks through it
+/// equal fresh folds; a log that grew is read on from the index's end; an index that is
+/// damaged, or no longer the log's, is ignored and rebuilt — never trusted over the log.
+#[test]
+fn the_index_file_is_used_when_sound_and_rebuilt_when_stale_or_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.log");
+    let idx = dir.path().join(phasetop::ui::index_file::FILE);
+    let events = run_events("long", 20_000, 1.0 / 3000.0, Some((9_000, 12_000)));
+    let (first, head) = events.split_at(events.len() - 300);
+    write_log(&log, first);
+
+    // First open: no file, indexed from the start, then written.
+    let (p, file) = index_log(&log);
+    assert_eq!(file, IndexFile::Absent);
+    assert_eq!(p.index().state().saved, Some(Ok(())));
+    let built = p.index().state().snapshots.len();
+    drop(p);
+    assert!(idx.exists());
+
+    // Reopened: loaded whole before any record is read; seeks equal fresh folds.
+    let (mut p, file) = index_log(&log);
+    assert_eq!(file, IndexFile::Loaded);
+    assert_eq!(p.index().state().snapshots.len(), built);
+    assert_eq!(p.index().state().saved, None, "nothing new to write");
+    let mut view = RunView::default();
+    for step in [0, 1, 5_000, 9_000, 9_001, 11_999, 12_000, 15_000] {
+        p.seek_step(&mut view, step);
+        assert_same(&view, &fold_to_step(first, step), &format!("loaded index, seek_step {step}"));
+    }
+    drop(p);
+
+    // The log grew (a resumed or live run): the index is used and the rest read on.
+    {
+        let mut w = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        let mut tail_bytes = Vec::new();
+        let tmp = dir.path().join("tail.log");
+        write_log(&tmp, head);
+        let all = std::fs::read(&tmp).unwrap();
+        tail_bytes.extend_from_slice(&all[phasetop::runlog::header_bytes().len()..]);
+        std::io::Write::write_all(&mut w, &tail_bytes).unwrap();
+    }
+    let (mut p, file) = index_log(&log);
+    assert_eq!(file, IndexFile::Loaded);
+    assert_eq!(p.index().state().events, events.len() as u64);
+    assert_eq!(p.index().state().saved, Some(Ok(())), "the longer index is written");
+    p.seek_step(&mut view, 20_000);
+    assert_same(&view, &fold_to_step(&events, 20_000), "grown log, end");
+    p.seek_step(&mut view, 10_000);
+    assert_same(&view, &fold_to_step(&events, 10_000), "grown log, 10 000");
+    drop(p);
+
+    // Damaged: one flipped byte in the index file.
+    let mut b = std::fs::read(&idx).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x40;
+    std::fs::write(&idx, &b).unwrap();
+    let (mut p, file) = index_log(&log);
+    assert!(matches!(&file, IndexFile::Ignored(why) if why.contains("damaged")), "{file:?}");
+    assert_eq!(p.index().state().events, events.len() as u64);
+    assert_eq!(p.index().state().saved, Some(Ok(())), "rebuilt and written again");
+    p.seek_step(&mut view, 9_500);
+    assert_same(&view, &fold_to_step(&events, 9_500), "after a damaged index");
+    drop(p);
+    let (_, file) = index_log(&log);
+    assert_eq!(file, IndexFile::Loaded, "the rewritten index is sound");
+
+    // Stale: another log of the same length where the index looks (a different run
+    // written over this one) — its records differ, so the index is not its own.
+    let other = run_events("long", 20_000, 1.0 / 2000.0, Some((9_000, 12_000)));
+    std::fs::remove_file(&log).unwrap();
+    write_log(&log, &other);
+    let (mut p, file) = index_log(&log);
+    assert!(matches!(&file, IndexFile::Ignored(why) if why.contains("stale")), "{file:?}");
+    assert_eq!(p.index().state().events, other.len() as u64);
+    p.seek_step(&mut view, 15_000);
+    assert_same(&view, &fold_to_step(&other, 15_000), "after a stale index");
+    drop(p);
+
+    // A shorter log than the index covers is stale too.
+    std::fs::remove_file(&log).unwrap();
+    write_log(&log, &other[..5_000]);
+    let (_, file) = index_log(&log);
+    assert!(matches!(&file, IndexFile::Ignored(why) if why.contains("stale")), "{file:?}");
 }
 
 /// Issue 16 item 7: `replay A B` with B longer: the timeline spans both runs, so B's

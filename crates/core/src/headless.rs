@@ -63,24 +63,13 @@ fn fmt_metric(m: &crate::event::Metrics, key: &str, prec: usize) -> String {
 }
 
 impl Observer for HeadlessPrinter {
+    /// Phase changes, commands, log lines and the end, as the replay story tells them
+    /// ([`crate::history::describe`]).
     fn event(&mut self, ev: &Event) {
-        match ev {
-            Event::PhaseChanged { step, from, to, cause, detail } => {
-                let from = from.as_deref().unwrap_or("-");
-                let detail = detail.as_deref().map(|d| format!(", {d}")).unwrap_or_default();
-                self.line(format_args!("phase {from} -> {to} at step {step} ({}{detail})", cause.as_str()));
-            }
-            Event::Command { step, command, applied, message, .. } => {
-                let verdict = if *applied { "applied" } else { "refused" };
-                self.line(format_args!("command {command} {verdict} at step {step}: {message}"));
-            }
-            Event::Log { step, level, message } => {
-                self.line(format_args!("{} at step {step}: {message}", format!("{level:?}").to_lowercase()))
-            }
-            Event::RunEnded { step, status, message } => {
-                self.line(format_args!("run {} at step {step}: {message}", status.as_str()))
-            }
-            _ => {}
+        if let Event::PhaseChanged { .. } | Event::Command { .. } | Event::Log { .. } | Event::RunEnded { .. } = ev
+            && let Some(line) = crate::history::describe(ev)
+        {
+            self.line(format_args!("{line}"));
         }
     }
 

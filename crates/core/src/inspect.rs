@@ -58,18 +58,10 @@ pub struct SignalRow {
     pub score: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SuggestionRow {
-    pub step: u64,
-    pub id: u64,
-    pub to_phase: String,
-    pub because: String,
-    /// `pending`, `accepted`, `dismissed`, or `expired` (the phase changed, or the run
-    /// restarted, before the operator answered: the host drops it then).
-    pub state: String,
-    /// The step it was answered or dropped at.
-    pub resolved_step: Option<u64>,
-}
+/// `state` is `pending`, `accepted`, `dismissed`, or `expired` (the phase changed, or
+/// the run restarted, before the operator answered: the host drops it then); see
+/// [`crate::history`].
+pub type SuggestionRow = crate::history::Suggestion;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
@@ -107,53 +99,24 @@ pub struct Summary {
     pub branched_at: Option<u64>,
 }
 
-/// What later resumes supersede: for the events after the k-th `RunStarted` (k = 0: before
-/// the first), the last step still current — the smallest resume step of the
-/// `RunStarted` events that follow them; `None` when no later resume supersedes any.
-pub fn superseded_after<'a>(events: impl Iterator<Item = &'a Event>) -> Vec<Option<u64>> {
-    cutoffs(
-        events
-            .filter_map(|e| match e {
-                Event::RunStarted { resumed_from_step, .. } => Some(*resumed_from_step),
-                _ => None,
-            })
-            .collect(),
-    )
-}
-
-/// [`superseded_after`] from each start's `resumed_from_step`, in log order.
-fn cutoffs(resumes: Vec<Option<u64>>) -> Vec<Option<u64>> {
-    let mut cutoff = vec![None; resumes.len() + 1];
-    for i in (0..resumes.len()).rev() {
-        cutoff[i] = match (resumes[i], cutoff[i + 1]) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    cutoff
-}
+pub use crate::history::superseded_after;
+use crate::history::{Suggestions, Supersession, cutoffs};
 
 /// The fold over a log's events in order, skipping those a later resume superseded.
 struct Folder {
-    cutoff: Vec<Option<u64>>,
-    segment: usize,
+    current: Supersession,
     fold: Fold,
 }
 
 impl Folder {
     fn new(cutoff: Vec<Option<u64>>) -> Folder {
-        Folder { cutoff, segment: 0, fold: Fold::default() }
+        Folder { current: Supersession::new(cutoff), fold: Fold::default() }
     }
 
     fn push(&mut self, event: &Event) {
-        if matches!(event, Event::RunStarted { .. }) {
-            self.segment += 1;
-        } else if let (Some(step), Some(limit)) = (event.step(), self.cutoff.get(self.segment).copied().flatten())
-            && step > limit
-        {
-            return;
+        if self.current.keeps(event) {
+            self.fold.apply(event);
         }
-        self.fold.apply(event);
     }
 }
 
@@ -277,8 +240,15 @@ impl Summary {
             let _ = writeln!(s, "\nsuggestions");
             for g in &self.suggestions {
                 let when = g.resolved_step.map(|r| format!(" at step {r}")).unwrap_or_default();
-                let _ =
-                    writeln!(s, "  step {:>8}  #{} → {} ({}{when}): {}", g.step, g.id, g.to_phase, g.state, g.because);
+                let _ = writeln!(
+                    s,
+                    "  step {:>8}  #{} → {} ({}{when}): {}",
+                    g.step,
+                    g.id,
+                    g.to_phase,
+                    g.state.as_str(),
+                    g.because
+                );
             }
         }
         if !self.signals.is_empty() {
@@ -334,7 +304,7 @@ struct Fold {
     commands: Vec<CommandRow>,
     checkpoints: Vec<u64>,
     signals: Vec<SignalRow>,
-    suggestions: Vec<SuggestionRow>,
+    suggestions: Suggestions,
     resumes: Vec<u64>,
     parent: Option<ParentRef>,
 }
@@ -353,6 +323,7 @@ impl Fold {
     }
 
     fn apply(&mut self, ev: &Event) {
+        self.suggestions.apply(ev);
         if let Some(step) = ev.step() {
             self.seg_last = Some(self.seg_last.map_or(step, |s| s.max(step)));
         }
@@ -373,7 +344,6 @@ impl Fold {
                     self.prev_last = Some(s);
                 }
                 if let Some(s) = *resumed_from_step {
-                    self.expire_suggestions(s);
                     // Events past `s` were skipped: the last phase left contains `s`.
                     if let Some(p) = self.phases.last_mut() {
                         p.end_step = None;
@@ -399,31 +369,15 @@ impl Fold {
                 metric: metric.clone(),
                 score: *score,
             }),
-            Event::Suggestion { step, id, to_phase, because } => self.suggestions.push(SuggestionRow {
+            Event::Suggestion { .. } => {}
+            Event::Command { step, client, command, applied, message, .. } => self.commands.push(CommandRow {
                 step: *step,
-                id: *id,
-                to_phase: to_phase.clone(),
-                because: because.clone(),
-                state: "pending".into(),
-                resolved_step: None,
+                command: command.to_string(),
+                applied: *applied,
+                client: client.clone(),
+                message: message.clone(),
             }),
-            Event::Command { step, client, command, applied, message, .. } => {
-                use crate::event::Command as C;
-                match command {
-                    C::Accept { id } if *applied => self.resolve_suggestion(*id, "accepted", *step),
-                    C::Dismiss { id } if *applied => self.resolve_suggestion(*id, "dismissed", *step),
-                    _ => {}
-                }
-                self.commands.push(CommandRow {
-                    step: *step,
-                    command: command.to_string(),
-                    applied: *applied,
-                    client: client.clone(),
-                    message: message.clone(),
-                })
-            }
             Event::PhaseChanged { step, to, cause, .. } => {
-                self.expire_suggestions(*step);
                 self.close_phase(*step);
                 self.phases.push(PhaseRow {
                     name: to.clone(),
@@ -438,27 +392,6 @@ impl Fold {
                 self.close_phase(*step);
                 self.ended = Some((*status, message.clone()));
             }
-        }
-    }
-
-    /// An answered suggestion: `id`, or the newest pending one (as the host picks).
-    fn resolve_suggestion(&mut self, id: Option<u64>, state: &str, step: u64) {
-        let pending = self.suggestions.iter_mut().filter(|g| g.state == "pending");
-        let target = match id {
-            Some(id) => pending.into_iter().find(|g| g.id == id),
-            None => pending.last(),
-        };
-        if let Some(g) = target {
-            g.state = state.into();
-            g.resolved_step = Some(step);
-        }
-    }
-
-    /// The host drops pending suggestions when the phase changes or the run restarts.
-    fn expire_suggestions(&mut self, step: u64) {
-        for g in self.suggestions.iter_mut().filter(|g| g.state == "pending") {
-            g.state = "expired".into();
-            g.resolved_step = Some(step);
         }
     }
 
@@ -491,7 +424,7 @@ impl Fold {
             commands: self.commands,
             checkpoints: self.checkpoints,
             signals: self.signals,
-            suggestions: self.suggestions,
+            suggestions: self.suggestions.all,
             resumes: self.resumes,
             problems,
             parent: self.parent,

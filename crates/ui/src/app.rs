@@ -1,12 +1,13 @@
 //! The dashboard's view state and input handling, free of terminal I/O so that it can
 //! be driven by tests. Commands for the run go out through a [`CommandSink`].
 
-use super::keymap::{Action, Keymap};
+use super::keymap::{Action, Keymap, Section};
 use super::layout::{Layout, Panel};
 use super::state::RunView;
 use super::theme::Theme;
 use crate::control::Reply;
 use crate::event::Command;
+use crate::grammar::{GrammarError, Request};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -298,8 +299,8 @@ impl App {
             Mode::Detail { .. } => self.mode = Mode::Normal,
             Mode::Command { input, history_pos } => self.on_command_key(key, input, history_pos),
             Mode::PhasePicker { selected } => self.on_picker_key(key, selected),
-            Mode::Confirm { phase } => match key.code {
-                KeyCode::Char('y') | KeyCode::Enter => {
+            Mode::Confirm { phase } => match self.keymap.action_in(Section::Confirm, &key) {
+                Some(Action::ConfirmYes) => {
                     self.mode = Mode::Normal;
                     self.send(Command::Switch { phase });
                 }
@@ -311,7 +312,7 @@ impl App {
             Mode::Quit { selected } => self.on_quit_key(key, selected),
             Mode::ConfirmPlan { text, .. } => {
                 self.mode = Mode::Normal;
-                if matches!(key.code, KeyCode::Char('y') | KeyCode::Enter) {
+                if self.keymap.action_in(Section::Confirm, &key) == Some(Action::ConfirmYes) {
                     self.send(Command::Plan { config: text });
                 } else {
                     self.set_status("plan edit not applied", false);
@@ -333,31 +334,33 @@ impl App {
     fn on_help_key(&mut self, key: KeyEvent) {
         let max = self.help_max.get();
         let s = self.help_scroll.min(max);
-        self.help_scroll = match key.code {
-            KeyCode::Esc => {
+        // The dashboard's help key closes it too (it may have been rebound).
+        let close = self.keymap.action(&key) == Some(Action::Help);
+        self.help_scroll = match self.keymap.action_in(Section::Help, &key) {
+            _ if close => {
                 self.mode = Mode::Normal;
                 0
             }
-            _ if self.keymap.action(&key) == Some(Action::Help) || key.code == KeyCode::Char('?') => {
+            Some(Action::HelpClose) => {
                 self.mode = Mode::Normal;
                 0
             }
-            KeyCode::Down | KeyCode::Char('j') => (s + 1).min(max),
-            KeyCode::Up | KeyCode::Char('k') => s.saturating_sub(1),
-            KeyCode::PageDown | KeyCode::Char(' ') => (s + 10).min(max),
-            KeyCode::PageUp => s.saturating_sub(10),
-            KeyCode::Home | KeyCode::Char('g') => 0,
-            KeyCode::End | KeyCode::Char('G') => max,
+            Some(Action::HelpDown) => (s + 1).min(max),
+            Some(Action::HelpUp) => s.saturating_sub(1),
+            Some(Action::HelpPageDown) => (s + 10).min(max),
+            Some(Action::HelpPageUp) => s.saturating_sub(10),
+            Some(Action::HelpTop) => 0,
+            Some(Action::HelpBottom) => max,
             _ => s,
         };
     }
 
     fn on_quit_key(&mut self, key: KeyEvent, selected: usize) {
-        match key.code {
-            KeyCode::Char('d') => self.exit = Some(Exit::Detach),
-            KeyCode::Char('s') => self.exit = Some(Exit::Stop),
-            KeyCode::Left | KeyCode::Right | KeyCode::Tab => self.mode = Mode::Quit { selected: (selected + 1) % 3 },
-            KeyCode::Enter => match selected {
+        match self.keymap.action_in(Section::Quit, &key) {
+            Some(Action::QuitDetach) => self.exit = Some(Exit::Detach),
+            Some(Action::QuitStop) => self.exit = Some(Exit::Stop),
+            Some(Action::QuitNextChoice) => self.mode = Mode::Quit { selected: (selected + 1) % 3 },
+            Some(Action::QuitChoose) => match selected {
                 0 => self.exit = Some(Exit::Detach),
                 1 => self.exit = Some(Exit::Stop),
                 _ => self.mode = Mode::Normal,
@@ -375,12 +378,10 @@ impl App {
 
     fn on_picker_key(&mut self, key: KeyEvent, selected: usize) {
         let n = self.view.plan.len().max(1);
-        match key.code {
-            KeyCode::Up | KeyCode::Char('k') => self.mode = Mode::PhasePicker { selected: (selected + n - 1) % n },
-            KeyCode::Down | KeyCode::Char('j') | KeyCode::Tab => {
-                self.mode = Mode::PhasePicker { selected: (selected + 1) % n }
-            }
-            KeyCode::Enter => {
+        match self.keymap.action_in(Section::Picker, &key) {
+            Some(Action::PickPrev) => self.mode = Mode::PhasePicker { selected: (selected + n - 1) % n },
+            Some(Action::PickNext) => self.mode = Mode::PhasePicker { selected: (selected + 1) % n },
+            Some(Action::PickChoose) => {
                 let phase = self.view.plan.get(selected).map(|p| p.name.clone()).unwrap_or_default();
                 self.mode = Mode::Confirm { phase };
             }
@@ -389,9 +390,9 @@ impl App {
     }
 
     fn on_command_key(&mut self, key: KeyEvent, mut input: String, history_pos: Option<usize>) {
-        match key.code {
-            KeyCode::Esc => self.mode = Mode::Normal,
-            KeyCode::Enter => {
+        match self.keymap.action_in(Section::Line, &key) {
+            Some(Action::LineCancel) => self.mode = Mode::Normal,
+            Some(Action::LineRun) => {
                 self.mode = Mode::Normal;
                 let line = input.trim().to_string();
                 if !line.is_empty() {
@@ -399,28 +400,30 @@ impl App {
                     self.run_command_line(&line);
                 }
             }
-            KeyCode::Backspace => {
+            Some(Action::LineDeleteBack) => {
                 input.pop();
                 self.mode = Mode::Command { input, history_pos: None };
             }
-            KeyCode::Tab => {
+            Some(Action::LineComplete) => {
                 let completed = self.complete(&input);
                 self.mode = Mode::Command { input: completed, history_pos: None };
             }
-            KeyCode::Up if !self.history.is_empty() => {
+            Some(Action::LineHistoryPrev) if !self.history.is_empty() => {
                 let pos = history_pos.map_or(self.history.len() - 1, |p| p.saturating_sub(1));
                 self.mode = Mode::Command { input: self.history[pos].clone(), history_pos: Some(pos) };
             }
-            KeyCode::Down => {
+            Some(Action::LineHistoryNext) => {
                 let pos = history_pos.map(|p| p + 1).filter(|p| *p < self.history.len());
                 let input = pos.map(|p| self.history[p].clone()).unwrap_or_default();
                 self.mode = Mode::Command { input, history_pos: pos };
             }
-            KeyCode::Char(c) => {
-                input.push(c);
-                self.mode = Mode::Command { input, history_pos: None };
+            Some(_) => {}
+            None => {
+                if let KeyCode::Char(c) = key.code {
+                    input.push(c);
+                    self.mode = Mode::Command { input, history_pos: None };
+                }
             }
-            _ => {}
         }
     }
 
@@ -429,7 +432,7 @@ impl App {
         let words: Vec<&str> = input.split_whitespace().collect();
         let typing_first = words.len() <= 1 && !input.ends_with(' ');
         let candidates: Vec<String> = if typing_first {
-            COMMANDS.iter().map(|s| s.to_string()).collect()
+            commands().into_iter().map(str::to_string).collect()
         } else {
             match words.first().copied() {
                 Some("switch") => self.view.plan.iter().map(|p| p.name.clone()).collect(),
@@ -455,32 +458,41 @@ impl App {
 
     /// Runs a `:` command line. Errors go to the status line and change nothing.
     pub fn run_command_line(&mut self, line: &str) {
-        let mut words = line.split_whitespace();
-        let verb = words.next().unwrap_or("");
-        let arg = words.next();
-        let extra = words.next();
-        if extra.is_some() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.first() {
+            None => {}
+            Some(verb) if VIEW_VERBS.contains(verb) => self.run_view_verb(line, &words),
+            // The run's commands: the same grammar, command and error text as `ctl`.
+            Some(_) => match crate::grammar::parse(&words) {
+                Ok(Request::Command(Command::Switch { phase })) => {
+                    let names: Vec<&str> = self.view.plan.iter().map(|x| x.name.as_str()).collect();
+                    match crate::grammar::check_phase(&phase, &names) {
+                        Ok(()) => self.send(Command::Switch { phase }),
+                        Err(e) => self.set_status(e.to_string(), true),
+                    }
+                }
+                Ok(Request::Command(c)) => self.send(c),
+                Ok(Request::Plan { path }) => match std::fs::read_to_string(&path) {
+                    Ok(config) => self.send(Command::Plan { config }),
+                    Err(e) => self.set_status(format!("{path}: {e}"), true),
+                },
+                Ok(Request::Status) => {
+                    self.set_status("the screen is the status (`phasetop ctl RUN status` prints it)", false)
+                }
+                Err(GrammarError::UnknownVerb(v)) => {
+                    self.set_status(format!("unknown command \"{v}\", expected one of {}", commands().join(", ")), true)
+                }
+                Err(e) => self.set_status(e.to_string(), true),
+            },
+        }
+    }
+
+    /// The dashboard's own verbs (what the screen shows, not the run).
+    fn run_view_verb(&mut self, line: &str, words: &[&str]) {
+        if words.len() > 2 {
             return self.set_status(format!("too many arguments: {line}"), true);
         }
-        match (verb, arg) {
-            ("switch", Some(p)) => {
-                if self.view.plan.iter().any(|x| x.name == p) {
-                    self.send(Command::Switch { phase: p.to_string() })
-                } else {
-                    let names: Vec<&str> = self.view.plan.iter().map(|x| x.name.as_str()).collect();
-                    self.set_status(format!("unknown phase \"{p}\", expected one of {}", names.join(", ")), true)
-                }
-            }
-            ("pause", None) => self.send(Command::Pause),
-            ("resume", None) => self.send(Command::Resume),
-            ("stop", None) => self.send(Command::Stop),
-            ("checkpoint", None) => self.send(Command::Checkpoint),
-            ("accept", None) => self.send(Command::Accept { id: None }),
-            ("dismiss", None) => self.send(Command::Dismiss { id: None }),
-            ("set", Some(kv)) => match kv.split_once('=').map(|(k, v)| (k, v.parse::<f64>())) {
-                Some((k, Ok(value))) => self.send(Command::Set { key: k.to_string(), value }),
-                _ => self.set_status(format!("set needs KEY=NUMBER, got \"{kv}\""), true),
-            },
+        match (words[0], words.get(1).copied()) {
             ("goto", Some(s)) if self.player.is_some() => match s.parse::<u64>() {
                 Ok(step) if self.first_end().is_some_and(|end| step > end) => {
                     self.player.as_mut().expect("checked").playing = false;
@@ -546,8 +558,9 @@ impl App {
                 Err(e) => self.set_status(e, true),
             },
             ("help", None) => self.mode = Mode::Help,
-            ("", _) => {}
-            _ => self.set_status(format!("unknown command \"{line}\" (try: {})", COMMANDS.join(", ")), true),
+            ("bands", Some(_)) => self.set_status("bands: only when comparing runs (replay A B …)", true),
+            (verb, None) => self.set_status(format!("{verb} needs an argument"), true),
+            (verb, Some(extra)) => self.set_status(format!("{verb} takes no argument, got \"{extra}\""), true),
         }
     }
 
@@ -589,14 +602,14 @@ impl App {
         let n = self.list_len(panel);
         // Positions counted from the newest row (the top of the panel).
         let pos = self.selected.get(&panel).map(|&i| n.saturating_sub(1).saturating_sub(i));
-        let new_pos: Option<Option<usize>> = match key.code {
-            KeyCode::Down | KeyCode::Char('j') => Some(Some(pos.map_or(0, |p| p + 1))),
-            KeyCode::Up | KeyCode::Char('k') => Some(pos.and_then(|p| p.checked_sub(1))),
-            KeyCode::PageDown => Some(Some(pos.map_or(0, |p| p + 10))),
-            KeyCode::PageUp => Some(pos.and_then(|p| p.checked_sub(10))),
-            KeyCode::Home | KeyCode::Esc => Some(None),
-            KeyCode::End => Some(Some(n.saturating_sub(1))),
-            KeyCode::Enter => {
+        let new_pos: Option<Option<usize>> = match self.keymap.action_in(Section::List, &key) {
+            Some(Action::RowNext) => Some(Some(pos.map_or(0, |p| p + 1))),
+            Some(Action::RowPrev) => Some(pos.and_then(|p| p.checked_sub(1))),
+            Some(Action::RowsPageDown) => Some(Some(pos.map_or(0, |p| p + 10))),
+            Some(Action::RowsPageUp) => Some(pos.and_then(|p| p.checked_sub(10))),
+            Some(Action::RowsNewest) => Some(None),
+            Some(Action::RowsOldest) => Some(Some(n.saturating_sub(1))),
+            Some(Action::RowOpen) => {
                 let i = self.selected.get(&panel).copied().unwrap_or(n.saturating_sub(1));
                 match self.row_detail(panel, i) {
                     Some((title, lines)) => self.mode = Mode::Detail { title, lines },
@@ -624,25 +637,22 @@ impl App {
         if self.player.is_none() {
             return false;
         }
-        let transport =
-            matches!(key.code, KeyCode::Char(' ' | '<' | '>' | '.' | ',' | 'g' | 'G' | '[' | ']' | '{' | '}'));
-        if transport {
-            // An old message ("nothing further …") does not outlive the next move.
-            self.status = None;
-            self.status_until = None;
-        }
+        let Some(action) = self.keymap.action_in(Section::Replay, &key) else { return false };
+        // An old message ("nothing further …") does not outlive the next move.
+        self.status = None;
+        self.status_until = None;
         // Past the first run's end (or stepping off it) the compared runs carry the
         // timeline; the marks ([ ] { }) and the start (g) are the first run's.
         let end = self.first_end();
         let p = self.player.as_mut().expect("checked");
         let v = &mut self.view;
         if let (Some(c), Some(end)) = (self.compare.as_mut(), end) {
-            match key.code {
-                KeyCode::Char(' ') if c.beyond.is_some() => {
+            match action {
+                Action::PlayPause if c.beyond.is_some() => {
                     c.playing_on = !c.playing_on;
                     return true;
                 }
-                KeyCode::Char('.') if c.beyond.is_some() || v.step >= end => {
+                Action::StepForward if c.beyond.is_some() || v.step >= end => {
                     p.playing = false;
                     c.playing_on = false;
                     p.seek(v, p.len());
@@ -650,48 +660,52 @@ impl App {
                     self.sync_compare();
                     return true;
                 }
-                KeyCode::Char(',') if c.beyond.is_some() => {
+                Action::StepBack if c.beyond.is_some() => {
                     c.playing_on = false;
                     let to = c.beyond.unwrap_or(end).saturating_sub(1);
                     self.seek_timeline(to);
                     return true;
                 }
-                KeyCode::Char('G') => {
+                Action::GotoEnd => {
                     p.playing = false;
                     c.playing_on = false;
                     let last = c.last_step();
                     self.seek_timeline(last);
                     return true;
                 }
-                KeyCode::Char('g' | '[' | ']' | '{' | '}') => {
+                Action::GotoStart
+                | Action::PrevPhaseChange
+                | Action::NextPhaseChange
+                | Action::PrevSignal
+                | Action::NextSignal => {
                     c.beyond = None;
                     c.playing_on = false;
                 }
                 _ => {}
             }
         }
-        match key.code {
-            KeyCode::Char(' ') => p.playing = !p.playing,
-            KeyCode::Char('<') => p.speed = p.speed.saturating_sub(1),
-            KeyCode::Char('>') => p.speed = (p.speed + 1).min(super::replay::SPEEDS.len() - 1),
-            KeyCode::Char('.') => {
+        match action {
+            Action::PlayPause => p.playing = !p.playing,
+            Action::Slower => p.speed = p.speed.saturating_sub(1),
+            Action::Faster => p.speed = (p.speed + 1).min(super::replay::SPEEDS.len() - 1),
+            Action::StepForward => {
                 p.playing = false;
                 p.step_forward(v);
             }
-            KeyCode::Char(',') => {
+            Action::StepBack => {
                 p.playing = false;
                 p.step_back(v);
             }
             // The start: the run's first events (its start and first phase) applied, so
             // the header is never empty.
-            KeyCode::Char('g') => p.seek_step(v, 0),
-            KeyCode::Char('G') => p.goto_end(v),
-            KeyCode::Char(c @ ('[' | ']' | '{' | '}')) => {
+            Action::GotoStart => p.seek_step(v, 0),
+            Action::GotoEnd => p.goto_end(v),
+            a @ (Action::PrevPhaseChange | Action::NextPhaseChange | Action::PrevSignal | Action::NextSignal) => {
                 use super::replay_index::MarkKind::{Phase, Signal};
-                let found = match c {
-                    '[' => p.find(false, Phase),
-                    ']' => p.find(true, Phase),
-                    '{' => p.find(false, Signal),
+                let found = match a {
+                    Action::PrevPhaseChange => p.find(false, Phase),
+                    Action::NextPhaseChange => p.find(true, Phase),
+                    Action::PrevSignal => p.find(false, Signal),
                     _ => p.find(true, Signal),
                 };
                 match found {
@@ -921,25 +935,19 @@ impl App {
             Action::NextDiversityMetric => {
                 self.diversity_metric = (self.diversity_metric + 1) % DIVERSITY_METRICS.len()
             }
+            // The other modes' actions: their handlers read them (`on_replay_key`, …).
+            _ => {}
         }
     }
 }
 
-pub const COMMANDS: &[&str] = &[
-    "switch",
-    "pause",
-    "resume",
-    "stop",
-    "checkpoint",
-    "set",
-    "accept",
-    "dismiss",
-    "goto",
-    "smooth",
-    "layout",
-    "bands",
-    "help",
-];
+/// The `:` line's own verbs; the run's commands are [`crate::grammar::VERBS`].
+pub const VIEW_VERBS: &[&str] = &["goto", "smooth", "layout", "bands", "help"];
+
+/// Every verb the `:` line knows, for completion and errors.
+pub fn commands() -> Vec<&'static str> {
+    crate::grammar::VERBS.iter().chain(VIEW_VERBS).copied().collect()
+}
 
 /// A signal row in words: what the firing means for this metric and what one might do
 /// about it (`train_loss flat for 500 steps — consider switching phase (s)`). `switch`

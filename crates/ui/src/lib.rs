@@ -6,6 +6,7 @@ pub mod app;
 pub mod compare;
 pub mod fmt;
 pub mod follow;
+pub mod index_file;
 pub mod keymap;
 pub mod layout;
 pub mod notify;
@@ -19,7 +20,7 @@ pub mod system;
 pub mod theme;
 
 // The core's modules under their old names, so `crate::event::…` reads the same here.
-pub(crate) use phasetop_core::{config, control, error, event, rundir, runlog, settings, sysmon};
+pub(crate) use phasetop_core::{config, control, error, event, grammar, history, rundir, runlog, settings, sysmon};
 
 use crate::rundir::RunDir;
 use anyhow::{Context, Result};

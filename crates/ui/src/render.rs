@@ -1017,43 +1017,40 @@ fn draw_dialog(f: &mut Frame, app: &App, area: Rect, title: &str, lines: Vec<Lin
 }
 
 fn draw_help(f: &mut Frame, app: &App, area: Rect) {
-    let mut lines: Vec<Line> = app
-        .keymap
-        .help_rows_where(|a| app.action_available(a))
-        .into_iter()
-        .map(|(keys, help)| Line::from(vec![Span::styled(format!("{keys:>16}  "), app.theme.accent), Span::raw(help)]))
-        .collect();
+    use super::keymap::Section;
+    // Every key from the keymap's table, one section per mode: those that work here.
+    let keep = |sec: Section, a| match sec {
+        Section::Dashboard => app.action_available(a),
+        Section::Replay => app.player.is_some(),
+        Section::Quit => app.is_live(),
+        Section::Picker | Section::Confirm => app.is_live(),
+        _ => true,
+    };
     let dim = |s: &str| Line::from(Span::styled(s.to_string(), app.theme.dim));
-    lines.push(dim(
-        "  signals/events panel focused: j/k or arrows select a row, Enter opens it, Esc follows, Tab leaves",
-    ));
+    let mut lines: Vec<Line> = Vec::new();
+    for (i, (section, rows)) in app.keymap.help_sections(keep).into_iter().enumerate() {
+        if i > 0 {
+            lines.push(Line::from(""));
+        }
+        lines.push(Line::from(Span::styled(format!("  {}", section.title()), app.theme.accent)));
+        for (keys, help) in rows {
+            lines.push(Line::from(vec![Span::styled(format!("{keys:>16}  "), app.theme.accent), Span::raw(help)]));
+        }
+        if section == Section::Replay {
+            lines.push(dim(
+                "          footer: the scrubber (━ played, ┃ phase change, ▲ signal, ● here; ascii = | ^ #)",
+            ));
+        }
+    }
+    lines.push(Line::from(""));
     lines
         .push(dim("  charts: ▲ a signal fired, ▼ an operator command, │ the cursor; l o S A act on the focused chart"));
-    lines.push(Line::from(""));
     if app.is_live() {
         lines.push(dim("  : commands: switch PHASE, pause, resume, stop, checkpoint, set lr=…,"));
         lines.push(dim("    accept, dismiss, goto STEP, smooth 0.9, layout NAME   (Tab completes)"));
     } else {
         lines.push(dim("  : commands: goto STEP, smooth 0.9, layout NAME   (Tab completes)"));
         lines.push(dim("    the run is not live: no pause, switch, checkpoint or set; q quits at once"));
-    }
-    if app.player.is_some() {
-        lines.push(dim(
-            "  replay: space play/pause  < > speed  , . step  [ ] phase change  { } signal  g G start/end  :goto STEP",
-        ));
-        lines.push(dim("          footer: the scrubber (━ played, ┃ phase change, ▲ signal, ● here; ascii = | ^ #)"));
-    }
-    lines.push(Line::from(""));
-    lines.push(dim("  in dialogs and lines:"));
-    for (keys, what) in [
-        ("s → picker", "↑/↓ (j/k) choose a phase, Enter confirms, Esc cancels"),
-        ("confirm", "y or Enter switches, any other key cancels"),
-        ("q → quit", "d detach (training goes on), s stop the run, Esc cancel (live runs)"),
-        (": line", "Enter runs, Tab completes, ↑/↓ history, Esc cancels"),
-        ("row (Enter)", "any key closes the full text"),
-        ("this help", "↑/↓ j/k PgUp/PgDn Home/End scroll; ? or Esc closes"),
-    ] {
-        lines.push(Line::from(vec![Span::styled(format!("{keys:>16}  "), app.theme.accent), Span::raw(what)]));
     }
     // Scrolls when taller than the screen: the title says where it is.
     let inner = area.height.saturating_sub(4).max(1) as usize;

@@ -406,49 +406,7 @@ pub fn story(events: &[Event]) -> String {
 }
 
 /// One event's line of [`story`] (with its newline), or `None` for the events the story
-/// leaves out (steps, evals, probes, checkpoints).
+/// leaves out (steps, evals, probes, checkpoints); the text is [`crate::history::describe`]'s.
 pub fn story_line(e: &Event) -> Option<String> {
-    use std::fmt::Write;
-    let mut s = String::new();
-    {
-        let _ = match e {
-            Event::RunStarted { run_id, device, resumed_from_step: None, parent_run: Some(p), branch_step, .. } => {
-                let at = branch_step.unwrap_or(0);
-                writeln!(s, "{at:>9}  branch    {run_id} from {p} at step {at} on {device}")
-            }
-            Event::RunStarted { run_id, device, resumed_from_step: None, .. } => {
-                writeln!(s, "{:>9}  start     {run_id} on {device}", 0)
-            }
-            Event::RunStarted { resumed_from_step: Some(f), .. } => writeln!(s, "{f:>9}  resume    from step {f}"),
-            Event::PhaseChanged { step, from, to, cause, detail } => writeln!(
-                s,
-                "{step:>9}  phase     {} → {to} ({}{})",
-                from.as_deref().unwrap_or("-"),
-                cause.as_str(),
-                detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
-            ),
-            Event::Signal { step, detector, metric, message, .. } => {
-                writeln!(s, "{step:>9}  signal    {detector}({metric}) {message}")
-            }
-            Event::Suggestion { step, to_phase, because, .. } => {
-                writeln!(s, "{step:>9}  suggest   switch → {to_phase}: {because}")
-            }
-            Event::Command { step, command, applied, message, .. } => {
-                writeln!(
-                    s,
-                    "{step:>9}  command   {command} ({}): {message}",
-                    if *applied { "applied" } else { "refused" }
-                )
-            }
-            Event::PlanChanged { step, phases, .. } => writeln!(s, "{step:>9}  plan      {}", phases.join(" → ")),
-            Event::Log { step, level, message } => {
-                writeln!(s, "{step:>9}  {:<9} {message}", format!("{level:?}").to_lowercase())
-            }
-            Event::RunEnded { step, status, message } => {
-                writeln!(s, "{step:>9}  end       {}: {message}", status.as_str())
-            }
-            _ => return None,
-        };
-    }
-    Some(s)
+    crate::history::describe(e).filter(|l| l.kind != "ckpt").map(|l| format!("{l}\n"))
 }

@@ -73,8 +73,8 @@ pub struct Snapshot {
     /// The replay clock there (recorded seconds).
     pub t: f64,
     /// The folded view without its series, which are kept frozen (compact, shared).
-    view: RunView,
-    series: Vec<(String, Frozen)>,
+    pub(crate) view: RunView,
+    pub(crate) series: Vec<(String, Frozen)>,
     /// Heap bytes this snapshot adds to the index.
     pub bytes: usize,
 }
@@ -165,7 +165,29 @@ pub struct IndexState {
     /// The log is still being written and is followed.
     pub following: bool,
     pub every: u64,
+    /// What became of the index file next to a file log (`events.idx`).
+    pub file: IndexFile,
+    /// Whether the index was written next to the log once complete (`None`: not yet, or
+    /// not needed: a short log, or one loaded whole from its index).
+    pub saved: Option<Result<(), String>>,
+    /// Done, and the index file written or found not needed: the indexer has stopped.
+    pub settled: bool,
 }
+
+/// The index file a replay found next to its log.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum IndexFile {
+    /// None there (or the log is not a file): the log is indexed from its start.
+    #[default]
+    Absent,
+    /// Used: every seek it covers was available at once; the log is read on from its end.
+    Loaded,
+    /// Not used, and why (damaged, stale): the log is indexed from its start.
+    Ignored(String),
+}
+
+/// Logs shorter than this are not worth an index file (indexing them takes moments).
+pub const SAVE_MIN_EVENTS: u64 = 2 * FIRST_EVERY;
 
 /// Handle to the indexing thread; dropping it stops the thread.
 pub struct Index {
@@ -235,6 +257,8 @@ struct Builder {
     marks: Vec<(u64, MarkKind, u64)>,
     spans: Vec<Problem>,
     ended: bool,
+    /// Events the index file held when it was loaded.
+    loaded_n: Option<u64>,
 }
 
 impl Builder {
@@ -251,6 +275,7 @@ impl Builder {
             marks: Vec::new(),
             spans: Vec::new(),
             ended: false,
+            loaded_n: None,
         }
     }
 
@@ -269,6 +294,7 @@ impl Builder {
                     }
                 }
                 self.publish(true, false, None);
+                self.shared.lock().unwrap_or_else(|e| e.into_inner()).settled = true;
             }
             Source::File(path) => self.follow(&path, live, stop),
         }
@@ -277,7 +303,8 @@ impl Builder {
     /// Reads the file with a `Tail` (which leaves a half-written record for later), and
     /// while the run is live waits for the file to change and reads on.
     fn follow(&mut self, path: &std::path::Path, live: Option<LiveCheck>, stop: &AtomicBool) {
-        let mut tail = Tail::new(path);
+        let start = self.load(path);
+        let mut tail = Tail::from_offset(path, start);
         let mut watch = super::follow::Watch::new(path);
         loop {
             let res = tail.poll_each(|rec| {
@@ -293,11 +320,64 @@ impl Builder {
                 let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
                 let torn = (len > tail.offset() && tail.offset() > 0).then(|| (tail.offset(), len - tail.offset()));
                 self.publish(true, false, torn);
+                self.save(path, tail.offset());
                 return;
             }
             self.publish(false, true, None);
             watch.wait(Duration::from_millis(500), stop);
         }
+    }
+
+    /// Takes the state from the index file next to the log when it is sound and still
+    /// the log's; returns the log offset to read on from.
+    fn load(&mut self, log: &std::path::Path) -> u64 {
+        use super::index_file;
+        let file = match index_file::load(log) {
+            Ok(saved) => {
+                self.view = saved.view;
+                (self.n, self.max_step, self.t, self.every) = (saved.n, saved.max_step, saved.t, saved.every);
+                (self.snapshots, self.marks, self.spans) = (saved.snapshots, saved.marks, saved.spans);
+                self.ended = saved.ended;
+                self.loaded_n = Some(saved.n);
+                self.shared.lock().unwrap_or_else(|e| e.into_inner()).file = IndexFile::Loaded;
+                self.publish(false, false, None);
+                return saved.log_end;
+            }
+            Err(why) if !index_file::path_for(log).exists() => {
+                let _ = why;
+                IndexFile::Absent
+            }
+            Err(why) => IndexFile::Ignored(why),
+        };
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).file = file;
+        0
+    }
+
+    /// Writes the index next to the log once it is complete (a log long enough to be
+    /// worth it, and more of it than a loaded index held). Failing to (a read-only run
+    /// directory) only costs the next replay a rebuild.
+    fn save(&mut self, log: &std::path::Path, end: u64) {
+        if self.n < SAVE_MIN_EVENTS || self.loaded_n == Some(self.n) {
+            self.shared.lock().unwrap_or_else(|e| e.into_inner()).settled = true;
+            return;
+        }
+        let last =
+            Snapshot::new(self.n, end, self.max_step, self.t, &mut self.view, self.snapshots.last().map(|s| &**s));
+        let saved = super::index_file::Saved {
+            log_end: end,
+            n: self.n,
+            max_step: self.max_step,
+            t: self.t,
+            every: self.every,
+            ended: self.ended,
+            marks: std::mem::take(&mut self.marks),
+            spans: std::mem::take(&mut self.spans),
+            snapshots: std::mem::take(&mut self.snapshots),
+            view: RunView::default(),
+        };
+        let r = super::index_file::save(log, &saved, &last).map_err(|e| e.to_string());
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        (shared.saved, shared.settled) = (Some(r), true);
     }
 
     fn add(&mut self, rec: Record) {
@@ -358,6 +438,6 @@ impl Builder {
 pub fn approx_bytes(v: &RunView) -> usize {
     v.series.values().map(|s| s.heap_bytes()).sum::<usize>()
         + v.log.len() * 96
-        + (v.signals.len() + v.markers.len() + v.suggestions.len()) * 96
+        + (v.signals.len() + v.markers.len() + v.suggestions.all.len()) * 96
         + 4096
 }

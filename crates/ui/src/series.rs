@@ -268,6 +268,99 @@ impl Series {
     }
 }
 
+/// The replay index file ([`super::index_file`]) stores frozen series in binary: the
+/// bucket chunks once each (shared between snapshots, by number), the rest per snapshot.
+impl Frozen {
+    pub(crate) fn chunks(&self) -> &[std::sync::Arc<[Bucket]>] {
+        &self.chunks
+    }
+
+    /// Writes the series, naming each chunk by `chunk_id`.
+    pub(crate) fn encode(
+        &self,
+        e: &mut super::index_file::Enc,
+        mut chunk_id: impl FnMut(&std::sync::Arc<[Bucket]>) -> u32,
+    ) {
+        e.u32(self.runs.len() as u32);
+        for &(first, stride, n) in &self.runs {
+            e.u64(first);
+            e.u64(stride);
+            e.u32(n);
+        }
+        e.u32(self.values.len() as u32);
+        for v in &self.values {
+            e.f32(*v);
+        }
+        e.u32(self.chunks.len() as u32);
+        for c in &self.chunks {
+            e.u32(chunk_id(c));
+        }
+        e.u64(self.width);
+        e.u64(self.len);
+        e.u64(self.own_bytes as u64);
+        match self.last {
+            Some((s, v)) => {
+                e.u8(1);
+                e.u64(s);
+                e.f64(v);
+            }
+            None => e.u8(0),
+        }
+    }
+
+    pub(crate) fn decode(d: &mut super::index_file::Dec, chunks: &[std::sync::Arc<[Bucket]>]) -> Option<Frozen> {
+        let n = d.len(20)?;
+        let mut runs = Vec::with_capacity(n);
+        for _ in 0..n {
+            runs.push((d.u64()?, d.u64()?, d.u32()?));
+        }
+        let n = d.len(4)?;
+        let mut values = Vec::with_capacity(n);
+        for _ in 0..n {
+            values.push(d.f32()?);
+        }
+        let n = d.len(4)?;
+        let mut own = Vec::with_capacity(n);
+        for _ in 0..n {
+            own.push(chunks.get(d.u32()? as usize)?.clone());
+        }
+        let (width, len, own_bytes) = (d.u64()?, d.u64()?, d.u64()? as usize);
+        let last = match d.u8()? {
+            0 => None,
+            _ => Some((d.u64()?, d.f64()?)),
+        };
+        // The runs must cover the values exactly (thaw relies on it).
+        if runs.iter().map(|r| r.2 as usize).sum::<usize>() != values.len() {
+            return None;
+        }
+        Some(Frozen { runs, values: values.into(), chunks: own, width, len, last, own_bytes })
+    }
+}
+
+impl Bucket {
+    pub(crate) fn encode(&self, e: &mut super::index_file::Enc) {
+        e.u64(self.first);
+        e.u64(self.last);
+        e.f32(self.min);
+        e.f32(self.max);
+        e.f64(self.sum);
+        e.u32(self.n);
+        e.u32(self.non_finite);
+    }
+
+    pub(crate) fn decode(d: &mut super::index_file::Dec) -> Option<Bucket> {
+        Some(Bucket {
+            first: d.u64()?,
+            last: d.u64()?,
+            min: d.f32()?,
+            max: d.f32()?,
+            sum: d.f64()?,
+            n: d.u32()?,
+            non_finite: d.u32()?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

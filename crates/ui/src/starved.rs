@@ -11,7 +11,8 @@ pub const WINDOWS: u32 = 3;
 /// that settles at a new, slower rate (a larger batch) stops being called starved.
 const DECAY: f64 = 0.98;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+// Serialised with the rest of `RunView` in the replay index file (`events.idx`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RateWatch {
     peak: f64,
     last: f64,

@@ -3,11 +3,13 @@
 
 use super::series::Series;
 use crate::event::{Event, RunStatus};
+use crate::history::{self, Suggestion, SuggestionState, Suggestions};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 const MAX_LOG_ROWS: usize = 2000;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanPhase {
     pub name: String,
     pub steps: Option<u64>,
@@ -15,7 +17,7 @@ pub struct PlanPhase {
     pub until: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PhaseSpan {
     pub name: String,
     pub start: u64,
@@ -23,20 +25,20 @@ pub struct PhaseSpan {
     pub cause: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Mark {
     Signal,
     Command,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Marker {
     pub step: u64,
     pub kind: Mark,
     pub label: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignalRow {
     pub step: u64,
     pub detector: String,
@@ -44,25 +46,31 @@ pub struct SignalRow {
     pub message: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct SuggestionRow {
-    pub step: u64,
-    pub id: u64,
-    pub to_phase: String,
-    pub because: String,
-    pub pending: bool,
-    /// Still pending when the run ended: nobody can answer it any more.
-    pub expired: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogRow {
     pub step: u64,
     pub kind: &'static str,
     pub text: String,
 }
 
-#[derive(Debug, Clone, Default)]
+/// A [`LogRow`] read back (the replay index file): its kind becomes one of
+/// [`crate::history::KINDS`] again.
+#[derive(Deserialize)]
+struct LogRowData {
+    step: u64,
+    kind: String,
+    text: String,
+}
+
+impl<'de> Deserialize<'de> for LogRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LogRow, D::Error> {
+        let r = LogRowData::deserialize(d)?;
+        Ok(LogRow { step: r.step, kind: crate::history::kind(&r.kind), text: r.text })
+    }
+}
+
+/// Serialised without its series (the replay index file keeps those compactly itself).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunView {
     pub run_id: String,
     pub config_name: String,
@@ -79,10 +87,12 @@ pub struct RunView {
     pub ended: Option<RunStatus>,
     pub paused: bool,
     pub last_t: f64,
+    #[serde(skip)]
     pub series: BTreeMap<String, Series>,
     pub probe_layers: Vec<String>,
     pub signals: Vec<SignalRow>,
-    pub suggestions: Vec<SuggestionRow>,
+    /// Every suggestion and what became of it ([`crate::history`]: as inspect and the host).
+    pub suggestions: Suggestions,
     pub markers: Vec<Marker>,
     pub checkpoints: Vec<u64>,
     pub log: VecDeque<LogRow>,
@@ -108,13 +118,14 @@ impl RunView {
         self.phases.iter().rev().find(|p| p.start < step.max(1) || p.start == 0)
     }
 
-    pub fn pending_suggestion(&self) -> Option<&SuggestionRow> {
-        self.suggestions.iter().rev().find(|s| s.pending)
+    pub fn pending_suggestion(&self) -> Option<&Suggestion> {
+        self.suggestions.pending().filter(|_| self.ended.is_none())
     }
 
-    /// The newest suggestion, when it expired with the run (nobody answered it).
-    pub fn expired_suggestion(&self) -> Option<&SuggestionRow> {
-        self.suggestions.last().filter(|s| s.expired)
+    /// The newest suggestion, when it was still pending as the run ended (nobody can
+    /// answer it any more).
+    pub fn expired_suggestion(&self) -> Option<&Suggestion> {
+        self.suggestions.all.last().filter(|s| self.ended.is_some() && s.state == SuggestionState::Pending)
     }
 
     pub fn steps_per_s(&self) -> Option<f64> {
@@ -148,6 +159,10 @@ impl RunView {
 
     pub fn apply(&mut self, ev: &Event) {
         self.events_seen += 1;
+        self.suggestions.apply(ev);
+        if let Some(line) = history::describe(ev) {
+            self.log_row(line.step, line.kind, line.text);
+        }
         match ev {
             Event::RunStarted { run_id, config_name, config, device, seed, started_at, resumed_from_step, .. } => {
                 self.run_id = run_id.clone();
@@ -165,9 +180,6 @@ impl RunView {
                 self.config = config.clone();
                 if let Some(s) = resumed_from_step {
                     self.rewind_to(*s);
-                    self.log_row(*s, "run", format!("resumed from step {s}"));
-                } else {
-                    self.log_row(0, "run", format!("started {run_id} on {device}, seed {seed}"));
                 }
             }
             Event::Step { step, t, metrics, .. } => {
@@ -193,20 +205,9 @@ impl RunView {
                     message: message.clone(),
                 });
                 self.markers.push(Marker { step: *step, kind: Mark::Signal, label: format!("{detector}({metric})") });
-                self.log_row(*step, "signal", format!("{detector} {metric}: {message}"));
             }
-            Event::Suggestion { step, id, to_phase, because } => {
-                self.suggestions.push(SuggestionRow {
-                    step: *step,
-                    id: *id,
-                    to_phase: to_phase.clone(),
-                    because: because.clone(),
-                    pending: true,
-                    expired: false,
-                });
-                self.log_row(*step, "suggest", format!("switch → {to_phase}: {because}"));
-            }
-            Event::Command { step, command, applied, message, client, .. } => {
+            Event::Suggestion { .. } => {}
+            Event::Command { step, command, applied, .. } => {
                 use crate::event::Command as C;
                 if *applied {
                     match command {
@@ -215,27 +216,12 @@ impl RunView {
                             self.rate.reset();
                         }
                         C::Resume => self.paused = false,
-                        // The one answered: by id, or the newest pending (as the host picks).
-                        C::Accept { id } | C::Dismiss { id } => {
-                            let mut pending = self.suggestions.iter_mut().rev().filter(|s| s.pending);
-                            let answered = match id {
-                                Some(id) => pending.find(|s| s.id == *id),
-                                None => pending.next(),
-                            };
-                            if let Some(s) = answered {
-                                s.pending = false;
-                            }
-                        }
                         _ => {}
                     }
                     self.markers.push(Marker { step: *step, kind: Mark::Command, label: command.to_string() });
                 }
-                let verdict = if *applied { "" } else { " (refused)" };
-                self.log_row(*step, "command", format!("{command}{verdict} by {client}: {message}"));
             }
-            Event::PhaseChanged { step, from, to, cause, detail } => {
-                // The host drops pending suggestions when the phase changes.
-                self.suggestions.iter_mut().for_each(|s| s.pending = false);
+            Event::PhaseChanged { step, to, cause, .. } => {
                 if let Some(last) = self.phases.last_mut() {
                     last.end = Some(*step);
                 }
@@ -245,38 +231,19 @@ impl RunView {
                     end: None,
                     cause: cause.as_str().to_string(),
                 });
-                let from = from.as_deref().unwrap_or("-");
-                let detail = detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
-                self.log_row(*step, "phase", format!("{from} → {to}: {}{detail}", cause.as_str()));
             }
-            Event::PlanChanged { step, phases, config } => {
+            Event::PlanChanged { config, .. } => {
                 self.plan = plan_from_config(config);
                 self.config = config.clone();
-                self.log_row(*step, "plan", format!("plan changed: {}", phases.join(" → ")));
             }
-            Event::Checkpoint { step, path } => {
-                self.checkpoints.push(*step);
-                self.log_row(*step, "ckpt", path.clone());
-            }
-            Event::Log { step, level, message } => {
-                let kind = match level {
-                    crate::event::LogLevel::Info => "info",
-                    crate::event::LogLevel::Warn => "warn",
-                    crate::event::LogLevel::Error => "error",
-                };
-                self.log_row(*step, kind, message.clone());
-            }
-            Event::RunEnded { step, status, message } => {
+            Event::Checkpoint { step, .. } => self.checkpoints.push(*step),
+            Event::Log { .. } => {}
+            Event::RunEnded { step, status, .. } => {
                 self.ended = Some(*status);
                 self.paused = false;
-                for s in self.suggestions.iter_mut().filter(|s| s.pending) {
-                    s.pending = false;
-                    s.expired = true;
-                }
                 if let Some(last) = self.phases.last_mut() {
                     last.end = Some(*step);
                 }
-                self.log_row(*step, "end", format!("{}: {message}", status.as_str()));
             }
         }
     }
@@ -342,5 +309,52 @@ mod tests {
         let to = "main".to_string();
         v.apply(&Event::PhaseChanged { step: 4, from: None, to, cause: PhaseCause::Scheduled, detail: None });
         assert!(v.pending_suggestion().is_none(), "a phase change drops it");
+    }
+
+    /// After `--resume` the dashboard drops the suggestions the host dropped: it offered
+    /// one the restarted host no longer had (issue 13). The dashboard's live fold agrees
+    /// with `inspect`'s, which knows the resume points in advance.
+    #[test]
+    fn a_resume_expires_pending_suggestions_as_inspect_and_the_host_do() {
+        let started = |resumed| Event::RunStarted {
+            run_id: "r".into(),
+            schema_major: 1,
+            schema_minor: 0,
+            config_name: "c".into(),
+            config: serde_json::json!({}),
+            phases: vec![],
+            device: "cpu".into(),
+            seed: 1,
+            started_at: 1.0,
+            resumed_from_step: resumed,
+            parent_run: None,
+            branch_step: None,
+        };
+        let suggestion = |step, id| Event::Suggestion { step, id, to_phase: "main".into(), because: "plateau".into() };
+        let step = |step| Event::Step { step, phase: "warm".into(), t: 1.0, metrics: Default::default() };
+        // Killed at 30 with two suggestions pending, resumed from the checkpoint at 20.
+        let events = vec![
+            started(None),
+            step(10),
+            suggestion(10, 1),
+            step(25),
+            suggestion(25, 2),
+            step(30),
+            started(Some(20)),
+            step(21),
+        ];
+        let v = RunView::from_events(&events);
+        assert!(v.pending_suggestion().is_none(), "offered {:?} after the resume", v.pending_suggestion());
+        let got: Vec<(u64, &str, Option<u64>)> =
+            v.suggestions.all.iter().map(|g| (g.id, g.state.as_str(), g.resolved_step)).collect();
+        assert_eq!(got, [(1, "expired", Some(20))], "the one made at 25 was superseded");
+        let records = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| crate::runlog::Record { offset: i as u64, event })
+            .collect();
+        let contents = crate::runlog::LogContents { schema_major: 1, schema_minor: 0, records, problems: vec![] };
+        let summary = phasetop_core::inspect::Summary::from_contents(&contents);
+        assert_eq!(summary.suggestions, v.suggestions.all, "inspect and the dashboard agree");
     }
 }

@@ -27,7 +27,7 @@ pub use reader::{Reader, Tail, read_all, read_bytes};
 pub use writer::{DEFAULT_FLUSH_INTERVAL, Dropped, Writer};
 
 use crate::event::{Event, SCHEMA_MAJOR};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The first 8 bytes of every run log.
@@ -47,7 +47,7 @@ pub struct Record {
 }
 
 /// A damaged span of the log (reported once per span, not once per byte).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Problem {
     /// File offset where the damage starts.
     pub offset: u64,
@@ -55,7 +55,7 @@ pub struct Problem {
     pub detail: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProblemKind {
     /// The final record is incomplete (the writer died mid-record).

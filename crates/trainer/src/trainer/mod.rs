@@ -603,9 +603,8 @@ impl Trainer {
     /// Applies `set KEY=VALUE` for the rest of the current phase. The message says what
     /// the next step will use.
     pub fn set(&mut self, key: &str, value: f64) -> std::result::Result<String, String> {
-        if !SETTABLE_KEYS.contains(&key) {
-            return Err(format!("unknown key \"{key}\", expected one of {}", SETTABLE_KEYS.join(", ")));
-        }
+        // A socket frame may name anything: the grammar's check, with its text.
+        phasetop_core::grammar::check_key(key).map_err(|e| e.to_string())?;
         // The same table of bounds the config validator uses (`config::bounds`).
         crate::config::bounds::check(key, value)?;
         match key {
