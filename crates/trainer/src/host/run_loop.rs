@@ -72,10 +72,12 @@ impl Host {
         Ok(status)
     }
 
-    /// Records the system samples that arrived (an `eval` event, split `system`).
+    /// Records the system samples that arrived (an `eval` event, split `system`). Not
+    /// while paused: a paused run's log stays as it is (nothing trains; the samples are
+    /// dropped), so a paused run can be copied or inspected byte-stable.
     fn record_system(&mut self, system: &Receiver<Metrics>) -> Result<()> {
         while let Ok(metrics) = system.try_recv() {
-            if !metrics.is_empty() {
+            if !metrics.is_empty() && !self.paused {
                 let step = self.trainer.step();
                 self.emit(Event::Eval { step, split: phasetop_core::sysmon::SPLIT.into(), metrics })?;
             }
