@@ -266,6 +266,10 @@ mod tests {
     fn shipped_configs_round_trip_through_json() {
         for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs")).unwrap() {
             let path = entry.unwrap().path();
+            // External-run plans (`phasetop run`) have their own parser and no recipe.
+            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("external-")) {
+                continue;
+            }
             let src = std::fs::read_to_string(&path).unwrap();
             let cfg = crate::config::parse(&path.display().to_string(), &src).unwrap();
             let json = crate::config::as_json(&cfg);
