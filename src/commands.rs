@@ -66,7 +66,8 @@ fn host_train_args(args: &TrainArgs) -> Vec<OsString> {
 /// Where the training host is: `$PHASETOP_HOST`, else `phasetop-host` next to this
 /// binary (how cargo builds and installs them), else on `PATH`.
 fn host_exe() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("PHASETOP_HOST") {
+    // Set but empty counts as unset (`PHASETOP_HOST= phasetop …`).
+    if let Some(p) = std::env::var_os("PHASETOP_HOST").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
     let sibling = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("phasetop-host")));
@@ -104,21 +105,8 @@ pub fn check(paths: &[PathBuf]) -> Result<ExitCode> {
         args.extend(paths.iter().map(|p| p.into()));
         return exec_host(args);
     }
-    let mut failed = None;
-    for p in paths {
-        match config::load(p) {
-            Ok(c) => println!("{} (preflight skipped: the trainer is not installed)", config::check_line(p, &c.config)),
-            Err(e) => {
-                eprintln!("{e}");
-                failed = Some(e);
-            }
-        }
-    }
-    match failed {
-        Some(e) if paths.len() == 1 => Err(e.into()),
-        Some(_) => Err(UsageError(format!("{} config(s) failed", paths.len())).into()),
-        None => Ok(ExitCode::SUCCESS),
-    }
+    config::check_each(paths, |_| Ok(" (preflight skipped: the trainer is not installed)".into()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Parses `ctl` words into a request body ([`phasetop_core::grammar`]: the dashboard's

@@ -3,7 +3,6 @@
 //! data files, memory). The light `phasetop` binary starts this one for those commands.
 
 use crate::config::{self, LoadedConfig};
-use crate::error::UsageError;
 use crate::event::RunStatus;
 use crate::host;
 use crate::rundir::{self, RunDir};
@@ -51,26 +50,13 @@ pub fn check(paths: &[PathBuf]) -> Result<ExitCode> {
         println!("{}: ok", config::DEMO_NAME);
         return Ok(ExitCode::SUCCESS);
     }
-    let mut failed = None;
-    for p in paths {
-        match config::load(p).and_then(|c| crate::trainer::memory::preflight(&c).map(|()| c)) {
-            Ok(c) => {
-                // A TorchScript module's probe-able layers are its own: name them.
-                let layers = crate::trainer::memory::module_layers(&c)
-                    .map_or(String::new(), |l| format!("; module layers: {}", l.join(", ")));
-                println!("{}{layers}", config::check_line(p, &c.config))
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                failed = Some(e);
-            }
-        }
-    }
-    match failed {
-        Some(e) if paths.len() == 1 => Err(e.into()),
-        Some(_) => Err(UsageError(format!("{} config(s) failed", paths.len())).into()),
-        None => Ok(ExitCode::SUCCESS),
-    }
+    config::check_each(paths, |c| {
+        crate::trainer::memory::preflight(c)?;
+        // A TorchScript module's probe-able layers are its own: name them.
+        Ok(crate::trainer::memory::module_layers(c)
+            .map_or(String::new(), |l| format!("; module layers: {}", l.join(", "))))
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs a host in the foreground with plain progress lines (`--headless`).

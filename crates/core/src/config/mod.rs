@@ -600,6 +600,30 @@ pub const DEMO_CONFIG: &str = include_str!("../../../../configs/demo.toml");
 /// The name the embedded demo goes by (its run's `config.toml` source, messages).
 pub const DEMO_NAME: &str = "demo.toml";
 
+/// `check` over `paths`: each loaded, then `more` (the trainer's preflight, or nothing)
+/// gives what to add to its ok line; errors go to stderr as they come. The error is the
+/// config's own for one path, a count for several (exit code 2 either way).
+pub fn check_each(
+    paths: &[std::path::PathBuf],
+    mut more: impl FnMut(&LoadedConfig) -> Result<String, ConfigError>,
+) -> anyhow::Result<()> {
+    let mut failed = None;
+    for p in paths {
+        match load(p).and_then(|c| more(&c).map(|extra| (c, extra))) {
+            Ok((c, extra)) => println!("{}{extra}", check_line(p, &c.config)),
+            Err(e) => {
+                eprintln!("{e}");
+                failed = Some(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) if paths.len() == 1 => Err(e.into()),
+        Some(_) => Err(crate::error::UsageError(format!("{} config(s) failed", paths.len())).into()),
+        None => Ok(()),
+    }
+}
+
 /// `check`'s line for a valid config: `path: ok (2 phases: warmup → main)`.
 pub fn check_line(path: &Path, config: &Config) -> String {
     let n = config.phases.len();
