@@ -126,8 +126,23 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
 pub fn ctl(run_dir: &Path, words: &[String]) -> Result<ExitCode> {
     let body = parse_ctl(words)?;
     let dir = RunDir { path: run_dir.to_path_buf() };
-    let reply = control::request(&dir.socket(), &body)
-        .with_context(|| format!("no live run at {} (cannot reach {})", run_dir.display(), dir.socket().display()))?;
+    let reply = control::request(&dir.socket(), &body).with_context(|| {
+        // A run that ended, or whose host is gone, says so (as `ls` would).
+        let ended = (dir.host_state() == rundir::HostState::Gone)
+            .then(|| Summary::load(&dir.log()).ok())
+            .flatten()
+            .map(|s| s.with_host(rundir::HostState::Gone));
+        match ended {
+            Some(s) => format!(
+                "no live run at {}: it is {} at step {}{}",
+                run_dir.display(),
+                s.status,
+                s.last_step,
+                s.end_message.as_deref().and_then(|m| m.lines().next()).map(|m| format!(" ({m})")).unwrap_or_default()
+            ),
+            None => format!("no live run at {} (cannot reach {})", run_dir.display(), dir.socket().display()),
+        }
+    })?;
     if reply.ok {
         println!("step {}: {}", reply.step, reply.message);
         Ok(ExitCode::SUCCESS)
@@ -140,7 +155,7 @@ pub fn inspect(run_dir: &Path, json: bool) -> Result<ExitCode> {
     let dir = RunDir::open(run_dir)?;
     let summary = Summary::load(&dir.log())
         .map_err(|e| crate::interop::log_error(&dir.log(), e))?
-        .with_live(dir.is_live())
+        .with_host(dir.host_state())
         .with_meta(dir.read_meta().ok().as_ref());
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -368,7 +383,7 @@ pub fn replay(
             drop(out);
             println!();
             let summary = Summary::load(&log).map_err(|e| crate::interop::log_error(&log, e))?;
-            print!("{}", summary.with_live(dir.is_live()).render_text());
+            print!("{}", summary.with_host(dir.host_state()).render_text());
             if run_dirs.len() > 1 {
                 println!();
                 names.push(crate::ui::compare::run_name(d));
@@ -468,9 +483,10 @@ pub fn ls(root: &Path) -> Result<ExitCode> {
         }
         let Ok(dir) = RunDir::open(&e.path()) else { continue };
         let Ok(s) = Summary::load(&dir.log()) else { continue };
-        let live = dir.is_live();
-        let s = s.with_live(live);
+        let s = s.with_host(dir.host_state());
         let mut status = s.status.clone();
+        // No end, and no answer though a process still holds the run (a host starting
+        // or hung): `stale`. A run nobody holds any more is `failed` (`with_host`).
         if status == "unknown" {
             status = "stale".into();
         }

@@ -391,7 +391,15 @@ fn kill_9_then_inspect_and_resume() {
     let out = Command::new(BIN).args(["inspect", run.to_str().unwrap(), "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(j["status"], "unknown", "killed host: no run_ended, no live socket");
+    // Killed host: no run_ended, and nobody holds the run any more.
+    assert_eq!(j["status"], "failed", "{j}");
+    assert!(j["end_message"].as_str().unwrap().contains("host exited without recording an end"), "{j}");
+    let ls = Command::new(BIN).args(["ls", tmp.path().to_str().unwrap()]).output().unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.lines().any(|l| l.starts_with("run ") && l.contains(" failed ")), "{ls}");
+    let (code, _, err) = ctl(&run, &["status"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("it is failed at step") && err.contains("host exited without recording an end"), "{err}");
     let last_step = j["last_step"].as_u64().unwrap();
     assert!(last_step >= 40, "{j}");
     assert!(j["checkpoints"].as_array().unwrap().iter().any(|s| s == 40));

@@ -11,8 +11,9 @@
 //!
 //! Rules:
 //! - `status` is the status of the last `RunEnded` when it comes after the last
-//!   `RunStarted`, else `unknown` ([`Summary::with_live`] turns that into `running` when
-//!   the host is alive).
+//!   `RunStarted`, else `unknown`; [`Summary::with_host`] turns that into `running`
+//!   when the host answers, and `failed` (with `end_message` saying so) when no process
+//!   holds the run any more: its host exited without recording an end.
 //! - A resume (`RunStarted` with `resumed_from_step: s`) supersedes what the earlier
 //!   incarnation logged after step `s`: its events with a step after `s` are ignored
 //!   (phases that started after `s`, commands, checkpoints, signals, suggestions, metric
@@ -23,7 +24,7 @@
 //!   run that has not ended has `end_step: null`.
 
 use crate::event::{Event, RunStatus};
-use crate::rundir::{ParentRef, RunMeta};
+use crate::rundir::{HOST_GONE, HostState, ParentRef, RunMeta};
 use crate::runlog::{self, LogContents, LogError, Problem};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -162,10 +163,19 @@ impl Summary {
         folder.fold.finish(contents.records.len(), contents.problems.clone())
     }
 
-    /// Marks a run whose log has not ended as `running` when its host is alive.
-    pub fn with_live(mut self, live: bool) -> Self {
-        if live && self.status == "unknown" {
-            self.status = RunStatus::Running.as_str().to_string();
+    /// A run whose log has not ended: `running` when its host answers, `failed` when
+    /// no process holds the run any more (the host died before recording an end: what
+    /// it recorded stands), else still `unknown`.
+    pub fn with_host(mut self, host: HostState) -> Self {
+        if self.status == "unknown" {
+            match host {
+                HostState::Answering => self.status = RunStatus::Running.as_str().to_string(),
+                HostState::Gone => {
+                    self.status = RunStatus::Failed.as_str().to_string();
+                    self.end_message = Some(HOST_GONE.to_string());
+                }
+                HostState::Silent => {}
+            }
         }
         self
     }
@@ -514,7 +524,7 @@ mod tests {
         assert_eq!(s.last_step, 0);
         assert_eq!(s.seed, None);
         assert!(s.phases.is_empty());
-        assert_eq!(s.clone().with_live(true).status, "running");
+        assert_eq!(s.clone().with_host(HostState::Answering).status, "running");
     }
 
     #[test]
@@ -543,8 +553,10 @@ mod tests {
         assert_eq!(s.final_metrics["val_loss"], 1.2);
         assert_eq!(s.checkpoints, vec![2]);
         assert_eq!(phase_tuples(&s), vec![("warmup", 0, Some(2), "start"), ("main", 2, Some(3), "scheduled")]);
-        // with_live never overrides a known status.
-        assert_eq!(s.with_live(true).status, "completed");
+        // with_host never overrides a known status.
+        assert_eq!(s.clone().with_host(HostState::Answering).status, "completed");
+        let gone = s.with_host(HostState::Gone);
+        assert_eq!((gone.status.as_str(), gone.end_message.as_deref()), ("completed", Some("done")));
     }
 
     #[test]
@@ -553,8 +565,12 @@ mod tests {
         let s = summarize(vec![started(None), phase(0, "warmup", PhaseCause::Start), step(5, 1.0)]);
         assert_eq!(s.status, "unknown");
         assert_eq!(s.phases[0].end_step, None);
-        assert_eq!(s.clone().with_live(false).status, "unknown");
-        assert_eq!(s.with_live(true).status, "running");
+        assert_eq!(s.clone().with_host(HostState::Silent).status, "unknown");
+        assert_eq!(s.clone().with_host(HostState::Answering).status, "running");
+        // Nobody holds the run: its host died without an end; what it logged stands.
+        let gone = s.with_host(HostState::Gone);
+        assert_eq!((gone.status.as_str(), gone.end_message.as_deref()), ("failed", Some(HOST_GONE)));
+        assert_eq!((gone.last_step, gone.phases.len()), (5, 1));
         // A RunEnded before the last RunStarted does not count.
         let s =
             summarize(vec![started(None), step(5, 1.0), ended(5, RunStatus::Stopped), started(Some(5)), step(6, 1.0)]);

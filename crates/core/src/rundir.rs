@@ -164,7 +164,34 @@ impl RunDir {
     pub fn is_live(&self) -> bool {
         std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
     }
+
+    /// Who is behind the run, for a log without an end: a host answering its socket,
+    /// a process holding the run's lock without answering (a host starting or hung, an
+    /// import or mirror writing it), or nobody — the host exited without recording the
+    /// end (killed, crashed), so the run has failed. Reads only.
+    pub fn host_state(&self) -> HostState {
+        if self.is_live() {
+            return HostState::Answering;
+        }
+        match RunLock::is_held(&self.path) {
+            Some(false) => HostState::Gone,
+            // Held, or cannot tell (the directory cannot be opened): not called failed.
+            _ => HostState::Silent,
+        }
+    }
 }
+
+/// See [`RunDir::host_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    Answering,
+    Silent,
+    Gone,
+}
+
+/// Why a run without an end whose host is gone is `failed` (`ls`, `inspect`, `ctl`, the
+/// dashboard's header).
+pub const HOST_GONE: &str = "the host exited without recording an end (killed or crashed?)";
 
 /// Writes `bytes` to `path` atomically: a temporary file next to it, fsync, rename, and
 /// fsync of the directory. On failure the temporary file is removed and the error names
@@ -217,6 +244,20 @@ impl RunLock {
             return Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())));
         }
         Ok(RunLock { _dir: dir })
+    }
+
+    /// Whether a process holds the lock of the run at `path` (`None`: cannot tell). Asked
+    /// with a shared `flock` that the owner's exclusive one refuses, released at once; a
+    /// host starting on the run in that instant is refused as if another host were live,
+    /// so only runs whose host does not answer are asked (`RunDir::host_state`).
+    pub fn is_held(path: &Path) -> Option<bool> {
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(path).ok()?;
+        // SAFETY: flock on a descriptor we own; closing it releases the shared lock.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+            return Some(false);
+        }
+        (std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)).then_some(true)
     }
 }
 

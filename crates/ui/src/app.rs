@@ -81,8 +81,12 @@ impl ChartOpts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
     Live,
-    /// The host stopped answering (or died) without ending the run.
+    /// The host stopped answering without ending the run, but something still holds it
+    /// (a host starting or hung; for a remote run, the link is down).
     Stale,
+    /// Nobody holds the run: its host exited without recording an end (killed,
+    /// crashed). The header says FAILED, as `ls` does.
+    Gone,
     /// Reading a finished run.
     Ended,
 }

@@ -22,7 +22,7 @@ pub mod theme;
 // The core's modules under their old names, so `crate::event::…` reads the same here.
 pub(crate) use phasetop_core::{config, control, error, event, grammar, history, rundir, runlog, settings, sysmon};
 
-use crate::rundir::RunDir;
+use crate::rundir::{HostState, RunDir};
 use anyhow::{Context, Result};
 use app::{App, Exit, Link, SocketSink};
 use ratatui::crossterm::event::{self as cevent, Event as TermEvent, KeyEventKind};
@@ -139,6 +139,9 @@ fn compare_with(first: &Path, others: &[PathBuf]) -> Result<compare::Compare> {
 /// Runs the dashboard on a run directory until the user detaches or stops the run.
 pub fn run(opts: Options) -> Result<Exit> {
     let dir = RunDir::open(&opts.run_dir)?;
+    // A local run's directory, asked whether its host is gone when it stops answering (a
+    // remote run's link going down says nothing of its host).
+    let local_dir = opts.remote.is_none().then(|| RunDir { path: dir.path.clone() });
     let (remote_sink, is_live): (Option<Box<dyn app::CommandSink>>, IsLive) = match opts.remote {
         Some(r) => (Some(r.sink), r.live),
         None => {
@@ -304,6 +307,8 @@ pub fn run(opts: Options) -> Result<Exit> {
                     Link::Ended
                 } else if is_live() {
                     Link::Live
+                } else if local_dir.as_ref().is_some_and(|d| d.host_state() == HostState::Gone) {
+                    Link::Gone
                 } else {
                     Link::Stale
                 };

@@ -135,6 +135,7 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
         (Some(RunStatus::Running), _, _) | (None, Link::Live, false) => ("LIVE", t.ok),
         (None, Link::Live, true) => ("PAUSED", t.warn),
         (None, Link::Stale, _) => ("STALE", t.error),
+        (None, Link::Gone, _) => ("FAILED", t.error),
         (None, Link::Ended, _) => ("NO HOST", t.warn),
     };
     // Segments in order of importance; the least important are dropped to fit, so the
