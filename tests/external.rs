@@ -253,6 +253,19 @@ fn the_host_killed_the_job_trains_on_and_the_log_reads_back() {
         .collect();
     assert!(*steps.last().unwrap() >= killed_at && *steps.last().unwrap() < 400, "{killed_at} {:?}", steps.last());
     assert!(ended(&run).is_none(), "nobody wrote an end");
+    // ... and phasetop reports the run failed, with what was recorded intact (reading
+    // only: the log is byte for byte the same after).
+    let log_before = std::fs::read(run.join("events.log")).unwrap();
+    let ls = Command::new(BIN).arg("ls").arg(tmp.path()).output().unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    let row = ls.lines().find(|l| l.starts_with("run ")).unwrap_or_else(|| panic!("{ls}"));
+    assert_eq!(row.split_whitespace().nth(2), Some("failed"), "{ls}");
+    assert_eq!(row.split_whitespace().nth(4), Some(steps.last().unwrap().to_string().as_str()), "{ls}");
+    let inspect = Command::new(BIN).args(["inspect", "--json"]).arg(&run).output().unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(j["status"], "failed", "{j}");
+    assert!(j["end_message"].as_str().unwrap().contains("host exited without recording an end"), "{j}");
+    assert!(std::fs::read(run.join("events.log")).unwrap() == log_before, "ls and inspect write nothing");
     let job_log = std::fs::read_to_string(run.join("job.log")).unwrap();
     assert_eq!(job_log.matches("training goes on, nothing more is recorded").count(), 1, "{job_log}");
 }
