@@ -708,3 +708,57 @@ fn dashboard_shows_an_external_run_live_and_switches_it_with_s() {
 fn ctl_quiet(run: &Path, words: &[&str]) -> std::io::Result<std::process::Output> {
     Command::new(BIN).arg("ctl").arg(run).args(words).output()
 }
+
+/// `ctl plan CONFIG` on an external run: the built-in host's rule (phases up to the
+/// current one, `[run]` and `[probes]` unchanged), a bad file refused with its location,
+/// and an accepted edit's new phase reachable by `switch`, its settings reaching the job.
+#[test]
+fn ctl_plan_edits_an_external_runs_future_phases() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "two.toml", TWO_PHASES);
+    let script = root().join("examples/ddp_train.py").display().to_string();
+    let py = bin.join("python").display().to_string();
+    let job = [py.as_str(), &script, "--steps", "1000000", "--step-ms", "5", "--record", "rec"];
+    let mut child = spawn_run(tmp.path(), Some(&cfg), &job);
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    wait_until("20 logged steps", 120, || last_step(&run) >= 20);
+    let refused = |file: &Path| {
+        let out = ctl_quiet(&run, &["plan", file.to_str().unwrap()]).unwrap();
+        assert_eq!(out.status.code(), Some(1), "a refused plan exits 1");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // The current phase cannot change, nor [run].
+    let e = refused(&write(tmp.path(), "a.toml", &TWO_PHASES.replace("lr=0.1", "lr=0.5")));
+    assert!(e.contains("phases up to the current one (\"warm\") must stay as they are"), "{e}");
+    let e = refused(&write(tmp.path(), "b.toml", &TWO_PHASES.replace("name='ddp'", "name='ddp'\nmax_steps=9")));
+    assert!(e.contains("[run] cannot change in a live run"), "{e}");
+    // An invalid external config: where, and why (line 11 is the third phase's steps).
+    let e = refused(&write(tmp.path(), "c.toml", &format!("{TWO_PHASES}[[phase]]\nname='cool'\nsteps=0\n")));
+    assert!(e.contains("plan:11:7: steps must be at least 1"), "{e}");
+    let e = refused(&cfg);
+    assert!(e.contains("the plan is unchanged"), "{e}");
+
+    // Accepted: main's lr changes and a third phase comes after it.
+    let edit = TWO_PHASES.replace("lr=0.02", "lr=0.03") + "[[phase]]\nname='cool'\nlr=0.001\n";
+    let out = ctl(&run, &["plan", write(tmp.path(), "d.toml", &edit).to_str().unwrap()]);
+    assert!(out.contains(": plan from step ") && out.trim_end().ends_with("warm → main → cool"), "{out}");
+    ctl(&run, &["switch", "cool"]);
+    wait_until("the script in cool", 60, || record(&rec, 0).iter().any(|x| x.1 == "cool"));
+    let cool = record(&rec, 0).into_iter().find(|x| x.1 == "cool").unwrap();
+    assert_eq!(cool.2, 0.001, "the new phase's settings reach the job");
+    ctl(&run, &["stop"]);
+    assert!(wait_exit(&mut child, 60).success());
+    let evs = events(&run);
+    let plans: Vec<&Vec<String>> =
+        evs.iter().filter_map(|e| if let Event::PlanChanged { phases, .. } = e { Some(phases) } else { None }).collect();
+    assert_eq!(plans, [&vec!["warm".to_string(), "main".into(), "cool".into()]], "one plan_changed");
+    let changed = evs.iter().find_map(|e| match e {
+        Event::PhaseChanged { step, to, .. } if to == "cool" => Some(*step),
+        _ => None,
+    });
+    assert_eq!(changed, Some(cool.0), "switched at the logged step");
+    // The recorded plan is what the dashboard's plan panel reads.
+    let config = evs.iter().find_map(|e| if let Event::PlanChanged { config, .. } = e { Some(config) } else { None });
+    assert_eq!(config.unwrap()["phase"][1]["lr"], 0.03);
+}

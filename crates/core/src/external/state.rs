@@ -468,9 +468,7 @@ impl State {
                 Some(s) => Ok(format!("dismissed suggestion {} (switch to {})", s.id, s.to_phase)),
                 None => Err(no_suggestion(*id)),
             },
-            Command::Plan { .. } => {
-                Err("a live plan edit is not supported for external runs; restart with the new config".into())
-            }
+            Command::Plan { config } => self.change_plan(config),
         };
         let (applied, message) = match outcome {
             Ok(m) => (true, m),
@@ -485,6 +483,53 @@ impl State {
             message: message.clone(),
         });
         Reply { ok: applied, step, message }
+    }
+}
+
+impl State {
+    /// `ctl plan CONFIG` (and a dashboard's plan edit): an edited external config's future
+    /// phases, under the built-in host's rule — `[run]`, `[probes]` and every phase up to
+    /// the current one unchanged (they have happened or are happening). Recorded as a
+    /// `plan_changed` with the new config; the job sees a new phase's settings when it
+    /// gets there.
+    fn change_plan(&mut self, text: &str) -> Result<String, String> {
+        let new = crate::config::external::parse("plan", text).map_err(|e| e.to_string())?;
+        use crate::config::as_json as json;
+        let current = self.phase;
+        if let Some((i, ..)) = &self.pending_switch {
+            return Err(format!(
+                "a change to phase \"{}\" waits for the job's next sync; edit the plan after it",
+                self.cfg.phases[*i].name()
+            ));
+        }
+        if let Some(why) = &self.plan_done {
+            return Err(format!("the plan is over ({why}): the job has been told to stop"));
+        }
+        let same_head = new.phases.len() > current
+            && (0..=current).all(|i| json(&new.phases[i]) == json(&self.cfg.phases[i]));
+        if !same_head {
+            return Err(format!(
+                "phases up to the current one (\"{}\") must stay as they are; only later phases can change",
+                self.phase_name()
+            ));
+        }
+        for (what, a, b) in [
+            ("[run]", json(&new.run), json(&self.cfg.run)),
+            ("[probes]", json(&new.probes), json(&self.cfg.probes)),
+        ] {
+            if a != b {
+                return Err(format!("{what} cannot change in a live run; only future phases can"));
+            }
+        }
+        if new.phases.iter().map(json).eq(self.cfg.phases.iter().map(json)) {
+            return Err("the plan is unchanged".into());
+        }
+        let names = new.phase_names();
+        let config = json(&new);
+        self.cfg = new;
+        let step = self.step;
+        self.emit(Event::PlanChanged { step, phases: names.clone(), config }).map_err(|e| e.to_string())?;
+        Ok(format!("plan from step {step}: {}", names.join(" → ")))
     }
 }
 
