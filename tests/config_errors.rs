@@ -278,3 +278,84 @@ fn shipped_configs_are_valid() {
     }
     assert!(n >= 7, "expected the demo and six scenario configs, found {n}");
 }
+
+fn phasetop(exe: &std::path::Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(exe).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// `check` on an external run's config (no [task] or [model] table) applies the external
+/// rules and says so, on the ok line and with each error (file:line:col, exit 2); a
+/// single failing config's error is printed once. Checked through the training host
+/// (when built) and through the light binary alone (validation only).
+#[test]
+fn check_knows_external_configs_and_says_which_rules_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/external-demo.toml");
+    let bad = dir.path().join("bad-ext.toml");
+    std::fs::write(&bad, "[run]\nname = 'x'\n[[phase]]\nname = 'a'\nsteps = 0\nlr = 0.1\n").unwrap();
+    let builtin_bad = dir.path().join("bad.toml");
+    std::fs::write(&builtin_bad, replace(r#"optimizer = "sgd""#, r#"optimizer = "adamm""#)).unwrap();
+    // The light binary alone: a hard link in a directory without phasetop-host (and no
+    // PATH to find one on), so `check` validates without the trainer.
+    let light = dir.path().join("phasetop");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_phasetop"), &light)
+        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_phasetop"), &light).map(|_| ()))
+        .unwrap();
+    let full = std::path::PathBuf::from(env!("CARGO_BIN_EXE_phasetop"));
+    for exe in [full.as_path(), light.as_path()] {
+        let check = |paths: &[&std::path::Path]| {
+            let mut args = vec![std::ffi::OsStr::new("check")];
+            args.extend(paths.iter().map(|p| p.as_os_str()));
+            let out = std::process::Command::new(exe)
+                .args(&args)
+                .env_remove("PHASETOP_HOST")
+                .env("PATH", if exe == light { dir.path().as_os_str() } else { std::ffi::OsStr::new("/usr/bin:/bin") })
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (code, out, err) = check(&[&demo]);
+        assert_eq!(code, Some(0), "{exe:?}: {err}");
+        assert!(
+            out.starts_with(&format!("{}: ok (2 phases: warm → main) — an external-run config", demo.display())),
+            "{out}"
+        );
+        assert!(out.contains("no [task] or [model] table, so the external rules applied"), "{out}");
+
+        let (code, _, err) = check(&[&bad]);
+        assert_eq!(code, Some(2), "{exe:?}: {err}");
+        let want = format!("{}:5:9: steps must be at least 1", bad.display());
+        assert_eq!(err.matches(&want).count(), 1, "the error, once: {err}");
+        assert!(err.contains("(checked as an external-run config"), "{err}");
+        // The built-in kind's error, once too.
+        let (code, _, err) = check(&[&builtin_bad]);
+        assert_eq!(code, Some(2));
+        assert_eq!(err.matches("unknown optimizer \"adamm\"").count(), 1, "{err}");
+        assert!(!err.contains("external"), "{err}");
+        // Several: each error once, the ok lines, and a count.
+        let (code, out, err) = check(&[&bad, &demo, &builtin_bad]);
+        assert_eq!(code, Some(2));
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert_eq!(err.matches(&want).count(), 1, "{err}");
+        assert_eq!(err.matches("unknown optimizer").count(), 1, "{err}");
+        assert!(err.contains("2 of 3 configs failed"), "{err}");
+    }
+    // Light: the built-in kind is validated only, and says so.
+    let cfg = dir.path().join("ok.toml");
+    std::fs::write(&cfg, BASE).unwrap();
+    let (code, out, _) = phasetop(&light, &["check".as_ref(), cfg.as_os_str()]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("ok (2 phases: warmup → main) (preflight skipped"), "{out}");
+    // `train` given an external config is told what it is (by the training host).
+    if !cfg!(feature = "trainer") {
+        return;
+    }
+    let (code, _, err) = phasetop(&full, &["train".as_ref(), demo.as_os_str(), "--headless".as_ref()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("run it with `phasetop run CONFIG -- CMD`"), "{err}");
+}

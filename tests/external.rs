@@ -750,8 +750,10 @@ fn ctl_plan_edits_an_external_runs_future_phases() {
     ctl(&run, &["stop"]);
     assert!(wait_exit(&mut child, 60).success());
     let evs = events(&run);
-    let plans: Vec<&Vec<String>> =
-        evs.iter().filter_map(|e| if let Event::PlanChanged { phases, .. } = e { Some(phases) } else { None }).collect();
+    let plans: Vec<&Vec<String>> = evs
+        .iter()
+        .filter_map(|e| if let Event::PlanChanged { phases, .. } = e { Some(phases) } else { None })
+        .collect();
     assert_eq!(plans, [&vec!["warm".to_string(), "main".into(), "cool".into()]], "one plan_changed");
     let changed = evs.iter().find_map(|e| match e {
         Event::PhaseChanged { step, to, .. } if to == "cool" => Some(*step),

@@ -188,6 +188,30 @@ impl LoadedExternal {
     }
 }
 
+/// Whether `check` takes config text as an external run's: a built-in run's config must
+/// have a `[task]` and a `[model]` table, an external run's can have neither, so a file
+/// with either is the built-in kind and one with neither the external kind. (Text that is
+/// not TOML is the built-in kind: its syntax error is the same under both rules.) What is
+/// applied is always said: [`RULES_APPLIED`], [`check_line`].
+pub fn is_external(source: &str) -> bool {
+    toml::from_str::<toml::Table>(source).is_ok_and(|t| !t.contains_key("task") && !t.contains_key("model"))
+}
+
+/// Said with an external config's errors in `check` (and with a built-in load's errors
+/// of a file that is the external kind): which rules applied, and why.
+pub const RULES_APPLIED: &str =
+    "checked as an external-run config, for `phasetop run CONFIG -- CMD`: the file has no [task] or [model] table";
+
+/// `check`'s line for a valid external config.
+pub fn check_line(path: &Path, config: &ExternalConfig) -> String {
+    format!(
+        "{}: ok ({}) — an external-run config, for `phasetop run CONFIG -- CMD`: the file has no [task] or \
+         [model] table, so the external rules applied",
+        path.display(),
+        super::phases_line(&config.phase_names())
+    )
+}
+
 /// Reads, parses and validates an external run's config.
 pub fn load(path: &Path) -> Result<LoadedExternal, ConfigError> {
     let display = path.display().to_string();

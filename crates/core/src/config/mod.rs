@@ -503,7 +503,14 @@ pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
             ));
         }
     };
-    let config = parse(&display, &source)?;
+    let config = parse(&display, &source).map_err(|mut e| {
+        // `train` given an external run's plan: say what it is for.
+        if external::is_external(&source) {
+            e.message += " (the file has no [task] or [model] table: if it is an external run's plan, \
+                          run it with `phasetop run CONFIG -- CMD`)";
+        }
+        e
+    })?;
     let (config, source) = resolve_paths(path, &display, config, source)?;
     Ok(LoadedConfig { config, path: path.to_path_buf(), source })
 }
@@ -600,34 +607,51 @@ pub const DEMO_CONFIG: &str = include_str!("../../../../configs/demo.toml");
 /// The name the embedded demo goes by (its run's `config.toml` source, messages).
 pub const DEMO_NAME: &str = "demo.toml";
 
-/// `check` over `paths`: each loaded, then `more` (the trainer's preflight, or nothing)
-/// gives what to add to its ok line; errors go to stderr as they come. The error is the
-/// config's own for one path, a count for several (exit code 2 either way).
+/// `check` over `paths`: each loaded by the rules of its kind ([`external::is_external`]:
+/// a built-in run's config, or an external run's, `phasetop run CONFIG -- CMD`), then for
+/// a built-in one `more` (the trainer's preflight, or nothing) gives what to add to its ok
+/// line. Which rules applied, and why, is said on the ok line and in an external config's
+/// errors. Errors go to stderr as they come when there are several paths; for one, the
+/// error is returned (printed once, by the caller); exit code 2 either way.
 pub fn check_each(
     paths: &[std::path::PathBuf],
     mut more: impl FnMut(&LoadedConfig) -> Result<String, ConfigError>,
 ) -> anyhow::Result<()> {
-    let mut failed = None;
+    let mut failed = Vec::new();
     for p in paths {
-        match load(p).and_then(|c| more(&c).map(|extra| (c, extra))) {
-            Ok((c, extra)) => println!("{}{extra}", check_line(p, &c.config)),
+        let checked = match std::fs::read_to_string(p) {
+            Ok(source) if external::is_external(&source) => {
+                external::load(p).map(|c| external::check_line(p, &c.config)).map_err(|mut e| {
+                    e.message += &format!(" ({})", external::RULES_APPLIED);
+                    e
+                })
+            }
+            _ => load(p).and_then(|c| more(&c).map(|extra| format!("{}{extra}", check_line(p, &c.config)))),
+        };
+        match checked {
+            Ok(line) => println!("{line}"),
+            Err(e) if paths.len() == 1 => return Err(e.into()),
             Err(e) => {
                 eprintln!("{e}");
-                failed = Some(e);
+                failed.push(e);
             }
         }
     }
-    match failed {
-        Some(e) if paths.len() == 1 => Err(e.into()),
-        Some(_) => Err(crate::error::UsageError(format!("{} config(s) failed", paths.len())).into()),
-        None => Ok(()),
+    match failed.len() {
+        0 => Ok(()),
+        n => Err(crate::error::UsageError(format!("{n} of {} configs failed", paths.len())).into()),
     }
 }
 
 /// `check`'s line for a valid config: `path: ok (2 phases: warmup → main)`.
 pub fn check_line(path: &Path, config: &Config) -> String {
-    let n = config.phases.len();
-    format!("{}: ok ({n} phase{}: {})", path.display(), if n == 1 { "" } else { "s" }, config.phase_names().join(" → "))
+    format!("{}: ok ({})", path.display(), phases_line(&config.phase_names()))
+}
+
+/// `2 phases: warmup → main`.
+fn phases_line(names: &[String]) -> String {
+    let n = names.len();
+    format!("{n} phase{}: {}", if n == 1 { "" } else { "s" }, names.join(" → "))
 }
 
 #[cfg(test)]

@@ -505,18 +505,17 @@ impl State {
         if let Some(why) = &self.plan_done {
             return Err(format!("the plan is over ({why}): the job has been told to stop"));
         }
-        let same_head = new.phases.len() > current
-            && (0..=current).all(|i| json(&new.phases[i]) == json(&self.cfg.phases[i]));
+        let same_head =
+            new.phases.len() > current && (0..=current).all(|i| json(&new.phases[i]) == json(&self.cfg.phases[i]));
         if !same_head {
             return Err(format!(
                 "phases up to the current one (\"{}\") must stay as they are; only later phases can change",
                 self.phase_name()
             ));
         }
-        for (what, a, b) in [
-            ("[run]", json(&new.run), json(&self.cfg.run)),
-            ("[probes]", json(&new.probes), json(&self.cfg.probes)),
-        ] {
+        for (what, a, b) in
+            [("[run]", json(&new.run), json(&self.cfg.run)), ("[probes]", json(&new.probes), json(&self.cfg.probes))]
+        {
             if a != b {
                 return Err(format!("{what} cannot change in a live run; only future phases can"));
             }
