@@ -174,6 +174,27 @@ fn ended_run_shows_its_status() {
     assert!(s.lines().next().unwrap().contains("COMPLETED"), "{s}");
 }
 
+/// A run whose host died without an end: the header says FAILED (as `ls` does), and a
+/// command says why it cannot be sent; a host that only stops answering is STALE.
+#[test]
+fn a_run_whose_host_is_gone_reads_failed() {
+    let rec = Recorder::default();
+    let mut a =
+        common::app(RunView::from_events(&recorded_events()), "compact", ThemeKind::Default, Box::new(rec.clone()));
+    a.link = phasetop::ui::app::Link::Stale;
+    assert!(screen(&a, 80, 24).lines().next().unwrap().contains("STALE"));
+    a.link = phasetop::ui::app::Link::Gone;
+    let s = screen(&a, 80, 24);
+    assert!(s.lines().next().unwrap().contains("FAILED"), "{s}");
+    ch(&mut a, 'p');
+    let (msg, err) = a.status.clone().unwrap();
+    assert!(
+        err && msg.contains("the run failed at step") && msg.contains("host exited without recording an end"),
+        "{msg}"
+    );
+    assert!(rec.0.lock().unwrap().is_empty(), "nothing was sent");
+}
+
 #[test]
 fn replay_seek_equals_folding_the_prefix() {
     use phasetop::ui::replay::Player;

@@ -269,6 +269,11 @@ impl App {
                 status.as_str(),
                 super::fmt::step(self.view.step)
             ),
+            None if self.link == Link::Gone => format!(
+                "the run failed at step {}: {}; {what} needs a live run",
+                super::fmt::step(self.view.step),
+                crate::rundir::HOST_GONE
+            ),
             None => format!("the run's host is not answering: {what} needs a live run"),
         }
     }
