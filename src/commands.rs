@@ -105,8 +105,7 @@ pub fn check(paths: &[PathBuf]) -> Result<ExitCode> {
         args.extend(paths.iter().map(|p| p.into()));
         return exec_host(args);
     }
-    config::check_each(paths, |_| Ok(" (preflight skipped: the trainer is not installed)".into()))?;
-    Ok(ExitCode::SUCCESS)
+    Ok(config::check_each(paths, |_| Ok(" (preflight skipped: the trainer is not installed)".into())))
 }
 
 /// Parses `ctl` words into a request body ([`phasetop_core::grammar`]: the dashboard's

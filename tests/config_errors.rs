@@ -331,11 +331,13 @@ fn check_knows_external_configs_and_says_which_rules_applied() {
         assert_eq!(code, Some(2), "{exe:?}: {err}");
         let want = format!("{}:5:9: steps must be at least 1", bad.display());
         assert_eq!(err.matches(&want).count(), 1, "the error, once: {err}");
+        assert!(err.starts_with(&want), "the location starts the line: {err}");
         assert!(err.contains("(checked as an external-run config"), "{err}");
         // The built-in kind's error, once too.
         let (code, _, err) = check(&[&builtin_bad]);
         assert_eq!(code, Some(2));
         assert_eq!(err.matches("unknown optimizer \"adamm\"").count(), 1, "{err}");
+        assert!(err.starts_with(&format!("{}:18:13: ", builtin_bad.display())), "{err}");
         assert!(!err.contains("external"), "{err}");
         // Several: each error once, the ok lines, and a count.
         let (code, out, err) = check(&[&bad, &demo, &builtin_bad]);

@@ -50,13 +50,12 @@ pub fn check(paths: &[PathBuf]) -> Result<ExitCode> {
         println!("{}: ok", config::DEMO_NAME);
         return Ok(ExitCode::SUCCESS);
     }
-    config::check_each(paths, |c| {
+    Ok(config::check_each(paths, |c| {
         crate::trainer::memory::preflight(c)?;
         // A TorchScript module's probe-able layers are its own: name them.
         Ok(crate::trainer::memory::module_layers(c)
             .map_or(String::new(), |l| format!("; module layers: {}", l.join(", "))))
-    })?;
-    Ok(ExitCode::SUCCESS)
+    }))
 }
 
 /// Runs a host in the foreground with plain progress lines (`--headless`).

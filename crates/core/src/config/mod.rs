@@ -611,13 +611,14 @@ pub const DEMO_NAME: &str = "demo.toml";
 /// a built-in run's config, or an external run's, `phasetop run CONFIG -- CMD`), then for
 /// a built-in one `more` (the trainer's preflight, or nothing) gives what to add to its ok
 /// line. Which rules applied, and why, is said on the ok line and in an external config's
-/// errors. Errors go to stderr as they come when there are several paths; for one, the
-/// error is returned (printed once, by the caller); exit code 2 either way.
+/// errors. Each error is printed once, on stderr as it comes, starting with its
+/// `file:line:col` (so it is returned as an exit code, not an error for the caller to
+/// print again); several paths end with a count. Exit code 2 when any failed.
 pub fn check_each(
     paths: &[std::path::PathBuf],
     mut more: impl FnMut(&LoadedConfig) -> Result<String, ConfigError>,
-) -> anyhow::Result<()> {
-    let mut failed = Vec::new();
+) -> std::process::ExitCode {
+    let mut failed = 0;
     for p in paths {
         let checked = match std::fs::read_to_string(p) {
             Ok(source) if external::is_external(&source) => {
@@ -630,17 +631,16 @@ pub fn check_each(
         };
         match checked {
             Ok(line) => println!("{line}"),
-            Err(e) if paths.len() == 1 => return Err(e.into()),
             Err(e) => {
                 eprintln!("{e}");
-                failed.push(e);
+                failed += 1;
             }
         }
     }
-    match failed.len() {
-        0 => Ok(()),
-        n => Err(crate::error::UsageError(format!("{n} of {} configs failed", paths.len())).into()),
+    if failed > 0 && paths.len() > 1 {
+        eprintln!("phasetop: {failed} of {} configs failed", paths.len());
     }
+    std::process::ExitCode::from(if failed > 0 { 2 } else { 0 })
 }
 
 /// `check`'s line for a valid config: `path: ok (2 phases: warmup → main)`.
