@@ -232,8 +232,15 @@ impl RunLock {
     pub fn acquire(path: &Path) -> Result<RunLock> {
         use std::os::fd::AsRawFd;
         let dir = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        // SAFETY: flock on a descriptor we own. Tried again twice, 5 ms apart: a reader
+        // asking whether the lock is held (`is_held`) holds it for an instant.
+        let try_lock = || unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !try_lock()
+            && !(0..2).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                try_lock()
+            })
+        {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 bail!(
@@ -247,9 +254,8 @@ impl RunLock {
     }
 
     /// Whether a process holds the lock of the run at `path` (`None`: cannot tell). Asked
-    /// with a shared `flock` that the owner's exclusive one refuses, released at once; a
-    /// host starting on the run in that instant is refused as if another host were live,
-    /// so only runs whose host does not answer are asked (`RunDir::host_state`).
+    /// with a shared `flock` that the owner's exclusive one refuses, released at once (a
+    /// host taking the lock in that instant tries again: `acquire`).
     pub fn is_held(path: &Path) -> Option<bool> {
         use std::os::fd::AsRawFd;
         let dir = std::fs::File::open(path).ok()?;
@@ -293,6 +299,32 @@ pub fn utc_stamp(unix: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn is_held_asks_without_keeping_and_acquire_waits_out_an_asker() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        assert_eq!(RunLock::is_held(&run), Some(false));
+        let lock = RunLock::acquire(&run).unwrap();
+        assert_eq!(RunLock::is_held(&run), Some(true));
+        assert!(RunLock::acquire(&run).is_err(), "a second owner is refused");
+        drop(lock);
+        assert_eq!(RunLock::is_held(&run), Some(false), "asking left no lock behind");
+        assert_eq!(RunLock::is_held(&tmp.path().join("nope")), None);
+        // An asker's shared lock, held a moment: a host starting then still gets the run.
+        use std::os::fd::AsRawFd;
+        let asker = std::fs::File::open(&run).unwrap();
+        assert_eq!(unsafe { libc::flock(asker.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) }, 0);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            drop(asker);
+        });
+        assert!(RunLock::acquire(&run).is_ok());
+        t.join().unwrap();
+    }
+
     #[test]
     fn utc_stamp_matches_known_dates() {
         assert_eq!(super::utc_stamp(0.0), "19700101-000000");
