@@ -1,10 +1,10 @@
 //! One table of key bindings drives both dispatch and the help overlay, so the help can
 //! never disagree with what the keys do. Every key is in it, one section per mode (as
-//! yazi's keymap has): the dashboard, replay's transport (checked before the dashboard's
-//! keys while replaying, so the two share none), a focused list panel, the help overlay,
-//! the quit dialog, the phase picker, a yes/no confirmation and the `:` line (whose
-//! typed characters are text, not bindings). Users override keys in a TOML file by
-//! action name, unique across sections: `[keys]\nswitch_phase = "S"\nlog_scale = "L"`.
+//! yazi's keymap has): the dashboard, the transport (a replay's, and a live run's
+//! history; checked before the dashboard's keys, so the two share none), a focused list
+//! panel, the help overlay, the quit dialog, the phase picker, a yes/no confirmation and
+//! the `:` line (whose typed characters are text, not bindings). Users override keys in
+//! a TOML file by action name, unique across sections: `[keys]\nswitch_phase = "S"`.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
@@ -117,7 +117,7 @@ impl Section {
     pub fn title(self) -> &'static str {
         match self {
             Section::Dashboard => "dashboard",
-            Section::Replay => "replay (before the dashboard's keys)",
+            Section::Replay => "transport: replay, a live run's history (before the dashboard's keys)",
             Section::List => "signals/events panel focused (other keys: the dashboard's)",
             Section::Help => "this help",
             Section::Quit => "q → quit dialog (live runs; any other key cancels)",
@@ -191,29 +191,29 @@ pub const BINDINGS: &[(Section, Action, &str, &[&str], &str)] = &[
         Action::ScrubBack,
         "scrub_back",
         &["(", "ctrl+left"],
-        "replay: jump back 1/20 of the run (scrubber)",
+        "replay, history: jump back 1/20 of the run (scrubber)",
     ),
     (
         Section::Dashboard,
         Action::ScrubForward,
         "scrub_forward",
         &[")", "ctrl+right"],
-        "replay: jump forward 1/20 of the run",
+        "replay, history: jump forward 1/20 of the run",
     ),
     (
         Section::Dashboard,
         Action::ToggleUniform,
         "toggle_uniform",
         &["u"],
-        "replay: pacing by steps (speed × 10/s) ↔ recorded",
+        "replay, history: pacing by steps (speed × 10/s) ↔ recorded",
     ),
-    (Section::Replay, Action::PlayPause, "play_pause", &["space"], "play / pause"),
+    (Section::Replay, Action::PlayPause, "play_pause", &["space"], "play / pause (live: hold the view here)"),
     (Section::Replay, Action::Slower, "slower", &["<"], "slower"),
     (Section::Replay, Action::Faster, "faster", &[">"], "faster"),
     (Section::Replay, Action::StepBack, "step_back", &[","], "one event back (pauses)"),
     (Section::Replay, Action::StepForward, "step_forward", &["."], "one event forward (pauses)"),
     (Section::Replay, Action::GotoStart, "goto_start", &["g"], "the start"),
-    (Section::Replay, Action::GotoEnd, "goto_end", &["G"], "the end (waits for the index)"),
+    (Section::Replay, Action::GotoEnd, "goto_end", &["G"], "the end (live: back to following the run)"),
     (Section::Replay, Action::PrevPhaseChange, "prev_phase_change", &["["], "previous phase change"),
     (Section::Replay, Action::NextPhaseChange, "next_phase_change", &["]"], "next phase change"),
     (Section::Replay, Action::PrevSignal, "prev_signal", &["{"], "previous signal"),

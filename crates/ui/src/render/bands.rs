@@ -28,7 +28,6 @@ pub(super) fn scrubber(app: &App, width: usize, pos: u64, last: u64, marks: &[(u
     cells.into_iter().map(|(c, s)| Span::styled(c.to_string(), s)).collect()
 }
 
-
 /// The phase band under a chart: each phase's span in its colour with its name where it
 /// fits; ▲ where signals fired, ▼ where the operator issued commands, │ at the cursor.
 pub(super) fn draw_band(f: &mut Frame, app: &App, v: &RunView, area: Rect, x0: u64, x1: u64) {

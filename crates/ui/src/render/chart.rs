@@ -2,7 +2,6 @@
 
 use super::*;
 
-
 /// Debiased exponential moving average (as TensorBoard): the bias of the zero start is
 /// divided out, so the first points are not pulled toward 0.
 pub fn debiased_ema(values: &[f64], weight: f64) -> Vec<f64> {
@@ -15,7 +14,6 @@ pub fn debiased_ema(values: &[f64], weight: f64) -> Vec<f64> {
     }
     out
 }
-
 
 /// The natural range of a bounded metric, by name: accuracies [0, 1], cosines [-1, 1],
 /// the probes' diversity (1 − mean cosine) [0, 2]. An axis never goes past it.

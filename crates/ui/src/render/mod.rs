@@ -7,10 +7,10 @@ mod dialogs;
 mod panels;
 
 pub use bands::scrubber_glyphs;
-pub use chart::{debiased_ema, natural_bounds};
-pub(crate) use panels::rows_title;
 use bands::{draw_band, scrubber};
 use chart::draw_chart;
+pub use chart::{debiased_ema, natural_bounds};
+pub(crate) use panels::rows_title;
 use panels::{draw_events, draw_plan, draw_signals};
 
 use super::app::{App, DIVERSITY_METRICS, Link, Mode};
@@ -91,24 +91,43 @@ pub(super) fn phase_index(v: &RunView, name: &str) -> usize {
     v.plan.iter().position(|p| p.name == name).unwrap_or(0)
 }
 
+/// A player's transport in words: playing or paused, the speed, and a seek that waits
+/// for the index.
+fn transport_label(app: &App, p: &super::replay::Player) -> String {
+    let seeking = match (p.pending_seek, p.pending_mark) {
+        (Some(u64::MAX), _) => " → end (indexing)".to_string(),
+        (Some(s), _) => format!(" → {} (indexing)", fmt::step(s)),
+        (None, Some(_)) => " → mark (indexing)".to_string(),
+        (None, None) => String::new(),
+    };
+    let (play, pause) = if app.ascii { (">", "||") } else { ("▶", "‖") };
+    format!("{} {}{seeking}", if p.playing { play } else { pause }, p.speed_label())
+}
+
 fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     let v = &app.view;
+    let live = app.live_view();
     let t = &app.theme;
     let replay_label;
-    let (state, style) = match (v.ended, app.link, v.paused) {
-        _ if app.player.is_some() => {
+    let (state, style) = match (live.ended, app.link, live.paused) {
+        _ if app.is_replay() => {
             let p = app.player.as_ref().expect("checked");
             // A log still being written is followed: the player waits at its end.
             let follow = if p.following() { " +live" } else { "" };
-            let seeking = match p.pending_seek {
-                Some(u64::MAX) => " → end (indexing)".to_string(),
-                Some(s) => format!(" → {s} (indexing)"),
-                None => String::new(),
-            };
-            let (play, pause) = if app.ascii { (">", "||") } else { ("▶", "‖") };
-            replay_label =
-                format!("REPLAY {} {}{follow}{seeking}", if p.playing { play } else { pause }, p.speed_label());
+            replay_label = format!("REPLAY {}{follow}", transport_label(app, p));
             (replay_label.as_str(), t.accent)
+        }
+        // A live run's history: say so first, with where the live run is and the key
+        // that goes back to it.
+        _ if app.in_history() => {
+            let p = app.player.as_ref().expect("checked");
+            let back = app.keymap.first_key(super::keymap::Action::GotoEnd);
+            replay_label = format!(
+                "HISTORY {} · live at step {} · {back} back to live",
+                transport_label(app, p),
+                fmt::step(live.step)
+            );
+            (replay_label.as_str(), t.warn)
         }
         (Some(RunStatus::Completed), _, _) => ("COMPLETED", t.ok),
         (Some(RunStatus::Stopped), _, _) => ("STOPPED", t.warn),
@@ -183,7 +202,10 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
 
 fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    if let (Some(p), false) = (&app.player, matches!(app.mode, Mode::Command { .. })) {
+    // A replay, and a live run's history, show the scrubber; the live end the keys.
+    if let (Some(p), false) = (&app.player, matches!(app.mode, Mode::Command { .. }))
+        && !p.at_live_end()
+    {
         return draw_replay_footer(f, app, p, area);
     }
     let w = area.width as usize;
@@ -197,7 +219,7 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
             None => {
                 let mut spans = Vec::new();
                 let keys = footer_keys(app);
-                if app.is_live() && app.view.pending_suggestion().is_some() {
+                if app.is_live() && app.live_view().pending_suggestion().is_some() {
                     // What to do with the suggestion comes first, in the warning colour.
                     use super::keymap::Action as A;
                     let k = |a| app.keymap.first_key(a).to_string();
@@ -249,9 +271,10 @@ fn draw_replay_footer(f: &mut Frame, app: &App, p: &super::replay::Player, area:
         Some((msg, false)) => Span::raw(fmt::fit(msg, room, app.ascii)),
         None => {
             let k = |a| app.keymap.first_key(a).to_string();
+            let live = if p.is_live() { format!("  {} live", k(A::GotoEnd)) } else { String::new() };
             Span::styled(
                 format!(
-                    " {} {} scrub  {} pacing  {} help  {} command  {} quit",
+                    " {} {} scrub  {} pacing{live}  {} help  {} command  {} quit",
                     k(A::ScrubBack),
                     k(A::ScrubForward),
                     k(A::ToggleUniform),
@@ -320,7 +343,6 @@ fn draw_panel(f: &mut Frame, app: &App, panel: Panel, area: Rect, focused: bool)
         Panel::System => super::system::draw(f, app, area, focused),
     }
 }
-
 
 /// Spans that fit `width` cells: segments are dropped whole, least important first
 /// (each segment is (priority, spans); a higher priority is kept longer), and the kept

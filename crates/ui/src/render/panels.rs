@@ -215,7 +215,6 @@ pub(crate) fn rows_title(app: &App, name: &str) -> String {
     }
 }
 
-
 /// A plan entry's mark: the current phase, one that has run, one still to come.
 pub(super) fn plan_glyph(current: bool, done: bool, ascii: bool) -> &'static str {
     match (current, done, ascii) {
