@@ -230,7 +230,7 @@ fn dashboard_drives_a_run_and_detach_never_stops_training() {
 fn grouped(step: u64) -> String {
     let d = step.to_string();
     d.chars().enumerate().fold(String::new(), |mut out, (i, c)| {
-        if i > 0 && (d.len() - i) % 3 == 0 {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);
