@@ -24,7 +24,7 @@ const FIRST_EVERY: u64 = 4096;
 pub const DEFAULT_BUDGET: usize = 256 << 20;
 /// A live attach's index budget: the dashboard stays small (docs/PERFORMANCE.md's attach
 /// target is 60 MB); fewer snapshots only make a seek fold further.
-pub const LIVE_BUDGET: usize = 24 << 20;
+pub const LIVE_BUDGET: usize = 8 << 20;
 /// Events folded between publications to the shared state (keeps the lock cold).
 const BATCH: u64 = 8192;
 

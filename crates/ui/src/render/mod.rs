@@ -122,8 +122,9 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
         _ if app.in_history() => {
             let p = app.player.as_ref().expect("checked");
             let back = app.keymap.first_key(super::keymap::Action::GotoEnd);
+            let (at, to) = if live.ended.is_some() { ("run ended at", "the end") } else { ("live at", "live") };
             replay_label = format!(
-                "HISTORY {} · live at step {} · {back} back to live",
+                "HISTORY {} · {at} step {} · {back} back to {to}",
                 transport_label(app, p),
                 fmt::step(live.step)
             );
