@@ -5,9 +5,10 @@ request/reply frames (hello, sync, finish), used on the caller's thread, and one
 fire-and-forget frames (log, probe, checkpoint), written by a background thread from an
 in-memory buffer. ``log()`` only appends to that buffer, so it never waits on the host;
 when the buffer is full, points are dropped and counted, and the host records a
-``dropped`` notice. ``sync()`` asks the host, then broadcasts its answer from rank 0
-with torch.distributed when a process group is initialised, so every rank sees the same
-phase at the same step.
+``dropped`` notice. ``sync()`` hands every rank the host's answer at the same step: rank 0
+reads it one meeting late (so it never waits on the host) and, with a torch.distributed
+process group, broadcasts it at meetings of the ranks every K-th sync (see the sync
+section and docs/CLIENT.md).
 
 If the host goes away the job goes on: the client warns once and records nothing more.
 """
