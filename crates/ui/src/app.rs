@@ -338,7 +338,7 @@ impl App {
                 }
             }
             Mode::Normal if ctrl_c => self.on_action(Action::Quit),
-            Mode::Normal if self.player.is_some() && self.on_replay_key(key) => {}
+            Mode::Normal if self.player.is_some() && self.on_transport_key(key) => {}
             Mode::Normal if self.on_list_key(key) => {}
             Mode::Normal => {
                 if let Some(a) = self.keymap.action(&key) {
@@ -663,11 +663,11 @@ impl App {
 
     /// Transport keys (a replay's, and a live run's history); returns whether the key was
     /// one of them.
-    fn on_replay_key(&mut self, key: KeyEvent) -> bool {
+    fn on_transport_key(&mut self, key: KeyEvent) -> bool {
         if self.player.is_none() {
             return false;
         }
-        let Some(action) = self.keymap.action_in(Section::Replay, &key) else { return false };
+        let Some(action) = self.keymap.action_in(Section::Transport, &key) else { return false };
         // An old message ("nothing further …") does not outlive the next move.
         self.status = None;
         self.status_until = None;
@@ -970,7 +970,7 @@ impl App {
             Action::NextDiversityMetric => {
                 self.diversity_metric = (self.diversity_metric + 1) % DIVERSITY_METRICS.len()
             }
-            // The other modes' actions: their handlers read them (`on_replay_key`, …).
+            // The other modes' actions: their handlers read them (`on_transport_key`, …).
             _ => {}
         }
     }

@@ -253,7 +253,9 @@ impl State {
                 }
                 None
             }
-            JobFrame::Sync { step, applied } => Some(serde_json::to_value(self.sync(step, applied)).unwrap_or_default()),
+            JobFrame::Sync { step, applied } => {
+                Some(serde_json::to_value(self.sync(step, applied)).unwrap_or_default())
+            }
             JobFrame::Finish { step, status, message } => {
                 self.flush_open();
                 if let Some(s) = step {

@@ -73,7 +73,7 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
     // Every key from the keymap's table, one section per mode: those that work here.
     let keep = |sec: Section, a| match sec {
         Section::Dashboard => app.action_available(a),
-        Section::Replay => app.player.is_some(),
+        Section::Transport => app.player.is_some(),
         Section::Quit => app.is_live(),
         Section::Picker | Section::Confirm => app.is_live(),
         _ => true,
@@ -88,7 +88,7 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
         for (keys, help) in rows {
             lines.push(Line::from(vec![Span::styled(format!("{keys:>16}  "), app.theme.accent), Span::raw(help)]));
         }
-        if section == Section::Replay {
+        if section == Section::Transport {
             lines.push(dim(
                 "          footer: the scrubber (━ played, ┃ phase change, ▲ signal, ● here; ascii = | ^ #)",
             ));
