@@ -3,6 +3,7 @@
 //! (`crate::sysmon`), so a replay shows them as they were at its position.
 
 use super::app::App;
+use super::fmt;
 use super::render::{panel_block, rows_title};
 use crate::sysmon;
 use ratatui::Frame;
@@ -16,7 +17,7 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
     let last = |name: &str| v.series.get(name).and_then(|s| s.last()).map(|(_, x)| x);
     let mut rows = Vec::new();
     match last(sysmon::CPU_PCT) {
-        Some(cpu) => rows.push(("CPU", format!("{cpu:.0} % (100 = a core)"))),
+        Some(cpu) => rows.push(("CPU", format!("{} (100 = a core)", fmt::whole(cpu, "%")))),
         None if last(sysmon::RSS_MB).is_none() => {
             rows.push(("", "no samples in this log".to_string()));
             return rows;
@@ -24,28 +25,24 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
         None => rows.push(("CPU", "…".to_string())),
     }
     if let Some(rss) = last(sysmon::RSS_MB) {
-        rows.push(("RSS", mb(rss)));
+        rows.push(("RSS", fmt::mb(rss)));
     }
     match last(sysmon::GPU_UTIL_PCT).or(last(sysmon::GPU_MEM_MB)) {
         None => rows.push(("GPU", "none (no NVIDIA GPU)".to_string())),
         Some(_) => {
             if let Some(u) = last(sysmon::GPU_UTIL_PCT) {
-                rows.push(("GPU", format!("{u:.0} %")));
+                rows.push(("GPU", fmt::whole(u, "%")));
             }
             if let Some(m) = last(sysmon::GPU_MEM_MB) {
-                let total = last(sysmon::GPU_MEM_TOTAL_MB).map(|t| format!(" of {}", mb(t))).unwrap_or_default();
-                rows.push(("VRAM", format!("{}{total}", mb(m))));
+                let total = last(sysmon::GPU_MEM_TOTAL_MB).map(|t| format!(" of {}", fmt::mb(t))).unwrap_or_default();
+                rows.push(("VRAM", format!("{}{total}", fmt::mb(m))));
             }
             if let Some(t) = last(sysmon::GPU_TEMP_C) {
-                rows.push(("temp", format!("{t:.0} °C")));
+                rows.push(("temp", fmt::whole(t, "°C")));
             }
         }
     }
     rows
-}
-
-fn mb(v: f64) -> String {
-    if v >= 10_000.0 { format!("{:.1} GB", v / 1000.0) } else { format!("{v:.0} MB") }
 }
 
 pub fn draw(f: &mut Frame, app: &App, area: Rect, focused: bool) {
@@ -56,7 +53,7 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     let text: Vec<Line> = lines(app)
         .into_iter()
         .map(|(label, value)| {
-            let value = super::fmt::fit(&value, width.saturating_sub(6), app.ascii);
+            let value = fmt::fit(&value, width.saturating_sub(6), app.ascii);
             let value = if app.ascii { value.replace('°', "deg ").replace('…', "...") } else { value };
             Line::from(vec![Span::styled(format!("{label:<5}"), t.dim), Span::raw(" "), Span::raw(value)])
         })
