@@ -114,6 +114,13 @@ fn ended(run: &Path) -> Option<(RunStatus, String)> {
     })
 }
 
+/// job.log without torchrun's warnings and blank lines: every rank's own words on a failure.
+fn job_log_why(run: &Path) -> String {
+    let text = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('W') && !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(80)..].join("\n")
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -166,9 +173,7 @@ fn torchrun_ranks_switch_set_and_stop_at_the_same_step() {
     let exit = wait_exit(&mut child, 60);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
-    let why: Vec<&str> = job_log.lines().filter(|l| !l.starts_with('W') && !l.trim().is_empty()).collect();
-    assert!(exit.success(), "a stopped run exits 0: {stdout}\njob.log:\n{}", why.join("\n"));
+    assert!(exit.success(), "a stopped run exits 0: {stdout}\njob.log:\n{}", job_log_why(&run));
 
     let evs = events(&run);
     let manual: Vec<u64> = evs
@@ -524,8 +529,7 @@ dist.destroy_process_group()
     let mut child = spawn_run(tmp.path(), Some(&cfg), &job.iter().map(String::as_str).collect::<Vec<_>>());
     let exit = wait_exit(&mut child, 180);
     let run = tmp.path().join("run");
-    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
-    assert!(exit.success(), "{}", &job_log[job_log.len().saturating_sub(3000)..]);
+    assert!(exit.success(), "{}", job_log_why(&run));
     let rec = tmp.path().join("rec");
     let switched = |r| record(&rec, r).iter().find(|x| x.1 == "main").map(|x| x.0);
     assert_eq!(switched(0), Some(137), "rank 0 switched where warm's 137 steps end");
@@ -579,8 +583,7 @@ const ADAPTER_PLAN: &str =
 /// for 1000), and the loss (and a held-out metric) reached the log.
 fn check_adapter_run(tmp: &Path, exit: std::process::ExitStatus, eval_metric: &str) {
     let run = tmp.join("run");
-    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
-    assert!(exit.success(), "{}", &job_log[job_log.len().saturating_sub(3000)..]);
+    assert!(exit.success(), "{}", job_log_why(&run));
     let lrs: Vec<(u64, f64)> = std::fs::read_to_string(tmp.join("lrs.tsv"))
         .unwrap()
         .lines()
