@@ -500,8 +500,12 @@ mod nvml {
 mod tests {
     use super::*;
 
+    /// Tests that measure CPU take turns (a spinning job would slow the other's).
+    static CPU_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn samples_cpu_and_rss_of_this_process() {
+        let _one = CPU_TESTS.lock().unwrap_or_else(|p| p.into_inner());
         let mut s = Sampler::new(0);
         let first = s.sample();
         assert!(!first.contains_key(CPU_PCT), "one reading gives no rate");
@@ -523,6 +527,157 @@ mod tests {
             }
             None => assert!(second.contains_key(GPU_MEM_MB) && second.contains_key(GPU_TEMP_C), "{second:?}"),
         }
+    }
+
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command};
+
+    /// A shell job in its own process group, as the external host starts one.
+    fn job(script: &str) -> Child {
+        Command::new("sh").arg("-c").arg(script).process_group(0).spawn().unwrap()
+    }
+
+    fn stop(mut c: Child) {
+        // SAFETY: the group this test started.
+        unsafe { libc::killpg(c.id() as i32, libc::SIGKILL) };
+        let _ = c.wait();
+    }
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pids(root: u32, group: Option<u32>) -> Vec<u32> {
+        job_processes(root, group).map(|v| v.iter().map(|p| p.pid).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_walk_finds_descendants_and_the_group_but_not_this_process() {
+        // sh → (sleep, sh → sleep): four processes in the tree. The subshell in ( … & )
+        // leaves an orphan behind: no longer a descendant, still in the group.
+        let c = job("sleep 30 & sh -c 'sleep 30' & (sleep 31 &) ; wait");
+        let root = c.id();
+        wait_for("the tree and the orphan", || pids(root, Some(root)).len() == 5);
+        let tree = job_processes(root, None).unwrap();
+        assert_eq!(tree.len(), 4, "{tree:?}");
+        assert!(tree.iter().any(|p| p.pid == root));
+        assert!(tree.iter().all(|p| p.pgrp == root), "{tree:?}");
+        let me = std::process::id();
+        assert!(!pids(root, Some(root)).contains(&me));
+        // The orphan: in the group, parent no longer in the tree.
+        let group = job_processes(root, Some(root)).unwrap();
+        let orphan: Vec<_> = group.iter().filter(|p| !tree.contains(p) && !tree.iter().any(|t| t.pid == p.pid)).collect();
+        assert_eq!(orphan.len(), 1, "{group:?}");
+        assert!(orphan[0].rss_pages > 0);
+        stop(c);
+        wait_for("the job to be gone", || job_processes(root, Some(root)).is_none());
+    }
+
+    /// CPU time a job's tree used between two walks.
+    fn tree_cpu_s(root: u32) -> f64 {
+        let procs = job_processes(root, Some(root)).unwrap();
+        procs.iter().map(|p| p.cpu + p.children_cpu).sum::<u64>() as f64 / clock_ticks()
+    }
+
+    #[test]
+    fn a_job_sampler_sums_cpu_over_the_tree_and_counts_reaped_children() {
+        let _one = CPU_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        // The root sleeps; a grandchild spins (a fixed amount of work, so a loaded
+        // machine only stretches it) and is reaped before the second sample, so only its
+        // parent's cutime still holds its time. `times` prints what the root's children
+        // used (its second line): the figure to compare with.
+        let dir = tempfile::tempdir().unwrap();
+        let (times, go) = (dir.path().join("times"), dir.path().join("go"));
+        let c = job(&format!(
+            "while [ ! -e {} ]; do sleep 0.05; done; sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done'; times > {}; sleep 30",
+            go.display(),
+            times.display()
+        ));
+        let root = c.id();
+        let mut s = Sampler::with(Processes::Job { root, group: Some(root) }, &GpuChoice::All);
+        let t0 = Instant::now();
+        let first = s.sample();
+        let cpu0 = tree_cpu_s(root);
+        std::fs::write(&go, "").unwrap(); // the baseline is taken: spin
+        assert!(!first.contains_key(CPU_PCT) && first[RSS_MB] > 0.0, "{first:?}");
+        wait_for("the spinner's end", || std::fs::read_to_string(&times).is_ok_and(|t| t.lines().count() == 2));
+        let second = s.sample();
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu1 = tree_cpu_s(root);
+        let text = std::fs::read_to_string(&times).unwrap();
+        // "0m0.52s 0m0.01s": user and system time of the reaped children.
+        let secs = |f: &str| -> f64 {
+            let (m, s) = f.trim_end_matches('s').split_once('m').unwrap();
+            m.parse::<f64>().unwrap() * 60.0 + s.parse::<f64>().unwrap()
+        };
+        let children: f64 = text.lines().nth(1).unwrap().split_whitespace().map(secs).sum();
+        assert!(children > 0.05, "the spinner ran: {text}");
+        // The spinner is gone, yet its time is in the tree's sum (ticks: 10 ms each).
+        assert!(cpu1 - cpu0 >= children - 0.05, "tree {cpu0} → {cpu1}, children {children}");
+        assert!(second[CPU_PCT] >= 100.0 * (children - 0.05) / wall, "{second:?} children {children} s in {wall} s");
+        assert!(!s.job_gone());
+        // Without a driver, no GPU metric; the same sampler stops reporting once the
+        // job is gone.
+        if s.gpu_absent().is_some() {
+            assert!(!second.keys().any(|k| k.starts_with("sys/gpu")), "{second:?}");
+        }
+        stop(c);
+        wait_for("the job to be gone", || s.sample().is_empty() && s.job_gone());
+    }
+
+    #[test]
+    fn cuda_visible_devices_reads_as_cuda_reads_it() {
+        let idx = |v: &[u32]| v.iter().map(|&i| VisibleGpu::Index(i)).collect::<Vec<_>>();
+        assert_eq!(GpuChoice::for_job(None), (GpuChoice::All, None));
+        let (c, note) = GpuChoice::for_job(Some("2, 3"));
+        assert_eq!(c, GpuChoice::Visible { raw: "2, 3".into(), entries: idx(&[2, 3]) });
+        assert!(note.is_none());
+        // -1 (and anything CUDA cannot parse) hides it and what follows.
+        let (c, _) = GpuChoice::for_job(Some("1,-1,0"));
+        assert_eq!(c, GpuChoice::Visible { raw: "1,-1,0".into(), entries: idx(&[1]) });
+        let (c, _) = GpuChoice::for_job(Some(""));
+        assert_eq!(c, GpuChoice::Visible { raw: "".into(), entries: vec![] });
+        let (c, _) = GpuChoice::for_job(Some("GPU-8932f937,0"));
+        assert_eq!(
+            c,
+            GpuChoice::Visible {
+                raw: "GPU-8932f937,0".into(),
+                entries: vec![VisibleGpu::Uuid("GPU-8932f937".into()), VisibleGpu::Index(0)]
+            }
+        );
+        let (c, note) = GpuChoice::for_job(Some("0,MIG-5c1a"));
+        assert_eq!(c, GpuChoice::Visible { raw: "0,MIG-5c1a".into(), entries: idx(&[0]) });
+        assert!(note.unwrap().contains("MIG instance MIG-5c1a"));
+        // Without a driver a chosen GPU is simply absent, with a reason.
+        let s = Sampler::with(Processes::This, &GpuChoice::for_job(Some("0")).0);
+        assert!(s.gpu_absent().is_some() || s.gpu_indices() == [0]);
+    }
+
+    #[test]
+    fn gpu_metric_names_round_trip() {
+        assert_eq!(gpu_metric(0, GPU_UTIL_PCT), "sys/gpu_util_pct");
+        assert_eq!(gpu_metric(3, GPU_MEM_TOTAL_MB), "sys/gpu3_mem_total_mb");
+        assert_eq!(gpu_of("sys/gpu3_mem_total_mb"), Some((3, GPU_MEM_TOTAL_MB.to_string())));
+        assert_eq!(gpu_of(GPU_TEMP_C), Some((0, GPU_TEMP_C.to_string())));
+        assert_eq!(gpu_of("sys/gpu03_temp_c"), None);
+        assert_eq!(gpu_of(CPU_PCT), None);
+    }
+
+    #[test]
+    fn environ_of_a_process() {
+        let mut c = Command::new("sleep").arg("5").env("PHASETOP_T_ENV", "a=b").spawn().unwrap();
+        // Before its exec, the child's environment is still the parent's.
+        wait_for("the exec", || {
+            std::fs::read_to_string(format!("/proc/{}/cmdline", c.id())).is_ok_and(|l| l.starts_with("sleep"))
+        });
+        assert_eq!(process_env(c.id(), "PHASETOP_T_ENV").as_deref(), Some("a=b"));
+        assert_eq!(process_env(c.id(), "PHASETOP_T_EN"), None);
+        let _ = c.kill();
+        let _ = c.wait();
     }
 
     #[test]
