@@ -645,7 +645,13 @@ fn the_system_panel_sums_up_several_gpus() {
     let text: Vec<String> = phasetop::ui::system::lines(&app).iter().map(|(l, v)| format!("{l} {v}")).collect();
     assert_eq!(
         text,
-        ["CPU 310 % (100 = a core)", "RSS 9000 MB", "GPU 3× mean 50 %, max 90 %", "VRAM 90.0 GB of 240.0 GB", "temp max 71 °C"]
+        [
+            "CPU 310 % (100 = a core)",
+            "RSS 9000 MB",
+            "GPU 3× mean 50 %, max 90 %",
+            "VRAM 90.0 GB of 240.0 GB",
+            "temp max 71 °C"
+        ]
     );
     let s = screen(&app, 160, 48);
     assert!(s.contains("GPU   3× mean 50 %, max 90 %") && s.contains("VRAM  90.0 GB of 240.0 GB"), "{s}");

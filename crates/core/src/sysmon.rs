@@ -180,23 +180,28 @@ impl Sampler {
             Processes::This => read_stat(std::path::Path::new("/proc/self/stat")).map(|s| vec![s]),
             Processes::Job { root, group } => job_processes(root, group),
         };
-        let Some(procs) = procs else {
-            self.gone = self.procs != Processes::This;
-            return m;
-        };
-        // A job's reaped children count with their parent; this process has none.
-        let cpu = procs.iter().map(|p| p.cpu + p.children_cpu).sum::<u64>() as f64 / clock_ticks();
-        if let Some((t0, c0)) = self.last_cpu {
-            let wall = now.duration_since(t0).as_secs_f64();
-            if wall > 0.0 {
-                // A process that leaves the job (an orphan of another group) takes its
-                // time with it: never a negative rate.
-                m.insert(CPU_PCT.into(), ((cpu - c0) / wall * 100.0).max(0.0));
+        match procs {
+            None if self.procs != Processes::This => {
+                self.gone = true;
+                return m;
+            }
+            None => {}
+            Some(procs) => {
+                // A job's reaped children count with their parent; this process has none.
+                let cpu = procs.iter().map(|p| p.cpu + p.children_cpu).sum::<u64>() as f64 / clock_ticks();
+                if let Some((t0, c0)) = self.last_cpu {
+                    let wall = now.duration_since(t0).as_secs_f64();
+                    if wall > 0.0 {
+                        // A process that leaves the job (an orphan of another group) takes
+                        // its time with it: never a negative rate.
+                        m.insert(CPU_PCT.into(), ((cpu - c0) / wall * 100.0).max(0.0));
+                    }
+                }
+                self.last_cpu = Some((now, cpu));
+                let pages: u64 = procs.iter().map(|p| p.rss_pages).sum();
+                m.insert(RSS_MB.into(), (pages * page_size()) as f64 / 1e6);
             }
         }
-        self.last_cpu = Some((now, cpu));
-        let pages: u64 = procs.iter().map(|p| p.rss_pages).sum();
-        m.insert(RSS_MB.into(), (pages * page_size()) as f64 / 1e6);
         if let Ok(gpus) = &self.gpus {
             gpus.sample(&mut m);
         }
@@ -375,8 +380,7 @@ mod nvml {
             let count: unsafe extern "C" fn(*mut c_uint) -> c_int = sym(lib, c"nvmlDeviceGetCount_v2")?;
             let by_index: unsafe extern "C" fn(c_uint, *mut Device) -> c_int =
                 sym(lib, c"nvmlDeviceGetHandleByIndex_v2")?;
-            let get_uuid: unsafe extern "C" fn(Device, *mut c_char, c_uint) -> c_int =
-                sym(lib, c"nvmlDeviceGetUUID")?;
+            let get_uuid: unsafe extern "C" fn(Device, *mut c_char, c_uint) -> c_int = sym(lib, c"nvmlDeviceGetUUID")?;
             let error: unsafe extern "C" fn(c_int) -> *const c_char = sym(lib, c"nvmlErrorString")?;
             let why = |rc: c_int| {
                 // SAFETY: NVML returns a static string for every code.
@@ -570,7 +574,8 @@ mod tests {
         assert!(!pids(root, Some(root)).contains(&me));
         // The orphan: in the group, parent no longer in the tree.
         let group = job_processes(root, Some(root)).unwrap();
-        let orphan: Vec<_> = group.iter().filter(|p| !tree.contains(p) && !tree.iter().any(|t| t.pid == p.pid)).collect();
+        let orphan: Vec<_> =
+            group.iter().filter(|p| !tree.contains(p) && !tree.iter().any(|t| t.pid == p.pid)).collect();
         assert_eq!(orphan.len(), 1, "{group:?}");
         assert!(orphan[0].rss_pages > 0);
         stop(c);

@@ -31,7 +31,7 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
     }
     // Per GPU (the job's cuda:k) the latest of each `sys/gpu*` figure, by the first GPU's name.
     let mut gpus: BTreeMap<usize, BTreeMap<String, f64>> = BTreeMap::new();
-    for (name, s) in v.series.range::<str, _>((std::ops::Bound::Included("sys/gpu"), std::ops::Bound::Unbounded)).take_while(|(n, _)| n.starts_with("sys/gpu")) {
+    for (name, s) in &v.series {
         if let (Some((k, first)), Some((_, x))) = (sysmon::gpu_of(name), s.last()) {
             gpus.entry(k).or_default().insert(first, x);
         }

@@ -239,10 +239,13 @@ fn system_samples(state: &Shared, job: &Job) -> impl Future<Output = ()> + use<>
         };
         let gpus = match sampler.gpu_absent() {
             Some(why) => format!("no GPU metrics: {why}"),
-            None => {
-                let i: Vec<String> = sampler.gpu_indices().iter().map(u32::to_string).collect();
-                format!("GPU {} (NVML index, `sys/gpu_*` first)", i.join(", "))
-            }
+            None => match sampler.gpu_indices()[..] {
+                [one] => format!("GPU metrics from NVML GPU {one}"),
+                ref many => {
+                    let i: Vec<String> = many.iter().map(u32::to_string).collect();
+                    format!("GPU metrics from NVML GPUs {} (sys/gpu_*, sys/gpu1_*, …)", i.join(", "))
+                }
+            },
         };
         {
             let mut st = lock(&state);
