@@ -538,7 +538,12 @@ mod tests {
 
     /// A shell job in its own process group, as the external host starts one.
     fn job(script: &str) -> Child {
-        Command::new("sh").arg("-c").arg(script).process_group(0).spawn().unwrap()
+        let c = Command::new("sh").arg("-c").arg(script).process_group(0).spawn().unwrap();
+        // Past its exec (until then the child's memory is not yet its own).
+        wait_for("the job's exec", || {
+            std::fs::read(format!("/proc/{}/cmdline", c.id())).is_ok_and(|l| l.starts_with(b"sh\0-c"))
+        });
+        c
     }
 
     fn stop(mut c: Child) {
