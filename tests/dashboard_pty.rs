@@ -226,6 +226,124 @@ fn dashboard_drives_a_run_and_detach_never_stops_training() {
     assert!(evs.iter().rev().take(4).any(|e| matches!(e, Event::Checkpoint { .. })), "stop checkpoints first");
 }
 
+/// A step as the header writes it (thin grouping: `12 500`).
+fn grouped(step: u64) -> String {
+    let d = step.to_string();
+    d.chars().enumerate().fold(String::new(), |mut out, (i, c)| {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+        out
+    })
+}
+
+/// The run's newest step so far (0 before its log exists).
+fn max_step(run: &Path) -> u64 {
+    let Ok(log) = phasetop::runlog::read_all(&run.join("events.log")) else { return 0 };
+    log.records.iter().filter_map(|r| r.event.step()).max().unwrap_or(0)
+}
+
+fn wait_step(run: &Path, step: u64, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while max_step(run) < step {
+        assert!(Instant::now() < deadline, "the run never reached step {step} (at {})", max_step(run));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Attach to a live run, go back in its history with `:goto` and `[`, while its controls
+/// still act on the live run, then follow the live end again with `G`.
+#[test]
+fn attach_visits_a_live_runs_history_and_follows_it_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_small_config(tmp.path(), 100_000_000, "every=0", &format!("{WARM}{MAIN}"));
+    let run = tmp.path().join("run");
+    let _cleanup = StopOnDrop(run.clone());
+    // A real headless run (threads=1), in the background.
+    let mut host = std::process::Command::new(BIN)
+        .args(["train", "small.toml", "--run-dir", "run", "--headless"])
+        .current_dir(tmp.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_step(&run, 300, 60);
+    let ctl = |args: &[&str]| {
+        let o = std::process::Command::new(BIN).arg("ctl").arg(&run).args(args).output().unwrap();
+        assert!(o.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    ctl(&["switch", "main"]);
+    let switched = || {
+        events(&run).iter().find_map(|e| match e {
+            Event::PhaseChanged { step, to, cause: PhaseCause::Manual, .. } if to == "main" => Some(*step),
+            _ => None,
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while switched().is_none() {
+        assert!(Instant::now() < deadline, "the switch never reached the log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let at = switched().unwrap();
+    wait_step(&run, at + 300, 60);
+
+    let mut t = Tty::spawn(&["attach", "run"], tmp.path());
+    t.wait_header("LIVE", 30);
+    t.wait_header("● main", 10);
+    assert!(!t.header().contains("HISTORY"));
+
+    // `:goto` a step after the switch: the view is there, and the header says it is not
+    // the live end (and where the live run is).
+    let target = at + 100;
+    t.keys(&format!(":goto {target}\r"));
+    t.wait_header("HISTORY", 20);
+    t.wait_header(&format!("step {}/", grouped(target)), 20);
+    assert!(t.header().contains("live at step") && t.header().contains("G back to live"), "{}", t.header());
+    // `[`: the previous phase change, the switch to main.
+    t.keys("[");
+    t.wait_header(&format!("step {}/", grouped(at)), 20);
+    assert!(t.header().contains("● main") && t.header().contains("HISTORY"), "{}", t.header());
+    // Again: the run's start, in warm; the live run is still in main.
+    t.keys("[");
+    t.wait_header("step 0/", 20);
+    t.wait_header("● warm", 5);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(t.header().contains("step 0/"), "the history view does not move with the run: {}", t.header());
+
+    // The run's controls act on the live run from its history: pause it.
+    t.keys("p");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !events(&run).iter().any(|e| matches!(e, Event::Command { command: phasetop::event::Command::Pause, .. })) {
+        assert!(Instant::now() < deadline, "p never paused the live run:\n{}", t.contents());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.keys("p");
+
+    // `G`: following the live end again, past where the view had been.
+    t.keys("G");
+    t.wait_header("LIVE", 20);
+    assert!(!t.header().contains("HISTORY"), "{}", t.header());
+    t.wait_header("● main", 5);
+    let shown = |h: &str| -> u64 {
+        let s = h.split("step ").nth(1).unwrap_or("").split('/').next().unwrap_or("");
+        s.replace(' ', "").parse().unwrap_or(0)
+    };
+    let before = shown(&t.header());
+    assert!(before >= at + 300, "the live end, not history: {}", t.header());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shown(&t.header()) <= before {
+        assert!(Instant::now() < deadline, "the view does not follow the run:\n{}", t.header());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.keys("q");
+    t.wait_for("detach (training goes on)", 5);
+    t.keys("d");
+    t.wait_exit(10);
+    ctl(&["stop"]);
+    let _ = host.wait();
+}
+
 #[test]
 fn train_without_a_terminal_runs_headless() {
     let tmp = tempfile::tempdir().unwrap();

@@ -166,7 +166,9 @@ fn torchrun_ranks_switch_set_and_stop_at_the_same_step() {
     let exit = wait_exit(&mut child, 60);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(exit.success(), "a stopped run exits 0: {stdout}");
+    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
+    let why: Vec<&str> = job_log.lines().filter(|l| !l.starts_with('W') && !l.trim().is_empty()).collect();
+    assert!(exit.success(), "a stopped run exits 0: {stdout}\njob.log:\n{}", why.join("\n"));
 
     let evs = events(&run);
     let manual: Vec<u64> = evs
@@ -458,6 +460,102 @@ fn run_refuses_bad_configs_and_commands_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!tmp.path().join("r").exists());
     drop(cfg);
+}
+
+/// Ranks meet (broadcast) only every K-th sync, K chosen from the step time: at 2 ms
+/// steps they meet rarely, yet the plan's scheduled switch and its `max_steps` stop land
+/// on their exact steps on both ranks, and the log's switch carries that step.
+#[test]
+fn ranks_meet_rarely_yet_scheduled_switch_and_stop_land_on_their_steps() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "plan.toml",
+        "[run]\nname='meet'\nmax_steps=300\n[[phase]]\nname='warm'\nsteps=137\n[[phase]]\nname='main'\n",
+    );
+    let script = write(
+        tmp.path(),
+        "meet.py",
+        r#"
+import os, time, torch, torch.distributed as dist
+dist.init_process_group("gloo")
+import phasetop
+run = phasetop.init()
+rank = dist.get_rank()
+x = torch.ones(8)
+with open(f"rec/record-rank{rank}.tsv", "w") as rec:
+    for step in range(1, 100000):
+        dist.all_reduce(x)      # the job's own collective, as DDP's
+        time.sleep(0.002)
+        run.log({"train_loss": 1.0 / step}, step=step)
+        ctl = run.sync(step)
+        rec.write(f"{step}\t{ctl.phase}\t0\n")
+        if ctl.should_stop:
+            break
+if rank == 0:
+    with open("rec/meetings", "w") as f:
+        f.write(f"{run._meetings} {run._calls}")
+run.finish()
+dist.destroy_process_group()
+"#,
+    );
+    std::fs::create_dir_all(tmp.path().join("rec")).unwrap();
+    let job = [
+        bin.join("torchrun").display().to_string(),
+        "--standalone".into(),
+        "--nproc-per-node".into(),
+        "2".into(),
+        script.display().to_string(),
+    ];
+    let mut child = spawn_run(tmp.path(), Some(&cfg), &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 180);
+    let run = tmp.path().join("run");
+    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
+    assert!(exit.success(), "{}", &job_log[job_log.len().saturating_sub(3000)..]);
+    let rec = tmp.path().join("rec");
+    let switched = |r| record(&rec, r).iter().find(|x| x.1 == "main").map(|x| x.0);
+    assert_eq!(switched(0), Some(137), "rank 0 switched where warm's 137 steps end");
+    assert_eq!(switched(1), Some(137), "rank 1 too");
+    assert_eq!(record(&rec, 0).last().map(|x| x.0), Some(300), "rank 0 stopped at max_steps");
+    assert_eq!(record(&rec, 1).last().map(|x| x.0), Some(300), "rank 1 too");
+    let logged: Vec<u64> = events(&run)
+        .iter()
+        .filter_map(|e| match e {
+            Event::PhaseChanged { step, cause: PhaseCause::Scheduled, .. } => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logged, vec![137], "the log's switch is at the step the ranks applied it");
+    let meet = std::fs::read_to_string(rec.join("meetings")).unwrap();
+    let (met, calls): (u64, u64) = meet.split_once(' ').map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap())).unwrap();
+    assert_eq!(calls, 300);
+    assert!(met < calls / 2, "the ranks met at {met} of {calls} syncs: meetings should be rare at 2 ms steps");
+}
+
+/// `ctl pause` holds every rank inside `sync` at the same step (the ranks' records stop
+/// growing); `ctl resume` lets them go on.
+#[test]
+fn pause_holds_both_ranks_and_resume_releases_them() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "ddp.toml", TWO_PHASES);
+    let job = torchrun_job(&bin, 1_000_000);
+    let mut child = spawn_run(tmp.path(), Some(&cfg), &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    wait_until("20 logged steps", 120, || last_step(&run) >= 20);
+    ctl(&run, &["pause"]);
+    let last = |r| record(&rec, r).last().map_or(0, |x| x.0);
+    // Held within a meeting's distance (at most ~1 s of steps); then nothing moves.
+    std::thread::sleep(Duration::from_millis(2500));
+    let held = (last(0), last(1));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!((last(0), last(1)), held, "paused ranks take no step");
+    assert_eq!(held.0, held.1, "both ranks are held at the same step");
+    ctl(&run, &["resume"]);
+    wait_until("steps after resume", 60, || last(0) > held.0 + 5 && last(1) > held.1 + 5);
+    ctl(&run, &["stop"]);
+    assert!(wait_exit(&mut child, 60).success());
 }
 
 const ADAPTER_PLAN: &str =

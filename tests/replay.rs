@@ -388,6 +388,159 @@ fn a_live_log_is_followed_and_the_player_waits_at_its_end() {
     assert!(!p.playing, "an ended log ends the playback");
 }
 
+/// Events up to and including the last one at or before training step `step` (what a
+/// live run has written when it reached `step`).
+fn up_to(events: &[Event], step: u64) -> usize {
+    events.iter().position(|e| e.step().is_some_and(|s| s > step)).unwrap_or(events.len())
+}
+
+/// Ticks until `done`, failing after 10 s.
+fn tick_until(p: &mut Player, view: &mut RunView, what: &str, done: impl Fn(&Player, &RunView) -> bool) {
+    let t0 = Instant::now();
+    while !done(p, view) {
+        p.tick(view, 0.1);
+        assert!(t0.elapsed() < Duration::from_secs(10), "{what}: stuck at step {}", view.step);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_live_attach_is_a_player_whose_log_grows_and_its_history_can_be_visited() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.log");
+    let mut events = run_events("growing", 3000, 1.0 / 300.0, None);
+    events.pop(); // still running: no run_ended
+    // The run has reached step 2600 (past its phase change at 2400) when the dashboard attaches.
+    let mut written = up_to(&events, 2600);
+    let mut w = Writer::create(&log).unwrap();
+    let write_to = |w: &mut Writer, written: &mut usize, step: u64| {
+        let end = up_to(&events, step);
+        for e in &events[*written..end] {
+            w.append(e).unwrap();
+        }
+        w.flush().unwrap();
+        *written = end;
+    };
+    write_to(&mut w, &mut 0, 2600);
+    let mut view = RunView::default();
+    let mut p = Player::attach(&log, Box::new(|| true), &mut view).unwrap();
+    assert_same(&view, &RunView::from_events(&events[..written]), "attached: the whole log folded");
+    assert!(p.at_live_end() && p.is_live());
+    assert!(!p.index().started(), "no index (a second fold, snapshots) until the view leaves the live end");
+
+    // Following: what the run appends is folded into the view.
+    write_to(&mut w, &mut written, 2800);
+    let new = p.poll_live(&mut view).unwrap();
+    assert_eq!(new.len(), written - up_to(&events, 2600));
+    assert_eq!(view.step, 2800);
+    assert!(!p.tick(&mut view, 0.1), "at the live end the view moves only with the log");
+
+    // `:goto 1000`: into history, once the index (started now) reaches it; the live fold
+    // is kept aside and goes on growing.
+    p.goto_step(&mut view, 1000);
+    assert!(p.index().started() && !p.at_live_end());
+    tick_until(&mut p, &mut view, "goto 1000", |p, _| p.pending_seek.is_none());
+    assert_same(&view, &fold_to_step(&events, 1000), "history at 1000");
+    write_to(&mut w, &mut written, 2900);
+    assert!(!p.poll_live(&mut view).unwrap().is_empty());
+    assert_eq!(view.step, 1000, "the history view stays where it was put");
+    assert_same(p.live_view().unwrap(), &RunView::from_events(&events[..written]), "the live fold, aside");
+    assert_eq!(p.live_step(&view), Some(2900));
+
+    // `]` then `[`: the phase change at 2400, from either side.
+    use phasetop::ui::replay::Jump;
+    use phasetop::ui::replay_index::MarkKind;
+    tick_until(&mut p, &mut view, "index to the live end", |p, _| p.following());
+    assert_eq!(p.jump(&mut view, true, MarkKind::Phase), Jump::Moved);
+    assert_eq!((view.step, view.current_phase().unwrap().name.as_str()), (2400, "consolidate"));
+    p.goto_step(&mut view, 2700);
+    tick_until(&mut p, &mut view, "goto 2700", |p, _| p.pending_seek.is_none());
+    assert_eq!(p.jump(&mut view, false, MarkKind::Phase), Jump::Moved);
+    assert_eq!((view.step, view.current_phase().unwrap().name.as_str()), (2400, "consolidate"));
+    assert_eq!(p.jump(&mut view, false, MarkKind::Phase), Jump::Moved);
+    assert_eq!((view.step, view.current_phase().unwrap().name.as_str()), (0, "memorize"));
+
+    // `G`: the live end again, at once (the live fold was kept, not refolded).
+    p.follow_live(&mut view);
+    assert!(p.at_live_end() && p.live_view().is_none());
+    assert_same(&view, &RunView::from_events(&events[..written]), "back at the live end");
+
+    // `[` from the live end finds the last phase change before it; playing history on
+    // catches up with the live end and follows it.
+    assert_eq!(p.jump(&mut view, false, MarkKind::Phase), Jump::Moved);
+    assert_eq!(view.step, 2400);
+    p.goto_step(&mut view, 2880);
+    tick_until(&mut p, &mut view, "goto 2880", |p, _| p.pending_seek.is_none());
+    write_to(&mut w, &mut written, 2950);
+    p.poll_live(&mut view).unwrap();
+    p.speed = SPEEDS.len() - 1;
+    p.playing = true;
+    tick_until(&mut p, &mut view, "play to the live end", |p, _| p.at_live_end());
+    p.poll_live(&mut view).unwrap();
+    assert_same(&view, &RunView::from_events(&events[..written]), "played back to the live end");
+    // A `:goto` past the newest step follows the live end.
+    p.goto_step(&mut view, 2000);
+    assert!(p.goto_step(&mut view, 10_000) && p.at_live_end());
+    assert_eq!(view.step, 2950);
+}
+
+#[test]
+fn live_controls_act_on_the_live_run_while_the_view_is_in_its_history() {
+    use phasetop::event::Command;
+    use ratatui::crossterm::event::{KeyCode, KeyEvent};
+    use std::sync::Mutex;
+    struct Record(Arc<Mutex<Vec<Command>>>);
+    impl phasetop::ui::app::CommandSink for Record {
+        fn send(&mut self, c: &Command) -> Result<phasetop::control::Reply, String> {
+            self.0.lock().unwrap().push(c.clone());
+            Ok(phasetop::control::Reply { ok: true, step: 2900, message: "ok".into() })
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.log");
+    let mut events = run_events("growing", 3000, 1.0 / 300.0, None);
+    events.pop();
+    write_log(&log, &events[..up_to(&events, 2900)]);
+    let mut view = RunView::default();
+    let p = Player::attach(&log, Box::new(|| true), &mut view).unwrap();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let mut app = common::app(view, "default", ThemeKind::Default, Box::new(Record(sent.clone())));
+    app.player = Some(p);
+    let header = |app: &App| screen(app, 160, 48).lines().next().unwrap().to_string();
+    assert!(header(&app).contains("LIVE") && !header(&app).contains("HISTORY"), "{}", header(&app));
+
+    app.run_command_line("goto 1200");
+    let t0 = Instant::now();
+    while app.player.as_ref().unwrap().pending_seek.is_some() {
+        app.player.as_mut().unwrap().tick(&mut app.view, 0.1);
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(app.view.step, 1200);
+    let h = header(&app);
+    assert!(h.contains("HISTORY") && h.contains("live at step 2 900") && h.contains("G back to live"), "{h}");
+    assert!(h.contains("step 1 200"), "the header's step is the view's: {h}");
+    assert!(h.contains("memorize"), "the view's phase, not the live run's: {h}");
+    // The run's controls still act on the live run (its phase, its suggestion).
+    assert!(app.is_live());
+    app.on_key(KeyEvent::from(KeyCode::Char('p')));
+    assert_eq!(sent.lock().unwrap().last(), Some(&Command::Pause));
+    app.on_key(KeyEvent::from(KeyCode::Char('s')));
+    let phase_mode = format!("{:?}", app.mode);
+    assert!(phase_mode.contains("PhasePicker"), "{phase_mode}");
+    app.on_key(KeyEvent::from(KeyCode::Esc));
+    // The transport keys are in the help of a live run, from the keymap.
+    app.on_key(KeyEvent::from(KeyCode::Char('?')));
+    let help = screen(&app, 160, 48);
+    assert!(help.contains("transport: replay, a live run's history") && help.contains("previous phase change"));
+    app.on_key(KeyEvent::from(KeyCode::Esc));
+    // `G`: following again.
+    app.on_key(KeyEvent::from(KeyCode::Char('G')));
+    assert!(app.player.as_ref().unwrap().at_live_end());
+    assert_eq!(app.view.step, 2900);
+    assert!(!header(&app).contains("HISTORY"));
+}
+
 #[test]
 fn the_watch_wakes_on_appends_with_notify_and_by_polling() {
     use phasetop::ui::follow::Watch;
@@ -523,13 +676,13 @@ fn the_scrubber_marker_moves_with_seeks_and_ticks_mark_phases_and_signals() {
         let b = bar(&app, 80, 24);
         assert_eq!(b.iter().position(|&c| c == here), Some(37), "{b:?}");
     }
-    // Live attach has no scrubber: its footer is the key hints.
+    // A view without a log has no scrubber: its footer is the key hints.
     let mut live = single(1500, true, ThemeKind::Mono);
     live.player = None;
     let s = screen(&live, 80, 24);
     assert!(s.lines().last().unwrap().starts_with(" ? help"), "{s}");
     live.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char(')')));
-    assert!(live.status.as_ref().is_some_and(|s| s.1), "scrubbing is replay-only");
+    assert!(live.status.as_ref().is_some_and(|s| s.1), "scrubbing needs a log");
 }
 
 #[test]

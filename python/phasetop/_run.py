@@ -5,9 +5,10 @@ request/reply frames (hello, sync, finish), used on the caller's thread, and one
 fire-and-forget frames (log, probe, checkpoint), written by a background thread from an
 in-memory buffer. ``log()`` only appends to that buffer, so it never waits on the host;
 when the buffer is full, points are dropped and counted, and the host records a
-``dropped`` notice. ``sync()`` asks the host, then broadcasts its answer from rank 0
-with torch.distributed when a process group is initialised, so every rank sees the same
-phase at the same step.
+``dropped`` notice. ``sync()`` hands every rank the host's answer at the same step: rank 0
+reads it one meeting late (so it never waits on the host) and, with a torch.distributed
+process group, broadcasts it at meetings of the ranks every K-th sync (see the sync
+section and docs/CLIENT.md).
 
 If the host goes away the job goes on: the client warns once and records nothing more.
 """
@@ -22,7 +23,7 @@ import sys
 import threading
 import time
 
-PROTOCOL = 1
+PROTOCOL = 2
 ENV_RUN_DIR = "PHASETOP_RUN_DIR"
 ENV_SOCKET = "PHASETOP_SOCKET"
 # Points per log frame (the host accepts frames up to 1 MiB).
@@ -116,6 +117,20 @@ class Run:
         self._flush_interval = flush_interval
         self._host_process = host_process
         self._last = {"phase": None, "settings": {}}
+        # sync's state (see the sync section): the answer not yet read, what waits for
+        # the next meeting, the meeting schedule and the timings it is chosen from.
+        self._outstanding = False
+        self._held = None
+        self._boundary = None
+        self._calls = 0
+        self._meetings = 0
+        self._next_meeting = 0
+        self._sync_step = None
+        self._stride = None
+        self._t_call = None
+        self._interval = None
+        self._meet_cost = None
+        self._quiet = None
         self._sock = self._rfile = self._lsock = None
         self._wake = threading.Event()
         self._idle = threading.Event()
@@ -134,6 +149,7 @@ class Run:
                     raise OSError(welcome.get("message"))
                 self.phase = welcome.get("phase")
                 self.settings = welcome.get("settings") or {}
+                self._boundary = welcome.get("boundary")
                 self._last = {"phase": self.phase, "settings": self.settings}
             if self._logs:
                 self._lsock = self._connect()
@@ -156,6 +172,8 @@ class Run:
         return s
 
     def _request(self, frame):
+        if self._outstanding:
+            self._read_reply()
         with self._lock:
             self._sock.sendall(_dumps(frame))
             line = self._rfile.readline()
@@ -267,72 +285,170 @@ class Run:
             time.sleep(0.002)
 
     # -- sync -------------------------------------------------------------------------
+    #
+    # Protocol 2 keeps the host off the training step's path. Rank 0 talks to the host
+    # only at a meeting: every call without a process group; with one, every K-th call,
+    # where all ranks meet in one broadcast. It sends `sync` and reads the answer at the
+    # next meeting (by then it has long arrived) and applies it there. Rank 0 chooses K so
+    # the meetings cost about ½ % of the step time (and a switch waits at most ~1 s),
+    # and puts a meeting on the step where the host said the phase plan ends
+    # (`boundary`): there it asks and waits, so scheduled switches land on their step.
+    # The sync after applying a phase change tells the host the step (`applied`); the
+    # host logs the change at that step, the one every rank applied it at.
 
-    def _ask(self, step):
-        if not self._talks or self._dead:
-            return dict(self._last, step=step, phase_changed=False, set={}, should_stop=False, paused=False,
-                        checkpoint=False, errors=[], dropped=0)
-        try:
-            reply = self._request({"type": "sync", "step": step})
-        except (OSError, ValueError) as e:
-            self._lose(f"lost the run's host ({e})")
-            return self._ask(step)
-        if reply.get("type") != "control":
-            self._warn_once(f"unexpected answer to sync: {reply}")
-            return self._ask_fallback(step)
-        self._last = {"phase": reply.get("phase"), "settings": reply.get("settings") or {}}
-        return reply
+    _MEET_SHARE = 0.005     # meetings' share of the step time rank 0 aims at
+    _MEET_MAX_S = 1.0       # longest wait for a change between meetings
 
-    def _ask_fallback(self, step):
+    def _quiet_reply(self, step):
         return dict(self._last, step=step, phase_changed=False, set={}, should_stop=False, paused=False,
                     checkpoint=False, errors=[], dropped=0)
 
+    def _read_reply(self):
+        """The answer to the sync sent last (normally already waiting)."""
+        self._outstanding = False
+        with self._lock:
+            line = self._rfile.readline()
+        if not line:
+            raise OSError("the host closed the connection")
+        reply = json.loads(line)
+        if reply.get("type") != "control":
+            self._warn_once(f"unexpected answer to sync: {reply}")
+            return None
+        self._boundary = reply.get("boundary")
+        return reply
+
+    def _send_sync(self, step, applied):
+        frame = {"type": "sync", "step": step}
+        if applied is not None:
+            frame["applied"] = applied
+        with self._lock:
+            self._sock.sendall(_dumps(frame))
+        self._outstanding = True
+
+    def _hold(self, reply):
+        """Merges an answer into what waits for the next meeting."""
+        if reply is None:
+            return
+        h = self._held
+        if h is None:
+            self._held = dict(reply, set=dict(reply.get("set") or {}), errors=list(reply.get("errors") or []))
+            return
+        for k in ("step", "phase", "settings", "paused", "dropped", "boundary"):
+            if k in reply:
+                h[k] = reply[k]
+        for k in ("phase_changed", "should_stop", "checkpoint"):
+            h[k] = bool(h.get(k)) or bool(reply.get(k))
+        h["set"].update(reply.get("set") or {})
+        h["errors"].extend(reply.get("errors") or [])
+
+    def _root_exchange(self, step, meeting):
+        """Rank 0's talk with the host, at meetings only: collect the answer to the last
+        sync and send this one (asking and waiting where the plan ends or the run is
+        paused). Returns the answer to apply (None between meetings)."""
+        if not meeting:
+            return None
+        if not self._talks or self._dead:
+            return self._quiet_reply(step)
+        try:
+            if self._outstanding:
+                self._hold(self._read_reply())
+            if self._boundary is not None and step >= self._boundary:
+                # The plan ends here: ask now, so the switch (or stop) is on this step.
+                self._send_sync(step, None)
+                self._hold(self._read_reply())
+            reply, self._held = self._held, None
+            reply = self._quiet_reply(step) if reply is None else reply
+            applied = step if reply.get("phase_changed") else None
+            while reply.get("paused") and not reply.get("should_stop"):
+                time.sleep(0.1)
+                self._send_sync(step, applied)
+                applied = None
+                r = self._read_reply()
+                if r is not None and r.get("phase_changed"):
+                    applied = step
+                self._held = reply
+                self._hold(r)
+                reply, self._held = self._held, None
+            self._send_sync(step, applied)
+        except (OSError, ValueError) as e:
+            self._lose(f"lost the run's host ({e})")
+            return self._quiet_reply(step)
+        self._last = {"phase": reply.get("phase"), "settings": reply.get("settings") or {}}
+        return reply
+
+    def _schedule(self, step):
+        """Rank 0, at a meeting: the call of the next meeting."""
+        k = 1
+        if self._interval and self._meet_cost:
+            k = math.ceil(self._meet_cost / (self._MEET_SHARE * self._interval))
+            k = max(1, min(k, int(self._MEET_MAX_S / self._interval) or 1, 1000))
+        if self._boundary is not None and self._stride and step < self._boundary:
+            k = max(1, min(k, math.ceil((self._boundary - step) / self._stride)))
+        return self._calls + k
+
     def sync(self, step=None):
-        """Every rank calls it at the same step boundary. Rank 0 asks the host (waiting
-        while the run is paused); the answer is broadcast to the other ranks when a
-        torch.distributed process group is initialised. Returns a :class:`Control`."""
+        """Every rank calls it at the same step boundary (the same number of times).
+        Returns a :class:`Control`: what changed since the last answer (a phase, `set`,
+        a stop, a pause, a checkpoint), the same on every rank, at the same step.
+        Rank 0 never waits on the host here except where the phase plan ends and while
+        the run is paused."""
         if step is None:
             step = self._step
         else:
             self._step = step
-        reply = None
-        if self._is_root():
-            reply = self._ask(step)
-            while reply.get("paused") and not reply.get("should_stop"):
-                time.sleep(0.1)
-                reply = self._ask(step)
+        if self._sync_step is not None and step > self._sync_step:
+            self._stride = step - self._sync_step
+        self._sync_step = step
+        self._calls += 1
         dist = _dist()
+        root = dist.get_rank() == 0 if dist is not None else self.rank == 0
+        meeting = dist is None or self._calls >= self._next_meeting
+        if root and dist is not None:
+            now = time.perf_counter()
+            if self._t_call is not None:
+                gap = now - self._t_call
+                self._interval = gap if self._interval is None else 0.8 * self._interval + 0.2 * gap
+            self._t_call = now
+        t_meet = time.perf_counter()
+        reply = self._root_exchange(step, meeting) if root else None
+        if not meeting:
+            return self._quiet
+        self._meetings += 1
         if dist is not None:
             reply = self._broadcast(dist, reply, step)
-        elif reply is None:
-            reply = self._ask_fallback(step)
+            if root:
+                cost = time.perf_counter() - t_meet
+                self._meet_cost = cost if self._meet_cost is None else 0.8 * self._meet_cost + 0.2 * cost
         ctl = Control(reply)
         self.phase = ctl.phase
         self.settings = ctl.settings
+        # Every rank's quiet answers carry the phase it is in (not only rank 0's).
+        self._last = {"phase": ctl.phase, "settings": ctl.settings}
         self.overrides.update(ctl.set)
+        self._quiet = Control(dict(reply, phase_changed=False, set={}, should_stop=ctl.should_stop, paused=False,
+                                   checkpoint=False, errors=[]))
         if self.rank == 0:
             for e in ctl.errors:
                 self._warn_once(e)
         return ctl
 
     def _broadcast(self, dist, reply, step):
-        """Rank 0's answer on every rank. Most answers change nothing; those cost one
-        broadcast of a one-element tensor, and only an answer that changes something
-        (a phase, `set`, a stop, a pause, a checkpoint) is pickled and broadcast whole
-        with ``broadcast_object_list``."""
+        """Rank 0's answer on every rank, at a meeting: a two-number broadcast (quiet or
+        not, and the call of the next meeting); an answer that changes something is then
+        pickled and broadcast whole with ``broadcast_object_list``."""
         import torch
 
         quiet = reply is not None and not (
             reply.get("phase_changed") or reply.get("set") or reply.get("should_stop")
             or reply.get("paused") or reply.get("checkpoint") or reply.get("phase") != self.phase)
-        flag = torch.tensor([1 if quiet else 0], dtype=torch.int64)
+        nxt = self._schedule(step) if reply is not None else 0
+        head = torch.tensor([1 if quiet else 0, nxt], dtype=torch.int64)
         if dist.get_backend() == "nccl":
-            flag = flag.cuda()
-        dist.broadcast(flag, src=0)
-        if int(flag.item()) == 1:
-            if reply is None:
-                reply = self._ask_fallback(step)
-            return reply
+            head = head.cuda()
+        dist.broadcast(head, src=0)
+        quiet, self._next_meeting = int(head[0].item()) == 1, int(head[1].item())
+        if quiet:
+            return reply if reply is not None else self._quiet_reply(step)
         box = [reply]
         dist.broadcast_object_list(box, src=0)
         return box[0]

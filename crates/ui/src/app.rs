@@ -129,7 +129,8 @@ pub struct App {
     pub exit: Option<Exit>,
     /// The last config text offered, so one edit asks once.
     pub last_plan_text: Option<String>,
-    /// Set when replaying a recorded run instead of watching a live one.
+    /// The run's log as a player: a replay's, or a live attach's (whose view follows the
+    /// live end until moved into its history). `None`: a view without a log (tests).
     pub player: Option<super::replay::Player>,
     /// Other runs overlaid on the charts (`replay RUN_A RUN_B …`), moved with `player`.
     pub compare: Option<super::compare::Compare>,
@@ -249,21 +250,39 @@ impl App {
         false
     }
 
+    /// The live run as it is now: the view, or while the view shows a live run's history,
+    /// the live fold kept aside. The run's controls (pause, switch, accept, a plan edit)
+    /// read this, so they act on the live run wherever the view is.
+    pub fn live_view(&self) -> &RunView {
+        self.player.as_ref().and_then(|p| p.live_view()).unwrap_or(&self.view)
+    }
+
+    /// A replay (not a live attach).
+    pub fn is_replay(&self) -> bool {
+        self.player.as_ref().is_some_and(|p| !p.is_live())
+    }
+
+    /// The view shows a live run's history, not its live end.
+    pub fn in_history(&self) -> bool {
+        self.player.as_ref().is_some_and(|p| p.is_live() && !p.at_live_end())
+    }
+
     /// Whether commands can reach a running host: not a replay, not ended, answering.
     pub fn is_live(&self) -> bool {
-        self.player.is_none() && self.view.ended.is_none() && self.link == Link::Live
+        !self.is_replay() && self.live_view().ended.is_none() && self.link == Link::Live
     }
 
     /// Why a live-only key does nothing here, in words.
     fn not_live(&self, what: &str) -> String {
-        if self.player.is_some() {
+        if self.is_replay() {
             return format!("replay: {what} needs a live run (phasetop attach RUN)");
         }
-        match self.view.ended {
+        let v = self.live_view();
+        match v.ended {
             Some(status) => format!(
                 "the run is not live ({} at step {}): {what} needs a live run",
                 status.as_str(),
-                super::fmt::step(self.view.step)
+                super::fmt::step(v.step)
             ),
             None => format!("the run's host is not answering: {what} needs a live run"),
         }
@@ -319,7 +338,7 @@ impl App {
                 }
             }
             Mode::Normal if ctrl_c => self.on_action(Action::Quit),
-            Mode::Normal if self.player.is_some() && self.on_replay_key(key) => {}
+            Mode::Normal if self.player.is_some() && self.on_transport_key(key) => {}
             Mode::Normal if self.on_list_key(key) => {}
             Mode::Normal => {
                 if let Some(a) = self.keymap.action(&key) {
@@ -377,12 +396,12 @@ impl App {
     }
 
     fn on_picker_key(&mut self, key: KeyEvent, selected: usize) {
-        let n = self.view.plan.len().max(1);
+        let n = self.live_view().plan.len().max(1);
         match self.keymap.action_in(Section::Picker, &key) {
             Some(Action::PickPrev) => self.mode = Mode::PhasePicker { selected: (selected + n - 1) % n },
             Some(Action::PickNext) => self.mode = Mode::PhasePicker { selected: (selected + 1) % n },
             Some(Action::PickChoose) => {
-                let phase = self.view.plan.get(selected).map(|p| p.name.clone()).unwrap_or_default();
+                let phase = self.live_view().plan.get(selected).map(|p| p.name.clone()).unwrap_or_default();
                 self.mode = Mode::Confirm { phase };
             }
             _ => self.mode = Mode::Normal,
@@ -435,7 +454,7 @@ impl App {
             commands().into_iter().map(str::to_string).collect()
         } else {
             match words.first().copied() {
-                Some("switch") => self.view.plan.iter().map(|p| p.name.clone()).collect(),
+                Some("switch") => self.live_view().plan.iter().map(|p| p.name.clone()).collect(),
                 Some("layout") => super::layout::SHIPPED.iter().map(|s| s.0.to_string()).collect(),
                 Some("set") => crate::settings::SETTABLE_KEYS.iter().map(|k| format!("{k}=")).collect(),
                 _ => Vec::new(),
@@ -465,7 +484,7 @@ impl App {
             // The run's commands: the same grammar, command and error text as `ctl`.
             Some(_) => match crate::grammar::parse(&words) {
                 Ok(Request::Command(Command::Switch { phase })) => {
-                    let names: Vec<&str> = self.view.plan.iter().map(|x| x.name.as_str()).collect();
+                    let names: Vec<&str> = self.live_view().plan.iter().map(|x| x.name.as_str()).collect();
                     match crate::grammar::check_phase(&phase, &names) {
                         Ok(()) => self.send(Command::Switch { phase }),
                         Err(e) => self.set_status(e.to_string(), true),
@@ -508,7 +527,8 @@ impl App {
                     }
                     if p.goto_step(&mut self.view, step) {
                         self.sync_compare();
-                        self.set_status(format!("replay at step {}", self.view.step), false);
+                        let msg = self.position_status();
+                        self.set_status(msg, false);
                     } else {
                         self.set_status(format!("going to step {step} once the log is indexed that far"), false);
                     }
@@ -632,12 +652,22 @@ impl App {
         true
     }
 
-    /// Replay transport keys; returns whether the key was one of them.
-    fn on_replay_key(&mut self, key: KeyEvent) -> bool {
+    /// Where the view is, for the status line after a move.
+    fn position_status(&self) -> String {
+        match &self.player {
+            Some(p) if p.at_live_end() => "following the live run".to_string(),
+            Some(p) if p.is_live() => format!("history at step {}", super::fmt::step(self.view.step)),
+            _ => format!("replay at step {}", super::fmt::step(self.view.step)),
+        }
+    }
+
+    /// Transport keys (a replay's, and a live run's history); returns whether the key was
+    /// one of them.
+    fn on_transport_key(&mut self, key: KeyEvent) -> bool {
         if self.player.is_none() {
             return false;
         }
-        let Some(action) = self.keymap.action_in(Section::Replay, &key) else { return false };
+        let Some(action) = self.keymap.action_in(Section::Transport, &key) else { return false };
         // An old message ("nothing further …") does not outlive the next move.
         self.status = None;
         self.status_until = None;
@@ -685,6 +715,8 @@ impl App {
             }
         }
         match action {
+            // At a live run's end: hold the view here (history, paused).
+            Action::PlayPause if p.at_live_end() => p.leave_live(v),
             Action::PlayPause => p.playing = !p.playing,
             Action::Slower => p.speed = p.speed.saturating_sub(1),
             Action::Faster => p.speed = (p.speed + 1).min(super::replay::SPEEDS.len() - 1),
@@ -701,16 +733,18 @@ impl App {
             Action::GotoStart => p.seek_step(v, 0),
             Action::GotoEnd => p.goto_end(v),
             a @ (Action::PrevPhaseChange | Action::NextPhaseChange | Action::PrevSignal | Action::NextSignal) => {
+                use super::replay::Jump;
                 use super::replay_index::MarkKind::{Phase, Signal};
-                let found = match a {
-                    Action::PrevPhaseChange => p.find(false, Phase),
-                    Action::NextPhaseChange => p.find(true, Phase),
-                    Action::PrevSignal => p.find(false, Signal),
-                    _ => p.find(true, Signal),
+                let (forward, kind) = match a {
+                    Action::PrevPhaseChange => (false, Phase),
+                    Action::NextPhaseChange => (true, Phase),
+                    Action::PrevSignal => (false, Signal),
+                    _ => (true, Signal),
                 };
-                match found {
-                    Some(i) => p.seek(v, i),
-                    None => self.set_status("nothing further in that direction", true),
+                match p.jump(v, forward, kind) {
+                    Jump::Moved => {}
+                    Jump::Pending => self.set_status("going there once the log is indexed", false),
+                    Jump::Nothing => self.set_status("nothing further in that direction", true),
                 }
             }
             _ => return false,
@@ -795,7 +829,7 @@ impl App {
                 let phases = cfg.phase_names();
                 let new_plan = serde_json::to_value(&cfg).unwrap_or_default().get("phase").cloned();
                 let offered = self.last_plan_text.as_deref() == Some(text.as_str());
-                if offered || new_plan.as_ref() == self.view.config.get("phase") {
+                if offered || new_plan.as_ref() == self.live_view().config.get("phase") {
                     return;
                 }
                 self.last_plan_text = Some(text.clone());
@@ -832,13 +866,14 @@ impl App {
             }
             Action::Help => self.mode = Mode::Help,
             Action::CommandLine => self.mode = Mode::Command { input: String::new(), history_pos: None },
-            Action::Pause => self.send(if self.view.paused { Command::Resume } else { Command::Pause }),
+            Action::Pause => self.send(if self.live_view().paused { Command::Resume } else { Command::Pause }),
             Action::SwitchPhase => {
-                let current = self.view.current_phase().map(|p| p.name.clone());
-                let selected = self.view.plan.iter().position(|p| Some(&p.name) != current.as_ref()).unwrap_or(0);
+                let v = self.live_view();
+                let current = v.current_phase().map(|p| p.name.clone());
+                let selected = v.plan.iter().position(|p| Some(&p.name) != current.as_ref()).unwrap_or(0);
                 self.mode = Mode::PhasePicker { selected };
             }
-            Action::Accept | Action::Dismiss => match self.view.pending_suggestion().map(|s| s.id) {
+            Action::Accept | Action::Dismiss => match self.live_view().pending_suggestion().map(|s| s.id) {
                 Some(id) => self.send(if a == Action::Accept {
                     Command::Accept { id: Some(id) }
                 } else {
@@ -935,7 +970,7 @@ impl App {
             Action::NextDiversityMetric => {
                 self.diversity_metric = (self.diversity_metric + 1) % DIVERSITY_METRICS.len()
             }
-            // The other modes' actions: their handlers read them (`on_replay_key`, …).
+            // The other modes' actions: their handlers read them (`on_transport_key`, …).
             _ => {}
         }
     }

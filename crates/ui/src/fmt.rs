@@ -49,6 +49,31 @@ pub fn rate(r: f64) -> String {
     if r > 0.0 && r < 10.0 { format!("{r:.1}") } else { format!("{r:.0}") }
 }
 
+/// A fraction in [0, 1) with two decimals (a chart's smoothing weight: `ema 0.60`).
+pub fn weight(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+/// A whole quantity with its unit (`37 %`, `61 °C`).
+pub fn whole(v: f64, unit: &str) -> String {
+    format!("{v:.0} {unit}")
+}
+
+/// Megabytes as MB, or GB with one decimal from 10 000 MB.
+pub fn mb(v: f64) -> String {
+    if v >= 10_000.0 { format!("{:.1} GB", v / 1000.0) } else { format!("{v:.0} MB") }
+}
+
+/// A replay speed: a factor of the recorded pace (`2×`), steps a second when paced
+/// uniformly (`20 steps/s`), or `max`.
+pub fn speed(factor: f64, steps_per_s: Option<f64>) -> String {
+    match steps_per_s {
+        _ if factor.is_infinite() => "max".into(),
+        Some(s) => format!("{s} steps/s"),
+        None => format!("{factor}×"),
+    }
+}
+
 /// `hh:mm:ss`.
 pub fn duration(secs: f64) -> String {
     let s = secs.max(0.0) as u64;

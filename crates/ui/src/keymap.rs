@@ -1,10 +1,10 @@
 //! One table of key bindings drives both dispatch and the help overlay, so the help can
 //! never disagree with what the keys do. Every key is in it, one section per mode (as
-//! yazi's keymap has): the dashboard, replay's transport (checked before the dashboard's
-//! keys while replaying, so the two share none), a focused list panel, the help overlay,
-//! the quit dialog, the phase picker, a yes/no confirmation and the `:` line (whose
-//! typed characters are text, not bindings). Users override keys in a TOML file by
-//! action name, unique across sections: `[keys]\nswitch_phase = "S"\nlog_scale = "L"`.
+//! yazi's keymap has): the dashboard, the transport (a replay's, and a live run's
+//! history; checked before the dashboard's keys, so the two share none), a focused list
+//! panel, the help overlay, the quit dialog, the phase picker, a yes/no confirmation and
+//! the `:` line (whose typed characters are text, not bindings). Users override keys in
+//! a TOML file by action name, unique across sections: `[keys]\nswitch_phase = "S"`.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
@@ -40,7 +40,7 @@ pub enum Action {
     ScrubBack,
     ScrubForward,
     ToggleUniform,
-    // Replay's transport.
+    // The transport (a replay, a live run's history).
     PlayPause,
     Slower,
     Faster,
@@ -92,7 +92,7 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Section {
     Dashboard,
-    Replay,
+    Transport,
     List,
     Help,
     Quit,
@@ -104,7 +104,7 @@ pub enum Section {
 impl Section {
     pub const ALL: [Section; 8] = [
         Section::Dashboard,
-        Section::Replay,
+        Section::Transport,
         Section::List,
         Section::Help,
         Section::Quit,
@@ -117,7 +117,7 @@ impl Section {
     pub fn title(self) -> &'static str {
         match self {
             Section::Dashboard => "dashboard",
-            Section::Replay => "replay (before the dashboard's keys)",
+            Section::Transport => "transport: replay, a live run's history (before the dashboard's keys)",
             Section::List => "signals/events panel focused (other keys: the dashboard's)",
             Section::Help => "this help",
             Section::Quit => "q → quit dialog (live runs; any other key cancels)",
@@ -191,33 +191,33 @@ pub const BINDINGS: &[(Section, Action, &str, &[&str], &str)] = &[
         Action::ScrubBack,
         "scrub_back",
         &["(", "ctrl+left"],
-        "replay: jump back 1/20 of the run (scrubber)",
+        "replay, history: jump back 1/20 of the run (scrubber)",
     ),
     (
         Section::Dashboard,
         Action::ScrubForward,
         "scrub_forward",
         &[")", "ctrl+right"],
-        "replay: jump forward 1/20 of the run",
+        "replay, history: jump forward 1/20 of the run",
     ),
     (
         Section::Dashboard,
         Action::ToggleUniform,
         "toggle_uniform",
         &["u"],
-        "replay: pacing by steps (speed × 10/s) ↔ recorded",
+        "replay, history: pacing by steps (speed × 10/s) ↔ recorded",
     ),
-    (Section::Replay, Action::PlayPause, "play_pause", &["space"], "play / pause"),
-    (Section::Replay, Action::Slower, "slower", &["<"], "slower"),
-    (Section::Replay, Action::Faster, "faster", &[">"], "faster"),
-    (Section::Replay, Action::StepBack, "step_back", &[","], "one event back (pauses)"),
-    (Section::Replay, Action::StepForward, "step_forward", &["."], "one event forward (pauses)"),
-    (Section::Replay, Action::GotoStart, "goto_start", &["g"], "the start"),
-    (Section::Replay, Action::GotoEnd, "goto_end", &["G"], "the end (waits for the index)"),
-    (Section::Replay, Action::PrevPhaseChange, "prev_phase_change", &["["], "previous phase change"),
-    (Section::Replay, Action::NextPhaseChange, "next_phase_change", &["]"], "next phase change"),
-    (Section::Replay, Action::PrevSignal, "prev_signal", &["{"], "previous signal"),
-    (Section::Replay, Action::NextSignal, "next_signal", &["}"], "next signal"),
+    (Section::Transport, Action::PlayPause, "play_pause", &["space"], "play / pause (live: hold the view here)"),
+    (Section::Transport, Action::Slower, "slower", &["<"], "slower"),
+    (Section::Transport, Action::Faster, "faster", &[">"], "faster"),
+    (Section::Transport, Action::StepBack, "step_back", &[","], "one event back (pauses)"),
+    (Section::Transport, Action::StepForward, "step_forward", &["."], "one event forward (pauses)"),
+    (Section::Transport, Action::GotoStart, "goto_start", &["g"], "the start"),
+    (Section::Transport, Action::GotoEnd, "goto_end", &["G"], "the end (live: back to following the run)"),
+    (Section::Transport, Action::PrevPhaseChange, "prev_phase_change", &["["], "previous phase change"),
+    (Section::Transport, Action::NextPhaseChange, "next_phase_change", &["]"], "next phase change"),
+    (Section::Transport, Action::PrevSignal, "prev_signal", &["{"], "previous signal"),
+    (Section::Transport, Action::NextSignal, "next_signal", &["}"], "next signal"),
     (Section::List, Action::RowNext, "row_next", &["j", "down"], "select an older row"),
     (Section::List, Action::RowPrev, "row_prev", &["k", "up"], "select a newer row"),
     (Section::List, Action::RowsPageDown, "rows_page_down", &["pagedown"], "10 rows older"),
@@ -347,8 +347,8 @@ pub struct Keymap {
 
 impl Keymap {
     /// The defaults, with `overrides` (action name → keys) replacing an action's keys.
-    /// A key bound twice in one mode is an error (replay's transport and the dashboard
-    /// count as one mode: both are read while replaying).
+    /// A key bound twice in one mode is an error (the transport and the dashboard
+    /// count as one mode: both are read together).
     pub fn new(overrides: &BTreeMap<String, Vec<String>>) -> Result<Keymap, String> {
         for name in overrides.keys() {
             if !BINDINGS.iter().any(|b| b.2 == name) {
@@ -424,8 +424,8 @@ impl Keymap {
 /// The sections whose keys are read together with `s`'s (so none may share a key).
 fn shares_keys(s: Section) -> Vec<Section> {
     match s {
-        Section::Dashboard => vec![Section::Dashboard, Section::Replay],
-        Section::Replay => vec![Section::Replay, Section::Dashboard],
+        Section::Dashboard => vec![Section::Dashboard, Section::Transport],
+        Section::Transport => vec![Section::Transport, Section::Dashboard],
         other => vec![other],
     }
 }
@@ -447,7 +447,7 @@ mod tests {
     }
 
     /// Every binding is in the help once, under its mode; no key is bound twice in one
-    /// mode (replay's transport is read with the dashboard's keys: `]` was both).
+    /// mode (the transport is read with the dashboard's keys: `]` was both).
     #[test]
     fn every_binding_is_in_the_help_once_and_no_key_is_bound_twice_in_a_mode() {
         let km = Keymap::new(&BTreeMap::new()).unwrap();
@@ -462,7 +462,7 @@ mod tests {
         let total: usize = sections.iter().map(|(_, r)| r.len()).sum();
         assert_eq!(total, BINDINGS.len(), "nothing else in the help's key rows");
         for group in
-            [vec![Section::Dashboard, Section::Replay]].into_iter().chain(Section::ALL.iter().map(|s| vec![*s]))
+            [vec![Section::Dashboard, Section::Transport]].into_iter().chain(Section::ALL.iter().map(|s| vec![*s]))
         {
             let mut seen = std::collections::BTreeSet::new();
             for (section, _, _, keys, _) in BINDINGS.iter().filter(|b| group.contains(&b.0)) {

@@ -150,9 +150,9 @@ pub fn run(opts: Options) -> Result<Exit> {
     let layouts_dir = PathBuf::from("layouts");
     let layout = layout::Layout::load(&opts.layout, &layouts_dir).map_err(crate::error::UsageError)?;
     let theme = theme::Theme::new(theme::ThemeKind::resolve(opts.theme));
-    let mut tail = runlog::Tail::new(&dir.log());
     let mut view = state::RunView::default();
-    let replaying = opts.replay.is_some();
+    // A replay and a live attach are both a player over the run's log: a live one
+    // follows the log's end until the view is moved into its history.
     let mut app = if let Some(r) = &opts.replay {
         // The log is indexed in the background: the first frame draws at once, and a
         // run still being written is followed.
@@ -175,9 +175,11 @@ pub fn run(opts: Options) -> Result<Exit> {
     } else {
         // Streamed: a run of 10^6 steps is folded into the view record by record, never
         // held (collected, it took ~700 MB before the first frame).
-        tail.poll_each(|r| view.apply(&r.event))?;
+        let live_fn = is_live.clone();
+        let player = replay::Player::attach(&dir.log(), Box::new(move || live_fn()), &mut view)?;
         let sink = remote_sink.unwrap_or_else(|| Box::new(SocketSink(dir.socket())));
         let mut app = App::new(view, keymap, theme, layout, layouts_dir, sink);
+        app.player = Some(player);
         if !opts.overlay.is_empty() {
             app.compare = Some(compare_with(&opts.run_dir, &opts.overlay)?);
             app.sync_compare();
@@ -207,7 +209,8 @@ pub fn run(opts: Options) -> Result<Exit> {
     )?;
     let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
     // Only what arrives from now on notifies: the history just read does not.
-    let mut notifier = (!replaying).then(|| notify::Notifier::new(opts.notify, std::env::var_os("TMUX").is_some()));
+    let mut notifier =
+        (!app.is_replay()).then(|| notify::Notifier::new(opts.notify, std::env::var_os("TMUX").is_some()));
     let result = (|| -> Result<Exit> {
         let mut term = ratatui::Terminal::new(backend)?;
         let mut dirty = true;
@@ -282,14 +285,18 @@ pub fn run(opts: Options) -> Result<Exit> {
             if app.expire_status(Instant::now()) {
                 dirty = true;
             }
-            let new = if replaying { Vec::new() } else { tail.poll()? };
+            let new = match app.player.as_mut() {
+                Some(p) => p.poll_live(&mut app.view)?,
+                None => Vec::new(),
+            };
             if !new.is_empty() {
-                for r in &new {
-                    app.view.apply(&r.event);
-                }
                 if let Some(n) = notifier.as_mut() {
-                    let bytes =
-                        n.on_events(&app.view.config, &app.view.run_id, new.iter().map(|r| &r.event), Instant::now());
+                    let bytes = n.on_events(
+                        &app.live_view().config,
+                        &app.live_view().run_id,
+                        new.iter().map(|r| &r.event),
+                        Instant::now(),
+                    );
                     if !bytes.is_empty() {
                         use std::io::Write;
                         let mut out = std::io::stdout().lock();
@@ -300,7 +307,7 @@ pub fn run(opts: Options) -> Result<Exit> {
             }
             if last_liveness.elapsed() >= Duration::from_secs(1) {
                 last_liveness = Instant::now();
-                let link = if replaying || app.view.ended.is_some() {
+                let link = if app.is_replay() || app.live_view().ended.is_some() {
                     Link::Ended
                 } else if is_live() {
                     Link::Live
@@ -317,8 +324,8 @@ pub fn run(opts: Options) -> Result<Exit> {
                     if m != *seen {
                         *seen = m;
                         if let Ok(text) = std::fs::read_to_string(&*path)
-                            && !replaying
-                            && app.view.ended.is_none()
+                            && !app.is_replay()
+                            && app.live_view().ended.is_none()
                         {
                             app.on_config_edit(&path.display().to_string(), text);
                             dirty = true;

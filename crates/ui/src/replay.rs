@@ -1,14 +1,25 @@
-//! Replay: a recorded run fed to the same dashboard, paced by the recorded wall-clock
-//! gaps scaled by a speed (or, uniform, by steps: speed × 10 steps a second), with
-//! seeking. Events are read from the log as they are played (never all held); a seek
-//! restores the index's nearest snapshot and folds forward from there, so it costs at
-//! most one snapshot spacing whatever the log's length.
+//! The player: a run log fed to the dashboard, with seeking. One abstraction for both
+//! ways of watching a run:
+//!
+//! - a replay ([`Player::open`]) plays a recorded log, paced by the recorded wall-clock
+//!   gaps scaled by a speed (or, uniform, by steps: speed × 10 steps a second);
+//! - a live attach ([`Player::attach`]) is a player whose log grows: at its *live end*
+//!   the view follows the newest step (the log's tail folded as it is written); any
+//!   move into history (`:goto`, scrubbing, `[`/`]`, stepping, pausing) leaves the live
+//!   end, keeps the live fold aside (the run's controls still act on the live run), and
+//!   `G` (or playing on past the newest event) follows the live end again.
+//!
+//! Events are read from the log as they are played (never all held); a seek restores
+//! the index's nearest snapshot and folds forward from there, so it costs at most one
+//! snapshot spacing whatever the log's length. A live attach starts its index only when
+//! the view first leaves the live end.
 
 use super::replay_index::{Index, LiveCheck, LogReader, MarkKind, Source};
 use super::state::RunView;
 use crate::event::Event;
-use crate::runlog::Record;
+use crate::runlog::{Record, Tail};
 use std::collections::VecDeque;
+use std::path::Path;
 
 /// Speeds `<`/`>` step through; `f64::INFINITY` is "as fast as possible".
 pub const SPEEDS: &[f64] = &[0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0, 300.0, 1000.0, f64::INFINITY];
@@ -48,6 +59,48 @@ pub struct Player {
     /// A seek to a step the background index has not reached yet ([`Player::goto_step`]):
     /// `tick` makes it once the index has, so the screen never waits on the log.
     pub pending_seek: Option<u64>,
+    /// A jump to the next (`true`) or previous phase change or signal waiting for the
+    /// index to reach the log's end (a live attach's index starts on the first move).
+    pub pending_mark: Option<(bool, MarkKind)>,
+    /// A live run's newest end; `None` for a replay.
+    live: Option<LiveEnd>,
+}
+
+/// A live attach's newest end: the log's tail, folded as it grows.
+struct LiveEnd {
+    tail: Tail,
+    front: Front,
+    /// The live fold while the view shows history; `None` at the live end, where the
+    /// dashboard's view is the live fold itself.
+    aside: Option<Box<RunView>>,
+}
+
+/// Where the live fold is: records folded from the tail (the log's length in events),
+/// the largest step, and the newest event's recorded time.
+#[derive(Default)]
+struct Front {
+    events: u64,
+    max_step: u64,
+    t: f64,
+}
+
+impl Front {
+    fn fold(&mut self, view: &mut RunView, r: &Record) {
+        self.t = time_of(self.t, &r.event);
+        self.max_step = self.max_step.max(r.event.step().unwrap_or(0));
+        self.events += 1;
+        view.apply(&r.event);
+    }
+}
+
+/// What a jump to a phase change or signal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jump {
+    Moved,
+    /// Waiting for the index (see [`Player::pending_mark`]).
+    Pending,
+    /// None further in that direction.
+    Nothing,
 }
 
 impl Player {
@@ -66,6 +119,24 @@ impl Player {
 
     pub fn with_budget(source: Source, live: Option<LiveCheck>, budget: usize) -> Player {
         let index = Index::start(source.clone(), live, budget);
+        Player::over(source, index)
+    }
+
+    /// A live attach: folds the log as it is now into `view` (streamed, record by record:
+    /// a run of 10^6 steps is never held), then follows its end as it grows
+    /// ([`Player::poll_live`]). `live` says whether the run's host is still writing it.
+    pub fn attach(log: &Path, live: LiveCheck, view: &mut RunView) -> std::io::Result<Player> {
+        let (mut tail, mut front) = (Tail::new(log), Front::default());
+        tail.poll_each(|r| front.fold(view, &r))?;
+        let source = Source::File(log.to_path_buf());
+        let index = Index::deferred(source.clone(), Some(live), super::replay_index::LIVE_BUDGET);
+        let mut p = Player::over(source, index);
+        p.playing = false;
+        p.live = Some(LiveEnd { tail, front, aside: None });
+        Ok(p)
+    }
+
+    fn over(source: Source, index: Index) -> Player {
         Player {
             source,
             index,
@@ -82,7 +153,81 @@ impl Player {
             uniform: false,
             credit: 0.0,
             pending_seek: None,
+            pending_mark: None,
+            live: None,
         }
+    }
+
+    /// Whether this player follows a live run (an attach) rather than replaying one.
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// A live attach whose view is at the live end, following the newest step.
+    pub fn at_live_end(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.aside.is_none())
+    }
+
+    /// The live run's own fold while the view shows its history (what the run's
+    /// controls act on); `None` at the live end (the view is it) or in a replay.
+    pub fn live_view(&self) -> Option<&RunView> {
+        self.live.as_ref().and_then(|l| l.aside.as_deref())
+    }
+
+    /// The live run's newest step (a replay: `None`).
+    pub fn live_step(&self, view: &RunView) -> Option<u64> {
+        let l = self.live.as_ref()?;
+        Some(l.aside.as_deref().unwrap_or(view).step)
+    }
+
+    /// Reads what the live run appended since the last poll into the live fold (the view
+    /// at the live end, else the fold kept aside) and returns it (for notifications).
+    /// A replay has nothing to poll.
+    pub fn poll_live(&mut self, view: &mut RunView) -> std::io::Result<Vec<Record>> {
+        let Some(l) = self.live.as_mut() else { return Ok(Vec::new()) };
+        let new = l.tail.poll()?;
+        let target = l.aside.as_deref_mut().unwrap_or(view);
+        for r in &new {
+            l.front.fold(target, r);
+        }
+        Ok(new)
+    }
+
+    /// Back to the live end: the view is the live fold again (at once: it was kept
+    /// aside, not refolded). A replay: its end.
+    pub fn follow_live(&mut self, view: &mut RunView) {
+        let Some(l) = self.live.as_mut() else { return self.goto_end(view) };
+        if let Some(a) = l.aside.take() {
+            *view = *a;
+        }
+        self.playing = false;
+        self.pending_seek = None;
+        self.pending_mark = None;
+        self.reader = None;
+        self.ahead.clear();
+    }
+
+    /// Before any move into history: at the live end, the live fold goes aside and the
+    /// view starts as a copy of it, with the player's position there (so folding on
+    /// reads from the tail's offset and a seek back restores a snapshot); the index
+    /// starts if it has not.
+    pub fn leave_live(&mut self, view: &mut RunView) {
+        self.index.ensure_started();
+        let Some(l) = self.live.as_mut() else { return };
+        if l.aside.is_some() {
+            return;
+        }
+        l.aside = Some(Box::new(view.clone()));
+        self.reader = None;
+        self.ahead.clear();
+        (self.pos, self.max_step, self.t, self.clock) = (l.front.events, l.front.max_step, l.front.t, l.front.t);
+        self.resume = (l.tail.offset(), 0);
+        self.playing = false;
+    }
+
+    /// Playback in a live run's history caught up with the live end: follow it.
+    fn caught_up(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.aside.is_some() && self.pos >= l.front.events)
     }
 
     pub fn index(&self) -> &Index {
@@ -91,7 +236,7 @@ impl Player {
 
     /// Events known so far (grows while the log is indexed or followed).
     pub fn len(&self) -> u64 {
-        self.index.state().events.max(self.pos)
+        self.index.state().events.max(self.pos).max(self.live.as_ref().map_or(0, |l| l.front.events))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -114,11 +259,7 @@ impl Player {
 
     pub fn speed_label(&self) -> String {
         let s = SPEEDS[self.speed];
-        match (s.is_infinite(), self.uniform) {
-            (true, _) => "max".into(),
-            (false, true) => format!("{} steps/s", s * UNIFORM_STEPS_PER_S),
-            (false, false) => format!("{s}×"),
-        }
+        super::fmt::speed(s, self.uniform.then_some(s * UNIFORM_STEPS_PER_S))
     }
 
     /// Switches between uniform (by steps) and recorded (by wall clock) pacing, starting
@@ -131,7 +272,7 @@ impl Player {
 
     /// The largest step known so far: the end of the scrubber (grows with the index).
     pub fn last_step(&self) -> u64 {
-        self.index.state().max_step.max(self.max_step)
+        self.index.state().max_step.max(self.max_step).max(self.live.as_ref().map_or(0, |l| l.front.max_step))
     }
 
     /// (step, kind) of every phase change and signal indexed so far, in log order.
@@ -144,7 +285,18 @@ impl Player {
         let last = self.last_step();
         let delta = (last / SCRUB_FRACTION).max(1);
         let target = if forward { view.step.saturating_add(delta).min(last) } else { view.step.saturating_sub(delta) };
-        self.seek_step(view, target);
+        self.move_to_step(view, target);
+    }
+
+    /// A replay seeks at once (its index is usually ahead of it); a live run's history
+    /// waits for its index (started on the first move), and past the newest step
+    /// follows the live end.
+    fn move_to_step(&mut self, view: &mut RunView, step: u64) {
+        if self.is_live() {
+            self.goto_step(view, step);
+        } else {
+            self.seek_step(view, step);
+        }
     }
 
     /// The next record, decoded but not applied.
@@ -223,6 +375,11 @@ impl Player {
     /// `pending_seek`): folding forward through an unindexed log would block for as long
     /// as indexing it. Returns whether it seeked now.
     pub fn goto_step(&mut self, view: &mut RunView, step: u64) -> bool {
+        if self.live_step(view).is_some_and(|live| step >= live) {
+            self.follow_live(view);
+            return true;
+        }
+        self.leave_live(view);
         if self.indexed_to(step) {
             self.pending_seek = None;
             self.seek_step(view, step);
@@ -236,6 +393,9 @@ impl Player {
     /// Seeks to the end of the log: now when it is indexed (or followed: its end so far),
     /// else once it is (`pending_seek` holds `u64::MAX`, the last step there is).
     pub fn goto_end(&mut self, view: &mut RunView) {
+        if self.is_live() {
+            return self.follow_live(view);
+        }
         let known = {
             let s = self.index.state();
             s.done || s.following
@@ -250,6 +410,20 @@ impl Player {
 
     /// Advances playback by `dt` real seconds, applying due events to `view`.
     pub fn tick(&mut self, view: &mut RunView, dt: f64) -> bool {
+        if self.at_live_end() {
+            // The live fold moves with `poll_live`.
+            return false;
+        }
+        if let Some((forward, kind)) = self.pending_mark {
+            if !self.index_whole() {
+                return false;
+            }
+            self.pending_mark = None;
+            if let Some(i) = self.find(forward, kind) {
+                self.seek(view, i);
+            }
+            return true;
+        }
         if let Some(step) = self.pending_seek {
             if !self.indexed_to(step) {
                 return false;
@@ -312,7 +486,12 @@ impl Player {
                 n += 1;
             }
         }
-        // At the end of a log still being indexed or followed, wait for more.
+        // At the end of a log still being indexed or followed, wait for more; a live
+        // run's history played up to its newest event follows the live end.
+        if self.peek().is_none() && self.caught_up() {
+            self.follow_live(view);
+            return true;
+        }
         if self.peek().is_none() && self.index.state().done {
             self.playing = false;
         }
@@ -343,6 +522,7 @@ impl Player {
 
     /// Moves to just after event index `target` has been applied (`target` events applied).
     pub fn seek(&mut self, view: &mut RunView, target: u64) {
+        self.leave_live(view);
         let snap = self.index.snapshot_before_event(target);
         let from_here = target >= self.pos && snap.as_ref().is_none_or(|s| s.events <= self.pos);
         if !from_here {
@@ -354,6 +534,7 @@ impl Player {
 
     /// Seeks so that every event up to training step `step` is applied.
     pub fn seek_step(&mut self, view: &mut RunView, step: u64) {
+        self.leave_live(view);
         let snap = self.index.snapshot_before_step(step);
         let from_here = self.max_step <= step && snap.as_ref().is_none_or(|s| s.events <= self.pos);
         if !from_here {
@@ -367,13 +548,48 @@ impl Player {
 
     /// Event count just after the next (or previous) phase change or signal.
     pub fn find(&self, forward: bool, kind: MarkKind) -> Option<u64> {
+        // At the live end the view is at the live fold's end, not the player's position.
+        let pos = match &self.live {
+            Some(l) if l.aside.is_none() => l.front.events,
+            _ => self.pos,
+        };
         let s = self.index.state();
         let mut marks = s.marks.iter().filter(|m| m.1 == kind).map(|m| m.0);
-        if forward { marks.find(|&i| i > self.pos) } else { marks.rev().find(|&i| i < self.pos) }
+        if forward { marks.find(|&i| i > pos) } else { marks.rev().find(|&i| i < pos) }
+    }
+
+    /// The index has read the whole log (a live one: up to its end so far).
+    fn index_whole(&self) -> bool {
+        self.index.started() && {
+            let s = self.index.state();
+            s.done || s.following
+        }
+    }
+
+    /// Moves to the next (or previous) phase change or signal. A live run's marks are
+    /// only known once its index has read up to the live end: until then the jump waits
+    /// ([`Player::pending_mark`]), as it does in a replay whose index has not reached one.
+    pub fn jump(&mut self, view: &mut RunView, forward: bool, kind: MarkKind) -> Jump {
+        let whole = self.index_whole();
+        match self.find(forward, kind) {
+            Some(i) if whole || !self.is_live() => {
+                self.seek(view, i);
+                Jump::Moved
+            }
+            None if whole => Jump::Nothing,
+            _ => {
+                self.leave_live(view);
+                self.pending_mark = Some((forward, kind));
+                Jump::Pending
+            }
+        }
     }
 
     /// Applies events up to and including the next `Step` (one training step forward).
     pub fn step_forward(&mut self, view: &mut RunView) {
+        if self.at_live_end() {
+            return;
+        }
         while self.peek().is_some() {
             let is_step = matches!(self.ahead.front().map(|r| &r.event), Some(Event::Step { .. }));
             self.apply_next(view);
@@ -382,11 +598,14 @@ impl Player {
             }
         }
         self.clock = self.t;
+        if self.peek().is_none() && self.caught_up() {
+            self.follow_live(view);
+        }
     }
 
     pub fn step_back(&mut self, view: &mut RunView) {
         let target = view.step.saturating_sub(1);
-        self.seek_step(view, target);
+        self.move_to_step(view, target);
     }
 }
 

@@ -22,6 +22,9 @@ use std::time::Duration;
 const FIRST_EVERY: u64 = 4096;
 /// Bytes all snapshots together may hold.
 pub const DEFAULT_BUDGET: usize = 256 << 20;
+/// A live attach's index budget: the dashboard stays small (docs/PERFORMANCE.md's attach
+/// target is 60 MB); fewer snapshots only make a seek fold further.
+pub const LIVE_BUDGET: usize = 8 << 20;
 /// Events folded between publications to the shared state (keeps the lock cold).
 const BATCH: u64 = 8192;
 
@@ -193,6 +196,8 @@ pub const SAVE_MIN_EVENTS: u64 = 2 * FIRST_EVERY;
 pub struct Index {
     state: Arc<Mutex<IndexState>>,
     stop: Arc<AtomicBool>,
+    /// A deferred index's start ([`Index::deferred`]): taken by [`Index::ensure_started`].
+    deferred: Option<(Source, Option<LiveCheck>, usize)>,
 }
 
 impl Drop for Index {
@@ -208,14 +213,32 @@ impl Index {
     /// Starts indexing `source` in the background. With `live`, a file log is followed
     /// while `live()` holds and no `run_ended` was read.
     pub fn start(source: Source, live: Option<LiveCheck>, budget: usize) -> Index {
+        let mut index = Index::deferred(source, live, budget);
+        index.ensure_started();
+        index
+    }
+
+    /// An index that reads nothing until [`Index::ensure_started`]: a live attach only
+    /// pays for one (a second fold of the log, and its snapshots) once the view first
+    /// leaves the live end.
+    pub fn deferred(source: Source, live: Option<LiveCheck>, budget: usize) -> Index {
         let state = Arc::new(Mutex::new(IndexState { every: FIRST_EVERY, ..Default::default() }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, sp) = (state.clone(), stop.clone());
+        Index { state, stop: Arc::new(AtomicBool::new(false)), deferred: Some((source, live, budget)) }
+    }
+
+    /// Starts the indexing thread if it has not started yet.
+    pub fn ensure_started(&mut self) {
+        let Some((source, live, budget)) = self.deferred.take() else { return };
+        let (st, sp) = (self.state.clone(), self.stop.clone());
         std::thread::Builder::new()
             .name("replay-index".into())
             .spawn(move || Builder::new(st, budget).run(source, live, &sp))
             .expect("spawn the replay indexer");
-        Index { state, stop }
+    }
+
+    /// Whether the indexing thread has started.
+    pub fn started(&self) -> bool {
+        self.deferred.is_none()
     }
 
     pub fn state(&self) -> MutexGuard<'_, IndexState> {

@@ -5,6 +5,7 @@
 //! max utilisation, memory summed, the hottest.
 
 use super::app::App;
+use super::fmt;
 use super::render::{panel_block, rows_title};
 use crate::sysmon;
 use ratatui::Frame;
@@ -19,7 +20,7 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
     let last = |name: &str| v.series.get(name).and_then(|s| s.last()).map(|(_, x)| x);
     let mut rows = Vec::new();
     match last(sysmon::CPU_PCT) {
-        Some(cpu) => rows.push(("CPU", format!("{cpu:.0} % (100 = a core)"))),
+        Some(cpu) => rows.push(("CPU", format!("{} (100 = a core)", fmt::whole(cpu, "%")))),
         None if last(sysmon::RSS_MB).is_none() => {
             rows.push(("", "no samples in this log".to_string()));
             return rows;
@@ -27,7 +28,7 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
         None => rows.push(("CPU", "…".to_string())),
     }
     if let Some(rss) = last(sysmon::RSS_MB) {
-        rows.push(("RSS", mb(rss)));
+        rows.push(("RSS", fmt::mb(rss)));
     }
     // Per GPU (the job's cuda:k) the latest of each `sys/gpu*` figure, by the first GPU's name.
     let mut gpus: BTreeMap<usize, BTreeMap<String, f64>> = BTreeMap::new();
@@ -44,14 +45,14 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
         rows.push(("GPU", "none (no NVIDIA GPU)".to_string()));
     } else if gpus.len() == 1 {
         if let Some(u) = util.first() {
-            rows.push(("GPU", format!("{u:.0} %")));
+            rows.push(("GPU", fmt::whole(*u, "%")));
         }
         if let Some(m) = used.first() {
-            let total = total.first().map(|t| format!(" of {}", mb(*t))).unwrap_or_default();
-            rows.push(("VRAM", format!("{}{total}", mb(*m))));
+            let total = total.first().map(|t| format!(" of {}", fmt::mb(*t))).unwrap_or_default();
+            rows.push(("VRAM", format!("{}{total}", fmt::mb(*m))));
         }
         if let Some(t) = temp.first() {
-            rows.push(("temp", format!("{t:.0} °C")));
+            rows.push(("temp", fmt::whole(*t, "°C")));
         }
     } else {
         // Several GPUs (an external job's): how busy they are on average and the busiest,
@@ -62,18 +63,14 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
             rows.push(("GPU", format!("{n}× mean {mean:.0} %, max {:.0} %", max(&util))));
         }
         if !used.is_empty() {
-            let of = if total.is_empty() { String::new() } else { format!(" of {}", mb(total.iter().sum())) };
-            rows.push(("VRAM", format!("{}{of}", mb(used.iter().sum()))));
+            let of = if total.is_empty() { String::new() } else { format!(" of {}", fmt::mb(total.iter().sum())) };
+            rows.push(("VRAM", format!("{}{of}", fmt::mb(used.iter().sum()))));
         }
         if !temp.is_empty() {
             rows.push(("temp", format!("max {:.0} °C", max(&temp))));
         }
     }
     rows
-}
-
-fn mb(v: f64) -> String {
-    if v >= 10_000.0 { format!("{:.1} GB", v / 1000.0) } else { format!("{v:.0} MB") }
 }
 
 pub fn draw(f: &mut Frame, app: &App, area: Rect, focused: bool) {
@@ -84,7 +81,7 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect, focused: bool) {
     let text: Vec<Line> = lines(app)
         .into_iter()
         .map(|(label, value)| {
-            let value = super::fmt::fit(&value, width.saturating_sub(6), app.ascii);
+            let value = fmt::fit(&value, width.saturating_sub(6), app.ascii);
             let value = if app.ascii { value.replace('°', "deg ").replace('…', "...") } else { value };
             Line::from(vec![Span::styled(format!("{label:<5}"), t.dim), Span::raw(" "), Span::raw(value)])
         })

@@ -12,7 +12,8 @@ use crate::event::Metrics;
 use serde::{Deserialize, Serialize};
 
 /// Version of the job protocol; `hello` carries the client's.
-pub const PROTOCOL: u32 = 1;
+/// 1: answers are applied at once. 2: a sync may say `applied` (docs/CLIENT.md).
+pub const PROTOCOL: u32 = 2;
 /// Longest frame accepted (a log batch of a few thousand points fits).
 pub const MAX_FRAME: usize = 1 << 20;
 /// Longest metric or layer name.
@@ -44,6 +45,9 @@ pub enum JobFrame {
     },
     Sync {
         step: u64,
+        /// Protocol 2: the step at which the job applied the phase change it was last given.
+        #[serde(default)]
+        applied: Option<u64>,
     },
     Probe {
         step: u64,
@@ -88,6 +92,10 @@ pub struct Control {
     pub errors: Vec<String>,
     /// Points the client reported dropped over the run.
     pub dropped: u64,
+    /// Where the plan next acts by itself (the phase's `steps` end, `max_steps`); absent
+    /// while a switch is in flight or when the plan has neither.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<u64>,
 }
 
 /// One log point as validated: its step, the rank it came from, metric → value.
@@ -204,7 +212,7 @@ mod tests {
     fn frames_are_told_apart_and_bad_ones_say_why() {
         assert!(matches!(parse(br#"{"cmd":"status"}"#), Ok(Frame::Control(_))));
         assert!(
-            matches!(parse(br#"{"type":"sync","step":3}"#), Ok(Frame::Job(f)) if matches!(*f, JobFrame::Sync { step: 3 }))
+            matches!(parse(br#"{"type":"sync","step":3}"#), Ok(Frame::Job(f)) if matches!(*f, JobFrame::Sync { step: 3, applied: None }))
         );
         assert!(parse(b"{not json").unwrap_err().starts_with("malformed frame"));
         assert!(parse(br#"{"type":"explode"}"#).unwrap_err().contains("unknown variant"));

@@ -3,9 +3,13 @@
 //! the operators' commands, and the `control` answer to each `sync`. The server
 //! (`external::host`) owns one behind a mutex and calls it per frame.
 //!
-//! A phase change is recorded at the step of the `sync` that delivers it, because that
-//! is the step at which every rank applies it: `ctl switch`, an accepted suggestion, an
-//! `auto` rule and a finished `steps` count all wait for the job's next sync.
+//! A phase change is recorded at the step at which every rank applies it: `ctl switch`,
+//! an accepted suggestion, an `auto` rule and a finished `steps` count all wait for the
+//! job's next sync. A protocol-1 client applies an answer at once, so the change is
+//! logged at the step of the sync that delivers it. A protocol-2 client (python/phasetop)
+//! reads each answer one sync later and applies it at its next meeting of the ranks, so
+//! the change is *in flight* until a sync says `applied: STEP`; it is logged then, at
+//! that step, and nothing else switches meanwhile (docs/CLIENT.md).
 
 use super::protocol::{self, Control, JobFrame, Point};
 use crate::config::external::ExternalConfig;
@@ -20,6 +24,9 @@ use std::time::Instant;
 const MAX_ERRORS: usize = 64;
 /// Rejected frames described in the log one by one (later ones are counted).
 const LOGGED_REJECTIONS: u64 = 20;
+
+/// A phase change waiting for the job: target phase, cause, detail.
+type Switch = (usize, PhaseCause, Option<String>);
 
 /// Receives each event as it is written (the headless printer).
 pub type Printer = Box<dyn FnMut(&Event) + Send>;
@@ -39,7 +46,11 @@ pub struct State {
     /// Why the plan itself ends the job (`max_steps`, the last phase's `steps`).
     pub plan_done: Option<String>,
     checkpoint_asked: bool,
-    pending_switch: Option<(usize, PhaseCause, Option<String>)>,
+    pending_switch: Option<Switch>,
+    /// A switch delivered to a protocol-2 client and not yet applied (see the module doc).
+    in_flight: Option<Switch>,
+    /// The job's rank 0 speaks protocol 2: phase changes are logged when it says `applied`.
+    acks: bool,
     pending_set: serde_json::Map<String, serde_json::Value>,
     errors: Vec<String>,
     errors_lost: u64,
@@ -75,6 +86,8 @@ impl State {
             plan_done: None,
             checkpoint_asked: false,
             pending_switch: None,
+            in_flight: None,
+            acks: false,
             pending_set: Default::default(),
             errors: Vec::new(),
             errors_lost: 0,
@@ -178,11 +191,16 @@ impl State {
                     line += &format!("; config {c}");
                 }
                 self.note(LogLevel::Info, line);
+                if rank == 0 {
+                    self.acks = version >= 2;
+                }
+                let boundary = self.boundary();
                 let phase = &self.cfg.phases[self.phase];
                 Some(serde_json::json!({
                     "type": "welcome", "protocol": protocol::PROTOCOL, "run_id": self.run_id,
                     "step": self.step, "phase": phase.name(), "phases": self.cfg.phase_names(),
                     "settings": phase.settings_json(), "paused": self.paused, "should_stop": self.should_stop(),
+                    "boundary": boundary,
                 }))
             }
             JobFrame::Log { points, dropped } => {
@@ -235,7 +253,9 @@ impl State {
                 }
                 None
             }
-            JobFrame::Sync { step } => Some(serde_json::to_value(self.sync(step)).unwrap_or_default()),
+            JobFrame::Sync { step, applied } => {
+                Some(serde_json::to_value(self.sync(step, applied)).unwrap_or_default())
+            }
             JobFrame::Finish { step, status, message } => {
                 self.flush_open();
                 if let Some(s) = step {
@@ -304,7 +324,7 @@ impl State {
         let in_phase = self.step.saturating_sub(self.phase_start);
         for sig in fired {
             self.record(sig.to_event());
-            if self.pending_switch.is_some() {
+            if self.pending_switch.is_some() || self.in_flight.is_some() {
                 continue;
             }
             match self.signals.judge(&sig, in_phase, next.as_deref()) {
@@ -318,7 +338,7 @@ impl State {
                 None => {}
             }
         }
-        if self.pending_switch.is_none() {
+        if self.pending_switch.is_none() && self.in_flight.is_none() {
             match self.signals.confirm_due(self.step, next.as_deref()) {
                 Some(Confirmation::Confirmed(RuleOutcome::Switch { detail })) => {
                     self.pending_switch = Some((self.phase + 1, PhaseCause::Rule, Some(detail)))
@@ -337,12 +357,41 @@ impl State {
         self.stop.is_some() || self.plan_done.is_some()
     }
 
-    /// The answer to the job's `sync` at `step`: a pending phase change happens here.
-    pub fn sync(&mut self, step: u64) -> Control {
+    /// The step at which the plan next acts without an operator: the current phase's
+    /// `steps` count ends, or `max_steps`. A protocol-2 client asks and waits there, so a
+    /// scheduled switch or stop lands on its step.
+    fn boundary(&self) -> Option<u64> {
+        let phase = &self.cfg.phases[self.phase];
+        let end = phase.steps.as_ref().map(|n| self.phase_start + *n.get_ref());
+        match (end, self.cfg.run.max_steps) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Makes a phase change happen at `step`: the log's `phase_changed`, the new rule.
+    fn commit(&mut self, (i, cause, detail): Switch, step: u64) {
+        let from = self.phase_name().to_string();
+        self.phase = i;
+        self.phase_start = step;
+        self.signals.enter_rule(self.cfg.phases[i].until.as_ref());
+        let to = self.phase_name().to_string();
+        self.record(Event::PhaseChanged { step, from: Some(from), to, cause, detail });
+    }
+
+    /// The answer to the job's `sync` at `step` (`applied`: the step at which a
+    /// protocol-2 job applied the switch it was last given).
+    pub fn sync(&mut self, step: u64, applied: Option<u64>) -> Control {
         self.flush_open();
         self.step = self.step.max(step);
+        if let Some(at) = applied
+            && let Some(sw) = self.in_flight.take()
+        {
+            self.commit(sw, at);
+        }
         let phase = &self.cfg.phases[self.phase];
         if self.pending_switch.is_none()
+            && self.in_flight.is_none()
             && let Some(n) = &phase.steps
             && step.saturating_sub(self.phase_start) >= *n.get_ref()
         {
@@ -363,31 +412,35 @@ impl State {
             self.plan_done = Some(why);
         }
         let mut phase_changed = false;
-        if let Some((i, cause, detail)) = self.pending_switch.take() {
-            let from = self.phase_name().to_string();
-            self.phase = i;
-            self.phase_start = step;
-            self.signals.enter_rule(self.cfg.phases[i].until.as_ref());
-            let to = self.phase_name().to_string();
-            self.record(Event::PhaseChanged { step, from: Some(from), to, cause, detail });
+        if self.in_flight.is_none()
+            && let Some(sw) = self.pending_switch.take()
+        {
             phase_changed = true;
+            if self.acks {
+                self.in_flight = Some(sw);
+            } else {
+                self.commit(sw, step);
+            }
         }
         let mut errors = std::mem::take(&mut self.errors);
         if self.errors_lost > 0 {
             errors.push(format!("… and {} more", std::mem::take(&mut self.errors_lost)));
         }
+        // The phase the job is in once it has applied this answer.
+        let phase = self.in_flight.as_ref().map_or(self.phase, |sw| sw.0);
         Control {
             kind: "control",
             step,
-            phase: self.phase_name().to_string(),
+            phase: self.cfg.phases[phase].name().to_string(),
             phase_changed,
-            settings: self.cfg.phases[self.phase].settings_json(),
+            settings: self.cfg.phases[phase].settings_json(),
             set: std::mem::take(&mut self.pending_set),
             should_stop: self.should_stop(),
             paused: self.paused,
             checkpoint: std::mem::take(&mut self.checkpoint_asked),
             errors,
             dropped: self.dropped,
+            boundary: if self.in_flight.is_some() { None } else { self.boundary() },
         }
     }
 
@@ -418,7 +471,7 @@ impl State {
     pub fn command(&mut self, command: Command, client: &str) -> Reply {
         self.flush_open();
         let step = self.step;
-        let current = self.pending_switch.as_ref().map_or(self.phase, |p| p.0);
+        let current = self.pending_switch.as_ref().or(self.in_flight.as_ref()).map_or(self.phase, |p| p.0);
         let outcome: Result<String, String> = match &command {
             Command::Switch { phase } => match self.cfg.phase_index(phase) {
                 Some(i) if i == current => Err(format!("already in phase \"{phase}\"")),
@@ -503,5 +556,85 @@ fn no_suggestion(id: Option<u64>) -> String {
     match id {
         Some(id) => format!("no pending suggestion {id}"),
         None => "no pending suggestion".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAN: &str = "[run]\nname = \"t\"\nmax_steps = 100\n\n[[phase]]\nname = \"warm\"\nsteps = 10\nlr = 0.1\n\n[[phase]]\nname = \"main\"\nlr = 0.01\n";
+
+    fn state(dir: &std::path::Path, protocol: u32) -> State {
+        let log = runlog::Writer::create(&dir.join("events.log")).unwrap();
+        let cfg = crate::config::external::parse("plan.toml", PLAN).unwrap();
+        let mut s = State::new(log, cfg, "t".into(), None);
+        let hello = serde_json::json!({"type": "hello", "protocol": protocol, "rank": 0, "world_size": 1});
+        let welcome = s.job("test", serde_json::from_value(hello).unwrap()).unwrap();
+        assert_eq!(welcome["boundary"], 10, "the first phase ends at its steps");
+        s
+    }
+
+    fn changes(s: &mut State, dir: &std::path::Path) -> Vec<(u64, String, PhaseCause)> {
+        s.flush_log().unwrap();
+        let all = runlog::read_all(&dir.join("events.log")).unwrap();
+        all.records
+            .into_iter()
+            .filter_map(|r| match r.event {
+                Event::PhaseChanged { step, to, cause, .. } => Some((step, to, cause)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn protocol_1_logs_a_switch_at_the_sync_that_delivers_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = state(tmp.path(), 1);
+        assert!(!s.sync(3, None).phase_changed);
+        assert!(s.command(Command::Switch { phase: "main".into() }, "ctl").ok);
+        let c = s.sync(4, None);
+        assert!(c.phase_changed);
+        assert_eq!(c.phase, "main");
+        assert_eq!(changes(&mut s, tmp.path()), vec![(4, "main".into(), PhaseCause::Manual)]);
+    }
+
+    #[test]
+    fn protocol_2_logs_a_switch_at_the_step_the_job_applied_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = state(tmp.path(), 2);
+        assert!(s.command(Command::Switch { phase: "main".into() }, "ctl").ok);
+        let c = s.sync(4, None);
+        assert!(c.phase_changed && c.phase == "main" && c.settings["lr"] == 0.01);
+        assert_eq!(c.boundary, None, "no boundary while a switch is in flight");
+        // Delivered, not applied yet: nothing logged, nothing else switches, and the
+        // answers say the phase the job will be in, unchanged.
+        assert!(changes(&mut s, tmp.path()).is_empty());
+        assert!(!s.command(Command::Switch { phase: "main".into() }, "ctl").ok, "already switching");
+        let c = s.sync(5, None);
+        assert!(!c.phase_changed && c.phase == "main");
+        // The job met its ranks at step 7 and applied it there.
+        let c = s.sync(7, Some(7));
+        assert!(!c.phase_changed);
+        assert_eq!(c.boundary, Some(100), "main has no steps: max_steps is next");
+        assert_eq!(changes(&mut s, tmp.path()), vec![(7, "main".into(), PhaseCause::Manual)]);
+        // A stray `applied` with nothing in flight changes nothing.
+        s.sync(8, Some(8));
+        assert_eq!(changes(&mut s, tmp.path()).len(), 1);
+    }
+
+    #[test]
+    fn protocol_2_scheduled_switch_lands_on_its_boundary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = state(tmp.path(), 2);
+        for step in 1..10 {
+            assert!(!s.sync(step, None).phase_changed);
+        }
+        // The client asks and waits at the boundary, applies there, says so next sync.
+        let c = s.sync(10, None);
+        assert!(c.phase_changed && c.phase == "main");
+        assert!(!s.sync(10, Some(10)).phase_changed, "the second sync at the boundary only acknowledges");
+        assert_eq!(changes(&mut s, tmp.path()), vec![(10, "main".into(), PhaseCause::Scheduled)]);
+        assert!(s.sync(100, None).should_stop, "max_steps");
     }
 }

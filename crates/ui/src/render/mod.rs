@@ -1,0 +1,363 @@
+//! Drawing: a pure function of the [`App`] onto a ratatui frame. Chart cost depends on
+//! the chart's width, not on the history length (see `series.rs`).
+
+mod bands;
+mod chart;
+mod dialogs;
+mod panels;
+
+pub use bands::scrubber_glyphs;
+use bands::{draw_band, scrubber};
+use chart::draw_chart;
+pub use chart::{debiased_ema, natural_bounds};
+pub(crate) use panels::rows_title;
+use panels::{draw_events, draw_plan, draw_signals};
+
+use super::app::{App, DIVERSITY_METRICS, Link, Mode};
+use super::compare;
+use super::fmt;
+use super::layout::Panel;
+use super::replay_index::MarkKind;
+use super::state::{Mark, RunView};
+use crate::event::RunStatus;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::symbols;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, BorderType, Borders, Chart, Clear, Dataset, GraphType, Paragraph, Wrap};
+
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 16;
+
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = format!(
+            "terminal too small: {}×{} (phasetop needs at least {MIN_WIDTH}×{MIN_HEIGHT}); training goes on",
+            area.width, area.height
+        );
+        f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    app.small.set(app.layout.is_small(area.height));
+    let [header, body, footer] =
+        Layout::vertical([Constraint::Length(1), Constraint::Fill(1), Constraint::Length(1)]).areas(area);
+    draw_header(f, app, header);
+    draw_body(f, app, body);
+    draw_footer(f, app, footer);
+    dialogs::draw_overlay(f, app, area);
+    if app.ascii {
+        asciify(f.buffer_mut());
+    }
+}
+
+/// `--ascii` means ASCII only: what the widgets draw themselves (borders, axis lines,
+/// chart dots, arrows in event text) is mapped to ASCII after drawing.
+fn asciify(buf: &mut ratatui::buffer::Buffer) {
+    for cell in buf.content.iter_mut() {
+        let sym = cell.symbol();
+        if sym.is_ascii() {
+            continue;
+        }
+        let c = sym.chars().next().unwrap_or(' ');
+        let a = match c {
+            '─' | '━' | '═' | '–' | '—' | '┄' | '╌' => '-',
+            '│' | '┃' | '║' | '▏' | '‖' | '┆' => '|',
+            '┌' | '┐' | '└' | '┘' | '╭' | '╮' | '╰' | '╯' | '├' | '┤' | '┬' | '┴' | '┼' => {
+                '+'
+            }
+            '•' | '●' | '·' | '∙' => '*',
+            '█' | '▓' | '▒' => '#',
+            '▄' | '▀' | '▁' => '=',
+            '░' => '.',
+            '▲' => '^',
+            '▼' => 'v',
+            '▶' | '→' | '⟶' => '>',
+            '←' => '<',
+            '…' => '~',
+            '×' => 'x',
+            '✓' => '+',
+            '✗' => 'x',
+            '○' => 'o',
+            '\u{2800}'..='\u{28FF}' => '.',
+            _ => '?',
+        };
+        cell.set_char(a);
+    }
+}
+
+pub(super) fn phase_index(v: &RunView, name: &str) -> usize {
+    v.plan.iter().position(|p| p.name == name).unwrap_or(0)
+}
+
+/// A player's transport in words: playing or paused, the speed, and a seek that waits
+/// for the index.
+fn transport_label(app: &App, p: &super::replay::Player) -> String {
+    let seeking = match (p.pending_seek, p.pending_mark) {
+        (Some(u64::MAX), _) => " → end (indexing)".to_string(),
+        (Some(s), _) => format!(" → {} (indexing)", fmt::step(s)),
+        (None, Some(_)) => " → mark (indexing)".to_string(),
+        (None, None) => String::new(),
+    };
+    let (play, pause) = if app.ascii { (">", "||") } else { ("▶", "‖") };
+    format!("{} {}{seeking}", if p.playing { play } else { pause }, p.speed_label())
+}
+
+fn draw_header(f: &mut Frame, app: &App, area: Rect) {
+    let v = &app.view;
+    let live = app.live_view();
+    let t = &app.theme;
+    let replay_label;
+    let (state, style) = match (live.ended, app.link, live.paused) {
+        _ if app.is_replay() => {
+            let p = app.player.as_ref().expect("checked");
+            // A log still being written is followed: the player waits at its end.
+            let follow = if p.following() { " +live" } else { "" };
+            replay_label = format!("REPLAY {}{follow}", transport_label(app, p));
+            (replay_label.as_str(), t.accent)
+        }
+        // A live run's history: say so first, with where the live run is and the key
+        // that goes back to it.
+        _ if app.in_history() => {
+            let p = app.player.as_ref().expect("checked");
+            let back = app.keymap.first_key(super::keymap::Action::GotoEnd);
+            let (at, to) = if live.ended.is_some() { ("run ended at", "the end") } else { ("live at", "live") };
+            replay_label = format!(
+                "HISTORY {} · {at} step {} · {back} back to {to}",
+                transport_label(app, p),
+                fmt::step(live.step)
+            );
+            (replay_label.as_str(), t.warn)
+        }
+        (Some(RunStatus::Completed), _, _) => ("COMPLETED", t.ok),
+        (Some(RunStatus::Stopped), _, _) => ("STOPPED", t.warn),
+        (Some(RunStatus::Diverged), _, _) => ("DIVERGED", t.error),
+        (Some(RunStatus::Failed), _, _) => ("FAILED", t.error),
+        (Some(RunStatus::Running), _, _) | (None, Link::Live, false) => ("LIVE", t.ok),
+        (None, Link::Live, true) => ("PAUSED", t.warn),
+        (None, Link::Stale, _) => ("STALE", t.error),
+        (None, Link::Ended, _) => ("NO HOST", t.warn),
+    };
+    // Segments in order of importance; the least important are dropped to fit, so the
+    // header survives at 80 columns.
+    let mut segments: Vec<Vec<Span>> =
+        vec![vec![Span::styled(format!(" {state} "), style.add_modifier(Modifier::BOLD))]];
+    // Damage comes right after the state: replaying a crashed run must say what it lost.
+    if let Some(notice) = app.player.as_ref().and_then(|p| p.damage_short()) {
+        segments.push(vec![Span::styled(notice, t.warn)]);
+    }
+    if let Some(p) = v.current_phase() {
+        let i = phase_index(v, &p.name);
+        let glyph = if app.ascii { "*" } else { "●" };
+
+        segments.push(vec![
+            Span::styled(format!("{glyph} {}", p.name), t.phase_fg(i)),
+            Span::raw(format!(" ({}/{})", i + 1, v.plan.len().max(1))),
+        ]);
+    }
+    let max = v.max_steps.map(|m| format!("/{}", fmt::step(m))).unwrap_or_default();
+    segments.push(vec![Span::raw(format!("step {}{max}", fmt::step(v.step)))]);
+    // No lr chart on screen (the small arrangement): the lr is a number here.
+    if !app.panels().contains(&Panel::Lr)
+        && let Some((_, lr)) = v.series.get("lr").and_then(|s| s.last())
+    {
+        segments.push(vec![Span::raw(format!("lr {}", fmt::num(lr)))]);
+    }
+    let rate = v.steps_per_s().unwrap_or(0.0);
+    let mut rate_seg = vec![Span::raw(format!("{} it/s", fmt::rate(rate)))];
+    if v.ended.is_none()
+        && !v.paused
+        && let Some((_, peak)) = v.rate.starved()
+    {
+        rate_seg.push(Span::styled(format!(" starved (was {})", fmt::rate(peak)), t.warn));
+    }
+    segments.push(rate_seg);
+    let elapsed = (v.last_t - v.started_at).max(0.0);
+    let eta = match (v.max_steps, rate > 0.0 && v.ended.is_none()) {
+        (Some(m), true) if m > v.step => {
+            format!(" {} ETA {}", if app.ascii { "->" } else { "→" }, fmt::duration((m - v.step) as f64 / rate))
+        }
+        _ => String::new(),
+    };
+    segments.push(vec![Span::raw(format!("{}{eta}", fmt::duration(elapsed)))]);
+    let run: String = v.run_id.chars().take(32).collect();
+    segments.push(vec![Span::raw(run)]);
+    segments.push(vec![Span::raw(v.device.clone())]);
+    segments.push(vec![Span::styled("phasetop", t.accent)]);
+    let width = |segs: &[Vec<Span>]| -> usize {
+        segs.iter().map(|s| s.iter().map(|x| x.width()).sum::<usize>()).sum::<usize>() + 3 * segs.len()
+    };
+    while segments.len() > 1 && width(&segments) > area.width as usize {
+        segments.pop();
+    }
+    let mut spans = Vec::new();
+    for (i, seg) in segments.into_iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" │ ", t.dim));
+        }
+        spans.extend(seg);
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    // A replay, and a live run's history, show the scrubber; the live end the keys.
+    if let (Some(p), false) = (&app.player, matches!(app.mode, Mode::Command { .. }))
+        && !p.at_live_end()
+    {
+        return draw_replay_footer(f, app, p, area);
+    }
+    let w = area.width as usize;
+    let line = match &app.mode {
+        Mode::Command { input, .. } => {
+            Line::from(vec![Span::styled(":", t.accent), Span::raw(input.clone()), Span::styled("▏", t.accent)])
+        }
+        _ => match &app.status {
+            Some((msg, true)) => Line::from(Span::styled(fmt::fit(msg, w, app.ascii), t.error)),
+            Some((msg, false)) => Line::from(Span::raw(fmt::fit(msg, w, app.ascii))),
+            None => {
+                let mut spans = Vec::new();
+                let keys = footer_keys(app);
+                if app.is_live() && app.live_view().pending_suggestion().is_some() {
+                    // What to do with the suggestion comes first, in the warning colour.
+                    use super::keymap::Action as A;
+                    let k = |a| app.keymap.first_key(a).to_string();
+                    spans.push(Span::styled(format!(" {} accept  {} dismiss ", k(A::Accept), k(A::Dismiss)), t.warn));
+                }
+                let used: usize = spans.iter().map(|s| s.width()).sum();
+                spans.push(Span::styled(fmt::fit(&keys, w.saturating_sub(used), app.ascii), t.dim));
+                Line::from(spans)
+            }
+        },
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+/// The footer's key hints: only keys that do something here (a run that is not live
+/// has no pause, switch or checkpoint).
+fn footer_keys(app: &App) -> String {
+    use super::keymap::Action as A;
+    let k = |a| app.keymap.first_key(a).to_string();
+    let mut parts = vec![format!("{} help", k(A::Help))];
+    if app.is_live() {
+        parts.push(format!("{} switch", k(A::SwitchPhase)));
+        parts.push(format!("{} pause", k(A::Pause)));
+        parts.push(format!("{} checkpoint", k(A::Checkpoint)));
+    }
+    match app.focused_panel() {
+        Some(p) if p.is_list() => parts.push("j/k select  Enter open".into()),
+        _ => parts.push(format!("{} log", k(A::LogScale))),
+    }
+    parts.push("+/- zoom".into());
+    parts.push(format!("{} command", k(A::CommandLine)));
+    parts.push(format!("{} quit", k(A::Quit)));
+    format!(" {}", parts.join("  "))
+}
+
+/// The replay footer: the scrubber over half the width, the position, then the status
+/// (or the replay keys).
+fn draw_replay_footer(f: &mut Frame, app: &App, p: &super::replay::Player, area: Rect) {
+    use super::keymap::Action as A;
+    let t = &app.theme;
+    let w = area.width as usize;
+    // The timeline spans every compared run: a longer second run's tail is reachable.
+    let (now, last) = (app.timeline_step(), app.timeline_last());
+    let mut spans = scrubber(app, (w / 2).max(10), now, last, &p.mark_steps());
+    spans.push(Span::raw(format!(" {}/{} ", fmt::step(now), fmt::step(last))));
+    let room = w.saturating_sub(spans.iter().map(|s| s.width()).sum());
+    spans.push(match &app.status {
+        Some((msg, true)) => Span::styled(fmt::fit(msg, room, app.ascii), t.error),
+        Some((msg, false)) => Span::raw(fmt::fit(msg, room, app.ascii)),
+        None => {
+            let k = |a| app.keymap.first_key(a).to_string();
+            let live = if p.is_live() { format!("  {} live", k(A::GotoEnd)) } else { String::new() };
+            Span::styled(
+                format!(
+                    " {} {} scrub  {} pacing{live}  {} help  {} command  {} quit",
+                    k(A::ScrubBack),
+                    k(A::ScrubForward),
+                    k(A::ToggleUniform),
+                    k(A::Help),
+                    k(A::CommandLine),
+                    k(A::Quit)
+                ),
+                t.dim,
+            )
+        }
+    });
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_body(f: &mut Frame, app: &App, area: Rect) {
+    let arrangement = app.layout.rows_for(app.small.get());
+    let rows =
+        Layout::vertical(arrangement.iter().map(|r| r.height.map_or(Constraint::Fill(r.ratio), Constraint::Length)))
+            .split(area);
+    let mut index = 0;
+    for (row, rect) in arrangement.iter().zip(rows.iter()) {
+        let cells = Layout::horizontal(row.panels.iter().map(|c| Constraint::Fill(c.ratio))).split(*rect);
+        for (cell, r) in row.panels.iter().zip(cells.iter()) {
+            draw_panel(f, app, cell.panel, *r, index == app.focus);
+            index += 1;
+        }
+    }
+}
+
+const ASCII_BORDER: symbols::border::Set = symbols::border::Set {
+    top_left: "+",
+    top_right: "+",
+    bottom_left: "+",
+    bottom_right: "+",
+    vertical_left: "|",
+    vertical_right: "|",
+    horizontal_top: "-",
+    horizontal_bottom: "-",
+};
+
+pub(crate) fn panel_block<'a>(app: &App, title: Line<'a>, focused: bool) -> Block<'a> {
+    let b = Block::default().borders(Borders::ALL).title(title);
+    let b = if app.ascii { b.border_set(ASCII_BORDER) } else { b.border_type(BorderType::Rounded) };
+    b.border_style(if focused { app.theme.focus_border } else { app.theme.border })
+}
+
+fn draw_panel(f: &mut Frame, app: &App, panel: Panel, area: Rect, focused: bool) {
+    match panel {
+        Panel::Loss => draw_chart(f, app, area, focused, panel, &[("train", "train_loss"), ("val", "val_loss")]),
+        Panel::Accuracy => draw_chart(f, app, area, focused, panel, &[("train", "train_acc"), ("val", "val_acc")]),
+        Panel::Lr => draw_chart(f, app, area, focused, panel, &[("lr", "lr")]),
+        Panel::Grad => draw_chart(f, app, area, focused, panel, &[("grad", "grad_norm"), ("dist", "dist_init")]),
+        Panel::Diversity => {
+            let metric = DIVERSITY_METRICS[app.diversity_metric];
+            let layers: Vec<&String> = match app.diversity_layer {
+                Some(i) => app.view.probe_layers.get(i).into_iter().collect(),
+                None => app.view.probe_layers.iter().collect(),
+            };
+            let keys: Vec<(String, String)> = layers.iter().map(|l| (l.to_string(), format!("{l}/{metric}"))).collect();
+            let refs: Vec<(&str, &str)> = keys.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            draw_chart(f, app, area, focused, panel, &refs)
+        }
+        Panel::Signals => draw_signals(f, app, area, focused),
+        Panel::Plan => draw_plan(f, app, area, focused),
+        Panel::Events => draw_events(f, app, area, focused),
+        Panel::System => super::system::draw(f, app, area, focused),
+    }
+}
+
+/// Spans that fit `width` cells: segments are dropped whole, least important first
+/// (each segment is (priority, spans); a higher priority is kept longer), and the kept
+/// ones stay in their order.
+pub(super) fn fit_segments<'a>(mut segs: Vec<(u8, Vec<Span<'a>>)>, width: usize) -> Vec<Span<'a>> {
+    let w = |segs: &[(u8, Vec<Span>)]| segs.iter().flat_map(|s| s.1.iter()).map(|s| s.width()).sum::<usize>();
+    while w(&segs) > width {
+        let Some(lowest) = segs.iter().enumerate().min_by_key(|(i, s)| (s.0, usize::MAX - i)).map(|(i, _)| i) else {
+            break;
+        };
+        if segs[lowest].0 == u8::MAX {
+            break;
+        }
+        segs.remove(lowest);
+    }
+    segs.into_iter().flat_map(|s| s.1).collect()
+}
