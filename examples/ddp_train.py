@@ -3,7 +3,9 @@
     phasetop run configs/external-demo.toml -- torchrun --nproc-per-node 2 examples/ddp_train.py
 
 An MLP on synthetic data (a fixed random teacher labels Gaussian inputs), CPU, the gloo
-backend on loopback. Each phase's `lr` comes from the config; `ctl set lr=…` changes it
+backend on loopback. `--device cuda` trains on the GPU instead (rank R on cuda:R's
+LOCAL_RANK, nccl between ranks); `--hidden` and `--batch` make it as heavy as wanted
+(scripts/device-check-external-gpu.sh keeps a GPU busy with them). Each phase's `lr` comes from the config; `ctl set lr=…` changes it
 on every rank; `ctl stop` ends every rank at the same step. With --record DIR each rank
 writes DIR/record-rank<R>.tsv: one line per step, `step<TAB>phase<TAB>lr`, the lr the
 next step uses, and DIR/pid-rank<R> (what the tests read).
@@ -28,16 +30,26 @@ def main():
     ap.add_argument("--probe-every", type=int, default=100)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--checkpoint-every", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (each rank on cuda:LOCAL_RANK)")
+    ap.add_argument("--hidden", type=int, default=64, help="width of the two hidden layers")
+    ap.add_argument("--batch", type=int, default=64)
     args = ap.parse_args()
 
     torch.set_num_threads(1)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cuda = args.device.startswith("cuda")
+    device = torch.device(args.device)
+    if cuda and args.device == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if distributed:
-        dist.init_process_group("gloo")  # torchrun sets MASTER_ADDR (loopback) and MASTER_PORT
+        # torchrun sets MASTER_ADDR (loopback) and MASTER_PORT.
+        dist.init_process_group("nccl" if cuda else "gloo")
     rank = dist.get_rank() if distributed else 0
 
     torch.manual_seed(0)  # the same initial weights on every rank
-    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+    h = args.hidden
+    model = nn.Sequential(nn.Linear(16, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 4)).to(device)
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
 
     run = phasetop.init(config=vars(args))
@@ -46,7 +58,8 @@ def main():
     teacher = torch.randn(16, 4, generator=torch.Generator().manual_seed(1234))
     data = torch.Generator().manual_seed(100 + rank)  # each rank its own shard of the stream
     held_out = torch.randn(512, 16, generator=torch.Generator().manual_seed(99))
-    held_labels = (held_out @ teacher).argmax(1)
+    held_labels = (held_out @ teacher).argmax(1).to(device)
+    held_out = held_out.to(device)
 
     record = None
     if args.record:
@@ -60,8 +73,9 @@ def main():
             g["lr"] = float(lr)
 
     for step in range(1, args.steps + 1):
-        x = torch.randn(64, 16, generator=data)
-        y = (x @ teacher).argmax(1)
+        x = torch.randn(args.batch, 16, generator=data)
+        y = (x @ teacher).argmax(1).to(device)
+        x = x.to(device)
         logits = net(x)
         loss = nn.functional.cross_entropy(logits, y)
         opt.zero_grad()
@@ -76,7 +90,7 @@ def main():
                          "val_acc": (out.argmax(1) == held_labels).float().mean().item()}, step=step)
         if rank == 0 and args.probe_every and step % args.probe_every == 0:
             with torch.no_grad():
-                run.probe("hidden", model[:4](held_out[:128]), step=step)
+                run.probe("hidden", model[:4](held_out[:128]).cpu(), step=step)
 
         ctl = run.sync(step)  # every rank, every step: the same answer everywhere
         if ctl.phase_changed and "lr" in ctl.settings:

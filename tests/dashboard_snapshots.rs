@@ -645,6 +645,39 @@ fn the_system_panel_shows_cpu_memory_and_the_gpu_or_its_absence() {
     assert!(s.contains("no samples"), "{s}");
 }
 
+/// An external job on several GPUs (`sys/gpu_*` for cuda:0, `sys/gpu<k>_*` for the
+/// others): the panel shows their mean and max utilisation, memory summed, the hottest.
+#[test]
+fn the_system_panel_sums_up_several_gpus() {
+    let mut events = recorded_events();
+    let mut m: Metrics = [("sys/cpu_pct".to_string(), 310.0), ("sys/rss_mb".to_string(), 9_000.0)].into();
+    for (k, util, used, temp) in [(0, 90.0, 40_000.0, 60.0), (1, 50.0, 30_000.0, 71.0), (2, 10.0, 20_000.0, 55.0)] {
+        for (first, v) in [
+            ("sys/gpu_util_pct", util),
+            ("sys/gpu_mem_mb", used),
+            ("sys/gpu_mem_total_mb", 80_000.0),
+            ("sys/gpu_temp_c", temp),
+        ] {
+            m.insert(phasetop::sysmon::gpu_metric(k, first), v);
+        }
+    }
+    events.insert(events.len() - 1, Event::Eval { step: 3000, split: "system".into(), metrics: m });
+    let app = app_for(events);
+    let text: Vec<String> = phasetop::ui::system::lines(&app).iter().map(|(l, v)| format!("{l} {v}")).collect();
+    assert_eq!(
+        text,
+        [
+            "CPU 310 % (100 = a core)",
+            "RSS 9000 MB",
+            "GPU 3× mean 50 %, max 90 %",
+            "VRAM 90.0 GB of 240.0 GB",
+            "temp max 71 °C"
+        ]
+    );
+    let s = screen(&app, 160, 48);
+    assert!(s.contains("GPU   3× mean 50 %, max 90 %") && s.contains("VRAM  90.0 GB of 240.0 GB"), "{s}");
+}
+
 fn app_for(events: Vec<Event>) -> App {
     app("default", RunView::from_events(&events))
 }

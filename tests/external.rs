@@ -865,3 +865,82 @@ fn ctl_plan_edits_an_external_runs_future_phases() {
     let config = evs.iter().find_map(|e| if let Event::PlanChanged { config, .. } = e { Some(config) } else { None });
     assert_eq!(config.unwrap()["phase"][1]["lr"], 0.03);
 }
+
+/// Resident memory of a process, MB (10⁶ bytes), from /proc.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    kb * 1024.0 / 1e6
+}
+
+/// System samples of an external run are the job's: its process tree's CPU (a child
+/// process spinning is counted, the idle host is not) and memory, about once a second,
+/// none after the end; no GPU here, so no `sys/gpu_*` and a note saying why.
+#[test]
+fn system_samples_measure_the_jobs_process_tree() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // An idle interpreter: what the job's memory must exceed (it runs two).
+    let mut idle = Command::new(bin.join("python")).args(["-c", "import time; time.sleep(30)"]).spawn().unwrap();
+    wait_until("the idle python to start", 30, || rss_mb(idle.id()) > 5.0);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle_mb = rss_mb(idle.id());
+    let _ = idle.kill();
+    let _ = idle.wait();
+    // The job's main process only waits and logs; its child spins ~2.5 s of CPU.
+    let script = write(
+        tmp.path(),
+        "spin.py",
+        r#"
+import subprocess, sys, time
+import phasetop
+run = phasetop.init()
+child = subprocess.Popen([sys.executable, "-c",
+    "import time\nt = time.time() + 2.5\nx = 0\nwhile time.time() < t: x += 1"])
+step = 0
+while child.poll() is None:
+    step += 1
+    run.log({"train_loss": 1.0 / step}, step=step)
+    run.sync(step)
+    time.sleep(0.05)
+time.sleep(1.2)
+run.finish()
+"#,
+    );
+    let mut child =
+        spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 120);
+    let run = tmp.path().join("run");
+    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
+    assert!(exit.success(), "{job_log}");
+    let evs = events(&run);
+    let samples: Vec<(usize, &phasetop::event::Metrics)> = evs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Event::Eval { split, metrics, .. } if split == "system" => Some((i, metrics)),
+            _ => None,
+        })
+        .collect();
+    assert!(samples.len() >= 2, "about once a second over ~4 s: {samples:?}");
+    let max = |name: &str| samples.iter().filter_map(|(_, m)| m.get(name).copied()).fold(f64::NAN, f64::max);
+    let cpu = max("sys/cpu_pct");
+    assert!(cpu > 50.0, "the spinning child counts: max sys/cpu_pct {cpu}; {samples:?}");
+    let rss = max("sys/rss_mb");
+    assert!(rss > idle_mb, "two interpreters outweigh one idle one ({idle_mb:.1} MB): {rss}");
+    // Nothing after the end; the run's own steps are there as usual.
+    let end = evs.iter().position(|e| matches!(e, Event::RunEnded { .. })).expect("run_ended");
+    assert!(samples.iter().all(|(i, _)| *i < end));
+    assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
+    // No NVIDIA driver on this machine: no GPU metric, and the log says why.
+    if !Path::new("/dev/nvidiactl").exists() {
+        assert!(samples.iter().all(|(_, m)| !m.keys().any(|k| k.starts_with("sys/gpu"))));
+        assert!(evs.iter().any(
+            |e| matches!(e, Event::Log { message, .. } if message.starts_with("system samples") && message.contains("no GPU metrics"))
+        ));
+    }
+}

@@ -1,6 +1,8 @@
-//! The system panel: the host's CPU %, resident memory, and the GPU's utilisation,
-//! memory and temperature, from the `sys/*` metrics the host records once a second
-//! (`crate::sysmon`), so a replay shows them as they were at its position.
+//! The system panel: CPU %, resident memory, and the GPU's utilisation, memory and
+//! temperature, from the `sys/*` metrics the host records once a second
+//! (`crate::sysmon`: the built-in host's own process, an external run's job), so a
+//! replay shows them as they were at its position. With several GPUs: their mean and
+//! max utilisation, memory summed, the hottest.
 
 use super::app::App;
 use super::fmt;
@@ -10,6 +12,7 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
+use std::collections::BTreeMap;
 
 /// The lines of the panel (also what the tests read): one a quantity, `label value`.
 pub fn lines(app: &App) -> Vec<(&'static str, String)> {
@@ -27,19 +30,44 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
     if let Some(rss) = last(sysmon::RSS_MB) {
         rows.push(("RSS", fmt::mb(rss)));
     }
-    match last(sysmon::GPU_UTIL_PCT).or(last(sysmon::GPU_MEM_MB)) {
-        None => rows.push(("GPU", "none (no NVIDIA GPU)".to_string())),
-        Some(_) => {
-            if let Some(u) = last(sysmon::GPU_UTIL_PCT) {
-                rows.push(("GPU", fmt::whole(u, "%")));
-            }
-            if let Some(m) = last(sysmon::GPU_MEM_MB) {
-                let total = last(sysmon::GPU_MEM_TOTAL_MB).map(|t| format!(" of {}", fmt::mb(t))).unwrap_or_default();
-                rows.push(("VRAM", format!("{}{total}", fmt::mb(m))));
-            }
-            if let Some(t) = last(sysmon::GPU_TEMP_C) {
-                rows.push(("temp", fmt::whole(t, "°C")));
-            }
+    // Per GPU (the job's cuda:k) the latest of each `sys/gpu*` figure, by the first GPU's name.
+    let mut gpus: BTreeMap<usize, BTreeMap<String, f64>> = BTreeMap::new();
+    for (name, s) in &v.series {
+        if let (Some((k, first)), Some((_, x))) = (sysmon::gpu_of(name), s.last()) {
+            gpus.entry(k).or_default().insert(first, x);
+        }
+    }
+    let all = |name: &str| gpus.values().filter_map(|g| g.get(name).copied()).collect::<Vec<f64>>();
+    let (util, used, total, temp) =
+        (all(sysmon::GPU_UTIL_PCT), all(sysmon::GPU_MEM_MB), all(sysmon::GPU_MEM_TOTAL_MB), all(sysmon::GPU_TEMP_C));
+    let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if util.is_empty() && used.is_empty() {
+        rows.push(("GPU", "none (no NVIDIA GPU)".to_string()));
+    } else if gpus.len() == 1 {
+        if let Some(u) = util.first() {
+            rows.push(("GPU", fmt::whole(*u, "%")));
+        }
+        if let Some(m) = used.first() {
+            let total = total.first().map(|t| format!(" of {}", fmt::mb(*t))).unwrap_or_default();
+            rows.push(("VRAM", format!("{}{total}", fmt::mb(*m))));
+        }
+        if let Some(t) = temp.first() {
+            rows.push(("temp", fmt::whole(*t, "°C")));
+        }
+    } else {
+        // Several GPUs (an external job's): how busy they are on average and the busiest,
+        // memory summed, the hottest; each GPU's series is in the log (`sys/gpu<k>_*`).
+        let n = gpus.len();
+        if !util.is_empty() {
+            let mean = util.iter().sum::<f64>() / util.len() as f64;
+            rows.push(("GPU", format!("{n}× mean {mean:.0} %, max {:.0} %", max(&util))));
+        }
+        if !used.is_empty() {
+            let of = if total.is_empty() { String::new() } else { format!(" of {}", fmt::mb(total.iter().sum())) };
+            rows.push(("VRAM", format!("{}{of}", fmt::mb(used.iter().sum()))));
+        }
+        if !temp.is_empty() {
+            rows.push(("temp", format!("max {:.0} °C", max(&temp))));
         }
     }
     rows

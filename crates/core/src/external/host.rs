@@ -11,6 +11,7 @@ use crate::control::Reply;
 use crate::event::{Command, Event, LogLevel, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
 use crate::rundir::{RunDir, RunMeta, now_unix};
 use crate::runlog;
+use crate::sysmon;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -132,6 +133,7 @@ async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStat
     };
     let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let accept = tokio::spawn(accept_loop(listener, state.clone(), conns.clone()));
+    let system = tokio::spawn(system_samples(&state, &job));
     let mut sigs = Vec::new();
     for k in [
         tokio::signal::unix::SignalKind::interrupt(),
@@ -208,8 +210,69 @@ async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStat
         }
     };
     accept.abort();
+    system.abort(); // never polled again: no sample after the run's end
     drop(socket);
     Ok(end)
+}
+
+/// The job's system samples (`sysmon`): its process tree (its process group with a
+/// child job; the pid's descendants with a handed pid) and the GPUs its
+/// `CUDA_VISIBLE_DEVICES` lets it use, about once a second until its first process is
+/// gone. Reading `/proc` and NVML blocks, so each sample runs on tokio's blocking pool.
+fn system_samples(state: &Shared, job: &Job) -> impl Future<Output = ()> + use<> {
+    let state = state.clone();
+    let (procs, visible) = match *job {
+        // The child's environment is ours (`spawn_job` adds only phasetop's variables).
+        Job::Child(_, pid) => (
+            sysmon::Processes::Job { root: pid as u32, group: Some(pid as u32) },
+            std::env::var("CUDA_VISIBLE_DEVICES").ok(),
+        ),
+        Job::Pid(pid) => (
+            sysmon::Processes::Job { root: pid as u32, group: None },
+            sysmon::process_env(pid as u32, "CUDA_VISIBLE_DEVICES"),
+        ),
+    };
+    async move {
+        let (choice, note) = sysmon::GpuChoice::for_job(visible.as_deref());
+        let Ok(mut sampler) = tokio::task::spawn_blocking(move || sysmon::Sampler::with(procs, &choice)).await else {
+            return;
+        };
+        let gpus = match sampler.gpu_absent() {
+            Some(why) => format!("no GPU metrics: {why}"),
+            None => match sampler.gpu_indices()[..] {
+                [one] => format!("GPU metrics from NVML GPU {one}"),
+                ref many => {
+                    let i: Vec<String> = many.iter().map(u32::to_string).collect();
+                    format!("GPU metrics from NVML GPUs {} (sys/gpu_*, sys/gpu1_*, …)", i.join(", "))
+                }
+            },
+        };
+        {
+            let mut st = lock(&state);
+            st.note(LogLevel::Info, format!("system samples of the job's processes; {gpus}"));
+            for n in note.iter().chain(sampler.notes()) {
+                st.note(LogLevel::Warn, n.clone());
+            }
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Ok((s, m)) = tokio::task::spawn_blocking(move || {
+                let m = sampler.sample();
+                (sampler, m)
+            })
+            .await
+            else {
+                return;
+            };
+            sampler = s;
+            if sampler.job_gone() {
+                return;
+            }
+            lock(&state).system_sample(m);
+        }
+    }
 }
 
 fn stop_by_signal(state: &Shared) {

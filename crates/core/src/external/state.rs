@@ -444,6 +444,17 @@ impl State {
         }
     }
 
+    /// A system sample of the job (`host`'s sampler task, about once a second): an
+    /// `eval` event with split `system` at the newest step, like the built-in host's. The
+    /// step being merged stays open (a sample never splits a step's points), and the
+    /// detectors never see it.
+    pub fn system_sample(&mut self, metrics: Metrics) {
+        if !metrics.is_empty() {
+            let step = self.step;
+            self.record(Event::Eval { step, split: crate::sysmon::SPLIT.into(), metrics });
+        }
+    }
+
     /// Notes in the log the points dropped since the last note (called about once a second).
     pub fn note_dropped(&mut self) {
         if self.dropped_unlogged > 0 {
