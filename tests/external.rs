@@ -612,6 +612,11 @@ fn check_adapter_run(tmp: &Path, exit: std::process::ExitStatus, eval_metric: &s
         evs.iter().filter(|e| matches!(e, Event::Step { metrics, .. } if metrics.contains_key("train_loss"))).count()
             >= 50
     );
+    // The host adds the rate the dashboard's header shows, as the built-in host does.
+    assert!(
+        evs.iter().any(|e| matches!(e, Event::Step { metrics, .. } if metrics.get("steps_per_s").is_some_and(|r| *r > 0.0))),
+        "step events carry steps_per_s"
+    );
     assert!(
         evs.iter().any(|e| matches!(e, Event::Eval { metrics, .. } if metrics.contains_key(eval_metric))),
         "{eval_metric}"

@@ -13,6 +13,7 @@ pub mod headless;
 pub mod history;
 pub mod inspect;
 pub mod interop;
+pub mod rate;
 pub mod remote;
 pub mod rules;
 pub mod rundir;

@@ -60,6 +60,8 @@ pub struct State {
     pub rejected: u64,
     /// A step's points merge until a point of another step (or rank) arrives.
     open: Option<Point>,
+    /// `steps_per_s`, added to rank 0's step events as the built-in host does.
+    rate: crate::rate::StepRate,
     /// Metric points ingested (for the bench and the end-of-run line).
     pub points: u64,
     /// `finish` received: (status asked, message).
@@ -95,6 +97,7 @@ impl State {
             dropped_unlogged: 0,
             rejected: 0,
             open: None,
+            rate: crate::rate::StepRate::new(0),
             points: 0,
             finished: None,
             printer,
@@ -307,6 +310,12 @@ impl State {
             fired.extend(self.signals.push(p.step, in_phase, &train));
         }
         if !train.is_empty() {
+            let mut train = train;
+            if p.rank == 0 {
+                // The job's own `steps_per_s`, if it logs one, wins.
+                let rate = self.rate.tick(p.step);
+                train.entry(crate::rate::STEPS_PER_S.into()).or_insert(rate);
+            }
             self.record(Event::Step { step: p.step, phase, t: now_unix(), metrics: train });
         }
         if !eval.is_empty() {
@@ -486,11 +495,13 @@ impl State {
             Command::Pause if self.paused => Err("already paused".into()),
             Command::Pause => {
                 self.paused = true;
+                self.rate.pause();
                 Ok(format!("pausing at the job's next sync (after step {step})"))
             }
             Command::Resume if !self.paused => Err("not paused".into()),
             Command::Resume => {
                 self.paused = false;
+                self.rate.resume(step);
                 Ok(format!("resumed at step {step}"))
             }
             Command::Stop => {

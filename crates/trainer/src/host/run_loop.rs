@@ -89,7 +89,7 @@ impl Host {
         let max_steps = self.meta.max_steps;
         let cfg = self.trainer.config().clone();
         let eval_every = self.trainer.eval_every();
-        let mut rate = Rate::new(self.trainer.step());
+        let mut rate = phasetop_core::rate::StepRate::new(self.trainer.step());
         let mut last_progress = Instant::now();
         if self.trainer.step() == 0 && cfg.probes.every > 0 {
             // The baseline that collapse detection compares against.
@@ -128,7 +128,7 @@ impl Host {
             let mut metrics = self.trainer.train_step();
             self.costs.steps += started.elapsed();
             let step = self.trainer.step();
-            metrics.insert("steps_per_s".into(), rate.tick(step));
+            metrics.insert(phasetop_core::rate::STEPS_PER_S.into(), rate.tick(step));
             let loss = metrics.get("train_loss").copied().unwrap_or(f64::NAN);
             let phase = self.trainer.phase().name().to_string();
             let fired = self.push_signals(step, &metrics);
@@ -192,7 +192,7 @@ impl Host {
             }
             if last_progress.elapsed() >= Duration::from_secs(1) {
                 last_progress = Instant::now();
-                self.report_progress(max_steps, rate.value);
+                self.report_progress(max_steps, rate.value());
             }
         }
     }
@@ -291,35 +291,5 @@ impl Host {
         self.sync_suggestions();
         // A checkpoint at every phase change, kept from pruning: the branch points.
         self.checkpoint(true)
-    }
-}
-
-/// Steps per second over a sliding window of about a second, excluding paused time.
-pub(super) struct Rate {
-    window_start: Instant,
-    window_step: u64,
-    value: f64,
-}
-
-impl Rate {
-    pub(super) fn new(step: u64) -> Rate {
-        Rate { window_start: Instant::now(), window_step: step, value: 0.0 }
-    }
-
-    pub(super) fn tick(&mut self, step: u64) -> f64 {
-        let dt = self.window_start.elapsed().as_secs_f64();
-        if dt >= 0.5 || self.value == 0.0 && step > self.window_step && dt > 0.0 {
-            self.value = (step - self.window_step) as f64 / dt;
-            if dt >= 0.5 {
-                self.window_start = Instant::now();
-                self.window_step = step;
-            }
-        }
-        self.value
-    }
-
-    pub(super) fn pause(&mut self) {
-        self.window_start = Instant::now();
-        self.value = 0.0;
     }
 }

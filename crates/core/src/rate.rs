@@ -1,0 +1,70 @@
+//! The steps-per-second figure a host records with every step (`steps_per_s`, what the
+//! dashboard's header and its `starved` warning read): one place for both hosts, the
+//! built-in trainer's and the external runs'.
+
+use std::time::Instant;
+
+/// The metric name of the rate in `step` events.
+pub const STEPS_PER_S: &str = "steps_per_s";
+
+/// Steps per second over windows of about half a second, excluding paused time.
+pub struct StepRate {
+    window_start: Instant,
+    window_step: u64,
+    value: f64,
+}
+
+impl StepRate {
+    pub fn new(step: u64) -> StepRate {
+        StepRate { window_start: Instant::now(), window_step: step, value: 0.0 }
+    }
+
+    /// The rate as of `step`, reached now. Before the first half second it is the rate
+    /// since the start, so a run shows one at once.
+    pub fn tick(&mut self, step: u64) -> f64 {
+        let dt = self.window_start.elapsed().as_secs_f64();
+        if dt >= 0.5 || self.value == 0.0 && step > self.window_step && dt > 0.0 {
+            self.value = step.saturating_sub(self.window_step) as f64 / dt;
+            if dt >= 0.5 {
+                self.window_start = Instant::now();
+                self.window_step = step;
+            }
+        }
+        self.value
+    }
+
+    /// The last rate given by [`StepRate::tick`].
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
+    /// The run paused: time from now on until the next window does not count.
+    pub fn pause(&mut self) {
+        self.window_start = Instant::now();
+        self.value = 0.0;
+    }
+
+    /// Paused time is not steps' time: the next window starts at `step`, now.
+    pub fn resume(&mut self, step: u64) {
+        self.window_start = Instant::now();
+        self.window_step = step;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_is_steps_over_wall_time() {
+        let mut r = StepRate::new(0);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let first = r.tick(10);
+        assert!(first > 10.0 && first <= 100.0, "10 steps in ≥ 0.1 s: {first}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let v = r.tick(60);
+        assert!(v > 40.0 && v <= 100.0, "60 steps in ≥ 0.6 s: {v}");
+        r.pause();
+        assert_eq!(r.value, 0.0);
+    }
+}
