@@ -614,7 +614,8 @@ fn check_adapter_run(tmp: &Path, exit: std::process::ExitStatus, eval_metric: &s
     );
     // The host adds the rate the dashboard's header shows, as the built-in host does.
     assert!(
-        evs.iter().any(|e| matches!(e, Event::Step { metrics, .. } if metrics.get("steps_per_s").is_some_and(|r| *r > 0.0))),
+        evs.iter()
+            .any(|e| matches!(e, Event::Step { metrics, .. } if metrics.get("steps_per_s").is_some_and(|r| *r > 0.0))),
         "step events carry steps_per_s"
     );
     assert!(
