@@ -575,6 +575,52 @@ fn pause_holds_both_ranks_and_resume_releases_them() {
     assert!(wait_exit(&mut child, 60).success());
 }
 
+/// A job that ignores `should_stop` and SIGTERM, whose worker runs in a new session (as
+/// torchrun starts its workers): the stop's SIGKILL reaches the worker too, none is left.
+#[test]
+fn stop_escalation_kills_workers_in_new_sessions_too() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "plan.toml", "[run]\nname='stubborn'\nstop_grace_s=0.5\n[[phase]]\nname='only'\n");
+    let script = write(
+        tmp.path(),
+        "stubborn.py",
+        r#"
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+code = "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open('worker.tmp', 'w').write(str(os.getpid())); os.replace('worker.tmp', 'worker.pid'); time.sleep(600)"
+subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+import phasetop
+run = phasetop.init()
+step = 0
+while True:                       # never looks at should_stop
+    step += 1
+    run.log({"train_loss": 1.0}, step=step)
+    time.sleep(0.05)
+"#,
+    );
+    let mut child =
+        spawn_run(tmp.path(), Some(&cfg), &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let pid_file = tmp.path().join("worker.pid");
+    wait_until("the worker started", 60, || pid_file.exists());
+    let worker: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let run = tmp.path().join("run");
+    wait_until("a logged step", 60, || last_step(&run) >= 1);
+    ctl(&run, &["stop"]);
+    wait_exit(&mut child, 60);
+    // Gone, or a zombie nobody reaps in this container: either way not running.
+    let running = || {
+        std::fs::read_to_string(format!("/proc/{worker}/stat"))
+            .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    };
+    wait_until("the worker is gone", 10, || !running());
+    let evs = events(&run);
+    assert!(
+        evs.iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains("SIGKILL"))),
+        "the log says the job was killed"
+    );
+}
+
 const ADAPTER_PLAN: &str =
     "[run]\nname='adapter'\nmax_steps=60\n[[phase]]\nname='warm'\nsteps=20\nlr=0.1\n[[phase]]\nname='main'\nlr=0.01\n";
 

@@ -198,14 +198,14 @@ async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStat
             if !escalated.0 && waited >= grace {
                 escalated.0 = true;
                 st.note(LogLevel::Warn, format!("the job did not stop within {} s: SIGTERM", grace.as_secs_f64()));
-                unsafe { libc::killpg(*pgid, libc::SIGTERM) };
+                signal_job(*pgid, libc::SIGTERM);
             } else if !escalated.1 && waited >= 2 * grace {
                 escalated.1 = true;
                 st.note(
                     LogLevel::Warn,
                     format!("the job did not stop within {} s: SIGKILL", 2.0 * grace.as_secs_f64()),
                 );
-                unsafe { libc::killpg(*pgid, libc::SIGKILL) };
+                signal_job(*pgid, libc::SIGKILL);
             }
         }
     };
@@ -329,6 +329,19 @@ fn shell_words(cmd: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Signals the job: its process group, and every process descended from CMD (whose pid
+/// is the group's id), because launchers such as torchrun start their workers in new
+/// sessions, out of the group: a SIGKILL to the group alone would orphan them. The tree
+/// is walked before the group is signalled, while the workers still have their parent.
+fn signal_job(pgid: i32, sig: i32) {
+    let tree = crate::sysmon::job_processes(pgid as u32, Some(pgid as u32)).unwrap_or_default();
+    // SAFETY: plain kill(2) calls; a pid that has ended meanwhile gets ESRCH.
+    unsafe { libc::killpg(pgid, sig) };
+    for p in tree {
+        unsafe { libc::kill(p.pid as i32, sig) };
+    }
 }
 
 /// The job in its own process group (so a stop's SIGTERM reaches torchrun and all its
