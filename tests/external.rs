@@ -281,6 +281,15 @@ fn python_job(bin: &Path, script: &Path) -> Vec<String> {
     vec![bin.join("python").display().to_string(), script.display().to_string()]
 }
 
+/// `phasetop run` of a Python script without a plan, to its end; the run succeeded.
+fn run_python_to_success(tmp: &Path, bin: &Path, script: &Path) -> PathBuf {
+    let mut child = spawn_run(tmp, None, &python_job(bin, script).iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 120);
+    let run = tmp.join("run");
+    assert!(exit.success(), "{}", job_log_why(&run));
+    run
+}
+
 /// The SummaryWriter shim in a real run; a bad metric name and value come back to the
 /// client in the next sync, and the run goes on.
 #[test]
@@ -313,12 +322,7 @@ assert any('"quality": "high" is not a number' in e for e in errors), errors
 w.close()
 "#,
     );
-    let mut child =
-        spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
-    let exit = wait_exit(&mut child, 120);
-    let run = tmp.path().join("run");
-    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
-    assert!(exit.success(), "{job_log}");
+    let run = run_python_to_success(tmp.path(), &bin, &script);
     let evs = events(&run);
     let step = |n: u64, key: &str| {
         evs.iter().find_map(|e| match e {
@@ -963,12 +967,7 @@ time.sleep(1.2)
 run.finish()
 "#,
     );
-    let mut child =
-        spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
-    let exit = wait_exit(&mut child, 120);
-    let run = tmp.path().join("run");
-    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
-    assert!(exit.success(), "{job_log}");
+    let run = run_python_to_success(tmp.path(), &bin, &script);
     let evs = events(&run);
     let samples: Vec<(usize, &phasetop::event::Metrics)> = evs
         .iter()
