@@ -952,9 +952,10 @@ fn system_samples_measure_the_jobs_process_tree() {
         tmp.path(),
         "spin.py",
         r#"
-import subprocess, sys, time
+import os, resource, subprocess, sys, time
 import phasetop
 run = phasetop.init()
+t0 = time.time()
 child = subprocess.Popen([sys.executable, "-c",
     "import time\nt = time.time() + 2.5\nx = 0\nwhile time.time() < t: x += 1"])
 step = 0
@@ -963,6 +964,11 @@ while child.poll() is None:
     run.log({"train_loss": 1.0 / step}, step=step)
     run.sync(step)
     time.sleep(0.05)
+wall = time.time() - t0
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+me = resource.getrusage(resource.RUSAGE_SELF)
+with open("cpu.txt", "w") as f:     # what each side used, as shares of one core
+    f.write(f"{100 * (kids.ru_utime + kids.ru_stime) / wall} {100 * (me.ru_utime + me.ru_stime) / wall}")
 time.sleep(1.2)
 run.finish()
 "#,
@@ -980,7 +986,16 @@ run.finish()
     assert!(samples.len() >= 2, "about once a second over ~4 s: {samples:?}");
     let max = |name: &str| samples.iter().filter_map(|(_, m)| m.get(name).copied()).fold(f64::NAN, f64::max);
     let cpu = max("sys/cpu_pct");
-    assert!(cpu > 50.0, "the spinning child counts: max sys/cpu_pct {cpu}; {samples:?}");
+    // The child's share depends on the machine's load; the tree's peak must show it,
+    // well above what the waiting parent used alone.
+    let shares = std::fs::read_to_string(tmp.path().join("cpu.txt")).unwrap();
+    let (child, parent): (f64, f64) =
+        shares.split_once(' ').map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap())).unwrap();
+    assert!(child > 10.0, "the child spun: {child} % of a core");
+    assert!(
+        cpu > 0.5 * child && cpu > parent + 0.25 * child,
+        "the spinning child counts: max sys/cpu_pct {cpu}, child {child:.0} %, parent {parent:.0} %; {samples:?}"
+    );
     let rss = max("sys/rss_mb");
     assert!(rss > idle_mb, "two interpreters outweigh one idle one ({idle_mb:.1} MB): {rss}");
     // Nothing after the end; the run's own steps are there as usual.
