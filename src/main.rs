@@ -3,6 +3,8 @@
 //! `phasetop-host`, which `train` and `branch` start.
 
 mod commands;
+#[path = "host_args.rs"]
+mod host_args;
 mod remote;
 mod run_external;
 
@@ -24,23 +26,8 @@ struct Cli {
 enum Cmd {
     /// Train from a config (the embedded demo when none is given), or resume a run.
     Train {
-        /// Run config (TOML). Omit to run the embedded demo config.
-        config: Option<PathBuf>,
-        /// Run in the foreground with plain progress lines (no terminal needed).
-        #[arg(long)]
-        headless: bool,
-        /// Run directory to create (default: runs/<name>-<utc time>).
-        #[arg(long)]
-        run_dir: Option<PathBuf>,
-        /// Override run.max_steps (with --resume: where the resumed run now ends).
-        #[arg(long)]
-        max_steps: Option<u64>,
-        /// Override run.seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Continue RUN_DIR from its latest checkpoint, appending to its log.
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run_dir", "seed"])]
-        resume: Option<PathBuf>,
+        #[command(flatten)]
+        opts: host_args::TrainOpts,
         #[command(flatten)]
         view: ViewArgs,
     },
@@ -81,29 +68,8 @@ enum Cmd {
     /// Start a new run from RUN_DIR's checkpoint at or before STEP, optionally with a
     /// changed plan or an immediate phase switch.
     Branch {
-        run_dir: PathBuf,
-        /// Branch at this step (the nearest checkpoint at or before it is used).
-        #[arg(long, value_name = "STEP")]
-        at: u64,
-        /// A changed plan: same task and model as the parent.
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Switch to this phase at STEP (training on from the checkpoint before it).
-        #[arg(long, value_name = "PHASE")]
-        switch: Option<String>,
-        /// Start from the parent's checkpoint at exactly this step (the dashboard pins
-        /// the one it planned with for its background host).
-        #[arg(long, value_name = "STEP", hide = true)]
-        from_checkpoint: Option<u64>,
-        /// The child's run directory (default: next to the parent, <parent-id>-b<STEP>).
-        #[arg(long = "run-dir", value_name = "DIR")]
-        run_dir_out: Option<PathBuf>,
-        /// Run in the foreground with plain progress lines (no terminal needed).
-        #[arg(long)]
-        headless: bool,
-        /// Override max_steps (default: the parent's, or the --config file's).
-        #[arg(long)]
-        max_steps: Option<u64>,
+        #[command(flatten)]
+        opts: host_args::BranchOpts,
         #[command(flatten)]
         view: ViewArgs,
     },
@@ -241,25 +207,18 @@ fn main() -> ExitCode {
         _ => {}
     }
     let result = match cli.command.unwrap_or(Cmd::Train {
-        config: None,
-        headless: false,
-        run_dir: None,
-        max_steps: None,
-        seed: None,
-        resume: None,
+        opts: Default::default(),
         view: ViewArgs { layout: "default".into(), ..Default::default() },
     }) {
-        Cmd::Train { config, headless, run_dir, max_steps, seed, resume, view } => {
-            commands::train(commands::TrainArgs {
-                config,
-                headless,
-                run_dir,
-                max_steps,
-                seed,
-                resume,
-                view: view.into_options(),
-            })
-        }
+        Cmd::Train { opts, view } => commands::train(commands::TrainArgs {
+            config: opts.config,
+            headless: opts.headless,
+            run_dir: opts.run_dir,
+            max_steps: opts.max_steps,
+            seed: opts.seed,
+            resume: opts.resume,
+            view: view.into_options(),
+        }),
         Cmd::Run { config, run_dir, headless, for_pid, command, view } => run_external::run(run_external::RunArgs {
             config,
             run_dir,
@@ -283,20 +242,9 @@ fn main() -> ExitCode {
             })
         }
         Cmd::Stream { run_dir, from, steps_per_sec } => remote::stream(&run_dir, from, steps_per_sec),
-        Cmd::Branch { run_dir, at, config, switch, from_checkpoint, run_dir_out, headless, max_steps, view } => {
-            commands::branch(
-                branch::BranchArgs {
-                    parent: run_dir,
-                    at,
-                    config,
-                    switch,
-                    run_dir: run_dir_out,
-                    max_steps,
-                    from_checkpoint,
-                },
-                headless,
-                view.into_options(),
-            )
+        Cmd::Branch { opts, view } => {
+            let (plan, headless) = opts.into_parts();
+            commands::branch(plan, headless, view.into_options())
         }
         Cmd::Check { configs } => commands::check(&configs),
         Cmd::Ctl { run_dir, command } => match remote::spec_of(&run_dir) {
