@@ -213,6 +213,8 @@ fn a_goto_past_the_index_waits_for_it_then_lands_exactly() {
 /// A real training run, followed while it writes the way the live dashboard follows it
 /// (`Tail` polls folded into a `RunView`), then replayed from its log by the player: the
 /// two end in the same state and draw the same screen.
+/// Needs the trainer (a real headless run); the rest of this file runs in the viewer flavour.
+#[cfg(feature = "trainer")]
 #[test]
 fn replaying_a_real_run_ends_where_its_live_dashboard_did() {
     let tmp = tempfile::tempdir().unwrap();
