@@ -633,9 +633,9 @@ fn the_system_panel_shows_cpu_memory_and_the_gpu_or_its_absence() {
     let app = app("default", RunView::from_events(&events));
     let lines = phasetop::ui::system::lines(&app);
     let text: Vec<String> = lines.iter().map(|(l, v)| format!("{l} {v}")).collect();
-    assert_eq!(text, ["CPU 12 % (100 = a core)", "RSS 2048 MB", "GPU 87 %", "VRAM 30.5 GB of 143.8 GB", "temp 61 °C"]);
+    assert_eq!(text, ["CPU 12 % (100 = a core)", "RSS 2048 MB", "GPU 87 %", "VRAM 30.5 of 143.8 GB", "temp 61 °C"]);
     let s = screen(&app, 160, 48);
-    assert!(s.contains("VRAM  30.5 GB of 143.8 GB") && s.contains("temp  61 °C"), "{s}");
+    assert!(s.contains("VRAM  30.5 of 143.8 GB") && s.contains("temp  61 °C"), "{s}");
     // A log from before system samples says so instead of showing nothing.
     let old: Vec<Event> = recorded_events()
         .into_iter()
@@ -670,12 +670,12 @@ fn the_system_panel_sums_up_several_gpus() {
             "CPU 310 % (100 = a core)",
             "RSS 9000 MB",
             "GPU 3× mean 50 %, max 90 %",
-            "VRAM 90.0 GB of 240.0 GB",
+            "VRAM 90.0 of 240.0 GB",
             "temp max 71 °C"
         ]
     );
     let s = screen(&app, 160, 48);
-    assert!(s.contains("GPU   3× mean 50 %, max 90 %") && s.contains("VRAM  90.0 GB of 240.0 GB"), "{s}");
+    assert!(s.contains("GPU   3× mean 50 %, max 90 %") && s.contains("VRAM  90.0 of 240.0 GB"), "{s}");
 }
 
 fn app_for(events: Vec<Event>) -> App {

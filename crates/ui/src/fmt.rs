@@ -64,6 +64,15 @@ pub fn mb(v: f64) -> String {
     if v >= 10_000.0 { format!("{:.1} GB", v / 1000.0) } else { format!("{v:.0} MB") }
 }
 
+/// Memory used of a total, both in the total's unit: `3.3 of 150.8 GB`, `812 of 4096 MB`.
+pub fn mb_of(used: f64, total: f64) -> String {
+    if total >= 10_000.0 {
+        format!("{:.1} of {:.1} GB", used / 1000.0, total / 1000.0)
+    } else {
+        format!("{used:.0} of {total:.0} MB")
+    }
+}
+
 /// A replay speed: a factor of the recorded pace (`2×`), steps a second when paced
 /// uniformly (`20 steps/s`), or `max`.
 pub fn speed(factor: f64, steps_per_s: Option<f64>) -> String {
@@ -223,6 +232,13 @@ pub fn fit(text: &str, width: usize, ascii: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_of_a_total_is_in_the_totals_unit() {
+        assert_eq!(mb_of(3254.6, 150_754.8), "3.3 of 150.8 GB");
+        assert_eq!(mb_of(812.0, 4096.0), "812 of 4096 MB");
+        assert_eq!(mb(3254.6), "3255 MB");
+    }
 
     #[test]
     fn fit_never_cuts_a_number() {

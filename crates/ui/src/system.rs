@@ -48,8 +48,7 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
             rows.push(("GPU", fmt::whole(*u, "%")));
         }
         if let Some(m) = used.first() {
-            let total = total.first().map(|t| format!(" of {}", fmt::mb(*t))).unwrap_or_default();
-            rows.push(("VRAM", format!("{}{total}", fmt::mb(*m))));
+            rows.push(("VRAM", total.first().map_or_else(|| fmt::mb(*m), |t| fmt::mb_of(*m, *t))));
         }
         if let Some(t) = temp.first() {
             rows.push(("temp", fmt::whole(*t, "°C")));
@@ -63,8 +62,8 @@ pub fn lines(app: &App) -> Vec<(&'static str, String)> {
             rows.push(("GPU", format!("{n}× mean {mean:.0} %, max {:.0} %", max(&util))));
         }
         if !used.is_empty() {
-            let of = if total.is_empty() { String::new() } else { format!(" of {}", fmt::mb(total.iter().sum())) };
-            rows.push(("VRAM", format!("{}{of}", fmt::mb(used.iter().sum()))));
+            let used: f64 = used.iter().sum();
+            rows.push(("VRAM", if total.is_empty() { fmt::mb(used) } else { fmt::mb_of(used, total.iter().sum()) }));
         }
         if !temp.is_empty() {
             rows.push(("temp", format!("max {:.0} °C", max(&temp))));
