@@ -326,20 +326,8 @@ class Run:
         self._outstanding = True
 
     def _hold(self, reply):
-        """Merges an answer into what waits for the next meeting."""
-        if reply is None:
-            return
-        h = self._held
-        if h is None:
-            self._held = dict(reply, set=dict(reply.get("set") or {}), errors=list(reply.get("errors") or []))
-            return
-        for k in ("step", "phase", "settings", "paused", "dropped", "boundary"):
-            if k in reply:
-                h[k] = reply[k]
-        for k in ("phase_changed", "should_stop", "checkpoint"):
-            h[k] = bool(h.get(k)) or bool(reply.get(k))
-        h["set"].update(reply.get("set") or {})
-        h["errors"].extend(reply.get("errors") or [])
+        """Keeps an answer for the next meeting, merged with what already waits."""
+        self._held = _merge(self._held, reply)
 
     def _root_exchange(self, step, meeting):
         """Rank 0's talk with the host, at meetings only: collect the answer to the last
@@ -366,14 +354,11 @@ class Run:
                 r = self._read_reply()
                 if r is not None and r.get("phase_changed"):
                     applied = step
-                self._held = reply
-                self._hold(r)
-                reply, self._held = self._held, None
+                reply = _merge(reply, r)
             self._send_sync(step, applied)
         except (OSError, ValueError) as e:
             self._lose(f"lost the run's host ({e})")
             return self._quiet_reply(step)
-        self._last = {"phase": reply.get("phase"), "settings": reply.get("settings") or {}}
         return reply
 
     def _schedule(self, step):
@@ -401,7 +386,7 @@ class Run:
         self._sync_step = step
         self._calls += 1
         dist = _dist()
-        root = dist.get_rank() == 0 if dist is not None else self.rank == 0
+        root = self._is_root(dist)
         meeting = dist is None or self._calls >= self._next_meeting
         if root and dist is not None:
             now = time.perf_counter()
@@ -453,8 +438,8 @@ class Run:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def _is_root(self):
-        dist = _dist()
+    def _is_root(self, dist=None):
+        dist = dist or _dist()
         return dist.get_rank() == 0 if dist is not None else self.rank == 0
 
     # -- probes, checkpoints, finish ---------------------------------------------------
@@ -525,6 +510,23 @@ class Run:
                 pass
         if _current is self:
             _current = None
+
+
+def _merge(held, reply):
+    """Two sync answers as one: the later's phase, settings and pause; changes, stops,
+    checkpoints, `set` values and errors of both."""
+    if reply is None:
+        return held
+    if held is None:
+        return dict(reply, set=dict(reply.get("set") or {}), errors=list(reply.get("errors") or []))
+    for k in ("step", "phase", "settings", "paused", "dropped", "boundary"):
+        if k in reply:
+            held[k] = reply[k]
+    for k in ("phase_changed", "should_stop", "checkpoint"):
+        held[k] = bool(held.get(k)) or bool(reply.get(k))
+    held["set"].update(reply.get("set") or {})
+    held["errors"].extend(reply.get("errors") or [])
+    return held
 
 
 def _jsonable(v):
