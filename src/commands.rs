@@ -125,6 +125,12 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
 pub fn ctl(run_dir: &Path, words: &[String]) -> Result<ExitCode> {
     let body = parse_ctl(words)?;
     let dir = RunDir { path: run_dir.to_path_buf() };
+    // `set` names one of the run's own keys (its log says which): refused here, exit 2.
+    if let Ok(Command::Set { key, value }) = serde_json::from_value::<Command>(body.clone())
+        && let Some(keys) = phasetop_core::session::keys::of_log(&dir.log())
+    {
+        keys.check(&key, value).map_err(UsageError)?;
+    }
     let reply = control::request(&dir.socket(), &body).with_context(|| {
         // A run that ended, or whose host is gone, says so (as `ls` would).
         let ended = (dir.host_state() == rundir::HostState::Gone)

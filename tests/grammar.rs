@@ -28,8 +28,8 @@ impl CommandSink for Recorder {
     }
 }
 
-fn dashboard() -> (App, Recorder) {
-    let started = Event::RunStarted {
+fn started() -> Event {
+    Event::RunStarted {
         run_id: "r".into(),
         schema_major: 1,
         schema_minor: 0,
@@ -42,7 +42,11 @@ fn dashboard() -> (App, Recorder) {
         resumed_from_step: None,
         parent_run: None,
         branch_step: None,
-    };
+    }
+}
+
+fn dashboard() -> (App, Recorder) {
+    let started = started();
     let phase = Event::PhaseChanged { step: 0, from: None, to: "warm".into(), cause: PhaseCause::Start, detail: None };
     let rec = Recorder::default();
     let app =
@@ -53,8 +57,17 @@ fn dashboard() -> (App, Recorder) {
 /// What `phasetop ctl DIR words…` sent on the run's socket (one JSON line, answered
 /// `ok`), or its exit code and stderr when it sent nothing.
 fn ctl(words: &[&str]) -> Result<Command, (i32, String)> {
+    ctl_on(started(), words)
+}
+
+/// [`ctl`] on a run whose log starts with `started`.
+fn ctl_on(started: Event, words: &[&str]) -> Result<Command, (i32, String)> {
     use std::time::{Duration, Instant};
     let dir = tempfile::tempdir().unwrap();
+    // A built-in run's log: `ctl` checks `set` against the run's own keys from it.
+    let mut log = phasetop::runlog::Writer::create(&dir.path().join("events.log")).unwrap();
+    log.append(&started).unwrap();
+    log.flush().unwrap();
     let listener = UnixListener::bind(dir.path().join("control.sock")).unwrap();
     listener.set_nonblocking(true).unwrap();
     let mut child = Process::new(BIN)
@@ -140,4 +153,57 @@ fn ctl_and_the_colon_line_give_the_same_command_or_the_same_error() {
     let status = app.status.clone().unwrap().0;
     assert!(stderr.contains("unknown command \"jump\", expected one of switch, pause"), "{stderr}");
     assert!(status.starts_with("unknown command \"jump\", expected one of switch, pause"), "{status}");
+}
+
+/// `set` takes the run's own keys: an external run's plan's (typed by the plan's values),
+/// not the built-in trainer's list; the dashboard and `ctl` agree.
+#[test]
+fn set_takes_an_external_runs_own_plan_keys() {
+    let external = |config: serde_json::Value| match started() {
+        Event::RunStarted { run_id, schema_major, schema_minor, config_name, phases, seed, started_at, .. } => {
+            Event::RunStarted {
+                run_id,
+                schema_major,
+                schema_minor,
+                config_name,
+                config,
+                phases,
+                device: "external".into(),
+                seed,
+                started_at,
+                resumed_from_step: None,
+                parent_run: None,
+                branch_step: None,
+            }
+        }
+        _ => unreachable!(),
+    };
+    let plan = serde_json::json!({
+        "external": {"command": ["python3", "job.py"]},
+        "phase": [{"name": "warm", "lr": 0.05, "aux_w": 1.0, "accum": 2}, {"name": "main", "lr": 0.01, "aux_w": 0.0}]
+    });
+    assert_eq!(
+        ctl_on(external(plan.clone()), &["set", "aux_w=0.25"]),
+        Ok(Command::Set { key: "aux_w".into(), value: 0.25 })
+    );
+    let (code, stderr) = ctl_on(external(plan.clone()), &["set", "momentum=0.9"]).unwrap_err();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("unknown key \"momentum\": this run's plan sets accum, aux_w, lr"), "{stderr}");
+    let (code, stderr) = ctl_on(external(plan.clone()), &["set", "accum=1.5"]).unwrap_err();
+    assert!(code == 2 && stderr.contains("integer"), "{stderr}");
+    // The dashboard's `:set` says the same, and completes the plan's keys.
+    let rec = Recorder::default();
+    let phase = Event::PhaseChanged { step: 0, from: None, to: "warm".into(), cause: PhaseCause::Start, detail: None };
+    let mut app = common::app(
+        RunView::from_events(&[external(plan), phase]),
+        "default",
+        ThemeKind::Default,
+        Box::new(rec.clone()),
+    );
+    app.run_command_line("set momentum=0.9");
+    let (status, is_error) = app.status.clone().expect("a status");
+    assert!(is_error && status.contains("this run's plan sets"), "{status}");
+    app.run_command_line("set aux_w=0.5");
+    assert_eq!(rec.0.lock().unwrap().as_slice(), [Command::Set { key: "aux_w".into(), value: 0.5 }]);
+    assert_eq!(app.complete("set au"), "set aux_w=");
 }

@@ -18,6 +18,7 @@ pub mod remote;
 pub mod rules;
 pub mod rundir;
 pub mod runlog;
+pub mod session;
 pub mod settings;
 pub mod signals;
 pub mod sysmon;

@@ -465,7 +465,11 @@ impl App {
             match words.first().copied() {
                 Some("switch") => self.live_view().plan.iter().map(|p| p.name.clone()).collect(),
                 Some("layout") => super::layout::SHIPPED.iter().map(|s| s.0.to_string()).collect(),
-                Some("set") => crate::settings::SETTABLE_KEYS.iter().map(|k| format!("{k}=")).collect(),
+                Some("set") => crate::session::SetKeys::of_run_config(&self.live_view().config)
+                    .names()
+                    .into_iter()
+                    .map(|k| format!("{k}="))
+                    .collect(),
                 _ => Vec::new(),
             }
         };
@@ -497,6 +501,13 @@ impl App {
                     match crate::grammar::check_phase(&phase, &names) {
                         Ok(()) => self.send(Command::Switch { phase }),
                         Err(e) => self.set_status(e.to_string(), true),
+                    }
+                }
+                Ok(Request::Command(Command::Set { key, value })) => {
+                    // The run's own keys: the trainer's, or an external run's plan's.
+                    match crate::session::SetKeys::of_run_config(&self.live_view().config).check(&key, value) {
+                        Ok(()) => self.send(Command::Set { key, value }),
+                        Err(e) => self.set_status(e, true),
                     }
                 }
                 Ok(Request::Command(c)) => self.send(c),

@@ -20,7 +20,7 @@ pub mod system;
 pub mod theme;
 
 // The core's modules under their old names, so `crate::event::…` reads the same here.
-pub(crate) use phasetop_core::{config, control, error, event, grammar, history, rundir, runlog, settings, sysmon};
+pub(crate) use phasetop_core::{config, control, error, event, grammar, history, rundir, runlog, session, sysmon};
 
 use crate::rundir::{HostState, RunDir};
 use anyhow::{Context, Result};

@@ -13,9 +13,10 @@
 
 use super::protocol::{self, Control, JobFrame, Point};
 use crate::config::external::ExternalConfig;
-use crate::control::{PendingSuggestion, Reply, Status};
+use crate::control::{Reply, Status};
 use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
-use crate::rules::{Confirmation, RuleOutcome, SignalState};
+use crate::rules::SignalState;
+use crate::session::{Decision, Delivery, Effect, Position, Session, SetKeys, Switch};
 use crate::rundir::now_unix;
 use crate::runlog;
 use std::time::Instant;
@@ -24,9 +25,6 @@ use std::time::Instant;
 const MAX_ERRORS: usize = 64;
 /// Rejected frames described in the log one by one (later ones are counted).
 const LOGGED_REJECTIONS: u64 = 20;
-
-/// A phase change waiting for the job: target phase, cause, detail.
-type Switch = (usize, PhaseCause, Option<String>);
 
 /// Receives each event as it is written (the headless printer).
 pub type Printer = Box<dyn FnMut(&Event) + Send>;
@@ -39,8 +37,8 @@ pub struct State {
     phase_start: u64,
     /// The newest step the job has reported (log or sync).
     pub step: u64,
-    signals: SignalState,
-    pub paused: bool,
+    /// Commands, the rule and its suggestions, `set` keys: shared with the built-in host.
+    session: Session,
     /// Who asked the job to stop, and when.
     pub stop: Option<(String, Instant)>,
     /// Why the plan itself ends the job (`max_steps`, the last phase's `steps`).
@@ -75,6 +73,7 @@ impl State {
         for layer in &cfg.probes.layers {
             signals.watch_probe_layer(layer);
         }
+        let keys = SetKeys::of_run_config(&external_run_config(&cfg));
         State {
             log,
             cfg,
@@ -82,8 +81,7 @@ impl State {
             phase: 0,
             phase_start: 0,
             step: 0,
-            signals,
-            paused: false,
+            session: Session::new(signals, keys, Delivery::NextSync),
             stop: None,
             plan_done: None,
             checkpoint_asked: false,
@@ -143,13 +141,8 @@ impl State {
             run_id: self.run_id.clone(),
             step: self.step,
             phase: self.phase_name().to_string(),
-            paused: self.paused,
-            suggestions: self
-                .signals
-                .pending
-                .iter()
-                .map(|p| PendingSuggestion { id: p.id, to_phase: p.to_phase.clone(), because: p.because.clone() })
-                .collect(),
+            paused: self.session.paused,
+            suggestions: self.session.suggestions(),
         }
     }
 
@@ -202,7 +195,7 @@ impl State {
                 Some(serde_json::json!({
                     "type": "welcome", "protocol": protocol::PROTOCOL, "run_id": self.run_id,
                     "step": self.step, "phase": phase.name(), "phases": self.cfg.phase_names(),
-                    "settings": phase.settings_json(), "paused": self.paused, "should_stop": self.should_stop(),
+                    "settings": phase.settings_json(), "paused": self.session.paused, "should_stop": self.should_stop(),
                     "boundary": boundary,
                 }))
             }
@@ -233,7 +226,7 @@ impl State {
                         let all: Metrics = m.iter().map(|(k, v)| (format!("{layer}/{k}"), *v)).collect();
                         self.points += m.len() as u64;
                         self.record(Event::Probe { step, layer, metrics: m });
-                        let fired = self.signals.push(step, step.saturating_sub(self.phase_start), &all);
+                        let fired = self.session.signals.push(step, step.saturating_sub(self.phase_start), &all);
                         self.handle_signals(fired);
                     }
                 }
@@ -307,7 +300,7 @@ impl State {
         let in_phase = p.step.saturating_sub(self.phase_start);
         let mut fired = Vec::new();
         if p.rank == 0 {
-            fired.extend(self.signals.push(p.step, in_phase, &train));
+            fired.extend(self.session.signals.push(p.step, in_phase, &train));
         }
         if !train.is_empty() {
             let mut train = train;
@@ -320,7 +313,7 @@ impl State {
         }
         if !eval.is_empty() {
             if p.rank == 0 {
-                fired.extend(self.signals.push(p.step, in_phase, &eval));
+                fired.extend(self.session.signals.push(p.step, in_phase, &eval));
             }
             self.record(Event::Eval { step: p.step, split: "val".into(), metrics: eval });
         }
@@ -331,33 +324,12 @@ impl State {
     fn handle_signals(&mut self, fired: Vec<crate::signals::Signal>) {
         let next = self.cfg.phases.get(self.phase + 1).map(|p| p.name().to_string());
         let in_phase = self.step.saturating_sub(self.phase_start);
-        for sig in fired {
-            self.record(sig.to_event());
-            if self.pending_switch.is_some() || self.in_flight.is_some() {
-                continue;
-            }
-            match self.signals.judge(&sig, in_phase, next.as_deref()) {
-                Some(RuleOutcome::Switch { detail }) => {
-                    self.pending_switch = Some((self.phase + 1, PhaseCause::Rule, Some(detail)))
-                }
-                Some(RuleOutcome::Suggest { id, because }) => {
-                    let step = self.step;
-                    self.record(Event::Suggestion { step, id, to_phase: next.clone().unwrap_or_default(), because });
-                }
-                None => {}
-            }
-        }
-        if self.pending_switch.is_none() && self.in_flight.is_none() {
-            match self.signals.confirm_due(self.step, next.as_deref()) {
-                Some(Confirmation::Confirmed(RuleOutcome::Switch { detail })) => {
-                    self.pending_switch = Some((self.phase + 1, PhaseCause::Rule, Some(detail)))
-                }
-                Some(Confirmation::Confirmed(RuleOutcome::Suggest { id, because })) => {
-                    let step = self.step;
-                    self.record(Event::Suggestion { step, id, to_phase: next.unwrap_or_default(), because });
-                }
-                Some(Confirmation::Dropped(m)) => self.note(LogLevel::Info, m),
-                None => {}
+        let blocked = self.pending_switch.is_some() || self.in_flight.is_some();
+        for effect in self.session.judge(fired, self.step, in_phase, next.as_deref(), blocked) {
+            match effect {
+                Effect::Record(ev) => self.record(ev),
+                Effect::Switch(detail) => self.pending_switch = Some((self.phase + 1, PhaseCause::Rule, Some(detail))),
+                Effect::Note(m) => self.note(LogLevel::Info, m),
             }
         }
     }
@@ -383,7 +355,7 @@ impl State {
         let from = self.phase_name().to_string();
         self.phase = i;
         self.phase_start = step;
-        self.signals.enter_rule(self.cfg.phases[i].until.as_ref());
+        self.session.signals.enter_rule(self.cfg.phases[i].until.as_ref());
         let to = self.phase_name().to_string();
         self.record(Event::PhaseChanged { step, from: Some(from), to, cause, detail });
     }
@@ -445,7 +417,7 @@ impl State {
             settings: self.cfg.phases[phase].settings_json(),
             set: std::mem::take(&mut self.pending_set),
             should_stop: self.should_stop(),
-            paused: self.paused,
+            paused: self.session.paused,
             checkpoint: std::mem::take(&mut self.checkpoint_asked),
             errors,
             dropped: self.dropped,
@@ -480,31 +452,24 @@ impl State {
     pub fn command(&mut self, command: Command, client: &str) -> Reply {
         self.flush_open();
         let step = self.step;
-        let current = self.pending_switch.as_ref().or(self.in_flight.as_ref()).map_or(self.phase, |p| p.0);
-        let outcome: Result<String, String> = match &command {
-            Command::Switch { phase } => match self.cfg.phase_index(phase) {
-                Some(i) if i == current => Err(format!("already in phase \"{phase}\"")),
-                Some(i) => {
-                    self.pending_switch = Some((i, PhaseCause::Manual, Some(format!("by {client}"))));
-                    Ok(format!("switching {} → {phase} at the job's next sync (after step {step})", self.phase_name()))
+        let target = self.pending_switch.as_ref().or(self.in_flight.as_ref()).map_or(self.phase, |p| p.0);
+        let names = self.cfg.phase_names();
+        let at = Position { names: &names, current: self.phase, target, step };
+        let outcome: Result<String, String> = match self.session.decide(&command, client, at) {
+            Err(e) => Err(e),
+            Ok(Decision::Done(m)) => {
+                match command {
+                    Command::Pause => self.rate.pause(),
+                    Command::Resume => self.rate.resume(step),
+                    _ => {}
                 }
-                None => {
-                    Err(format!("unknown phase \"{phase}\", expected one of {}", self.cfg.phase_names().join(", ")))
-                }
-            },
-            Command::Pause if self.paused => Err("already paused".into()),
-            Command::Pause => {
-                self.paused = true;
-                self.rate.pause();
-                Ok(format!("pausing at the job's next sync (after step {step})"))
+                Ok(m)
             }
-            Command::Resume if !self.paused => Err("not paused".into()),
-            Command::Resume => {
-                self.paused = false;
-                self.rate.resume(step);
-                Ok(format!("resumed at step {step}"))
+            Ok(Decision::Switch(sw, m)) => {
+                self.pending_switch = Some(sw);
+                Ok(m)
             }
-            Command::Stop => {
+            Ok(Decision::Stop) => {
                 if self.stop.is_none() {
                     self.stop = Some((client.to_string(), Instant::now()));
                 }
@@ -514,36 +479,15 @@ impl State {
                     2.0 * g
                 ))
             }
-            Command::Checkpoint => {
+            Ok(Decision::Checkpoint) => {
                 self.checkpoint_asked = true;
                 Ok(format!("checkpoint asked of the job at its next sync (after step {step})"))
             }
-            Command::Set { key, value } => {
-                if let Err(e) = protocol::check_metric_name(key) {
-                    Err(format!("set: {}", e.replace("metric name", "key")))
-                } else if !value.is_finite() {
-                    Err(format!("set {key}: the value must be a finite number"))
-                } else {
-                    self.pending_set.insert(key.clone(), (*value).into());
-                    Ok(format!("{key}={value} goes to the job at its next sync"))
-                }
+            Ok(Decision::Set { key, value }) => {
+                self.pending_set.insert(key.clone(), self.session.keys.json_value(&key, value));
+                Ok(format!("{key}={value} goes to the job at its next sync"))
             }
-            Command::Accept { id } => match self.signals.take(*id) {
-                Some(s) => match self.cfg.phase_index(&s.to_phase) {
-                    Some(i) => {
-                        let detail = format!("suggestion {} accepted by {client}: {}", s.id, s.because);
-                        self.pending_switch = Some((i, PhaseCause::Suggestion, Some(detail)));
-                        Ok(format!("accepted suggestion {}: switching to {} at the job's next sync", s.id, s.to_phase))
-                    }
-                    None => Err(format!("suggested phase \"{}\" is not in the plan", s.to_phase)),
-                },
-                None => Err(no_suggestion(*id)),
-            },
-            Command::Dismiss { id } => match self.signals.take(*id) {
-                Some(s) => Ok(format!("dismissed suggestion {} (switch to {})", s.id, s.to_phase)),
-                None => Err(no_suggestion(*id)),
-            },
-            Command::Plan { config } => self.change_plan(config),
+            Ok(Decision::Plan(text)) => self.change_plan(&text),
         };
         let (applied, message) = match outcome {
             Ok(m) => (true, m),
@@ -602,17 +546,20 @@ impl State {
         let names = new.phase_names();
         let config = json(&new);
         self.cfg = new;
+        self.session.keys = SetKeys::of_run_config(&external_run_config(&self.cfg));
         let step = self.step;
         self.emit(Event::PlanChanged { step, phases: names.clone(), config }).map_err(|e| e.to_string())?;
         Ok(format!("plan from step {step}: {}", names.join(" → ")))
     }
 }
 
-fn no_suggestion(id: Option<u64>) -> String {
-    match id {
-        Some(id) => format!("no pending suggestion {id}"),
-        None => "no pending suggestion".into(),
+/// An external run's config as `run_started` records it (the `external` key marks it).
+pub fn external_run_config(cfg: &ExternalConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.entry("external").or_insert(serde_json::json!({}));
     }
+    v
 }
 
 #[cfg(test)]

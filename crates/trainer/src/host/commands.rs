@@ -7,55 +7,24 @@ impl Host {
     pub(super) fn apply(&mut self, p: Pending) -> Result<Option<Exit>> {
         let step = self.trainer.step();
         let mut exit = None;
-        let outcome: std::result::Result<String, String> = match &p.command {
-            Command::Switch { phase } => match self.trainer.config().phase_index(phase) {
-                Some(i) if i == self.trainer.phase_index() => Err(format!("already in phase \"{phase}\"")),
-                Some(i) => Ok(i),
-                None => Err(format!(
-                    "unknown phase \"{phase}\", expected one of {}",
-                    self.trainer.config().phase_names().join(", ")
-                )),
+        let mut switch = None;
+        let names = self.trainer.config().phase_names();
+        let current = self.trainer.phase_index();
+        let at = Position { names: &names, current, target: current, step };
+        let outcome: std::result::Result<String, String> = match self.session.decide(&p.command, &p.client, at) {
+            Err(e) => Err(e),
+            Ok(Decision::Done(m)) => Ok(m),
+            Ok(Decision::Switch(sw, m)) => {
+                switch = Some(sw);
+                Ok(m)
             }
-            .map(|i| {
-                let from = self.trainer.phase().name().to_string();
-                (i, format!("switched {from} → {phase} at step {step}"))
-            })
-            .map(|(i, msg)| {
-                self.pending_switch = Some((i, PhaseCause::Manual, Some(format!("by {}", p.client))));
-                msg
-            }),
-            Command::Pause if self.paused => Err("already paused".into()),
-            Command::Pause => {
-                self.paused = true;
-                Ok(format!("paused at step {step}"))
-            }
-            Command::Resume if !self.paused => Err("not paused".into()),
-            Command::Resume => {
-                self.paused = false;
-                Ok(format!("resumed at step {step}"))
-            }
-            Command::Stop => {
+            Ok(Decision::Stop) => {
                 exit = Some(Exit::Stopped(format!("stopped by {}", p.client)));
                 Ok(format!("stopping at step {step} (checkpoint, then stop)"))
             }
-            Command::Checkpoint => Ok(format!("checkpoint at step {step}")),
-            Command::Set { key, value } => self.trainer.set(key, *value),
-            Command::Accept { id } => match self.signals.take(*id) {
-                Some(s) => match self.trainer.config().phase_index(&s.to_phase) {
-                    Some(i) => {
-                        let detail = format!("suggestion {} accepted by {}: {}", s.id, p.client, s.because);
-                        self.pending_switch = Some((i, PhaseCause::Suggestion, Some(detail)));
-                        Ok(format!("accepted suggestion {}: switching to {} at step {step}", s.id, s.to_phase))
-                    }
-                    None => Err(format!("suggested phase \"{}\" is not in the plan", s.to_phase)),
-                },
-                None => Err(no_suggestion(*id)),
-            },
-            Command::Plan { config } => self.change_plan(config),
-            Command::Dismiss { id } => match self.signals.take(*id) {
-                Some(s) => Ok(format!("dismissed suggestion {} (switch to {})", s.id, s.to_phase)),
-                None => Err(no_suggestion(*id)),
-            },
+            Ok(Decision::Checkpoint) => Ok(format!("checkpoint at step {step}")),
+            Ok(Decision::Set { key, value }) => self.trainer.set(&key, value),
+            Ok(Decision::Plan(text)) => self.change_plan(&text),
         };
         let (applied, message) = match outcome {
             Ok(m) => (true, m),
@@ -70,7 +39,7 @@ impl Host {
             message: message.clone(),
         })?;
         if applied {
-            if let Some((i, cause, detail)) = self.pending_switch.take() {
+            if let Some((i, cause, detail)) = switch {
                 self.switch(i, cause, detail)?;
             }
             if p.command == Command::Checkpoint {
@@ -78,7 +47,7 @@ impl Host {
             }
         }
         if let Ok(mut s) = self.status.lock() {
-            s.paused = self.paused;
+            s.paused = self.session.paused;
         }
         self.sync_suggestions();
         let _ = p.reply.send(Reply { ok: applied, step, message });
@@ -132,12 +101,5 @@ impl Host {
         let config = serde_json::to_value(self.trainer.config()).map_err(|e| e.to_string())?;
         self.emit(Event::PlanChanged { step, phases: names.clone(), config }).map_err(|e| format!("{e:#}"))?;
         Ok(format!("plan from step {step}: {}", names.join(" → ")))
-    }
-}
-
-pub(super) fn no_suggestion(id: Option<u64>) -> String {
-    match id {
-        Some(id) => format!("no pending suggestion {id}"),
-        None => "no pending suggestion".into(),
     }
 }

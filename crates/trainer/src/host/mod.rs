@@ -7,6 +7,7 @@ use crate::rundir::{RunDir, RunLock, RunMeta, ScheduledSwitch, now_unix};
 use crate::runlog;
 use crate::trainer::{Trainer, checkpoint, device_name};
 use crate::{control, rules};
+use phasetop_core::session::{Decision, Delivery, Effect, Position, Session, SetKeys};
 use anyhow::{Context, Result};
 use control::{ControlServer, Pending, Reply, Status};
 pub use phasetop_core::branch::BranchRun;
@@ -34,15 +35,14 @@ pub struct Host {
     log: runlog::Writer,
     stop_flag: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
-    paused: bool,
     last_val: Metrics,
     /// A branch's `--switch` for a step past its checkpoint: (step, phase index, detail).
     scheduled_switch: Option<(u64, usize, String)>,
     last_metrics: Metrics,
     observer: Option<Box<dyn Observer>>,
-    /// A switch accepted by `apply`, carried out after the command is recorded.
-    pending_switch: Option<(usize, PhaseCause, Option<String>)>,
-    signals: rules::SignalState,
+    /// Commands, the rule and its suggestions, `set` keys: shared with the external host
+    /// (`phasetop_core::session`); this host delivers its decisions between steps.
+    session: Session,
     rollbacks: u32,
     /// Events emitted before an observer was attached (run start, resume warnings).
     early: Vec<Event>,

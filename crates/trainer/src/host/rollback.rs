@@ -10,41 +10,23 @@ impl Host {
     /// recorded. Returns whether the phase has changed at this step.
     pub(super) fn handle_signals(&mut self, fired: Vec<crate::signals::Signal>, switched: bool) -> Result<bool> {
         let mut switched = switched;
-        for sig in fired {
-            self.emit(sig.to_event())?;
-            if switched {
-                continue;
-            }
-            let next_index = self.trainer.phase_index() + 1;
-            let next = self.trainer.config().phases.get(next_index).map(|p| p.name().to_string());
-            match self.signals.judge(&sig, self.trainer.steps_in_phase(), next.as_deref()) {
-                Some(rules::RuleOutcome::Switch { detail }) => {
+        let next_index = self.trainer.phase_index() + 1;
+        let next = self.trainer.config().phases.get(next_index).map(|p| p.name().to_string());
+        let (step, in_phase) = (self.trainer.step(), self.trainer.steps_in_phase());
+        for effect in self.session.judge(fired, step, in_phase, next.as_deref(), switched) {
+            match effect {
+                Effect::Record(ev) => {
+                    let suggestion = matches!(ev, Event::Suggestion { .. });
+                    self.emit(ev)?;
+                    if suggestion {
+                        self.sync_suggestions();
+                    }
+                }
+                Effect::Switch(detail) => {
                     self.switch(next_index, PhaseCause::Rule, Some(detail))?;
                     switched = true;
                 }
-                Some(rules::RuleOutcome::Suggest { id, because }) => {
-                    let step = self.trainer.step();
-                    self.emit(Event::Suggestion { step, id, to_phase: next.unwrap_or_default(), because })?;
-                    self.sync_suggestions();
-                }
-                None => {}
-            }
-        }
-        if !switched {
-            let next_index = self.trainer.phase_index() + 1;
-            let next = self.trainer.config().phases.get(next_index).map(|p| p.name().to_string());
-            match self.signals.confirm_due(self.trainer.step(), next.as_deref()) {
-                Some(rules::Confirmation::Confirmed(rules::RuleOutcome::Switch { detail })) => {
-                    self.switch(next_index, PhaseCause::Rule, Some(detail))?;
-                    switched = true;
-                }
-                Some(rules::Confirmation::Confirmed(rules::RuleOutcome::Suggest { id, because })) => {
-                    let step = self.trainer.step();
-                    self.emit(Event::Suggestion { step, id, to_phase: next.unwrap_or_default(), because })?;
-                    self.sync_suggestions();
-                }
-                Some(rules::Confirmation::Dropped(message)) => self.log_line(LogLevel::Info, message)?,
-                None => {}
+                Effect::Note(message) => self.log_line(LogLevel::Info, message)?,
             }
         }
         Ok(switched)
@@ -97,7 +79,7 @@ impl Host {
         // The detectors go back to where they were at the checkpoint (as on `--resume`):
         // otherwise they would ignore the steps run again, having seen those numbers.
         self.log.flush()?;
-        self.signals = fresh_signals(&self.trainer);
+        self.session.signals = fresh_signals(&self.trainer);
         let history = logged_history(&self.dir, meta.step);
         self.replay_history(history)?;
         self.rearm_scheduled_switch()?;

@@ -77,7 +77,7 @@ impl Host {
     /// dropped), so a paused run can be copied or inspected byte-stable.
     fn record_system(&mut self, system: &Receiver<Metrics>) -> Result<()> {
         while let Ok(metrics) = system.try_recv() {
-            if !metrics.is_empty() && !self.paused {
+            if !metrics.is_empty() && !self.session.paused {
                 let step = self.trainer.step();
                 self.emit(Event::Eval { step, split: phasetop_core::sysmon::SPLIT.into(), metrics })?;
             }
@@ -105,7 +105,7 @@ impl Host {
                 return Ok(Exit::Stopped("stopped by signal".into()));
             }
             self.record_system(system)?;
-            if self.paused {
+            if self.session.paused {
                 rate.pause();
                 match commands.recv_timeout(Duration::from_millis(100)) {
                     Ok(p) => {
@@ -214,7 +214,7 @@ impl Host {
     /// Feeds metrics to the detectors (timed as monitoring).
     pub(super) fn push_signals(&mut self, step: u64, metrics: &Metrics) -> Vec<crate::signals::Signal> {
         let started = Instant::now();
-        let fired = self.signals.push(step, self.trainer.steps_in_phase(), metrics);
+        let fired = self.session.signals.push(step, self.trainer.steps_in_phase(), metrics);
         self.costs.detectors += started.elapsed();
         fired
     }
@@ -278,7 +278,7 @@ impl Host {
     pub(super) fn switch(&mut self, index: usize, cause: PhaseCause, detail: Option<String>) -> Result<()> {
         let from = self.trainer.phase().name().to_string();
         let note = self.trainer.switch_to(index);
-        self.signals.enter_phase(self.trainer.phase());
+        self.session.signals.enter_phase(self.trainer.phase());
         let to = self.trainer.phase().name().to_string();
         let step = self.trainer.step();
         self.emit(Event::PhaseChanged { step, from: Some(from), to: to.clone(), cause, detail })?;

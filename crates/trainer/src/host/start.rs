@@ -201,13 +201,11 @@ impl Host {
             log,
             stop_flag,
             status,
-            paused: false,
             last_val: Metrics::new(),
             scheduled_switch: None,
             last_metrics: Metrics::new(),
             observer: None,
-            pending_switch: None,
-            signals,
+            session: Session::new(signals, SetKeys::Trainer, Delivery::BetweenSteps),
             rollbacks: 0,
             early: Vec::new(),
             costs: MonitorCosts::default(),
@@ -302,7 +300,7 @@ impl Host {
     pub(super) fn replay_history(&mut self, history: Result<Vec<Event>>) -> Result<()> {
         match history {
             Ok(events) => {
-                self.signals.replay(&events, &self.trainer.config().phases, self.trainer.phase());
+                self.session.signals.replay(&events, &self.trainer.config().phases, self.trainer.phase());
                 Ok(())
             }
             Err(e) => self.log_line(LogLevel::Warn, format!("detectors start afresh: {e:#}")),
@@ -312,16 +310,7 @@ impl Host {
     /// Shows the pending suggestions in `ctl status`.
     pub(super) fn sync_suggestions(&self) {
         if let Ok(mut s) = self.status.lock() {
-            s.suggestions = self
-                .signals
-                .pending
-                .iter()
-                .map(|p| control::PendingSuggestion {
-                    id: p.id,
-                    to_phase: p.to_phase.clone(),
-                    because: p.because.clone(),
-                })
-                .collect();
+            s.suggestions = self.session.suggestions();
         }
     }
 

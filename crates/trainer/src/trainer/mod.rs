@@ -603,8 +603,8 @@ impl Trainer {
     /// Applies `set KEY=VALUE` for the rest of the current phase. The message says what
     /// the next step will use.
     pub fn set(&mut self, key: &str, value: f64) -> std::result::Result<String, String> {
-        // A socket frame may name anything: the grammar's check, with its text.
-        phasetop_core::grammar::check_key(key).map_err(|e| e.to_string())?;
+        // A socket frame may name anything: the session's check, with its text.
+        phasetop_core::session::SetKeys::Trainer.check(key, value)?;
         // The same table of bounds the config validator uses (`config::bounds`).
         crate::config::bounds::check(key, value)?;
         match key {
