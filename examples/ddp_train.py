@@ -5,10 +5,13 @@
 An MLP on synthetic data (a fixed random teacher labels Gaussian inputs), CPU, the gloo
 backend on loopback. `--device cuda` trains on the GPU instead (rank R on cuda:R's
 LOCAL_RANK, nccl between ranks); `--hidden` and `--batch` make it as heavy as wanted
-(scripts/device-check-external-gpu.sh keeps a GPU busy with them). Each phase's `lr` comes from the config; `ctl set lr=…` changes it
-on every rank; `ctl stop` ends every rank at the same step. With --record DIR each rank
-writes DIR/record-rank<R>.tsv: one line per step, `step<TAB>phase<TAB>lr`, the lr the
-next step uses, and DIR/pid-rank<R> (what the tests read).
+(scripts/device-check-external-gpu.sh keeps a GPU busy with them). Each phase's `lr` and
+`aux_w` (the weight of an auxiliary weight-norm loss, 0 when the plan has none) come
+from the config, on every rank from the first step; `ctl set lr=…` / `ctl set aux_w=…`
+change them on every rank; `ctl stop` ends every rank at the same step. With --record DIR
+each rank writes DIR/record-rank<R>.tsv: one line per step,
+`step<TAB>phase<TAB>lr<TAB>aux_w`, the values the next step uses, DIR/pid-rank<R>, and at
+the end DIR/checksum-rank<R>: the sum of its model's weights (what the tests read).
 """
 
 import argparse
@@ -53,7 +56,9 @@ def main():
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
 
     run = phasetop.init(config=vars(args))
+    # run.settings: the phase's settings with `ctl set` values on top, the same on every rank.
     opt = torch.optim.SGD(net.parameters(), lr=float(run.settings.get("lr", 0.05)), momentum=0.9)
+    aux_w = float(run.settings.get("aux_w", 0.0))
 
     teacher = torch.randn(16, 4, generator=torch.Generator().manual_seed(1234))
     data = torch.Generator().manual_seed(100 + rank)  # each rank its own shard of the stream
@@ -78,6 +83,8 @@ def main():
         x = x.to(device)
         logits = net(x)
         loss = nn.functional.cross_entropy(logits, y)
+        if aux_w:
+            loss = loss + aux_w * sum(p.pow(2).mean() for p in net.parameters())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -93,19 +100,24 @@ def main():
                 run.probe("hidden", model[:4](held_out[:128]).cpu(), step=step)
 
         ctl = run.sync(step)  # every rank, every step: the same answer everywhere
-        if ctl.phase_changed and "lr" in ctl.settings:
-            set_lr(ctl.settings["lr"])
-        if "lr" in ctl.set:
-            set_lr(ctl.set["lr"])
+        if ctl.phase_changed or ctl.set:
+            if "lr" in run.settings:
+                set_lr(run.settings["lr"])
+            aux_w = float(run.settings.get("aux_w", 0.0))
         if ctl.checkpoint or (args.checkpoint_every and step % args.checkpoint_every == 0):
             run.checkpoint(step, lambda: {"model": model.state_dict(), "opt": opt.state_dict(), "step": step})
         if record:
-            record.write(f"{step}\t{ctl.phase}\t{opt.param_groups[0]['lr']!r}\n")
+            record.write(f"{step}\t{ctl.phase}\t{opt.param_groups[0]['lr']!r}\t{aux_w!r}\n")
         if ctl.should_stop:
             break
         if args.step_ms:
             time.sleep(args.step_ms / 1000)
 
+    if args.record:
+        with torch.no_grad():
+            total = sum(p.double().sum().item() for p in model.parameters())
+        with open(os.path.join(args.record, f"checksum-rank{rank}"), "w") as f:
+            f.write(repr(total))
     run.finish()
     if distributed:
         dist.destroy_process_group()

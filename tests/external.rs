@@ -209,6 +209,60 @@ fn torchrun_ranks_switch_set_and_stop_at_the_same_step() {
     );
 }
 
+/// Issue 22's invariant: every rank trains with the same settings at every step, from the
+/// first: a plan with a per-phase lr and a free setting (`aux_w`), then a `set aux_w`, a
+/// pause, a switch and a stop. Both ranks' records (step, phase, lr, aux_w) are the same
+/// line for line, start with the first phase's values, and the ranks' weights agree.
+#[test]
+fn ddp_ranks_hold_the_same_settings_from_init_and_end_with_equal_weights() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "aux.toml",
+        "[run]\nname='aux'\n[[phase]]\nname='warm'\nlr=0.1\naux_w=0.5\n[[phase]]\nname='main'\nlr=0.02\naux_w=0.0\n",
+    );
+    let job = torchrun_job(&bin, 1_000_000);
+    let mut child = spawn_run(tmp.path(), Some(&cfg), &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    let lines = |r: u32| -> Vec<String> {
+        std::fs::read_to_string(rec.join(format!("record-rank{r}.tsv")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let has = |r: u32, f: &dyn Fn(&str) -> bool| lines(r).iter().any(|l| f(l));
+    wait_until("20 logged steps", 120, || last_step(&run) >= 20);
+    for r in 0..2 {
+        let first = lines(r).first().cloned().unwrap_or_default();
+        assert_eq!(first, "1\twarm\t0.1\t0.5", "rank {r} starts with the first phase's lr and aux_w");
+    }
+    ctl(&run, &["set", "aux_w=0.25"]);
+    wait_until("both ranks at aux_w 0.25", 60, || (0..2).all(|r| has(r, &|l| l.ends_with("\t0.25"))));
+    ctl(&run, &["pause"]);
+    wait_until("paused", 30, || ctl(&run, &["status"]).contains("\"paused\":true"));
+    ctl(&run, &["resume"]);
+    ctl(&run, &["switch", "main"]);
+    wait_until("both ranks in main", 60, || (0..2).all(|r| has(r, &|l| l.contains("\tmain\t"))));
+    ctl(&run, &["stop"]);
+    let exit = wait_exit(&mut child, 60);
+    assert!(exit.success(), "job.log:\n{}", job_log_why(&run));
+    let (r0, r1) = (lines(0), lines(1));
+    assert!(r0.len() > 20, "{} steps", r0.len());
+    if let Some(i) = (0..r0.len().max(r1.len())).find(|&i| r0.get(i) != r1.get(i)) {
+        panic!("the ranks' settings differ at line {i}: {:?} vs {:?}", r0.get(i), r1.get(i));
+    }
+    // The switch brought main's own values (the `set` was for warm only).
+    assert!(r0.iter().any(|l| l.contains("\tmain\t0.02\t0.0")), "{:?}", r0.last());
+    let sum = |r: u32| -> f64 {
+        let text = std::fs::read_to_string(rec.join(format!("checksum-rank{r}"))).unwrap_or_default();
+        text.trim().parse().unwrap_or(f64::NAN)
+    };
+    let (a, b) = (sum(0), sum(1));
+    assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "weights' checksums differ: {a} vs {b}");
+}
+
 fn pid(rec: &Path, rank: u32) -> i32 {
     std::fs::read_to_string(rec.join(format!("pid-rank{rank}"))).unwrap().trim().parse().unwrap()
 }

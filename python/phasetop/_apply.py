@@ -1,4 +1,7 @@
-"""What the adapters do with a sync's answer: the learning rate to the optimizers."""
+"""What the adapters do with the plan's settings: the optimizer's hyperparameters."""
+
+#: Settings that are an optimizer's param-group hyperparameters, applied by the adapters.
+OPTIMIZER_KEYS = ("lr", "weight_decay", "momentum")
 
 
 def set_lr(optimizers, schedulers, lr):
@@ -15,10 +18,29 @@ def set_lr(optimizers, schedulers, lr):
             s.base_lrs = [lr] * len(s.base_lrs)
 
 
+def apply(optimizers, schedulers, settings):
+    """Applies the optimizer keys among ``settings`` (a phase's, or ``ctl set`` values) to
+    every parameter group that has them; other keys are the script's own."""
+    for k, v in settings.items():
+        if k == "lr":
+            set_lr(optimizers, schedulers, v)
+        elif k in OPTIMIZER_KEYS:
+            for opt in optimizers:
+                for g in opt.param_groups:
+                    if k in g:
+                        g[k] = float(v)
+
+
+def changes_of(ctl):
+    """What a sync asks the optimizer to change: a new phase's optimizer settings, then the
+    ``ctl set`` values on top."""
+    out = {}
+    if ctl.phase_changed:
+        out.update({k: v for k, v in ctl.settings.items() if k in OPTIMIZER_KEYS})
+    out.update({k: v for k, v in ctl.set.items() if k in OPTIMIZER_KEYS})
+    return out
+
+
 def lr_of(ctl):
     """The lr a sync asks for: ``ctl set lr=…`` first, else a new phase's ``lr`` setting."""
-    if "lr" in ctl.set:
-        return ctl.set["lr"]
-    if ctl.phase_changed and "lr" in ctl.settings:
-        return ctl.settings["lr"]
-    return None
+    return changes_of(ctl).get("lr")

@@ -102,6 +102,9 @@ class Run:
         self.settings = {}
         #: Every ``ctl set`` received, key → latest value.
         self.overrides = {}
+        # The `set` values since the phase began: ``settings`` is the phase's settings
+        # with these on top (a new phase brings its own, as the built-in trainer's do).
+        self._set_in_phase = {}
         self._socket_path = socket_path
         self._talks = rank == 0 and socket_path is not None
         self._logs = socket_path is not None and (rank == 0 or all_ranks)
@@ -405,8 +408,11 @@ class Run:
                 cost = time.perf_counter() - t_meet
                 self._meet_cost = cost if self._meet_cost is None else 0.8 * self._meet_cost + 0.2 * cost
         ctl = Control(reply)
+        if ctl.phase_changed or ctl.phase != self.phase:
+            self._set_in_phase = {}
+        self._set_in_phase.update(ctl.set)
         self.phase = ctl.phase
-        self.settings = ctl.settings
+        self.settings = dict(ctl.settings, **self._set_in_phase)
         # Every rank's quiet answers carry the phase it is in (not only rank 0's).
         self._last = {"phase": ctl.phase, "settings": ctl.settings}
         self.overrides.update(ctl.set)
@@ -437,6 +443,36 @@ class Run:
         box = [reply]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def _share_start(self):
+        """Every rank starts in rank 0's phase with its settings, at ``init``: with a
+        process group, rank 0's welcome is broadcast; without one (ranks that have not
+        made a group yet), another rank asks the host itself on a connection of its own."""
+        dist = _dist()
+        if dist is not None:
+            box = [{"phase": self.phase, "settings": self.settings, "boundary": self._boundary}
+                   if self.rank == 0 else None]
+            dist.broadcast_object_list(box, src=0)
+            start = box[0] or {}
+        elif self.rank != 0 and self._socket_path is not None:
+            try:
+                s = self._connect()
+                try:
+                    s.sendall(_dumps({"type": "hello", "protocol": PROTOCOL, "rank": self.rank,
+                                      "world_size": self.world_size, "pid": os.getpid(), "client": "python phasetop 0.1"}))
+                    start = json.loads(s.makefile("rb").readline() or b"{}")
+                finally:
+                    s.close()
+            except (OSError, ValueError) as e:
+                _warn(f"rank {self.rank} could not ask the run's host for the first phase ({e})")
+                return
+            if start.get("type") != "welcome":
+                return
+        else:
+            return
+        self.phase = start.get("phase")
+        self.settings = start.get("settings") or {}
+        self._last = {"phase": self.phase, "settings": self.settings}
 
     def _is_root(self, dist=None):
         dist = dist or _dist()
@@ -617,6 +653,7 @@ def init(config=None, *, all_ranks=False, run_dir=None, plan=None, name=None, bu
         elif all_ranks:
             _warn("all_ranks=True needs `phasetop run` (the other ranks cannot find a host rank 0 started)")
     run = Run(sock, rdir, rank=rank, world_size=world, config=config, all_ranks=all_ranks, buffer_size=buffer_size)
+    run._share_start()
     if host:
         run._host_process = _HostHandle(rdir)
     _current = run

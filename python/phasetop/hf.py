@@ -10,7 +10,7 @@ the optimizer and the scheduler's base, and stops training on ``should_stop``.
 from transformers import TrainerCallback
 
 from . import _run
-from ._apply import lr_of, set_lr
+from ._apply import apply, changes_of
 
 _NAMES = {"loss": "train_loss", "learning_rate": "lr", "grad_norm": "grad_norm"}
 
@@ -44,9 +44,9 @@ class PhasetopCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         run = self._get(args)
         # The first phase's lr, as phasetop's plan says.
-        if optimizer is not None and "lr" in run.settings:
+        if optimizer is not None:
             self._first = False
-            set_lr([optimizer], [lr_scheduler] if lr_scheduler is not None else [], run.settings["lr"])
+            apply([optimizer], [lr_scheduler] if lr_scheduler is not None else [], run.settings)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs:
@@ -64,12 +64,9 @@ class PhasetopCallback(TrainerCallback):
         scheds = [lr_scheduler] if lr_scheduler is not None else []
         if self._first:
             self._first = False
-            if "lr" in run.settings:
-                set_lr(opts, scheds, run.settings["lr"])
+            apply(opts, scheds, run.settings)
         ctl = self.control = run.sync(state.global_step)
-        lr = lr_of(ctl)
-        if lr is not None:
-            set_lr(opts, scheds, lr)
+        apply(opts, scheds, changes_of(ctl))
         if ctl.should_stop:
             control.should_training_stop = True
         return control

@@ -1,6 +1,7 @@
 """A PyTorch Lightning callback: logs the training loss, the learning rate and the
-logged metrics every step, syncs at every step boundary, applies a phase's ``lr`` and
-``ctl set lr=…`` to the optimizers (and their schedulers' base), and stops the trainer
+logged metrics every step, syncs at every step boundary, applies a phase's optimizer
+settings (``lr``, ``weight_decay``, ``momentum``) and ``ctl set`` of them to every rank's
+optimizers (the lr as their schedulers' base too), and stops the trainer
 on ``should_stop``.
 
     from phasetop.lightning import PhasetopCallback
@@ -13,7 +14,7 @@ except ImportError:  # the older package name
     from pytorch_lightning.callbacks import Callback
 
 from . import _run
-from ._apply import lr_of, set_lr
+from ._apply import apply, changes_of
 
 
 def _scalars(d):
@@ -48,9 +49,8 @@ class PhasetopCallback(Callback):
 
     def on_train_start(self, trainer, pl_module):
         run = self._run(pl_module)
-        # The first phase's lr, as phasetop's plan says.
-        if "lr" in run.settings:
-            set_lr(trainer.optimizers, [c.scheduler for c in trainer.lr_scheduler_configs], run.settings["lr"])
+        # The first phase's optimizer settings, as phasetop's plan says (on every rank).
+        apply(trainer.optimizers, [c.scheduler for c in trainer.lr_scheduler_configs], run.settings)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         run = self._run(pl_module)
@@ -63,9 +63,7 @@ class PhasetopCallback(Callback):
             metrics["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         run.log({k: v for k, v in metrics.items() if not k.startswith("val_")}, step=step)
         ctl = self.control = run.sync(step)
-        lr = lr_of(ctl)
-        if lr is not None:
-            set_lr(trainer.optimizers, [c.scheduler for c in trainer.lr_scheduler_configs], lr)
+        apply(trainer.optimizers, [c.scheduler for c in trainer.lr_scheduler_configs], changes_of(ctl))
         if ctl.should_stop:
             trainer.should_stop = True
 
