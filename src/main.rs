@@ -80,8 +80,12 @@ enum Cmd {
         /// Phases (names, steps, until rules, free settings for the script); default: one phase.
         config: Option<PathBuf>,
         /// Run directory to create (default: runs/<name>-<utc time>).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         run_dir: Option<PathBuf>,
+        /// Continue the external run in RESUME_DIR (its log, plan and phase); the job (the
+        /// command after --, else the one it was started with) resumes from its own checkpoint.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+        resume: Option<PathBuf>,
         /// Run in the foreground with plain progress lines (no terminal needed).
         #[arg(long)]
         headless: bool,
@@ -219,14 +223,17 @@ fn main() -> ExitCode {
             resume: opts.resume,
             view: view.into_options(),
         }),
-        Cmd::Run { config, run_dir, headless, for_pid, command, view } => run_external::run(run_external::RunArgs {
-            config,
-            run_dir,
-            headless,
-            for_pid,
-            command,
-            view: view.into_options(),
-        }),
+        Cmd::Run { config, run_dir, resume, headless, for_pid, command, view } => {
+            run_external::run(run_external::RunArgs {
+                config,
+                run_dir,
+                resume,
+                headless,
+                for_pid,
+                command,
+                view: view.into_options(),
+            })
+        }
         // `user@host:path` runs are reached over ssh (src/remote.rs).
         Cmd::Attach { run_dir, with_parent, view } => match run_dir.as_deref().and_then(remote::spec_of) {
             Some(spec) => remote::attach(&spec, with_parent, view.into_options()),

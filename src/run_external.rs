@@ -13,6 +13,8 @@ use std::process::ExitCode;
 pub struct RunArgs {
     pub config: Option<PathBuf>,
     pub run_dir: Option<PathBuf>,
+    /// `--resume RUN_DIR`: continue that run.
+    pub resume: Option<PathBuf>,
     pub headless: bool,
     pub for_pid: Option<u32>,
     pub command: Vec<String>,
@@ -22,6 +24,9 @@ pub struct RunArgs {
 /// `phasetop run`.
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     use std::io::IsTerminal;
+    if let Some(dir) = args.resume.clone() {
+        return resume(args, &dir);
+    }
     if args.command.is_empty() && args.for_pid.is_none() {
         return Err(UsageError("run needs the job's command after --: phasetop run [CONFIG] -- CMD…".into()).into());
     }
@@ -55,6 +60,37 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         host::ExternalRun { config: loaded, run_dir, command: args.command, for_pid: args.for_pid },
         Some(ext::printer()),
     )?;
+    exit_code(status)
+}
+
+/// `phasetop run --resume RUN_DIR [-- CMD]`.
+fn resume(args: RunArgs, dir: &Path) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    if args.for_pid.is_some() {
+        return Err(UsageError("--resume restarts the run's job: --for-pid does not go with it".into()).into());
+    }
+    RunDir::open(dir)?;
+    if let Some(prog) = args.command.first()
+        && find_program(prog).is_none()
+    {
+        return Err(UsageError(format!("{prog}: no such program (not a file, and not on PATH)")).into());
+    }
+    if !args.headless && std::io::stdout().is_terminal() {
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg("run").arg("--headless").arg("--resume").arg(dir).arg("--").args(&args.command);
+        return crate::commands::spawn_host_and_attach(cmd, dir, args.view, Vec::new());
+    }
+    eprintln!("phasetop: resuming {}", dir.display());
+    let run = host::ExternalRun {
+        config: LoadedExternal { config: external::ExternalConfig::single_phase(), path: None, source: String::new() },
+        run_dir: dir.to_path_buf(),
+        command: args.command,
+        for_pid: None,
+    };
+    exit_code(host::resume(run, Some(ext::printer()))?)
+}
+
+fn exit_code(status: RunStatus) -> Result<ExitCode> {
     Ok(match status {
         RunStatus::Completed | RunStatus::Stopped => ExitCode::SUCCESS,
         _ => ExitCode::from(1),

@@ -100,6 +100,10 @@ class Run:
         self.world_size = world_size
         self.phase = None
         self.settings = {}
+        #: After ``phasetop run --resume``: the step the run goes on from, and the path of
+        #: the checkpoint this job recorded there (``run.checkpoint``), to load; else None.
+        self.resumed_from = None
+        self.latest_checkpoint = None
         #: Every ``ctl set`` received, key → latest value.
         self.overrides = {}
         # The `set` values since the phase began: ``settings`` is the phase's settings
@@ -153,6 +157,9 @@ class Run:
                 self.phase = welcome.get("phase")
                 self.settings = welcome.get("settings") or {}
                 self._boundary = welcome.get("boundary")
+                self.resumed_from = welcome.get("resumed_from")
+                if welcome.get("checkpoint") and run_dir is not None:
+                    self.latest_checkpoint = os.path.join(run_dir, welcome["checkpoint"])
                 self._last = {"phase": self.phase, "settings": self.settings}
             if self._logs:
                 self._lsock = self._connect()
@@ -450,8 +457,8 @@ class Run:
         made a group yet), another rank asks the host itself on a connection of its own."""
         dist = _dist()
         if dist is not None:
-            box = [{"phase": self.phase, "settings": self.settings, "boundary": self._boundary}
-                   if self.rank == 0 else None]
+            box = [{"phase": self.phase, "settings": self.settings, "resumed_from": self.resumed_from,
+                    "checkpoint": self.latest_checkpoint} if self.rank == 0 else None]
             dist.broadcast_object_list(box, src=0)
             start = box[0] or {}
         elif self.rank != 0 and self._socket_path is not None:
@@ -472,6 +479,11 @@ class Run:
             return
         self.phase = start.get("phase")
         self.settings = start.get("settings") or {}
+        self.resumed_from = start.get("resumed_from")
+        ckpt = start.get("checkpoint")
+        if ckpt and self.run_dir is not None and not os.path.isabs(ckpt):
+            ckpt = os.path.join(self.run_dir, ckpt)
+        self.latest_checkpoint = ckpt
         self._last = {"phase": self.phase, "settings": self.settings}
 
     def _is_root(self, dist=None):

@@ -94,7 +94,8 @@ pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<Request, GrammarError> {
 pub fn parse_setting(kv: &str) -> Result<(String, f64), GrammarError> {
     let (k, v) = kv.split_once('=').ok_or_else(|| GrammarError::NotKeyValue(kv.to_string()))?;
     let key = k.trim();
-    crate::external::protocol::check_metric_name(key).map_err(|e| GrammarError::BadKey(e.replace("metric name", "key")))?;
+    crate::external::protocol::check_metric_name(key)
+        .map_err(|e| GrammarError::BadKey(e.replace("metric name", "key")))?;
     match v.trim().parse::<f64>() {
         Ok(value) if value.is_finite() => Ok((key.to_string(), value)),
         _ => Err(GrammarError::NotANumber { key: key.to_string(), value: v.to_string() }),

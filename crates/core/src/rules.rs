@@ -129,6 +129,18 @@ impl SignalState {
     /// `--resume` or `branch` the detectors then go on from where the run's were (the
     /// collapse baseline is the run's first probes, not the first after the checkpoint).
     pub fn replay(&mut self, history: &[crate::event::Event], phases: &[Phase], current_phase: &Phase) {
+        let rule_of = |name: &str| phases.iter().find(|p| p.name() == name).map(|p| p.until.as_ref());
+        self.replay_rules(history, &rule_of, current_phase.name());
+    }
+
+    /// [`SignalState::replay`] for any plan: `rule_of` gives a phase's `until` rule by
+    /// name (`None`: no such phase), `current` the phase the run goes on in.
+    pub fn replay_rules<'a>(
+        &mut self,
+        history: &[crate::event::Event],
+        rule_of: &dyn Fn(&str) -> Option<Option<&'a toml::Spanned<crate::config::UntilRule>>>,
+        current_phase: &str,
+    ) {
         use crate::event::Event;
         let mut current: Option<&str> = None;
         for ev in history {
@@ -136,8 +148,8 @@ impl SignalState {
                 Event::PhaseChanged { to, .. }
                     // A branch's start repeats the parent's phase: no new phase began there.
                     if current != Some(to.as_str()) => {
-                        if let Some(p) = phases.iter().find(|p| p.name() == to) {
-                            self.enter_phase(p);
+                        if let Some(rule) = rule_of(to) {
+                            self.enter_rule(rule);
                         }
                         current = Some(to.as_str());
                     }
@@ -153,8 +165,10 @@ impl SignalState {
             }
         }
         // The history should end in the phase the trainer is in; if not, its rule is the one.
-        if current != Some(current_phase.name()) {
-            self.enter_phase(current_phase);
+        if current != Some(current_phase)
+            && let Some(rule) = rule_of(current_phase)
+        {
+            self.enter_rule(rule);
         }
         // Suggestions are not carried over a restart.
         self.pending.clear();

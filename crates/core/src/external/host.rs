@@ -66,28 +66,88 @@ pub fn run(args: ExternalRun, printer: Option<Printer>) -> Result<RunStatus> {
     };
     dir.write_meta(&meta)?;
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
-    let mut config = serde_json::to_value(cfg)?;
+    let mut state = State::new(log, cfg.clone(), run_id.clone(), printer);
+    state.plan_file = Some(dir.config());
+    state.emit(started(&args, run_id, meta.config_name.clone(), None))?;
+    let first = cfg.phases[0].name().to_string();
+    state.emit(Event::PhaseChanged { step: 0, from: None, to: first, cause: PhaseCause::Start, detail: None })?;
+    state.flush_log()?;
+    host(args, dir, state)
+}
+
+/// The `run_started` of an external run (its config with the job's command beside it).
+fn started(args: &ExternalRun, run_id: String, config_name: String, resumed_from_step: Option<u64>) -> Event {
+    let cfg = &args.config.config;
+    let mut config = super::state::external_run_config(cfg);
     if let Some(o) = config.as_object_mut() {
         o.insert("external".into(), serde_json::json!({"command": args.command, "for_pid": args.for_pid}));
     }
-    let mut state = State::new(log, cfg.clone(), run_id.clone(), printer);
-    state.emit(Event::RunStarted {
+    Event::RunStarted {
         run_id,
         schema_major: SCHEMA_MAJOR,
         schema_minor: SCHEMA_MINOR,
-        config_name: meta.config_name.clone(),
+        config_name,
         config,
         phases: cfg.phase_names(),
         device: "external".into(),
         seed: 0,
         started_at: now_unix(),
-        resumed_from_step: None,
+        resumed_from_step,
         parent_run: None,
         branch_step: None,
-    })?;
-    let first = cfg.phases[0].name().to_string();
-    state.emit(Event::PhaseChanged { step: 0, from: None, to: first, cause: PhaseCause::Start, detail: None })?;
+    }
+}
+
+/// `phasetop run --resume RUN_DIR [-- CMD]`: continues an external run in its directory
+/// and log. The job (CMD, or the command the run was started with) restarts from its own
+/// latest checkpoint — the last `checkpoint` it recorded, or with none the last step it
+/// logged: later events are superseded, as after `train --resume` — in the phase the
+/// plan was in there (the plan is the run's `config.toml`, with its live edits). Refused,
+/// with nothing changed, while another host holds the run.
+pub fn resume(mut args: ExternalRun, printer: Option<Printer>) -> Result<RunStatus> {
+    let dir = RunDir::open(&args.run_dir)?;
+    // Held for the host's life, as a new run's is.
+    let _lock = crate::rundir::RunLock::acquire(&args.run_dir)?;
+    if dir.is_live() {
+        anyhow::bail!("{}: another host is live on this run; nothing was changed", args.run_dir.display());
+    }
+    let meta = dir.read_meta()?;
+    let history = crate::session::resume::logged_history(&dir, u64::MAX)?;
+    let at = crate::session::resume::external_resumption(&history)
+        .with_context(|| format!("cannot resume {}", args.run_dir.display()))?;
+    args.config = crate::config::external::load(&dir.config())?;
+    if args.command.is_empty() {
+        args.command = at.command.clone();
+    }
+    anyhow::ensure!(!args.command.is_empty(), "the run recorded no command to restart: give one after --");
+    let cfg = args.config.config.clone();
+    let phase = cfg
+        .phase_index(&at.phase)
+        .with_context(|| format!("the run was in phase \"{}\", which its config.toml no longer has", at.phase))?;
+    let (log, dropped) =
+        runlog::Writer::open_append(&dir.log()).with_context(|| format!("cannot reopen {}", dir.log().display()))?;
+    let mut state = State::new(log, cfg.clone(), meta.run_id.clone(), printer);
+    state.plan_file = Some(dir.config());
+    state.emit(started(&args, meta.run_id.clone(), meta.config_name.clone(), Some(at.step)))?;
+    if let Some(d) = dropped {
+        state.note(
+            LogLevel::Warn,
+            format!("dropped {} bytes of a torn record at offset {} before resuming", d.bytes, d.offset),
+        );
+    }
+    let upto: Vec<Event> = history.into_iter().filter(|e| e.step().is_none_or(|s| s <= at.step)).collect();
+    state.resume_at(phase, at.phase_start, at.step, at.checkpoint.clone(), &upto);
+    let from = match &at.checkpoint {
+        Some(c) => format!("its checkpoint {c}"),
+        None => "its last logged step (no checkpoint recorded)".into(),
+    };
+    state.note(LogLevel::Info, format!("resumed at step {} from {from}, in phase \"{}\"", at.step, at.phase));
     state.flush_log()?;
+    host(args, dir, state)
+}
+
+/// Serves a created or resumed run until its job ends; writes its end.
+fn host(args: ExternalRun, dir: RunDir, state: State) -> Result<RunStatus> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let shared: Shared = Arc::new(Mutex::new(state));
     let result = rt.block_on(serve(args, dir, shared.clone()));

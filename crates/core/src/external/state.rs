@@ -16,9 +16,9 @@ use crate::config::external::ExternalConfig;
 use crate::control::{Reply, Status};
 use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
 use crate::rules::SignalState;
-use crate::session::{Decision, Delivery, Effect, Position, Session, SetKeys, Switch};
 use crate::rundir::now_unix;
 use crate::runlog;
+use crate::session::{Decision, Delivery, Effect, Position, Session, SetKeys, Switch};
 use std::time::Instant;
 
 /// Errors kept for the next `sync` (later ones are counted).
@@ -35,6 +35,10 @@ pub struct State {
     run_id: String,
     phase: usize,
     phase_start: u64,
+    /// The phase before the last change: steps up to `phase_start` trained in it, and
+    /// their points can arrive after the change is logged (they come on another
+    /// connection than the sync that applied it), so they are labelled with it.
+    prev_phase: Option<String>,
     /// The newest step the job has reported (log or sync).
     pub step: u64,
     /// Commands, the rule and its suggestions, `set` keys: shared with the built-in host.
@@ -62,6 +66,10 @@ pub struct State {
     rate: crate::rate::StepRate,
     /// Metric points ingested (for the bench and the end-of-run line).
     pub points: u64,
+    /// The run's `config.toml`, rewritten on a plan edit so `run --resume` sees the same plan.
+    pub plan_file: Option<std::path::PathBuf>,
+    /// A `run --resume`: the step it went on from and the job's checkpoint there.
+    resumed: Option<(u64, Option<String>)>,
     /// `finish` received: (status asked, message).
     pub finished: Option<(RunStatus, String)>,
     printer: Option<Printer>,
@@ -80,6 +88,7 @@ impl State {
             run_id,
             phase: 0,
             phase_start: 0,
+            prev_phase: None,
             step: 0,
             session: Session::new(signals, keys, Delivery::NextSync),
             stop: None,
@@ -98,8 +107,31 @@ impl State {
             rate: crate::rate::StepRate::new(0),
             points: 0,
             finished: None,
+            resumed: None,
+            plan_file: None,
             printer,
         }
+    }
+
+    /// Puts a resumed run where it was (`run --resume`): the phase and its start, the
+    /// step, the job's checkpoint (told to the job in `welcome`), and the detectors fed
+    /// the run's history up to the step, so its signals go on as the uninterrupted run's.
+    pub fn resume_at(
+        &mut self,
+        phase: usize,
+        phase_start: u64,
+        step: u64,
+        checkpoint: Option<String>,
+        history: &[Event],
+    ) {
+        self.phase = phase;
+        self.phase_start = phase_start;
+        self.step = step;
+        self.rate = crate::rate::StepRate::new(step);
+        self.resumed = Some((step, checkpoint));
+        let cfg = &self.cfg;
+        let rule_of = |name: &str| cfg.phase_index(name).map(|i| cfg.phases[i].until.as_ref());
+        self.session.signals.replay_rules(history, &rule_of, cfg.phases[phase].name());
     }
 
     pub fn phase_name(&self) -> &str {
@@ -197,6 +229,8 @@ impl State {
                     "step": self.step, "phase": phase.name(), "phases": self.cfg.phase_names(),
                     "settings": phase.settings_json(), "paused": self.session.paused, "should_stop": self.should_stop(),
                     "boundary": boundary,
+                    "resumed_from": self.resumed.as_ref().map(|r| r.0),
+                    "checkpoint": self.resumed.as_ref().and_then(|r| r.1.clone()),
                 }))
             }
             JobFrame::Log { points, dropped } => {
@@ -296,7 +330,11 @@ impl State {
         let Some(p) = self.open.take() else { return };
         self.step = self.step.max(p.step);
         let (eval, train): (Metrics, Metrics) = p.metrics.into_iter().partition(|(k, _)| k.starts_with("val_"));
-        let phase = self.phase_name().to_string();
+        // A change logged at step S: steps up to S trained in the old phase, later ones in the new.
+        let phase = match &self.prev_phase {
+            Some(prev) if p.step <= self.phase_start => prev.clone(),
+            _ => self.phase_name().to_string(),
+        };
         let in_phase = p.step.saturating_sub(self.phase_start);
         let mut fired = Vec::new();
         if p.rank == 0 {
@@ -353,6 +391,7 @@ impl State {
     /// Makes a phase change happen at `step`: the log's `phase_changed`, the new rule.
     fn commit(&mut self, (i, cause, detail): Switch, step: u64) {
         let from = self.phase_name().to_string();
+        self.prev_phase = Some(from.clone());
         self.phase = i;
         self.phase_start = step;
         self.session.signals.enter_rule(self.cfg.phases[i].until.as_ref());
@@ -546,6 +585,11 @@ impl State {
         let names = new.phase_names();
         let config = json(&new);
         self.cfg = new;
+        if let Some(path) = &self.plan_file
+            && let Err(e) = crate::rundir::write_atomic(path, text.as_bytes())
+        {
+            self.note(LogLevel::Warn, format!("cannot rewrite {}: {e:#}", path.display()));
+        }
         self.session.keys = SetKeys::of_run_config(&external_run_config(&self.cfg));
         let step = self.step;
         self.emit(Event::PlanChanged { step, phases: names.clone(), config }).map_err(|e| e.to_string())?;

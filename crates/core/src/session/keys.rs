@@ -57,7 +57,9 @@ impl SetKeys {
     pub fn names(&self) -> Vec<String> {
         match self {
             SetKeys::Trainer => SETTABLE_KEYS.iter().map(|k| k.to_string()).collect(),
-            SetKeys::Plan(k) => k.iter().filter(|(_, kind)| !matches!(kind, Kind::Other(_))).map(|(k, _)| k.clone()).collect(),
+            SetKeys::Plan(k) => {
+                k.iter().filter(|(_, kind)| !matches!(kind, Kind::Other(_))).map(|(k, _)| k.clone()).collect()
+            }
         }
     }
 
@@ -66,9 +68,8 @@ impl SetKeys {
         match self {
             SetKeys::Trainer if SETTABLE_KEYS.contains(&key) => Ok(()),
             SetKeys::Trainer => Err(crate::grammar::GrammarError::UnknownKey(key.to_string()).to_string()),
-            SetKeys::Plan(keys) if keys.is_empty() => {
-                crate::external::protocol::check_metric_name(key).map_err(|e| format!("set: {}", e.replace("metric name", "key")))
-            }
+            SetKeys::Plan(keys) if keys.is_empty() => crate::external::protocol::check_metric_name(key)
+                .map_err(|e| format!("set: {}", e.replace("metric name", "key"))),
             SetKeys::Plan(keys) => match keys.get(key) {
                 None => Err(format!(
                     "unknown key \"{key}\": this run's plan sets {} (set changes one of its phases' settings)",

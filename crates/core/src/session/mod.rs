@@ -6,6 +6,7 @@
 //! (the trainer's settings, or an answer to the job's ranks).
 
 pub mod keys;
+pub mod resume;
 
 use crate::event::{Command, Event, PhaseCause};
 use crate::rules::{Confirmation, RuleOutcome, SignalState};
@@ -46,7 +47,10 @@ pub enum Decision {
     Stop,
     Checkpoint,
     /// A `set` of one of the run's keys (checked against [`SetKeys`]).
-    Set { key: String, value: f64 },
+    Set {
+        key: String,
+        value: f64,
+    },
     /// An edited plan's text (each driver validates it against what it runs).
     Plan(String),
 }
@@ -121,7 +125,8 @@ impl Session {
             }
             Command::Accept { id } => {
                 let s = self.signals.take(*id).ok_or_else(|| no_suggestion(*id))?;
-                let i = index(&s.to_phase).ok_or_else(|| format!("suggested phase \"{}\" is not in the plan", s.to_phase))?;
+                let i = index(&s.to_phase)
+                    .ok_or_else(|| format!("suggested phase \"{}\" is not in the plan", s.to_phase))?;
                 let detail = format!("suggestion {} accepted by {client}: {}", s.id, s.because);
                 Ok(Decision::Switch(
                     (i, PhaseCause::Suggestion, Some(detail)),
@@ -193,7 +198,11 @@ impl Session {
         self.signals
             .pending
             .iter()
-            .map(|p| crate::control::PendingSuggestion { id: p.id, to_phase: p.to_phase.clone(), because: p.because.clone() })
+            .map(|p| crate::control::PendingSuggestion {
+                id: p.id,
+                to_phase: p.to_phase.clone(),
+                because: p.because.clone(),
+            })
             .collect()
     }
 }
@@ -241,7 +250,10 @@ mod tests {
                 Ok(Decision::Set { key: "lr".into(), value: 0.5 })
             );
             assert_eq!(s.decide(&Command::Accept { id: None }, "ctl", at(0)), Err("no pending suggestion".into()));
-            assert_eq!(s.decide(&Command::Dismiss { id: Some(4) }, "ctl", at(0)), Err("no pending suggestion 4".into()));
+            assert_eq!(
+                s.decide(&Command::Dismiss { id: Some(4) }, "ctl", at(0)),
+                Err("no pending suggestion 4".into())
+            );
         }
     }
 }

@@ -94,27 +94,7 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>, max_steps: Option<u64>) -
     Ok(host)
 }
 
-/// The events of `dir`'s run up to step `upto` that no resume superseded, oldest first;
-/// for a branch, its parent's up to the branch step come first (recursively).
-pub fn logged_history(dir: &RunDir, upto: u64) -> Result<Vec<Event>> {
-    let mut chain = vec![(dir.path.clone(), upto)];
-    let mut meta = dir.read_meta()?;
-    while let Some(p) = meta.parent.take() {
-        anyhow::ensure!(chain.len() < 64, "{}: branch ancestry too deep (a cycle?)", dir.path.display());
-        let parent = RunDir::open(Path::new(&p.run_dir))?;
-        meta = parent.read_meta()?;
-        chain.push((parent.path, p.branch_step));
-    }
-    let mut out = Vec::new();
-    for (path, upto) in chain.into_iter().rev() {
-        let log = RunDir::open(&path)?.log();
-        let contents = runlog::read_all(&log).with_context(|| format!("cannot read {}", log.display()))?;
-        let events: Vec<Event> = contents.records.into_iter().map(|r| r.event).collect();
-        let mut current = phasetop_core::history::Supersession::of(events.iter()).upto(upto);
-        out.extend(events.into_iter().filter(|ev| current.keeps(ev)));
-    }
-    Ok(out)
-}
+pub use phasetop_core::session::resume::logged_history;
 
 /// Starts a branched run. The trainer is restored before the directory is created, so a
 /// checkpoint that does not fit leaves nothing behind.
