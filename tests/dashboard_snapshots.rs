@@ -515,6 +515,11 @@ fn signal_rows_say_what_they_mean_and_markers_spare_phase_names() {
         };
         events.insert(at + i, e);
     }
+    // A plateau in the last phase: no row advises a switch the plan cannot make.
+    let late = events.iter().position(|e| matches!(e, Event::Step { step: 2600, .. })).unwrap();
+    let message = "plateau since step 2500: level 0.1, change 0.10% per 500 steps (tolerance 1.00%)".to_string();
+    let (detector, metric) = ("plateau".to_string(), "train_loss".to_string());
+    events.insert(late, Event::Signal { step: 2600, detector, metric, score: 1.0, message });
     let view = RunView::from_events(&events);
     let mut a = app("default", view);
     let s = screen(&a, 160, 48);
@@ -531,12 +536,13 @@ fn signal_rows_say_what_they_mean_and_markers_spare_phase_names() {
     // Where the panel is wide enough, the whole advice too (the key only on a live run).
     let wide = screen(&a, 240, 48);
     for words in [
-        "plateau: train_loss flat for 10 steps — consider switching phase (s)",
+        "plateau: train_loss flat for 10 steps — consider switching to consolidate (s)",
+        "plateau: train_loss flat for 100 steps — the plan has no later phase",
         "change_point: train_loss changed course — a new stage may have begun",
         "spike: train_loss spiked and came back — harmless unless it repeats",
         "collapse: embed/eff_rank collapsed — features lost diversity; try a lower lr",
         "divergence: train_loss blew up and stays up — lower the lr or branch from before",
-        "jump: val_acc jumped — the stage you waited for? consider switching phase (s)",
+        "jump: val_acc jumped — the stage you waited for? switch to consolidate (s)",
     ] {
         assert!(wide.contains(words), "{words:?} missing:\n{wide}");
     }
@@ -546,10 +552,12 @@ fn signal_rows_say_what_they_mean_and_markers_spare_phase_names() {
     assert!(band.contains("memorize") && band.contains("consolidate"), "{band}");
     // The full text (Enter) keeps the detector's own message and figures.
     let rows = a.list_len(Panel::Signals);
-    let (_, lines) = a.row_detail(Panel::Signals, rows - 1).unwrap();
+    let jump =
+        (0..rows).filter_map(|i| a.row_detail(Panel::Signals, i)).find(|(_, l)| l.iter().any(|x| x.contains("jump")));
+    let (_, lines) = jump.expect("the jump's row");
     assert!(lines.iter().any(|l| l.contains("+0.41 in 80 steps")), "{lines:?}");
     a.ascii = true;
-    assert!(screen(&a, 240, 48).contains("plateau: train_loss flat for 10 steps - consider switching phase"));
+    assert!(screen(&a, 240, 48).contains("plateau: train_loss flat for 10 steps - consider switching to consolidate"));
 }
 
 /// Issue 16 item 11: at 80×24 the default layout keeps loss, accuracy and the signals

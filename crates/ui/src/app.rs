@@ -1008,16 +1008,25 @@ pub fn commands() -> Vec<&'static str> {
 /// about it (`train_loss flat for 500 steps — consider switching phase (s)`). `switch`
 /// is the key that switches phase when the run is live (else the advice names no key);
 /// the detector's own message, with its figures, is the row's full text (Enter).
+/// `next`: the plan's phase after the one the signal fired in (`None`: it fired in the last
+/// phase, so there is nothing to switch to and no row advises it).
 pub fn signal_gist(
     detector: &str,
     metric: &str,
     step: u64,
     message: &str,
     switch: Option<&str>,
+    next: Option<&str>,
     ascii: bool,
 ) -> String {
     let dash = if ascii { "-" } else { "—" };
-    let key = |what: &str| switch.map_or(what.to_string(), |k| format!("{what} ({k})"));
+    let key = |what: &str| match next {
+        None => "the plan has no later phase".to_string(),
+        Some(next) => {
+            let what = what.replace("PHASE", next);
+            switch.map_or(what.clone(), |k| format!("{what} ({k})"))
+        }
+    };
     // "… since step N …": the plateau's start.
     let since = message
         .split("since step ")
@@ -1031,12 +1040,12 @@ pub fn signal_gist(
                 Some(n) => format!("{metric} flat for {} steps", step - n),
                 None => format!("{metric} flat"),
             },
-            key("consider switching phase"),
+            key("consider switching to PHASE"),
         ),
         "change_point" | "changepoint" => (format!("{metric} changed course"), "a new stage may have begun".into()),
         "jump" => {
             let dir = if message.contains("jump down") { "dropped" } else { "jumped" };
-            (format!("{metric} {dir}"), key("the stage you waited for? consider switching phase"))
+            (format!("{metric} {dir}"), key("the stage you waited for? switch to PHASE"))
         }
         "divergence" => (format!("{metric} blew up and stays up"), "lower the lr or branch from before".into()),
         "spike" => (format!("{metric} spiked and came back"), "harmless unless it repeats".into()),

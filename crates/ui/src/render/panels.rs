@@ -69,7 +69,13 @@ pub(super) fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) 
         // In words: what it means and what one might do; the detector's message with its
         // figures is the row's full text (Enter). Words are shortened, never a number.
         let switch = app.is_live().then(|| app.keymap.first_key(crate::keymap::Action::SwitchPhase));
-        let gist = crate::app::signal_gist(&s.detector, &s.metric, s.step, &s.message, switch, app.ascii);
+        // The phase after the one it fired in: advice names it, or says there is none.
+        let next = v.phase_at(s.step).and_then(|p| {
+            let i = v.plan.iter().position(|x| x.name == p.name)?;
+            v.plan.get(i + 1).map(|x| x.name.as_str())
+        });
+        let next = if v.plan.is_empty() { Some("the next phase") } else { next };
+        let gist = crate::app::signal_gist(&s.detector, &s.metric, s.step, &s.message, switch, next, app.ascii);
         let rest = fmt::fit(&gist, width.saturating_sub(head.chars().count()), app.ascii);
         // The detector's name (up to the first colon) in the accent colour.
         let (name, words) =
