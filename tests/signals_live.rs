@@ -224,6 +224,93 @@ fn suggest_rule_waits_for_accept() {
     assert_eq!(answered.as_ref().map(|g| g["state"].clone()), Some("accepted".into()), "{summary}");
 }
 
+/// Issue 23: a suggestion stays open long enough for a person to act, whatever the step
+/// rate. Where the plan would end the phase by itself (`steps`), the run waits for the
+/// answer while the suggestion is younger than `open_s`; `hold = true` pauses the run
+/// at once until it is answered; unanswered, it expires with a line saying so.
+#[test]
+fn suggestions_stay_open_for_people_and_hold_pauses_until_answered() {
+    let spawn = |dir: &Path, extra: &str| {
+        let cfg = config(&format!("until = {{ {PLATEAU_ON_LR}, mode = 'suggest'{extra} }}\nsteps = 60"), "0.02", "");
+        let path = dir.join("sig.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let run = dir.join("run");
+        let child = Command::new(BIN)
+            .args(["train", "--headless", "--run-dir"])
+            .arg(&run)
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, run)
+    };
+    let wait_for = |run: &Path, what: &str, f: &dyn Fn(&[Event]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(run.join("events.log").exists() && f(&events(run))) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let ctl = |run: &Path, words: &[&str]| {
+        let out = Command::new(BIN).arg("ctl").arg(run).args(words).output().unwrap();
+        assert!(out.status.success(), "ctl {words:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let logged = |evs: &[Event], words: &str| {
+        evs.iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains(words)))
+    };
+
+    // The phase's 60 steps end while the suggestion is young: the run waits there.
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, run) = spawn(tmp.path(), "");
+    wait_for(&run, "the wait at the phase's end", &|e| logged(e, "stays open"));
+    let evs = events(&run);
+    assert!(!evs.iter().any(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "second")), "no switch yet");
+    let last = evs.iter().filter_map(|e| if let Event::Step { step, .. } = e { Some(*step) } else { None }).max();
+    assert_eq!(last, Some(60), "it waits at the plan's step");
+    ctl(&run, &["accept"]);
+    wait_for(&run, "the accepted switch", &|e| {
+        e.iter().any(
+            |e| matches!(e, Event::PhaseChanged { to, cause: PhaseCause::Suggestion, step: 60, .. } if to == "second"),
+        )
+    });
+    ctl(&run, &["stop"]);
+    child.wait().unwrap();
+
+    // `hold = true`: paused at the suggestion, resumed by the answer; the plan goes on.
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, run) = spawn(tmp.path(), ", hold = true");
+    wait_for(&run, "the rule's pause", &|e| {
+        e.iter().any(|e| matches!(e, Event::Command { client, command: phasetop::event::Command::Pause, .. } if client == "rule"))
+    });
+    assert!(ctl(&run, &["status"]).contains("\"paused\":true"));
+    ctl(&run, &["dismiss"]);
+    wait_for(&run, "the scheduled switch after the answer", &|e| {
+        e.iter().any(|e| matches!(e, Event::PhaseChanged { cause: PhaseCause::Scheduled, .. }))
+    });
+    let evs = events(&run);
+    assert!(evs.iter().any(
+        |e| matches!(e, Event::Command { client, command: phasetop::event::Command::Resume, .. } if client == "rule")
+    ));
+    ctl(&run, &["stop"]);
+    child.wait().unwrap();
+
+    // Unanswered: after its open_s the plan acts, and the suggestion expires, said in
+    // the log and by inspect.
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, run) = spawn(tmp.path(), ", open_s = 1.0");
+    wait_for(&run, "the scheduled switch", &|e| {
+        e.iter().any(|e| matches!(e, Event::PhaseChanged { cause: PhaseCause::Scheduled, .. }))
+    });
+    wait_for(&run, "the expiry line", &|e| logged(e, "expired unanswered: the phase changed"));
+    ctl(&run, &["stop"]);
+    child.wait().unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&Command::new(BIN).args(["inspect", "--json"]).arg(&run).output().unwrap().stdout)
+            .unwrap();
+    assert!(summary["suggestions"].as_array().unwrap().iter().all(|g| g["state"] == "expired"), "{summary}");
+}
+
 /// `rollback_on_spike`: a spike (or divergence) signal on a finite loss (here the jump to
 /// a far too large lr) rolls back too, and the detectors resume from their state at the
 /// checkpoint.

@@ -134,7 +134,8 @@ impl Suggestions {
             Event::Command { step, command: Command::Dismiss { id }, applied: true, .. } => {
                 self.resolve(*id, SuggestionState::Dismissed, *step)
             }
-            Event::PhaseChanged { step, .. } => self.expire(*step),
+            // The host drops what is pending when the phase changes or the run ends.
+            Event::PhaseChanged { step, .. } | Event::RunEnded { step, .. } => self.expire(*step),
             Event::RunStarted { resumed_from_step: Some(s), .. } => {
                 // A live fold still holds what the resume supersedes: the suggestions
                 // made after `s` never were, and answers after `s` were not given.
@@ -167,7 +168,7 @@ impl Suggestions {
         }
     }
 
-    /// The host drops pending suggestions when the phase changes or the run restarts.
+    /// The host drops pending suggestions when the phase changes, the run ends or restarts.
     fn expire(&mut self, step: u64) {
         for g in self.all.iter_mut().filter(|g| g.state == SuggestionState::Pending) {
             (g.state, g.resolved_step) = (SuggestionState::Expired, Some(step));

@@ -123,9 +123,15 @@ impl RunView {
     }
 
     /// The newest suggestion, when it was still pending as the run ended (nobody can
-    /// answer it any more).
+    /// answer it any more): expired at the run's last step.
     pub fn expired_suggestion(&self) -> Option<&Suggestion> {
-        self.suggestions.all.last().filter(|s| self.ended.is_some() && s.state == SuggestionState::Pending)
+        let end = self.phases.last().and_then(|p| p.end);
+        self.suggestions.all.last().filter(|s| {
+            self.ended.is_some()
+                && s.state == SuggestionState::Expired
+                && s.resolved_step.is_some()
+                && s.resolved_step == end
+        })
     }
 
     pub fn steps_per_s(&self) -> Option<f64> {

@@ -450,12 +450,28 @@ pub struct UntilRule {
     /// Detector parameters, passed through to the detector.
     #[serde(default)]
     pub params: toml::Table,
+    /// A `suggest` rule pauses the run when it suggests, until the suggestion is answered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold: bool,
+    /// A suggestion stays open at least this many seconds of wall time, whatever the step
+    /// rate: where the plan would end the phase or the run by itself meanwhile, the run
+    /// waits for the answer until then. Default [`SUGGESTION_OPEN_S`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_s: Option<Spanned<f64>>,
 }
+
+/// How long a suggestion stays open by default (seconds): time for a person to read and act.
+pub const SUGGESTION_OPEN_S: f64 = 30.0;
 
 /// `confirm_steps` of an `auto` rule that does not set it.
 pub const AUTO_CONFIRM_STEPS: u64 = 100;
 
 impl UntilRule {
+    /// How long its suggestions stay open.
+    pub fn open(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.open_s.as_ref().map_or(SUGGESTION_OPEN_S, |s| *s.get_ref()))
+    }
+
     /// The rule's `confirm_steps`, defaults applied.
     pub fn confirm_steps(&self) -> u64 {
         self.confirm_steps.unwrap_or(match self.mode {

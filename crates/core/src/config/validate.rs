@@ -596,6 +596,14 @@ pub(super) fn until_detector(file: &str, src: &str, rule: &Spanned<UntilRule>) -
     if let Err(e) = crate::signals::DetectorSpec::from_toml(r.detector.get_ref(), &r.params) {
         return cx.err(rule.span(), e.to_string());
     }
+    if let Some(s) = &r.open_s
+        && !(0.0..=86_400.0).contains(s.get_ref())
+    {
+        return cx.err(s.span(), format!("open_s = {}: expected seconds from 0 to 86400", s.get_ref()));
+    }
+    if r.hold && r.mode == super::RuleMode::Auto {
+        return cx.err(rule.span(), "hold = true waits for an answer: it goes with mode = \"suggest\"");
+    }
     Ok(())
 }
 

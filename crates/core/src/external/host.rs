@@ -157,6 +157,7 @@ fn host(args: ExternalRun, dir: RunDir, state: State) -> Result<RunStatus> {
         Err(e) => (RunStatus::Failed, format!("{e:#}")),
     };
     state.flush_open();
+    state.expire_at_end();
     state.note_dropped();
     let mut summary = format!("the host took {} metric points", state.points);
     if state.rejected > 0 {

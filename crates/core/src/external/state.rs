@@ -82,6 +82,7 @@ impl State {
             signals.watch_probe_layer(layer);
         }
         let keys = SetKeys::of_run_config(&external_run_config(&cfg));
+        let first_rule = cfg.phases[0].until.as_ref().map(|r| r.get_ref().clone());
         State {
             log,
             cfg,
@@ -90,7 +91,7 @@ impl State {
             phase_start: 0,
             prev_phase: None,
             step: 0,
-            session: Session::new(signals, keys, Delivery::NextSync),
+            session: Session::new(signals, keys, Delivery::NextSync, first_rule.as_ref()),
             stop: None,
             plan_done: None,
             checkpoint_asked: false,
@@ -363,12 +364,23 @@ impl State {
         let next = self.cfg.phases.get(self.phase + 1).map(|p| p.name().to_string());
         let in_phase = self.step.saturating_sub(self.phase_start);
         let blocked = self.pending_switch.is_some() || self.in_flight.is_some();
+        let was_paused = self.session.paused;
         for effect in self.session.judge(fired, self.step, in_phase, next.as_deref(), blocked) {
             match effect {
                 Effect::Record(ev) => self.record(ev),
                 Effect::Switch(detail) => self.pending_switch = Some((self.phase + 1, PhaseCause::Rule, Some(detail))),
                 Effect::Note(m) => self.note(LogLevel::Info, m),
             }
+        }
+        if self.session.paused && !was_paused {
+            self.rate.pause();
+        }
+    }
+
+    /// Drops the suggestions still pending as the run ends, with a line each.
+    pub fn expire_at_end(&mut self) {
+        for line in self.session.expire("the run ended") {
+            self.note(LogLevel::Info, line);
         }
     }
 
@@ -394,9 +406,12 @@ impl State {
         self.prev_phase = Some(from.clone());
         self.phase = i;
         self.phase_start = step;
-        self.session.signals.enter_rule(self.cfg.phases[i].until.as_ref());
+        let expired = self.session.enter_rule(self.cfg.phases[i].until.as_ref(), "the phase changed");
         let to = self.phase_name().to_string();
         self.record(Event::PhaseChanged { step, from: Some(from), to, cause, detail });
+        for line in expired {
+            self.note(LogLevel::Info, line);
+        }
     }
 
     /// The answer to the job's `sync` at `step` (`applied`: the step at which a
@@ -410,7 +425,25 @@ impl State {
             self.commit(sw, at);
         }
         let phase = &self.cfg.phases[self.phase];
-        if self.pending_switch.is_none()
+        let phase_done = phase.steps.as_ref().is_some_and(|n| step.saturating_sub(self.phase_start) >= *n.get_ref());
+        let max_done = self.cfg.run.max_steps.is_some_and(|max| step >= max);
+        // Where the plan acts by itself, a young suggestion is kept open: the job is held
+        // (answered as paused) until it is answered or its `open_s` has passed.
+        let mut waiting = false;
+        if (phase_done || max_done)
+            && self.plan_done.is_none()
+            && self.pending_switch.is_none()
+            && self.in_flight.is_none()
+            && let Some((id, left)) = self.session.keeps_open(Instant::now())
+        {
+            waiting = true;
+            if let Some(line) = self.session.waiting_note(id, left, step) {
+                self.note(LogLevel::Info, line);
+            }
+        }
+        let phase = &self.cfg.phases[self.phase];
+        if !waiting
+            && self.pending_switch.is_none()
             && self.in_flight.is_none()
             && let Some(n) = &phase.steps
             && step.saturating_sub(self.phase_start) >= *n.get_ref()
@@ -426,6 +459,7 @@ impl State {
         if let Some(max) = self.cfg.run.max_steps
             && step >= max
             && self.plan_done.is_none()
+            && !waiting
         {
             let why = format!("reached max_steps = {max}");
             self.note(LogLevel::Info, format!("{why}: the job is told to stop"));
@@ -456,7 +490,7 @@ impl State {
             settings: self.cfg.phases[phase].settings_json(),
             set: std::mem::take(&mut self.pending_set),
             should_stop: self.should_stop(),
-            paused: self.session.paused,
+            paused: self.session.paused || waiting,
             checkpoint: std::mem::take(&mut self.checkpoint_asked),
             errors,
             dropped: self.dropped,
@@ -540,6 +574,10 @@ impl State {
             applied,
             message: message.clone(),
         });
+        if applied && let Some(resume) = self.session.release(step) {
+            self.rate.resume(step);
+            self.record(resume);
+        }
         Reply { ok: applied, step, message }
     }
 }

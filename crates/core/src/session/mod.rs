@@ -8,10 +8,12 @@
 pub mod keys;
 pub mod resume;
 
+use crate::config::UntilRule;
 use crate::event::{Command, Event, PhaseCause};
 use crate::rules::{Confirmation, RuleOutcome, SignalState};
 use crate::signals::Signal;
 pub use keys::SetKeys;
+use std::time::{Duration, Instant};
 
 /// A phase change to carry out: target phase index, cause, detail.
 pub type Switch = (usize, PhaseCause, Option<String>);
@@ -72,11 +74,106 @@ pub struct Session {
     pub signals: SignalState,
     pub keys: SetKeys,
     delivery: Delivery,
+    /// The current rule's `hold` and `open_s` (its suggestions' patience).
+    hold: bool,
+    open: Duration,
+    /// When each pending suggestion was made (wall clock).
+    opened: Vec<(u64, Instant)>,
+    /// A `hold` rule paused the run for this suggestion: answering it resumes the run.
+    held_for: Option<u64>,
+    /// Suggestions already told the operator the run waits for them (one line each).
+    told_waiting: Vec<u64>,
 }
 
 impl Session {
-    pub fn new(signals: SignalState, keys: SetKeys, delivery: Delivery) -> Session {
-        Session { paused: false, signals, keys, delivery }
+    /// `first_rule`: the first phase's `until` rule (the bank already has it armed).
+    pub fn new(signals: SignalState, keys: SetKeys, delivery: Delivery, first_rule: Option<&UntilRule>) -> Session {
+        let mut s = Session {
+            paused: false,
+            signals,
+            keys,
+            delivery,
+            hold: false,
+            open: Duration::from_secs_f64(crate::config::SUGGESTION_OPEN_S),
+            opened: Vec::new(),
+            held_for: None,
+            told_waiting: Vec::new(),
+        };
+        s.rule_knobs(first_rule);
+        s
+    }
+
+    fn rule_knobs(&mut self, rule: Option<&UntilRule>) {
+        self.hold = rule.is_some_and(|r| r.hold);
+        self.open = rule.map_or(Duration::from_secs_f64(crate::config::SUGGESTION_OPEN_S), |r| r.open());
+    }
+
+    /// A new phase begins: its rule is armed, and the suggestions still pending expire (one
+    /// line each for the log, saying why).
+    pub fn enter_rule(&mut self, until: Option<&toml::Spanned<UntilRule>>, why: &str) -> Vec<String> {
+        let notes = self.expire(why);
+        self.signals.enter_rule(until);
+        self.rule_knobs(until.map(|r| r.get_ref()));
+        notes
+    }
+
+    /// Drops the pending suggestions (the phase changed, the run ended); their lines.
+    pub fn expire(&mut self, why: &str) -> Vec<String> {
+        let notes = self
+            .signals
+            .pending
+            .drain(..)
+            .map(|p| format!("suggestion {} (switch to {}) expired unanswered: {why}", p.id, p.to_phase))
+            .collect();
+        self.opened.clear();
+        notes
+    }
+
+    /// Whether the plan's own next act (its phase's `steps`, `max_steps`) must wait: a
+    /// pending suggestion younger than its rule's `open_s`. `Some((id, seconds left))`.
+    pub fn keeps_open(&self, now: Instant) -> Option<(u64, f64)> {
+        self.opened
+            .iter()
+            .filter(|(id, _)| self.signals.pending.iter().any(|p| p.id == *id))
+            .filter_map(|(id, at)| {
+                let left = (*at + self.open).checked_duration_since(now)?;
+                (!left.is_zero()).then_some((*id, left.as_secs_f64()))
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    /// The line saying the run waits for suggestion `id`, once per suggestion.
+    pub fn waiting_note(&mut self, id: u64, left: f64, step: u64) -> Option<String> {
+        if self.told_waiting.contains(&id) {
+            return None;
+        }
+        self.told_waiting.push(id);
+        Some(format!(
+            "the plan acts at step {step}, but suggestion {id} stays open {left:.0} s more: the run waits for an answer \
+             (accept or dismiss) until then"
+        ))
+    }
+
+    /// After an applied accept/dismiss: the `resume` to record when it answered the
+    /// suggestion a `hold` rule paused the run for.
+    pub fn release(&mut self, step: u64) -> Option<Event> {
+        let id = self.held_for?;
+        if self.signals.pending.iter().any(|p| p.id == id) {
+            return None;
+        }
+        self.held_for = None;
+        if !self.paused {
+            return None;
+        }
+        self.paused = false;
+        Some(Event::Command {
+            step,
+            t: crate::rundir::now_unix(),
+            client: "rule".into(),
+            command: Command::Resume,
+            applied: true,
+            message: format!("suggestion {id} answered: the run goes on"),
+        })
     }
 
     /// Decides an operator's command. `Err` is the refusal's text (recorded as a command
@@ -188,6 +285,19 @@ impl Session {
             RuleOutcome::Suggest { id, because } => {
                 let to_phase = next.unwrap_or_default().to_string();
                 out.push(Effect::Record(Event::Suggestion { step, id, to_phase, because }));
+                self.opened.push((id, Instant::now()));
+                if self.hold && !self.paused {
+                    self.paused = true;
+                    self.held_for = Some(id);
+                    out.push(Effect::Record(Event::Command {
+                        step,
+                        t: crate::rundir::now_unix(),
+                        client: "rule".into(),
+                        command: Command::Pause,
+                        applied: true,
+                        message: format!("paused for suggestion {id}: the run waits for an answer (accept or dismiss)"),
+                    }));
+                }
                 false
             }
         }
@@ -219,7 +329,7 @@ mod tests {
     use super::*;
 
     fn session(delivery: Delivery) -> Session {
-        Session::new(SignalState::for_rule(None), SetKeys::Trainer, delivery)
+        Session::new(SignalState::for_rule(None), SetKeys::Trainer, delivery, None)
     }
 
     #[test]

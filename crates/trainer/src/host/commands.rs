@@ -39,6 +39,9 @@ impl Host {
             message: message.clone(),
         })?;
         if applied {
+            if let Some(resume) = self.session.release(step) {
+                self.emit(resume)?;
+            }
             if let Some((i, cause, detail)) = switch {
                 self.switch(i, cause, detail)?;
             }

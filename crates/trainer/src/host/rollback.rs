@@ -29,6 +29,10 @@ impl Host {
                 Effect::Note(message) => self.log_line(LogLevel::Info, message)?,
             }
         }
+        // A `hold` rule may have paused the run for its suggestion.
+        if let Ok(mut s) = self.status.lock() {
+            s.paused = self.session.paused;
+        }
         Ok(switched)
     }
 

@@ -64,6 +64,9 @@ impl Host {
         if status != RunStatus::Diverged {
             self.checkpoint(false)?;
         }
+        for line in self.session.expire("the run ended") {
+            self.log_line(LogLevel::Info, line)?;
+        }
         if let Some(summary) = self.costs.summary(self.trainer.metrics_time()) {
             self.log_line(LogLevel::Info, summary)?;
         }
@@ -105,7 +108,11 @@ impl Host {
                 return Ok(Exit::Stopped("stopped by signal".into()));
             }
             self.record_system(system)?;
-            if self.session.paused {
+            // Where the plan acts by itself (its phase's `steps`, `max_steps`), a young
+            // suggestion is kept open: the run waits (as paused) for its answer.
+            let plan_acts = self.trainer.step() >= max_steps || self.trainer.phase_finished();
+            let waits = plan_acts && self.wait_for_suggestion()?;
+            if self.session.paused || waits {
                 rate.pause();
                 match commands.recv_timeout(Duration::from_millis(100)) {
                     Ok(p) => {
@@ -178,6 +185,9 @@ impl Host {
             if switched {
                 continue;
             }
+            if self.trainer.phase_finished() && self.wait_for_suggestion()? {
+                continue;
+            }
             if self.trainer.phase_finished() {
                 let next = self.trainer.phase_index() + 1;
                 // The live plan, not the loop's starting copy: `ctl plan` may have changed it.
@@ -195,6 +205,16 @@ impl Host {
                 self.report_progress(max_steps, rate.value());
             }
         }
+    }
+
+    /// Whether a pending suggestion is still open (its rule's `open_s`), so the plan's own
+    /// next act waits; says so in the log once per suggestion.
+    fn wait_for_suggestion(&mut self) -> Result<bool> {
+        let Some((id, left)) = self.session.keeps_open(Instant::now()) else { return Ok(false) };
+        if let Some(line) = self.session.waiting_note(id, left, self.trainer.step()) {
+            self.log_line(LogLevel::Info, line)?;
+        }
+        Ok(true)
     }
 
     pub(super) fn report_progress(&mut self, max_steps: u64, steps_per_s: f64) {
@@ -278,10 +298,13 @@ impl Host {
     pub(super) fn switch(&mut self, index: usize, cause: PhaseCause, detail: Option<String>) -> Result<()> {
         let from = self.trainer.phase().name().to_string();
         let note = self.trainer.switch_to(index);
-        self.session.signals.enter_phase(self.trainer.phase());
+        let expired = self.session.enter_rule(self.trainer.phase().until.as_ref(), "the phase changed");
         let to = self.trainer.phase().name().to_string();
         let step = self.trainer.step();
         self.emit(Event::PhaseChanged { step, from: Some(from), to: to.clone(), cause, detail })?;
+        for line in expired {
+            self.log_line(LogLevel::Info, line)?;
+        }
         if let Some(n) = note {
             self.log_line(LogLevel::Info, n)?;
         }

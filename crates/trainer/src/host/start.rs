@@ -173,6 +173,7 @@ impl Host {
             suggestions: Vec::new(),
         }));
         let signals = fresh_signals(&trainer);
+        let first_rule = trainer.phase().until.as_ref().map(|r| r.get_ref().clone());
         Host {
             dir,
             _lock: lock,
@@ -185,7 +186,7 @@ impl Host {
             scheduled_switch: None,
             last_metrics: Metrics::new(),
             observer: None,
-            session: Session::new(signals, SetKeys::Trainer, Delivery::BetweenSteps),
+            session: Session::new(signals, SetKeys::Trainer, Delivery::BetweenSteps, first_rule.as_ref()),
             rollbacks: 0,
             early: Vec::new(),
             costs: MonitorCosts::default(),
