@@ -935,6 +935,123 @@ Trainer(model=M(), args=args, train_dataset=DS(), eval_dataset=DS(), callbacks=[
     check_adapter_run(tmp.path(), exit, "val_loss");
 }
 
+/// Issue 22 with the adapters: under DDP every rank takes the plan's first lr at the start
+/// and the scheduled switch's at its step, so the ranks' weights agree at the end.
+/// `lrs-<rank>.tsv` (step, lr) and `sum-<rank>` (the weights' sum) are written by each rank.
+fn check_ranks_agree(tmp: &Path, exit: std::process::ExitStatus) {
+    let run = tmp.join("run");
+    assert!(exit.success(), "{}", job_log_why(&run));
+    let read = |name: String| std::fs::read_to_string(tmp.join(name)).unwrap_or_default();
+    let (l0, l1) = (read("lrs-0.tsv".into()), read("lrs-1.tsv".into()));
+    assert!(l0.lines().count() >= 50, "rank 0 trained: {l0}");
+    assert_eq!(l0, l1, "both ranks used the same lr at every step");
+    assert!(l0.lines().next().is_some_and(|l| l.ends_with("\t0.1")), "the plan's first lr: {l0}");
+    let (a, b): (f64, f64) =
+        (read("sum-0".into()).trim().parse().unwrap(), read("sum-1".into()).trim().parse().unwrap());
+    assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "the ranks' weights differ: {a} vs {b}");
+}
+
+#[test]
+fn lightning_ddp_ranks_train_with_the_plans_settings_and_agree() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "plan.toml", ADAPTER_PLAN);
+    let script = write(
+        tmp.path(),
+        "pl_ddp.py",
+        r#"
+import torch, lightning as L
+from torch.utils.data import DataLoader, TensorDataset
+from phasetop.lightning import PhasetopCallback
+torch.set_num_threads(1)
+torch.manual_seed(0)
+class M(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(8, 2)
+    def training_step(self, batch, i):
+        x, y = batch
+        with open(f"lrs-{self.global_rank}.tsv", "a") as f:
+            f.write(f"{self.global_step}\t{self.trainer.optimizers[0].param_groups[0]['lr']!r}\n")
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+    def on_train_end(self):
+        with open(f"sum-{self.global_rank}", "w") as f:
+            f.write(repr(sum(p.double().sum().item() for p in self.parameters())))
+g = torch.Generator().manual_seed(1)
+x = torch.randn(1024, 8, generator=g)
+y = (x[:, 0] > 0).long()
+dl = DataLoader(TensorDataset(x, y), batch_size=16)
+trainer = L.Trainer(max_steps=1000, accelerator="cpu", devices=2, strategy="ddp", logger=False,
+                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                    callbacks=[PhasetopCallback()])
+trainer.fit(M(), dl)
+"#,
+    );
+    let mut child =
+        spawn_run(tmp.path(), Some(&cfg), &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 300);
+    check_ranks_agree(tmp.path(), exit);
+}
+
+#[test]
+fn hf_trainer_under_torchrun_ranks_train_with_the_plans_settings_and_agree() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "plan.toml", ADAPTER_PLAN);
+    let script = write(
+        tmp.path(),
+        "hf_ddp.py",
+        r#"
+import os, torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from phasetop.hf import PhasetopCallback
+torch.set_num_threads(1)
+torch.manual_seed(0)
+rank = int(os.environ.get("RANK", "0"))
+class M(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(8, 2)
+    def forward(self, x, labels=None):
+        logits = self.net(x)
+        return {"loss": torch.nn.functional.cross_entropy(logits, labels), "logits": logits}
+class DS(torch.utils.data.Dataset):
+    def __init__(self):
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(2048, 8, generator=g)
+        self.y = (self.x[:, 0] > 0).long()
+    def __len__(self):
+        return len(self.x)
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+class Record(TrainerCallback):
+    def on_step_begin(self, args, state, control, optimizer=None, **kw):
+        with open(f"lrs-{rank}.tsv", "a") as f:
+            f.write(f"{state.global_step}\t{optimizer.param_groups[0]['lr']!r}\n")
+    def on_train_end(self, args, state, control, model=None, **kw):
+        with open(f"sum-{rank}", "w") as f:
+            f.write(repr(sum(p.double().sum().item() for p in model.parameters())))
+args = TrainingArguments(output_dir="hf-out", max_steps=1000, per_device_train_batch_size=16, logging_steps=1,
+                         report_to=[], save_strategy="no", use_cpu=True, ddp_backend="gloo",
+                         disable_tqdm=True, learning_rate=0.5, lr_scheduler_type="constant",
+                         dataloader_num_workers=0)
+Trainer(model=M(), args=args, train_dataset=DS(), callbacks=[PhasetopCallback(), Record()]).train()
+"#,
+    );
+    let job = [
+        bin.join("torchrun").display().to_string(),
+        "--standalone".into(),
+        "--nproc-per-node".into(),
+        "2".into(),
+        script.display().to_string(),
+    ];
+    let mut child = spawn_run(tmp.path(), Some(&cfg), &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let exit = wait_exit(&mut child, 300);
+    check_ranks_agree(tmp.path(), exit);
+}
+
 /// The dashboard on an external run, in a real pseudo-terminal (the harness of
 /// tests/dashboard_pty.rs): live, switched with `s`, and stopped on quit.
 #[test]
