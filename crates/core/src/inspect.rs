@@ -101,7 +101,7 @@ pub struct Summary {
 }
 
 pub use crate::history::superseded_after;
-use crate::history::{Suggestions, Supersession, cutoffs};
+use crate::history::{Supersession, cutoffs};
 
 /// The fold over a log's events in order, skipping those a later resume superseded.
 struct Folder {
@@ -299,23 +299,16 @@ fn fmt_value(v: f64) -> String {
 
 #[derive(Default)]
 struct Fold {
-    run_id: String,
-    config_name: String,
-    device: String,
-    seed: Option<u64>,
-    ended: Option<(RunStatus, String)>,
+    /// The run's timeline: the core's one fold, shared with the dashboard's `RunView`.
+    timeline: crate::timeline::Timeline,
     /// Latest step since the last RunStarted, and before it (superseded events are
     /// never applied).
     seg_last: Option<u64>,
     prev_last: Option<u64>,
     metrics: BTreeSet<String>,
     final_metrics: BTreeMap<String, f64>,
-    phases: Vec<PhaseRow>,
     commands: Vec<CommandRow>,
-    checkpoints: Vec<u64>,
     signals: Vec<SignalRow>,
-    suggestions: Suggestions,
-    resumes: Vec<u64>,
     parent: Option<ParentRef>,
 }
 
@@ -333,32 +326,20 @@ impl Fold {
     }
 
     fn apply(&mut self, ev: &Event) {
-        self.suggestions.apply(ev);
+        self.timeline.apply(ev);
         if let Some(step) = ev.step() {
             self.seg_last = Some(self.seg_last.map_or(step, |s| s.max(step)));
         }
         match ev {
-            Event::RunStarted {
-                run_id, config_name, device, seed, resumed_from_step, parent_run, branch_step, ..
-            } => {
+            Event::RunStarted { resumed_from_step, parent_run, branch_step, .. } => {
                 if let (None, Some(parent), Some(step)) = (&self.parent, parent_run, branch_step) {
                     self.parent =
                         Some(ParentRef { run_id: parent.clone(), run_dir: String::new(), branch_step: *step });
                 }
-                self.run_id.clone_from(run_id);
-                self.config_name.clone_from(config_name);
-                self.device.clone_from(device);
-                self.seed = Some(*seed);
-                self.ended = None;
                 if let Some(s) = self.seg_last.take() {
                     self.prev_last = Some(s);
                 }
                 if let Some(s) = *resumed_from_step {
-                    // Events past `s` were skipped: the last phase left contains `s`.
-                    if let Some(p) = self.phases.last_mut() {
-                        p.end_step = None;
-                    }
-                    self.resumes.push(s);
                     self.prev_last = Some(self.prev_last.map_or(s, |p| p.min(s)));
                 }
             }
@@ -372,14 +353,12 @@ impl Fold {
                     self.see_metric(&format!("{layer}/{k}"), *v);
                 }
             }
-            Event::Log { .. } => {}
             Event::Signal { step, detector, metric, score, .. } => self.signals.push(SignalRow {
                 step: *step,
                 detector: detector.clone(),
                 metric: metric.clone(),
                 score: *score,
             }),
-            Event::Suggestion { .. } => {}
             Event::Command { step, client, command, applied, message, .. } => self.commands.push(CommandRow {
                 step: *step,
                 command: command.to_string(),
@@ -387,42 +366,26 @@ impl Fold {
                 client: client.clone(),
                 message: message.clone(),
             }),
-            Event::PhaseChanged { step, to, cause, .. } => {
-                self.close_phase(*step);
-                self.phases.push(PhaseRow {
-                    name: to.clone(),
-                    start_step: *step,
-                    end_step: None,
-                    cause: cause.as_str().to_string(),
-                });
-            }
-            Event::Checkpoint { step, .. } => self.checkpoints.push(*step),
-            Event::PlanChanged { .. } => {}
-            Event::RunEnded { step, status, message } => {
-                self.close_phase(*step);
-                self.ended = Some((*status, message.clone()));
-            }
-        }
-    }
-
-    fn close_phase(&mut self, step: u64) {
-        if let Some(p) = self.phases.last_mut()
-            && p.end_step.is_none()
-        {
-            p.end_step = Some(step.max(p.start_step));
+            _ => {}
         }
     }
 
     fn finish(self, records: usize, problems: Vec<Problem>) -> Summary {
-        let (status, end_message) = match self.ended {
-            Some((st, m)) => (st.as_str().to_string(), Some(m)),
+        let t = self.timeline;
+        let (status, end_message) = match t.ended {
+            Some(st) => (st.as_str().to_string(), t.end_message),
             None => ("unknown".to_string(), None),
         };
+        let phases = t
+            .phases
+            .into_iter()
+            .map(|p| PhaseRow { name: p.name, start_step: p.start, end_step: p.end, cause: p.cause })
+            .collect();
         Summary {
-            run_id: self.run_id,
-            config_name: self.config_name,
-            device: self.device,
-            seed: self.seed,
+            run_id: t.run_id,
+            config_name: t.config_name,
+            device: t.device,
+            seed: t.seed,
             status,
             end_message,
             last_step: self.seg_last.or(self.prev_last).unwrap_or(0),
@@ -430,12 +393,12 @@ impl Fold {
             corrupt_records: problems.len(),
             metrics: self.metrics.into_iter().collect(),
             final_metrics: self.final_metrics,
-            phases: self.phases,
+            phases,
             commands: self.commands,
-            checkpoints: self.checkpoints,
+            checkpoints: t.checkpoints,
             signals: self.signals,
-            suggestions: self.suggestions.all,
-            resumes: self.resumes,
+            suggestions: t.suggestions.all,
+            resumes: t.resumes,
             problems,
             parent: self.parent,
             branched_at: None,

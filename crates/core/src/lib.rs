@@ -22,3 +22,4 @@ pub mod session;
 pub mod settings;
 pub mod signals;
 pub mod sysmon;
+pub mod timeline;

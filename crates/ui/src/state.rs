@@ -2,28 +2,14 @@
 //! run and a replayed run are the same events, so they draw the same screen.
 
 use super::series::Series;
-use crate::event::{Event, RunStatus};
-use crate::history::{self, Suggestion, SuggestionState, Suggestions};
+use crate::event::Event;
+use crate::history::{self, Suggestion, SuggestionState};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 const MAX_LOG_ROWS: usize = 2000;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlanPhase {
-    pub name: String,
-    pub steps: Option<u64>,
-    /// The signal rule that ends it, as text (`jump(val_acc) [suggest]`).
-    pub until: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PhaseSpan {
-    pub name: String,
-    pub start: u64,
-    pub end: Option<u64>,
-    pub cause: String,
-}
+pub use phasetop_core::timeline::{PhaseSpan, PlanPhase, Timeline};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Mark {
@@ -70,35 +56,31 @@ impl<'de> Deserialize<'de> for LogRow {
 }
 
 /// Serialised without its series (the replay index file keeps those compactly itself).
+/// The run's timeline (identity, plan, phases, checkpoints, suggestions, status) is the
+/// core's one fold, shared with `inspect`; this view adds what the screen draws.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunView {
-    pub run_id: String,
-    pub config_name: String,
-    pub device: String,
-    pub seed: u64,
-    pub max_steps: Option<u64>,
-    pub started_at: f64,
-    pub plan: Vec<PlanPhase>,
-    /// The run's resolved config (as JSON), from `run_started` or `plan_changed`.
-    pub config: serde_json::Value,
-    pub phases: Vec<PhaseSpan>,
+    #[serde(flatten)]
+    pub timeline: Timeline,
     pub step: u64,
-    /// `None` while the run has not ended.
-    pub ended: Option<RunStatus>,
-    pub paused: bool,
     pub last_t: f64,
     #[serde(skip)]
     pub series: BTreeMap<String, Series>,
     pub probe_layers: Vec<String>,
     pub signals: Vec<SignalRow>,
-    /// Every suggestion and what became of it ([`crate::history`]: as inspect and the host).
-    pub suggestions: Suggestions,
     pub markers: Vec<Marker>,
-    pub checkpoints: Vec<u64>,
     pub log: VecDeque<LogRow>,
     pub events_seen: u64,
     /// Whether the trainer runs far below its own recent rate (`starved`).
     pub rate: super::starved::RateWatch,
+}
+
+/// The timeline's fields read as the view's own (`view.phases`, `view.ended`, …).
+impl std::ops::Deref for RunView {
+    type Target = Timeline;
+    fn deref(&self) -> &Timeline {
+        &self.timeline
+    }
 }
 
 impl RunView {
@@ -108,14 +90,6 @@ impl RunView {
             v.apply(e);
         }
         v
-    }
-
-    pub fn current_phase(&self) -> Option<&PhaseSpan> {
-        self.phases.last()
-    }
-
-    pub fn phase_at(&self, step: u64) -> Option<&PhaseSpan> {
-        self.phases.iter().rev().find(|p| p.start < step.max(1) || p.start == 0)
     }
 
     pub fn pending_suggestion(&self) -> Option<&Suggestion> {
@@ -165,27 +139,18 @@ impl RunView {
 
     pub fn apply(&mut self, ev: &Event) {
         self.events_seen += 1;
-        self.suggestions.apply(ev);
+        self.timeline.apply(ev);
         if let Some(line) = history::describe(ev) {
             self.log_row(line.step, line.kind, line.text);
         }
         match ev {
-            Event::RunStarted { run_id, config_name, config, device, seed, started_at, resumed_from_step, .. } => {
-                self.run_id = run_id.clone();
-                self.config_name = config_name.clone();
-                self.device = device.clone();
-                self.seed = *seed;
-                self.ended = None;
-                self.paused = false;
+            Event::RunStarted { started_at, resumed_from_step, .. } => {
                 self.last_t = *started_at;
-                if self.started_at == 0.0 {
-                    self.started_at = *started_at;
-                }
-                self.max_steps = config.pointer("/run/max_steps").and_then(|v| v.as_u64()).or(self.max_steps);
-                self.plan = plan_from_config(config);
-                self.config = config.clone();
                 if let Some(s) = resumed_from_step {
-                    self.rewind_to(*s);
+                    // What the log holds after the resume step is superseded.
+                    self.step = *s;
+                    self.rate.reset();
+                    self.markers.retain(|m| m.step <= *s);
                 }
             }
             Event::Step { step, t, metrics, .. } => {
@@ -212,78 +177,15 @@ impl RunView {
                 });
                 self.markers.push(Marker { step: *step, kind: Mark::Signal, label: format!("{detector}({metric})") });
             }
-            Event::Suggestion { .. } => {}
-            Event::Command { step, command, applied, .. } => {
-                use crate::event::Command as C;
-                if *applied {
-                    match command {
-                        C::Pause => {
-                            self.paused = true;
-                            self.rate.reset();
-                        }
-                        C::Resume => self.paused = false,
-                        _ => {}
-                    }
-                    self.markers.push(Marker { step: *step, kind: Mark::Command, label: command.to_string() });
+            Event::Command { step, command, applied: true, .. } => {
+                if *command == crate::event::Command::Pause {
+                    self.rate.reset();
                 }
+                self.markers.push(Marker { step: *step, kind: Mark::Command, label: command.to_string() });
             }
-            Event::PhaseChanged { step, to, cause, .. } => {
-                if let Some(last) = self.phases.last_mut() {
-                    last.end = Some(*step);
-                }
-                self.phases.push(PhaseSpan {
-                    name: to.clone(),
-                    start: *step,
-                    end: None,
-                    cause: cause.as_str().to_string(),
-                });
-            }
-            Event::PlanChanged { config, .. } => {
-                self.plan = plan_from_config(config);
-                self.config = config.clone();
-            }
-            Event::Checkpoint { step, .. } => self.checkpoints.push(*step),
-            Event::Log { .. } => {}
-            Event::RunEnded { step, status, .. } => {
-                self.ended = Some(*status);
-                self.paused = false;
-                if let Some(last) = self.phases.last_mut() {
-                    last.end = Some(*step);
-                }
-            }
+            _ => {}
         }
     }
-
-    /// A resume restarts from a checkpoint: what the log holds after it is superseded.
-    fn rewind_to(&mut self, step: u64) {
-        self.step = step;
-        self.rate.reset();
-        self.phases.retain(|p| p.start <= step);
-        if let Some(last) = self.phases.last_mut() {
-            last.end = None;
-        }
-        self.markers.retain(|m| m.step <= step);
-        self.checkpoints.retain(|c| *c <= step);
-    }
-}
-
-fn plan_from_config(config: &serde_json::Value) -> Vec<PlanPhase> {
-    let Some(phases) = config.get("phase").and_then(|p| p.as_array()) else { return Vec::new() };
-    phases
-        .iter()
-        .map(|p| PlanPhase {
-            name: p.get("name").and_then(|n| n.as_str()).unwrap_or("?").to_string(),
-            steps: p.get("steps").and_then(|s| s.as_u64()),
-            until: p.get("until").filter(|u| !u.is_null()).map(|u| {
-                format!(
-                    "{}({}) [{}]",
-                    u.get("detector").and_then(|d| d.as_str()).unwrap_or("?"),
-                    u.get("metric").and_then(|d| d.as_str()).unwrap_or("?"),
-                    u.get("mode").and_then(|d| d.as_str()).unwrap_or("suggest")
-                )
-            }),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -65,15 +65,12 @@ pub fn external_resumption(history: &[Event]) -> Result<Resumption> {
     }
     let command = command.context("the log has no run_started")?;
     let step = checkpoint.as_ref().map_or(last_step, |c| c.0);
-    let mut phase = None;
-    for ev in history {
-        if let Event::PhaseChanged { step: at, to, .. } = ev
-            && *at <= step
-            && phase.as_ref().is_none_or(|(name, _)| name != to)
-        {
-            phase = Some((to.clone(), *at));
-        }
+    // The phase there, from the one timeline fold every reader uses.
+    let mut timeline = crate::timeline::Timeline::default();
+    for ev in history.iter().filter(|e| e.step().is_none_or(|s| s <= step)) {
+        timeline.apply(ev);
     }
-    let (phase, phase_start) = phase.context("the log has no phase")?;
+    let span = timeline.current_phase().context("the log has no phase")?;
+    let (phase, phase_start) = (span.name.clone(), span.start);
     Ok(Resumption { step, checkpoint: checkpoint.map(|c| c.1), phase, phase_start, command })
 }
