@@ -287,7 +287,8 @@ fn serve(
 
 /// `Ok(None)` is a status request.
 fn parse_request(line: &str) -> Result<Option<Command>, String> {
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
+    let value: serde_json::Value =
+        crate::jsonline::from_slice(line.as_bytes()).map_err(|e| format!("malformed request: {e}"))?;
     if value.get("cmd").and_then(|c| c.as_str()) == Some("status") {
         return Ok(None);
     }
@@ -308,5 +309,5 @@ pub fn request(socket: &Path, body: &serde_json::Value) -> std::io::Result<Reply
     conn.write_all(&line)?;
     let mut answer = String::new();
     BufReader::new(conn).read_line(&mut answer)?;
-    serde_json::from_str(&answer).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    crate::jsonline::from_slice(answer.as_bytes()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }

@@ -12,6 +12,7 @@ pub mod grammar;
 pub mod headless;
 pub mod history;
 pub mod inspect;
+pub mod jsonline;
 pub mod interop;
 pub mod rate;
 pub mod remote;

@@ -192,7 +192,8 @@ pub enum Frame {
 pub fn parse(line: &[u8]) -> Result<Frame, String> {
     let text = std::str::from_utf8(line)
         .map_err(|e| format!("malformed frame: not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))?;
-    let value: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| format!("malformed frame: {e}"))?;
+    let value: serde_json::Value =
+        crate::jsonline::from_slice(text.trim().as_bytes()).map_err(|e| format!("malformed frame: {e}"))?;
     if value.get("cmd").is_some() {
         return Ok(Frame::Control(value));
     }

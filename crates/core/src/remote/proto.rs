@@ -121,10 +121,13 @@ impl Frame {
             let mut parts = rest.splitn(3, |&b| b == b' ');
             let mut num = || -> Option<u64> { std::str::from_utf8(parts.next()?).ok()?.parse().ok() };
             let (Some(offset), Some(at)) = (num(), num()) else { return Err("bad event frame header".into()) };
-            let payload = parts.next().ok_or("event frame without a payload")?.to_vec();
+            let payload = parts.next().ok_or("event frame without a payload")?;
+            // The mirror parses the payload as an event: the same depth guard first.
+            crate::jsonline::check_depth(payload).map_err(|e| format!("bad event frame: {e}"))?;
+            let payload = payload.to_vec();
             return Ok(Frame::Event { payload, offset, at });
         }
-        let w: Wire = serde_json::from_slice(line).map_err(|e| format!("bad frame: {e}"))?;
+        let w: Wire = crate::jsonline::from_slice(line).map_err(|e| format!("bad frame: {e}"))?;
         Ok(match w {
             Wire::Hello(h) => Frame::Hello(h),
             Wire::Hb(h) => Frame::Heartbeat(h),
