@@ -8,6 +8,7 @@ pub mod control;
 pub mod error;
 pub mod event;
 pub mod external;
+pub mod files;
 pub mod grammar;
 pub mod headless;
 pub mod history;
