@@ -223,9 +223,11 @@ fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
     let mut host_args = TrainArgs { run_dir: args.resume.is_none().then(|| run_dir.clone()), ..args };
     if host_args.resume.is_none() && host_args.config.is_none() {
         // The embedded demo: hand the host a file it can read.
-        std::fs::create_dir_all(&run_dir)?;
+        if !run_dir.exists() {
+            phasetop_core::modes::create_dir(&run_dir, phasetop_core::modes::dir_mode(false))?;
+        }
         let p = run_dir.join(config::DEMO_NAME);
-        std::fs::write(&p, config::DEMO_CONFIG)?;
+        std::io::Write::write_all(&mut phasetop_core::modes::create_file(&p)?, config::DEMO_CONFIG.as_bytes())?;
         host_args.config = Some(p);
     }
     let mut cmd = std::process::Command::new(host_exe()?);
@@ -263,8 +265,12 @@ pub(crate) fn spawn_host_and_attach(
 ) -> Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     let run_dir = run_dir.to_path_buf();
-    std::fs::create_dir_all(&run_dir)?;
-    let host_log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join(rundir::HOST_LOG))?;
+    // Private until the host sets the run's mode (0750 with group_readable); an existing
+    // directory (a resume) keeps its own.
+    if !run_dir.exists() {
+        phasetop_core::modes::create_dir(&run_dir, phasetop_core::modes::dir_mode(false))?;
+    }
+    let host_log = phasetop_core::modes::append_file(&run_dir.join(rundir::HOST_LOG))?;
     cmd.stdin(std::process::Stdio::null()).stdout(host_log.try_clone()?).stderr(host_log);
     // setsid: a new session without a controlling terminal, immune to the terminal's SIGHUP.
     unsafe {

@@ -109,15 +109,10 @@ impl RunDir {
     /// whose start failed before its log was created (config.toml and run.json, no
     /// events.log) is taken over: only `events.log` makes a run.
     pub fn create(path: &Path, group_readable: bool) -> Result<(RunDir, RunLock)> {
-        std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
-        // Also when it exists already: the dashboard's `train` makes it (for host.log)
-        // before the host starts.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = if group_readable { 0o750 } else { 0o700 };
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
-        }
+        // The mode is set also when it exists already: the dashboard's `train` makes it
+        // (for host.log) before the host starts.
+        crate::modes::create_dir(path, crate::modes::dir_mode(group_readable))
+            .with_context(|| format!("cannot create {}", path.display()))?;
         let lock = RunLock::acquire(path)?;
         RunDir::check_free(path)?;
         Ok((RunDir { path: path.to_path_buf() }, lock))
@@ -201,7 +196,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!("{name}.tmp"));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = crate::modes::create_file(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

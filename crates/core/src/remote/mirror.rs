@@ -288,7 +288,9 @@ fn mirror_dir(cache: &Path, spec: &Spec) -> Result<(PathBuf, RunLock)> {
     let id = spec.run_id();
     for name in [id.clone(), format!("{id}.{}", std::process::id())] {
         let dir = base.join(&name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Private, like the cache it is in: 0700, its files 0600 (they follow the directory).
+        crate::modes::create_dir_under(&dir, 0o700, 0o700)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         if let Ok(lock) = RunLock::acquire(&dir) {
             return Ok((dir, lock));
         }
