@@ -125,7 +125,10 @@ impl RunDir {
         if path.join(LOG_FILE).exists() || !(path.join(META_FILE).exists() || path.join(CONFIG_FILE).exists()) {
             return None;
         }
-        RunLock::acquire(path).ok()?;
+        // Asked, not taken: a reader must never make a starting host's `acquire` fail.
+        if RunLock::is_held(path) != Some(false) {
+            return None;
+        }
         Some("the start failed or was interrupted before the run log was created; `train --run-dir` reuses it".into())
     }
 
@@ -213,6 +216,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// How long [`RunLock::acquire`] waits out a busy lock before it calls it an owner's.
+pub const ACQUIRE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The run's lock: an exclusive `flock` on the run directory, held by the process that
 /// owns the run (its host, or an import writing it) for as long as it lives. Anything
 /// that would write into a run directory takes it first, before touching a file, so a
@@ -225,17 +231,40 @@ pub struct RunLock {
 
 impl RunLock {
     pub fn acquire(path: &Path) -> Result<RunLock> {
+        RunLock::acquire_within(path, ACQUIRE_PATIENCE, || {})
+    }
+
+    /// [`RunLock::acquire`], trying again for up to `patience` while the lock is busy
+    /// (`on_busy` after each busy try). A reader asking whether the lock is held
+    /// (`is_held`) holds a shared lock for an instant, however loaded the machine: so a
+    /// busy lock is only an owner's once it stays busy for `patience`.
+    pub fn acquire_within(path: &Path, patience: std::time::Duration, mut on_busy: impl FnMut()) -> Result<RunLock> {
         use std::os::fd::AsRawFd;
         let dir = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        // SAFETY: flock on a descriptor we own. Tried again twice, 5 ms apart: a reader
-        // asking whether the lock is held (`is_held`) holds it for an instant.
+        // SAFETY: flock on a descriptor we own.
         let try_lock = || unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        if !try_lock()
-            && !(0..2).any(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                try_lock()
-            })
-        {
+        let deadline = std::time::Instant::now() + patience;
+        let mut pause = std::time::Duration::from_millis(1);
+        let locked = loop {
+            if try_lock() {
+                break true;
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK) {
+                break false;
+            }
+            on_busy();
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(std::time::Duration::from_millis(20));
+        };
+        if !locked {
+            // Tried once more, for the error of this very attempt.
+            if try_lock() {
+                return Ok(RunLock { _dir: dir });
+            }
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 bail!(
@@ -308,16 +337,29 @@ mod tests {
         drop(lock);
         assert_eq!(RunLock::is_held(&run), Some(false), "asking left no lock behind");
         assert_eq!(RunLock::is_held(&tmp.path().join("nope")), None);
-        // An asker's shared lock, held a moment: a host starting then still gets the run.
+        // An asker's shared lock, held until the acquirer has found the lock busy (a
+        // condition, not a sleep): the acquirer tries again and gets the run.
         use std::os::fd::AsRawFd;
         let asker = std::fs::File::open(&run).unwrap();
         assert_eq!(unsafe { libc::flock(asker.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) }, 0);
+        let (busy_tx, busy_rx) = std::sync::mpsc::channel();
+        let r = run.clone();
+        // A patience far above any scheduling delay: only the asker's release ends the wait.
         let t = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            drop(asker);
+            RunLock::acquire_within(&r, std::time::Duration::from_secs(60), || {
+                let _ = busy_tx.send(());
+            })
         });
-        assert!(RunLock::acquire(&run).is_ok());
-        t.join().unwrap();
+        busy_rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the acquirer found the lock busy");
+        drop(asker);
+        assert!(t.join().unwrap().is_ok(), "an asker made an acquirer fail");
+        // An owner's lock stays busy: refused once the patience is spent.
+        let owner = RunLock::acquire(&run).unwrap();
+        let started = std::time::Instant::now();
+        let patience = std::time::Duration::from_millis(50);
+        assert!(RunLock::acquire_within(&run, patience, || {}).is_err());
+        assert!(started.elapsed() >= patience);
+        drop(owner);
     }
 
     #[test]
