@@ -125,7 +125,12 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
 pub fn ctl(run_dir: &Path, words: &[String]) -> Result<ExitCode> {
     let body = parse_ctl(words)?;
     let dir = RunDir { path: run_dir.to_path_buf() };
-    let reply = control::request(&dir.socket(), &body).with_context(|| {
+    let reply = match control::request(&dir.socket(), &body) {
+        // A live host that does not answer: say that, not "no live run".
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => bail!("{}: {e}", run_dir.display()),
+        r => r,
+    };
+    let reply = reply.with_context(|| {
         // A run that ended, or whose host is gone, says so (as `ls` would).
         let ended = (dir.host_state() == rundir::HostState::Gone)
             .then(|| Summary::load(&dir.log()).ok())

@@ -944,3 +944,36 @@ fn run_files_have_explicit_modes_under_umask_000() {
     assert!(text(&out.stderr).contains("is writable by every user"), "{}", text(&out.stderr));
     println!("reliability: modes under umask 000: checked {checked} paths, held {checked}");
 }
+
+/// Issue 24 #6: `ctl status` on a stopped (SIGSTOP) local host ends within seconds with a
+/// message that says the host did not answer, and works again once the host continues.
+/// (A command's wait is the same code with a longer deadline, `COMMAND_DEADLINE`, 30 s:
+/// not run here to keep the suite short.)
+#[test]
+fn ctl_on_a_stopped_host_ends_with_a_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "rel.toml", &config(1_000_000, 0, ""));
+    let run = tmp.path().join("live");
+    let host = start_host(&["train", "--headless", "--run-dir", run.to_str().unwrap(), cfg.to_str().unwrap()], &run);
+    let pid = host.id() as libc::pid_t;
+    // Continued however the test ends: a stopped host outlives a failed assertion.
+    struct Cont(libc::pid_t);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let cont = Cont(pid);
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let started = Instant::now();
+    let out = bin_within(&["ctl", run.to_str().unwrap(), "status"], 60);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "ctl status on a stopped host: {err}");
+    assert!(err.contains("did not answer within 5 s") && err.contains("stopped or hung"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "ctl status took {:?}", started.elapsed());
+    drop(cont);
+    let out = ctl(&run, &["status"]);
+    assert!(out.status.success(), "after SIGCONT: {}", text(&out.stderr));
+    stop_host(&run, host);
+    println!("reliability: ctl status on a stopped host: tried 1, held 1 ({:?})", started.elapsed());
+}

@@ -160,7 +160,8 @@ impl RunDir {
 
     /// Whether a host answers on the control socket.
     pub fn is_live(&self) -> bool {
-        std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
+        // Bounded: a stopped host with a full backlog would hold a plain connect for ever.
+        crate::control::connect_within(&self.socket(), crate::control::CONNECT_DEADLINE).is_ok()
     }
 
     /// Who is behind the run, for a log without an end: a host answering its socket,
