@@ -115,7 +115,12 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
     let command = match grammar::parse(words).map_err(|e| UsageError(e.to_string()))? {
         Request::Status => return Ok(serde_json::json!({"cmd": "status"})),
         Request::Plan { path } => {
-            Command::Plan { config: std::fs::read_to_string(&path).map_err(|e| UsageError(format!("{path}: {e}")))? }
+            // A FIFO or a device named here would hang `ctl`: a regular file, bounded.
+            let bytes = phasetop_core::files::read_regular(Path::new(&path), "a config", config::MAX_CONFIG_BYTES)
+                .map_err(UsageError)?;
+            Command::Plan {
+                config: String::from_utf8(bytes).map_err(|e| UsageError(format!("{path}: not UTF-8 text: {e}")))?,
+            }
         }
         Request::Command(c) => c,
     };

@@ -866,7 +866,11 @@ fn special_files_are_refused_at_once_with_a_location() {
         let out = bin_within(&["train", "--headless", f.to_str().unwrap()], 60);
         assert_eq!(out.status.code(), Some(2), "train {}: {}", f.display(), text(&out.stderr));
     }
-    println!("reliability: special files: tried {}, held {}", cases.len() + 2, cases.len() + 2);
+    // `ctl RUN plan FILE` reads a config too.
+    let out = bin_within(&["ctl", d.join("run").to_str().unwrap(), "plan", fifo.to_str().unwrap()], 60);
+    assert_eq!(out.status.code(), Some(2), "ctl plan fifo: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is a FIFO"), "{}", text(&out.stderr));
+    println!("reliability: special files: tried {}, held {}", cases.len() + 3, cases.len() + 3);
 }
 
 /// Every path under `dir` (itself included) with its permission bits.

@@ -79,7 +79,7 @@ impl ControlServer {
     /// background thread.
     pub fn start(path: &Path, status: Arc<Mutex<Status>>) -> std::io::Result<(ControlServer, Receiver<Pending>)> {
         if path.exists() {
-            if UnixStream::connect(path).is_ok() {
+            if connect_within(path, CONNECT_DEADLINE).is_ok() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
                     format!("{}: another host is live on this run", path.display()),

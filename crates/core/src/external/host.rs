@@ -367,7 +367,7 @@ fn spawn_job(command: &[String], dir: &RunDir) -> Result<tokio::process::Child> 
 fn bind(path: &std::path::Path) -> Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if crate::control::connect_within(path, crate::control::CONNECT_DEADLINE).is_ok() {
             anyhow::bail!("{}: another host is live on this run", path.display());
         }
         std::fs::remove_file(path)?;

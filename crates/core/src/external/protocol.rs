@@ -218,6 +218,9 @@ mod tests {
         assert!(parse(b"{not json").unwrap_err().starts_with("malformed frame"));
         assert!(parse(br#"{"type":"explode"}"#).unwrap_err().contains("unknown variant"));
         assert!(parse(b"\xff\xfe").unwrap_err().contains("not UTF-8"));
+        // Refused before any recursion (issue 24 #1).
+        let deep = format!(r#"{{"type":"log","step":1,"metrics":{}1{}}}"#, "[".repeat(200), "]".repeat(200));
+        assert!(parse(deep.as_bytes()).unwrap_err().contains("nested deeper than 32"));
         let mut errors = Vec::new();
         let v = serde_json::json!({"step": 4, "metrics": {"loss": 0.5, "bad name": 1, "acc": "high", "nan": null}});
         let p = point(&v, &mut errors).unwrap();

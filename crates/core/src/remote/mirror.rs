@@ -433,3 +433,23 @@ fn watchdog(s: &Shared) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Issue 24 #3: a mirror's directories are private (0700) from the cache down.
+    #[test]
+    fn mirror_directories_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("remote");
+        let spec = Spec { host: "user@gpu-box".into(), path: "runs/a".into() };
+        let (dir, _lock) = mirror_dir(&cache, &spec).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(dir.parent().unwrap()), 0o700);
+        crate::rundir::write_atomic(&dir.join("run.json"), b"{}").unwrap();
+        assert_eq!(mode(&dir.join("run.json")), 0o600);
+    }
+}

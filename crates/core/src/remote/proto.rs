@@ -149,6 +149,16 @@ mod tests {
     use super::*;
     use crate::event::Event;
 
+    /// Issue 24 #1: the mirror refuses a deep frame, and a deep event payload, before
+    /// parsing either.
+    #[test]
+    fn deep_frames_are_refused_before_parsing() {
+        let deep = format!("{{\"hb\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(Frame::decode(deep.as_bytes()).unwrap_err().contains("nested deeper than 32"));
+        let event = format!("E 10 20 {}", "{\"a\":".repeat(200));
+        assert!(Frame::decode(event.as_bytes()).unwrap_err().contains("nested deeper than 32"));
+    }
+
     #[test]
     fn frames_round_trip() {
         let frames = [
