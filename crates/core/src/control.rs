@@ -374,7 +374,7 @@ pub fn request(socket: &Path, body: &serde_json::Value) -> std::io::Result<Reply
     conn.set_read_timeout(Some(wait))?;
     let mut line = serde_json::to_vec(body)?;
     line.push(b'\n');
-    let silent = |e: std::io::Error, what: &str| {
+    let timed_out = |e: std::io::Error, what: &str| {
         if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
             std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the host {what} (is it stopped or hung?)"))
         } else {
@@ -382,11 +382,11 @@ pub fn request(socket: &Path, body: &serde_json::Value) -> std::io::Result<Reply
         }
     };
     conn.write_all(&line)
-        .map_err(|e| silent(e, &format!("took no request within {} s", CONNECT_DEADLINE.as_secs())))?;
+        .map_err(|e| timed_out(e, &format!("took no request within {} s", CONNECT_DEADLINE.as_secs())))?;
     let mut answer = String::new();
     BufReader::new(conn).read_line(&mut answer).map_err(|e| {
         let more = if status { "" } else { "; the command may still be applied at its next step" };
-        silent(e, &format!("did not answer within {} s{more}", wait.as_secs()))
+        timed_out(e, &format!("did not answer within {} s{more}", wait.as_secs()))
     })?;
     crate::jsonline::from_slice(answer.as_bytes()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
