@@ -32,6 +32,9 @@ fn main() {
     // smoke run: the smallest model, a few steps, one round.
     let smoke = !std::env::args().any(|a| a == "--bench");
     let steps: usize = std::env::args().skip(1).find_map(|s| s.parse().ok()).unwrap_or(if smoke { 2 } else { 200 });
+    if smoke {
+        println!("threads benchmark: a smoke run only; measure with `cargo bench --bench threads`");
+    }
     println!("MLP on 32 inputs, AdamW, batch 128; {steps} steps a measure, best of 3 alternated");
     println!(
         "{:>6} {:>5} {:>10} {:>12} {:>10} {:>10} {:>8} {:>6}",
