@@ -35,6 +35,12 @@ fn step(i: u64, t: f64) -> Event {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; under `cargo test --all-targets` it is only built (the
+    // measurement starts an sshd and streams for seconds).
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("remote benchmark: run it with `cargo bench --bench remote`");
+        return;
+    }
     let secs: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10);
     let tmp = tempfile::tempdir().unwrap();
     let setup = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/setup-sshd.sh"))

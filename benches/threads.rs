@@ -28,20 +28,27 @@ fn steps_per_s(t: &mut Trainer, steps: usize) -> f64 {
 }
 
 fn main() {
-    let steps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
+    // `cargo bench` passes --bench; under `cargo test --all-targets` (a debug build) only a
+    // smoke run: the smallest model, a few steps, one round.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let steps: usize = std::env::args().skip(1).find_map(|s| s.parse().ok()).unwrap_or(if smoke { 2 } else { 200 });
+    if smoke {
+        println!("threads benchmark: a smoke run only; measure with `cargo bench --bench threads`");
+    }
     println!("MLP on 32 inputs, AdamW, batch 128; {steps} steps a measure, best of 3 alternated");
     println!(
         "{:>6} {:>5} {:>10} {:>12} {:>10} {:>10} {:>8} {:>6}",
         "width", "depth", "params", "work/step", "1 thr/s", "2 thr/s", "2 / 1", "auto"
     );
-    for (width, depth) in [(16, 1), (64, 2), (128, 2), (256, 2), (512, 2), (1024, 2), (2048, 2)] {
+    let sizes = [(16, 1), (64, 2), (128, 2), (256, 2), (512, 2), (1024, 2), (2048, 2)];
+    for (width, depth) in sizes.into_iter().take(if smoke { 1 } else { sizes.len() }) {
         let batch = 128;
         let c = cfg(width, depth, batch, 1);
         let mut t = Trainer::new(&c, 0).unwrap();
         let params: usize = t.parameters().iter().map(|(_, p)| p.numel()).sum();
-        let n = if params > 1_000_000 { steps / 4 } else { steps }.max(10);
+        let n = if smoke { steps } else { if params > 1_000_000 { steps / 4 } else { steps }.max(10) };
         let (mut one, mut two) = (0f64, 0f64);
-        for _ in 0..3 {
+        for _ in 0..if smoke { 1 } else { 3 } {
             phasetop::tch::set_num_threads(1);
             steps_per_s(&mut t, n / 10 + 1);
             one = one.max(steps_per_s(&mut t, n));

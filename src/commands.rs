@@ -115,7 +115,12 @@ pub fn parse_ctl(words: &[String]) -> Result<serde_json::Value, UsageError> {
     let command = match grammar::parse(words).map_err(|e| UsageError(e.to_string()))? {
         Request::Status => return Ok(serde_json::json!({"cmd": "status"})),
         Request::Plan { path } => {
-            Command::Plan { config: std::fs::read_to_string(&path).map_err(|e| UsageError(format!("{path}: {e}")))? }
+            // A FIFO or a device named here would hang `ctl`: a regular file, bounded.
+            let bytes = phasetop_core::files::read_regular(Path::new(&path), "a config", config::MAX_CONFIG_BYTES)
+                .map_err(UsageError)?;
+            Command::Plan {
+                config: String::from_utf8(bytes).map_err(|e| UsageError(format!("{path}: not UTF-8 text: {e}")))?,
+            }
         }
         Request::Command(c) => c,
     };
@@ -131,7 +136,12 @@ pub fn ctl(run_dir: &Path, words: &[String]) -> Result<ExitCode> {
     {
         keys.check(&key, value).map_err(UsageError)?;
     }
-    let reply = control::request(&dir.socket(), &body).with_context(|| {
+    let reply = match control::request(&dir.socket(), &body) {
+        // A live host that does not answer: say that, not "no live run".
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => bail!("{}: {e}", run_dir.display()),
+        r => r,
+    };
+    let reply = reply.with_context(|| {
         // A run that ended, or whose host is gone, says so (as `ls` would).
         let ended = (dir.host_state() == rundir::HostState::Gone)
             .then(|| Summary::load(&dir.log()).ok())
@@ -229,9 +239,11 @@ fn train_in_background(args: TrainArgs) -> Result<ExitCode> {
     let mut host_args = TrainArgs { run_dir: args.resume.is_none().then(|| run_dir.clone()), ..args };
     if host_args.resume.is_none() && host_args.config.is_none() {
         // The embedded demo: hand the host a file it can read.
-        std::fs::create_dir_all(&run_dir)?;
+        if !run_dir.exists() {
+            phasetop_core::modes::create_dir(&run_dir, phasetop_core::modes::dir_mode(false))?;
+        }
         let p = run_dir.join(config::DEMO_NAME);
-        std::fs::write(&p, config::DEMO_CONFIG)?;
+        std::io::Write::write_all(&mut phasetop_core::modes::create_file(&p)?, config::DEMO_CONFIG.as_bytes())?;
         host_args.config = Some(p);
     }
     let mut cmd = std::process::Command::new(host_exe()?);
@@ -269,8 +281,12 @@ pub(crate) fn spawn_host_and_attach(
 ) -> Result<ExitCode> {
     use std::os::unix::process::CommandExt;
     let run_dir = run_dir.to_path_buf();
-    std::fs::create_dir_all(&run_dir)?;
-    let host_log = std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join(rundir::HOST_LOG))?;
+    // Private until the host sets the run's mode (0750 with group_readable); an existing
+    // directory (a resume) keeps its own.
+    if !run_dir.exists() {
+        phasetop_core::modes::create_dir(&run_dir, phasetop_core::modes::dir_mode(false))?;
+    }
+    let host_log = phasetop_core::modes::append_file(&run_dir.join(rundir::HOST_LOG))?;
     cmd.stdin(std::process::Stdio::null()).stdout(host_log.try_clone()?).stderr(host_log);
     // setsid: a new session without a controlling terminal, immune to the terminal's SIGHUP.
     unsafe {

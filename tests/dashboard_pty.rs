@@ -54,8 +54,10 @@ impl Tty {
                 if n == 0 {
                     break;
                 }
-                s2.lock().unwrap().process(&buf[..n]);
+                // Raw bytes first: whatever the screen shows, `raw` already holds every
+                // byte written before it (a notification sent before a frame included).
                 r2.lock().unwrap().extend_from_slice(&buf[..n]);
+                s2.lock().unwrap().process(&buf[..n]);
             }
         });
         Tty { screen, raw, writer, child }
@@ -544,25 +546,30 @@ fn notifications_ring_and_send_osc_unless_off() {
     write_small_config(tmp.path(), 3000, "every=0", WARM);
     let quiet = std::fs::read_to_string(tmp.path().join("small.toml")).unwrap();
     std::fs::write(tmp.path().join("quiet.toml"), format!("[dashboard]\nnotify = 'off'\n{quiet}")).unwrap();
+    // No wait after COMPLETED: the dashboard writes a batch's notifications before it
+    // draws the frame the batch changed, and the reader keeps raw bytes before it updates
+    // the screen, so once the header says COMPLETED every notification is in `raw`.
     let run = |cfg: &str, dir: &str, flag: &[&str], env: &[(&str, &str)]| -> Vec<u8> {
         let mut args = vec!["train", cfg, "--run-dir", dir];
         args.extend_from_slice(flag);
         let mut t = Tty::spawn_env(&args, tmp.path(), env);
         t.wait_header("LIVE", 60);
         t.wait_header("COMPLETED", 120);
-        std::thread::sleep(Duration::from_millis(300));
         t.keys("q");
         t.wait_exit(5);
         t.raw.lock().unwrap().clone()
     };
     let has = |b: &[u8], what: &[u8]| b.windows(what.len()).any(|w| w == what);
 
+    let osc777 = b"\x1bPtmux;\x1b\x1b]777;notify;phasetop: a;run completed at step 3 000";
     let osc = run("small.toml", "a", &["--notify", "osc"], &[("TMUX", "/tmp/tmux-0/default,1,0")]);
     let text = String::from_utf8_lossy(&osc);
-    let at = text.find("\x1bPtmux;").map(|i| &text[i..(i + 400).min(text.len())]).unwrap_or("none");
+    // 400 characters from the first passthrough, cut on a character boundary (the screen
+    // holds multi-byte box drawing: a byte slice could panic in this diagnostic).
+    let at: String = text.find("\x1bPtmux;").map_or("none".into(), |i| text[i..].chars().take(400).collect());
     assert!(has(&osc, b"\x07"), "a bell");
     assert!(has(&osc, b"\x1bPtmux;\x1b\x1b]9;phasetop: a: run completed at step 3 000"), "OSC 9 through tmux: {at:?}");
-    assert!(has(&osc, b"\x1bPtmux;\x1b\x1b]777;notify;phasetop: a;run completed at step 3 000"), "OSC 777: {at:?}");
+    assert!(has(&osc, osc777), "OSC 777: {at:?}");
 
     let bell = run("quiet.toml", "b", &["--notify", "bell"], &[]);
     assert!(has(&bell, b"\x07"), "the flag wins over the config's off");

@@ -686,3 +686,298 @@ fn damaged_logs_never_crash_a_reader_and_lose_nothing_before_the_damage() {
     }
     println!("reliability: damaged logs: tried {tried} (×3 readers in-process, {cli} binary runs), held {tried}");
 }
+
+/// Waits for `child` to exit within `secs`; kills it and fails the test otherwise.
+fn exit_within(child: &mut Child, secs: u64, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The binary with `args`, which must finish within `secs` (a hang fails the test).
+fn bin_within(args: &[&str], secs: u64) -> Output {
+    let mut child = Command::new(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Pipes drained on threads, so a chatty child cannot block on a full pipe.
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let status = exit_within(&mut child, secs, &format!("{args:?}"));
+    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
+}
+
+/// Issue 24 #1: a line of nested `[` (the campaign's 120 bytes, and more) on the built-in
+/// host's control socket and through `phasetop stream`'s stdin is answered with an error;
+/// the host keeps running (`ctl status` answers) and the run ends completed.
+#[test]
+fn deeply_nested_json_is_refused_and_the_run_trains_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "rel.toml", &config(3000, 0, ""));
+    let run = tmp.path().join("live");
+    let mut host =
+        start_host(&["train", "--headless", "--run-dir", run.to_str().unwrap(), cfg.to_str().unwrap()], &run);
+    // Paused, so the run is still live while it is probed.
+    let out = ctl(&run, &["pause"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sock = run.join("control.sock");
+    let frames = [
+        "[".repeat(120),
+        "{\"a\":".repeat(200),
+        format!("{{\"cmd\":\"set\",\"key\":\"lr\",\"value\":{}1{}}}", "[".repeat(5000), "]".repeat(5000)),
+        "[".repeat(60_000),
+    ];
+    for f in &frames {
+        let mut c = UnixStream::connect(&sock).expect("the host is live");
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(f.as_bytes()).unwrap();
+        c.write_all(b"\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(c).read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert_eq!(v["ok"], false, "{line}");
+        assert!(v["message"].as_str().unwrap_or("").contains("nested deeper than 32"), "{line}");
+        let out = ctl(&run, &["status"]);
+        assert!(out.status.success(), "the host died after a nested line: {}", text(&out.stderr));
+    }
+    // The same through `phasetop stream` (the remote-attach path): the request is refused
+    // by the stream and nothing reaches the host.
+    let mut stream = Command::new(BIN)
+        .args(["stream", run.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = stream.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin = stream.stdin.take().unwrap();
+    let deep = format!("{{\"id\":7,\"cmd\":{}{}}}\n", "[".repeat(120), "]".repeat(120));
+    stdin.write_all(deep.as_bytes()).unwrap();
+    stdin.write_all(b"{\"id\":8,\"cmd\":{\"cmd\":\"status\"}}\n").unwrap();
+    stdin.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut refused, mut answered) = (false, false);
+    while !(refused && answered) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("the stream answers both requests within 30 s");
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        let Some(r) = v.get("reply") else { continue };
+        if r["ok"] == false && r["message"].as_str().unwrap_or("").contains("nested deeper than 32") {
+            refused = true;
+        }
+        if r["id"] == 8 && r["ok"] == true {
+            answered = true;
+        }
+    }
+    drop(stdin); // the stream ends with its input
+    exit_within(&mut stream, 30, "phasetop stream");
+    let out = ctl(&run, &["resume"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status = exit_within(&mut host, 120, "the host");
+    assert!(status.success(), "{status}");
+    assert!(
+        events(&run).iter().any(|e| matches!(e, Event::RunEnded { status: RunStatus::Completed, step: 3000, .. })),
+        "the run did not complete"
+    );
+    println!("reliability: nested JSON: tried {} socket lines + 1 stream line, held all", frames.len());
+}
+
+/// Issue 24 #2: a FIFO, `/dev/zero` or `/dev/urandom` as a config, a `[task] path` or a
+/// model path is refused at once by `check` and `train` (exit 2, located where the path
+/// is given, saying what the file is), and labels of i64::MAX are refused as out of range.
+#[test]
+fn special_files_are_refused_at_once_with_a_location() {
+    use phasetop::tch::{self, Tensor};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let fifo = d.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    let x = Tensor::randn([8, 4], (tch::Kind::Float, tch::Device::Cpu));
+    let y = Tensor::from_slice(&[0i64, 1, 0, 1, 0, 1, 0, 1]);
+    let data = d.join("data.safetensors");
+    Tensor::write_safetensors(&[("x_train", &x), ("y_train", &y), ("x_val", &x), ("y_val", &y)], &data).unwrap();
+    let huge = Tensor::from_slice(&[0i64, 1, 0, 1, 0, 1, 0, i64::MAX]);
+    let big = d.join("big-label.safetensors");
+    Tensor::write_safetensors(&[("x_train", &x), ("y_train", &huge), ("x_val", &x), ("y_val", &y)], &big).unwrap();
+    let phase = "[[phase]]\nname='a'\noptimizer='sgd'\nlr=0.1\nbatch_size=4\n";
+    let csv = |p: &Path| {
+        format!(
+            "[run]\nname='s'\nmax_steps=5\n[task]\nkind='csv'\npath='{}'\nlabel='y'\n[model]\nkind='mlp'\n{phase}",
+            p.display()
+        )
+    };
+    let tensors = |p: &Path, model: &str| {
+        format!(
+            "[run]\nname='s'\nmax_steps=5\n[task]\nkind='tensors'\npath='{}'\n[model]\n{model}\n{phase}",
+            p.display()
+        )
+    };
+    let script = format!("kind='torchscript'\npath='{}'", fifo.display());
+    // (what, config, where the error is located, words in it)
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        ("csv fifo", csv(&fifo), "s.toml:6:6:", "is a FIFO (named pipe), not a regular file"),
+        ("csv /dev/zero", csv(Path::new("/dev/zero")), "s.toml:6:6:", "/dev/zero: is a character device"),
+        ("tensors /dev/urandom", tensors(Path::new("/dev/urandom"), "kind='mlp'"), "s.toml:6:6:", "character device"),
+        ("tensors fifo", tensors(&fifo, "kind='mlp'"), "s.toml:6:6:", "is a FIFO"),
+        ("model fifo", tensors(&data, &script), "s.toml:9:6:", "is a FIFO"),
+        ("label i64::MAX", tensors(&big, "kind='mlp'"), "s.toml:6:6:", "label 9223372036854775807 is out of range"),
+    ];
+    for (what, body, at, words) in &cases {
+        let p = write_config(d, "s.toml", body);
+        let out = bin_within(&["check", p.to_str().unwrap()], 60);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "check {what}: {err}");
+        assert!(err.contains(at) && err.contains(words), "check {what}: expected {at} … {words} in {err}");
+        let run = d.join("run");
+        let out = bin_within(&["train", "--headless", "--run-dir", run.to_str().unwrap(), p.to_str().unwrap()], 60);
+        assert_eq!(out.status.code(), Some(2), "train {what}: {}", text(&out.stderr));
+        assert!(!run.exists(), "train {what} left a directory");
+    }
+    // The config itself.
+    for f in [fifo.as_path(), Path::new("/dev/zero")] {
+        let out = bin_within(&["check", f.to_str().unwrap()], 60);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "check {}: {err}", f.display());
+        assert!(err.contains(&format!("{}:1:1:", f.display())) && err.contains("not a regular file"), "{err}");
+        let out = bin_within(&["train", "--headless", f.to_str().unwrap()], 60);
+        assert_eq!(out.status.code(), Some(2), "train {}: {}", f.display(), text(&out.stderr));
+    }
+    // `ctl RUN plan FILE` reads a config too.
+    let out = bin_within(&["ctl", d.join("run").to_str().unwrap(), "plan", fifo.to_str().unwrap()], 60);
+    assert_eq!(out.status.code(), Some(2), "ctl plan fifo: {}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is a FIFO"), "{}", text(&out.stderr));
+    println!("reliability: special files: tried {}, held {}", cases.len() + 3, cases.len() + 3);
+}
+
+/// Every path under `dir` (itself included) with its permission bits.
+fn modes_under(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = vec![(dir.to_path_buf(), std::fs::metadata(dir).unwrap().permissions().mode() & 0o7777)];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            out.extend(modes_under(&p));
+        } else if meta.is_file() {
+            out.push((p, meta.permissions().mode() & 0o7777));
+        }
+    }
+    out
+}
+
+/// The binary under `umask 000` (umask is process-wide: set in a shell that execs it).
+fn under_umask_000(cwd: &Path, args: &[&str]) -> Output {
+    Command::new("sh")
+        .current_dir(cwd)
+        .arg("-c")
+        .arg("umask 000; exec \"$@\"")
+        .arg("sh")
+        .arg(BIN)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Issue 24 #3: under `umask 000`, `runs/` is made 0755, a run directory 0700 and every
+/// file in it 0600 (0750/0640 with `group_readable`), checkpoints included; an external
+/// run's job.log too; a world-writable `runs/` without the sticky bit is warned about.
+#[test]
+fn run_files_have_explicit_modes_under_umask_000() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let private = write_config(d, "p.toml", &config(20, 10, "").replace("name='rel'", "name='private'"));
+    let group = write_config(d, "g.toml", &config(20, 10, "group_readable=true").replace("name='rel'", "name='group'"));
+    let mut checked = 0;
+    for (cfg, dir_mode, file_mode) in [(&private, 0o700, 0o600), (&group, 0o750, 0o640)] {
+        let out = under_umask_000(d, &["train", "--headless", cfg.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let runs = d.join("runs");
+        assert_eq!(std::fs::metadata(&runs).unwrap().permissions().mode() & 0o7777, 0o755, "runs/");
+        for entry in std::fs::read_dir(&runs).unwrap().flatten() {
+            let all = modes_under(&entry.path());
+            let expected_name = if dir_mode == 0o700 { "private" } else { "group" };
+            if !entry.file_name().to_string_lossy().starts_with(expected_name) {
+                continue;
+            }
+            assert!(all.iter().any(|(p, _)| p.ends_with("events.log")), "{all:?}");
+            assert!(all.iter().any(|(p, _)| p.extension().is_some_and(|x| x == "safetensors")), "no checkpoint");
+            for (p, m) in &all {
+                let want = if p.is_dir() { dir_mode } else { file_mode };
+                assert_eq!(*m, want, "{} is {m:o}, expected {want:o}", p.display());
+                checked += 1;
+            }
+        }
+    }
+    // An external run's files, job.log included.
+    let out = under_umask_000(d, &["run", "--headless", "--run-dir", "runs/ext", "--", "true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (p, m) in modes_under(&d.join("runs/ext")) {
+        let want = if p.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(m, want, "{} is {m:o}, expected {want:o}", p.display());
+        checked += 1;
+    }
+    // A world-writable runs/ without the sticky bit is warned about.
+    std::fs::set_permissions(d.join("runs"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = under_umask_000(d, &["train", "--headless", private.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is writable by every user"), "{}", text(&out.stderr));
+    println!("reliability: modes under umask 000: checked {checked} paths, held {checked}");
+}
+
+/// Issue 24 #6: `ctl status` on a stopped (SIGSTOP) local host ends within seconds with a
+/// message that says the host did not answer, and works again once the host continues.
+/// (A command's wait is the same code with a longer deadline, `COMMAND_DEADLINE`, 30 s:
+/// not run here to keep the suite short.)
+#[test]
+fn ctl_on_a_stopped_host_ends_with_a_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "rel.toml", &config(1_000_000, 0, ""));
+    let run = tmp.path().join("live");
+    let host = start_host(&["train", "--headless", "--run-dir", run.to_str().unwrap(), cfg.to_str().unwrap()], &run);
+    let pid = host.id() as libc::pid_t;
+    // Continued however the test ends: a stopped host outlives a failed assertion.
+    struct Cont(libc::pid_t);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    let cont = Cont(pid);
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let started = Instant::now();
+    let out = bin_within(&["ctl", run.to_str().unwrap(), "status"], 60);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "ctl status on a stopped host: {err}");
+    assert!(err.contains("did not answer within 5 s") && err.contains("stopped or hung"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "ctl status took {:?}", started.elapsed());
+    drop(cont);
+    let out = ctl(&run, &["status"]);
+    assert!(out.status.success(), "after SIGCONT: {}", text(&out.stderr));
+    stop_host(&run, host);
+    println!("reliability: ctl status on a stopped host: tried 1, held 1 ({:?})", started.elapsed());
+}

@@ -247,7 +247,7 @@ fn errors_are_located_and_exit_2() {
     };
     // (model file, extra config, expected location, words of the message)
     let cases: &[(&str, &str, &str, &[&str])] = &[
-        ("nope.pt", "", ":9:6:", &["nope.pt: cannot read the TorchScript module", "No such file"]),
+        ("nope.pt", "", ":9:6:", &["nope.pt: cannot open the TorchScript module", "No such file"]),
         ("notscript.pt", "", ":9:6:", &["notscript.pt: not a TorchScript archive", "torch.jit.script(model).save"]),
         (
             "wrongout.pt",
@@ -329,7 +329,7 @@ fn bad_tensor_files_are_located_and_exit_2() {
     };
     let mlp = "kind='mlp'\nwidth=8";
     let cases: &[(&str, &str)] = &[
-        ("missing.safetensors", "cannot read the data file"),
+        ("missing.safetensors", "cannot open the data file"),
         ("junk.safetensors", "not a safetensors file"),
         ("nokey.safetensors", "no tensor \"y_val\" (it holds x_train, y_train, x_val"),
         ("floaty.safetensors", "y_val is Int64 but the other split's targets are floats; use one kind for both"),

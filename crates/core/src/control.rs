@@ -79,7 +79,7 @@ impl ControlServer {
     /// background thread.
     pub fn start(path: &Path, status: Arc<Mutex<Status>>) -> std::io::Result<(ControlServer, Receiver<Pending>)> {
         if path.exists() {
-            if UnixStream::connect(path).is_ok() {
+            if connect_within(path, CONNECT_DEADLINE).is_ok() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
                     format!("{}: another host is live on this run", path.display()),
@@ -287,7 +287,8 @@ fn serve(
 
 /// `Ok(None)` is a status request.
 fn parse_request(line: &str) -> Result<Option<Command>, String> {
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
+    let value: serde_json::Value =
+        crate::jsonline::from_slice(line.as_bytes()).map_err(|e| format!("malformed request: {e}"))?;
     if value.get("cmd").and_then(|c| c.as_str()) == Some("status") {
         return Ok(None);
     }
@@ -300,13 +301,92 @@ fn write_reply(w: &mut UnixStream, r: &Reply) -> std::io::Result<()> {
     w.write_all(&bytes)
 }
 
-/// Sends one request and waits for its reply.
+/// A client's wait to connect and to send its request.
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(3);
+/// A client's wait for the answer to `status` (the connection's thread answers it).
+pub const STATUS_DEADLINE: Duration = Duration::from_secs(5);
+/// A client's wait for the answer to a command (the trainer answers between steps).
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Connects to a Unix socket, waiting at most `timeout`. A blocking `connect` waits for
+/// ever on a host that is stopped (SIGSTOP) or hung once its accept backlog is full; a
+/// non-blocking one says `EAGAIN` then, and is tried again until the deadline.
+pub fn connect_within(path: &Path, timeout: Duration) -> std::io::Result<UnixStream> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: a zeroed sockaddr_un is valid; the path is copied in below, NUL-terminated.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{}: not a usable socket path (too long?)", path.display()),
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    // SAFETY: a new descriptor, owned by the stream at once.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    let deadline = Instant::now() + timeout;
+    loop {
+        // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
+        let r = unsafe { libc::connect(stream.as_raw_fd(), (&raw const addr).cast::<libc::sockaddr>(), len) };
+        if r == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EINTR) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Some(libc::EAGAIN) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{}: the host took no connection within {} s (is it stopped or hung?)",
+                        path.display(),
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            _ => return Err(e),
+        }
+    }
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
+/// Sends one request and waits for its reply, each part with a deadline
+/// ([`CONNECT_DEADLINE`], then [`STATUS_DEADLINE`] or [`COMMAND_DEADLINE`]): a host that
+/// is stopped or hung gives an error of kind `TimedOut` that says so.
 pub fn request(socket: &Path, body: &serde_json::Value) -> std::io::Result<Reply> {
-    let mut conn = UnixStream::connect(socket)?;
+    let status = body.get("cmd").and_then(|c| c.as_str()) == Some("status");
+    let wait = if status { STATUS_DEADLINE } else { COMMAND_DEADLINE };
+    let mut conn = connect_within(socket, CONNECT_DEADLINE)?;
+    conn.set_write_timeout(Some(CONNECT_DEADLINE))?;
+    conn.set_read_timeout(Some(wait))?;
     let mut line = serde_json::to_vec(body)?;
     line.push(b'\n');
-    conn.write_all(&line)?;
+    let timed_out = |e: std::io::Error, what: &str| {
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, format!("the host {what} (is it stopped or hung?)"))
+        } else {
+            e
+        }
+    };
+    conn.write_all(&line)
+        .map_err(|e| timed_out(e, &format!("took no request within {} s", CONNECT_DEADLINE.as_secs())))?;
     let mut answer = String::new();
-    BufReader::new(conn).read_line(&mut answer)?;
-    serde_json::from_str(&answer).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    BufReader::new(conn).read_line(&mut answer).map_err(|e| {
+        let more = if status { "" } else { "; the command may still be applied at its next step" };
+        timed_out(e, &format!("did not answer within {} s{more}", wait.as_secs()))
+    })?;
+    crate::jsonline::from_slice(answer.as_bytes()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }

@@ -109,15 +109,10 @@ impl RunDir {
     /// whose start failed before its log was created (config.toml and run.json, no
     /// events.log) is taken over: only `events.log` makes a run.
     pub fn create(path: &Path, group_readable: bool) -> Result<(RunDir, RunLock)> {
-        std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
-        // Also when it exists already: the dashboard's `train` makes it (for host.log)
-        // before the host starts.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = if group_readable { 0o750 } else { 0o700 };
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .with_context(|| format!("cannot set the permissions of {}", path.display()))?;
-        }
+        // The mode is set also when it exists already: the dashboard's `train` makes it
+        // (for host.log) before the host starts.
+        crate::modes::create_dir(path, crate::modes::dir_mode(group_readable))
+            .with_context(|| format!("cannot create {}", path.display()))?;
         let lock = RunLock::acquire(path)?;
         RunDir::check_free(path)?;
         Ok((RunDir { path: path.to_path_buf() }, lock))
@@ -130,7 +125,10 @@ impl RunDir {
         if path.join(LOG_FILE).exists() || !(path.join(META_FILE).exists() || path.join(CONFIG_FILE).exists()) {
             return None;
         }
-        RunLock::acquire(path).ok()?;
+        // Asked, not taken: a reader must never make a starting host's `acquire` fail.
+        if RunLock::is_held(path) != Some(false) {
+            return None;
+        }
         Some("the start failed or was interrupted before the run log was created; `train --run-dir` reuses it".into())
     }
 
@@ -162,7 +160,8 @@ impl RunDir {
 
     /// Whether a host answers on the control socket.
     pub fn is_live(&self) -> bool {
-        std::os::unix::net::UnixStream::connect(self.socket()).is_ok()
+        // Bounded: a stopped host with a full backlog would hold a plain connect for ever.
+        crate::control::connect_within(&self.socket(), crate::control::CONNECT_DEADLINE).is_ok()
     }
 
     /// Who is behind the run, for a log without an end: a host answering its socket,
@@ -201,7 +200,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!("{name}.tmp"));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = crate::modes::create_file(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -218,6 +217,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// How long [`RunLock::acquire`] waits out a busy lock before it calls it an owner's.
+pub const ACQUIRE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The run's lock: an exclusive `flock` on the run directory, held by the process that
 /// owns the run (its host, or an import writing it) for as long as it lives. Anything
 /// that would write into a run directory takes it first, before touching a file, so a
@@ -230,17 +232,40 @@ pub struct RunLock {
 
 impl RunLock {
     pub fn acquire(path: &Path) -> Result<RunLock> {
+        RunLock::acquire_within(path, ACQUIRE_PATIENCE, || {})
+    }
+
+    /// [`RunLock::acquire`], trying again for up to `patience` while the lock is busy
+    /// (`on_busy` after each busy try). A reader asking whether the lock is held
+    /// (`is_held`) holds a shared lock for an instant, however loaded the machine: so a
+    /// busy lock is only an owner's once it stays busy for `patience`.
+    pub fn acquire_within(path: &Path, patience: std::time::Duration, mut on_busy: impl FnMut()) -> Result<RunLock> {
         use std::os::fd::AsRawFd;
         let dir = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        // SAFETY: flock on a descriptor we own. Tried again twice, 5 ms apart: a reader
-        // asking whether the lock is held (`is_held`) holds it for an instant.
+        // SAFETY: flock on a descriptor we own.
         let try_lock = || unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        if !try_lock()
-            && !(0..2).any(|_| {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                try_lock()
-            })
-        {
+        let deadline = std::time::Instant::now() + patience;
+        let mut pause = std::time::Duration::from_millis(1);
+        let locked = loop {
+            if try_lock() {
+                break true;
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK) {
+                break false;
+            }
+            on_busy();
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(std::time::Duration::from_millis(20));
+        };
+        if !locked {
+            // Tried once more, for the error of this very attempt.
+            if try_lock() {
+                return Ok(RunLock { _dir: dir });
+            }
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
                 bail!(
@@ -313,16 +338,29 @@ mod tests {
         drop(lock);
         assert_eq!(RunLock::is_held(&run), Some(false), "asking left no lock behind");
         assert_eq!(RunLock::is_held(&tmp.path().join("nope")), None);
-        // An asker's shared lock, held a moment: a host starting then still gets the run.
+        // An asker's shared lock, held until the acquirer has found the lock busy (a
+        // condition, not a sleep): the acquirer tries again and gets the run.
         use std::os::fd::AsRawFd;
         let asker = std::fs::File::open(&run).unwrap();
         assert_eq!(unsafe { libc::flock(asker.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) }, 0);
+        let (busy_tx, busy_rx) = std::sync::mpsc::channel();
+        let r = run.clone();
+        // A patience far above any scheduling delay: only the asker's release ends the wait.
         let t = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-            drop(asker);
+            RunLock::acquire_within(&r, std::time::Duration::from_secs(60), || {
+                let _ = busy_tx.send(());
+            })
         });
-        assert!(RunLock::acquire(&run).is_ok());
-        t.join().unwrap();
+        busy_rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the acquirer found the lock busy");
+        drop(asker);
+        assert!(t.join().unwrap().is_ok(), "an asker made an acquirer fail");
+        // An owner's lock stays busy: refused once the patience is spent.
+        let owner = RunLock::acquire(&run).unwrap();
+        let started = std::time::Instant::now();
+        let patience = std::time::Duration::from_millis(50);
+        assert!(RunLock::acquire_within(&run, patience, || {}).is_err());
+        assert!(started.elapsed() >= patience);
+        drop(owner);
     }
 
     #[test]

@@ -205,7 +205,7 @@ pub fn save(log: &Path, s: &Saved, last: &Snapshot) -> std::io::Result<()> {
     e.u32(crc);
     let path = path_for(log);
     let tmp = path.with_extension("idx.tmp");
-    std::fs::write(&tmp, &e.0)?;
+    std::io::Write::write_all(&mut phasetop_core::modes::create_file(&tmp)?, &e.0)?;
     std::fs::rename(&tmp, &path)
 }
 

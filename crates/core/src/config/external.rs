@@ -215,11 +215,13 @@ pub fn check_line(path: &Path, config: &ExternalConfig) -> String {
 /// Reads, parses and validates an external run's config.
 pub fn load(path: &Path) -> Result<LoadedExternal, ConfigError> {
     let display = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let bytes = crate::files::read_regular(path, "the config", super::MAX_CONFIG_BYTES)
+        .map_err(|message| ConfigError { file: display.clone(), line: 1, col: 1, message })?;
+    let source = String::from_utf8(bytes).map_err(|e| ConfigError {
         file: display.clone(),
         line: 1,
         col: 1,
-        message: format!("cannot read config: {e}"),
+        message: format!("the config is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
     })?;
     let config = parse(&display, &source)?;
     Ok(LoadedExternal { config, path: Some(path.to_path_buf()), source })

@@ -496,14 +496,17 @@ impl LoadedConfig {
     }
 }
 
+/// A config is a page of TOML; a bigger file is not one (and `/dev/zero` is not either).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
     let display = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| ConfigError {
+    let bytes = crate::files::read_regular(path, "the config", MAX_CONFIG_BYTES).map_err(|message| ConfigError {
         file: display.clone(),
         line: 1,
         col: 1,
-        message: format!("cannot read config: {e}"),
+        message,
     })?;
     let source = match String::from_utf8(bytes) {
         Ok(s) => s,
@@ -636,8 +639,10 @@ pub fn check_each(
 ) -> std::process::ExitCode {
     let mut failed = 0;
     for p in paths {
-        let checked = match std::fs::read_to_string(p) {
-            Ok(source) if external::is_external(&source) => {
+        // `load` reports what this cannot read (a FIFO, a device, a missing file).
+        let source = crate::files::read_regular(p, "the config", MAX_CONFIG_BYTES).map(String::from_utf8);
+        let checked = match source {
+            Ok(Ok(source)) if external::is_external(&source) => {
                 external::load(p).map(|c| external::check_line(p, &c.config)).map_err(|mut e| {
                     e.message += &format!(" ({})", external::RULES_APPLIED);
                     e

@@ -408,10 +408,7 @@ fn signal_job(pgid: i32, sig: i32) {
 /// The job in its own process group (so a stop's SIGTERM reaches torchrun and all its
 /// workers), output appended to job.log, the run's whereabouts in its environment.
 fn spawn_job(command: &[String], dir: &RunDir) -> Result<tokio::process::Child> {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.path.join(JOB_LOG))
+    let out = crate::modes::append_file(&dir.path.join(JOB_LOG))
         .with_context(|| format!("cannot open {}", dir.path.join(JOB_LOG).display()))?;
     let abs = std::path::absolute(&dir.path)?;
     let mut cmd = tokio::process::Command::new(&command[0]);
@@ -431,7 +428,7 @@ fn spawn_job(command: &[String], dir: &RunDir) -> Result<tokio::process::Child> 
 fn bind(path: &std::path::Path) -> Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if crate::control::connect_within(path, crate::control::CONNECT_DEADLINE).is_ok() {
             anyhow::bail!("{}: another host is live on this run", path.display());
         }
         std::fs::remove_file(path)?;

@@ -192,7 +192,8 @@ pub enum Frame {
 pub fn parse(line: &[u8]) -> Result<Frame, String> {
     let text = std::str::from_utf8(line)
         .map_err(|e| format!("malformed frame: not UTF-8 text (invalid byte at offset {})", e.valid_up_to()))?;
-    let value: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| format!("malformed frame: {e}"))?;
+    let value: serde_json::Value =
+        crate::jsonline::from_slice(text.trim().as_bytes()).map_err(|e| format!("malformed frame: {e}"))?;
     if value.get("cmd").is_some() {
         return Ok(Frame::Control(value));
     }
@@ -217,6 +218,9 @@ mod tests {
         assert!(parse(b"{not json").unwrap_err().starts_with("malformed frame"));
         assert!(parse(br#"{"type":"explode"}"#).unwrap_err().contains("unknown variant"));
         assert!(parse(b"\xff\xfe").unwrap_err().contains("not UTF-8"));
+        // Refused before any recursion (issue 24 #1).
+        let deep = format!(r#"{{"type":"log","step":1,"metrics":{}1{}}}"#, "[".repeat(200), "]".repeat(200));
+        assert!(parse(deep.as_bytes()).unwrap_err().contains("nested deeper than 32"));
         let mut errors = Vec::new();
         let v = serde_json::json!({"step": 4, "metrics": {"loss": 0.5, "bad name": 1, "acc": "high", "nan": null}});
         let p = point(&v, &mut errors).unwrap();

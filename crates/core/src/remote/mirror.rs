@@ -288,7 +288,9 @@ fn mirror_dir(cache: &Path, spec: &Spec) -> Result<(PathBuf, RunLock)> {
     let id = spec.run_id();
     for name in [id.clone(), format!("{id}.{}", std::process::id())] {
         let dir = base.join(&name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Private, like the cache it is in: 0700, its files 0600 (they follow the directory).
+        crate::modes::create_dir_under(&dir, 0o700, 0o700)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         if let Ok(lock) = RunLock::acquire(&dir) {
             return Ok((dir, lock));
         }
@@ -429,5 +431,25 @@ fn watchdog(s: &Shared) {
         if s.connected.load(Ordering::Relaxed) && silent > LINK_TIMEOUT {
             kill(s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Issue 24 #3: a mirror's directories are private (0700) from the cache down.
+    #[test]
+    fn mirror_directories_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("remote");
+        let spec = Spec { host: "user@gpu-box".into(), path: "runs/a".into() };
+        let (dir, _lock) = mirror_dir(&cache, &spec).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(dir.parent().unwrap()), 0o700);
+        crate::rundir::write_atomic(&dir.join("run.json"), b"{}").unwrap();
+        assert_eq!(mode(&dir.join("run.json")), 0o600);
     }
 }

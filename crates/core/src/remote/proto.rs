@@ -121,10 +121,13 @@ impl Frame {
             let mut parts = rest.splitn(3, |&b| b == b' ');
             let mut num = || -> Option<u64> { std::str::from_utf8(parts.next()?).ok()?.parse().ok() };
             let (Some(offset), Some(at)) = (num(), num()) else { return Err("bad event frame header".into()) };
-            let payload = parts.next().ok_or("event frame without a payload")?.to_vec();
+            let payload = parts.next().ok_or("event frame without a payload")?;
+            // The mirror parses the payload as an event: the same depth guard first.
+            crate::jsonline::check_depth(payload).map_err(|e| format!("bad event frame: {e}"))?;
+            let payload = payload.to_vec();
             return Ok(Frame::Event { payload, offset, at });
         }
-        let w: Wire = serde_json::from_slice(line).map_err(|e| format!("bad frame: {e}"))?;
+        let w: Wire = crate::jsonline::from_slice(line).map_err(|e| format!("bad frame: {e}"))?;
         Ok(match w {
             Wire::Hello(h) => Frame::Hello(h),
             Wire::Hb(h) => Frame::Heartbeat(h),
@@ -145,6 +148,16 @@ pub struct CommandRequest {
 mod tests {
     use super::*;
     use crate::event::Event;
+
+    /// Issue 24 #1: the mirror refuses a deep frame, and a deep event payload, before
+    /// parsing either.
+    #[test]
+    fn deep_frames_are_refused_before_parsing() {
+        let deep = format!("{{\"hb\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(Frame::decode(deep.as_bytes()).unwrap_err().contains("nested deeper than 32"));
+        let event = format!("E 10 20 {}", "{\"a\":".repeat(200));
+        assert!(Frame::decode(event.as_bytes()).unwrap_err().contains("nested deeper than 32"));
+    }
 
     #[test]
     fn frames_round_trip() {

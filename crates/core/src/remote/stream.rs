@@ -184,7 +184,7 @@ pub fn serve(
                 if line.trim().is_empty() {
                     continue;
                 }
-                let (id, reply) = match serde_json::from_str::<CommandRequest>(&line) {
+                let (id, reply) = match crate::jsonline::from_slice::<CommandRequest>(line.as_bytes()) {
                     Err(e) => (0, Reply { ok: false, step: 0, message: format!("bad command request: {e}") }),
                     Ok(req) => (
                         req.id,

@@ -55,7 +55,10 @@ pub struct Writer {
 impl Writer {
     /// Creates a new log at `path` (which must not exist) and writes its header.
     pub fn create(path: &Path) -> io::Result<Writer> {
-        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        let mode = crate::modes::file_mode_for(path);
+        let file = std::os::unix::fs::OpenOptionsExt::mode(OpenOptions::new().write(true).create_new(true), mode)
+            .open(path)?;
+        crate::modes::set(&file, mode)?;
         let mut w = Writer::from_file(file, 0);
         w.buf.extend_from_slice(&header_bytes());
         w.end = HEADER_LEN as u64;

@@ -99,7 +99,7 @@ impl Host {
         crate::trainer::memory::fits(&new, &self.trainer.data_shape(), None)?;
         let names = new.phase_names();
         self.trainer.replace_future_phases(new.phases.clone());
-        let _ = std::fs::write(self.dir.config(), text);
+        let _ = crate::rundir::write_atomic(&self.dir.config(), text.as_bytes());
         let step = self.trainer.step();
         let config = serde_json::to_value(self.trainer.config()).map_err(|e| e.to_string())?;
         self.emit(Event::PlanChanged { step, phases: names.clone(), config }).map_err(|e| format!("{e:#}"))?;

@@ -14,7 +14,9 @@ use tch::Tensor;
 
 /// Writes a checkpoint of the trainer's current state into `dir`.
 pub fn save(t: &Trainer, dir: &Path, pinned: bool) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let run = dir.parent().unwrap_or(Path::new("."));
+    phasetop_core::modes::create_dir(dir, phasetop_core::modes::dir_mode_in(run))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let step = t.step();
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     for ((name, p), p0) in t.named_params().iter().zip(t.init_params()) {
@@ -30,6 +32,8 @@ pub fn save(t: &Trainer, dir: &Path, pinned: bool) -> Result<PathBuf> {
     // A failed write (a full disk) names the file and leaves no temporary file behind.
     let written = Tensor::write_safetensors(&tensors, &tmp)
         .map_err(anyhow::Error::from)
+        // libtorch's writer leaves the mode to the umask: set the run's.
+        .and_then(|()| set_mode(&tmp))
         .and_then(|()| sync_file(&tmp))
         .and_then(|()| std::fs::rename(&tmp, &final_path).map_err(anyhow::Error::from));
     if let Err(e) = written {
@@ -49,6 +53,13 @@ pub fn save(t: &Trainer, dir: &Path, pinned: bool) -> Result<PathBuf> {
     // name, fsync, rename, fsync of the directory).
     crate::rundir::write_atomic(&meta_path(dir, step), &serde_json::to_vec_pretty(&meta)?)?;
     Ok(final_path)
+}
+
+fn set_mode(p: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = phasetop_core::modes::file_mode_for(p);
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
 }
 
 fn sync_file(p: &Path) -> Result<()> {

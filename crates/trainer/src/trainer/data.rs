@@ -423,10 +423,10 @@ pub fn csv_dimensions(task: &TaskSection) -> Result<(usize, usize, usize)> {
 fn csv_task(task: &TaskSection, rng: &mut ChaCha8Rng) -> Result<Raw> {
     let path = task.path.as_ref().expect("validated").get_ref().clone();
     let label_col = task.label.as_ref().expect("validated").get_ref().clone();
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(&path)
-        .with_context(|| format!("{path}: cannot open CSV file"))?;
+    // A FIFO or a device would hang or never end: a regular file only.
+    let file =
+        phasetop_core::files::open_regular(std::path::Path::new(&path), "CSV file").map_err(anyhow::Error::msg)?;
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(file);
     let headers = reader.headers().with_context(|| format!("{path}:1: cannot read the header row"))?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let label_idx = col(&label_col).with_context(|| {
@@ -567,10 +567,7 @@ pub const TENSOR_KEYS: [&str; 4] = ["x_train", "y_train", "x_val", "y_val"];
 /// is wrong with which tensor.
 pub fn read_tensors(task: &TaskSection) -> Result<TensorData> {
     let path = task.path.as_ref().expect("validated").get_ref().clone();
-    let meta = std::fs::metadata(&path).with_context(|| format!("{path}: cannot read the data file"))?;
-    if meta.is_dir() {
-        bail!("{path}: is a directory, expected a safetensors file");
-    }
+    phasetop_core::files::open_regular(std::path::Path::new(&path), "the data file").map_err(anyhow::Error::msg)?;
     let tensors = Tensor::read_safetensors(&path).map_err(|e| {
         let why = e.to_string();
         anyhow::anyhow!(
@@ -630,12 +627,14 @@ pub fn read_tensors(task: &TaskSection) -> Result<TensorData> {
     if min < 0 {
         bail!("{path}: labels must be class indices ≥ 0, found {min}");
     }
-    let classes = y_train.max().int64_value(&[]).max(y_val.max().int64_value(&[])) + 1;
+    // The range first: `max + 1` of i64::MAX would wrap and read as "one class".
+    let max = y_train.max().int64_value(&[]).max(y_val.max().int64_value(&[]));
+    if max >= 100_000 {
+        bail!("{path}: label {max} is out of range: labels are class indices in [0, 100000)");
+    }
+    let classes = max + 1;
     if classes < 2 {
         bail!("{path}: the labels hold only one class (0); classification needs at least 2");
-    }
-    if classes > 100_000 {
-        bail!("{path}: labels go up to {}; at most 100000 classes", classes - 1);
     }
     Ok(TensorData { x_train, y_train, x_val, y_val, classes: classes as usize, regression: false })
 }

@@ -85,11 +85,8 @@ impl ScriptModel {
     /// tensors. Errors are plain sentences naming the file (the caller locates them in
     /// the config).
     pub fn load(path: &str, device: Device, sample: &Tensor, classes: usize) -> Result<Loaded, String> {
-        match std::fs::metadata(path) {
-            Err(e) => return Err(format!("{path}: cannot read the TorchScript module: {e}")),
-            Ok(m) if m.is_dir() => return Err(format!("{path}: is a directory, expected a saved TorchScript module")),
-            Ok(_) => {}
-        }
+        // A FIFO would block libtorch's open for ever: a regular file only.
+        phasetop_core::files::open_regular(std::path::Path::new(path), "the TorchScript module")?;
         let module = CModule::load_on_device(path, device).map_err(|e| {
             format!(
                 "{path}: not a TorchScript archive ({}); save one from PyTorch with \
