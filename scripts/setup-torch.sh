@@ -46,6 +46,11 @@ fi
 if [ ! -f "$here/data/digits.safetensors" ]; then
   "$venv/bin/python" "$here/scripts/make_digits.py" "$here/data/digits.safetensors" >&2
 fi
+# configs/torchscript.toml's model, so every shipped config passes `phasetop check` after
+# set-up (a few seconds, once per checkout).
+if [ ! -f "$here/data/resnet.pt" ]; then
+  "$venv/bin/python" "$here/examples/export_model.py" "$here/data/resnet.pt" >&2
+fi
 adapters=".adapters-lightning-$LIGHTNING_VERSION-transformers-$TRANSFORMERS_VERSION"
 if [ ! -f "$venv/$adapters" ]; then
   echo "phasetop: installing lightning==$LIGHTNING_VERSION transformers==$TRANSFORMERS_VERSION into $venv" >&2

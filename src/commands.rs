@@ -184,7 +184,12 @@ pub fn inspect(run_dir: &Path, json: bool) -> Result<ExitCode> {
 pub fn export(run_dir: &Path, format: &str, output: &Path) -> Result<ExitCode> {
     let format: crate::interop::Format = format.parse()?;
     let done = crate::interop::export(run_dir, format, output)?;
-    println!("exported {} to {}", run_dir.display(), done.path.display());
+    if done.path == Path::new(crate::interop::export::STDOUT) {
+        // stdout carries the data: the report goes to stderr.
+        eprintln!("exported {} to stdout", run_dir.display());
+    } else {
+        println!("exported {} to {}", run_dir.display(), done.path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -482,11 +487,19 @@ fn attach_dir(
 }
 
 /// `ls`: one line per run under `root`.
-pub fn ls(root: &Path) -> Result<ExitCode> {
+/// `ls [ROOT]`: ROOT given and missing is an error (exit 2); the default `runs/` missing
+/// just means no runs yet.
+pub fn ls(root: Option<&Path>) -> Result<ExitCode> {
+    let given = root.is_some();
+    let root = root.unwrap_or(Path::new("runs"));
     let mut rows = Vec::new();
-    let Ok(entries) = std::fs::read_dir(root) else {
-        println!("no runs under {}", root.display());
-        return Ok(ExitCode::SUCCESS);
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if given => return Err(UsageError(format!("{}: {e}", root.display())).into()),
+        Err(_) => {
+            println!("no runs under {}", root.display());
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     for e in entries.flatten() {
         if let Some(why) = RunDir::failed_start(&e.path()) {

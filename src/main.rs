@@ -100,8 +100,8 @@ enum Cmd {
     },
     /// List runs: id, config, status, phase, step, age.
     Ls {
-        #[arg(default_value = "runs")]
-        root: PathBuf,
+        /// Where the runs are (default: runs); a ROOT that does not exist is an error.
+        root: Option<PathBuf>,
     },
     /// Validate configs without training.
     Check {
@@ -239,9 +239,9 @@ fn main() -> ExitCode {
             Some(spec) => remote::attach(&spec, with_parent, view.into_options()),
             None => commands::attach(run_dir, with_parent, view.into_options()),
         },
-        Cmd::Ls { root } => match remote::spec_of(&root) {
+        Cmd::Ls { root } => match root.as_deref().and_then(remote::spec_of) {
             Some(spec) => remote::ls(&spec),
-            None => commands::ls(&root),
+            None => commands::ls(root.as_deref()),
         },
         Cmd::Replay { run_dirs, speed, from, uniform, headless, with_parent, view } => {
             remote::fetch_for_replay(&run_dirs).and_then(|(run_dirs, _mirrors)| {

@@ -49,3 +49,41 @@ fn report_commands_die_quietly_on_a_closed_pipe() {
         assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
     }
 }
+
+/// Issue 26: the CLI edges behave as the ecosystem expects — `-o -` is stdout, `-o DIR/`
+/// writes `DIR/<run id>.<ext>`, a ROOT that does not exist is an error, and every shipped
+/// config passes `check` after the README's set-up.
+#[test]
+fn cli_edges_behave_as_the_ecosystem_expects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["export", "--format", "csv", "-o", "-"])
+        .arg(asset())
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("step,phase,"), "the csv on stdout");
+    assert!(!tmp.path().join("-").exists(), "no file named -");
+    let out = Command::new(BIN).args(["export", "--format", "tfevents", "-o", "-"]).arg(asset()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = tmp.path().join("out/");
+    let out = Command::new(BIN).args(["export", "--format", "jsonl", "-o"]).arg(&dir).arg(asset()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("parity-story.jsonl").is_file(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(BIN).args(["ls"]).arg(tmp.path().join("nonexistent")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "ls of a missing ROOT: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nonexistent"));
+    // Without a ROOT, a missing runs/ is no runs yet.
+    let out = Command::new(BIN).arg("ls").current_dir(tmp.path()).output().unwrap();
+    assert!(out.status.success());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let configs: Vec<_> = std::fs::read_dir(root.join("configs"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    assert!(configs.len() >= 5);
+    let out = Command::new(BIN).arg("check").args(&configs).current_dir(root).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}

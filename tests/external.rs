@@ -735,12 +735,24 @@ fn pause_holds_both_ranks_and_resume_releases_them() {
     wait_until("20 logged steps", 120, || last_step(&run) >= 20);
     ctl(&run, &["pause"]);
     let last = |r| record(&rec, r).last().map_or(0, |x| x.0);
-    // Held within a meeting's distance (at most ~1 s of steps); then nothing moves.
-    std::thread::sleep(Duration::from_millis(2500));
-    let held = (last(0), last(1));
-    std::thread::sleep(Duration::from_millis(1500));
+    // The host's own clock: its system samples come about once a second, paused or not.
+    let samples =
+        || events(&run).iter().filter(|e| matches!(e, Event::Eval { split, .. } if split == "system")).count();
+    // Held at a meeting: both ranks at the same step, unchanged over a sample interval.
+    let (mut seen, mut since) = ((0, 0), 0);
+    wait_until("both ranks held at one step", 120, || {
+        let (now, n) = ((last(0), last(1)), samples());
+        if now != seen {
+            (seen, since) = (now, n);
+            return false;
+        }
+        now.0 == now.1 && n > since
+    });
+    let held = seen;
+    // Then nothing moves over two more samples.
+    let before = samples();
+    wait_until("two more system samples", 60, || samples() >= before + 2);
     assert_eq!((last(0), last(1)), held, "paused ranks take no step");
-    assert_eq!(held.0, held.1, "both ranks are held at the same step");
     ctl(&run, &["resume"]);
     wait_until("steps after resume", 60, || last(0) > held.0 + 5 && last(1) > held.1 + 5);
     ctl(&run, &["stop"]);

@@ -120,7 +120,15 @@ impl Layout {
         }
     }
 
+    /// A layout's file: NAME means `DIR/NAME.toml`; a path (with a `/` or ending in
+    /// `.toml`, as `:layout layouts/x.toml` or `:layout ~/my.toml` give) is taken as it is.
     pub fn path(name: &str, dir: &Path) -> PathBuf {
+        if name.contains('/') || name.ends_with(".toml") {
+            return match name.strip_prefix("~/").zip(std::env::var_os("HOME")) {
+                Some((rest, home)) => Path::new(&home).join(rest),
+                None => PathBuf::from(name),
+            };
+        }
         dir.join(format!("{name}.toml"))
     }
 
@@ -165,6 +173,10 @@ mod tests {
 
     #[test]
     fn bad_panel_is_located() {
+        // A path is a path: not layouts/layouts/x.toml.toml.
+        assert_eq!(Layout::path("layouts/x.toml", Path::new("layouts")), PathBuf::from("layouts/x.toml"));
+        assert_eq!(Layout::path("mine.toml", Path::new("layouts")), PathBuf::from("mine.toml"));
+        assert_eq!(Layout::path("compact", Path::new("layouts")), PathBuf::from("layouts/compact.toml"));
         let e = Layout::parse("x", "x.toml", "[[row]]\npanels = [{ panel = \"lose\" }]\n").unwrap_err();
         assert!(e.starts_with("x.toml:2:21: unknown variant \"lose\""), "{e}");
     }

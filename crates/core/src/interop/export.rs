@@ -71,9 +71,15 @@ pub fn export(run_dir: &Path, format: Format, out: &Path) -> Result<Exported> {
             p.detail
         );
     }
+    // `-o -` is stdout, as the ecosystem expects (not a file named `-`).
+    let to_stdout = out == Path::new(STDOUT);
+    if to_stdout && format == Format::Tfevents {
+        return Err(UsageError("tfevents is a binary event file: give -o FILE or -o DIR/, not stdout".into()).into());
+    }
     let path = match format {
+        _ if to_stdout => PathBuf::from(STDOUT),
         Format::Tfevents => tfevents_path(out)?,
-        _ => out.to_path_buf(),
+        _ => file_path(out, run_dir, format)?,
     };
     if format == Format::Config {
         // Built whole before the file is created: a run with no recipe leaves no file.
@@ -81,11 +87,19 @@ pub fn export(run_dir: &Path, format: Format, out: &Path) -> Result<Exported> {
         for w in &r.warnings {
             eprintln!("phasetop: warning: {w}");
         }
-        std::fs::write(&path, &r.toml).with_context(|| format!("cannot write {}", path.display()))?;
+        if to_stdout {
+            std::io::stdout().lock().write_all(r.toml.as_bytes()).context("cannot write to stdout")?;
+        } else {
+            std::fs::write(&path, &r.toml).with_context(|| format!("cannot write {}", path.display()))?;
+        }
         return Ok(Exported { path, items: r.phases, skipped_spans: contents.problems.len() });
     }
-    let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let sink: Box<dyn Write> = if to_stdout {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?)
+    };
+    let mut w = BufWriter::with_capacity(1 << 20, sink);
     let items = match format {
         Format::Csv => write_csv(&contents, &mut w)?,
         Format::Jsonl => write_jsonl(&contents, &mut w)?,
@@ -94,6 +108,29 @@ pub fn export(run_dir: &Path, format: Format, out: &Path) -> Result<Exported> {
     };
     w.flush().with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Exported { path, items, skipped_spans: contents.problems.len() })
+}
+
+/// The output path that means standard output.
+pub const STDOUT: &str = "-";
+
+/// Where a csv/jsonl/config export goes: `out`, or `out/<run id>.<ext>` when `out` is a
+/// directory (or ends in `/`, created if needed), as `cp` does.
+fn file_path(out: &Path, run_dir: &Path, format: Format) -> Result<PathBuf> {
+    let as_dir = out.is_dir() || out.as_os_str().to_string_lossy().ends_with('/');
+    if !as_dir {
+        return Ok(out.to_path_buf());
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let ext = match format {
+        Format::Csv => "csv",
+        Format::Jsonl => "jsonl",
+        _ => "toml",
+    };
+    let id = std::path::absolute(run_dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "run".into());
+    Ok(out.join(format!("{id}.{ext}")))
 }
 
 /// Reads a run log, turning "cannot read at all" into a [`DataError`] with the offset.
