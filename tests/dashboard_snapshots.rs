@@ -714,3 +714,46 @@ fn the_header_says_when_the_trainer_is_starved() {
     let h = header(&with_rates(&[&steady[..], &[7.0, 8.0, 9.0, 405.0]].concat()));
     assert!(!h.contains("starved"), "{h}");
 }
+
+/// Issue 26 #1: the header says only what is true. Paused: no rate, no ETA. Failed: the
+/// reason, at 120 columns too, and no rate. A plan whose phases all end by a step count:
+/// the ETA counts to the plan's end, not to max_steps.
+#[test]
+fn the_header_never_shows_stale_numbers() {
+    let header = |events: &[Event], w: u16| -> String {
+        let s = screen(&app("default", RunView::from_events(events)), w, 40);
+        s.lines().next().unwrap_or_default().to_string()
+    };
+    let live = recorded_events();
+    assert!(header(&live, 160).contains("it/s"), "a live run shows its rate");
+    let mut paused = live.clone();
+    paused.push(Event::Command {
+        step: 3000,
+        t: 1_795_000_010.0,
+        client: "ctl".into(),
+        command: Command::Pause,
+        applied: true,
+        message: "paused".into(),
+    });
+    let h = header(&paused, 160);
+    assert!(h.contains("PAUSED") && !h.contains("it/s") && !h.contains("ETA"), "{h}");
+    let mut failed = live.clone();
+    failed.push(Event::RunEnded {
+        step: 3000,
+        status: phasetop::event::RunStatus::Failed,
+        message: "the trainer failed: CUDA out of memory\ndetails".into(),
+    });
+    let h = header(&failed, 120);
+    assert!(h.contains("FAILED") && h.contains("out of memory"), "{h}");
+    assert!(!h.contains("it/s") && !h.contains("ETA"), "{h}");
+    // Every phase with a step count: the plan ends before max_steps, and the ETA says so.
+    let mut planned = live.clone();
+    if let Some(Event::RunStarted { config, .. }) = planned.first_mut() {
+        config["phase"] =
+            serde_json::json!([{"name": "memorize", "steps": 2400}, {"name": "consolidate", "steps": 1600}]);
+        config["run"]["max_steps"] = serde_json::json!(5000);
+    }
+    // 1 000 steps left to the plan's end (2 400 + 1 600), not 2 000 to max_steps.
+    let h = header(&planned, 160);
+    assert!(h.contains("ETA 00:00:02") && !h.contains("ETA ≤"), "the plan's end is known exactly: {h}");
+}

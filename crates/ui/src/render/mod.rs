@@ -144,6 +144,12 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     // header survives at 80 columns.
     let mut segments: Vec<Vec<Span>> =
         vec![vec![Span::styled(format!(" {state} "), style.add_modifier(Modifier::BOLD))]];
+    // Why a run failed or diverged comes right after the state, at any width.
+    if matches!(live.ended, Some(RunStatus::Failed | RunStatus::Diverged))
+        && let Some(why) = live.end_message.as_deref().and_then(|m| m.lines().next()).filter(|m| !m.is_empty())
+    {
+        segments.push(vec![Span::styled(fmt::fit(why, (area.width as usize / 3).max(12), app.ascii), t.error)]);
+    }
     // Damage comes right after the state: replaying a crashed run must say what it lost.
     if let Some(notice) = app.player.as_ref().and_then(|p| p.damage_short()) {
         segments.push(vec![Span::styled(notice, t.warn)]);
@@ -165,19 +171,25 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     {
         segments.push(vec![Span::raw(format!("lr {}", fmt::num(lr)))]);
     }
+    // A rate and an ETA only while the run trains: never stale numbers on a paused, ended
+    // or unreachable run.
+    let training = v.ended.is_none() && !v.paused && (app.is_replay() || app.link == Link::Live);
     let rate = v.steps_per_s().unwrap_or(0.0);
-    let mut rate_seg = vec![Span::raw(format!("{} it/s", fmt::rate(rate)))];
-    if v.ended.is_none()
-        && !v.paused
-        && let Some((_, peak)) = v.rate.starved()
-    {
-        rate_seg.push(Span::styled(format!(" starved (was {})", fmt::rate(peak)), t.warn));
+    if training {
+        let mut rate_seg = vec![Span::raw(format!("{} it/s", fmt::rate(rate)))];
+        if let Some((_, peak)) = v.rate.starved() {
+            rate_seg.push(Span::styled(format!(" starved (was {})", fmt::rate(peak)), t.warn));
+        }
+        segments.push(rate_seg);
     }
-    segments.push(rate_seg);
     let elapsed = (v.last_t - v.started_at).max(0.0);
-    let eta = match (v.max_steps, rate > 0.0 && v.ended.is_none()) {
-        (Some(m), true) if m > v.step => {
-            format!(" {} ETA {}", if app.ascii { "->" } else { "→" }, fmt::duration((m - v.step) as f64 / rate))
+    let arrow = if app.ascii { "->" } else { "→" };
+    // To the plan's end where every phase left has a step count; else at most max_steps.
+    let eta = match (plan_end(v), training && rate > 0.0) {
+        (Some((end, exact)), true) if end > v.step => {
+            let left = fmt::duration((end - v.step) as f64 / rate);
+            let at_most = if app.ascii { "<= " } else { "≤ " };
+            format!(" {arrow} ETA {}{left}", if exact { "" } else { at_most })
         }
         _ => String::new(),
     };
@@ -200,6 +212,27 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
         spans.extend(seg);
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The step the run will end at: `(step, exact)`. Exact where the current phase and every
+/// later one end by a step count (or `max_steps` comes first); else `max_steps`, an upper
+/// bound (a phase that ends by a rule or by hand may end the plan sooner, or run to it).
+pub(crate) fn plan_end(v: &crate::state::RunView) -> Option<(u64, bool)> {
+    let max = v.max_steps;
+    let exact = v.current_phase().and_then(|span| {
+        let i = v.plan.iter().position(|p| p.name == span.name)?;
+        let mut end = span.start;
+        for p in &v.plan[i..] {
+            end += p.steps?;
+        }
+        Some(end)
+    });
+    match (exact, max) {
+        (Some(e), Some(m)) => Some((e.min(m), true)),
+        (Some(e), None) => Some((e, true)),
+        (None, Some(m)) => Some((m, false)),
+        (None, None) => None,
+    }
 }
 
 fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
