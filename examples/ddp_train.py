@@ -120,6 +120,10 @@ def main():
             f.write(repr(total))
     run.finish()
     if distributed:
+        # Every rank done with the group before any leaves it: a rank that exits while
+        # another still talks to it can abort that one (gloo: "terminate called without an
+        # active exception"), which turned a clean stop into a failed run.
+        dist.barrier()
         dist.destroy_process_group()
 
 
