@@ -475,18 +475,25 @@ for step in range(1, 51):
     w.add_scalar("Loss/train", 1.0 / step, step)
     w.add_scalars("grad", {"norm": float(step), "max": 2.0 * step}, global_step=step)
     w.add_histogram("weights", torch.zeros(3), step)   # not a scalar: a no-op
-w.add_scalar("bad name", 1.0, 51)
-w.add_scalar("quality", "high", 51)
+w.add_scalar("bad name", 1.0, 51)                 # a tag with a space: recorded as bad_name
+# What cannot be recorded fails at the call, saying which metric (issue 27).
+def refused(f, words):
+    try:
+        f()
+    except (TypeError, ValueError) as e:
+        assert words in str(e), e
+        return
+    raise SystemExit(f"not refused: {words}")
+refused(lambda: w.add_scalar("quality", "high", 51), "'quality' at step 51: str 'high' is not a number")
+refused(lambda: run.log({"nested": {"a": 1}}, step=52), "'nested'")
+refused(lambda: run.log({"flag": True}, step=52), "bool")
+refused(lambda: run.log({"x": 1.0}, step=1.5), "not a whole number")
+refused(lambda: run.log({"two words": 1.0}, step=52), "no spaces")
+# strict=False: warned once per name, left out, the rest recorded.
+run.strict = False
+run.log({"two words": 1.0, "ok_metric": 2.0}, step=52)
+run.log({"two words": 1.0, "ok_metric": 3.0}, step=53)
 w.flush()
-errors = []
-for _ in range(50):
-    errors += run.sync(51).errors
-    if len(errors) >= 2:
-        break
-    import time; time.sleep(0.05)
-print("ERRORS", errors)
-assert any("bad name" in e for e in errors), errors
-assert any('"quality": "high" is not a number' in e for e in errors), errors
 w.close()
 "#,
     );
@@ -500,6 +507,11 @@ w.close()
     };
     // TensorBoard's tags map to phasetop's names where the meaning is clear (docs/INTEROP.md).
     assert_eq!(step(10, "train_loss"), Some(0.1));
+    assert_eq!(step(51, "bad_name"), Some(1.0), "a tag's space becomes _");
+    assert_eq!(step(53, "ok_metric"), Some(3.0));
+    let job_log = std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
+    assert_eq!(job_log.matches("'two words'").count(), 1, "warned once per name: {job_log}");
+    assert_eq!(job_log.matches("add_histogram is not recorded").count(), 1, "{job_log}");
     assert_eq!(step(10, "grad/norm"), Some(10.0));
     assert_eq!(step(10, "grad/max"), Some(20.0));
     assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
@@ -624,6 +636,41 @@ fn a_plain_python_script_writes_a_run_that_replay_reads() {
         "{}",
         String::from_utf8_lossy(&replay.stdout)
     );
+}
+
+/// Issue 27: a notebook runs two runs in a row (`init` after `finish` starts a new one),
+/// and a `PHASETOP_BIN` that points nowhere warns once and records nothing.
+#[test]
+fn init_after_finish_starts_a_new_run_and_a_bad_binary_only_warns() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "two.py",
+        "import phasetop\nfor name in ('one', 'two'):\n    run = phasetop.init(run_dir=name)\n    for s in range(1, 11):\n        run.log({'train_loss': 1.0 / s}, step=s)\n        run.sync(s)\n    run.finish()\n",
+    );
+    let python = |script: &Path, phasetop_bin: &str| {
+        Command::new(bin.join("python"))
+            .current_dir(tmp.path())
+            .env("PYTHONPATH", root().join("python"))
+            .env("PHASETOP_BIN", phasetop_bin)
+            .env_remove("PHASETOP_RUN_DIR")
+            .env_remove("PHASETOP_SOCKET")
+            .arg(script)
+            .output()
+            .unwrap()
+    };
+    let out = python(&script, BIN);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in ["one", "two"] {
+        let run = tmp.path().join(name);
+        assert_eq!(last_step(&run), 10, "run {name}");
+        assert_eq!(ended(&run).map(|e| e.0), Some(RunStatus::Completed), "run {name}");
+    }
+    let out = python(&script, "/nonexistent/phasetop");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the script goes on: {stderr}");
+    assert!(stderr.contains("cannot start the phasetop host") && stderr.contains("not recorded"), "{stderr}");
 }
 
 /// A bad CONFIG or a missing command: usage errors (exit 2), nothing created.

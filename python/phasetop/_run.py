@@ -78,6 +78,39 @@ def _clean_metrics(m):
     return out
 
 
+_MAX_NAME = 200  # bytes, as the host's protocol (crates/core/src/external/protocol.rs)
+
+
+def _name_problem(k):
+    """Why ``k`` cannot be a metric name, or None."""
+    if not isinstance(k, str):
+        return f"metric name {k!r} is not a string"
+    if not k:
+        return "a metric name must not be empty"
+    if len(k.encode()) > _MAX_NAME:
+        return f"metric name {k[:40]!r}… is longer than {_MAX_NAME} bytes"
+    for c in k:
+        if c.isspace() or not c.isprintable():
+            return f"metric name {k!r} holds {c!r}: names have no spaces or control characters"
+    return None
+
+
+def _value_problem(v):
+    """Why ``v`` cannot be a metric value, or None (a number, a one-element tensor or
+    numpy scalar; NaN and infinities are recorded as missing values)."""
+    if isinstance(v, bool):
+        return f"{v!r} is a bool, not a number"
+    if isinstance(v, (int, float)):
+        return None
+    if isinstance(v, (str, bytes, dict, list, tuple, set)):
+        return f"{type(v).__name__} {str(v)[:40]!r} is not a number"
+    try:
+        float(v)
+        return None
+    except (TypeError, ValueError):
+        return f"{type(v).__name__} is not a number (a one-element tensor or a float is)"
+
+
 def _dumps(frame, points_key=None):
     try:
         return json.dumps(frame, allow_nan=False, separators=(",", ":")).encode() + b"\n"
@@ -94,7 +127,7 @@ class Run:
     """A connection to a phasetop run. Make one with :func:`phasetop.init`."""
 
     def __init__(self, socket_path, run_dir, rank=0, world_size=1, config=None, all_ranks=False,
-                 buffer_size=100_000, flush_interval=0.05, host_process=None):
+                 buffer_size=100_000, flush_interval=0.05, host_process=None, strict=True):
         self.run_dir = run_dir
         self.rank = rank
         self.world_size = world_size
@@ -109,6 +142,11 @@ class Run:
         # The `set` values since the phase began: ``settings`` is the phase's settings
         # with these on top (a new phase brings its own, as the built-in trainer's do).
         self._set_in_phase = {}
+        #: A name or value ``log`` cannot record raises at the call (False: warns once per
+        #: name on stderr and leaves that metric out).
+        self.strict = strict
+        self._good_names = set()
+        self._warned_names = set()
         self._socket_path = socket_path
         self._talks = rank == 0 and socket_path is not None
         self._logs = socket_path is not None and (rank == 0 or all_ranks)
@@ -210,6 +248,9 @@ class Run:
         """Queues metrics for ``step`` (the last step given when None). Never blocks:
         beyond the buffer's bound, points are dropped and counted. On ranks other than
         0 a no-op unless ``init(all_ranks=True)``."""
+        metrics = self._checked(metrics, step)
+        if step is not None:
+            step = self._checked_step(step)
         if not self._logs:
             return
         if step is None:
@@ -222,6 +263,45 @@ class Run:
         self._buf.append((step, dict(metrics)))
         if len(self._buf) >= _FRAME_POINTS:
             self._wake.set()
+
+    def _checked_step(self, step):
+        if isinstance(step, bool) or not hasattr(step, "__index__"):
+            raise TypeError(f"phasetop: log step {step!r} is not a whole number")
+        step = step.__index__()
+        if step < 0 or step > 2**53:
+            raise ValueError(f"phasetop: log step {step} is out of range (0 to 2**53)")
+        return step
+
+    def _checked(self, metrics, step):
+        """``metrics`` as they can be recorded, checked at the call: a name or value that
+        cannot be raises (strict) or is left out with a warning once per name."""
+        if not isinstance(metrics, dict):
+            raise TypeError(f"phasetop: log takes a dict of metrics, not {type(metrics).__name__}")
+        bad = None
+        for k, v in metrics.items():
+            error = None
+            if k not in self._good_names:
+                why = _name_problem(k)
+                if why is not None:
+                    error = ValueError(f"phasetop: {why}")
+                elif len(self._good_names) < 100_000:
+                    self._good_names.add(k)
+            if error is None and type(v) is not float and type(v) is not int:
+                why = _value_problem(v)
+                if why is not None:
+                    at = step if step is not None else self._step
+                    error = TypeError(f"phasetop: metric {k!r} at step {at}: {why}")
+            if error is not None:
+                if self.strict:
+                    raise error
+                if k not in self._warned_names and len(self._warned_names) < 1000:
+                    self._warned_names.add(k)
+                    _warn(f"{str(error).removeprefix('phasetop: ')}; not recorded (strict=False; said once per name)")
+                bad = bad or set()
+                bad.add(k)
+        if bad:
+            return {k: v for k, v in metrics.items() if k not in bad}
+        return metrics
 
     def _frames(self, items):
         """Log frames for queued items (point tuples and ready frames), in order."""
@@ -556,6 +636,9 @@ class Run:
                 self._host_process.wait(timeout=10)
             except Exception:
                 pass
+            # Its run is over: a later init() (a notebook's next run) starts its own.
+            for k in (ENV_RUN_DIR, ENV_SOCKET):
+                os.environ.pop(k, None)
         if _current is self:
             _current = None
 
@@ -620,8 +703,12 @@ def _start_host(run_dir, plan, name):
     cmd = [exe, "run", "--headless", "--run-dir", run_dir, "--for-pid", str(os.getpid())]
     if plan is not None:
         cmd.append(str(plan))
-    with open(os.path.join(run_dir, "host.log"), "ab") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    try:
+        with open(os.path.join(run_dir, "host.log"), "ab") as out:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    except OSError as e:
+        _warn(f"cannot start the phasetop host {exe!r} ({e}); this run is not recorded")
+        return None, None
     sock = os.path.join(run_dir, "control.sock")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -636,12 +723,14 @@ def _start_host(run_dir, plan, name):
     return None, None
 
 
-def init(config=None, *, all_ranks=False, run_dir=None, plan=None, name=None, buffer_size=100_000):
+def init(config=None, *, all_ranks=False, run_dir=None, plan=None, name=None, buffer_size=100_000, strict=True):
     """Connects to the run ``phasetop run`` started (``PHASETOP_RUN_DIR``/``PHASETOP_SOCKET``
     in the environment). Without one, rank 0 starts a phasetop host itself (``plan``: an
     optional phase config) writing ``run_dir`` (default runs/NAME-UTC), which
     ``phasetop attach``/``replay`` read. ``config``: your hyperparameters, recorded once.
-    ``all_ranks``: other ranks log too, their metrics named ``rank<R>/<name>``."""
+    ``all_ranks``: other ranks log too, their metrics named ``rank<R>/<name>``.
+    ``strict``: ``log`` raises at once on a name or value it cannot record (False: warns
+    once per name and leaves it out). After ``finish()``, ``init()`` starts a new run."""
     global _current
     rank = _env_int("RANK", 0)
     world = _env_int("WORLD_SIZE", 1)
@@ -658,13 +747,15 @@ def init(config=None, *, all_ranks=False, run_dir=None, plan=None, name=None, bu
             name = name or os.path.splitext(os.path.basename(sys.argv[0] or "python"))[0] or "python"
             rdir, sock = _start_host(run_dir, plan, name)
             if sock is not None:
-                # Children (DataLoader workers, subprocesses) find the same run.
+                # Children (DataLoader workers, subprocesses) find the same run, until it
+                # finishes (then the next init starts a new one).
                 os.environ[ENV_RUN_DIR] = rdir
                 os.environ[ENV_SOCKET] = os.path.abspath(sock)
                 host = True
         elif all_ranks:
             _warn("all_ranks=True needs `phasetop run` (the other ranks cannot find a host rank 0 started)")
-    run = Run(sock, rdir, rank=rank, world_size=world, config=config, all_ranks=all_ranks, buffer_size=buffer_size)
+    run = Run(sock, rdir, rank=rank, world_size=world, config=config, all_ranks=all_ranks, buffer_size=buffer_size,
+              strict=strict)
     run._share_start()
     if host:
         run._host_process = _HostHandle(rdir)

@@ -2,9 +2,14 @@
 scalars (``add_scalar``, ``add_scalars``, ``flush``, ``close``), so existing code
 changes one import. Tags map to phasetop's metric names where the meaning is clear, as
 ``phasetop import`` maps them (docs/INTEROP.md): ``Loss/train`` → ``train_loss``,
-``val/accuracy`` → ``val_acc``, ``learning_rate`` → ``lr``; other tags are kept. Other
-``add_*`` methods (histograms, images, …) are accepted and ignored.
+``val/accuracy`` → ``val_acc``, ``learning_rate`` → ``lr``; other tags are kept, with
+whitespace turned into ``_`` (``Gradient Norm`` → ``Gradient_Norm``, said once). Other
+``add_*`` methods (histograms, images, text, hparams) are accepted and not recorded; each
+says so once on stderr.
 """
+
+import re
+import sys
 
 from . import _run
 
@@ -33,7 +38,11 @@ def metric_name(tag):
                 name = _NAMES.get((_SPLIT[a], _QUANTITY[b]))
             elif a in _QUANTITY and b in _SPLIT:
                 name = _NAMES.get((_SPLIT[b], _QUANTITY[a]))
-    name = name or tag
+    if name is None:
+        # A metric name has no whitespace (docs/RUNLOG.md); TensorBoard tags may.
+        name = re.sub(r"\s+", "_", tag.strip()) or "_"
+        if name != tag:
+            print(f"phasetop: SummaryWriter tag {tag!r} is recorded as {name!r}", file=sys.stderr, flush=True)
     if len(_cache) < 10_000:
         _cache[tag] = name
     return name
@@ -56,9 +65,16 @@ class SummaryWriter:
     def close(self):
         self._run.flush()
 
+    _unrecorded = set()
+
     def __getattr__(self, name):
         if name.startswith("add_"):
-            return lambda *a, **k: None
+            def unrecorded(*a, **k):
+                if name not in SummaryWriter._unrecorded:
+                    SummaryWriter._unrecorded.add(name)
+                    print(f"phasetop: SummaryWriter.{name} is not recorded (only scalars are)", file=sys.stderr,
+                          flush=True)
+            return unrecorded
         raise AttributeError(name)
 
     def __enter__(self):
