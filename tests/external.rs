@@ -614,7 +614,7 @@ fn a_plain_python_script_writes_a_run_that_replay_reads() {
     let script = write(
         tmp.path(),
         "plain.py",
-        "import phasetop\nrun = phasetop.init(config={'lr': 0.1}, run_dir='solo')\nfor s in range(1, 31):\n    run.log({'train_loss': 1.0 / s}, step=s)\n    run.sync(s)\nrun.finish()\n",
+        "import phasetop\nrun = phasetop.init(config={'lr': 0.1, 'layers': [2, 3]}, tags=['sweep', 'baseline'], notes='first try', group='g1', run_dir='solo')\nfor s in range(1, 31):\n    run.log({'train_loss': 1.0 / s}, step=s)\n    run.sync(s)\nrun.summary['best_loss'] = 1 / 30\nrun.summary['note'] = 'ok'\nrun.summary['best_loss'] = 0.03\nrun.finish()\n",
     );
     let out = Command::new(bin.join("python"))
         .current_dir(tmp.path())
@@ -628,6 +628,13 @@ fn a_plain_python_script_writes_a_run_that_replay_reads() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let run = tmp.path().join("solo");
     assert_eq!(last_step(&run), 30);
+    // What init and run.summary were given is the run's (issue 27): inspect --json says it.
+    let out = Command::new(BIN).args(["inspect", "--json"]).arg(&run).output().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["job_config"], serde_json::json!({"lr": 0.1, "layers": [2, 3]}));
+    assert_eq!(s["tags"], serde_json::json!(["sweep", "baseline"]));
+    assert_eq!((s["notes"].as_str(), s["group"].as_str()), (Some("first try"), Some("g1")));
+    assert_eq!(s["summary"], serde_json::json!({"best_loss": 0.03, "note": "ok"}), "the last write wins");
     assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
     let replay = Command::new(BIN).arg("replay").arg("--headless").arg(&run).output().unwrap();
     assert!(replay.status.success());
@@ -992,6 +999,15 @@ Trainer(model=M(), args=args, train_dataset=DS(), eval_dataset=DS(), callbacks=[
         spawn_run(tmp.path(), Some(&cfg), &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
     let exit = wait_exit(&mut child, 300);
     check_adapter_run(tmp.path(), exit, "val_loss");
+    // The Trainer's end-of-training figures are the run's summary, not step metrics.
+    let evs = events(&tmp.path().join("run"));
+    assert!(!evs.iter().any(|e| matches!(e, Event::Step { metrics, .. } if metrics.contains_key("train_runtime"))));
+    let summary = phasetop::inspect::Summary::load(&tmp.path().join("run/events.log")).unwrap();
+    assert!(
+        summary.summary.contains_key("train_runtime") && summary.summary.contains_key("train_loss"),
+        "{:?}",
+        summary.summary
+    );
 }
 
 /// Issue 22 with the adapters: under DDP every rank takes the plan's first lr at the start

@@ -127,7 +127,8 @@ class Run:
     """A connection to a phasetop run. Make one with :func:`phasetop.init`."""
 
     def __init__(self, socket_path, run_dir, rank=0, world_size=1, config=None, all_ranks=False,
-                 buffer_size=100_000, flush_interval=0.05, host_process=None, strict=True):
+                 buffer_size=100_000, flush_interval=0.05, host_process=None, strict=True, tags=None, notes=None,
+                 group=None):
         self.run_dir = run_dir
         self.rank = rank
         self.world_size = world_size
@@ -145,6 +146,9 @@ class Run:
         #: A name or value ``log`` cannot record raises at the call (False: warns once per
         #: name on stderr and leaves that metric out).
         self.strict = strict
+        #: The run's final figures: ``run.summary["best_acc"] = 0.97`` is recorded (the last
+        #: value of a key wins) and shown where final metrics are (inspect, the dashboard).
+        self.summary = _Summary(self)
         self._good_names = set()
         self._warned_names = set()
         self._socket_path = socket_path
@@ -188,8 +192,12 @@ class Run:
             if self._talks:
                 self._sock = self._connect()
                 self._rfile = self._sock.makefile("rb")
-                welcome = self._request({"type": "hello", "protocol": PROTOCOL, "rank": rank, "world_size": world_size,
-                                         "pid": os.getpid(), "config": _jsonable(config), "client": "python phasetop 0.1"})
+                hello = {"type": "hello", "protocol": PROTOCOL, "rank": rank, "world_size": world_size,
+                         "pid": os.getpid(), "config": _jsonable(config), "client": "python phasetop 0.1",
+                         "tags": [str(t) for t in (tags or [])], "notes": str(notes or "")}
+                if group is not None:
+                    hello["group"] = str(group)
+                welcome = self._request(hello)
                 if welcome.get("type") == "error":
                     raise OSError(welcome.get("message"))
                 self.phase = welcome.get("phase")
@@ -263,6 +271,12 @@ class Run:
         self._buf.append((step, dict(metrics)))
         if len(self._buf) >= _FRAME_POINTS:
             self._wake.set()
+
+    def _send_summary(self, values):
+        """Queues a summary frame (rank 0, or every rank with ``all_ranks``)."""
+        if self._logs:
+            v = {k: (None if isinstance(x, float) and not math.isfinite(x) else x) for k, x in values.items()}
+            self._buf.append((self._step, None, {"type": "summary", "step": self._step, "values": v}))
 
     def _checked_step(self, step):
         if isinstance(step, bool) or not hasattr(step, "__index__"):
@@ -643,6 +657,30 @@ class Run:
             _current = None
 
 
+class _Summary(dict):
+    """``run.summary``: a dict whose writes are recorded (numbers, strings, booleans)."""
+
+    def __init__(self, run):
+        super().__init__()
+        self._run = run
+
+    def __setitem__(self, key, value):
+        why = _name_problem(key)
+        if why is not None:
+            raise ValueError(f"phasetop: summary: {why}")
+        if not isinstance(value, (str, bool)) and value is not None:
+            why = _value_problem(value)
+            if why is not None:
+                raise TypeError(f"phasetop: summary {key!r}: {why}")
+            value = float(value)
+        super().__setitem__(key, value)
+        self._run._send_summary({key: value})
+
+    def update(self, *args, **kw):
+        for k, v in dict(*args, **kw).items():
+            self[k] = v
+
+
 def _merge(held, reply):
     """Two sync answers as one: the later's phase, settings and pause; changes, stops,
     checkpoints, `set` values and errors of both."""
@@ -723,12 +761,14 @@ def _start_host(run_dir, plan, name):
     return None, None
 
 
-def init(config=None, *, all_ranks=False, run_dir=None, plan=None, name=None, buffer_size=100_000, strict=True):
+def init(config=None, *, tags=None, notes=None, group=None, all_ranks=False, run_dir=None, plan=None, name=None,
+         buffer_size=100_000, strict=True):
     """Connects to the run ``phasetop run`` started (``PHASETOP_RUN_DIR``/``PHASETOP_SOCKET``
     in the environment). Without one, rank 0 starts a phasetop host itself (``plan``: an
     optional phase config) writing ``run_dir`` (default runs/NAME-UTC), which
     ``phasetop attach``/``replay`` read. ``config``: your hyperparameters, recorded once.
-    ``all_ranks``: other ranks log too, their metrics named ``rank<R>/<name>``.
+    ``tags`` (a list of strings), ``notes`` and ``group``: recorded with the config, shown
+    by ``inspect``, ``ls`` and the dashboard. ``all_ranks``: other ranks log too, their metrics named ``rank<R>/<name>``.
     ``strict``: ``log`` raises at once on a name or value it cannot record (False: warns
     once per name and leaves it out). After ``finish()``, ``init()`` starts a new run."""
     global _current
@@ -755,7 +795,7 @@ def init(config=None, *, all_ranks=False, run_dir=None, plan=None, name=None, bu
         elif all_ranks:
             _warn("all_ranks=True needs `phasetop run` (the other ranks cannot find a host rank 0 started)")
     run = Run(sock, rdir, rank=rank, world_size=world, config=config, all_ranks=all_ranks, buffer_size=buffer_size,
-              strict=strict)
+              strict=strict, tags=tags, notes=notes, group=group)
     run._share_start()
     if host:
         run._host_process = _HostHandle(rdir)

@@ -51,6 +51,14 @@ class PhasetopCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs:
             return
+        # The Trainer's end-of-training figures (its whole-run average loss, runtime, flos,
+        # rates): the run's summary, not a step's metrics.
+        if "train_runtime" in logs:
+            run = self._get(args)
+            for k, v in logs.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch":
+                    run.summary[k] = v
+            return
         out = {}
         for k, v in logs.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "step"):

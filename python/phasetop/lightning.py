@@ -76,4 +76,6 @@ class PhasetopCallback(Callback):
 
     def on_train_end(self, trainer, pl_module):
         if self.run is not None:
+            # The metrics as training ended: the run's summary (inspect's "summary").
+            self.run.summary.update(_scalars(trainer.callback_metrics))
             self.run.flush()

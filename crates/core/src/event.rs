@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 /// Major version of the event schema. Readers reject a newer major version.
 pub const SCHEMA_MAJOR: u32 = 1;
 /// Minor version: additive changes only (new optional fields, new event kinds).
-pub const SCHEMA_MINOR: u32 = 2;
+pub const SCHEMA_MINOR: u32 = 3;
 
 /// Metric name → value. Ordered so that records serialise deterministically.
 pub type Metrics = BTreeMap<String, f64>;
@@ -138,6 +138,25 @@ pub enum Event {
         level: LogLevel,
         message: String,
     },
+    /// What an external job said about itself at `phasetop.init(config=…, tags=…,
+    /// notes=…, group=…)`, once (schema 1.3).
+    RunInfo {
+        step: u64,
+        #[serde(default)]
+        job_config: serde_json::Value,
+        #[serde(default)]
+        tags: Vec<String>,
+        #[serde(default)]
+        notes: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    /// The run's final figures (`run.summary[key] = value`): a later value of a key
+    /// replaces an earlier one (schema 1.3).
+    Summary {
+        step: u64,
+        values: serde_json::Map<String, serde_json::Value>,
+    },
     RunEnded {
         step: u64,
         status: RunStatus,
@@ -161,6 +180,8 @@ impl Event {
             | Event::Checkpoint { step, .. }
             | Event::PlanChanged { step, .. }
             | Event::Log { step, .. }
+            | Event::RunInfo { step, .. }
+            | Event::Summary { step, .. }
             | Event::RunEnded { step, .. } => Some(*step),
         }
     }

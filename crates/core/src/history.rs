@@ -228,6 +228,26 @@ pub fn describe(e: &Event) -> Option<Line> {
         Event::PlanChanged { step, phases, .. } => (*step, "plan", phases.join(" → ")),
         Event::Checkpoint { step, path } => (*step, "ckpt", path.clone()),
         Event::Log { step, level, message } => (*step, level_kind(*level), message.clone()),
+        Event::RunInfo { step, tags, group, notes, .. } => {
+            let mut parts = Vec::new();
+            if !tags.is_empty() {
+                parts.push(format!("tags {}", tags.join(", ")));
+            }
+            if let Some(g) = group {
+                parts.push(format!("group {g}"));
+            }
+            if !notes.is_empty() {
+                parts.push(format!("notes: {notes}"));
+            }
+            if parts.is_empty() {
+                parts.push("the job's config recorded".into());
+            }
+            (*step, "info", parts.join("; "))
+        }
+        Event::Summary { step, values } => {
+            let kv: Vec<String> = values.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            (*step, "summary", kv.join(", "))
+        }
         Event::RunEnded { step, status, message } => (*step, "end", format!("{}: {message}", status.as_str())),
         Event::Step { .. } | Event::Eval { .. } | Event::Probe { .. } => return None,
     };
@@ -237,7 +257,7 @@ pub fn describe(e: &Event) -> Option<Line> {
 /// Every [`Line::kind`] [`describe`] gives.
 pub const KINDS: &[&str] = &[
     "branch", "start", "resume", "phase", "signal", "suggest", "command", "plan", "ckpt", "info", "warn", "error",
-    "end",
+    "summary", "end",
 ];
 
 /// A kind read back from a file (the replay index), as the `&'static str` of [`KINDS`]

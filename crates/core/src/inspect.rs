@@ -98,6 +98,13 @@ pub struct Summary {
     /// `--switch` is there: the steps before repeat the parent's); from `run.json`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub branched_at: Option<u64>,
+    /// What an external job said about itself at `init` (null/empty otherwise).
+    pub job_config: serde_json::Value,
+    pub tags: Vec<String>,
+    pub notes: Option<String>,
+    pub group: Option<String>,
+    /// The run's final figures (`run.summary`), key → value.
+    pub summary: BTreeMap<String, serde_json::Value>,
 }
 
 pub use crate::history::superseded_after;
@@ -218,6 +225,25 @@ impl Summary {
             let _ = writeln!(s, "resumed from step {}", list.join(", "));
         }
         let _ = writeln!(s, "records      {} good, {} damaged", self.records, self.corrupt_records);
+        if !self.tags.is_empty() {
+            let _ = writeln!(s, "tags         {}", self.tags.join(", "));
+        }
+        if let Some(g) = &self.group {
+            let _ = writeln!(s, "group        {g}");
+        }
+        if let Some(n) = &self.notes {
+            let _ = writeln!(s, "notes        {n}");
+        }
+        if !self.job_config.is_null() {
+            let _ = writeln!(s, "job config   {}", self.job_config);
+        }
+        if !self.summary.is_empty() {
+            let _ = writeln!(s, "\nsummary");
+            let w = self.summary.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+            for (k, v) in &self.summary {
+                let _ = writeln!(s, "  {k:<w$}  {v}");
+            }
+        }
 
         if !self.phases.is_empty() {
             let _ = writeln!(s, "\nphases");
@@ -402,6 +428,11 @@ impl Fold {
             problems,
             parent: self.parent,
             branched_at: None,
+            job_config: t.job_config,
+            tags: t.tags,
+            notes: Some(t.notes).filter(|n| !n.is_empty()),
+            group: t.group,
+            summary: t.summary,
         }
     }
 }

@@ -55,6 +55,13 @@ pub struct Timeline {
     /// `None` while the run has not ended.
     pub ended: Option<RunStatus>,
     pub end_message: Option<String>,
+    /// What an external job said about itself at `init` (`run_info`).
+    pub job_config: serde_json::Value,
+    pub tags: Vec<String>,
+    pub notes: String,
+    pub group: Option<String>,
+    /// The run's final figures (`summary` events; the last value of a key wins).
+    pub summary: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Timeline {
@@ -94,6 +101,15 @@ impl Timeline {
                 self.config = config.clone();
             }
             Event::Checkpoint { step, .. } => self.checkpoints.push(*step),
+            Event::RunInfo { job_config, tags, notes, group, .. } => {
+                self.job_config = job_config.clone();
+                self.tags = tags.clone();
+                self.notes = notes.clone();
+                self.group = group.clone();
+            }
+            Event::Summary { values, .. } => {
+                self.summary.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
             Event::RunEnded { step, status, message } => {
                 self.close_phase(*step);
                 self.paused = false;

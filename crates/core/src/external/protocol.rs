@@ -36,6 +36,19 @@ pub enum JobFrame {
         config: serde_json::Value,
         #[serde(default)]
         client: String,
+        /// `init(tags=…, notes=…, group=…)`, recorded with the config (rank 0's).
+        #[serde(default)]
+        tags: Vec<String>,
+        #[serde(default)]
+        notes: String,
+        #[serde(default)]
+        group: Option<String>,
+    },
+    /// `run.summary[key] = value`: final figures (numbers, strings, booleans).
+    Summary {
+        #[serde(default)]
+        step: Option<u64>,
+        values: serde_json::Map<String, serde_json::Value>,
     },
     Log {
         points: Vec<serde_json::Value>,

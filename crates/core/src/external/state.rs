@@ -202,7 +202,7 @@ impl State {
     /// Handles one job frame; `Some` is the reply line's JSON.
     pub fn job(&mut self, client: &str, frame: JobFrame) -> Option<serde_json::Value> {
         match frame {
-            JobFrame::Hello { protocol: version, rank, world_size, pid, config, client: who } => {
+            JobFrame::Hello { protocol: version, rank, world_size, pid, config, client: who, tags, notes, group } => {
                 if version > protocol::PROTOCOL {
                     return Some(serde_json::json!({"type": "error", "message": format!(
                         "the client speaks protocol {version}; this host speaks {}: upgrade phasetop", protocol::PROTOCOL)}));
@@ -211,15 +211,17 @@ impl State {
                 if !who.is_empty() {
                     line += &format!(", {who}");
                 }
-                if rank == 0 && !config.is_null() {
-                    let mut c = config.to_string();
-                    if c.len() > 4096 {
-                        c.truncate(c.floor_char_boundary(4096));
-                        c += "…";
-                    }
-                    line += &format!("; config {c}");
-                }
                 self.note(LogLevel::Info, line);
+                // The job's own config, tags, notes and group: recorded once, as given.
+                if rank == 0 && (!config.is_null() || !tags.is_empty() || !notes.is_empty() || group.is_some()) {
+                    let step = self.step;
+                    match run_info(config, tags, notes, group) {
+                        Ok((job_config, tags, notes, group)) => {
+                            self.record(Event::RunInfo { step, job_config, tags, notes, group })
+                        }
+                        Err(e) => self.error(e),
+                    }
+                }
                 if rank == 0 {
                     self.acks = version >= 2;
                 }
@@ -281,6 +283,24 @@ impl State {
                     self.record(Event::Checkpoint { step, path });
                 } else {
                     self.error(format!("checkpoint at step {step}: path \"{path}\" must be relative to the run directory, without \"..\""));
+                }
+                None
+            }
+            JobFrame::Summary { step, values } => {
+                self.flush_open();
+                let step = step.unwrap_or(self.step);
+                let mut good = serde_json::Map::new();
+                for (k, v) in values {
+                    if let Err(e) = protocol::check_metric_name(&k) {
+                        self.error(format!("summary: {e}"));
+                    } else if matches!(v, serde_json::Value::Array(_) | serde_json::Value::Object(_)) {
+                        self.error(format!("summary \"{k}\": {v} is not a number, a string or a boolean"));
+                    } else {
+                        good.insert(k, v);
+                    }
+                }
+                if !good.is_empty() {
+                    self.record(Event::Summary { step, values: good });
                 }
                 None
             }
@@ -633,6 +653,27 @@ impl State {
         self.emit(Event::PlanChanged { step, phases: names.clone(), config }).map_err(|e| e.to_string())?;
         Ok(format!("plan from step {step}: {}", names.join(" → ")))
     }
+}
+
+/// Bounds on what `init` records: the config as JSON up to 64 KiB, at most 64 tags of
+/// 100 bytes, notes up to 4 KiB, a group name up to 200 bytes.
+type RunInfo = (serde_json::Value, Vec<String>, String, Option<String>);
+fn run_info(
+    config: serde_json::Value,
+    tags: Vec<String>,
+    notes: String,
+    group: Option<String>,
+) -> Result<RunInfo, String> {
+    if config.to_string().len() > 64 << 10 {
+        return Err("init(config=…) is larger than 64 KiB as JSON: not recorded".into());
+    }
+    if tags.len() > 64 || tags.iter().any(|t| t.is_empty() || t.len() > 100) {
+        return Err("init(tags=…): at most 64 tags, each 1 to 100 bytes".into());
+    }
+    if notes.len() > 4096 || group.as_ref().is_some_and(|g| g.len() > 200) {
+        return Err("init(notes=…) up to 4 KiB, group up to 200 bytes".into());
+    }
+    Ok((config, tags, notes, group))
 }
 
 /// An external run's config as `run_started` records it (the `external` key marks it).
