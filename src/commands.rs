@@ -545,6 +545,8 @@ pub fn ls(root: Option<&Path>) -> Result<ExitCode> {
             (None, Some(p)) => format!("{}@{}", p.run_id, p.branch_step),
             (None, None) => "-".into(),
         };
+        // An external run's tags (`init(tags=…)`) beside where it came from.
+        let from = if s.tags.is_empty() { from } else { format!("{from:<16} {}", s.tags.join(",")) };
         rows.push((
             e.file_name().to_string_lossy().into_owned(),
             s.config_name.clone(),
@@ -557,8 +559,8 @@ pub fn ls(root: Option<&Path>) -> Result<ExitCode> {
     }
     rows.sort();
     println!(
-        "{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}  BRANCHED FROM",
-        "RUN", "CONFIG", "STATUS", "PHASE", "STEP", "AGE"
+        "{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}  {:<16} TAGS",
+        "RUN", "CONFIG", "STATUS", "PHASE", "STEP", "AGE", "BRANCHED FROM"
     );
     for (id, cfg, status, phase, step, age, from) in rows {
         println!("{id:<36} {cfg:<22} {status:<10} {phase:<14} {step:>9} {age:>5}  {from}");

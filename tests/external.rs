@@ -635,6 +635,9 @@ fn a_plain_python_script_writes_a_run_that_replay_reads() {
     assert_eq!(s["tags"], serde_json::json!(["sweep", "baseline"]));
     assert_eq!((s["notes"].as_str(), s["group"].as_str()), (Some("first try"), Some("g1")));
     assert_eq!(s["summary"], serde_json::json!({"best_loss": 0.03, "note": "ok"}), "the last write wins");
+    let ls = Command::new(BIN).arg("ls").arg(tmp.path()).output().unwrap();
+    let ls = String::from_utf8_lossy(&ls.stdout);
+    assert!(ls.lines().any(|l| l.starts_with("solo") && l.ends_with("sweep,baseline")), "{ls}");
     assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
     let replay = Command::new(BIN).arg("replay").arg("--headless").arg(&run).output().unwrap();
     assert!(replay.status.success());
