@@ -367,11 +367,15 @@ pub fn replay(
             .trim_end_matches('x')
             .parse()
             .map_err(|_| UsageError(format!("--speed: \"{speed}\" is not a number or \"max\"")))?;
-        let (lo, hi) = (speeds[0], speeds[speeds.len() - 2]);
-        if !(lo..=hi).contains(&x) {
-            return Err(UsageError(format!("--speed must be between {lo} and {hi} (or \"max\"), got {speed}")).into());
+        // The replay's speeds are steps of its `<`/`>` keys: a speed between two is refused
+        // with the list, never silently changed (50 used to become 30×).
+        match (0..speeds.len() - 1).find(|&i| (speeds[i] - x).abs() < 1e-9) {
+            Some(i) => i,
+            None => {
+                let list: Vec<String> = speeds[..speeds.len() - 1].iter().map(|s| s.to_string()).collect();
+                return Err(UsageError(format!("--speed {speed}: choose one of {} or max", list.join(", "))).into());
+            }
         }
-        (0..speeds.len() - 1).min_by(|&a, &b| (speeds[a] - x).abs().total_cmp(&(speeds[b] - x).abs())).unwrap_or(5)
     };
     if headless || !std::io::stdout().is_terminal() {
         let mut names = Vec::new();

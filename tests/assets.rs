@@ -77,6 +77,12 @@ fn cli_edges_behave_as_the_ecosystem_expects() {
     // Without a ROOT, a missing runs/ is no runs yet.
     let out = Command::new(BIN).arg("ls").current_dir(tmp.path()).output().unwrap();
     assert!(out.status.success());
+    // A replay speed is one of the replay's own, never silently another (50 was 30×).
+    let out = Command::new(BIN).args(["replay", "--headless", "--speed", "50"]).arg(asset()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose one of 0.25"), "{out:?}");
+    let out = Command::new(BIN).args(["replay", "--headless", "--speed", "30"]).arg(asset()).output().unwrap();
+    assert!(out.status.success());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let configs: Vec<_> = std::fs::read_dir(root.join("configs"))
         .unwrap()
