@@ -287,3 +287,26 @@ fn bad_requests_exit_2_and_leave_nothing() {
     let runs: Vec<_> = std::fs::read_dir(tmp.path().join("runs")).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(runs, vec!["parent"]);
 }
+
+/// Issue 26 #3: checkpoints deleted by `checkpoint.keep` are recorded, so no reader offers
+/// them: inspect lists exactly the checkpoints on disk, and the dashboard's events list
+/// keeps no row for a deleted one.
+#[test]
+fn pruned_checkpoints_are_recorded_and_never_offered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("keep.toml");
+    std::fs::write(&cfg, config(16, 0.05).replace("keep=100", "keep=2")).unwrap();
+    let run = tmp.path().join("run");
+    let out = Command::new(BIN).args(["train", "--headless", "--run-dir"]).arg(&run).arg(&cfg).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let on_disk: std::collections::BTreeSet<u64> =
+        phasetop::checkpoints::list(&run.join("checkpoints")).into_iter().map(|m| m.step).collect();
+    let summary = phasetop::inspect::Summary::load(&run.join("events.log")).unwrap();
+    let listed: std::collections::BTreeSet<u64> = summary.checkpoints.iter().copied().collect();
+    assert_eq!(listed, on_disk, "inspect lists the checkpoints that exist");
+    let evs = events(&run);
+    assert!(evs.iter().any(|e| matches!(e, Event::CheckpointPruned { .. })), "keep = 2 deleted some");
+    let view = phasetop::ui::state::RunView::from_events(&evs);
+    let rows: Vec<u64> = view.log.iter().filter(|r| r.kind == "ckpt").map(|r| r.step).collect();
+    assert!(rows.iter().all(|s| on_disk.contains(s)), "rows {rows:?}, on disk {on_disk:?}");
+}

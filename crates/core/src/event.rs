@@ -151,6 +151,11 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
     },
+    /// A checkpoint deleted by the run's `checkpoint.keep` (schema 1.3): readers no longer
+    /// offer it (the events list, `branch --at`).
+    CheckpointPruned {
+        step: u64,
+    },
     /// The run's final figures (`run.summary[key] = value`): a later value of a key
     /// replaces an earlier one (schema 1.3).
     Summary {
@@ -181,6 +186,7 @@ impl Event {
             | Event::PlanChanged { step, .. }
             | Event::Log { step, .. }
             | Event::RunInfo { step, .. }
+            | Event::CheckpointPruned { step }
             | Event::Summary { step, .. }
             | Event::RunEnded { step, .. } => Some(*step),
         }

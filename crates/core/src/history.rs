@@ -227,6 +227,9 @@ pub fn describe(e: &Event) -> Option<Line> {
         }
         Event::PlanChanged { step, phases, .. } => (*step, "plan", phases.join(" → ")),
         Event::Checkpoint { step, path } => (*step, "ckpt", path.clone()),
+        Event::CheckpointPruned { step } => {
+            (*step, "ckpt", format!("checkpoint at step {step} deleted (checkpoint.keep)"))
+        }
         Event::Log { step, level, message } => (*step, level_kind(*level), message.clone()),
         Event::RunInfo { step, tags, group, notes, .. } => {
             let mut parts = Vec::new();

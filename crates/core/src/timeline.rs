@@ -101,6 +101,7 @@ impl Timeline {
                 self.config = config.clone();
             }
             Event::Checkpoint { step, .. } => self.checkpoints.push(*step),
+            Event::CheckpointPruned { step } => self.checkpoints.retain(|c| c != step),
             Event::RunInfo { job_config, tags, notes, group, .. } => {
                 self.job_config = job_config.clone();
                 self.tags = tags.clone();

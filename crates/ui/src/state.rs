@@ -140,6 +140,11 @@ impl RunView {
     pub fn apply(&mut self, ev: &Event) {
         self.events_seen += 1;
         self.timeline.apply(ev);
+        if let Event::CheckpointPruned { step } = ev {
+            // A deleted checkpoint is no longer offered: its row goes.
+            self.log.retain(|r| !(r.kind == "ckpt" && r.step == *step));
+            return;
+        }
         if let Some(line) = history::describe(ev) {
             self.log_row(line.step, line.kind, line.text);
         }

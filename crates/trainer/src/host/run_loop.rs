@@ -289,10 +289,14 @@ impl Host {
         self.log.sync().context("cannot sync the run log before a checkpoint")?;
         let dir = self.dir.checkpoints();
         let path = checkpoint::save(&self.trainer, &dir, pinned)?;
-        checkpoint::prune(&dir, self.trainer.config().checkpoint.keep);
+        let pruned = checkpoint::prune(&dir, self.trainer.config().checkpoint.keep);
         let rel = path.strip_prefix(&self.dir.path).unwrap_or(&path).display().to_string();
         let step = self.trainer.step();
-        self.emit(Event::Checkpoint { step, path: rel })
+        self.emit(Event::Checkpoint { step, path: rel })?;
+        for step in pruned {
+            self.emit(Event::CheckpointPruned { step })?;
+        }
+        Ok(())
     }
 
     pub(super) fn switch(&mut self, index: usize, cause: PhaseCause, detail: Option<String>) -> Result<()> {

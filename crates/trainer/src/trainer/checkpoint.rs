@@ -96,15 +96,20 @@ fn holds_only_finite_values(dir: &Path, meta: &CheckpointMeta) -> Result<bool> {
 }
 
 /// Keeps the newest `keep` unpinned checkpoints and every pinned one.
-pub fn prune(dir: &Path, keep: usize) {
+/// Deletes the oldest unpinned checkpoints beyond `keep`; the steps deleted (the host
+/// records each, so no reader offers a checkpoint that is gone).
+pub fn prune(dir: &Path, keep: usize) -> Vec<u64> {
     let unpinned: Vec<CheckpointMeta> = list(dir).into_iter().filter(|m| !m.pinned).collect();
     if unpinned.len() <= keep {
-        return;
+        return Vec::new();
     }
+    let mut gone = Vec::new();
     for m in &unpinned[..unpinned.len() - keep] {
         let _ = std::fs::remove_file(meta_path(dir, m.step));
         let _ = std::fs::remove_file(tensors_path(dir, m.step));
+        gone.push(m.step);
     }
+    gone
 }
 
 /// Restores a checkpoint into a trainer built from the same config. Returns warnings
