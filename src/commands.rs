@@ -378,7 +378,6 @@ pub fn replay(
         }
     };
     if headless || !std::io::stdout().is_terminal() {
-        let mut names = Vec::new();
         let mut views = Vec::new();
         for d in run_dirs {
             let dir = RunDir::open(d)?;
@@ -416,11 +415,11 @@ pub fn replay(
             print!("{}", summary.with_host(dir.host_state()).render_text());
             if run_dirs.len() > 1 {
                 println!();
-                names.push(crate::ui::compare::run_name(d));
                 views.push(view);
             }
         }
         if run_dirs.len() > 1 {
+            let names = crate::ui::compare::run_names(&run_dirs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
             println!("== comparison (final values) ==");
             print!("{}", crate::ui::compare::comparison_table(&names, &views.iter().collect::<Vec<_>>()));
         }

@@ -171,10 +171,36 @@ pub fn run_glyph(theme: &Theme, ascii: bool, run: usize) -> &'static str {
     if ascii { "-" } else { "━" }
 }
 
-/// A short legend name for a run directory: its last path component, at most 24 chars.
+/// A short legend name for a run directory: its last path component, at most 24 chars,
+/// cut in the middle (`parity-xor-2…b16000-main`): run ids share their beginning (the
+/// config's name, the date) and differ at their end (time, a branch's suffix).
 pub fn run_name(dir: &std::path::Path) -> String {
     let n = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| dir.display().to_string());
-    n.chars().take(24).collect()
+    middle_cut(&n, 24)
+}
+
+/// Legend names for several runs, each told apart: [`run_name`]s, and a `#k` where two
+/// would still read the same.
+pub fn run_names(dirs: &[&std::path::Path]) -> Vec<String> {
+    let mut names: Vec<String> = dirs.iter().map(|d| run_name(d)).collect();
+    for i in 1..names.len() {
+        if names[..i].contains(&names[i]) {
+            names[i] = format!("{}#{}", middle_cut(&names[i], 21), i + 1);
+        }
+    }
+    names
+}
+
+fn middle_cut(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    let head = (width - 1) / 2;
+    let tail = width - 1 - head;
+    let h: String = s.chars().take(head).collect();
+    let t: String = s.chars().skip(n - tail).collect();
+    format!("{h}…{t}")
 }
 
 /// Final metrics of several runs side by side: one row per metric any run has, the
@@ -216,4 +242,25 @@ pub fn comparison_table(names: &[String], views: &[&RunView]) -> String {
         row(&mut s, k, cells);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Issue 26 #2: a parent and its branch never read as the same run.
+    #[test]
+    fn runs_with_a_common_beginning_are_told_apart() {
+        let names = run_names(&[
+            Path::new("runs/parity-xor-20261206-1743"),
+            Path::new("runs/parity-xor-20261206-1743-b16000-main"),
+            Path::new("runs/parity-xor-20261206-1743-b16000-main"),
+        ]);
+        assert_eq!(names[0], "parity-xor-20261206-1743");
+        assert_ne!(names[0], names[1]);
+        assert!(names[1].ends_with("b16000-main") && names[1].contains('…'), "{names:?}");
+        assert_ne!(names[1], names[2], "{names:?}");
+        assert!(names.iter().all(|n| n.chars().count() <= 24), "{names:?}");
+    }
 }

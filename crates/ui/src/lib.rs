@@ -126,14 +126,17 @@ pub fn restore_terminal() {
 /// The runs at `others` as players that follow `first`'s step on the same charts.
 fn compare_with(first: &Path, others: &[PathBuf]) -> Result<compare::Compare> {
     let mut players = Vec::new();
-    for path in others {
+    let all: Vec<&Path> = std::iter::once(first).chain(others.iter().map(PathBuf::as_path)).collect();
+    let mut names = compare::run_names(&all).into_iter();
+    let first_name = names.next().unwrap_or_default();
+    for (path, name) in others.iter().zip(names) {
         let d = RunDir::open(path)?;
         let live_dir = RunDir { path: d.path.clone() };
         let live: replay_index::LiveCheck = Box::new(move || live_dir.is_live());
         let player = replay::Player::open(replay_index::Source::File(d.log()), Some(live));
-        players.push(compare::Other { name: compare::run_name(path), view: state::RunView::default(), player });
+        players.push(compare::Other { name, view: state::RunView::default(), player });
     }
-    Ok(compare::Compare::new(compare::run_name(first), players))
+    Ok(compare::Compare::new(first_name, players))
 }
 
 /// Runs the dashboard on a run directory until the user detaches or stops the run.

@@ -258,9 +258,8 @@ impl Session {
             if blocked {
                 continue;
             }
-            match self.signals.judge(&sig, in_phase, next) {
-                Some(outcome) => blocked |= self.outcome(outcome, step, next, &mut out),
-                None => {}
+            if let Some(outcome) = self.signals.judge(&sig, in_phase, next) {
+                blocked |= self.outcome(outcome, step, next, &mut out);
             }
         }
         if !blocked {
