@@ -202,6 +202,10 @@ struct Tty {
 
 impl Tty {
     fn spawn(args: &[&str], cwd: &Path, cache: &Path) -> Tty {
+        Tty::spawn_with(args, cwd, cache, &[])
+    }
+
+    fn spawn_with(args: &[&str], cwd: &Path, cache: &Path, env: &[(&str, &str)]) -> Tty {
         let pty = native_pty_system();
         let pair = pty.openpty(PtySize { rows: 48, cols: 160, pixel_width: 0, pixel_height: 0 }).unwrap();
         let mut cmd = CommandBuilder::new(BIN);
@@ -209,6 +213,9 @@ impl Tty {
         cmd.cwd(cwd);
         cmd.env("TERM", "xterm-256color");
         cmd.env("XDG_CACHE_HOME", cache);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pair.slave.spawn_command(cmd).unwrap();
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().unwrap();
@@ -461,4 +468,27 @@ fn a_missing_remote_phasetop_says_how_to_fix_it() {
         assert!(code.is_some_and(|c| c != 0), "{args:?}");
         assert!(err.contains("PHASETOP_REMOTE_BIN") && err.contains("install phasetop"), "{args:?}: {err}");
     }
+}
+
+/// Issue 24 #6: `attach` to a host that never answers says it is connecting, Ctrl-C ends
+/// it (no screen was opened: the terminal is as it was), and without Ctrl-C the deadline
+/// ends it with the message.
+#[test]
+fn attach_to_a_silent_host_says_connecting_and_ends_on_ctrl_c_or_the_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ssh = fake_ssh(tmp.path(), "exec sleep 600");
+    let cache = tmp.path().join("cache");
+    let args = ["attach", "user@stuck-host:runs/a"];
+    let mut tty =
+        Tty::spawn_with(&args, tmp.path(), &cache, &[("PHASETOP_SSH", &ssh), ("PHASETOP_REMOTE_TIMEOUT_S", "120")]);
+    tty.wait_for("connecting to user@stuck-host", 30);
+    tty.keys("\x03");
+    tty.wait_exit(15);
+    assert!(!tty.screen.lock().unwrap().screen().alternate_screen(), "no screen was opened");
+
+    let mut tty =
+        Tty::spawn_with(&args, tmp.path(), &cache, &[("PHASETOP_SSH", &ssh), ("PHASETOP_REMOTE_TIMEOUT_S", "2")]);
+    tty.wait_for("no answer within 2 s", 30);
+    tty.wait_exit(15);
+    assert!(!tty.child.try_wait().unwrap().is_some_and(|s| s.success()), "a silent host is a failure");
 }
