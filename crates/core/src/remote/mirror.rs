@@ -76,7 +76,7 @@ impl Mirror {
     /// `<run-id>.<pid>` when another viewer holds that one) and starts mirroring.
     pub fn open(spec: &Spec, cache: &Path, steps_per_sec: f64) -> Result<Mirror> {
         let (mut child, stdin, lines) = connect(spec, HEADER_LEN as u64, steps_per_sec, false)?;
-        let (hello, lines) = match first_hello(lines, super::first_frame_timeout()) {
+        let (hello, lines) = match first_hello(lines, super::first_frame_timeout(), None) {
             Ok(h) => h,
             Err(FirstHello::Failed(e)) => return Err(link_error(&mut child, e, spec)),
             Err(FirstHello::TimedOut(waited)) => {
@@ -280,7 +280,11 @@ enum FirstHello {
 
 /// The first link's hello, read on a thread so that a hanging ssh (a dead host, a stuck
 /// login) ends in `timeout` instead of never (issue 24 #6).
-fn first_hello(mut lines: Lines, timeout: Option<Duration>) -> Result<(Hello, Lines), FirstHello> {
+fn first_hello(
+    mut lines: Lines,
+    timeout: Option<Duration>,
+    stop: Option<&AtomicBool>,
+) -> Result<(Hello, Lines), FirstHello> {
     let Some(timeout) = timeout else {
         return read_hello(&mut lines).map(|h| (h, lines)).map_err(FirstHello::Failed);
     };
@@ -292,10 +296,19 @@ fn first_hello(mut lines: Lines, timeout: Option<Duration>) -> Result<(Hello, Li
             let _ = tx.send((r, lines));
         })
         .map_err(|e| FirstHello::Failed(format!("cannot start a thread: {e}")))?;
-    match rx.recv_timeout(timeout) {
-        Ok((Ok(h), lines)) => Ok((h, lines)),
-        Ok((Err(e), _)) => Err(FirstHello::Failed(e)),
-        Err(_) => Err(FirstHello::TimedOut(timeout)),
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok((Ok(h), lines)) => return Ok((h, lines)),
+            Ok((Err(e), _)) => return Err(FirstHello::Failed(e)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(FirstHello::Failed("hello reader lost".into())),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if left.is_zero() || stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    return Err(FirstHello::TimedOut(timeout));
+                }
+            }
+        }
     }
 }
 
@@ -419,9 +432,18 @@ fn pump(s: &Shared, mut writer: Writer, mut lines: Lines, run_id: Option<serde_j
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
             let from = s.at.load(Ordering::Relaxed);
-            let Ok((mut child, stdin, mut new_lines)) = connect(&s.spec, from, s.steps_per_sec, true) else { continue };
-            match read_hello(&mut new_lines) {
-                Ok(h) if h.meta.as_ref().and_then(|m| m.get("run_id").cloned()) == run_id && h.from == from => {
+            let Ok((mut child, stdin, new_lines)) = connect(&s.spec, from, s.steps_per_sec, true) else { continue };
+            // A reconnect that hangs is given up at the deadline (and at once when the
+            // mirror stops), then tried again: the viewer's quit never waits on it.
+            let limit = super::first_frame_timeout().unwrap_or(LINK_TIMEOUT);
+            let hello = first_hello(new_lines, Some(limit), Some(&s.stop)).map_err(|e| match e {
+                FirstHello::Failed(e) => e,
+                FirstHello::TimedOut(d) => super::no_answer(&s.spec.host, d, ""),
+            });
+            match hello {
+                Ok((h, mut new_lines))
+                    if h.meta.as_ref().and_then(|m| m.get("run_id").cloned()) == run_id && h.from == from =>
+                {
                     // The byte count goes on across links.
                     new_lines.get_mut().bytes = s.bytes.clone();
                     lines = new_lines;
