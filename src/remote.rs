@@ -186,10 +186,12 @@ fn run_remote(spec: &Spec, args: &[&str], stdin: Option<&Path>) -> Result<ExitCo
             let mut r = std::io::BufReader::new(pipe);
             let mut state = remote::Sanitize::default();
             let mut line = Vec::new();
+            let mut answered = false;
             loop {
                 line.clear();
                 let n = r.by_ref().take(64 << 10).read_until(b'\n', &mut line).unwrap_or(0);
-                if is_out {
+                if is_out && !answered {
+                    answered = true;
                     let _ = first.send(());
                 }
                 if n == 0 {
