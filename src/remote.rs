@@ -31,6 +31,10 @@ impl crate::ui::app::CommandSink for RemoteSink {
         let body = serde_json::to_value(c).map_err(|e| e.to_string())?;
         self.0.request(&body)
     }
+
+    fn down(&self) -> Option<String> {
+        (!self.0.is_connected()).then(|| format!("link to {} is down; reconnecting", self.0.host()))
+    }
 }
 
 fn open(spec: &Spec, steps_per_sec: f64) -> Result<Arc<Mirror>> {
@@ -54,6 +58,16 @@ fn ui_options(dir: PathBuf, view: ViewOptions) -> crate::ui::Options {
     }
 }
 
+/// A word while the first link is made (before any screen: ssh may prompt here, and
+/// Ctrl-C ends phasetop with the terminal as it was, in its ordinary mode).
+fn connecting(spec: &Spec) {
+    let limit = match remote::first_frame_timeout() {
+        Some(t) => format!("up to {} s", t.as_secs_f64().round()),
+        None => "no time limit".into(),
+    };
+    eprintln!("phasetop: connecting to {}… ({limit}; Ctrl-C to give up)", spec.host);
+}
+
 /// `attach host:run`: the dashboard on a local mirror of the remote run, step events
 /// decimated on the far side; commands go back over the link.
 pub fn attach(spec: &Spec, with_parent: bool, view: ViewOptions) -> Result<ExitCode> {
@@ -67,6 +81,7 @@ pub fn attach(spec: &Spec, with_parent: bool, view: ViewOptions) -> Result<ExitC
         )
         .into());
     }
+    connecting(spec);
     let mirror = open(spec, proto::DEFAULT_STEPS_PER_SEC)?;
     // The first screen shows the run so far (the backfill is decimated, so short).
     mirror.wait_backfill(Duration::from_secs(10));
@@ -95,6 +110,7 @@ pub fn fetch_for_replay(run_dirs: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Arc<M
         match spec_of(d) {
             None => dirs.push(d.clone()),
             Some(spec) => {
+                connecting(&spec);
                 let m = open(&spec, 0.0)?;
                 eprintln!("phasetop: fetching {spec} ({} bytes of log)…", m.hello.len);
                 while !m.wait_backfill(Duration::from_secs(1)) {
@@ -136,7 +152,13 @@ pub fn ctl(spec: &Spec, words: &[String]) -> Result<ExitCode> {
     run_remote(spec, &args, input.as_deref())
 }
 
+/// Runs the remote `phasetop ARGS…` and passes on its output, sanitized (never raw bytes
+/// from the link on the user's terminal), and its exit code. Nothing on stdout or stderr
+/// and no exit within [`remote::first_frame_timeout`] ends it with a message naming the
+/// host (issue 24 #6).
 fn run_remote(spec: &Spec, args: &[&str], stdin: Option<&Path>) -> Result<ExitCode> {
+    use std::io::{BufRead, Read, Write};
+    use std::sync::mpsc;
     let mut cmd = remote::ssh_phasetop(&spec.host, args, false);
     if let Some(p) = stdin {
         let f = std::fs::File::open(p).map_err(|e| UsageError(format!("{}: {e}", p.display())))?;
@@ -144,7 +166,75 @@ fn run_remote(spec: &Spec, args: &[&str], stdin: Option<&Path>) -> Result<ExitCo
     } else {
         cmd.stdin(std::process::Stdio::null());
     }
-    let status = cmd.status().map_err(|e| anyhow::anyhow!("cannot run ssh ({:?}): {e}", cmd.get_program()))?;
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| anyhow::anyhow!("cannot run ssh ({:?}): {e}", cmd.get_program()))?;
+    // Two readers, line by line (a line is at most 64 KiB): each line sanitized and
+    // written on. The first line on stdout (or its end) says the remote side answered:
+    // stderr carries ssh's own words too (warnings, a bastion's banner).
+    let (first_tx, first_rx) = mpsc::channel::<()>();
+    let tail = Arc::new(std::sync::Mutex::new(String::new()));
+    let mut readers = Vec::new();
+    let pipes: [(Option<Box<dyn Read + Send>>, bool); 2] = [
+        (child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>), true),
+        (child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>), false),
+    ];
+    for (pipe, is_out) in pipes {
+        let Some(pipe) = pipe else { continue };
+        let first = first_tx.clone();
+        let tail = tail.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(pipe);
+            let mut state = remote::Sanitize::default();
+            let mut line = Vec::new();
+            let mut answered = false;
+            loop {
+                line.clear();
+                let n = r.by_ref().take(64 << 10).read_until(b'\n', &mut line).unwrap_or(0);
+                if is_out && !answered {
+                    answered = true;
+                    let _ = first.send(());
+                }
+                if n == 0 {
+                    return;
+                }
+                let text = remote::sanitize(&line, &mut state);
+                if is_out {
+                    let mut o = std::io::stdout().lock();
+                    let _ = o.write_all(text.as_bytes()).and_then(|_| o.flush());
+                } else {
+                    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+                    if let Ok(mut t) = tail.lock() {
+                        t.push_str(&text);
+                        if t.len() > 4000 {
+                            let cut = t.len() - 2000;
+                            let cut = (cut..t.len()).find(|&i| t.is_char_boundary(i)).unwrap_or(t.len());
+                            t.drain(..cut);
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    drop(first_tx);
+    if let Some(limit) = remote::first_frame_timeout() {
+        // Disconnected (stdout closed before a line) counts as an answer too.
+        if let Err(mpsc::RecvTimeoutError::Timeout) = first_rx.recv_timeout(limit) {
+            let _ = child.kill();
+            let _ = child.try_wait();
+            let said = tail.lock().map(|t| t.trim().to_string()).unwrap_or_default();
+            eprintln!("phasetop: {}", remote::no_answer(&spec.host, limit, &said));
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let status = child.wait().map_err(|e| anyhow::anyhow!("ssh: {e}"))?;
+    for r in readers {
+        let _ = r.join();
+    }
+    if let Some(hint) =
+        remote::missing_bin_hint(&spec.host, status.code(), &tail.lock().map(|t| t.clone()).unwrap_or_default())
+    {
+        eprintln!("phasetop: {hint}");
+    }
     Ok(match status.code() {
         Some(0) => ExitCode::SUCCESS,
         Some(c) => ExitCode::from(c.clamp(1, 255) as u8),

@@ -195,6 +195,26 @@ fn a_run_whose_host_is_gone_reads_failed() {
     assert!(rec.0.lock().unwrap().is_empty(), "nothing was sent");
 }
 
+/// Issue 26: a remote run whose link is down says so (docs/REMOTE.md), not that its host
+/// is not answering.
+#[test]
+fn a_remote_run_with_its_link_down_says_the_link_is_down() {
+    struct Down;
+    impl CommandSink for Down {
+        fn send(&mut self, _: &Command) -> Result<Reply, String> {
+            Err("not sent".into())
+        }
+        fn down(&self) -> Option<String> {
+            Some("link to gpu-box is down; reconnecting".into())
+        }
+    }
+    let mut a = common::app(RunView::from_events(&recorded_events()), "compact", ThemeKind::Default, Box::new(Down));
+    a.link = phasetop::ui::app::Link::Stale;
+    ch(&mut a, 'p');
+    let (msg, err) = a.status.clone().unwrap();
+    assert!(err && msg.contains("link to gpu-box is down") && !msg.contains("not answering"), "{msg}");
+}
+
 #[test]
 fn replay_seek_equals_folding_the_prefix() {
     use phasetop::ui::replay::Player;

@@ -202,6 +202,10 @@ struct Tty {
 
 impl Tty {
     fn spawn(args: &[&str], cwd: &Path, cache: &Path) -> Tty {
+        Tty::spawn_with(args, cwd, cache, &[])
+    }
+
+    fn spawn_with(args: &[&str], cwd: &Path, cache: &Path, env: &[(&str, &str)]) -> Tty {
         let pty = native_pty_system();
         let pair = pty.openpty(PtySize { rows: 48, cols: 160, pixel_width: 0, pixel_height: 0 }).unwrap();
         let mut cmd = CommandBuilder::new(BIN);
@@ -209,6 +213,9 @@ impl Tty {
         cmd.cwd(cwd);
         cmd.env("TERM", "xterm-256color");
         cmd.env("XDG_CACHE_HOME", cache);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pair.slave.spawn_command(cmd).unwrap();
         drop(pair.slave);
         let mut reader = pair.master.try_clone_reader().unwrap();
@@ -343,4 +350,145 @@ fn a_training_host_over_ssh_ls_ctl_the_link_and_the_dashboard() {
     assert!(out.status.success());
     let status = host.wait().unwrap();
     assert!(status.success());
+}
+
+/// A fake `ssh` (a shell script given as PHASETOP_SSH) whose body is `body`; it ignores
+/// its arguments. No sshd needed.
+fn fake_ssh(dir: &Path, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("fake-ssh");
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.display().to_string()
+}
+
+/// Runs the binary with `args` under a fake ssh, killed (and the test failed) after
+/// `secs`: (exit code, stdout, stderr).
+fn run_with_ssh(ssh: &str, args: &[&str], secs: u64) -> (Option<i32>, String, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(args)
+        .env("PHASETOP_SSH", ssh)
+        .env("PHASETOP_REMOTE_TIMEOUT_S", "2")
+        .env("PHASETOP_REMOTE_BIN", "phasetop")
+        .env("XDG_CACHE_HOME", tmp.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let take = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut s);
+            }
+            s
+        })
+    };
+    let out = take(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let err = take(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("phasetop {args:?} still waiting after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The fake ssh's own `sleep` may hold the pipes: the outputs are what came by now.
+    let text = |h: std::thread::JoinHandle<Vec<u8>>| {
+        let t = Instant::now() + Duration::from_secs(5);
+        while !h.is_finished() && Instant::now() < t {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if h.is_finished() {
+            String::from_utf8_lossy(&h.join().unwrap_or_default()).into_owned()
+        } else {
+            String::new()
+        }
+    };
+    (status.code(), text(out), text(err))
+}
+
+/// Issue 24 #6: a hanging ssh ends `ls`, `ctl` and `replay` within the deadline, saying
+/// which host and what to check, with ssh's last words; exit non-zero.
+#[test]
+fn a_hanging_ssh_ends_within_the_deadline_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    // exec: the script becomes the sleep, so killing "ssh" ends it and its pipes.
+    let ssh = fake_ssh(tmp.path(), "echo 'connecting through the bastion' >&2\nexec sleep 600");
+    for args in [
+        &["ls", "user@stuck-host:runs"][..],
+        &["ctl", "user@stuck-host:runs/a", "status"],
+        &["replay", "user@stuck-host:runs/a"],
+    ] {
+        let started = Instant::now();
+        let (code, _out, err) = run_with_ssh(&ssh, args, 30);
+        assert!(started.elapsed() < Duration::from_secs(20), "{args:?} took {:?}", started.elapsed());
+        assert!(code.is_some_and(|c| c != 0), "{args:?} exit {code:?}: {err}");
+        assert!(
+            err.contains("stuck-host")
+                && err.contains("no answer within 2 s")
+                && err.contains("PHASETOP_REMOTE_TIMEOUT_S"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("connecting through the bastion"), "ssh's stderr is in the message: {err}");
+    }
+}
+
+/// Issue 24 #6: what the remote side prints reaches the terminal as text only.
+#[test]
+fn ls_and_ctl_over_ssh_never_copy_escape_sequences() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ssh = fake_ssh(
+        tmp.path(),
+        r"printf 'run-1  completed\033[2J\033]0;owned\007\033[31m red\033[0m\r\n\302\233Kx\n'
+printf 'warn \033]52;c;aGk=\033\\ done\n' >&2",
+    );
+    for args in [&["ls", "box:runs"][..], &["ctl", "box:runs/a", "status"]] {
+        let (code, out, err) = run_with_ssh(&ssh, args, 30);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert_eq!(out, "run-1  completed red\nx\n", "{args:?}");
+        assert!(!err.contains('\u{1b}') && err.contains("warn  done"), "{args:?}: {err:?}");
+    }
+}
+
+/// Issue 26: no phasetop on the remote side says what is missing and how to fix it.
+#[test]
+fn a_missing_remote_phasetop_says_how_to_fix_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ssh = fake_ssh(tmp.path(), "echo 'bash: line 1: phasetop: command not found' >&2\nexit 127");
+    for args in [&["ls", "box:runs"][..], &["replay", "box:runs/a"]] {
+        let (code, _out, err) = run_with_ssh(&ssh, args, 30);
+        assert!(code.is_some_and(|c| c != 0), "{args:?}");
+        assert!(err.contains("PHASETOP_REMOTE_BIN") && err.contains("install phasetop"), "{args:?}: {err}");
+    }
+}
+
+/// Issue 24 #6: `attach` to a host that never answers says it is connecting, Ctrl-C ends
+/// it (no screen was opened: the terminal is as it was), and without Ctrl-C the deadline
+/// ends it with the message.
+#[test]
+fn attach_to_a_silent_host_says_connecting_and_ends_on_ctrl_c_or_the_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ssh = fake_ssh(tmp.path(), "exec sleep 600");
+    let cache = tmp.path().join("cache");
+    let args = ["attach", "user@stuck-host:runs/a"];
+    let mut tty =
+        Tty::spawn_with(&args, tmp.path(), &cache, &[("PHASETOP_SSH", &ssh), ("PHASETOP_REMOTE_TIMEOUT_S", "120")]);
+    tty.wait_for("connecting to user@stuck-host", 30);
+    tty.keys("\x03");
+    tty.wait_exit(15);
+    assert!(!tty.screen.lock().unwrap().screen().alternate_screen(), "no screen was opened");
+
+    let mut tty =
+        Tty::spawn_with(&args, tmp.path(), &cache, &[("PHASETOP_SSH", &ssh), ("PHASETOP_REMOTE_TIMEOUT_S", "2")]);
+    tty.wait_for("no answer within 2 s", 30);
+    tty.wait_exit(15);
+    assert!(!tty.child.try_wait().unwrap().is_some_and(|s| s.success()), "a silent host is a failure");
 }

@@ -19,6 +19,12 @@ pub const STATUS_TTL: Duration = Duration::from_secs(5);
 /// Sends a command to the run's host and returns its answer.
 pub trait CommandSink {
     fn send(&mut self, c: &Command) -> Result<Reply, String>;
+
+    /// Why commands cannot reach the host now, when the sink knows better than "not
+    /// answering" (a remote run: the link is down).
+    fn down(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Sends over the control socket in the run directory.
@@ -293,7 +299,10 @@ impl App {
                 super::fmt::step(self.view.step),
                 crate::rundir::HOST_GONE
             ),
-            None => format!("the run's host is not answering: {what} needs a live run"),
+            None => match self.sink.down() {
+                Some(why) => format!("{why}: {what} needs a live run"),
+                None => format!("the run's host is not answering: {what} needs a live run"),
+            },
         }
     }
 

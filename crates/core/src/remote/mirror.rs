@@ -75,10 +75,16 @@ impl Mirror {
     /// prepares the mirror directory under `cache` (`<host>/<run-id>`, or
     /// `<run-id>.<pid>` when another viewer holds that one) and starts mirroring.
     pub fn open(spec: &Spec, cache: &Path, steps_per_sec: f64) -> Result<Mirror> {
-        let (mut child, stdin, mut lines) = connect(spec, HEADER_LEN as u64, steps_per_sec, false)?;
-        let hello = match read_hello(&mut lines) {
+        let (mut child, stdin, lines) = connect(spec, HEADER_LEN as u64, steps_per_sec, false)?;
+        let (hello, lines) = match first_hello(lines, super::first_frame_timeout(), None) {
             Ok(h) => h,
-            Err(e) => return Err(link_error(&mut child, e, spec)),
+            Err(FirstHello::Failed(e)) => return Err(link_error(&mut child, e, spec)),
+            Err(FirstHello::TimedOut(waited)) => {
+                let _ = child.kill();
+                let said = super::stderr_tail(child.stderr.take(), Duration::from_millis(500), 2000);
+                let _ = child.try_wait();
+                bail!("{}", super::no_answer(&spec.host, waited, &said));
+            }
         };
         let (dir, lock) = mirror_dir(cache, spec)?;
         let log = dir.join(rundir::LOG_FILE);
@@ -153,6 +159,11 @@ impl Mirror {
     /// Whether the link is up and the remote host answers on its control socket.
     pub fn is_live(&self) -> bool {
         self.shared.connected.load(Ordering::Relaxed) && self.shared.remote_live.load(Ordering::Relaxed)
+    }
+
+    /// The host the link goes to (as given to ssh).
+    pub fn host(&self) -> &str {
+        &self.shared.spec.host
     }
 
     pub fn is_connected(&self) -> bool {
@@ -256,22 +267,62 @@ fn read_hello(lines: &mut Lines) -> Result<Hello, String> {
         Some(Frame::Hello(h)) => {
             Err(format!("the remote phasetop speaks stream protocol {}, this one {}", h.proto, super::proto::PROTO))
         }
-        Some(Frame::Error(e)) => Err(format!("remote: {e}")),
+        Some(Frame::Error(e)) => Err(format!("remote: {}", super::sanitize(e.as_bytes(), &mut Default::default()))),
         Some(other) => Err(format!("expected a hello from the remote stream, got {other:?}")),
         None => Err("the link closed before the remote stream said hello".into()),
+    }
+}
+
+enum FirstHello {
+    Failed(String),
+    TimedOut(Duration),
+}
+
+/// The first link's hello, read on a thread so that a hanging ssh (a dead host, a stuck
+/// login) ends in `timeout` instead of never (issue 24 #6).
+fn first_hello(
+    mut lines: Lines,
+    timeout: Option<Duration>,
+    stop: Option<&AtomicBool>,
+) -> Result<(Hello, Lines), FirstHello> {
+    let Some(timeout) = timeout else {
+        return read_hello(&mut lines).map(|h| (h, lines)).map_err(FirstHello::Failed);
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("remote-hello".into())
+        .spawn(move || {
+            let r = read_hello(&mut lines);
+            let _ = tx.send((r, lines));
+        })
+        .map_err(|e| FirstHello::Failed(format!("cannot start a thread: {e}")))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok((Ok(h), lines)) => return Ok((h, lines)),
+            Ok((Err(e), _)) => return Err(FirstHello::Failed(e)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(FirstHello::Failed("hello reader lost".into())),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if left.is_zero() || stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                    return Err(FirstHello::TimedOut(timeout));
+                }
+            }
+        }
     }
 }
 
 /// The error of a link that failed before its hello, with what ssh said on stderr.
 fn link_error(child: &mut Child, e: String, spec: &Spec) -> anyhow::Error {
     let _ = child.kill();
-    let mut stderr = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr);
-    }
+    // Bounded: a process that inherited ssh's stderr could hold it open for ever.
+    let stderr = super::stderr_tail(child.stderr.take(), Duration::from_secs(2), 2000);
     let status = child.wait().ok().and_then(|s| s.code());
     let stderr = stderr.trim();
-    let msg = if e.starts_with("remote: ") || stderr.is_empty() { e } else { format!("{e}: {stderr}") };
+    let mut msg = if e.starts_with("remote: ") || stderr.is_empty() { e } else { format!("{e}: {stderr}") };
+    if let Some(hint) = super::missing_bin_hint(&spec.host, status, stderr) {
+        msg = format!("{msg}\n{hint}");
+    }
     let msg = format!("{spec}: {msg}");
     // ssh exits 255 on its own failures; the remote phasetop exits 2 on a bad run path.
     if status == Some(2) || msg.contains("not a run directory") {
@@ -348,7 +399,9 @@ fn pump(s: &Shared, mut writer: Writer, mut lines: Lines, run_id: Option<serde_j
                                 let _ = tx.send(reply);
                             }
                         }
-                        Frame::Error(e) => break format!("remote: {e}"),
+                        Frame::Error(e) => {
+                            break format!("remote: {}", super::sanitize(e.as_bytes(), &mut Default::default()));
+                        }
                         Frame::Hello(_) => break "unexpected hello".into(),
                     }
                 }
@@ -379,9 +432,18 @@ fn pump(s: &Shared, mut writer: Writer, mut lines: Lines, run_id: Option<serde_j
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
             let from = s.at.load(Ordering::Relaxed);
-            let Ok((mut child, stdin, mut new_lines)) = connect(&s.spec, from, s.steps_per_sec, true) else { continue };
-            match read_hello(&mut new_lines) {
-                Ok(h) if h.meta.as_ref().and_then(|m| m.get("run_id").cloned()) == run_id && h.from == from => {
+            let Ok((mut child, stdin, new_lines)) = connect(&s.spec, from, s.steps_per_sec, true) else { continue };
+            // A reconnect that hangs is given up at the deadline (and at once when the
+            // mirror stops), then tried again: the viewer's quit never waits on it.
+            let limit = super::first_frame_timeout().unwrap_or(LINK_TIMEOUT);
+            let hello = first_hello(new_lines, Some(limit), Some(&s.stop)).map_err(|e| match e {
+                FirstHello::Failed(e) => e,
+                FirstHello::TimedOut(d) => super::no_answer(&s.spec.host, d, ""),
+            });
+            match hello {
+                Ok((h, mut new_lines))
+                    if h.meta.as_ref().and_then(|m| m.get("run_id").cloned()) == run_id && h.from == from =>
+                {
                     // The byte count goes on across links.
                     new_lines.get_mut().bytes = s.bytes.clone();
                     lines = new_lines;
