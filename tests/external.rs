@@ -377,6 +377,83 @@ for step in range(start + 1, 10**6):
     assert!(summary.last_step > last_before, "{} vs {last_before}", summary.last_step);
 }
 
+/// Issue 27: two nodes × two ranks — two `torchrun` launchers on loopback (static
+/// rendezvous: node 0, with global ranks 0 and 1, under `phasetop run`; node 1 plain). A
+/// switch, a `set` and a stop reach all four ranks at the same step, and the ranks end
+/// with the same weights.
+#[test]
+fn two_nodes_of_two_ranks_obey_a_switch_a_set_and_a_stop_at_one_step() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "ddp.toml", TWO_PHASES);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let launcher = |node: &str| -> Vec<String> {
+        [
+            bin.join("torchrun").display().to_string(),
+            "--nnodes".into(),
+            "2".into(),
+            "--nproc-per-node".into(),
+            "2".into(),
+            "--node-rank".into(),
+            node.into(),
+            "--master-addr".into(),
+            "127.0.0.1".into(),
+            "--master-port".into(),
+            port.clone(),
+            root().join("examples/ddp_train.py").display().to_string(),
+            "--steps".into(),
+            "1000000".into(),
+            "--step-ms".into(),
+            "5".into(),
+            "--record".into(),
+            "rec".into(),
+        ]
+        .into()
+    };
+    let node0 = launcher("0");
+    let mut host = spawn_run(tmp.path(), Some(&cfg), &node0.iter().map(String::as_str).collect::<Vec<_>>());
+    let node1 = launcher("1");
+    let mut other = Command::new(&node1[0])
+        .args(&node1[1..])
+        .current_dir(tmp.path())
+        .env("PYTHONPATH", root().join("python"))
+        .env("OMP_NUM_THREADS", "1")
+        .env_remove("PHASETOP_RUN_DIR")
+        .env_remove("PHASETOP_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    wait_until("20 logged steps", 180, || last_step(&run) >= 20);
+    ctl(&run, &["switch", "main"]);
+    wait_until("all four ranks in main", 60, || (0..4).all(|r| record(&rec, r).iter().any(|x| x.1 == "main")));
+    ctl(&run, &["set", "lr=0.0123"]);
+    wait_until("all four ranks at lr 0.0123", 60, || (0..4).all(|r| record(&rec, r).iter().any(|x| x.2 == 0.0123)));
+    ctl(&run, &["stop"]);
+    let exit = wait_exit(&mut host, 90);
+    let other_exit = wait_exit(&mut other, 90);
+    assert!(exit.success() && other_exit.success(), "job.log:\n{}", job_log_why(&run));
+    let records: Vec<Vec<(u64, String, f64)>> = (0..4).map(|r| record(&rec, r)).collect();
+    let first =
+        |r: &[(u64, String, f64)], f: &dyn Fn(&(u64, String, f64)) -> bool| r.iter().find(|x| f(x)).map(|x| x.0);
+    for r in 1..4 {
+        assert_eq!(first(&records[r], &|x| x.1 == "main"), first(&records[0], &|x| x.1 == "main"), "rank {r}: switch");
+        assert_eq!(first(&records[r], &|x| x.2 == 0.0123), first(&records[0], &|x| x.2 == 0.0123), "rank {r}: set");
+        assert_eq!(records[r].last().map(|x| x.0), records[0].last().map(|x| x.0), "rank {r}: stop");
+    }
+    let sum = |r: u32| -> f64 {
+        std::fs::read_to_string(rec.join(format!("checksum-rank{r}")))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(f64::NAN)
+    };
+    for r in 1..4 {
+        assert!((sum(r) - sum(0)).abs() <= 1e-6 * sum(0).abs().max(1.0), "rank {r}: {} vs {}", sum(r), sum(0));
+    }
+}
+
 fn pid(rec: &Path, rank: u32) -> i32 {
     std::fs::read_to_string(rec.join(format!("pid-rank{rank}"))).unwrap().trim().parse().unwrap()
 }
