@@ -268,7 +268,9 @@ class Run:
         if len(self._buf) >= self._cap:
             self._dropped += len(metrics)
             return
-        self._buf.append((step, dict(metrics)))
+        # With the script's own clock: the host's steps_per_s is the script's rate, not
+        # the rate its frames happen to arrive at.
+        self._buf.append((step, dict(metrics), time.time()))
         if len(self._buf) >= _FRAME_POINTS:
             self._wake.set()
 
@@ -322,8 +324,8 @@ class Run:
         points = []
         rank = self.rank if (self._all_ranks and self.rank != 0) else None
         for it in items:
-            if len(it) == 2:
-                p = {"step": it[0], "metrics": it[1]}
+            if it[1] is not None:
+                p = {"step": it[0], "metrics": it[1], "t": it[2]}
                 if rank is not None:
                     p["rank"] = rank
                 points.append(p)

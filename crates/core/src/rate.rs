@@ -12,11 +12,31 @@ pub struct StepRate {
     window_start: Instant,
     window_step: u64,
     value: f64,
+    /// The window's start by the job's own clock ([`StepRate::tick_at`]).
+    window_t: Option<f64>,
 }
 
 impl StepRate {
     pub fn new(step: u64) -> StepRate {
-        StepRate { window_start: Instant::now(), window_step: step, value: 0.0 }
+        StepRate { window_start: Instant::now(), window_step: step, value: 0.0, window_t: None }
+    }
+
+    /// The rate as of `step`, which the job reached at `t` by its own clock (seconds): an
+    /// external job's rate is its script's, not the rate its frames arrive at (a buffered
+    /// batch of a thousand steps arrives at once).
+    pub fn tick_at(&mut self, step: u64, t: f64) -> f64 {
+        let Some(start) = self.window_t else {
+            (self.window_t, self.window_step) = (Some(t), step);
+            return self.value;
+        };
+        let dt = t - start;
+        if dt >= 0.5 || self.value == 0.0 && step > self.window_step && dt > 0.0 {
+            self.value = step.saturating_sub(self.window_step) as f64 / dt;
+            if dt >= 0.5 {
+                (self.window_t, self.window_step) = (Some(t), step);
+            }
+        }
+        self.value
     }
 
     /// The rate as of `step`, reached now. Before the first half second it is the rate
@@ -41,6 +61,7 @@ impl StepRate {
     /// The run paused: time from now on until the next window does not count.
     pub fn pause(&mut self) {
         self.window_start = Instant::now();
+        self.window_t = None;
         self.value = 0.0;
     }
 
@@ -48,6 +69,7 @@ impl StepRate {
     pub fn resume(&mut self, step: u64) {
         self.window_start = Instant::now();
         self.window_step = step;
+        self.window_t = None;
     }
 }
 
@@ -66,5 +88,14 @@ mod tests {
         assert!(v > 40.0 && v <= 100.0, "60 steps in ≥ 0.6 s: {v}");
         r.pause();
         assert_eq!(r.value, 0.0);
+    }
+
+    /// By the job's clock: 1 000 steps in its 2 s are 500 steps/s, however fast they arrive.
+    #[test]
+    fn the_jobs_rate_is_by_its_own_clock() {
+        let mut r = StepRate::new(0);
+        r.tick_at(0, 100.0);
+        assert_eq!(r.tick_at(1000, 102.0), 500.0);
+        assert_eq!(r.tick_at(1500, 103.0), 500.0);
     }
 }

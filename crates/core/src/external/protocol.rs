@@ -116,6 +116,8 @@ pub struct Control {
 pub struct Point {
     pub step: u64,
     pub rank: u32,
+    /// When the job logged it, by its own clock (unix seconds), if it said.
+    pub t: Option<f64>,
     pub metrics: Metrics,
 }
 
@@ -183,10 +185,12 @@ pub fn point(v: &serde_json::Value, errors: &mut Vec<String>) -> Option<Point> {
         errors.push(format!("log point at step {step} has no \"metrics\" object"));
         return None;
     };
-    if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "step" | "metrics" | "rank")) {
+    if let Some(k) = obj.keys().find(|k| !matches!(k.as_str(), "step" | "metrics" | "rank" | "t")) {
         errors.push(format!("log point at step {step}: unknown field \"{k}\""));
     }
-    Some(Point { step, rank, metrics: metrics(m, &format!("step {step}"), errors) })
+    // The job's own clock (unix seconds) when it logged the point, for its step rate.
+    let t = obj.get("t").and_then(|t| t.as_f64()).filter(|t| t.is_finite());
+    Some(Point { step, rank, t, metrics: metrics(m, &format!("step {step}"), errors) })
 }
 
 fn short(v: &serde_json::Value) -> String {

@@ -365,7 +365,10 @@ impl State {
             let mut train = train;
             if p.rank == 0 {
                 // The job's own `steps_per_s`, if it logs one, wins.
-                let rate = self.rate.tick(p.step);
+                let rate = match p.t {
+                    Some(t) => self.rate.tick_at(p.step, t),
+                    None => self.rate.tick(p.step),
+                };
                 train.entry(crate::rate::STEPS_PER_S.into()).or_insert(rate);
             }
             self.record(Event::Step { step: p.step, phase, t: now_unix(), metrics: train });
@@ -711,6 +714,27 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Issue 27: the recorded rate is the script's (by the `t` of its points), not the
+    /// rate a batch of points arrives at (a thousand at once).
+    #[test]
+    fn steps_per_s_is_the_scripts_rate_by_its_own_clock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = state(tmp.path(), 2);
+        let points: Vec<serde_json::Value> = (1..=1000u64)
+            .map(|i| serde_json::json!({"step": i, "t": 1000.0 + i as f64 / 100.0, "metrics": {"train_loss": 1.0}}))
+            .collect();
+        let frame = serde_json::json!({"type": "log", "points": points});
+        s.job("test", serde_json::from_value(frame).unwrap());
+        s.flush_open();
+        s.flush_log().unwrap();
+        let all = runlog::read_all(&tmp.path().join("events.log")).unwrap();
+        let rate = all.records.iter().rev().find_map(|r| match &r.event {
+            Event::Step { metrics, .. } => metrics.get("steps_per_s").copied(),
+            _ => None,
+        });
+        assert!(rate.is_some_and(|r| (r - 100.0).abs() < 1.0), "100 steps/s by the script's clock: {rate:?}");
     }
 
     #[test]
