@@ -51,6 +51,9 @@ pub struct State {
     pending_switch: Option<Switch>,
     /// A switch delivered to a protocol-2 client and not yet applied (see the module doc).
     in_flight: Option<Switch>,
+    /// The newest step each rank's points reported, and the points refused for going back.
+    newest: std::collections::HashMap<u32, u64>,
+    backwards: u64,
     /// The job's rank 0 speaks protocol 2: phase changes are logged when it says `applied`.
     acks: bool,
     pending_set: serde_json::Map<String, serde_json::Value>,
@@ -98,6 +101,8 @@ impl State {
             pending_switch: None,
             in_flight: None,
             acks: false,
+            newest: Default::default(),
+            backwards: 0,
             pending_set: Default::default(),
             errors: Vec::new(),
             errors_lost: 0,
@@ -129,6 +134,7 @@ impl State {
         self.phase_start = phase_start;
         self.step = step;
         self.rate = crate::rate::StepRate::new(step);
+        self.newest.insert(0, step);
         self.resumed = Some((step, checkpoint));
         let cfg = &self.cfg;
         let rule_of = |name: &str| cfg.phase_index(name).map(|i| cfg.phases[i].until.as_ref());
@@ -330,6 +336,26 @@ impl State {
     }
 
     fn ingest(&mut self, mut p: Point) {
+        // Steps go forward: a training point behind the newest step its rank reported is
+        // refused with a reason (a restarted job continues with `phasetop run --resume`).
+        // Held-out (`val_*`) points may come late, for a step already passed.
+        let newest = self.newest.entry(p.rank).or_insert(0);
+        if p.step < *newest && !p.metrics.keys().all(|k| k.starts_with("val_")) {
+            let (rank, step, newest) = (p.rank, p.step, *newest);
+            self.error(format!(
+                "log point at step {step} (rank {rank}) goes back: the run is at step {newest}; steps only go \
+                 forward (a job restarted from a checkpoint: phasetop run --resume)"
+            ));
+            self.backwards += 1;
+            if self.backwards == 1 {
+                self.note(
+                    LogLevel::Warn,
+                    format!("refused points that go back in steps (first: step {step} after {newest})"),
+                );
+            }
+            return;
+        }
+        *newest = (*newest).max(p.step);
         self.points += p.metrics.len() as u64;
         if p.rank != 0 {
             // Other ranks' series beside rank 0's, never mixed into them (nor watched).
@@ -714,6 +740,35 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Issue 27: steps go forward; a training point that goes back is refused with a
+    /// reason in the next sync, a late held-out point is recorded.
+    #[test]
+    fn points_that_go_back_are_refused_with_a_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = state(tmp.path(), 2);
+        let log = |points: serde_json::Value| {
+            serde_json::from_value(serde_json::json!({"type": "log", "points": points})).unwrap()
+        };
+        s.job("test", log(serde_json::json!([{"step": 10, "metrics": {"train_loss": 1.0}}, {"step": 4, "metrics": {"train_loss": 2.0}}, {"step": 5, "metrics": {"val_loss": 3.0}}])));
+        let c = s.sync(11, None);
+        assert!(
+            c.errors.iter().any(|e| e.contains("step 4 (rank 0) goes back: the run is at step 10")),
+            "{:?}",
+            c.errors
+        );
+        s.flush_log().unwrap();
+        let all = runlog::read_all(&tmp.path().join("events.log")).unwrap();
+        let steps: Vec<u64> = all
+            .records
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::Step { step, .. } | Event::Eval { step, .. } => Some(*step),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(steps, [10, 5], "step 4 refused, the late val point kept");
     }
 
     /// Issue 27: the recorded rate is the script's (by the `t` of its points), not the
