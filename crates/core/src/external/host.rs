@@ -21,10 +21,14 @@ use tokio::net::UnixStream;
 
 /// The job's output.
 pub const JOB_LOG: &str = "job.log";
-/// Connections served at once; at the limit a new one is refused with a message.
+/// Connections served at once. At the limit the connection idle the longest among
+/// those that have not said `hello` (not the job's) is closed to make room, so `ctl`
+/// always gets in however many idle connections are held open; only when every
+/// connection is the job's is a new one refused, with a message.
 pub const MAX_CONNECTIONS: usize = 256;
-/// A connection that has not said `hello` and sends nothing for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection that has not said `hello` and sends nothing for this long is closed
+/// (`ctl` and dashboards send a request at once; the job's connections never time out).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A reply must be written within this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of job.log quoted in a failed run's end.
@@ -450,24 +454,66 @@ impl Drop for SocketFile {
     }
 }
 
+/// A connection being served: when it was last heard from, whether it is the job's
+/// (said `hello` or sent a job frame), and how to close it to make room.
+struct Conn {
+    last_active: Instant,
+    job: bool,
+    close: Arc<tokio::sync::Notify>,
+}
+
+type Registry = Arc<Mutex<std::collections::HashMap<u64, Conn>>>;
+
+/// Registers connection `id`, closing the longest-idle connection that is not the job's
+/// when `MAX_CONNECTIONS` are served; None (refuse it) when every one is the job's.
+fn admit(registry: &Registry, id: u64) -> Option<Arc<tokio::sync::Notify>> {
+    let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
+    if r.len() >= MAX_CONNECTIONS {
+        let idlest = r.iter().filter(|(_, c)| !c.job).min_by_key(|(_, c)| c.last_active).map(|(k, _)| *k)?;
+        if let Some(old) = r.remove(&idlest) {
+            // Its task stops reading and closes the connection.
+            old.close.notify_one();
+        }
+    }
+    let close = Arc::new(tokio::sync::Notify::new());
+    r.insert(id, Conn { last_active: Instant::now(), job: false, close: close.clone() });
+    Some(close)
+}
+
+fn touch(registry: &Registry, id: u64, job: bool) {
+    let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = r.get_mut(&id) {
+        c.last_active = Instant::now();
+        c.job |= job;
+    }
+}
+
 async fn accept_loop(listener: tokio::net::UnixListener, state: Shared, conns: Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::Ordering;
+    let registry: Registry = Arc::default();
     let mut n: u64 = 0;
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         n += 1;
-        if conns.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+        let Some(close) = admit(&registry, n) else {
             let step = lock(&state).step;
-            let r = Reply { ok: false, step, message: format!("too many connections ({MAX_CONNECTIONS}); try again") };
+            let message = format!("too many connections: all {MAX_CONNECTIONS} are the job's; try again");
+            let r = Reply { ok: false, step, message };
             let mut line = serde_json::to_vec(&r).unwrap_or_default();
             line.push(b'\n');
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
             continue;
-        }
+        };
         conns.fetch_add(1, Ordering::Relaxed);
-        let (state, conns) = (state.clone(), conns.clone());
+        let (state, conns, registry) = (state.clone(), conns.clone(), registry.clone());
         tokio::spawn(async move {
-            let _ = connection(stream, format!("socket#{n}"), state).await;
+            let id = n;
+            let served = connection(stream, format!("socket#{n}"), state, &registry, id);
+            tokio::select! {
+                _ = served => {}
+                _ = close.notified() => {}
+            }
+            registry.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             conns.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -513,7 +559,13 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std
     }
 }
 
-async fn connection(stream: UnixStream, client: String, state: Shared) -> std::io::Result<()> {
+async fn connection(
+    stream: UnixStream,
+    client: String,
+    state: Shared,
+    registry: &Registry,
+    id: u64,
+) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::with_capacity(256 << 10, r);
     let mut buf = Vec::with_capacity(4096);
@@ -527,6 +579,7 @@ async fn connection(stream: UnixStream, client: String, state: Shared) -> std::i
                 Err(_) => return Ok(()),
             }
         };
+        touch(registry, id, false);
         let reply: Option<serde_json::Value> = match read {
             Line::Closed => return Ok(()),
             Line::TooLong(n) => {
@@ -542,7 +595,10 @@ async fn connection(stream: UnixStream, client: String, state: Shared) -> std::i
                 }
                 Ok(Frame::Control(v)) => Some(control_request(&state, v, &client)),
                 Ok(Frame::Job(f)) => {
-                    job = true;
+                    if !job {
+                        job = true;
+                        touch(registry, id, true);
+                    }
                     lock(&state).job(&client, *f)
                 }
             },
