@@ -648,6 +648,47 @@ fn idle_connections_never_lock_ctl_out() {
     drop(idle);
 }
 
+/// Whether `pid` runs `word` (a pid reused by another process does not count).
+fn runs(pid: u32, word: &str) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'));
+    !zombie && String::from_utf8_lossy(&cmdline).contains(word)
+}
+
+/// Issue 24 #4: CMD's main process exits at once (`python job.py & exit 0`) while the job
+/// trains: the run ends when the job's work does, at its last step; a background process
+/// and a `setsid` daemon the job left are reaped when the run ends, and the log says so.
+#[test]
+fn the_run_ends_with_the_jobs_work_and_reaps_what_it_left() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "job.py",
+        "import phasetop\nrun = phasetop.init()\nfor s in range(1, 21):\n    run.log({'loss': 1.0 / s}, step=s)\n    run.sync(s)\nrun.finish()\n",
+    );
+    let py = bin.join("python").display().to_string();
+    let cmd = format!(
+        "sleep 317 & echo $! > bg.pid; setsid sleep 318 & echo $! > daemon.pid; {py} {} & exit 0",
+        script.display()
+    );
+    let mut child = spawn_run(tmp.path(), None, &["sh", "-c", &cmd]);
+    let exit = wait_exit(&mut child, 120);
+    let run = tmp.path().join("run");
+    assert!(exit.success(), "{}", job_log_why(&run));
+    let evs = events(&run);
+    let end_step = evs.iter().find_map(|e| if let Event::RunEnded { step, .. } = e { Some(*step) } else { None });
+    assert_eq!(end_step, Some(20), "the run ended at the job's last step");
+    assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
+    assert_eq!(last_step(&run), 20);
+    let pid = |f: &str| -> u32 { std::fs::read_to_string(tmp.path().join(f)).unwrap().trim().parse().unwrap() };
+    let (bg, daemon) = (pid("bg.pid"), pid("daemon.pid"));
+    wait_until("the job's leftovers to be gone", 10, || !runs(bg, "317") && !runs(daemon, "318"));
+    let reaped = evs.iter().any(|e| matches!(e, Event::Log { level: LogLevel::Warn, message, .. } if message.contains("SIGTERM to") && message.contains(&bg.to_string()) && message.contains(&daemon.to_string())));
+    assert!(reaped, "the log names what was killed");
+}
+
 fn ctl_ok(run: &Path) {
     ctl(run, &["status"]);
     ctl(run, &["stop"]);

@@ -72,6 +72,8 @@ pub struct State {
     resumed: Option<(u64, Option<String>)>,
     /// `finish` received: (status asked, message).
     pub finished: Option<(RunStatus, String)>,
+    /// The pids that said `hello` (the job's working processes; at most 4096 kept).
+    pub job_pids: Vec<u32>,
     printer: Option<Printer>,
 }
 
@@ -108,6 +110,7 @@ impl State {
             rate: crate::rate::StepRate::new(0),
             points: 0,
             finished: None,
+            job_pids: Vec::new(),
             resumed: None,
             plan_file: None,
             printer,
@@ -220,6 +223,9 @@ impl State {
                     line += &format!("; config {c}");
                 }
                 self.note(LogLevel::Info, line);
+                if pid != 0 && !self.job_pids.contains(&pid) && self.job_pids.len() < 4096 {
+                    self.job_pids.push(pid);
+                }
                 if rank == 0 {
                     self.acks = version >= 2;
                 }
