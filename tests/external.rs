@@ -689,6 +689,47 @@ fn the_run_ends_with_the_jobs_work_and_reaps_what_it_left() {
     assert!(reaped, "the log names what was killed");
 }
 
+/// Sends `sig` (`STOP`, `CONT`) to `pid` with kill(1).
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Issue 24 #5: a host stopped past the client's timeout: the job trains on unrecorded,
+/// and the run's end says truthfully how far it ran and how far it was recorded.
+#[test]
+fn a_stopped_host_ends_the_run_at_the_step_the_job_ran_to() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "job.py",
+        "import phasetop, time\nrun = phasetop.init()\nfor s in range(1, 151):\n    run.log({'loss': 1.0 / s}, step=s)\n    run.sync(s)\n    time.sleep(0.02)\nopen('trained.txt', 'w').write('150')\nrun.finish()\n",
+    );
+    let cmd = format!("PHASETOP_HOST_TIMEOUT_S=2 exec {} {}", bin.join("python").display(), script.display());
+    let mut child = spawn_run(tmp.path(), None, &["sh", "-c", &cmd]);
+    let host = child.id();
+    struct Cont(u32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg("-CONT").arg(self.0.to_string()).stderr(Stdio::null()).status();
+        }
+    }
+    let _cont = Cont(host);
+    let run = tmp.path().join("run");
+    wait_until("step 5 recorded", 60, || last_step(&run) >= 5);
+    signal(host, "STOP");
+    wait_until("the job to train on to its end", 60, || tmp.path().join("trained.txt").exists());
+    signal(host, "CONT");
+    assert!(wait_exit(&mut child, 60).success());
+    let evs = events(&run);
+    let end_step = evs.iter().find_map(|e| if let Event::RunEnded { step, .. } = e { Some(*step) } else { None });
+    assert_eq!(end_step, Some(150), "the run ends at the step the job ran to");
+    let (status, message) = ended(&run).unwrap();
+    assert_eq!(status, RunStatus::Completed);
+    assert!(message.contains("the job ran to step 150; recorded up to step"), "{message}");
+}
+
 fn ctl_ok(run: &Path) {
     ctl(run, &["status"]);
     ctl(run, &["stop"]);

@@ -159,10 +159,16 @@ fn host(args: ExternalRun, dir: RunDir, state: State) -> Result<RunStatus> {
     let shared: Shared = Arc::new(Mutex::new(state));
     let result = rt.block_on(serve(args, dir, shared.clone()));
     let mut state = lock(&shared);
-    let (status, message) = match result {
+    let (status, mut message) = match result {
         Ok(end) => end,
         Err(e) => (RunStatus::Failed, format!("{e:#}")),
     };
+    if let Some((recorded, ran)) = state.unrecorded {
+        message += &format!(
+            " (the job ran to step {ran}; recorded up to step {recorded}: the job lost the host, \
+             which did not answer in time, and trained on unrecorded)"
+        );
+    }
     state.flush_open();
     state.expire_at_end();
     state.note_dropped();

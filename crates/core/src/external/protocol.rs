@@ -42,7 +42,10 @@ impl JobFrame {
             }
             JobFrame::Probe { step, .. } => check_step("probe", *step),
             JobFrame::Checkpoint { step, .. } => check_step("checkpoint", *step),
-            JobFrame::Finish { step, .. } => step.map_or(Ok(()), |s| check_step("finish", s)),
+            JobFrame::Finish { step, lost_at, .. } => {
+                step.map_or(Ok(()), |s| check_step("finish", s))?;
+                lost_at.map_or(Ok(()), |s| check_step("finish's \"lost_at\"", s))
+            }
             JobFrame::Hello { .. } | JobFrame::Log { .. } => Ok(()),
         }
     }
@@ -94,6 +97,10 @@ pub enum JobFrame {
         status: Option<String>,
         #[serde(default)]
         message: String,
+        /// The last step the host had recorded when the client lost it (a timeout): the
+        /// job ran on from there unrecorded, to `step`.
+        #[serde(default)]
+        lost_at: Option<u64>,
     },
 }
 

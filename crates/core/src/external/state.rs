@@ -74,6 +74,9 @@ pub struct State {
     pub finished: Option<(RunStatus, String)>,
     /// The pids that said `hello` (the job's working processes; at most 4096 kept).
     pub job_pids: Vec<u32>,
+    /// (last step recorded, step the job ran to): the client lost the host and the job
+    /// trained on unrecorded (its `finish` said so).
+    pub unrecorded: Option<(u64, u64)>,
     printer: Option<Printer>,
 }
 
@@ -111,6 +114,7 @@ impl State {
             points: 0,
             finished: None,
             job_pids: Vec::new(),
+            unrecorded: None,
             resumed: None,
             plan_file: None,
             printer,
@@ -293,8 +297,13 @@ impl State {
             JobFrame::Sync { step, applied } => {
                 Some(serde_json::to_value(self.sync(step, applied)).unwrap_or_default())
             }
-            JobFrame::Finish { step, status, message } => {
+            JobFrame::Finish { step, status, message, lost_at } => {
                 self.flush_open();
+                if let (Some(s), Some(_)) = (step, lost_at)
+                    && s > self.step
+                {
+                    self.unrecorded = Some((self.step, s));
+                }
                 if let Some(s) = step {
                     self.step = self.step.max(s);
                 }
