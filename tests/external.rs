@@ -642,6 +642,183 @@ fn malformed_frames_are_refused_with_reasons_and_never_crash_the_host() {
     assert_eq!(rejected, 4);
 }
 
+/// Issue 24 #5: a step beyond 2^53 in any frame is refused with a reason, like other bad
+/// frames; the run's step, phase and end are untouched.
+#[test]
+fn steps_beyond_2_pow_53_are_refused_in_every_frame() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "wait.py",
+        "import phasetop, time\nrun = phasetop.init()\nwhile not run.sync(1).should_stop:\n    time.sleep(0.02)\n",
+    );
+    let cfg =
+        write(tmp.path(), "plan.toml", "[run]\nname='big'\n[[phase]]\nname='a'\nsteps=100\n[[phase]]\nname='b'\n");
+    let mut child =
+        spawn_run(tmp.path(), Some(&cfg), &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let run = tmp.path().join("run");
+    wait_until("the job's hello", 60, || {
+        events(&run).iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains("job connected")))
+    });
+    let mut s = UnixStream::connect(run.join("control.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut ask = |bytes: &str| -> serde_json::Value {
+        s.write_all(bytes.as_bytes()).unwrap();
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_default()
+    };
+    let big = 1u64 << 63;
+    for frame in [
+        format!("{{\"type\":\"sync\",\"step\":{big}}}"),
+        format!("{{\"type\":\"sync\",\"step\":2,\"applied\":{big}}}"),
+        format!("{{\"type\":\"probe\",\"step\":{big},\"layer\":\"l\",\"metrics\":{{\"x\":1}}}}"),
+        format!("{{\"type\":\"checkpoint\",\"step\":{big},\"path\":\"c.pt\"}}"),
+        format!("{{\"type\":\"finish\",\"step\":{big}}}"),
+    ] {
+        let v = ask(&format!("{frame}\n"));
+        assert_eq!(v["type"], "error", "{frame} → {v}");
+        let m = v["message"].as_str().unwrap_or_default();
+        assert!(m.contains("is larger than the largest step accepted, 2^53"), "{frame} → {m}");
+    }
+    // A log point's bad step comes back in the next sync's errors.
+    let ctl_frame = ask(&format!(
+        "{{\"type\":\"log\",\"points\":[{{\"step\":{big},\"metrics\":{{\"x\":1}}}}]}}\n{{\"type\":\"sync\",\"step\":1}}\n"
+    ));
+    let errors = format!("{}", ctl_frame["errors"]);
+    assert!(errors.contains("log point: step 9223372036854775808 is larger"), "{ctl_frame}");
+    assert_eq!(ctl_frame["phase"], "a", "{ctl_frame}");
+    ctl_ok(&run);
+    assert!(wait_exit(&mut child, 60).success());
+    let evs = events(&run);
+    assert!(evs.iter().all(|e| e.step().is_none_or(|s| s <= 1 << 53)), "a step beyond 2^53 was recorded");
+    assert!(!evs.iter().any(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "b")), "the phase switched");
+    let (status, _) = ended(&run).unwrap();
+    assert_eq!(status, RunStatus::Stopped);
+    let export = Command::new(BIN)
+        .arg("export")
+        .arg(&run)
+        .args(["--format", "config", "-o"])
+        .arg(tmp.path().join("plan-out.toml"))
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+}
+
+/// Issue 24 #5: idle connections beyond the limit never lock the operator out: the
+/// longest-idle one that is not the job's is closed to make room, and the job trains on.
+#[test]
+fn idle_connections_never_lock_ctl_out() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "wait.py",
+        "import phasetop, time\nrun = phasetop.init()\nstep = 0\nwhile True:\n    step += 1\n    run.log({'loss': 1.0}, step=step)\n    if run.sync(step).should_stop:\n        break\n    time.sleep(0.01)\n",
+    );
+    let mut child =
+        spawn_run(tmp.path(), None, &python_job(&bin, &script).iter().map(String::as_str).collect::<Vec<_>>());
+    let run = tmp.path().join("run");
+    wait_until("the job's hello", 60, || {
+        events(&run).iter().any(|e| matches!(e, Event::Log { message, .. } if message.contains("job connected")))
+    });
+    let idle: Vec<UnixStream> = (0..300).map(|_| UnixStream::connect(run.join("control.sock")).unwrap()).collect();
+    let status = ctl(&run, &["status"]);
+    assert!(status.contains("step"), "{status}");
+    ctl(&run, &["pause"]);
+    ctl(&run, &["resume"]);
+    let before = last_step(&run);
+    wait_until("the job to train on", 60, || last_step(&run) > before);
+    ctl(&run, &["stop"]);
+    assert!(wait_exit(&mut child, 60).success());
+    assert_eq!(ended(&run).unwrap().0, RunStatus::Stopped);
+    drop(idle);
+}
+
+/// Whether `pid` runs `word` (a pid reused by another process does not count).
+fn runs(pid: u32, word: &str) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = stat.rfind(')').is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'));
+    !zombie && String::from_utf8_lossy(&cmdline).contains(word)
+}
+
+/// Issue 24 #4: CMD's main process exits at once (`python job.py & exit 0`) while the job
+/// trains: the run ends when the job's work does, at its last step; a background process
+/// and a `setsid` daemon the job left are reaped when the run ends, and the log says so.
+#[test]
+fn the_run_ends_with_the_jobs_work_and_reaps_what_it_left() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "job.py",
+        "import phasetop\nrun = phasetop.init()\nfor s in range(1, 21):\n    run.log({'loss': 1.0 / s}, step=s)\n    run.sync(s)\nrun.finish()\n",
+    );
+    let py = bin.join("python").display().to_string();
+    let cmd = format!(
+        "sleep 317 & echo $! > bg.pid; setsid sleep 318 & echo $! > daemon.pid; {py} {} & exit 0",
+        script.display()
+    );
+    let mut child = spawn_run(tmp.path(), None, &["sh", "-c", &cmd]);
+    let exit = wait_exit(&mut child, 120);
+    let run = tmp.path().join("run");
+    assert!(exit.success(), "{}", job_log_why(&run));
+    let evs = events(&run);
+    let end_step = evs.iter().find_map(|e| if let Event::RunEnded { step, .. } = e { Some(*step) } else { None });
+    assert_eq!(end_step, Some(20), "the run ended at the job's last step");
+    assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
+    assert_eq!(last_step(&run), 20);
+    let pid = |f: &str| -> u32 { std::fs::read_to_string(tmp.path().join(f)).unwrap().trim().parse().unwrap() };
+    let (bg, daemon) = (pid("bg.pid"), pid("daemon.pid"));
+    wait_until("the job's leftovers to be gone", 10, || !runs(bg, "317") && !runs(daemon, "318"));
+    let reaped = evs.iter().any(|e| matches!(e, Event::Log { level: LogLevel::Warn, message, .. } if message.contains("SIGTERM to") && message.contains(&bg.to_string()) && message.contains(&daemon.to_string())));
+    assert!(reaped, "the log names what was killed");
+}
+
+/// Sends `sig` (`STOP`, `CONT`) to `pid` with kill(1).
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Issue 24 #5: a host stopped past the client's timeout: the job trains on unrecorded,
+/// and the run's end says truthfully how far it ran and how far it was recorded.
+#[test]
+fn a_stopped_host_ends_the_run_at_the_step_the_job_ran_to() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let script = write(
+        tmp.path(),
+        "job.py",
+        "import phasetop, time\nrun = phasetop.init()\nfor s in range(1, 151):\n    run.log({'loss': 1.0 / s}, step=s)\n    run.sync(s)\n    time.sleep(0.02)\nopen('trained.txt', 'w').write('150')\nrun.finish()\n",
+    );
+    let cmd = format!("PHASETOP_HOST_TIMEOUT_S=2 exec {} {}", bin.join("python").display(), script.display());
+    let mut child = spawn_run(tmp.path(), None, &["sh", "-c", &cmd]);
+    let host = child.id();
+    struct Cont(u32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg("-CONT").arg(self.0.to_string()).stderr(Stdio::null()).status();
+        }
+    }
+    let _cont = Cont(host);
+    let run = tmp.path().join("run");
+    wait_until("step 5 recorded", 60, || last_step(&run) >= 5);
+    signal(host, "STOP");
+    wait_until("the job to train on to its end", 60, || tmp.path().join("trained.txt").exists());
+    signal(host, "CONT");
+    assert!(wait_exit(&mut child, 60).success());
+    let evs = events(&run);
+    let end_step = evs.iter().find_map(|e| if let Event::RunEnded { step, .. } = e { Some(*step) } else { None });
+    assert_eq!(end_step, Some(150), "the run ends at the step the job ran to");
+    let (status, message) = ended(&run).unwrap();
+    assert_eq!(status, RunStatus::Completed);
+    assert!(message.contains("the job ran to step 150; recorded up to step"), "{message}");
+}
+
 fn ctl_ok(run: &Path) {
     ctl(run, &["status"]);
     ctl(run, &["stop"]);

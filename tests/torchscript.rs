@@ -263,6 +263,12 @@ fn errors_are_located_and_exit_2() {
         ),
         ("noparams.pt", "", ":9:6:", &["no trainable parameters", "all 2 have requires_grad = False"]),
         (
+            "intlogits.pt",
+            "",
+            ":9:6:",
+            &["intlogits.pt: forward returns Int64 logits; it must return a floating-point tensor"],
+        ),
+        (
             "bn.pt",
             "[probes]\nevery=5\nlayers=['encoder', 'enc']\n",
             ":12:20:",
@@ -277,6 +283,29 @@ fn errors_are_located_and_exit_2() {
             assert!(err.contains(w), "{model}: \"{w}\" in {err}");
         }
     }
+    // A module that `check` passes and that fails in training ends the run as failed with
+    // a message naming its file, the call and the reason: no panic, no C++ backtrace.
+    let (code, out) = check(d, "big.toml", &cfg("bigbatch.pt", ""));
+    assert_eq!(code, Some(0), "{out}");
+    let run = d.join("runs/big");
+    let out = bin(&["train", "--headless", "--run-dir", s(&run), s(&d.join("big.toml"))]);
+    assert!(!out.status.success());
+    let ended = phasetop::runlog::read_all(&run.join("events.log"))
+        .unwrap()
+        .records
+        .into_iter()
+        .find_map(|r| match r.event {
+            phasetop::event::Event::RunEnded { status, message, .. } => Some((status, message)),
+            _ => None,
+        })
+        .expect("a run_ended");
+    assert_eq!(ended.0, phasetop::event::RunStatus::Failed);
+    let m = &ended.1;
+    assert!(m.contains("bigbatch.pt: forward(x) failed on a batch of shape [8, 8]"), "{m}");
+    assert!(m.contains("RuntimeError: refuses batches of more than 2 rows"), "{m}");
+    assert!(!m.contains('\n') && m.len() < 400, "one line, no backtrace: {m}");
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked at"), "{stderr}");
     // freeze: a prefix at a dot, and not everything.
     let phase_freeze =
         |list: &str| cfg("bn.pt", "").replace("batch_size=8\n", &format!("batch_size=8\nfreeze={list}\n"));

@@ -60,6 +60,15 @@ def _env_int(name, default):
         return default
 
 
+def _host_timeout():
+    """Seconds to wait on the host before declaring it lost (PHASETOP_HOST_TIMEOUT_S, 60)."""
+    try:
+        t = float(os.environ.get("PHASETOP_HOST_TIMEOUT_S", "60"))
+    except ValueError:
+        return 60.0
+    return t if t > 0 else 60.0
+
+
 def _warn(msg):
     print(f"phasetop: {msg}", file=sys.stderr, flush=True)
 
@@ -160,6 +169,8 @@ class Run:
         self._dropped = 0
         self._step = 0
         self._dead = False
+        # The last step the host had recorded when it was lost (None: never connected).
+        self._lost_at = None
         self._finished = False
         self._warned = set()
         self._lock = threading.Lock()
@@ -221,9 +232,9 @@ class Run:
 
     # -- connection -------------------------------------------------------------------
 
-    def _connect(self):
+    def _connect(self, timeout=None):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(60)
+        s.settimeout(_host_timeout() if timeout is None else timeout)
         s.connect(self._socket_path)
         return s
 
@@ -241,6 +252,8 @@ class Run:
         """The host is gone: training goes on, nothing more is recorded."""
         if not self._dead:
             self._dead = True
+            if self._sock is not None or self._lsock is not None:
+                self._lost_at = self._step
             self._logs = False
             self._buf.clear()
             _warn(f"{why}; training goes on, nothing more is recorded")
@@ -638,6 +651,19 @@ class Run:
         if self._talks and not self._dead:
             try:
                 self._request({"type": "finish", "step": self._step, "status": status, "message": message})
+            except (OSError, ValueError):
+                pass
+        elif self._talks and self._lost_at is not None:
+            # The host was lost (a timeout: it may only have been stopped): tell it, on a
+            # new connection, the step the job ran to, so the run's end says it truthfully.
+            try:
+                s = self._connect(timeout=5)
+                try:
+                    s.sendall(_dumps({"type": "finish", "step": self._step, "status": status, "message": message,
+                                      "lost_at": self._lost_at}))
+                    s.makefile("rb").readline()
+                finally:
+                    s.close()
             except (OSError, ValueError):
                 pass
         for s in (self._sock, self._lsock):

@@ -300,6 +300,42 @@ pub fn job_processes(root: u32, group: Option<u32>) -> Option<Vec<ProcStat>> {
     Some(all.into_iter().zip(keep).filter_map(|(p, k)| k.then_some(p)).collect())
 }
 
+/// This process's descendants (children, theirs, …) and the members of process group
+/// `group`, without this process: after the job's first process has exited, what is
+/// left of its tree (with `PR_SET_CHILD_SUBREAPER`, its orphans are our children).
+pub fn own_descendants(group: Option<u32>) -> Vec<ProcStat> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let all: Vec<ProcStat> = dir
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            if pid == me { None } else { read_stat(&e.path().join("stat")) }
+        })
+        .collect();
+    let mut children: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, p) in all.iter().enumerate() {
+        children.entry(p.ppid).or_default().push(i);
+    }
+    let mut keep: Vec<bool> = all.iter().map(|p| group.is_some_and(|g| g == p.pgrp)).collect();
+    let mut stack = vec![me];
+    while let Some(pid) = stack.pop() {
+        for &i in children.get(&pid).map(Vec::as_slice).unwrap_or_default() {
+            keep[i] = true;
+            stack.push(all[i].pid);
+        }
+    }
+    all.into_iter().zip(keep).filter_map(|(p, k)| k.then_some(p)).collect()
+}
+
+/// Whether `pid` is running: it exists and is no zombie.
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st != "Z" && st != "X")))
+        .unwrap_or(false)
+}
+
 /// A variable of a process's environment as it started (`/proc/PID/environ`).
 pub fn process_env(pid: u32, name: &str) -> Option<String> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;

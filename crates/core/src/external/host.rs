@@ -21,10 +21,17 @@ use tokio::net::UnixStream;
 
 /// The job's output.
 pub const JOB_LOG: &str = "job.log";
-/// Connections served at once; at the limit a new one is refused with a message.
+/// Connections served at once. At the limit the connection idle the longest among
+/// those that have not said `hello` (not the job's) is closed to make room, so `ctl`
+/// always gets in however many idle connections are held open; only when every
+/// connection is the job's is a new one refused, with a message.
 pub const MAX_CONNECTIONS: usize = 256;
-/// A connection that has not said `hello` and sends nothing for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection that has not said `hello` and sends nothing for this long is closed
+/// (`ctl` and dashboards send a request at once; the job's connections never time out).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After CMD's process exits before any process said `hello`, how long the run waits for
+/// one of its remaining processes to say it (a job still starting).
+const HELLO_WAIT: Duration = Duration::from_secs(60);
 /// A reply must be written within this.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Lines of job.log quoted in a failed run's end.
@@ -152,10 +159,16 @@ fn host(args: ExternalRun, dir: RunDir, state: State) -> Result<RunStatus> {
     let shared: Shared = Arc::new(Mutex::new(state));
     let result = rt.block_on(serve(args, dir, shared.clone()));
     let mut state = lock(&shared);
-    let (status, message) = match result {
+    let (status, mut message) = match result {
         Ok(end) => end,
         Err(e) => (RunStatus::Failed, format!("{e:#}")),
     };
+    if let Some((recorded, ran)) = state.unrecorded {
+        message += &format!(
+            " (the job ran to step {ran}; recorded up to step {recorded}: the job lost the host, \
+             which did not answer in time, and trained on unrecorded)"
+        );
+    }
     state.flush_open();
     state.expire_at_end();
     state.note_dropped();
@@ -186,6 +199,10 @@ async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStat
     let mut job = match args.for_pid {
         Some(pid) => Job::Pid(pid as i32),
         None => {
+            // The job's orphans (a `setsid` daemon, a `&` child of a shell that exited)
+            // become the host's children, so they can be found and reaped (`reap`).
+            // SAFETY: prctl with integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
             let child = spawn_job(&args.command, &dir)?;
             let pid = child.id().unwrap_or(0) as i32;
             lock(&state).note(LogLevel::Info, format!("job started (pid {pid}): {}", shell_words(&args.command)));
@@ -208,30 +225,65 @@ async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStat
     let mut last_second = Instant::now();
     // (SIGTERM sent, SIGKILL sent)
     let mut escalated = (false, false);
+    // CMD's exit, while a process of its tree that said `hello` works on.
+    let mut cmd_exit: Option<std::process::ExitStatus> = None;
+    let mut finished_at: Option<Instant> = None;
+    let mut cmd_exit_at: Option<Instant> = None;
     let end = loop {
         let exit = match &mut job {
-            Job::Child(child, _) => tokio::select! {
+            Job::Child(child, _) if cmd_exit.is_none() => tokio::select! {
                 status = child.wait() => Some(status?),
                 _ = tick.tick() => None,
                 _ = s1.recv() => { stop_by_signal(&state); None }
                 _ = s2.recv() => { stop_by_signal(&state); None }
                 _ = s3.recv() => { stop_by_signal(&state); None }
             },
-            Job::Pid(_) => tokio::select! {
+            _ => tokio::select! {
                 _ = tick.tick() => None,
                 _ = s1.recv() => { stop_by_signal(&state); None }
                 _ = s2.recv() => { stop_by_signal(&state); None }
                 _ = s3.recv() => { stop_by_signal(&state); None }
             },
         };
-        if let Some(status) = exit {
-            // What the job sent before it exited is still being read: its connections
-            // end at their data's end (bounded, for a connection someone else holds).
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while conns.load(std::sync::atomic::Ordering::Relaxed) > 0 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        if let Some(status) = exit.or(cmd_exit) {
+            // The run ends when the job's work ends: CMD's exit, unless a process of its
+            // tree that said `hello` is still running (`sh -c 'python job.py & exit 0'`).
+            let (working, finished) = {
+                let st = lock(&state);
+                // Before any hello the job may still be starting (`python job.py & exit 0`
+                // exits before Python has imported torch): any process of the tree counts,
+                // for up to HELLO_WAIT after CMD's exit.
+                let starting =
+                    st.job_pids.is_empty() && cmd_exit_at.get_or_insert_with(Instant::now).elapsed() < HELLO_WAIT;
+                (working_pid(&st.job_pids, &job, starting), st.finished.is_some())
+            };
+            // After `finish`, the process that sent it gets 2 s to exit by itself.
+            let grace_over =
+                finished && finished_at.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(2);
+            match working.filter(|_| !grace_over) {
+                Some(pid) => {
+                    if cmd_exit.is_none() {
+                        cmd_exit = Some(status);
+                        lock(&state).note(
+                            LogLevel::Info,
+                            format!(
+                                "CMD's process exited ({status}) while the job's process {} runs on: \
+                                 the run ends when the job's work does",
+                                describe(pid)
+                            ),
+                        );
+                    }
+                }
+                None => {
+                    // What the job sent before it exited is still being read: its connections
+                    // end at their data's end (bounded, for a connection someone else holds).
+                    let deadline = Instant::now() + Duration::from_secs(2);
+                    while conns.load(std::sync::atomic::Ordering::Relaxed) > 0 && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    break job_ended(&state, &dir, status);
+                }
             }
-            break job_ended(&state, &dir, status);
         }
         let mut st = lock(&state);
         st.flush_open();
@@ -273,7 +325,83 @@ async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStat
     accept.abort();
     system.abort(); // never polled again: no sample after the run's end
     drop(socket);
+    if let Job::Child(_, pgid) = job {
+        reap(&state, pgid).await;
+    }
     Ok(end)
+}
+
+/// A process that said `hello` and is still running in the job's tree (the host's
+/// descendants, CMD's process group); zombies among the host's children are reaped.
+/// With `starting` (no hello yet), any running process of the tree.
+fn working_pid(pids: &[u32], job: &Job, starting: bool) -> Option<u32> {
+    let Job::Child(_, pgid) = job else { return None };
+    reap_zombies();
+    let tree = sysmon::own_descendants(Some(*pgid as u32));
+    if starting {
+        return tree.iter().map(|t| t.pid).find(|p| sysmon::is_running(*p));
+    }
+    pids.iter().copied().find(|p| sysmon::is_running(*p) && tree.iter().any(|t| t.pid == *p))
+}
+
+/// Waits for every exited child of the host (CMD has been waited for already), so an
+/// orphan that has ended is not counted as running.
+fn reap_zombies() {
+    // SAFETY: waitpid with WNOHANG and a valid status pointer.
+    let mut status = 0;
+    while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
+}
+
+/// When the run ends: every process left of the job's tree (background processes,
+/// `setsid` daemons re-parented to the host, CMD's process group) gets SIGTERM, and
+/// SIGKILL if still running 2 s later; the log says which.
+async fn reap(state: &Shared, pgid: i32) {
+    let left = || -> Vec<u32> {
+        reap_zombies();
+        sysmon::own_descendants(Some(pgid as u32))
+            .into_iter()
+            .map(|p| p.pid)
+            .filter(|p| sysmon::is_running(*p))
+            .collect()
+    };
+    let pids = left();
+    if pids.is_empty() {
+        return;
+    }
+    let names: Vec<String> = pids.iter().map(|p| describe(*p)).collect();
+    lock(state).note(
+        LogLevel::Warn,
+        format!("the run ended with {} of the job's processes running: SIGTERM to {}", pids.len(), names.join(", ")),
+    );
+    for p in &pids {
+        // SAFETY: plain kill(2); a pid that has ended meanwhile gets ESRCH.
+        unsafe { libc::kill(*p as i32, libc::SIGTERM) };
+    }
+    unsafe { libc::killpg(pgid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut still = left();
+    while !still.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        still = left();
+    }
+    if still.is_empty() {
+        return;
+    }
+    let names: Vec<String> = still.iter().map(|p| describe(*p)).collect();
+    lock(state).note(LogLevel::Warn, format!("still running 2 s after SIGTERM: SIGKILL to {}", names.join(", ")));
+    for p in &still {
+        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+    }
+    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    reap_zombies();
+}
+
+/// `PID (COMMAND)` from /proc, or the pid alone.
+fn describe(pid: u32) -> String {
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(c) => format!("{pid} ({})", c.trim()),
+        Err(_) => pid.to_string(),
+    }
 }
 
 /// The job's system samples (`sysmon`): its process tree (its process group with a
@@ -397,7 +525,7 @@ fn shell_words(cmd: &[String]) -> String {
 /// sessions, out of the group: a SIGKILL to the group alone would orphan them. The tree
 /// is walked before the group is signalled, while the workers still have their parent.
 fn signal_job(pgid: i32, sig: i32) {
-    let tree = crate::sysmon::job_processes(pgid as u32, Some(pgid as u32)).unwrap_or_default();
+    let tree = crate::sysmon::own_descendants(Some(pgid as u32));
     // SAFETY: plain kill(2) calls; a pid that has ended meanwhile gets ESRCH.
     unsafe { libc::killpg(pgid, sig) };
     for p in tree {
@@ -450,24 +578,66 @@ impl Drop for SocketFile {
     }
 }
 
+/// A connection being served: when it was last heard from, whether it is the job's
+/// (said `hello` or sent a job frame), and how to close it to make room.
+struct Conn {
+    last_active: Instant,
+    job: bool,
+    close: Arc<tokio::sync::Notify>,
+}
+
+type Registry = Arc<Mutex<std::collections::HashMap<u64, Conn>>>;
+
+/// Registers connection `id`, closing the longest-idle connection that is not the job's
+/// when `MAX_CONNECTIONS` are served; None (refuse it) when every one is the job's.
+fn admit(registry: &Registry, id: u64) -> Option<Arc<tokio::sync::Notify>> {
+    let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
+    if r.len() >= MAX_CONNECTIONS {
+        let idlest = r.iter().filter(|(_, c)| !c.job).min_by_key(|(_, c)| c.last_active).map(|(k, _)| *k)?;
+        if let Some(old) = r.remove(&idlest) {
+            // Its task stops reading and closes the connection.
+            old.close.notify_one();
+        }
+    }
+    let close = Arc::new(tokio::sync::Notify::new());
+    r.insert(id, Conn { last_active: Instant::now(), job: false, close: close.clone() });
+    Some(close)
+}
+
+fn touch(registry: &Registry, id: u64, job: bool) {
+    let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = r.get_mut(&id) {
+        c.last_active = Instant::now();
+        c.job |= job;
+    }
+}
+
 async fn accept_loop(listener: tokio::net::UnixListener, state: Shared, conns: Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::Ordering;
+    let registry: Registry = Arc::default();
     let mut n: u64 = 0;
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         n += 1;
-        if conns.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+        let Some(close) = admit(&registry, n) else {
             let step = lock(&state).step;
-            let r = Reply { ok: false, step, message: format!("too many connections ({MAX_CONNECTIONS}); try again") };
+            let message = format!("too many connections: all {MAX_CONNECTIONS} are the job's; try again");
+            let r = Reply { ok: false, step, message };
             let mut line = serde_json::to_vec(&r).unwrap_or_default();
             line.push(b'\n');
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
             continue;
-        }
+        };
         conns.fetch_add(1, Ordering::Relaxed);
-        let (state, conns) = (state.clone(), conns.clone());
+        let (state, conns, registry) = (state.clone(), conns.clone(), registry.clone());
         tokio::spawn(async move {
-            let _ = connection(stream, format!("socket#{n}"), state).await;
+            let id = n;
+            let served = connection(stream, format!("socket#{n}"), state, &registry, id);
+            tokio::select! {
+                _ = served => {}
+                _ = close.notified() => {}
+            }
+            registry.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             conns.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -513,7 +683,13 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std
     }
 }
 
-async fn connection(stream: UnixStream, client: String, state: Shared) -> std::io::Result<()> {
+async fn connection(
+    stream: UnixStream,
+    client: String,
+    state: Shared,
+    registry: &Registry,
+    id: u64,
+) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::with_capacity(256 << 10, r);
     let mut buf = Vec::with_capacity(4096);
@@ -527,6 +703,7 @@ async fn connection(stream: UnixStream, client: String, state: Shared) -> std::i
                 Err(_) => return Ok(()),
             }
         };
+        touch(registry, id, false);
         let reply: Option<serde_json::Value> = match read {
             Line::Closed => return Ok(()),
             Line::TooLong(n) => {
@@ -542,7 +719,10 @@ async fn connection(stream: UnixStream, client: String, state: Shared) -> std::i
                 }
                 Ok(Frame::Control(v)) => Some(control_request(&state, v, &client)),
                 Ok(Frame::Job(f)) => {
-                    job = true;
+                    if !job {
+                        job = true;
+                        touch(registry, id, true);
+                    }
                     lock(&state).job(&client, *f)
                 }
             },

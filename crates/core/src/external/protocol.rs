@@ -18,6 +18,39 @@ pub const PROTOCOL: u32 = 2;
 pub const MAX_FRAME: usize = 1 << 20;
 /// Longest metric or layer name.
 pub const MAX_NAME: usize = 200;
+/// Largest step a frame may carry: 2^53, the largest whole number every JSON reader
+/// (Python's float, JavaScript) holds exactly; beyond it a step is refused like any other
+/// bad frame (issue 24 #5: a step of 2^63 switched phases and broke `export`).
+pub const MAX_STEP: u64 = 1 << 53;
+
+/// `Err` (the reason) when `step` is beyond `MAX_STEP`; `what` names the frame or field.
+pub fn check_step(what: &str, step: u64) -> Result<(), String> {
+    if step > MAX_STEP {
+        return Err(format!("{what}: step {step} is larger than the largest step accepted, 2^53 ({MAX_STEP})"));
+    }
+    Ok(())
+}
+
+impl JobFrame {
+    /// Every step the frame carries is within `MAX_STEP` (a `log` frame's points are
+    /// checked one by one, in `point`).
+    fn check_steps(&self) -> Result<(), String> {
+        match self {
+            JobFrame::Sync { step, applied } => {
+                check_step("sync", *step)?;
+                applied.map_or(Ok(()), |a| check_step("sync's \"applied\"", a))
+            }
+            JobFrame::Probe { step, .. } => check_step("probe", *step),
+            JobFrame::Checkpoint { step, .. } => check_step("checkpoint", *step),
+            JobFrame::Finish { step, lost_at, .. } => {
+                step.map_or(Ok(()), |s| check_step("finish", s))?;
+                lost_at.map_or(Ok(()), |s| check_step("finish's \"lost_at\"", s))
+            }
+            JobFrame::Summary { step, .. } => step.map_or(Ok(()), |s| check_step("summary", s)),
+            JobFrame::Hello { .. } | JobFrame::Log { .. } => Ok(()),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -78,6 +111,10 @@ pub enum JobFrame {
         status: Option<String>,
         #[serde(default)]
         message: String,
+        /// The last step the host had recorded when the client lost it (a timeout): the
+        /// job ran on from there unrecorded, to `step`.
+        #[serde(default)]
+        lost_at: Option<u64>,
     },
 }
 
@@ -171,6 +208,10 @@ pub fn point(v: &serde_json::Value, errors: &mut Vec<String>) -> Option<Point> {
         errors.push(format!("log point without a whole, non-negative step: {}", short(v)));
         return None;
     };
+    if let Err(e) = check_step("log point", step) {
+        errors.push(e);
+        return None;
+    }
     let rank = match obj.get("rank") {
         None => 0,
         Some(r) => match r.as_u64().and_then(|r| u32::try_from(r).ok()) {
@@ -216,7 +257,9 @@ pub fn parse(line: &[u8]) -> Result<Frame, String> {
     }
     match value.get("type").and_then(|t| t.as_str()) {
         Some(_) => {
-            serde_json::from_value(value).map(|f| Frame::Job(Box::new(f))).map_err(|e| format!("invalid frame: {e}"))
+            let frame: JobFrame = serde_json::from_value(value).map_err(|e| format!("invalid frame: {e}"))?;
+            frame.check_steps().map_err(|e| format!("invalid frame: {e}"))?;
+            Ok(Frame::Job(Box::new(frame)))
         }
         None => Err("malformed frame: an object with \"type\" (a job frame) or \"cmd\" (a control request)".into()),
     }
@@ -246,5 +289,24 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors.iter().any(|e| e.contains("\"acc\": \"high\" is not a number")), "{errors:?}");
         assert!(point(&serde_json::json!({"step": -1, "metrics": {}}), &mut errors).is_none());
+    }
+
+    #[test]
+    fn steps_beyond_2_pow_53_are_refused_in_every_frame() {
+        let big = 1u64 << 63;
+        for f in [
+            format!(r#"{{"type":"sync","step":{big}}}"#),
+            format!(r#"{{"type":"sync","step":3,"applied":{big}}}"#),
+            format!(r#"{{"type":"probe","step":{big},"layer":"l","metrics":{{}}}}"#),
+            format!(r#"{{"type":"checkpoint","step":{big},"path":"c.pt"}}"#),
+            format!(r#"{{"type":"finish","step":{big}}}"#),
+        ] {
+            let e = parse(f.as_bytes()).unwrap_err();
+            assert!(e.contains("larger than the largest step accepted, 2^53"), "{f}: {e}");
+        }
+        assert!(parse(format!(r#"{{"type":"sync","step":{MAX_STEP}}}"#).as_bytes()).is_ok());
+        let mut errors = Vec::new();
+        assert!(point(&serde_json::json!({"step": big, "metrics": {"x": 1}}), &mut errors).is_none());
+        assert!(errors[0].contains("log point: step 9223372036854775808 is larger"), "{errors:?}");
     }
 }

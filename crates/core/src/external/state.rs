@@ -75,6 +75,11 @@ pub struct State {
     resumed: Option<(u64, Option<String>)>,
     /// `finish` received: (status asked, message).
     pub finished: Option<(RunStatus, String)>,
+    /// The pids that said `hello` (the job's working processes; at most 4096 kept).
+    pub job_pids: Vec<u32>,
+    /// (last step recorded, step the job ran to): the client lost the host and the job
+    /// trained on unrecorded (its `finish` said so).
+    pub unrecorded: Option<(u64, u64)>,
     printer: Option<Printer>,
 }
 
@@ -113,6 +118,8 @@ impl State {
             rate: crate::rate::StepRate::new(0),
             points: 0,
             finished: None,
+            job_pids: Vec::new(),
+            unrecorded: None,
             resumed: None,
             plan_file: None,
             printer,
@@ -218,6 +225,9 @@ impl State {
                     line += &format!(", {who}");
                 }
                 self.note(LogLevel::Info, line);
+                if pid != 0 && !self.job_pids.contains(&pid) && self.job_pids.len() < 4096 {
+                    self.job_pids.push(pid);
+                }
                 // The job's own config, tags, notes and group: recorded once, as given.
                 if rank == 0 && (!config.is_null() || !tags.is_empty() || !notes.is_empty() || group.is_some()) {
                     let step = self.step;
@@ -313,8 +323,13 @@ impl State {
             JobFrame::Sync { step, applied } => {
                 Some(serde_json::to_value(self.sync(step, applied)).unwrap_or_default())
             }
-            JobFrame::Finish { step, status, message } => {
+            JobFrame::Finish { step, status, message, lost_at } => {
                 self.flush_open();
+                if let (Some(s), Some(_)) = (step, lost_at)
+                    && s > self.step
+                {
+                    self.unrecorded = Some((self.step, s));
+                }
                 if let Some(s) = step {
                     self.step = self.step.max(s);
                 }

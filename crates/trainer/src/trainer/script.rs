@@ -23,6 +23,8 @@ use tch::{CModule, Device, IValue, Kind, Tensor};
 pub const OUTPUT_LAYER: &str = "output";
 
 pub struct ScriptModel {
+    /// The module's file, named in every error.
+    path: String,
     module: RefCell<CModule>,
     /// Whether the module is in training mode (switched only when it changes).
     training: Cell<bool>,
@@ -71,11 +73,33 @@ fn named_buffers(m: &CModule) -> Result<Vec<(String, Tensor)>, String> {
     Err(msg)
 }
 
-/// libtorch's message, first line (its C++ backtraces follow).
+/// libtorch's message, first line (its C++ backtraces follow). For an error raised in
+/// the TorchScript interpreter, whose first line only says so, the line that gives the
+/// reason (`RuntimeError: …`) after the script's traceback.
 fn first_line(e: &tch::TchError) -> String {
     let s = e.to_string();
     let s = s.strip_prefix("Internal torch error: ").unwrap_or(&s).to_string();
-    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string()
+    let mut lines = s.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("").to_string();
+    if first.contains("failed in the TorchScript interpreter")
+        && let Some(why) = lines.find(|l| {
+            l.split_once(": ").is_some_and(|(kind, _)| {
+                !kind.is_empty()
+                    && (kind.ends_with("Error") || kind.ends_with("Exception"))
+                    && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+            })
+        })
+    {
+        return format!("{why} (raised in the TorchScript interpreter)");
+    }
+    first
+}
+
+/// Ends the training step with `message` as the run's failure: unwound without the
+/// panic hook (no "panicked at …" and no backtrace), caught by the host's
+/// `catch_unwind`, which ends the run as failed with this message.
+fn fail(message: String) -> ! {
+    std::panic::resume_unwind(Box::new(message))
 }
 
 impl ScriptModel {
@@ -111,6 +135,7 @@ impl ScriptModel {
         let mut buffers = fixed;
         buffers.extend(named_buffers(&module).map_err(|e| format!("{path}: cannot list its buffers: {e}"))?);
         let mut model = ScriptModel {
+            path: path.to_string(),
             module: RefCell::new(module),
             training: Cell::new(true),
             has_features: false,
@@ -133,6 +158,14 @@ impl ScriptModel {
                 "{path}: forward returns shape {:?} for {rows} inputs; the task has {classes} classes, \
                  so it must return [{rows}, {classes}] (one logit per class)",
                 out.size()
+            ));
+        }
+        // Integer logits pass the shape check but fail in the loss (a C++ backtrace).
+        if !out.is_floating_point() {
+            return Err(format!(
+                "{path}: forward returns {:?} logits; it must return a floating-point tensor \
+                 (one logit per class, e.g. float32)",
+                out.kind()
             ));
         }
         let features =
@@ -168,20 +201,37 @@ impl ScriptModel {
     }
 
     /// Logits, and the probe-able layers' outputs when `capture` is set. A libtorch
-    /// error here (the load checked one batch already) panics, which the host reports
-    /// as the run's failure.
+    /// error here (the load checked a small batch only) ends the run as failed with a
+    /// message naming the module's file, the call and libtorch's reason (`fail`).
     pub fn forward(&self, x: &Tensor, capture: bool, train: bool) -> (Tensor, Vec<Feature>) {
         self.set_mode(train);
         let m = self.module.borrow();
-        let out = m.forward_ts(&[x]).unwrap_or_else(|e| panic!("TorchScript forward failed: {}", first_line(&e)));
+        let path = &self.path;
+        let rows = x.size().first().copied().unwrap_or(0);
+        let out = m.forward_ts(&[x]).unwrap_or_else(|e| {
+            fail(format!(
+                "{path}: forward(x) failed on a batch of shape {:?} ({} mode): {}",
+                x.size(),
+                if train { "train" } else { "eval" },
+                first_line(&e)
+            ))
+        });
+        if !out.is_floating_point() || out.size().first() != Some(&rows) {
+            fail(format!(
+                "{path}: forward(x) returned {:?} of shape {:?} for a batch of {rows}; \
+                 floating-point logits with one row per input expected",
+                out.kind(),
+                out.size()
+            ));
+        }
         if !capture {
             return (out, Vec::new());
         }
         let feats = if self.has_features {
-            let v = m
-                .method_is("features", &[IValue::Tensor(x.shallow_clone())])
-                .unwrap_or_else(|e| panic!("TorchScript features failed: {}", first_line(&e)));
-            as_features(v, x.size()[0]).unwrap_or_else(|m| panic!("TorchScript features(x) {m}"))
+            let v = m.method_is("features", &[IValue::Tensor(x.shallow_clone())]).unwrap_or_else(|e| {
+                fail(format!("{path}: features(x) failed on a batch of shape {:?}: {}", x.size(), first_line(&e)))
+            });
+            as_features(v, rows).unwrap_or_else(|m| fail(format!("{path}: features(x) {m}")))
         } else {
             vec![(OUTPUT_LAYER.to_string(), out.shallow_clone())]
         };
