@@ -1370,6 +1370,12 @@ args = TrainingArguments(output_dir="hf-out", max_steps=1000, per_device_train_b
                          disable_tqdm=True, learning_rate=0.5, lr_scheduler_type="constant",
                          dataloader_num_workers=0)
 Trainer(model=M(), args=args, train_dataset=DS(), callbacks=[PhasetopCallback(), Record()]).train()
+# Leave the process group together (a rank exiting while another still uses it can abort
+# that one: gloo's "terminate called without an active exception").
+import torch.distributed as dist
+if dist.is_initialized():
+    dist.barrier()
+    dist.destroy_process_group()
 "#,
     );
     let job = [
