@@ -115,6 +115,9 @@ pub struct ChangepointParams {
     /// so far (what a linear chart of the whole run spans): a loss that fell from 2.3 to
     /// 1e-5 and wobbles there moves by far less than a pixel. Default 0.002.
     pub min_visible: f64,
+    /// After a firing, no further firing for this many steps (applied by the
+    /// [`super::Bank`], on top of the re-arm hysteresis). Default 0.
+    pub quiet_steps: u64,
 }
 
 impl Default for ChangepointParams {
@@ -135,6 +138,7 @@ impl Default for ChangepointParams {
             min_effect: 0.02,
             min_effect_sd: 1.5,
             min_visible: 0.002,
+            quiet_steps: 0,
         }
     }
 }
@@ -310,22 +314,21 @@ struct TrendLine {
     /// Σ(x − x0)² (0 when the slope is not used).
     sxx: f64,
     n: usize,
-    /// The last step it was fitted to (the change's birth).
-    x_end: f64,
 }
 
 impl TrendLine {
-    /// The trend's value at step x, held at its end value past the change's birth: a
-    /// slope is fitted over at most 100 points and extrapolating it over as many again
-    /// after the change would turn a noise excursion at the window's end into a trend
-    /// that the flat points after it "deviate" from.
+    /// The trend's value at step x, the line extrapolated past the change's birth: a
+    /// curve that goes on as it went (an exponential decay, a smoothly rising held-out
+    /// loss) deviates from it by its noise only. Extrapolating a slope fitted to noise
+    /// would invent a deviation, so the slope is used only when significant, and the
+    /// extrapolation's own uncertainty counts in [`TrendLine::variance`].
     fn at(&self, x: f64) -> f64 {
-        self.y0 + self.slope * (x.min(self.x_end) - self.x0)
+        self.y0 + self.slope * (x - self.x0)
     }
 
-    /// Variance factor (per σ²) of the trend's value at its end.
-    fn variance(&self) -> f64 {
-        1.0 / self.n as f64 + if self.sxx > 0.0 { (self.x_end - self.x0).powi(2) / self.sxx } else { 0.0 }
+    /// Variance factor (per σ²) of the trend's mean value over points at mean step `x`.
+    fn variance(&self, x: f64) -> f64 {
+        1.0 / self.n as f64 + if self.sxx > 0.0 { (x - self.x0).powi(2) / self.sxx } else { 0.0 }
     }
 }
 
@@ -340,6 +343,7 @@ struct Fired {
     sign: f64,
     dev_sum: f64,
     raw_sum: f64,
+    x_sum: f64,
     n: usize,
 }
 
@@ -445,17 +449,17 @@ impl Changepoint {
         if !significant {
             slope = 0.0;
         }
-        Some(TrendLine { x0, y0, slope, sxx: if significant { sxx } else { 0.0 }, n: pts.len(), x_end: birth as f64 })
+        Some(TrendLine { x0, y0, slope, sxx: if significant { sxx } else { 0.0 }, n: pts.len() })
     }
 
     /// The size of a change against the trend before it, from the points after it
     /// (their mean deviation and count): whether it is big enough (see `min_effect`, `min_effect_sd`, `min_visible`).
-    fn judge_effect(&self, line: &TrendLine, dev: f64, n_after: usize, raw_dev: f64) -> bool {
+    fn judge_effect(&self, line: &TrendLine, dev: f64, n_after: usize, x_after: f64, raw_dev: f64) -> bool {
         if n_after == 0 {
             return false;
         }
         let sigma = self.scale.sigma();
-        let se = sigma * (1.0 / n_after as f64 + line.variance()).sqrt();
+        let se = sigma * (1.0 / n_after as f64 + line.variance(x_after)).sqrt();
         let size = dev.abs() - se;
         let range = (self.raw_range.1 - self.raw_range.0).max(0.0);
         let reference =
@@ -477,12 +481,13 @@ impl Changepoint {
             return None;
         }
         let dev = after.iter().map(|p| p.1 - line.at(p.0 as f64)).sum::<f64>() / n as f64;
+        let x_after = after.iter().map(|p| p.0 as f64).sum::<f64>() / n as f64;
         // The raw move, against the raw values just before the change.
         let raw_before: Vec<f64> =
             self.recent.iter().rev().filter(|(s, _, _)| *s <= birth).take(line.n).map(|p| p.2).collect();
         let raw_level = raw_before.iter().sum::<f64>() / raw_before.len().max(1) as f64;
         let raw_dev = after.iter().map(|p| p.2).sum::<f64>() / n as f64 - raw_level;
-        let big = self.judge_effect(&line, dev, n, raw_dev);
+        let big = self.judge_effect(&line, dev, n, x_after, raw_dev);
         Some((line, dev, big))
     }
 
@@ -523,11 +528,13 @@ impl Detector for Changepoint {
         {
             f.dev_sum += y - f.line.at(step as f64);
             f.raw_sum += value;
+            f.x_sum += step as f64;
             f.n += 1;
             let f = *f;
             let n = f.n as f64;
             let dev = f.dev_sum / n;
-            self.holds = dev * f.sign > 0.0 && self.judge_effect(&f.line, dev, f.n, f.raw_sum / n - f.raw_level);
+            self.holds =
+                dev * f.sign > 0.0 && self.judge_effect(&f.line, dev, f.n, f.x_sum / n, f.raw_sum / n - f.raw_level);
         }
         if let Some((last_step, _)) = self.last {
             let dt = (step - last_step) as f64;
@@ -637,13 +644,23 @@ impl Detector for Changepoint {
         self.held = 0;
         self.armed = false;
         let mut f =
-            Fired { birth: after, line, raw_level: 0.0, sign: delta.signum(), dev_sum: 0.0, raw_sum: 0.0, n: 0 };
+            Fired {
+            birth: after,
+            line,
+            raw_level: 0.0,
+            sign: delta.signum(),
+            dev_sum: 0.0,
+            raw_sum: 0.0,
+            x_sum: 0.0,
+            n: 0,
+        };
         let raw_before: Vec<f64> =
             self.recent.iter().rev().filter(|(s, _, _)| *s <= after).take(line.n).map(|p| p.2).collect();
         f.raw_level = raw_before.iter().sum::<f64>() / raw_before.len().max(1) as f64;
         for &(s, y, r) in self.recent.iter().filter(|(s, _, _)| *s > after) {
             f.dev_sum += y - line.at(s as f64);
             f.raw_sum += r;
+            f.x_sum += s as f64;
             f.n += 1;
         }
         self.fired = Some(f);
