@@ -595,3 +595,41 @@ fn report_false_alarm_rates() {
         }
     }
 }
+
+/// A full-batch loss that sits at 2.3, then falls fast (×0.37 every 30–120 steps) onto a
+/// floor, with a small slow wobble: no plateau may be reported while the curve is still
+/// falling (more than 2 × tolerance over the window before the firing), and the level a
+/// firing reports must be the window's (within a factor 1.5 of the noiseless median of
+/// its last `window` steps). The first version clipped points to its line and, when a
+/// drop left the line faster than the clip allowed, reported "flat" at a level 80× off.
+#[test]
+fn plateau_claims_are_true_of_the_window_on_a_fast_drop() {
+    for (seed, tau) in [(1u64, 30.0), (2, 60.0), (3, 120.0)] {
+        let mut g = Gauss::new(seed);
+        let truth = |s: u64| 2.3 * (-((s as f64 - 400.0).max(0.0)) / tau).exp() + 2e-3;
+        let mut e = 0.0;
+        let mut d = default_detector(DetectorKind::Plateau);
+        for s in 0..6000u64 {
+            e = 0.95 * e + 0.31 * g.z();
+            let v = truth(s) * (1.0 + 1e-3 * e);
+            let Some(f) = d.push(s, v) else { continue };
+            let change = (truth(s) / truth(s - 500)).ln().abs().exp_m1();
+            assert!(
+                change <= 0.1,
+                "seed {seed}: plateau at {s} while the loss fell {:.0}%: {}",
+                100.0 * change,
+                f.message
+            );
+            let mut w: Vec<f64> = (s - 500..s).map(truth).collect();
+            w.sort_by(f64::total_cmp);
+            let median = w[250];
+            let level: f64 =
+                f.message.split("level ").nth(1).and_then(|r| r.split(',').next()).unwrap().parse().unwrap();
+            assert!(
+                level / median < 1.5 && median / level < 1.5,
+                "seed {seed}: level {level} vs the window's {median}: {}",
+                f.message
+            );
+        }
+    }
+}

@@ -360,9 +360,7 @@ impl Bank {
         for (metric, slots) in self.by_metric.iter_mut() {
             if let Some(&value) = metrics.get(metric) {
                 out.extend(
-                    slots
-                        .iter_mut()
-                        .filter_map(|s| s.push(step, value).map(|f| Signal::new(&s.detector, metric, f))),
+                    slots.iter_mut().filter_map(|s| s.push(step, value).map(|f| Signal::new(&s.detector, metric, f))),
                 );
             }
         }

@@ -643,8 +643,7 @@ impl Detector for Changepoint {
         };
         self.held = 0;
         self.armed = false;
-        let mut f =
-            Fired {
+        let mut f = Fired {
             birth: after,
             line,
             raw_level: 0.0,
