@@ -68,3 +68,43 @@ fn the_false_alarm_judge_sees_firings() {
     assert!(is_false(DetectorKind::Plateau, &falling, 1500));
     assert!(!is_false(DetectorKind::Plateau, &c, 1500));
 }
+
+/// An `auto` rule's default `confirm_steps` scales with the phase: 5 % of the steps the
+/// phase has run at the firing, at least 10 and at most 100 (a transition of ~150 steps
+/// early in a run is not pushed by a fixed 100); an explicit `confirm_steps` wins.
+#[test]
+fn auto_confirm_steps_scale_with_the_phase_unless_set() {
+    use controls_common::auto_rule;
+    use phasetop::rules::{Confirmation, RuleOutcome, SignalState};
+    use phasetop::signals::DetectorKind;
+    // The switch step of an auto jump rule on a metric that steps 0 → 1 at `at`.
+    let switch = |rule: toml::Spanned<phasetop::config::UntilRule>, at: u64| -> Option<(u64, u64)> {
+        let mut state = SignalState::for_rule(Some(&rule));
+        let mut fired = None;
+        for s in 0..at + 1000 {
+            let m = [("val_acc".to_string(), if s < at { 0.0 } else { 1.0 })].into_iter().collect();
+            for sig in state.push(s, s, &m) {
+                if sig.detector == "jump" {
+                    fired = Some(sig.step);
+                    if let Some(RuleOutcome::Switch { .. }) = state.judge(&sig, s, Some("next")) {
+                        return Some((sig.step, s));
+                    }
+                }
+            }
+            if let Some(Confirmation::Confirmed(RuleOutcome::Switch { .. })) = state.confirm_due(s, Some("next")) {
+                return Some((fired?, s));
+            }
+        }
+        None
+    };
+    let rule = || auto_rule(DetectorKind::Jump, "val_acc");
+    for (at, wait) in [(100u64, 10u64), (600, 30), (1000, 50), (5000, 100), (40_000, 100)] {
+        let (fired, switched) = switch(rule(), at).expect("switches");
+        assert_eq!(fired, at, "the jump fires where the metric steps");
+        assert_eq!(switched - fired, wait, "firing at {at}");
+    }
+    // An explicit value wins, whatever the phase's length.
+    let mut explicit = rule();
+    explicit.get_mut().confirm_steps = Some(30);
+    assert_eq!(switch(explicit, 5000).map(|(f, s)| s - f), Some(30));
+}

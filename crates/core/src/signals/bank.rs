@@ -466,4 +466,31 @@ mod tests {
         assert!(!bank.contains("div_tight", "train_loss"));
         assert!(bank.push(200, "val_acc", 1.0).is_empty());
     }
+
+    #[test]
+    fn quiet_steps_fold_repeats_and_rearm_clears_them() {
+        // A sawtooth: +1 over 10 steps every 100 steps, back to 0: a jump each cycle.
+        let v = |s: u64| {
+            if s % 100 < 10 {
+                (s % 100) as f64 / 10.0
+            } else if s % 100 < 50 {
+                1.0
+            } else {
+                0.0
+            }
+        };
+        let fire = |quiet: u64| {
+            let mut bank = Bank::new();
+            let p = JumpParams { min_z: 0.0, quiet_steps: quiet, ..Default::default() };
+            bank.insert(DetectorSpec::Jump(p), "m");
+            (0..1000u64).flat_map(|s| bank.push(s, "m", v(s))).map(|s| s.step).collect::<Vec<_>>()
+        };
+        let every = fire(0);
+        assert_eq!(every.len(), 10, "{every:?}");
+        let quiet = fire(250);
+        assert!(quiet.windows(2).all(|w| w[1] - w[0] >= 250), "{quiet:?}");
+        assert_eq!(quiet.len(), 4, "{quiet:?}");
+        let t: toml::Table = toml::from_str("quiet_steps = 250").unwrap();
+        assert_eq!(DetectorSpec::from_toml("collapse", &t).unwrap().quiet_steps(), 250);
+    }
 }

@@ -401,4 +401,20 @@ mod tests {
         assert_eq!(run(&mut d, 200, v), vec![100]);
         assert!(!d.holds(), "the burst ended");
     }
+
+    #[test]
+    fn a_small_rise_of_a_converged_loss_is_not_divergence_but_a_return_to_the_start_is() {
+        // 2.3 falling to 0.0131, then climbing to 0.1 and staying (×7.6): not a blow-up
+        // of a run that started at 2.3.
+        let v = |s: u64| if s < 2000 { 0.0131 + 2.2869 * (-(s as f64) / 150.0).exp() } else { 0.1 };
+        let mut d = Divergence::new(DivergenceParams::default());
+        assert!(run(&mut d, 4000, v).is_empty());
+        // The ratio test alone would have called it divergence (the test can fail).
+        let mut raw = Divergence::new(DivergenceParams { min_initial_fraction: 0.0, ..Default::default() });
+        assert_eq!(run(&mut raw, 4000, v).len(), 1);
+        // Back to 1.0 (43 % of the start) and staying: divergence, `sustain_steps` on.
+        let up = |s: u64| if s < 2000 { v(s) } else { 1.0 };
+        let mut d = Divergence::new(DivergenceParams::default());
+        assert_eq!(run(&mut d, 4000, up), vec![2100]);
+    }
 }
