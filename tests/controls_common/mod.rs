@@ -250,17 +250,11 @@ impl Cell {
 /// The whole table: every control × every detector kind, `seeds`, `n` points each.
 pub fn table(seeds: &[u64], n: u64) -> Vec<Cell> {
     let mut cells = Vec::new();
-    for which in 0..CONTROLS.len() {
+    for (which, name) in CONTROLS.iter().enumerate() {
         let runs: Vec<(u64, Control)> = seeds.iter().map(|&s| (s, control(which, s, n))).collect();
         for kind in DetectorKind::ALL {
-            let mut cell = Cell {
-                control: CONTROLS[which],
-                kind,
-                points: 0,
-                false_alarms: 0,
-                false_switches: 0,
-                examples: Vec::new(),
-            };
+            let mut cell =
+                Cell { control: name, kind, points: 0, false_alarms: 0, false_switches: 0, examples: Vec::new() };
             for (seed, c) in &runs {
                 let o = run_rule(kind, c);
                 cell.points += c.points.len();

@@ -730,20 +730,19 @@ impl Detector for Changepoint {
         if self.held < self.p.confirm.max(1) {
             return None;
         }
-        // The posterior's most probable birth lags a kink (the first points past it fit
-        // the old segment's trend as well as a new one), and a trend fitted across the
-        // kink bends with it: the effect is also judged from births 1 and 2 times
-        // max(its age, 10 points) earlier. Too small a change to matter: keep watching
-        // while the posterior holds (the change may still grow), without firing.
+        // The posterior's most probable birth lags a kink out of a level course (the first
+        // points past it fit the old segment as well as a new one), and a trend fitted
+        // across the kink bends with it: an earlier birth, 2 × max(its age, 10 points)
+        // before, is also judged, but only where the course before it was level (no
+        // significant slope), so that a smooth descent gains no second try. Too small a
+        // change to matter: keep watching while the posterior holds (the change may still
+        // grow), without firing.
         let map_birth = self.runs[map].birth;
         let lag = (step - map_birth).max((10.0 * self.spacing).round() as u64);
-        let Some((after, (line, delta, _))) = [0, lag, 2 * lag]
+        let (after, (line, delta, _)) = [0, 2 * lag]
             .into_iter()
             .map(|back| map_birth.saturating_sub(back))
-            .find_map(|b| self.effect(b).filter(|e| e.2).map(|e| (b, e)))
-        else {
-            return None;
-        };
+            .find_map(|b| self.effect(b).filter(|e| e.2 && (b == map_birth || e.0.slope == 0.0)).map(|e| (b, e)))?;
         self.held = 0;
         self.armed = false;
         let mut f = Fired {
