@@ -132,6 +132,27 @@ fn malformed_configs_report_location_and_expectation() {
             r#"cfg.toml:20:22: unknown detector "jumpy", expected one of plateau, changepoint, jump, divergence, spike, collapse"#,
         ),
         (
+            replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nuntil = { detector = \"divergence\", metric = \"train_loss\", params = { min_initial_fraction = -0.1 } }\n",
+            ),
+            r#"cfg.toml:20:9: invalid parameters for detector "divergence": min_initial_fraction must be ≥ 0"#,
+        ),
+        (
+            replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nuntil = { detector = \"changepoint\", metric = \"train_loss\", params = { quiet_steps = -5 } }\n",
+            ),
+            r#"cfg.toml:20:9: invalid parameters for detector "changepoint": invalid value: integer `-5`, expected u64"#,
+        ),
+        (
+            replace(
+                "lr = 0.1\n",
+                "lr = 0.1\nuntil = { detector = \"plateau\", metric = \"train_loss\", params = { quiet_step = 5 } }\n",
+            ),
+            r#"cfg.toml:20:9: invalid parameters for detector "plateau": unknown field `quiet_step`"#,
+        ),
+        (
             replace("lr = 0.1\n", "lr = 0.1\nuntil = { detector = \"jump\", metric = \"val_accuracy\" }\n"),
             r#"cfg.toml:20:39: unknown metric "val_accuracy""#,
         ),

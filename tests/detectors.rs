@@ -345,9 +345,14 @@ fn changepoint_delay_on_plateau_drop_and_slope_change() {
     let r = change_runs(&spec, 700..720, 3000, 2000, 1000, |s, g| {
         (if s < 2000 { 0.0 } else { -0.1 * (s - 2000) as f64 }) + g.z()
     });
-    let (med, max) = r.delays("slope change");
+    // A kink from flat into a slow descent (−0.1σ a point) is the faintest change here,
+    // and the detector that keeps quiet on smooth curves (tests/controls.rs) pays for it
+    // with power: at most 1 of the 20 seeds may go unseen (docs/SIGNALS.md).
+    let missed = r.delays.iter().filter(|d| d.is_none()).count();
+    assert!(missed <= 1, "slope change: {missed} of 20 missed");
+    let (med, max) = median_and_max(r.delays.iter().flatten().copied().collect());
     println!(
-        "changepoint: slope change 0 → −0.1σ/point: delay median {med}, max {max} points; {} repeats, {} early",
+        "changepoint: slope change 0 → −0.1σ/point: delay median {med}, max {max} points; {missed} missed, {} repeats, {} early",
         r.repeats, r.early
     );
     assert!(max <= 120, "slope change: max delay {max}");
@@ -593,5 +598,71 @@ fn report_false_alarm_rates() {
                 fired as f64 * 1e4 / points as f64
             );
         }
+    }
+}
+
+/// A full-batch loss that sits at 2.3, then falls fast (×0.37 every 30–120 steps) onto a
+/// floor, with a small slow wobble: no plateau may be reported while the curve is still
+/// falling (more than 2 × tolerance over the window before the firing), and the level a
+/// firing reports must be the window's (within a factor 1.5 of the noiseless median of
+/// its last `window` steps). The first version clipped points to its line and, when a
+/// drop left the line faster than the clip allowed, reported "flat" at a level 80× off.
+#[test]
+fn plateau_claims_are_true_of_the_window_on_a_fast_drop() {
+    for (seed, tau) in [(1u64, 30.0), (2, 60.0), (3, 120.0)] {
+        let mut g = Gauss::new(seed);
+        let truth = |s: u64| 2.3 * (-((s as f64 - 400.0).max(0.0)) / tau).exp() + 2e-3;
+        let mut e = 0.0;
+        let mut d = default_detector(DetectorKind::Plateau);
+        for s in 0..6000u64 {
+            e = 0.95 * e + 0.31 * g.z();
+            let v = truth(s) * (1.0 + 1e-3 * e);
+            let Some(f) = d.push(s, v) else { continue };
+            let change = (truth(s) / truth(s - 500)).ln().abs().exp_m1();
+            assert!(
+                change <= 0.1,
+                "seed {seed}: plateau at {s} while the loss fell {:.0}%: {}",
+                100.0 * change,
+                f.message
+            );
+            let mut w: Vec<f64> = (s - 500..s).map(truth).collect();
+            w.sort_by(f64::total_cmp);
+            let median = w[250];
+            let level: f64 =
+                f.message.split("level ").nth(1).and_then(|r| r.split(',').next()).unwrap().parse().unwrap();
+            assert!(
+                level / median < 1.5 && median / level < 1.5,
+                "seed {seed}: level {level} vs the window's {median}: {}",
+                f.message
+            );
+        }
+    }
+}
+
+/// Bursts right after a fast descent: a loss falling 2.3 → ~0.02 with a time constant
+/// of 20–60 steps, then ×13–×28 bursts of 2–4 points at 40, 120 and 300 steps after the
+/// descent's end. The slow level (200 steps) still stands far above the loss there; the
+/// spike is measured against the median of the last 9 points and reports every burst,
+/// and none of them is divergence.
+#[test]
+fn spike_after_a_fast_descent() {
+    for (seed, tau) in [(1u64, 20.0), (2, 40.0), (3, 60.0)] {
+        let mut g = Gauss::new(seed);
+        let start = 100u64;
+        let end = start + (5.0 * tau) as u64;
+        let bursts = [(end + 40, 13.0, 2u64), (end + 120, 20.0, 3), (end + 300, 28.0, 4)];
+        let mut spike = default_detector(DetectorKind::Spike);
+        let mut div = default_detector(DetectorKind::Divergence);
+        let (mut spikes, mut divs) = (Vec::new(), Vec::new());
+        for s in 0..end + 800 {
+            let base = 0.02 + 2.28 * (-((s.max(start) - start) as f64) / tau).exp();
+            let k = bursts.iter().find(|(at, _, len)| (*at..at + len).contains(&s)).map_or(1.0, |b| b.1);
+            let v = base * k * (1.0 + 0.03 * g.z());
+            spikes.extend(spike.push(s, v).map(|f| f.step));
+            divs.extend(div.push(s, v).map(|f| f.step));
+        }
+        println!("spike after a descent (τ {tau}): bursts at {:?}, spikes {spikes:?}", bursts.map(|b| b.0));
+        assert_eq!(spikes, bursts.map(|b| b.0).to_vec(), "seed {seed}");
+        assert!(divs.is_empty(), "seed {seed}: divergence at {divs:?}");
     }
 }

@@ -52,8 +52,9 @@ pub struct SignalState {
     bank: Bank,
     /// (detector, metric, mode, min_steps) of the current phase's rule.
     rule: Option<(String, String, RuleMode, u64)>,
-    /// The rule's `confirm_steps` (defaults applied).
-    confirm_steps: u64,
+    /// The rule's `confirm_steps` as set in the config; None: the default, which scales
+    /// with the phase (`config::default_auto_confirm` for `auto`, 0 for `suggest`).
+    confirm_steps: Option<u64>,
     /// A rule signal waiting for confirmation, and the step it is due at.
     awaiting: Option<(Signal, u64)>,
     pub pending: Vec<Pending>,
@@ -75,7 +76,7 @@ impl SignalState {
         let mut s = SignalState {
             bank,
             rule: None,
-            confirm_steps: 0,
+            confirm_steps: None,
             awaiting: None,
             pending: Vec::new(),
             next_id: 1,
@@ -107,10 +108,13 @@ impl SignalState {
         self.rule = None;
         self.fired_early = false;
         self.awaiting = None;
-        self.confirm_steps = 0;
+        self.confirm_steps = Some(0);
         if let Some(rule) = until {
             let r = rule.get_ref();
-            self.confirm_steps = r.confirm_steps();
+            self.confirm_steps = r.confirm_steps.or(match r.mode {
+                RuleMode::Auto => None,
+                RuleMode::Suggest => Some(0),
+            });
             // The name the metric is recorded under (`grad_cos/mse~ce` is `grad_cos/ce~mse`).
             let (detector, metric) = (r.detector.get_ref().clone(), crate::event::canonical_metric(r.metric.get_ref()));
             // Validated with the config; a bad spec here would be a bug, so fall back to defaults.
@@ -198,10 +202,11 @@ impl SignalState {
             return None;
         }
         next_phase?;
-        if self.confirm_steps > 0 {
+        let confirm = self.confirm_steps.unwrap_or_else(|| crate::config::default_auto_confirm(steps_in_phase));
+        if confirm > 0 {
             // One at a time: later firings while one waits add nothing to it.
             if self.awaiting.is_none() {
-                self.awaiting = Some((sig.clone(), sig.step + self.confirm_steps));
+                self.awaiting = Some((sig.clone(), sig.step + confirm));
             }
             return None;
         }

@@ -443,9 +443,11 @@ pub struct UntilRule {
     #[serde(default)]
     pub min_steps: u64,
     /// The rule acts only if the detector's condition still holds this many steps after
-    /// it fired (a transient false alarm is dropped with a log line). Default: 100 for
-    /// `auto` (a false switch changes the run), 0 for `suggest` (the operator decides).
-    #[serde(default)]
+    /// it fired (a transient false alarm is dropped with a log line). Default: for `auto`
+    /// (a false switch changes the run) [`AUTO_CONFIRM_FRACTION`] of the phase's steps so
+    /// far at the firing, between [`AUTO_CONFIRM_MIN_STEPS`] and [`AUTO_CONFIRM_STEPS`],
+    /// so the wait scales with the run and delays the switch by at most that fraction;
+    /// 0 for `suggest` (the operator decides). An explicit value always wins.
     pub confirm_steps: Option<u64>,
     /// Detector parameters, passed through to the detector.
     #[serde(default)]
@@ -463,8 +465,13 @@ pub struct UntilRule {
 /// How long a suggestion stays open by default (seconds): time for a person to read and act.
 pub const SUGGESTION_OPEN_S: f64 = 30.0;
 
-/// `confirm_steps` of an `auto` rule that does not set it.
+/// Most `confirm_steps` of an `auto` rule that does not set it.
 pub const AUTO_CONFIRM_STEPS: u64 = 100;
+/// Fewest `confirm_steps` of an `auto` rule that does not set it.
+pub const AUTO_CONFIRM_MIN_STEPS: u64 = 10;
+/// `confirm_steps` of an `auto` rule that does not set it, as a fraction of the phase's
+/// steps at the firing (then clamped to `AUTO_CONFIRM_MIN_STEPS..=AUTO_CONFIRM_STEPS`).
+pub const AUTO_CONFIRM_FRACTION: f64 = 0.05;
 
 impl UntilRule {
     /// How long its suggestions stay open.
@@ -472,13 +479,20 @@ impl UntilRule {
         std::time::Duration::from_secs_f64(self.open_s.as_ref().map_or(SUGGESTION_OPEN_S, |s| *s.get_ref()))
     }
 
-    /// The rule's `confirm_steps`, defaults applied.
-    pub fn confirm_steps(&self) -> u64 {
+    /// The rule's `confirm_steps` for a firing `steps_in_phase` steps into the phase,
+    /// defaults applied (see the field `confirm_steps`).
+    pub fn confirm_steps_at(&self, steps_in_phase: u64) -> u64 {
         self.confirm_steps.unwrap_or(match self.mode {
-            RuleMode::Auto => AUTO_CONFIRM_STEPS,
+            RuleMode::Auto => default_auto_confirm(steps_in_phase),
             RuleMode::Suggest => 0,
         })
     }
+}
+
+/// The default `confirm_steps` of an `auto` rule whose detector fired `steps_in_phase`
+/// steps into its phase.
+pub fn default_auto_confirm(steps_in_phase: u64) -> u64 {
+    ((AUTO_CONFIRM_FRACTION * steps_in_phase as f64).round() as u64).clamp(AUTO_CONFIRM_MIN_STEPS, AUTO_CONFIRM_STEPS)
 }
 
 /// A loaded, validated config with where it came from.

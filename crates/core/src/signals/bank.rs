@@ -169,6 +169,9 @@ impl DetectorSpec {
                 if !(p.level_steps.is_finite() && p.level_steps >= 0.0) {
                     return bad("level_steps must be ≥ 0");
                 }
+                if !(p.min_initial_fraction.is_finite() && p.min_initial_fraction >= 0.0) {
+                    return bad("min_initial_fraction must be ≥ 0");
+                }
             }
             DetectorSpec::Collapse(p) => {
                 if !(p.fraction > 0.0 && p.fraction < 1.0) {
@@ -183,6 +186,19 @@ impl DetectorSpec {
             }
         }
         Ok(())
+    }
+
+    /// The quiet period after a firing that the [`Bank`] applies (`quiet_steps` of
+    /// plateau, changepoint, jump and collapse; divergence and spike use their own
+    /// `quiet_steps` to end a burst, and non-finite values always fire).
+    pub fn quiet_steps(&self) -> u64 {
+        match self {
+            DetectorSpec::Plateau(p) => p.quiet_steps,
+            DetectorSpec::Changepoint(p) => p.quiet_steps,
+            DetectorSpec::Jump(p) => p.quiet_steps,
+            DetectorSpec::Collapse(p) => p.quiet_steps,
+            DetectorSpec::Divergence(_) | DetectorSpec::Spike(_) => 0,
+        }
     }
 
     pub fn kind(&self) -> DetectorKind {
@@ -248,6 +264,22 @@ struct Slot {
     detector: String,
     spec: DetectorSpec,
     det: Box<dyn Detector>,
+    /// The step of the last firing let through (for `quiet_steps`).
+    last_fired: Option<u64>,
+}
+
+impl Slot {
+    /// Feeds a point; a firing within the spec's `quiet_steps` of the last one is folded
+    /// into it (dropped: the detector has fired and waits for its re-arm as usual).
+    fn push(&mut self, step: u64, value: f64) -> Option<Firing> {
+        let f = self.det.push(step, value)?;
+        let quiet = self.spec.quiet_steps();
+        if quiet > 0 && self.last_fired.is_some_and(|l| f.step.saturating_sub(l) < quiet) {
+            return None;
+        }
+        self.last_fired = Some(f.step);
+        Some(f)
+    }
 }
 
 /// Detectors keyed by (detector name, metric). The detector name is the kind's name
@@ -273,7 +305,7 @@ impl Bank {
     pub fn insert_named(&mut self, detector: &str, spec: DetectorSpec, metric: &str) {
         let det = spec.build();
         let slots = self.by_metric.entry(metric.to_string()).or_default();
-        let slot = Slot { detector: detector.to_string(), spec, det };
+        let slot = Slot { detector: detector.to_string(), spec, det, last_fired: None };
         match slots.iter_mut().find(|s| s.detector == detector) {
             Some(s) => *s = slot,
             None => slots.push(slot),
@@ -318,7 +350,7 @@ impl Bank {
     /// Feeds one point of one metric to its detectors; returns their firings.
     pub fn push(&mut self, step: u64, metric: &str, value: f64) -> Vec<Signal> {
         let Some(slots) = self.by_metric.get_mut(metric) else { return Vec::new() };
-        slots.iter_mut().filter_map(|s| s.det.push(step, value).map(|f| Signal::new(&s.detector, metric, f))).collect()
+        slots.iter_mut().filter_map(|s| s.push(step, value).map(|f| Signal::new(&s.detector, metric, f))).collect()
     }
 
     /// Feeds every watched metric present in `metrics` (e.g. a step's or an eval's
@@ -328,9 +360,7 @@ impl Bank {
         for (metric, slots) in self.by_metric.iter_mut() {
             if let Some(&value) = metrics.get(metric) {
                 out.extend(
-                    slots
-                        .iter_mut()
-                        .filter_map(|s| s.det.push(step, value).map(|f| Signal::new(&s.detector, metric, f))),
+                    slots.iter_mut().filter_map(|s| s.push(step, value).map(|f| Signal::new(&s.detector, metric, f))),
                 );
             }
         }
@@ -340,7 +370,10 @@ impl Bank {
     /// Re-arms the detector named `detector` on `metric` (see [`Detector::rearm`]).
     pub fn rearm(&mut self, detector: &str, metric: &str) {
         if let Some(slots) = self.by_metric.get_mut(metric) {
-            slots.iter_mut().filter(|s| s.detector == detector).for_each(|s| s.det.rearm());
+            slots.iter_mut().filter(|s| s.detector == detector).for_each(|s| {
+                s.det.rearm();
+                s.last_fired = None;
+            });
         }
     }
 
@@ -353,13 +386,19 @@ impl Bank {
     /// Resets every detector on `metric` (e.g. when a phase starts).
     pub fn reset_metric(&mut self, metric: &str) {
         if let Some(slots) = self.by_metric.get_mut(metric) {
-            slots.iter_mut().for_each(|s| s.det.reset());
+            slots.iter_mut().for_each(|s| {
+                s.det.reset();
+                s.last_fired = None;
+            });
         }
     }
 
     /// Resets every detector.
     pub fn reset(&mut self) {
-        self.by_metric.values_mut().flatten().for_each(|s| s.det.reset());
+        self.by_metric.values_mut().flatten().for_each(|s| {
+            s.det.reset();
+            s.last_fired = None;
+        });
     }
 }
 
@@ -426,5 +465,32 @@ mod tests {
         assert!(bank.remove("div_tight", "train_loss"));
         assert!(!bank.contains("div_tight", "train_loss"));
         assert!(bank.push(200, "val_acc", 1.0).is_empty());
+    }
+
+    #[test]
+    fn quiet_steps_fold_repeats_and_rearm_clears_them() {
+        // A sawtooth: +1 over 10 steps every 100 steps, back to 0: a jump each cycle.
+        let v = |s: u64| {
+            if s % 100 < 10 {
+                (s % 100) as f64 / 10.0
+            } else if s % 100 < 50 {
+                1.0
+            } else {
+                0.0
+            }
+        };
+        let fire = |quiet: u64| {
+            let mut bank = Bank::new();
+            let p = JumpParams { min_z: 0.0, quiet_steps: quiet, ..Default::default() };
+            bank.insert(DetectorSpec::Jump(p), "m");
+            (0..1000u64).flat_map(|s| bank.push(s, "m", v(s))).map(|s| s.step).collect::<Vec<_>>()
+        };
+        let every = fire(0);
+        assert_eq!(every.len(), 10, "{every:?}");
+        let quiet = fire(250);
+        assert!(quiet.windows(2).all(|w| w[1] - w[0] >= 250), "{quiet:?}");
+        assert_eq!(quiet.len(), 4, "{quiet:?}");
+        let t: toml::Table = toml::from_str("quiet_steps = 250").unwrap();
+        assert_eq!(DetectorSpec::from_toml("collapse", &t).unwrap().quiet_steps(), 250);
     }
 }

@@ -115,6 +115,9 @@ pub struct ChangepointParams {
     /// so far (what a linear chart of the whole run spans): a loss that fell from 2.3 to
     /// 1e-5 and wobbles there moves by far less than a pixel. Default 0.002.
     pub min_visible: f64,
+    /// After a firing, no further firing for this many steps (applied by the
+    /// [`super::Bank`], on top of the re-arm hysteresis). Default 0.
+    pub quiet_steps: u64,
 }
 
 impl Default for ChangepointParams {
@@ -135,6 +138,7 @@ impl Default for ChangepointParams {
             min_effect: 0.02,
             min_effect_sd: 1.5,
             min_visible: 0.002,
+            quiet_steps: 0,
         }
     }
 }
@@ -310,22 +314,75 @@ struct TrendLine {
     /// Σ(x − x0)² (0 when the slope is not used).
     sxx: f64,
     n: usize,
+    /// The curvature term of the points before the change: `curv · q(x − x0)` with
+    /// q(d) = d² − `m2` − `k`·d (orthogonal to 1 and d over those points); `curv` is 0
+    /// when not significant, and `sqq` = Σq² (0 when not used).
+    curv: f64,
+    m2: f64,
+    k: f64,
+    sqq: f64,
     /// The last step it was fitted to (the change's birth).
     x_end: f64,
 }
 
 impl TrendLine {
-    /// The trend's value at step x, held at its end value past the change's birth: a
-    /// slope is fitted over at most 100 points and extrapolating it over as many again
-    /// after the change would turn a noise excursion at the window's end into a trend
-    /// that the flat points after it "deviate" from.
+    /// The trend's value at step x, the line extrapolated past the change's birth: a
+    /// curve that goes on as it went (an exponential decay, a smoothly rising held-out
+    /// loss) deviates from it by its noise only. Extrapolating a slope fitted to noise
+    /// would invent a deviation, so the slope is used only when significant, and the
+    /// extrapolation's own uncertainty counts in [`TrendLine::variance`].
     fn at(&self, x: f64) -> f64 {
-        self.y0 + self.slope * (x.min(self.x_end) - self.x0)
+        self.y0 + self.slope * (x - self.x0)
     }
 
-    /// Variance factor (per σ²) of the trend's value at its end.
-    fn variance(&self) -> f64 {
-        1.0 / self.n as f64 + if self.sxx > 0.0 { (self.x_end - self.x0).powi(2) / self.sxx } else { 0.0 }
+    /// Variance factor (per σ²) of the trend's mean value over points at mean step `x`.
+    fn variance(&self, x: f64) -> f64 {
+        1.0 / self.n as f64 + if self.sxx > 0.0 { (x - self.x0).powi(2) / self.sxx } else { 0.0 }
+    }
+
+    fn q(&self, x: f64) -> f64 {
+        let d = x - self.x0;
+        d * d - self.m2 - self.k * d
+    }
+
+    /// The trend with its curvature, extrapolated: a smoothly bending curve (a power
+    /// law, a sum of exponentials) whose bend eases lies between this and the line.
+    fn at_bent(&self, x: f64) -> f64 {
+        self.at(x) + self.curv * self.q(x)
+    }
+
+    /// [`TrendLine::variance`] of [`TrendLine::at_bent`].
+    fn variance_bent(&self, x: f64) -> f64 {
+        self.variance(x) + if self.sqq > 0.0 { self.q(x).powi(2) / self.sqq } else { 0.0 }
+    }
+
+    /// The level where the trend stood at the change's birth, held: a curve that stops
+    /// falling (a descent bending into a plateau) leaves the extrapolated line but not
+    /// this level, and the plateau detector, not this one, reports a curve that stopped.
+    fn held(&self, x: f64) -> f64 {
+        self.at(x.min(self.x_end))
+    }
+}
+
+/// Mean deviations of the points after a change from the trend before it: from the
+/// extrapolated line ([`TrendLine::at`]), the bent trend ([`TrendLine::at_bent`]) and the
+/// held level ([`TrendLine::held`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Devs {
+    line: f64,
+    bent: f64,
+    held: f64,
+}
+
+impl Devs {
+    fn add(&mut self, line: &TrendLine, x: f64, y: f64) {
+        self.line += y - line.at(x);
+        self.bent += y - line.at_bent(x);
+        self.held += y - line.held(x);
+    }
+
+    fn mean(&self, n: f64) -> Devs {
+        Devs { line: self.line / n, bent: self.bent / n, held: self.held / n }
     }
 }
 
@@ -338,8 +395,10 @@ struct Fired {
     line: TrendLine,
     raw_level: f64,
     sign: f64,
-    dev_sum: f64,
+    /// Σ deviations of the points since the change.
+    dev_sum: Devs,
     raw_sum: f64,
+    x_sum: f64,
     n: usize,
 }
 
@@ -441,25 +500,59 @@ impl Changepoint {
         let sxx = pts.iter().map(|p| (p.0 - x0) * (p.0 - x0)).sum::<f64>();
         let sxy = pts.iter().map(|p| (p.0 - x0) * (p.1 - y0)).sum::<f64>();
         let mut slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-        let significant = sxx > 0.0 && slope.abs() >= 2.0 * self.scale.sigma() / sxx.sqrt();
+        let sigma = self.scale.sigma();
+        let significant = sxx > 0.0 && slope.abs() >= 2.0 * sigma / sxx.sqrt();
         if !significant {
             slope = 0.0;
         }
-        Some(TrendLine { x0, y0, slope, sxx: if significant { sxx } else { 0.0 }, n: pts.len(), x_end: birth as f64 })
+        // The curvature: the points' projection on q(d) = d² − m2 − k·d, orthogonal to
+        // the level and the slope; used when it is two standard errors from 0.
+        let m2 = sxx / n;
+        let k =
+            if sxx > 0.0 { pts.iter().map(|p| (p.0 - x0) * ((p.0 - x0).powi(2) - m2)).sum::<f64>() / sxx } else { 0.0 };
+        let q = |x: f64| (x - x0).powi(2) - m2 - k * (x - x0);
+        let sqq = pts.iter().map(|p| q(p.0).powi(2)).sum::<f64>();
+        let mut curv = if sqq > 0.0 { pts.iter().map(|p| q(p.0) * (p.1 - y0)).sum::<f64>() / sqq } else { 0.0 };
+        let bent = sqq > 0.0 && curv.abs() >= 2.0 * sigma / sqq.sqrt();
+        if !bent {
+            curv = 0.0;
+        }
+        Some(TrendLine {
+            x0,
+            y0,
+            slope,
+            sxx: if significant { sxx } else { 0.0 },
+            n: pts.len(),
+            curv,
+            m2,
+            k,
+            sqq: if bent { sqq } else { 0.0 },
+            x_end: birth as f64,
+        })
     }
 
     /// The size of a change against the trend before it, from the points after it
-    /// (their mean deviation and count): whether it is big enough (see `min_effect`, `min_effect_sd`, `min_visible`).
-    fn judge_effect(&self, line: &TrendLine, dev: f64, n_after: usize, raw_dev: f64) -> bool {
-        if n_after == 0 {
+    /// (their mean deviations from the extrapolated line, from the bent trend and from
+    /// the held level — see [`Devs`] — their count and mean step): whether it is big
+    /// enough (see `min_effect`, `min_effect_sd`, `min_visible`). The deviation must pass
+    /// against all three, on the same side: a smooth curve whose bend eases lies between
+    /// the line and the bent trend, and a curve that goes on as it went (an exponential
+    /// decay, a held-out loss rising) or eases off (a descent bending into a plateau)
+    /// lies between the line and the held level. What is left is a change in course a
+    /// person sees: a level shift, a drop or a rise that breaks from where the curve was
+    /// and from where it was going.
+    fn judge_effect(&self, line: &TrendLine, d: &Devs, n_after: usize, x_after: f64, raw_dev: f64) -> bool {
+        if n_after == 0 || d.line * d.bent <= 0.0 || d.line * d.held <= 0.0 {
             return false;
         }
         let sigma = self.scale.sigma();
-        let se = sigma * (1.0 / n_after as f64 + line.variance()).sqrt();
-        let size = dev.abs() - se;
+        let n = 1.0 / n_after as f64;
+        let size = (d.line.abs() - sigma * (n + line.variance(x_after)).sqrt())
+            .min(d.bent.abs() - sigma * (n + line.variance_bent(x_after)).sqrt())
+            .min(d.held.abs() - sigma * (n + line.variance(line.x_end)).sqrt());
         let range = (self.raw_range.1 - self.raw_range.0).max(0.0);
         let reference =
-            if self.log_transform == Some(true) { 1.0 } else { line.y0.abs().max((line.y0 + dev).abs()).max(range) };
+            if self.log_transform == Some(true) { 1.0 } else { line.y0.abs().max((line.y0 + d.line).abs()).max(range) };
         size >= self.p.min_effect * reference
             && size >= self.p.min_effect_sd * sigma
             && raw_dev.abs() >= self.p.min_visible * range
@@ -476,13 +569,19 @@ impl Changepoint {
         if n == 0 {
             return None;
         }
-        let dev = after.iter().map(|p| p.1 - line.at(p.0 as f64)).sum::<f64>() / n as f64;
+        let mut sum = Devs::default();
+        for p in &after {
+            sum.add(&line, p.0 as f64, p.1);
+        }
+        let d = sum.mean(n as f64);
+        let dev = d.line;
+        let x_after = after.iter().map(|p| p.0 as f64).sum::<f64>() / n as f64;
         // The raw move, against the raw values just before the change.
         let raw_before: Vec<f64> =
             self.recent.iter().rev().filter(|(s, _, _)| *s <= birth).take(line.n).map(|p| p.2).collect();
         let raw_level = raw_before.iter().sum::<f64>() / raw_before.len().max(1) as f64;
         let raw_dev = after.iter().map(|p| p.2).sum::<f64>() / n as f64 - raw_level;
-        let big = self.judge_effect(&line, dev, n, raw_dev);
+        let big = self.judge_effect(&line, &d, n, x_after, raw_dev);
         Some((line, dev, big))
     }
 
@@ -521,13 +620,16 @@ impl Detector for Changepoint {
         if let Some(f) = &mut self.fired
             && step > f.birth
         {
-            f.dev_sum += y - f.line.at(step as f64);
+            let line = f.line;
+            f.dev_sum.add(&line, step as f64, y);
             f.raw_sum += value;
+            f.x_sum += step as f64;
             f.n += 1;
             let f = *f;
             let n = f.n as f64;
-            let dev = f.dev_sum / n;
-            self.holds = dev * f.sign > 0.0 && self.judge_effect(&f.line, dev, f.n, f.raw_sum / n - f.raw_level);
+            let d = f.dev_sum.mean(n);
+            self.holds =
+                d.line * f.sign > 0.0 && self.judge_effect(&f.line, &d, f.n, f.x_sum / n, f.raw_sum / n - f.raw_level);
         }
         if let Some((last_step, _)) = self.last {
             let dt = (step - last_step) as f64;
@@ -628,22 +730,38 @@ impl Detector for Changepoint {
         if self.held < self.p.confirm.max(1) {
             return None;
         }
-        let after = self.runs[map].birth;
-        // Too small a change to matter: keep watching while the posterior holds (the
-        // change may still grow), without firing.
-        let Some((line, delta, true)) = self.effect(after) else {
-            return None;
-        };
+        // The posterior's most probable birth lags a kink out of a level course (the first
+        // points past it fit the old segment as well as a new one), and a trend fitted
+        // across the kink bends with it: an earlier birth, 2 × max(its age, 10 points)
+        // before, is also judged, but only where the course before it was level (no
+        // significant slope), so that a smooth descent gains no second try. Too small a
+        // change to matter: keep watching while the posterior holds (the change may still
+        // grow), without firing.
+        let map_birth = self.runs[map].birth;
+        let lag = (step - map_birth).max((10.0 * self.spacing).round() as u64);
+        let (after, (line, delta, _)) = [0, 2 * lag]
+            .into_iter()
+            .map(|back| map_birth.saturating_sub(back))
+            .find_map(|b| self.effect(b).filter(|e| e.2 && (b == map_birth || e.0.slope == 0.0)).map(|e| (b, e)))?;
         self.held = 0;
         self.armed = false;
-        let mut f =
-            Fired { birth: after, line, raw_level: 0.0, sign: delta.signum(), dev_sum: 0.0, raw_sum: 0.0, n: 0 };
+        let mut f = Fired {
+            birth: after,
+            line,
+            raw_level: 0.0,
+            sign: delta.signum(),
+            dev_sum: Devs::default(),
+            raw_sum: 0.0,
+            x_sum: 0.0,
+            n: 0,
+        };
         let raw_before: Vec<f64> =
             self.recent.iter().rev().filter(|(s, _, _)| *s <= after).take(line.n).map(|p| p.2).collect();
         f.raw_level = raw_before.iter().sum::<f64>() / raw_before.len().max(1) as f64;
         for &(s, y, r) in self.recent.iter().filter(|(s, _, _)| *s > after) {
-            f.dev_sum += y - line.at(s as f64);
+            f.dev_sum.add(&line, s as f64, y);
             f.raw_sum += r;
+            f.x_sum += s as f64;
             f.n += 1;
         }
         self.fired = Some(f);

@@ -23,11 +23,14 @@ pub struct CollapseParams {
     /// noise standard deviation, which keeps the detector quiet on metrics whose
     /// baseline is near 0 (0 disables). Default 4.
     pub min_z: f64,
+    /// After a firing, no further firing for this many steps (applied by the
+    /// [`super::Bank`], on top of the re-arm hysteresis). Default 0.
+    pub quiet_steps: u64,
 }
 
 impl Default for CollapseParams {
     fn default() -> Self {
-        CollapseParams { fraction: 0.5, baseline_points: 10, ema_points: 3.0, patience: 3, min_z: 4.0 }
+        CollapseParams { fraction: 0.5, baseline_points: 10, ema_points: 3.0, patience: 3, min_z: 4.0, quiet_steps: 0 }
     }
 }
 

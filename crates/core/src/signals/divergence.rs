@@ -40,6 +40,11 @@ pub struct DivergenceParams {
     /// between the level and `factor ×` it) for this many steps; until then further
     /// points above belong to the same burst and fire nothing. Default 25.
     pub quiet_steps: u64,
+    /// Divergence only: a sustained excursion must also reach this fraction of the run's
+    /// early level (the median of its first `warmup` finite points, at least 5): a loss
+    /// that went from 2.3 to 0.0131 and climbs back to 0.055 rose ×4 but is nowhere near
+    /// blowing up (0 disables). Default 0.1.
+    pub min_initial_fraction: f64,
 }
 
 impl Default for DivergenceParams {
@@ -52,6 +57,7 @@ impl Default for DivergenceParams {
             min_peak_fraction: 0.01,
             sustain_steps: 100,
             quiet_steps: 25,
+            min_initial_fraction: 0.1,
         }
     }
 }
@@ -76,6 +82,9 @@ enum Outcome {
     },
 }
 
+/// Points of the fast reference level: the median of the last this many finite points.
+const FAST_POINTS: usize = 9;
+
 /// The shared excursion test: a running level, and bursts of points above it.
 #[derive(Clone, Debug)]
 struct Excursions {
@@ -90,6 +99,10 @@ struct Excursions {
     /// The current burst: (first step, level before it, last step above, sustained reported).
     burst: Option<(u64, f64, u64, bool)>,
     bursts: u64,
+    /// The last `FAST_POINTS` finite values (ring, oldest first once full).
+    fast: std::collections::VecDeque<f64>,
+    /// The first finite values (up to `max(warmup, 5)`), for the early level.
+    early: Vec<f64>,
 }
 
 impl Excursions {
@@ -104,7 +117,39 @@ impl Excursions {
             scale: DiffScale::new(SCALE_POINTS),
             burst: None,
             bursts: 0,
+            fast: std::collections::VecDeque::with_capacity(FAST_POINTS + 1),
+            early: Vec::new(),
         }
+    }
+
+    /// The reference an excursion is measured against: the slow level, or the median of
+    /// the last `FAST_POINTS` values when that is lower (the slow level lags a fast
+    /// descent, and a ×20 burst right after the drop would stay under `factor ×` it).
+    fn reference(&self) -> f64 {
+        if self.fast.len() < FAST_POINTS {
+            return self.level;
+        }
+        let mut v: Vec<f64> = self.fast.iter().copied().collect();
+        v.sort_unstable_by(f64::total_cmp);
+        let m = v[FAST_POINTS / 2];
+        if m > 0.0 { self.level.min(m) } else { self.level }
+    }
+
+    /// The run's early level: the median of its first finite points (0 before any).
+    fn early_level(&self) -> f64 {
+        let mut v = self.early.clone();
+        v.sort_unstable_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    fn remember(&mut self, value: f64) {
+        if self.early.len() < self.p.warmup.max(5) {
+            self.early.push(value);
+        }
+        if self.fast.len() == FAST_POINTS {
+            self.fast.pop_front();
+        }
+        self.fast.push_back(value);
     }
 
     fn push(&mut self, step: u64, value: f64) -> Outcome {
@@ -122,6 +167,7 @@ impl Excursions {
             self.peak = value;
             self.points = 1;
             self.scale.push(value);
+            self.remember(value);
             return Outcome::Nothing;
         };
         if step <= last {
@@ -130,25 +176,34 @@ impl Excursions {
         self.last_step = Some(step);
         self.points += 1;
         let limit = self.p.factor * self.level;
-        let noisy = self.p.min_z > 0.0 && value - self.level < self.p.min_z * self.scale.sigma();
+        let reference = self.reference();
+        let noisy = self.p.min_z > 0.0 && value - reference < self.p.min_z * self.scale.sigma();
         let negligible = value < self.p.min_peak_fraction * self.peak;
-        let above = self.level > 0.0 && value > limit && !noisy && !negligible && self.points > self.p.warmup;
-        let back = value <= 0.5 * (1.0 + self.p.factor) * self.level;
+        let above = reference > 0.0
+            && value > self.p.factor * reference
+            && !noisy
+            && !negligible
+            && self.points > self.p.warmup;
+        let floor = self.p.min_initial_fraction * self.early_level();
         let mut out = Outcome::Nothing;
         match &mut self.burst {
             None if above => {
                 self.bursts += 1;
-                self.burst = Some((step, self.level, step, false));
-                out = Outcome::Began { ratio: value / self.level, level: self.level, burst: self.bursts };
+                self.burst = Some((step, reference, step, false));
+                out = Outcome::Began { ratio: value / reference, level: reference, burst: self.bursts };
             }
             None => {}
             Some((since, before, last_above, sustained)) => {
-                if !back {
+                // Back: under the re-arm level of the reference now, or of the one the burst
+                // was measured against if that was higher (a burst measured against a
+                // fast descent ends once the loss settles anywhere near it; a level that
+                // stays up keeps the slow reference under it and the burst going).
+                if value > 0.5 * (1.0 + self.p.factor) * before.max(reference) {
                     *last_above = step;
                 }
                 if step - *last_above >= self.p.quiet_steps.max(1) {
                     self.burst = None;
-                } else if !*sustained && step - *since >= self.p.sustain_steps {
+                } else if !*sustained && step - *since >= self.p.sustain_steps && value >= floor {
                     *sustained = true;
                     out = Outcome::Sustained { since: *since, ratio: value / *before, level: *before };
                 }
@@ -158,6 +213,7 @@ impl Excursions {
         self.level += ema_alpha((step - last) as f64, self.p.level_steps) * (x - self.level);
         self.peak = self.peak.max(self.level);
         self.scale.push(value);
+        self.remember(value);
         out
     }
 
@@ -344,5 +400,21 @@ mod tests {
         let v = |s: u64| if s == 10 || (100..105).contains(&s) { 10.0 } else { 1.0 };
         assert_eq!(run(&mut d, 200, v), vec![100]);
         assert!(!d.holds(), "the burst ended");
+    }
+
+    #[test]
+    fn a_small_rise_of_a_converged_loss_is_not_divergence_but_a_return_to_the_start_is() {
+        // 2.3 falling to 0.0131, then climbing to 0.1 and staying (×7.6): not a blow-up
+        // of a run that started at 2.3.
+        let v = |s: u64| if s < 2000 { 0.0131 + 2.2869 * (-(s as f64) / 150.0).exp() } else { 0.1 };
+        let mut d = Divergence::new(DivergenceParams::default());
+        assert!(run(&mut d, 4000, v).is_empty());
+        // The ratio test alone would have called it divergence (the test can fail).
+        let mut raw = Divergence::new(DivergenceParams { min_initial_fraction: 0.0, ..Default::default() });
+        assert_eq!(run(&mut raw, 4000, v).len(), 1);
+        // Back to 1.0 (43 % of the start) and staying: divergence, `sustain_steps` on.
+        let up = |s: u64| if s < 2000 { v(s) } else { 1.0 };
+        let mut d = Divergence::new(DivergenceParams::default());
+        assert_eq!(run(&mut d, 4000, up), vec![2100]);
     }
 }

@@ -46,11 +46,22 @@ pub struct JumpParams {
     /// Points seen before the detector may fire (the noise estimate needs a few).
     /// Default 20.
     pub warmup: usize,
+    /// After a firing, no further firing for this many steps (applied by the
+    /// [`super::Bank`], on top of the re-arm hysteresis). Default 0.
+    pub quiet_steps: u64,
 }
 
 impl Default for JumpParams {
     fn default() -> Self {
-        JumpParams { min_rise: 0.5, window: 0, relative: false, direction: Direction::Up, min_z: 10.0, warmup: 20 }
+        JumpParams {
+            min_rise: 0.5,
+            window: 0,
+            relative: false,
+            direction: Direction::Up,
+            min_z: 10.0,
+            warmup: 20,
+            quiet_steps: 0,
+        }
     }
 }
 
