@@ -493,4 +493,30 @@ mod tests {
         let t: toml::Table = toml::from_str("quiet_steps = 250").unwrap();
         assert_eq!(DetectorSpec::from_toml("collapse", &t).unwrap().quiet_steps(), 250);
     }
+
+    /// Issue 23: a loss that goes flat and stays flat is told once (the detector waits to
+    /// re-arm until it is no longer flat); a new flat stretch is told again.
+    #[test]
+    fn a_condition_that_holds_is_one_signal() {
+        let mut bank = Bank::new();
+        bank.insert(DetectorSpec::default_for(DetectorKind::Plateau), "loss");
+        let mut noise = 0x2545F4914F6CDD1Du64;
+        let mut z = || {
+            noise ^= noise << 13;
+            noise ^= noise >> 7;
+            noise ^= noise << 17;
+            (noise >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        // Flat at 1.0 for 20 000 steps; a drop to 0.5 over 2 000; flat for 20 000 more.
+        let level = |s: u64| match s {
+            0..20_000 => 1.0,
+            20_000..22_000 => 1.0 - 0.5 * (s - 20_000) as f64 / 2000.0,
+            _ => 0.5,
+        };
+        let fired: Vec<u64> =
+            (0..42_000u64).flat_map(|s| bank.push(s, "loss", level(s) * (1.0 + 0.001 * z()))).map(|f| f.step).collect();
+        let first = fired.iter().filter(|&&s| s < 20_000).count();
+        let second = fired.iter().filter(|&&s| s >= 22_000).count();
+        assert_eq!((first, second), (1, 1), "one signal per flat stretch: {fired:?}");
+    }
 }
