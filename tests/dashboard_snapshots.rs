@@ -341,12 +341,13 @@ fn list_panels_scroll_and_enter_opens_the_full_row() {
     let mut a = app("default", RunView::from_events(&numbered_events()));
     screen(&a, 80, 24);
     focus(&mut a, Panel::Signals);
-    // Newest first: the first `j` selects the plateau row, the third the change point.
-    for _ in 0..3 {
+    // Newest first: the first `j` selects the plateau row, the second the change point
+    // (the two jumps on val_acc in memorize are one row, one episode).
+    for _ in 0..2 {
         ch(&mut a, 'j');
     }
     let s = screen(&a, 80, 24);
-    assert!(s.contains("3/4"), "the title says where the selection is\n{s}");
+    assert!(s.contains("2/3"), "the title says where the selection is\n{s}");
     key(&mut a, KeyCode::Enter);
     let Mode::Detail { lines, .. } = &a.mode else { panic!("Enter opens the row: {:?}", a.mode) };
     assert!(lines.iter().any(|l| l == "change point after step 1099: mean 0.5213 → 0.0312"), "{lines:?}");
@@ -776,4 +777,31 @@ fn the_header_never_shows_stale_numbers() {
     // 1 000 steps left to the plan's end (2 400 + 1 600), not 2 000 to max_steps.
     let h = header(&planned, 160);
     assert!(h.contains("ETA 00:00:02") && !h.contains("ETA ≤"), "the plan's end is known exactly: {h}");
+}
+
+/// Issue 23: one row per episode. The same detector firing again on the same metric in
+/// the same phase folds into its row (a count and a span); in another phase it is a new
+/// row.
+#[test]
+fn repeated_signals_in_a_phase_are_one_row() {
+    let mut events = recorded_events();
+    let plateau = |step: u64| Event::Signal {
+        step,
+        detector: "plateau".into(),
+        metric: "train_loss".into(),
+        score: 1.0,
+        message: format!("plateau since step {}: level 0.1", step - 100),
+    };
+    // Three firings in consolidate (from 2 400), after one in memorize.
+    for step in [2000u64, 2500, 2700, 2900] {
+        let at = events.iter().position(|e| matches!(e, Event::Step { step: s, .. } if *s == step)).unwrap();
+        events.insert(at, plateau(step));
+    }
+    let view = RunView::from_events(&events);
+    let rows: Vec<(u64, u32, u64)> =
+        view.signals.iter().filter(|r| r.detector == "plateau").map(|r| (r.step, r.count, r.last_step)).collect();
+    assert_eq!(rows, [(2000, 1, 2000), (2500, 3, 2900)]);
+    let a = app("default", view);
+    let s = screen(&a, 240, 48);
+    assert!(s.contains("plateau: train_loss flat for 100 steps ×3 to 2 900 —"), "{s}");
 }

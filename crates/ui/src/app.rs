@@ -629,6 +629,14 @@ impl App {
                 let s = self.rows_view().signals.get(i)?;
                 let title = format!("signal at step {}", super::fmt::step(s.step));
                 let mut lines = vec![format!("{} on {}", s.detector, s.metric), s.message.clone()];
+                if s.count > 1 {
+                    lines.push(format!(
+                        "fired {} times in this phase, steps {} to {} (one episode, one row; each firing is a marker on the charts)",
+                        s.count,
+                        super::fmt::step(s.step),
+                        super::fmt::step(s.last_step)
+                    ));
+                }
                 if let Some(m) = detector_meaning(&s.detector) {
                     lines.push(String::new());
                     lines.push(m.to_string());

@@ -30,6 +30,17 @@ pub struct SignalRow {
     pub detector: String,
     pub metric: String,
     pub message: String,
+    /// Firings folded into this row: the same detector on the same metric again within
+    /// the same phase is one episode (one row, a count and a span), not a row each.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// The step of the latest firing folded in.
+    #[serde(default)]
+    pub last_step: u64,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -174,12 +185,28 @@ impl RunView {
                 self.push_metrics(*step, Some(layer), metrics);
             }
             Event::Signal { step, detector, metric, message, .. } => {
-                self.signals.push(SignalRow {
-                    step: *step,
-                    detector: detector.clone(),
-                    metric: metric.clone(),
-                    message: message.clone(),
-                });
+                // A repeat in the same phase folds into the episode's row (its first
+                // message and step stay; the count and span grow).
+                let phase_start = self.timeline.phase_at(*step).map(|p| p.start);
+                let same = self.signals.iter().rposition(|r| &r.detector == detector && &r.metric == metric);
+                match same {
+                    Some(i)
+                        if self.timeline.phase_at(self.signals[i].step).map(|p| p.start) == phase_start
+                            && self.signals[i].step <= *step =>
+                    {
+                        let row = &mut self.signals[i];
+                        row.count += 1;
+                        row.last_step = *step;
+                    }
+                    _ => self.signals.push(SignalRow {
+                        step: *step,
+                        detector: detector.clone(),
+                        metric: metric.clone(),
+                        message: message.clone(),
+                        count: 1,
+                        last_step: *step,
+                    }),
+                }
                 self.markers.push(Marker { step: *step, kind: Mark::Signal, label: format!("{detector}({metric})") });
             }
             Event::Command { step, command, applied: true, .. } => {

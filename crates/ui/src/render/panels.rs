@@ -75,7 +75,18 @@ pub(super) fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) 
             v.plan.get(i + 1).map(|x| x.name.as_str())
         });
         let next = if v.plan.is_empty() { Some("the next phase") } else { next };
-        let gist = crate::app::signal_gist(&s.detector, &s.metric, s.step, &s.message, switch, next, app.ascii);
+        let mut gist = crate::app::signal_gist(&s.detector, &s.metric, s.step, &s.message, switch, next, app.ascii);
+        if s.count > 1 {
+            // One episode: how often it fired and until when, after what it means (before
+            // the advice, which `fit` drops first).
+            let times = if app.ascii { "x" } else { "×" };
+            let episode = format!(" {times}{} to {}", s.count, fmt::step(s.last_step));
+            let dash = if app.ascii { " - " } else { " — " };
+            gist = match gist.find(dash) {
+                Some(i) => format!("{}{episode}{}", &gist[..i], &gist[i..]),
+                None => gist + &episode,
+            };
+        }
         let rest = fmt::fit(&gist, width.saturating_sub(head.chars().count()), app.ascii);
         // The detector's name (up to the first colon) in the accent colour.
         let (name, words) =
