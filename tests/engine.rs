@@ -384,7 +384,11 @@ fn kill_9_then_inspect_and_resume() {
         assert!(Instant::now() < deadline, "no checkpoint");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(1200)); // at least one flush after it
+    // Its event flushed to the log (the host flushes at least every 250 ms).
+    while !events(&run).iter().any(|e| matches!(e, Event::Checkpoint { step, .. } if *step >= 40)) {
+        assert!(Instant::now() < deadline, "no checkpoint event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     live.child.kill().unwrap(); // SIGKILL
     live.child.wait().unwrap();
 
@@ -402,7 +406,9 @@ fn kill_9_then_inspect_and_resume() {
     assert!(err.contains("it is failed at step") && err.contains("host exited without recording an end"), "{err}");
     let last_step = j["last_step"].as_u64().unwrap();
     assert!(last_step >= 40, "{j}");
-    assert!(j["checkpoints"].as_array().unwrap().iter().any(|s| s == 40));
+    // The checkpoints it lists are those not deleted (checkpoint.keep): on a busy machine
+    // step 40's may be gone by the kill; one from step 40 on is there.
+    assert!(j["checkpoints"].as_array().unwrap().iter().any(|s| s.as_u64().is_some_and(|s| s >= 40)), "{j}");
     assert_eq!(j["phases"][0]["name"], "warm");
 
     let before = events(&run);
