@@ -1,13 +1,12 @@
-//! The external run's host: the run directory and log, the job (CMD in its own process
-//! group, stdout/stderr → `job.log`), and the run's socket served with tokio on one
-//! thread: any number of connections (rank 0's sync and log connections, other ranks
-//! with `all_ranks`, dashboards, `ctl`) without a thread each. Every line goes to
-//! `State` under one mutex (never held across an await).
+//! The external run's host: the run directory and log (a new run, or `run --resume`),
+//! and the loop that serves it on one tokio thread until the job's work ends — the job
+//! (`job`), the socket (`server`), system samples, signals and the stop's escalation.
+//! Every line goes to `State` under one mutex (never held across an await).
 
-use super::protocol::{self, Frame, MAX_FRAME};
+use super::job::{Job, describe, job_ended, reap, shell_words, signal_job, spawn_job, working_pid};
+use super::server::{SocketFile, accept_loop, bind};
 use super::state::{Printer, State};
 use crate::config::external::LoadedExternal;
-use crate::control::Reply;
 use crate::event::{Command, Event, LogLevel, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
 use crate::rundir::{RunDir, RunMeta, now_unix};
 use crate::runlog;
@@ -16,8 +15,6 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
 /// The job's output.
 pub const JOB_LOG: &str = "job.log";
@@ -26,16 +23,9 @@ pub const JOB_LOG: &str = "job.log";
 /// always gets in however many idle connections are held open; only when every
 /// connection is the job's is a new one refused, with a message.
 pub const MAX_CONNECTIONS: usize = 256;
-/// A connection that has not said `hello` and sends nothing for this long is closed
-/// (`ctl` and dashboards send a request at once; the job's connections never time out).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// After CMD's process exits before any process said `hello`, how long the run waits for
 /// one of its remaining processes to say it (a job still starting).
 const HELLO_WAIT: Duration = Duration::from_secs(60);
-/// A reply must be written within this.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Lines of job.log quoted in a failed run's end.
-const TAIL_LINES: usize = 20;
 
 pub struct ExternalRun {
     pub config: LoadedExternal,
@@ -47,9 +37,9 @@ pub struct ExternalRun {
     pub for_pid: Option<u32>,
 }
 
-type Shared = Arc<Mutex<State>>;
+pub(super) type Shared = Arc<Mutex<State>>;
 
-fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
+pub(super) fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -184,12 +174,6 @@ fn host(args: ExternalRun, dir: RunDir, state: State) -> Result<RunStatus> {
     state.emit(Event::RunEnded { step, status, message })?;
     state.sync_log()?;
     Ok(status)
-}
-
-/// The job's process: a child, or a pid we were handed.
-enum Job {
-    Child(tokio::process::Child, i32),
-    Pid(i32),
 }
 
 async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStatus, String)> {
@@ -331,79 +315,6 @@ async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStat
     Ok(end)
 }
 
-/// A process that said `hello` and is still running in the job's tree (the host's
-/// descendants, CMD's process group); zombies among the host's children are reaped.
-/// With `starting` (no hello yet), any running process of the tree.
-fn working_pid(pids: &[u32], job: &Job, starting: bool) -> Option<u32> {
-    let Job::Child(_, pgid) = job else { return None };
-    reap_zombies();
-    let tree = sysmon::own_descendants(Some(*pgid as u32));
-    if starting {
-        return tree.iter().map(|t| t.pid).find(|p| sysmon::is_running(*p));
-    }
-    pids.iter().copied().find(|p| sysmon::is_running(*p) && tree.iter().any(|t| t.pid == *p))
-}
-
-/// Waits for every exited child of the host (CMD has been waited for already), so an
-/// orphan that has ended is not counted as running.
-fn reap_zombies() {
-    // SAFETY: waitpid with WNOHANG and a valid status pointer.
-    let mut status = 0;
-    while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
-}
-
-/// When the run ends: every process left of the job's tree (background processes,
-/// `setsid` daemons re-parented to the host, CMD's process group) gets SIGTERM, and
-/// SIGKILL if still running 2 s later; the log says which.
-async fn reap(state: &Shared, pgid: i32) {
-    let left = || -> Vec<u32> {
-        reap_zombies();
-        sysmon::own_descendants(Some(pgid as u32))
-            .into_iter()
-            .map(|p| p.pid)
-            .filter(|p| sysmon::is_running(*p))
-            .collect()
-    };
-    let pids = left();
-    if pids.is_empty() {
-        return;
-    }
-    let names: Vec<String> = pids.iter().map(|p| describe(*p)).collect();
-    lock(state).note(
-        LogLevel::Warn,
-        format!("the run ended with {} of the job's processes running: SIGTERM to {}", pids.len(), names.join(", ")),
-    );
-    for p in &pids {
-        // SAFETY: plain kill(2); a pid that has ended meanwhile gets ESRCH.
-        unsafe { libc::kill(*p as i32, libc::SIGTERM) };
-    }
-    unsafe { libc::killpg(pgid, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut still = left();
-    while !still.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        still = left();
-    }
-    if still.is_empty() {
-        return;
-    }
-    let names: Vec<String> = still.iter().map(|p| describe(*p)).collect();
-    lock(state).note(LogLevel::Warn, format!("still running 2 s after SIGTERM: SIGKILL to {}", names.join(", ")));
-    for p in &still {
-        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
-    }
-    unsafe { libc::killpg(pgid, libc::SIGKILL) };
-    reap_zombies();
-}
-
-/// `PID (COMMAND)` from /proc, or the pid alone.
-fn describe(pid: u32) -> String {
-    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-        Ok(c) => format!("{pid} ({})", c.trim()),
-        Err(_) => pid.to_string(),
-    }
-}
-
 /// The job's system samples (`sysmon`): its process tree (its process group with a
 /// child job; the pid's descendants with a handed pid) and the GPUs its
 /// `CUDA_VISIBLE_DEVICES` lets it use, about once a second until its first process is
@@ -469,286 +380,4 @@ fn stop_by_signal(state: &Shared) {
     if st.stop.is_none() {
         st.command(Command::Stop, "signal");
     }
-}
-
-/// The run's end from the job's exit.
-fn job_ended(state: &Shared, dir: &RunDir, status: std::process::ExitStatus) -> (RunStatus, String) {
-    use std::os::unix::process::ExitStatusExt;
-    let st = lock(state);
-    let asked = st.stop.as_ref().map(|(who, _)| who.clone());
-    if status.success() {
-        return match (asked, &st.plan_done) {
-            (Some(who), _) => (RunStatus::Stopped, format!("stopped by {who}; the job exited 0")),
-            (None, Some(why)) => (RunStatus::Completed, format!("{why}; the job exited 0")),
-            (None, None) => (RunStatus::Completed, "the job exited 0".into()),
-        };
-    }
-    let what = match (status.code(), status.signal()) {
-        (Some(c), _) => format!("the job exited with code {c}"),
-        (None, Some(s)) => format!("the job was killed by signal {s}"),
-        _ => format!("the job ended: {status}"),
-    };
-    // Killed by our own escalation after a stop: the operator asked for it.
-    if let Some(who) = asked
-        && status.signal().is_some()
-    {
-        return (RunStatus::Stopped, format!("stopped by {who}; {what}"));
-    }
-    let tail = tail_lines(&dir.path.join(JOB_LOG), TAIL_LINES);
-    let message = if tail.is_empty() { what } else { format!("{what}; last lines of {JOB_LOG}:\n{tail}") };
-    (RunStatus::Failed, message)
-}
-
-fn tail_lines(path: &std::path::Path, n: usize) -> String {
-    let Ok(bytes) = std::fs::read(path) else { return String::new() };
-    let start = bytes.len().saturating_sub(16 << 10);
-    let text = String::from_utf8_lossy(&bytes[start..]);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn shell_words(cmd: &[String]) -> String {
-    cmd.iter()
-        .map(|w| {
-            if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"\\$".contains(c)) {
-                format!("{w:?}")
-            } else {
-                w.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Signals the job: its process group, and every process descended from CMD (whose pid
-/// is the group's id), because launchers such as torchrun start their workers in new
-/// sessions, out of the group: a SIGKILL to the group alone would orphan them. The tree
-/// is walked before the group is signalled, while the workers still have their parent.
-fn signal_job(pgid: i32, sig: i32) {
-    let tree = crate::sysmon::own_descendants(Some(pgid as u32));
-    // SAFETY: plain kill(2) calls; a pid that has ended meanwhile gets ESRCH.
-    unsafe { libc::killpg(pgid, sig) };
-    for p in tree {
-        unsafe { libc::kill(p.pid as i32, sig) };
-    }
-}
-
-/// The job in its own process group (so a stop's SIGTERM reaches torchrun and all its
-/// workers), output appended to job.log, the run's whereabouts in its environment.
-fn spawn_job(command: &[String], dir: &RunDir) -> Result<tokio::process::Child> {
-    let out = crate::modes::append_file(&dir.path.join(JOB_LOG))
-        .with_context(|| format!("cannot open {}", dir.path.join(JOB_LOG).display()))?;
-    let abs = std::path::absolute(&dir.path)?;
-    let mut cmd = tokio::process::Command::new(&command[0]);
-    cmd.args(&command[1..])
-        .env(super::ENV_RUN_DIR, &abs)
-        .env(super::ENV_SOCKET, abs.join(crate::rundir::SOCKET_FILE))
-        .stdin(std::process::Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .process_group(0)
-        .kill_on_drop(false);
-    cmd.spawn().with_context(|| format!("cannot start the job {}", shell_words(command)))
-}
-
-/// Binds the socket mode 0600 (umask while binding, so it is never wider), replacing a
-/// stale one.
-fn bind(path: &std::path::Path) -> Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    if path.exists() {
-        if crate::control::connect_within(path, crate::control::CONNECT_DEADLINE).is_ok() {
-            anyhow::bail!("{}: another host is live on this run", path.display());
-        }
-        std::fs::remove_file(path)?;
-    }
-    let old = unsafe { libc::umask(0o077) };
-    let bound = std::os::unix::net::UnixListener::bind(path);
-    unsafe { libc::umask(old) };
-    let listener = bound.with_context(|| format!("cannot serve {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    listener.set_nonblocking(true)?;
-    Ok(tokio::net::UnixListener::from_std(listener)?)
-}
-
-/// Removes the socket when the run ends, so `is_live` is false at once.
-struct SocketFile(PathBuf);
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// A connection being served: when it was last heard from, whether it is the job's
-/// (said `hello` or sent a job frame), and how to close it to make room.
-struct Conn {
-    last_active: Instant,
-    job: bool,
-    close: Arc<tokio::sync::Notify>,
-}
-
-type Registry = Arc<Mutex<std::collections::HashMap<u64, Conn>>>;
-
-/// Registers connection `id`, closing the longest-idle connection that is not the job's
-/// when `MAX_CONNECTIONS` are served; None (refuse it) when every one is the job's.
-fn admit(registry: &Registry, id: u64) -> Option<Arc<tokio::sync::Notify>> {
-    let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
-    if r.len() >= MAX_CONNECTIONS {
-        let idlest = r.iter().filter(|(_, c)| !c.job).min_by_key(|(_, c)| c.last_active).map(|(k, _)| *k)?;
-        if let Some(old) = r.remove(&idlest) {
-            // Its task stops reading and closes the connection.
-            old.close.notify_one();
-        }
-    }
-    let close = Arc::new(tokio::sync::Notify::new());
-    r.insert(id, Conn { last_active: Instant::now(), job: false, close: close.clone() });
-    Some(close)
-}
-
-fn touch(registry: &Registry, id: u64, job: bool) {
-    let mut r = registry.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = r.get_mut(&id) {
-        c.last_active = Instant::now();
-        c.job |= job;
-    }
-}
-
-async fn accept_loop(listener: tokio::net::UnixListener, state: Shared, conns: Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::Ordering;
-    let registry: Registry = Arc::default();
-    let mut n: u64 = 0;
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
-        n += 1;
-        let Some(close) = admit(&registry, n) else {
-            let step = lock(&state).step;
-            let message = format!("too many connections: all {MAX_CONNECTIONS} are the job's; try again");
-            let r = Reply { ok: false, step, message };
-            let mut line = serde_json::to_vec(&r).unwrap_or_default();
-            line.push(b'\n');
-            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&line)).await;
-            continue;
-        };
-        conns.fetch_add(1, Ordering::Relaxed);
-        let (state, conns, registry) = (state.clone(), conns.clone(), registry.clone());
-        tokio::spawn(async move {
-            let id = n;
-            let served = connection(stream, format!("socket#{n}"), state, &registry, id);
-            tokio::select! {
-                _ = served => {}
-                _ = close.notified() => {}
-            }
-            registry.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            conns.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-}
-
-enum Line {
-    Complete,
-    Closed,
-    /// Longer than `MAX_FRAME`: discarded up to its newline.
-    TooLong(usize),
-}
-
-/// Reads one line into `buf` (without its newline), never holding more than MAX_FRAME.
-async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Line> {
-    buf.clear();
-    let mut dropped = 0usize;
-    loop {
-        let avail = r.fill_buf().await?;
-        if avail.is_empty() {
-            return Ok(if dropped > 0 {
-                Line::TooLong(dropped)
-            } else if buf.is_empty() {
-                Line::Closed
-            } else {
-                Line::Complete
-            });
-        }
-        let (chunk, done) = match avail.iter().position(|&b| b == b'\n') {
-            Some(i) => (&avail[..i], Some(i + 1)),
-            None => (avail, None),
-        };
-        if dropped == 0 && buf.len() + chunk.len() <= MAX_FRAME {
-            buf.extend_from_slice(chunk);
-        } else {
-            dropped += buf.len() + chunk.len();
-            buf.clear();
-        }
-        let used = done.unwrap_or(avail.len());
-        r.consume(used);
-        if done.is_some() {
-            return Ok(if dropped > 0 { Line::TooLong(dropped) } else { Line::Complete });
-        }
-    }
-}
-
-async fn connection(
-    stream: UnixStream,
-    client: String,
-    state: Shared,
-    registry: &Registry,
-    id: u64,
-) -> std::io::Result<()> {
-    let (r, mut w) = stream.into_split();
-    let mut reader = BufReader::with_capacity(256 << 10, r);
-    let mut buf = Vec::with_capacity(4096);
-    let mut job = false;
-    loop {
-        let read = if job {
-            read_line(&mut reader, &mut buf).await?
-        } else {
-            match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader, &mut buf)).await {
-                Ok(r) => r?,
-                Err(_) => return Ok(()),
-            }
-        };
-        touch(registry, id, false);
-        let reply: Option<serde_json::Value> = match read {
-            Line::Closed => return Ok(()),
-            Line::TooLong(n) => {
-                let reason = format!("frame of {n} bytes is longer than the {MAX_FRAME}-byte limit");
-                lock(&state).reject(&client, &reason);
-                Some(serde_json::json!({"type": "error", "message": reason}))
-            }
-            Line::Complete if buf.iter().all(|b| b.is_ascii_whitespace()) => None,
-            Line::Complete => match protocol::parse(&buf) {
-                Err(reason) => {
-                    lock(&state).reject(&client, &reason);
-                    Some(serde_json::json!({"type": "error", "message": reason}))
-                }
-                Ok(Frame::Control(v)) => Some(control_request(&state, v, &client)),
-                Ok(Frame::Job(f)) => {
-                    if !job {
-                        job = true;
-                        touch(registry, id, true);
-                    }
-                    lock(&state).job(&client, *f)
-                }
-            },
-        };
-        if let Some(v) = reply {
-            let mut line = serde_json::to_vec(&v).unwrap_or_default();
-            line.push(b'\n');
-            match tokio::time::timeout(WRITE_TIMEOUT, w.write_all(&line)).await {
-                Ok(r) => r?,
-                Err(_) => return Ok(()),
-            }
-        }
-    }
-}
-
-/// A `ctl` request: answered like the built-in host's (`control::Reply`).
-fn control_request(state: &Shared, v: serde_json::Value, client: &str) -> serde_json::Value {
-    let mut st = lock(state);
-    let reply = if v.get("cmd").and_then(|c| c.as_str()) == Some("status") {
-        let s = st.status();
-        Reply { ok: true, step: s.step, message: serde_json::to_string(&s).unwrap_or_default() }
-    } else {
-        match serde_json::from_value::<Command>(v) {
-            Ok(c) => st.command(c, client),
-            Err(e) => Reply { ok: false, step: st.step, message: format!("invalid command: {e}") },
-        }
-    };
-    serde_json::to_value(reply).unwrap_or_default()
 }

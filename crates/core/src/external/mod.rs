@@ -5,7 +5,9 @@
 //! the run's socket.
 
 pub mod host;
+mod job;
 pub mod protocol;
+mod server;
 pub mod state;
 
 /// The run directory, in the job's environment.

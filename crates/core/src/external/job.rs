@@ -1,0 +1,172 @@
+//! The external run's job: CMD in its own process group (output to `job.log`), whether
+//! its work goes on after CMD's own process exits, the run's end from its exit, and
+//! reaping every process it leaves behind (the host is their subreaper).
+
+use super::host::{JOB_LOG, Shared, lock};
+use crate::event::{LogLevel, RunStatus};
+use crate::rundir::RunDir;
+use crate::sysmon;
+use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
+
+/// Lines of job.log quoted in a failed run's end.
+const TAIL_LINES: usize = 20;
+
+/// The job's process: a child, or a pid we were handed.
+pub(super) enum Job {
+    Child(tokio::process::Child, i32),
+    Pid(i32),
+}
+
+/// A process that said `hello` and is still running in the job's tree (the host's
+/// descendants, CMD's process group); zombies among the host's children are reaped.
+/// With `starting` (no hello yet), any running process of the tree.
+pub(super) fn working_pid(pids: &[u32], job: &Job, starting: bool) -> Option<u32> {
+    let Job::Child(_, pgid) = job else { return None };
+    reap_zombies();
+    let tree = sysmon::own_descendants(Some(*pgid as u32));
+    if starting {
+        return tree.iter().map(|t| t.pid).find(|p| sysmon::is_running(*p));
+    }
+    pids.iter().copied().find(|p| sysmon::is_running(*p) && tree.iter().any(|t| t.pid == *p))
+}
+
+/// Waits for every exited child of the host (CMD has been waited for already), so an
+/// orphan that has ended is not counted as running.
+pub(super) fn reap_zombies() {
+    // SAFETY: waitpid with WNOHANG and a valid status pointer.
+    let mut status = 0;
+    while unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {}
+}
+
+/// When the run ends: every process left of the job's tree (background processes,
+/// `setsid` daemons re-parented to the host, CMD's process group) gets SIGTERM, and
+/// SIGKILL if still running 2 s later; the log says which.
+pub(super) async fn reap(state: &Shared, pgid: i32) {
+    let left = || -> Vec<u32> {
+        reap_zombies();
+        sysmon::own_descendants(Some(pgid as u32))
+            .into_iter()
+            .map(|p| p.pid)
+            .filter(|p| sysmon::is_running(*p))
+            .collect()
+    };
+    let pids = left();
+    if pids.is_empty() {
+        return;
+    }
+    let names: Vec<String> = pids.iter().map(|p| describe(*p)).collect();
+    lock(state).note(
+        LogLevel::Warn,
+        format!("the run ended with {} of the job's processes running: SIGTERM to {}", pids.len(), names.join(", ")),
+    );
+    for p in &pids {
+        // SAFETY: plain kill(2); a pid that has ended meanwhile gets ESRCH.
+        unsafe { libc::kill(*p as i32, libc::SIGTERM) };
+    }
+    unsafe { libc::killpg(pgid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut still = left();
+    while !still.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        still = left();
+    }
+    if still.is_empty() {
+        return;
+    }
+    let names: Vec<String> = still.iter().map(|p| describe(*p)).collect();
+    lock(state).note(LogLevel::Warn, format!("still running 2 s after SIGTERM: SIGKILL to {}", names.join(", ")));
+    for p in &still {
+        unsafe { libc::kill(*p as i32, libc::SIGKILL) };
+    }
+    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    reap_zombies();
+}
+
+/// `PID (COMMAND)` from /proc, or the pid alone.
+pub(super) fn describe(pid: u32) -> String {
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(c) => format!("{pid} ({})", c.trim()),
+        Err(_) => pid.to_string(),
+    }
+}
+
+/// The run's end from the job's exit.
+pub(super) fn job_ended(state: &Shared, dir: &RunDir, status: std::process::ExitStatus) -> (RunStatus, String) {
+    use std::os::unix::process::ExitStatusExt;
+    let st = lock(state);
+    let asked = st.stop.as_ref().map(|(who, _)| who.clone());
+    if status.success() {
+        return match (asked, &st.plan_done) {
+            (Some(who), _) => (RunStatus::Stopped, format!("stopped by {who}; the job exited 0")),
+            (None, Some(why)) => (RunStatus::Completed, format!("{why}; the job exited 0")),
+            (None, None) => (RunStatus::Completed, "the job exited 0".into()),
+        };
+    }
+    let what = match (status.code(), status.signal()) {
+        (Some(c), _) => format!("the job exited with code {c}"),
+        (None, Some(s)) => format!("the job was killed by signal {s}"),
+        _ => format!("the job ended: {status}"),
+    };
+    // Killed by our own escalation after a stop: the operator asked for it.
+    if let Some(who) = asked
+        && status.signal().is_some()
+    {
+        return (RunStatus::Stopped, format!("stopped by {who}; {what}"));
+    }
+    let tail = tail_lines(&dir.path.join(JOB_LOG), TAIL_LINES);
+    let message = if tail.is_empty() { what } else { format!("{what}; last lines of {JOB_LOG}:\n{tail}") };
+    (RunStatus::Failed, message)
+}
+
+pub(super) fn tail_lines(path: &std::path::Path, n: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else { return String::new() };
+    let start = bytes.len().saturating_sub(16 << 10);
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub(super) fn shell_words(cmd: &[String]) -> String {
+    cmd.iter()
+        .map(|w| {
+            if w.is_empty() || w.contains(|c: char| c.is_whitespace() || "'\"\\$".contains(c)) {
+                format!("{w:?}")
+            } else {
+                w.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Signals the job: its process group, and every process descended from CMD (whose pid
+/// is the group's id), because launchers such as torchrun start their workers in new
+/// sessions, out of the group: a SIGKILL to the group alone would orphan them. The tree
+/// is walked before the group is signalled, while the workers still have their parent.
+pub(super) fn signal_job(pgid: i32, sig: i32) {
+    let tree = crate::sysmon::own_descendants(Some(pgid as u32));
+    // SAFETY: plain kill(2) calls; a pid that has ended meanwhile gets ESRCH.
+    unsafe { libc::killpg(pgid, sig) };
+    for p in tree {
+        unsafe { libc::kill(p.pid as i32, sig) };
+    }
+}
+
+/// The job in its own process group (so a stop's SIGTERM reaches torchrun and all its
+/// workers), output appended to job.log, the run's whereabouts in its environment.
+pub(super) fn spawn_job(command: &[String], dir: &RunDir) -> Result<tokio::process::Child> {
+    let out = crate::modes::append_file(&dir.path.join(JOB_LOG))
+        .with_context(|| format!("cannot open {}", dir.path.join(JOB_LOG).display()))?;
+    let abs = std::path::absolute(&dir.path)?;
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..])
+        .env(super::ENV_RUN_DIR, &abs)
+        .env(super::ENV_SOCKET, abs.join(crate::rundir::SOCKET_FILE))
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .kill_on_drop(false);
+    cmd.spawn().with_context(|| format!("cannot start the job {}", shell_words(command)))
+}
