@@ -141,23 +141,37 @@ pub fn ctl(run_dir: &Path, words: &[String]) -> Result<ExitCode> {
         Err(e) if e.kind() == std::io::ErrorKind::TimedOut => bail!("{}: {e}", run_dir.display()),
         r => r,
     };
-    let reply = reply.with_context(|| {
-        // A run that ended, or whose host is gone, says so (as `ls` would).
-        let ended = (dir.host_state() == rundir::HostState::Gone)
-            .then(|| Summary::load(&dir.log()).ok())
-            .flatten()
-            .map(|s| s.with_host(rundir::HostState::Gone));
-        match ended {
-            Some(s) => format!(
-                "no live run at {}: it is {} at step {}{}",
-                run_dir.display(),
-                s.status,
-                s.last_step,
-                s.end_message.as_deref().and_then(|m| m.lines().next()).map(|m| format!(" ({m})")).unwrap_or_default()
-            ),
-            None => format!("no live run at {} (cannot reach {})", run_dir.display(), dir.socket().display()),
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            // A run that ended, or whose host is gone, says so (as `ls` would), and only
+            // that: its socket being gone is the expected state, not an error to quote.
+            let ended = (dir.host_state() == rundir::HostState::Gone)
+                .then(|| Summary::load(&dir.log()).ok())
+                .flatten()
+                .map(|s| s.with_host(rundir::HostState::Gone));
+            match ended {
+                Some(s) => bail!(
+                    "no live run at {}: it is {} at step {}{}",
+                    run_dir.display(),
+                    s.status,
+                    s.last_step,
+                    s.end_message
+                        .as_deref()
+                        .and_then(|m| m.lines().next())
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                ),
+                None => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "no live run at {} (cannot reach {})",
+                        run_dir.display(),
+                        dir.socket().display()
+                    )));
+                }
+            }
         }
-    })?;
+    };
     if reply.ok {
         println!("step {}: {}", reply.step, reply.message);
         Ok(ExitCode::SUCCESS)
