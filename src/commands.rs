@@ -173,11 +173,37 @@ pub fn ctl(run_dir: &Path, words: &[String]) -> Result<ExitCode> {
         }
     };
     if reply.ok {
-        println!("step {}: {}", reply.step, reply.message);
+        use std::io::IsTerminal;
+        // `status` in a terminal reads as lines; piped, it stays `step N: {json}` for scripts.
+        let status = (body.get("cmd").and_then(|c| c.as_str()) == Some("status") && std::io::stdout().is_terminal())
+            .then(|| serde_json::from_str::<control::Status>(&reply.message).ok())
+            .flatten();
+        match status {
+            Some(s) => print!("{}", status_text(&s)),
+            None => println!("step {}: {}", reply.step, reply.message),
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         bail!("refused at step {}: {}", reply.step, reply.message)
     }
+}
+
+/// `ctl RUN status` for a person: one fact a line.
+fn status_text(s: &control::Status) -> String {
+    let mut out = format!(
+        "run     {}\nstep    {}\nphase   {}{}\n",
+        s.run_id,
+        s.step,
+        s.phase,
+        if s.paused { " (paused)" } else { "" }
+    );
+    for g in &s.suggestions {
+        out += &format!(
+            "suggestion {}: switch to {} ({}) — ctl accept {} / dismiss {}\n",
+            g.id, g.to_phase, g.because, g.id, g.id
+        );
+    }
+    out
 }
 
 pub fn inspect(run_dir: &Path, json: bool) -> Result<ExitCode> {

@@ -288,6 +288,11 @@ fn attach_visits_a_live_runs_history_and_follows_it_again() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let at = switched().unwrap();
+    // `ctl status` in a terminal reads as lines, not raw JSON (piped, it stays JSON).
+    let mut status = Tty::spawn(&["ctl", "run", "status"], tmp.path());
+    status.wait_for("phase   main", 20);
+    status.wait_exit(20);
+    assert!(!status.contents().contains('{'), "{}", status.contents());
     wait_step(&run, at + 300, 60);
 
     let mut t = Tty::spawn(&["attach", "run"], tmp.path());
