@@ -616,6 +616,19 @@ fn the_default_layout_reads_at_80x24_and_the_help_scrolls() {
     let last = screen(&a, 80, 24);
     assert_ne!(first, last, "the help scrolled");
     assert!(last.contains("? or Esc closes") && last.contains("Tab completes"), "{last}");
+    assert!(seen_help(&mut a).contains("starved (was N)"), "the header's words are explained");
+    // PgDn moves a page (the lines on screen), not 10 lines.
+    a.help_scroll = 0;
+    let title = |a: &App| screen(a, 80, 24).lines().find(|l| l.contains("help ")).unwrap_or_default().to_string();
+    let page = |t: &str| -> Option<(usize, usize)> {
+        let range = t.split("help").nth(1)?.split_whitespace().next()?;
+        let (a, b) = range.split_once('-')?;
+        Some((a.parse().ok()?, b.split('/').next()?.parse().ok()?))
+    };
+    let (from, to) = page(&title(&a)).expect("the help's title says which lines");
+    key(&mut a, KeyCode::PageDown);
+    let (next, _) = page(&title(&a)).expect("still scrolling");
+    assert_eq!(next, to + 1, "a page down starts after the lines shown ({from}-{to})");
     ch(&mut a, 'x');
     assert_eq!(a.mode, Mode::Help, "another key does not close it");
     ch(&mut a, '?');
@@ -804,4 +817,16 @@ fn repeated_signals_in_a_phase_are_one_row() {
     let a = app("default", view);
     let s = screen(&a, 240, 48);
     assert!(s.contains("plateau: train_loss flat for 100 steps ×3 to 2 900 —"), "{s}");
+}
+
+/// Everything the help says, scrolled through (for a word that may be below the fold).
+fn seen_help(a: &mut App) -> String {
+    use ratatui::crossterm::event::KeyCode;
+    a.help_scroll = 0;
+    let mut seen = String::new();
+    for _ in 0..80 {
+        seen.push_str(&screen(a, 80, 24));
+        key(a, KeyCode::Down);
+    }
+    seen
 }

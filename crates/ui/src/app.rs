@@ -151,6 +151,8 @@ pub struct App {
     /// still fills it.
     pub help_scroll: usize,
     pub help_max: std::cell::Cell<usize>,
+    /// The help's visible lines as last drawn: PgUp/PgDn move by a page.
+    pub help_page: std::cell::Cell<usize>,
     /// Compare: the run (0: the first) whose signals, events and plan the panels show.
     pub rows_run: usize,
     sink: Box<dyn CommandSink>,
@@ -193,6 +195,7 @@ impl App {
             small: std::cell::Cell::new(false),
             help_scroll: 0,
             help_max: std::cell::Cell::new(0),
+            help_page: std::cell::Cell::new(10),
             rows_run: 0,
             sink,
         }
@@ -384,8 +387,8 @@ impl App {
             }
             Some(Action::HelpDown) => (s + 1).min(max),
             Some(Action::HelpUp) => s.saturating_sub(1),
-            Some(Action::HelpPageDown) => (s + 10).min(max),
-            Some(Action::HelpPageUp) => s.saturating_sub(10),
+            Some(Action::HelpPageDown) => (s + self.help_page.get().max(1)).min(max),
+            Some(Action::HelpPageUp) => s.saturating_sub(self.help_page.get().max(1)),
             Some(Action::HelpTop) => 0,
             Some(Action::HelpBottom) => max,
             _ => s,

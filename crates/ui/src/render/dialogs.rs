@@ -97,6 +97,8 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
     lines.push(Line::from(""));
     lines
         .push(dim("  charts: ▲ a signal fired, ▼ an operator command, │ the cursor; l o S A act on the focused chart"));
+    lines.push(dim("  header: \"starved (was N)\": the run goes far slower than its own recent rate N it/s"));
+    lines.push(dim("    (the machine is busy, or the data loader is the bottleneck); signals ×N: one episode"));
     if app.is_live() {
         lines.push(dim("  : commands: switch PHASE, pause, resume, stop, checkpoint, set lr=…,"));
         lines.push(dim("    accept, dismiss, goto STEP, smooth 0.9, layout NAME   (Tab completes)"));
@@ -108,6 +110,7 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
     let inner = area.height.saturating_sub(4).max(1) as usize;
     let max = lines.len().saturating_sub(inner);
     app.help_max.set(max);
+    app.help_page.set(inner);
     let top = app.help_scroll.min(max);
     let title = if max > 0 {
         format!("help  {}-{}/{}  ↑/↓ scroll, ? or Esc closes", top + 1, (top + inner).min(lines.len()), lines.len())
