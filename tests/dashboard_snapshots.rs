@@ -830,3 +830,17 @@ fn seen_help(a: &mut App) -> String {
     }
     seen
 }
+
+/// Issue 26 #6: at 80×24 the footer keeps `q quit` (and `? help`) while a suggestion is
+/// pending; the hints between them give way.
+#[test]
+fn the_footer_keeps_quit_with_a_suggestion_pending() {
+    let mut events = recorded_events();
+    let at = events.iter().position(|e| matches!(e, Event::Step { step: 2600, .. })).unwrap();
+    let to_phase = "consolidate".to_string();
+    events.insert(at, Event::Suggestion { step: 2600, id: 1, to_phase, because: "plateau(train_loss)".into() });
+    let a = app("default", RunView::from_events(&events));
+    let s = screen(&a, 80, 24);
+    let footer = s.lines().last().unwrap_or_default();
+    assert!(footer.contains("accept") && footer.contains("q quit") && footer.contains("? help"), "{footer}");
+}

@@ -253,7 +253,7 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
             Some((msg, false)) => Line::from(Span::raw(fmt::fit(msg, w, app.ascii))),
             None => {
                 let mut spans = Vec::new();
-                let keys = footer_keys(app);
+                let mut keys = footer_keys(app);
                 if app.is_live() && app.live_view().pending_suggestion().is_some() {
                     // What to do with the suggestion comes first, in the warning colour.
                     use super::keymap::Action as A;
@@ -261,7 +261,13 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
                     spans.push(Span::styled(format!(" {} accept  {} dismiss ", k(A::Accept), k(A::Dismiss)), t.warn));
                 }
                 let used: usize = spans.iter().map(|s| s.width()).sum();
-                spans.push(Span::styled(fmt::fit(&keys, w.saturating_sub(used), app.ascii), t.dim));
+                // Help first and quit last are kept at any width: the hints between them
+                // give way, the one before quit first.
+                let text = |keys: &[String]| format!(" {}", keys.join("  "));
+                while keys.len() > 2 && text(&keys).chars().count() > w.saturating_sub(used) {
+                    keys.remove(keys.len() - 2);
+                }
+                spans.push(Span::styled(fmt::fit(&text(&keys), w.saturating_sub(used), app.ascii), t.dim));
                 Line::from(spans)
             }
         },
@@ -271,7 +277,7 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
 
 /// The footer's key hints: only keys that do something here (a run that is not live
 /// has no pause, switch or checkpoint).
-fn footer_keys(app: &App) -> String {
+fn footer_keys(app: &App) -> Vec<String> {
     use super::keymap::Action as A;
     let k = |a| app.keymap.first_key(a).to_string();
     let mut parts = vec![format!("{} help", k(A::Help))];
@@ -287,7 +293,7 @@ fn footer_keys(app: &App) -> String {
     parts.push("+/- zoom".into());
     parts.push(format!("{} command", k(A::CommandLine)));
     parts.push(format!("{} quit", k(A::Quit)));
-    format!(" {}", parts.join("  "))
+    parts
 }
 
 /// The replay footer: the scrubber over half the width, the position, then the status
