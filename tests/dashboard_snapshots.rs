@@ -844,3 +844,16 @@ fn the_footer_keeps_quit_with_a_suggestion_pending() {
     let footer = s.lines().last().unwrap_or_default();
     assert!(footer.contains("accept") && footer.contains("q quit") && footer.contains("? help"), "{footer}");
 }
+
+/// Issue 26 #2: without colour (`--ascii`, mono), a chart's series differ by marker and
+/// the legend says which: train `*`, val `#`.
+#[test]
+fn series_are_told_apart_without_colour() {
+    let mut a = app("default", RunView::from_events(&recorded_events()));
+    a.ascii = true;
+    let s = screen(&a, 160, 48);
+    let loss = s.lines().find(|l| l.contains(" loss ")).unwrap_or_default();
+    assert!(loss.contains("* train") && loss.contains("# val"), "{loss}");
+    let plotted = s.lines().skip(1).take(14).collect::<String>();
+    assert!(plotted.contains('*') && plotted.contains('#'), "both markers drawn:\n{s}");
+}

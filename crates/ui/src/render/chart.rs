@@ -59,7 +59,8 @@ pub(super) fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, pa
         }
     } else {
         for (i, (label, _)) in series.iter().enumerate() {
-            legend.push(Span::styled(format!("{line_glyph} {label} "), app.theme.series(i)));
+            let glyph = if colourless(app) { series_marker(app, i).1 } else { line_glyph };
+            legend.push(Span::styled(format!("{glyph} {label} "), app.theme.series(i)));
         }
     }
     segs.push((3, legend));
@@ -162,6 +163,9 @@ pub(super) fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, pa
                 let (marker, graph, style) = if app.compare.is_some() {
                     let (m, g) = compare::run_marker(t, app.ascii, *run, *k);
                     (m, g, compare::run_style(t, *run))
+                } else if colourless(app) {
+                    // No colour: a series' marker tells it apart (as the legend says).
+                    (series_marker(app, *k).0, GraphType::Line, app.theme.series(*k))
                 } else {
                     let m = if app.ascii { symbols::Marker::Dot } else { symbols::Marker::Braille };
                     (m, GraphType::Line, app.theme.series(*k))
@@ -309,4 +313,19 @@ fn y_bounds(ys: &mut [f64], clip: bool, natural: Option<(f64, f64)>) -> YBounds 
         hi = lo + 1e-12_f64.max(lo.abs() * 1e-6);
     }
     YBounds { lo, hi, flat: flat.then_some(level) }
+}
+
+/// Without colour (`NO_COLOR`/mono, or `--ascii`), series of one chart differ by marker.
+fn colourless(app: &App) -> bool {
+    app.ascii || app.theme.kind == crate::theme::ThemeKind::Mono
+}
+
+/// The marker of a chart's `k`-th series without colour, and its legend glyph (what the
+/// marker draws; `--ascii` maps both the same way).
+fn series_marker(app: &App, k: usize) -> (symbols::Marker, &'static str) {
+    const UNICODE: [(symbols::Marker, &str); 3] =
+        [(symbols::Marker::Braille, "⣿"), (symbols::Marker::Dot, "•"), (symbols::Marker::Block, "█")];
+    const ASCII: [(symbols::Marker, &str); 3] =
+        [(symbols::Marker::Dot, "*"), (symbols::Marker::Block, "#"), (symbols::Marker::Bar, "=")];
+    if app.ascii { ASCII[k % 3] } else { UNICODE[k % 3] }
 }
