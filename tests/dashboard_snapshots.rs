@@ -857,3 +857,17 @@ fn series_are_told_apart_without_colour() {
     let plotted = s.lines().skip(1).take(14).collect::<String>();
     assert!(plotted.contains('*') && plotted.contains('#'), "both markers drawn:\n{s}");
 }
+
+/// Issue 26 #2: the diversity chart's title always names its metric, whatever `m` chose
+/// and however narrow the chart.
+#[test]
+fn the_diversity_chart_names_its_metric() {
+    let mut a = app("diversity", RunView::from_events(&recorded_events()));
+    for metric in ["eff_rank", "entropy", "diversity", "participation", "mean_cos"] {
+        for (w, h) in [(160, 48), (80, 24)] {
+            let s = screen(&a, w, h);
+            assert!(s.contains(&format!("diversity: {metric}")), "{metric} at {w}x{h}:\n{s}");
+        }
+        ch(&mut a, 'm');
+    }
+}

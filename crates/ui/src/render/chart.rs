@@ -43,7 +43,16 @@ pub(super) fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, pa
     };
     // The title: its name always; the cursor's step next (never cut), then its
     // readings, the legend, and the flags, each dropped whole when there is no room.
-    let mut segs: Vec<(u8, Vec<Span>)> = vec![(u8::MAX, vec![Span::styled(format!(" {} ", panel.title()), t.accent)])];
+    // The diversity chart's metric (cycled by `m`) is part of its name, never dropped.
+    let name = match panel {
+        // Narrow, "diversity" alone leaves room for the legend.
+        Panel::Diversity => {
+            let title = if area.width < 72 { "diversity" } else { panel.title() };
+            format!(" {title}: {} ", DIVERSITY_METRICS[app.diversity_metric])
+        }
+        _ => format!(" {} ", panel.title()),
+    };
+    let mut segs: Vec<(u8, Vec<Span>)> = vec![(u8::MAX, vec![Span::styled(name, t.accent)])];
     let mut legend = Vec::new();
     if let Some(c) = &app.compare {
         // Colour (or marker) names the run; within a run, dots set apart the 2nd series.
@@ -73,9 +82,6 @@ pub(super) fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, pa
     }
     if opts.clip {
         flags.push(if app.ascii { "clip 1-99%".into() } else { "clip 1–99%".into() });
-    }
-    if panel == Panel::Diversity {
-        flags.push(DIVERSITY_METRICS[app.diversity_metric].into());
     }
     if !flags.is_empty() {
         segs.push((2, vec![Span::styled(format!("({}) ", flags.join(", ")), t.dim)]));
