@@ -217,6 +217,13 @@ pub fn fit(text: &str, width: usize, ascii: bool) -> String {
         if !has_digit(&w) && room >= 2 {
             out.push_str(&sp);
             out.extend(w.chars().take(room));
+        } else if let Some(tail) = path_tail(&w, room) {
+            // A path that does not fit keeps its last components whole (the file, its
+            // step): `…/step-000034000.json`, never a bare `…`.
+            out.push_str(&sp);
+            out.push_str(mark);
+            out.push_str(tail);
+            return out;
         } else if used + 2 <= width && used > 0 {
             out.push(' ');
         }
@@ -229,9 +236,22 @@ pub fn fit(text: &str, width: usize, ascii: bool) -> String {
     out
 }
 
+/// The longest tail of a path `w` that starts at a `/` and fits in `room` characters.
+fn path_tail(w: &str, room: usize) -> Option<&str> {
+    w.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| &w[i..]).find(|t| t.chars().count() <= room)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 26 #2: a row that is one long path keeps its tail whole, not a bare mark.
+    #[test]
+    fn a_long_path_keeps_its_tail() {
+        let s = fit("34 000 ckpt checkpoints/run-2026/step-000034000.json", 36, false);
+        assert_eq!(s, "34 000 ckpt …/step-000034000.json");
+        assert!(fit("ckpt checkpoints/step-000034000.json", 8, false).ends_with('…'), "no tail fits: the mark");
+    }
 
     #[test]
     fn memory_of_a_total_is_in_the_totals_unit() {
