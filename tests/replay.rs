@@ -935,3 +935,30 @@ fn the_timeline_spans_every_compared_run() {
     app.on_key(key('g'));
     assert_eq!((app.view.step, other(&app), app.timeline_step()), (0, 0, 0));
 }
+
+/// Issue 26 #4: `replay A B --speed max` plays through to the longest run's end without a
+/// key, even when A reaches its end before the timeline past it is indexed; meanwhile the
+/// header says playing, not paused.
+#[test]
+fn max_speed_plays_through_to_the_longest_run_and_says_it_plays() {
+    let mut app = comparison(ThemeKind::Default);
+    let key = |c| ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char(c));
+    let other = |app: &App| app.compare.as_ref().unwrap().others[0].view.step;
+    app.player.as_mut().unwrap().speed = SPEEDS.len() - 1;
+    app.on_key(key(' '));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while other(&app) < 3400 {
+        assert!(Instant::now() < deadline, "stopped at {} of 3400 without a key", other(&app));
+        let was = app.player.as_ref().unwrap().playing;
+        app.player.as_mut().unwrap().tick(&mut app.view, 0.1);
+        app.tick_timeline(was, 0.1);
+        app.sync_compare();
+    }
+    assert_eq!((app.view.step, other(&app)), (3000, 3400));
+    // While the others play on past A's end, A's own player has stopped: the header
+    // says the timeline plays.
+    app.player.as_mut().unwrap().playing = false;
+    app.compare.as_mut().unwrap().playing_on = true;
+    let header = screen(&app, 160, 48).lines().next().unwrap_or_default().to_string();
+    assert!(header.contains("REPLAY ▶"), "playing on, not paused: {header}");
+}

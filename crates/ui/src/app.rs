@@ -716,6 +716,10 @@ impl App {
         let end = self.first_end();
         let p = self.player.as_mut().expect("checked");
         let v = &mut self.view;
+        if let Some(c) = self.compare.as_mut() {
+            // A key of the transport is the operator's: no pending play-through.
+            c.play_through = false;
+        }
         if let (Some(c), Some(end)) = (self.compare.as_mut(), end) {
             match action {
                 Action::PlayPause if c.beyond.is_some() => {
@@ -853,7 +857,11 @@ impl App {
     pub fn tick_timeline(&mut self, was_playing: bool, dt: f64) -> bool {
         let at_end = self.first_end().is_some();
         let (Some(p), Some(c)) = (self.player.as_mut(), self.compare.as_mut()) else { return false };
-        if was_playing && !p.playing && at_end && !c.playing_on {
+        if was_playing && !p.playing {
+            c.play_through = true;
+        }
+        if c.play_through && at_end && !c.playing_on {
+            c.play_through = false;
             c.playing_on = true;
             c.beyond = Some(c.beyond.unwrap_or(self.view.step).max(self.view.step));
         }

@@ -30,6 +30,9 @@ pub struct Compare {
     pub beyond: Option<u64>,
     /// Playing on past the first run's end, paced by the longest run's player.
     pub playing_on: bool,
+    /// The first run stopped at its end while playing, before the timeline past it was
+    /// known (an index still being built): play on as soon as it is.
+    pub play_through: bool,
 }
 
 impl Compare {
@@ -37,7 +40,7 @@ impl Compare {
         let mut names = vec![first];
         names.extend(others.iter().map(|o| o.name.clone()));
         let bands = vec![true; names.len()];
-        Compare { names, others, bands, synced: None, beyond: None, playing_on: false }
+        Compare { names, others, bands, synced: None, beyond: None, playing_on: false, play_through: false }
     }
 
     /// The largest step any other run's index knows.

@@ -101,7 +101,10 @@ fn transport_label(app: &App, p: &super::replay::Player) -> String {
         (None, None) => String::new(),
     };
     let (play, pause) = if app.ascii { (">", "||") } else { ("▶", "‖") };
-    format!("{} {}{seeking}", if p.playing { play } else { pause }, p.speed_label())
+    // Compared runs playing on past the first run's end are playing, though its own
+    // player has stopped there.
+    let playing = p.playing || app.compare.as_ref().is_some_and(|c| c.playing_on || c.play_through);
+    format!("{} {}{seeking}", if playing { play } else { pause }, p.speed_label())
 }
 
 fn draw_header(f: &mut Frame, app: &App, area: Rect) {
