@@ -35,6 +35,10 @@ impl crate::ui::app::CommandSink for RemoteSink {
     fn down(&self) -> Option<String> {
         (!self.0.is_connected()).then(|| format!("link to {} is down; reconnecting", self.0.host()))
     }
+
+    fn remote(&self) -> Option<String> {
+        Some(self.0.host().to_string())
+    }
 }
 
 fn open(spec: &Spec, steps_per_sec: f64) -> Result<Arc<Mirror>> {

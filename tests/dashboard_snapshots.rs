@@ -207,8 +207,13 @@ fn a_remote_run_with_its_link_down_says_the_link_is_down() {
         fn down(&self) -> Option<String> {
             Some("link to gpu-box is down; reconnecting".into())
         }
+        fn remote(&self) -> Option<String> {
+            Some("me@gpu-box".into())
+        }
     }
     let mut a = common::app(RunView::from_events(&recorded_events()), "compact", ThemeKind::Default, Box::new(Down));
+    // Issue 26 #1: a remote run says so in the header, at 80 columns too.
+    assert!(screen(&a, 80, 24).lines().next().unwrap_or_default().contains("@me@gpu-box"));
     a.link = phasetop::ui::app::Link::Stale;
     ch(&mut a, 'p');
     let (msg, err) = a.status.clone().unwrap();

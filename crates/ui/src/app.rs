@@ -25,6 +25,11 @@ pub trait CommandSink {
     fn down(&self) -> Option<String> {
         None
     }
+
+    /// The host a remote run lives on (`user@host`), for the header; `None` when local.
+    fn remote(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Sends over the control socket in the run directory.
@@ -156,6 +161,8 @@ pub struct App {
     /// Compare: the run (0: the first) whose signals, events and plan the panels show.
     pub rows_run: usize,
     sink: Box<dyn CommandSink>,
+    /// A remote run's host (from its sink), said in the header.
+    pub remote: Option<String>,
 }
 
 impl App {
@@ -197,6 +204,7 @@ impl App {
             help_max: std::cell::Cell::new(0),
             help_page: std::cell::Cell::new(10),
             rows_run: 0,
+            remote: sink.remote(),
             sink,
         }
     }

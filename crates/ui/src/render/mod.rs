@@ -147,6 +147,10 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     // header survives at 80 columns.
     let mut segments: Vec<Vec<Span>> =
         vec![vec![Span::styled(format!(" {state} "), style.add_modifier(Modifier::BOLD))]];
+    // A remote run says where it lives, right after its state.
+    if let Some(host) = &app.remote {
+        segments.push(vec![Span::styled(format!("@{host}"), t.accent)]);
+    }
     // Why a run failed or diverged comes right after the state, at any width.
     if matches!(live.ended, Some(RunStatus::Failed | RunStatus::Diverged))
         && let Some(why) = live.end_message.as_deref().and_then(|m| m.lines().next()).filter(|m| !m.is_empty())
