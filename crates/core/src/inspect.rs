@@ -506,6 +506,7 @@ mod tests {
             parent: Some(ParentRef { run_dir: "/runs/p".into(), ..want }),
             scheduled_switch: None,
             init: None,
+            job: None,
         };
         assert_eq!(s.with_meta(Some(&meta)).parent.unwrap().run_dir, "/runs/p");
         assert_eq!(serde_json::to_value(summarize(vec![started(None)])).unwrap()["parent"], serde_json::Value::Null);

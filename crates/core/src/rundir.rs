@@ -36,6 +36,21 @@ pub struct RunMeta {
     /// them (see `RunMeta::legacy_init`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<String>,
+    /// What an external job said about itself at `init` (its tags, notes, group); the
+    /// log's `run_info` has it all, this copy serves tools that read run.json alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobInfo>,
+}
+
+/// An external job's tags, notes and group (`phasetop.init(tags=…, notes=…, group=…)`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct JobInfo {
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub notes: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl RunMeta {

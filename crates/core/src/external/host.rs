@@ -60,6 +60,7 @@ pub fn run(args: ExternalRun, printer: Option<Printer>) -> Result<RunStatus> {
         parent: None,
         scheduled_switch: None,
         init: None,
+        job: None,
     };
     dir.write_meta(&meta)?;
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
@@ -143,11 +144,23 @@ pub fn resume(mut args: ExternalRun, printer: Option<Printer>) -> Result<RunStat
     host(args, dir, state)
 }
 
+/// What the job said about itself at `init` (tags, notes, group), kept in run.json too.
+fn keep_job_info(st: &mut State, dir: &RunDir) {
+    if let Some(info) = st.job_info.take()
+        && let Ok(mut meta) = dir.read_meta()
+    {
+        meta.job = Some(info);
+        if let Err(e) = dir.write_meta(&meta) {
+            st.note(LogLevel::Warn, format!("cannot write run.json: {e:#}"));
+        }
+    }
+}
+
 /// Serves a created or resumed run until its job ends; writes its end.
 fn host(args: ExternalRun, dir: RunDir, state: State) -> Result<RunStatus> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let shared: Shared = Arc::new(Mutex::new(state));
-    let result = rt.block_on(serve(args, dir, shared.clone()));
+    let result = rt.block_on(serve(args, RunDir { path: dir.path.clone() }, shared.clone()));
     let mut state = lock(&shared);
     let (status, mut message) = match result {
         Ok(end) => end,
@@ -159,6 +172,7 @@ fn host(args: ExternalRun, dir: RunDir, state: State) -> Result<RunStatus> {
              which did not answer in time, and trained on unrecorded)"
         );
     }
+    keep_job_info(&mut state, &dir);
     state.flush_open();
     state.expire_at_end();
     state.note_dropped();
@@ -275,6 +289,7 @@ async fn serve(args: ExternalRun, dir: RunDir, state: Shared) -> Result<(RunStat
             last_second = Instant::now();
             st.note_dropped();
         }
+        keep_job_info(&mut st, &dir);
         let _ = st.flush_log();
         if let Job::Pid(pid) = job {
             if let Some((status, message)) = st.finished.clone() {

@@ -410,6 +410,7 @@ fn write_run(run_dir: &Path, events: &[Event]) -> Result<usize> {
         parent: None,
         scheduled_switch: None,
         init: None,
+        job: None,
     })?;
     let log = dir.log();
     let mut w = Writer::create(&log).with_context(|| format!("cannot create {}", log.display()))?;

@@ -24,6 +24,7 @@ pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         parent: None,
         scheduled_switch: None,
         init: Some(cfg.model.init().as_str().to_string()),
+        job: None,
     };
     dir.write_meta(&meta)?;
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
@@ -114,6 +115,7 @@ pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         parent: Some(b.parent.clone()),
         scheduled_switch: None,
         init: Some(b.config.config.model.init().as_str().to_string()),
+        job: None,
     };
     dir.write_meta(&meta)?;
     let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;

@@ -75,6 +75,8 @@ pub struct State {
     rate: crate::rate::StepRate,
     /// Metric points ingested (for the bench and the end-of-run line).
     pub points: u64,
+    /// The job's tags, notes and group from its `hello`, for the host to put in run.json.
+    pub job_info: Option<crate::rundir::JobInfo>,
     /// The run's `config.toml`, rewritten on a plan edit so `run --resume` sees the same plan.
     pub plan_file: Option<std::path::PathBuf>,
     /// A `run --resume`: the step it went on from and the job's checkpoint there.
@@ -128,6 +130,7 @@ impl State {
             unrecorded: None,
             resumed: None,
             plan_file: None,
+            job_info: None,
             printer,
         }
     }
@@ -239,6 +242,12 @@ impl State {
                     let step = self.step;
                     match run_info(config, tags, notes, group) {
                         Ok((job_config, tags, notes, group)) => {
+                            let info = crate::rundir::JobInfo {
+                                tags: tags.clone(),
+                                notes: notes.clone(),
+                                group: group.clone(),
+                            };
+                            self.job_info = Some(info);
                             self.record(Event::RunInfo { step, job_config, tags, notes, group })
                         }
                         Err(e) => self.error(e),
