@@ -201,7 +201,12 @@ fn torchrun_ranks_switch_set_and_stop_at_the_same_step() {
     assert_eq!(r0.last().map(|x| x.0), r1.last().map(|x| x.0), "both ranks stopped at the same step");
     let (status, message) = ended(&run).expect("run_ended");
     assert_eq!(status, RunStatus::Stopped, "{message}");
-    assert!(message.contains("the job exited 0"), "{message}");
+    // (A rank that aborts in gloo's teardown after the job finished makes torchrun exit 1:
+    // the run still ends as the job said, and the message tells the exit.)
+    assert!(
+        message.contains("the job exited 0") || message.contains("the job finished (completed), then"),
+        "{message}"
+    );
     // The job's output is in job.log; ranks other than 0 logged nothing of their own.
     assert!(run.join("job.log").exists());
     assert!(

@@ -109,12 +109,30 @@ pub(super) fn job_ended(state: &Shared, dir: &RunDir, status: std::process::Exit
         _ => format!("the job ended: {status}"),
     };
     // Killed by our own escalation after a stop: the operator asked for it.
-    if let Some(who) = asked
+    if let Some(who) = &asked
         && status.signal().is_some()
     {
         return (RunStatus::Stopped, format!("stopped by {who}; {what}"));
     }
     let tail = tail_lines(&dir.path.join(JOB_LOG), TAIL_LINES);
+    // The job said its work was done (`finish()`), then its process failed on the way
+    // out (a rank aborting in its teardown, torchrun then exiting 1): the run ends as the
+    // job said, and the exit is told with the log's last lines.
+    if let Some((said, _)) = &st.finished
+        && *said != RunStatus::Failed
+    {
+        let (end, by) = match &asked {
+            Some(who) => (RunStatus::Stopped, format!("stopped by {who}; ")),
+            None => (*said, String::new()),
+        };
+        return (
+            end,
+            format!(
+                "{by}the job finished ({}), then {what} on its way out; last lines of {JOB_LOG}:\n{tail}",
+                said.as_str()
+            ),
+        );
+    }
     let message = if tail.is_empty() { what } else { format!("{what}; last lines of {JOB_LOG}:\n{tail}") };
     (RunStatus::Failed, message)
 }
@@ -169,4 +187,35 @@ pub(super) fn spawn_job(command: &[String], dir: &RunDir) -> Result<tokio::proce
         .process_group(0)
         .kill_on_drop(false);
     cmd.spawn().with_context(|| format!("cannot start the job {}", shell_words(command)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::external::state::State;
+    use std::os::unix::process::ExitStatusExt;
+    use std::sync::{Arc, Mutex};
+
+    /// A job whose rank 0 said `finish()` and whose launcher then exits 1 (a rank aborting
+    /// in gloo's teardown): the run ends as the job said, the exit told; without
+    /// `finish()`, the same exit is a failure.
+    #[test]
+    fn a_job_that_finished_then_failed_on_its_way_out_ends_as_it_said() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = crate::runlog::Writer::create(&tmp.path().join("events.log")).unwrap();
+        let cfg = crate::config::external::parse("p.toml", "[[phase]]\nname = \"a\"\n").unwrap();
+        let mut st = State::new(log, cfg, "r".into(), None);
+        st.finished = Some((RunStatus::Completed, String::new()));
+        st.stop = Some(("ctl".into(), Instant::now()));
+        let shared = Arc::new(Mutex::new(st));
+        let dir = RunDir { path: tmp.path().to_path_buf() };
+        std::fs::write(tmp.path().join(JOB_LOG), "terminate called without an active exception\n").unwrap();
+        let exit_1 = std::process::ExitStatus::from_raw(1 << 8);
+        let (status, message) = job_ended(&shared, &dir, exit_1);
+        assert_eq!(status, RunStatus::Stopped);
+        assert!(message.contains("the job finished (completed), then the job exited with code 1"), "{message}");
+        assert!(message.contains("terminate called"), "{message}");
+        shared.lock().unwrap().finished = None;
+        assert_eq!(job_ended(&shared, &dir, exit_1).0, RunStatus::Failed);
+    }
 }
