@@ -513,9 +513,6 @@ fn the_host_killed_the_job_trains_on_and_the_log_reads_back() {
     // ... and phasetop reports the run failed, with what was recorded intact (reading
     // only: the log is byte for byte the same after).
     let log_before = std::fs::read(run.join("events.log")).unwrap();
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
-    assert_eq!(meta["job"]["tags"], serde_json::json!(["sweep", "baseline"]), "run.json too: {meta}");
     let ls = Command::new(BIN).arg("ls").arg(tmp.path()).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
     let row = ls.lines().find(|l| l.starts_with("run ")).unwrap_or_else(|| panic!("{ls}"));
@@ -897,6 +894,9 @@ fn a_plain_python_script_writes_a_run_that_replay_reads() {
     assert_eq!(s["tags"], serde_json::json!(["sweep", "baseline"]));
     assert_eq!((s["notes"].as_str(), s["group"].as_str()), (Some("first try"), Some("g1")));
     assert_eq!(s["summary"], serde_json::json!({"best_loss": 0.03, "note": "ok"}), "the last write wins");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["job"]["tags"], serde_json::json!(["sweep", "baseline"]), "run.json too: {meta}");
     let ls = Command::new(BIN).arg("ls").arg(tmp.path()).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
     assert!(ls.lines().any(|l| l.starts_with("solo") && l.ends_with("sweep,baseline")), "{ls}");
