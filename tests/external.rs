@@ -558,6 +558,8 @@ for step in range(1, 51):
     w.add_scalars("grad", {"norm": float(step), "max": 2.0 * step}, global_step=step)
     w.add_histogram("weights", torch.zeros(3), step)   # not a scalar: a no-op
 w.add_scalar("bad name", 1.0, 51)                 # a tag with a space: recorded as bad_name
+w.add_text("samples", "the quick fox", 50)        # an event at its step
+w.add_hparams({"lr": 0.01, "opt": "sgd"}, {"hparam/accuracy": 0.9})  # config and summary
 # What cannot be recorded fails at the call, saying which metric (issue 27).
 def refused(f, words):
     try:
@@ -596,6 +598,17 @@ w.close()
     assert_eq!(job_log.matches("add_histogram is not recorded").count(), 1, "{job_log}");
     assert_eq!(step(10, "grad/norm"), Some(10.0));
     assert_eq!(step(10, "grad/max"), Some(20.0));
+    // add_text and add_hparams are kept (issue 27): a text event, the config, the summary.
+    let text = evs.iter().find_map(|e| match e {
+        Event::Log { step, message, .. } if message.contains("the quick fox") => Some((*step, message.clone())),
+        _ => None,
+    });
+    assert_eq!(text, Some((50, "[samples] the quick fox".to_string())));
+    let out = Command::new(BIN).args(["inspect", "--json"]).arg(&run).output().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(s["job_config"], serde_json::json!({"lr": 0.01, "opt": "sgd"}), "{s}");
+    assert_eq!(s["summary"]["hparam/accuracy"], serde_json::json!(0.9), "{s}");
+    assert!(!job_log.contains("add_text is not") && !job_log.contains("add_hparams is not"), "{job_log}");
     assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
 }
 
@@ -873,7 +886,7 @@ fn a_plain_python_script_writes_a_run_that_replay_reads() {
     let script = write(
         tmp.path(),
         "plain.py",
-        "import phasetop\nrun = phasetop.init(config={'lr': 0.1, 'layers': [2, 3]}, tags=['sweep', 'baseline'], notes='first try', group='g1', run_dir='solo')\nfor s in range(1, 31):\n    run.log({'train_loss': 1.0 / s}, step=s)\n    run.sync(s)\nrun.summary['best_loss'] = 1 / 30\nrun.summary['note'] = 'ok'\nrun.summary['best_loss'] = 0.03\nrun.finish()\n",
+        "import phasetop\nrun = phasetop.init(config={'lr': 0.1, 'layers': [2, 3]}, tags=['sweep', 'baseline'], notes='first try', group='g1', run_dir='solo')\nfor s in range(1, 31):\n    run.log({'train_loss': 1.0 / s}, step=s)\n    run.sync(s)\nrun.summary['best_loss'] = 1 / 30\nrun.summary['note'] = 'ok'\nrun.summary['best_loss'] = 0.03\nrun.config.update({'seed': 7})\nrun.finish()\n",
     );
     let out = Command::new(bin.join("python"))
         .current_dir(tmp.path())
@@ -890,8 +903,8 @@ fn a_plain_python_script_writes_a_run_that_replay_reads() {
     // What init and run.summary were given is the run's (issue 27): inspect --json says it.
     let out = Command::new(BIN).args(["inspect", "--json"]).arg(&run).output().unwrap();
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(s["job_config"], serde_json::json!({"lr": 0.1, "layers": [2, 3]}));
-    assert_eq!(s["tags"], serde_json::json!(["sweep", "baseline"]));
+    assert_eq!(s["job_config"], serde_json::json!({"lr": 0.1, "layers": [2, 3], "seed": 7}), "config.update joins");
+    assert_eq!(s["tags"], serde_json::json!(["sweep", "baseline"]), "the update keeps the tags");
     assert_eq!((s["notes"].as_str(), s["group"].as_str()), (Some("first try"), Some("g1")));
     assert_eq!(s["summary"], serde_json::json!({"best_loss": 0.03, "note": "ok"}), "the last write wins");
     let meta: serde_json::Value =
@@ -901,6 +914,23 @@ fn a_plain_python_script_writes_a_run_that_replay_reads() {
     let ls = String::from_utf8_lossy(&ls.stdout);
     assert!(ls.lines().any(|l| l.starts_with("solo") && l.ends_with("sweep,baseline")), "{ls}");
     assert_eq!(ended(&run).unwrap().0, RunStatus::Completed);
+    // The CSV carries the run's facts on every row, as a runs table would.
+    let csv_path = tmp.path().join("solo.csv");
+    let out =
+        Command::new(BIN).arg("export").arg(&run).args(["--format", "csv", "-o"]).arg(&csv_path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut csv = csv::Reader::from_path(&csv_path).unwrap();
+    let header: Vec<String> = csv.headers().unwrap().iter().map(str::to_string).collect();
+    for col in ["tags", "group", "config/lr", "config/layers", "config/seed", "summary/best_loss", "summary/note"] {
+        assert!(header.iter().any(|h| h == col), "{col} in {header:?}");
+    }
+    let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 30);
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap();
+    for r in &rows {
+        assert_eq!((&r[at("tags")], &r[at("group")], &r[at("config/lr")]), ("sweep,baseline", "g1", "0.1"));
+        assert_eq!((&r[at("config/layers")], &r[at("summary/best_loss")]), ("[2,3]", "0.03"));
+    }
     let replay = Command::new(BIN).arg("replay").arg("--headless").arg(&run).output().unwrap();
     assert!(replay.status.success());
     assert!(

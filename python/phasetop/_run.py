@@ -158,6 +158,10 @@ class Run:
         #: The run's final figures: ``run.summary["best_acc"] = 0.97`` is recorded (the last
         #: value of a key wins) and shown where final metrics are (inspect, the dashboard).
         self.summary = _Summary(self)
+        #: The script's config as given to ``init(config=…)`` (when a mapping);
+        #: ``run.config.update({…})`` or ``run.config[key] = value`` records more keys
+        #: (SummaryWriter's ``add_hparams`` does this). Rank 0's is the run's.
+        self.config = _Config(self, _jsonable(config))
         self._good_names = set()
         self._warned_names = set()
         self._socket_path = socket_path
@@ -292,6 +296,22 @@ class Run:
         if self._logs:
             v = {k: (None if isinstance(x, float) and not math.isfinite(x) else x) for k, x in values.items()}
             self._buf.append((self._step, None, {"type": "summary", "step": self._step, "values": v}))
+
+    def _send_config(self, values):
+        if self._logs:
+            self._buf.append((self._step, None, {"type": "config", "values": _jsonable(values)}))
+
+    def text(self, tag, text, step=None):
+        """Records a line of text (a note, a sample's output) as an event at ``step`` (the
+        last step given when None); shown in the dashboard's events and by ``inspect``.
+        Up to 4 KiB of text is kept."""
+        if not isinstance(tag, str) or not tag or len(tag.encode()) > 200:
+            raise ValueError(f"phasetop: text tag {tag!r}: 1 to 200 bytes of text expected")
+        if step is not None:
+            step = self._checked_step(step)
+        if self._logs:
+            s = self._step if step is None else step
+            self._buf.append((s, None, {"type": "text", "step": s, "tag": tag, "text": str(text)}))
 
     def _checked_step(self, step):
         if isinstance(step, bool) or not hasattr(step, "__index__"):
@@ -707,6 +727,25 @@ class _Summary(dict):
     def update(self, *args, **kw):
         for k, v in dict(*args, **kw).items():
             self[k] = v
+
+
+class _Config(dict):
+    """``run.config``: the job's config; keys written after ``init`` are recorded (the
+    run's config in ``inspect``, run.json's copy stays as ``init`` gave it)."""
+
+    def __init__(self, run, initial):
+        super().__init__(initial if isinstance(initial, dict) else {})
+        self._run = run
+
+    def __setitem__(self, key, value):
+        self.update({key: value})
+
+    def update(self, *args, **kw):
+        values = {str(k): v for k, v in dict(*args, **kw).items()}
+        for k, v in values.items():
+            super().__setitem__(k, v)
+        if values:
+            self._run._send_config(values)
 
 
 def _merge(held, reply):

@@ -1,10 +1,11 @@
 """``phasetop.SummaryWriter``: a drop-in for ``torch.utils.tensorboard.SummaryWriter``'s
-scalars (``add_scalar``, ``add_scalars``, ``flush``, ``close``), so existing code
-changes one import. Tags map to phasetop's metric names where the meaning is clear, as
+scalars (``add_scalar``, ``add_scalars``, ``flush``, ``close``), text (``add_text``: an
+event at its step) and hyperparameters (``add_hparams``: the hparams join the run's
+config, the metrics its summary), so existing code changes one import. Tags map to phasetop's metric names where the meaning is clear, as
 ``phasetop import`` maps them (docs/INTEROP.md): ``Loss/train`` → ``train_loss``,
 ``val/accuracy`` → ``val_acc``, ``learning_rate`` → ``lr``; other tags are kept, with
 whitespace turned into ``_`` (``Gradient Norm`` → ``Gradient_Norm``, said once). Other
-``add_*`` methods (histograms, images, text, hparams) are accepted and not recorded; each
+``add_*`` methods (histograms, images, audio, graphs) are accepted and not recorded; each
 says so once on stderr.
 """
 
@@ -58,6 +59,15 @@ class SummaryWriter:
 
     def add_scalars(self, main_tag, tag_scalar_dict, global_step=None, walltime=None):
         self._run.log({f"{main_tag}/{k}": v for k, v in tag_scalar_dict.items()}, step=global_step)
+
+    def add_text(self, tag, text_string, global_step=None, walltime=None):
+        self._run.text(tag, text_string, step=global_step)
+
+    def add_hparams(self, hparam_dict, metric_dict, hparam_domain_discrete=None, run_name=None,
+                    global_step=None):
+        self._run.config.update(hparam_dict)
+        # TensorBoard's hparams metrics are a run's final figures: the summary.
+        self._run.summary.update({metric_name(k): v for k, v in metric_dict.items()})
 
     def flush(self):
         self._run.flush()

@@ -4,7 +4,7 @@
 //!
 //! Frames that get a reply: `hello` → `welcome`, `sync` → `control`, `finish` → `ok`.
 //! Frames that get none (so that sending them never waits on the host): `log`, `probe`,
-//! `checkpoint`; their problems come back in the next `control`'s `errors`. A frame that
+//! `checkpoint`, `summary`, `config`, `text`; their problems come back in the next `control`'s `errors`. A frame that
 //! cannot be read at all (not JSON, no known `type`, too long) is answered with
 //! `{"type":"error"}` and counted.
 
@@ -42,12 +42,13 @@ impl JobFrame {
             }
             JobFrame::Probe { step, .. } => check_step("probe", *step),
             JobFrame::Checkpoint { step, .. } => check_step("checkpoint", *step),
+            JobFrame::Text { step, .. } => step.map_or(Ok(()), |s| check_step("text", s)),
             JobFrame::Finish { step, lost_at, .. } => {
                 step.map_or(Ok(()), |s| check_step("finish", s))?;
                 lost_at.map_or(Ok(()), |s| check_step("finish's \"lost_at\"", s))
             }
             JobFrame::Summary { step, .. } => step.map_or(Ok(()), |s| check_step("summary", s)),
-            JobFrame::Hello { .. } | JobFrame::Log { .. } => Ok(()),
+            JobFrame::Hello { .. } | JobFrame::Log { .. } | JobFrame::Config { .. } => Ok(()),
         }
     }
 }
@@ -82,6 +83,19 @@ pub enum JobFrame {
         #[serde(default)]
         step: Option<u64>,
         values: serde_json::Map<String, serde_json::Value>,
+    },
+    /// `run.config.update({…})` (SummaryWriter's `add_hparams`): keys merged into the
+    /// job's config; the whole run info is recorded again (the last `run_info` wins).
+    Config {
+        values: serde_json::Map<String, serde_json::Value>,
+    },
+    /// `run.text(tag, text)` (SummaryWriter's `add_text`): a line of the job's own text,
+    /// recorded as a `log` event at its step.
+    Text {
+        #[serde(default)]
+        step: Option<u64>,
+        tag: String,
+        text: String,
     },
     Log {
         points: Vec<serde_json::Value>,

@@ -4,7 +4,9 @@
 //!   empty cell where a metric has no value at that step. Eval and probe metrics join
 //!   their step's row (probe metrics as `<layer>/<name>`, as the dashboard names them).
 //!   A step logged twice (a resumed run re-running superseded steps) keeps the later
-//!   values.
+//!   values. An external run's own facts follow on every row, as a runs table has them
+//!   (so CSVs of many runs concatenate and group): `tags` (comma-separated), `group`,
+//!   `config/<key>` (nested keys joined by `.`) and `summary/<key>` (the last value).
 //! - jsonl: every event of the log, one JSON object per line, as the log holds it.
 //! - config: the run's plan as it happened, a config that reproduces it ([`super::recipe`]).
 //! - tfevents: a TensorBoard event file: step, eval and probe metrics as scalars; phase
@@ -185,9 +187,11 @@ fn write_csv(contents: &LogContents, out: &mut impl Write) -> Result<usize> {
             }
         }
     }
+    let facts = run_facts(contents);
     let mut w = csv::Writer::from_writer(out);
     let mut header = vec!["step".to_string(), "phase".to_string()];
     header.extend(names.iter().cloned());
+    header.extend(facts.iter().map(|(k, _)| k.clone()));
     w.write_record(&header)?;
     let mut cells: Vec<String> = Vec::with_capacity(header.len());
     for (step, (phase, values)) in &rows {
@@ -196,10 +200,69 @@ fn write_csv(contents: &LogContents, out: &mut impl Write) -> Result<usize> {
         cells.push(phase.clone());
         // `{:?}` is the shortest text that parses back to the same f64 ("NaN", "inf" too).
         cells.extend(names.iter().map(|n| values.get(n).map_or(String::new(), |v| format!("{v:?}"))));
+        cells.extend(facts.iter().map(|(_, v)| v.clone()));
         w.write_record(&cells)?;
     }
     w.flush()?;
     Ok(rows.len())
+}
+
+/// An external run's tags, group, config and summary as (column, cell) pairs, in that
+/// order; none for a run without them (a built-in run's CSV is steps and metrics only).
+fn run_facts(contents: &LogContents) -> Vec<(String, String)> {
+    let mut info = None;
+    let mut summary = serde_json::Map::new();
+    for r in &contents.records {
+        match &r.event {
+            Event::RunInfo { job_config, tags, group, .. } => info = Some((job_config, tags, group)),
+            Event::Summary { values, .. } => summary.extend(values.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            _ => {}
+        }
+    }
+    let mut facts = Vec::new();
+    if let Some((config, tags, group)) = info {
+        if !tags.is_empty() {
+            facts.push(("tags".to_string(), tags.join(",")));
+        }
+        if let Some(g) = group {
+            facts.push(("group".to_string(), g.clone()));
+        }
+        flatten("config/", config, &mut facts);
+    }
+    let mut keys: Vec<_> = summary.into_iter().collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    for (k, v) in keys {
+        facts.push((format!("summary/{k}"), cell(&v)));
+    }
+    facts
+}
+
+/// `config` as `prefix+key` columns, nested mappings' keys joined by `.` (sorted, as
+/// JSON maps are); a list or a scalar at the top is one `config` column.
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let name = format!("{prefix}{k}");
+                if matches!(v, serde_json::Value::Object(_)) {
+                    flatten(&format!("{name}."), v, out);
+                } else {
+                    out.push((name, cell(v)));
+                }
+            }
+        }
+        serde_json::Value::Null => {}
+        other => out.push((prefix.trim_end_matches(['/', '.']).to_string(), cell(other))),
+    }
+}
+
+/// A JSON value as a CSV cell: strings as they are, `null` empty, the rest as JSON.
+fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 fn write_jsonl(contents: &LogContents, out: &mut impl Write) -> Result<usize> {

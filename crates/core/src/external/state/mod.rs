@@ -77,6 +77,9 @@ pub struct State {
     pub points: u64,
     /// The job's tags, notes and group from its `hello`, for the host to put in run.json.
     pub job_info: Option<crate::rundir::JobInfo>,
+    /// The run info last recorded (config, tags, notes, group): a `config` frame merges
+    /// into it and records the whole again.
+    run_info: Option<commands::RunInfo>,
     /// The run's `config.toml`, rewritten on a plan edit so `run --resume` sees the same plan.
     pub plan_file: Option<std::path::PathBuf>,
     /// A `run --resume`: the step it went on from and the job's checkpoint there.
@@ -131,6 +134,7 @@ impl State {
             resumed: None,
             plan_file: None,
             job_info: None,
+            run_info: None,
             printer,
         }
     }
@@ -248,6 +252,7 @@ impl State {
                                 group: group.clone(),
                             };
                             self.job_info = Some(info);
+                            self.run_info = Some((job_config.clone(), tags.clone(), notes.clone(), group.clone()));
                             self.record(Event::RunInfo { step, job_config, tags, notes, group })
                         }
                         Err(e) => self.error(e),
@@ -314,6 +319,38 @@ impl State {
                     self.record(Event::Checkpoint { step, path });
                 } else {
                     self.error(format!("checkpoint at step {step}: path \"{path}\" must be relative to the run directory, without \"..\""));
+                }
+                None
+            }
+            JobFrame::Config { values } => {
+                self.flush_open();
+                let (config, tags, notes, group) = self.run_info.clone().unwrap_or_default();
+                let mut merged = match config {
+                    serde_json::Value::Object(m) => m,
+                    serde_json::Value::Null => serde_json::Map::new(),
+                    other => {
+                        self.error(format!("config update: the job's config is {other}, not a mapping; not recorded"));
+                        return None;
+                    }
+                };
+                merged.extend(values);
+                match run_info(serde_json::Value::Object(merged), tags, notes, group) {
+                    Ok((job_config, tags, notes, group)) => {
+                        let step = self.step;
+                        self.run_info = Some((job_config.clone(), tags.clone(), notes.clone(), group.clone()));
+                        self.record(Event::RunInfo { step, job_config, tags, notes, group })
+                    }
+                    Err(e) => self.error(e.replace("init(config=…)", "the config with this update")),
+                }
+                None
+            }
+            JobFrame::Text { step, tag, text } => {
+                self.flush_open();
+                let step = step.unwrap_or(self.step);
+                if tag.is_empty() || tag.len() > protocol::MAX_NAME {
+                    self.error(format!("text at step {step}: its tag must be 1 to {} bytes", protocol::MAX_NAME));
+                } else {
+                    self.record(Event::Log { step, level: LogLevel::Info, message: text_line(&tag, &text) });
                 }
                 None
             }
@@ -607,4 +644,18 @@ pub fn external_run_config(cfg: &ExternalConfig) -> serde_json::Value {
         o.entry("external").or_insert(serde_json::json!({}));
     }
     v
+}
+
+/// The `log` line of a job's `text` frame: `[tag] text`, at most 4 KiB of text (cut at a
+/// character boundary, with how much was left out).
+fn text_line(tag: &str, text: &str) -> String {
+    const MAX_TEXT: usize = 4096;
+    if text.len() <= MAX_TEXT {
+        return format!("[{tag}] {text}");
+    }
+    let mut cut = MAX_TEXT;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("[{tag}] {}… ({} bytes more not recorded)", &text[..cut], text.len() - cut)
 }
