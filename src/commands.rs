@@ -529,36 +529,57 @@ fn attach_dir(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ls`: one line per run under `root`.
-/// `ls [ROOT]`: ROOT given and missing is an error (exit 2); the default `runs/` missing
-/// just means no runs yet.
-pub fn ls(root: Option<&Path>) -> Result<ExitCode> {
-    let given = root.is_some();
-    let root = root.unwrap_or(Path::new("runs"));
+/// One run as `ls` lists it (and `ls --json` writes it, one object a line: the
+/// workspace reads remote roots that way).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LsRow {
+    pub run: String,
+    pub path: PathBuf,
+    pub config: String,
+    /// completed, stopped, failed, diverged, running, paused, stale, …
+    pub status: String,
+    pub phase: String,
+    pub step: u64,
+    /// Seconds since the log was last written.
+    pub age_s: Option<u64>,
+    /// `RUN@STEP` for a branch, else empty.
+    pub branched_from: String,
+    pub tags: Vec<String>,
+    /// The last `train_loss` (or `loss`) recorded.
+    pub last_loss: Option<f64>,
+    /// Recent values of that loss, oldest first, for a sparkline (may be empty).
+    #[serde(default)]
+    pub recent_loss: Vec<f64>,
+    /// Why a start failed before its log existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub why: String,
+}
+
+/// The runs under `root`, by name. `Err` only when `root` cannot be read.
+pub fn ls_rows(root: &Path) -> std::io::Result<Vec<LsRow>> {
     let mut rows = Vec::new();
-    let entries = match std::fs::read_dir(root) {
-        Ok(e) => e,
-        Err(e) if given => return Err(UsageError(format!("{}: {e}", root.display())).into()),
-        Err(_) => {
-            println!("no runs under {}", root.display());
-            return Ok(ExitCode::SUCCESS);
-        }
-    };
-    for e in entries.flatten() {
-        if let Some(why) = RunDir::failed_start(&e.path()) {
-            let meta = RunDir { path: e.path() }.read_meta().ok();
-            rows.push((
-                e.file_name().to_string_lossy().into_owned(),
-                meta.map(|m| m.config_name).unwrap_or_default(),
-                "failed".into(),
-                "-".into(),
-                0,
-                "-".into(),
+    for e in std::fs::read_dir(root)?.flatten() {
+        let path = e.path();
+        let run = e.file_name().to_string_lossy().into_owned();
+        if let Some(why) = RunDir::failed_start(&path) {
+            let meta = RunDir { path: path.clone() }.read_meta().ok();
+            rows.push(LsRow {
+                run,
+                path,
+                config: meta.map(|m| m.config_name).unwrap_or_default(),
+                status: "failed".into(),
+                phase: String::new(),
+                step: 0,
+                age_s: None,
+                branched_from: String::new(),
+                tags: Vec::new(),
+                last_loss: None,
+                recent_loss: Vec::new(),
                 why,
-            ));
+            });
             continue;
         }
-        let Ok(dir) = RunDir::open(&e.path()) else { continue };
+        let Ok(dir) = RunDir::open(&path) else { continue };
         let Ok(s) = Summary::load(&dir.log()) else { continue };
         let s = s.with_host(dir.host_state());
         let mut status = s.status.clone();
@@ -567,46 +588,82 @@ pub fn ls(root: Option<&Path>) -> Result<ExitCode> {
         if status == "unknown" {
             status = "stale".into();
         }
-        let age = std::fs::metadata(dir.log()).and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok());
-        let age = age.map_or("-".into(), |a| {
-            let s = a.as_secs();
-            if s < 120 {
-                format!("{s}s")
-            } else if s < 7200 {
-                format!("{}m", s / 60)
-            } else if s < 172_800 {
-                format!("{}h", s / 3600)
-            } else {
-                format!("{}d", s / 86400)
-            }
-        });
+        let age_s = std::fs::metadata(dir.log())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .map(|a| a.as_secs());
         let phase = s.phases.last().map(|p| p.name.clone()).unwrap_or_default();
         // A branch names the run and the step it leaves it at (`phasetop branch --at`).
         let meta = dir.read_meta().ok();
-        let from = match (meta.as_ref().and_then(|m| m.branched_at().map(|at| (m, at))), s.parent.as_ref()) {
+        let branched_from = match (meta.as_ref().and_then(|m| m.branched_at().map(|at| (m, at))), s.parent.as_ref()) {
             (Some((m, at)), _) => format!("{}@{at}", m.parent.as_ref().map_or("", |p| p.run_id.as_str())),
             (None, Some(p)) => format!("{}@{}", p.run_id, p.branch_step),
-            (None, None) => "-".into(),
+            (None, None) => String::new(),
         };
-        // An external run's tags (`init(tags=…)`) beside where it came from.
-        let from = if s.tags.is_empty() { from } else { format!("{from:<16} {}", s.tags.join(",")) };
-        rows.push((
-            e.file_name().to_string_lossy().into_owned(),
-            s.config_name.clone(),
+        let last_loss = ["train_loss", "loss"].iter().find_map(|k| s.final_metrics.get(*k).copied());
+        rows.push(LsRow {
+            run,
+            path,
+            config: s.config_name.clone(),
             status,
             phase,
-            s.last_step,
-            age,
-            from,
-        ));
+            step: s.last_step,
+            age_s,
+            branched_from,
+            tags: s.tags.clone(),
+            last_loss,
+            recent_loss: Vec::new(),
+            why: String::new(),
+        });
     }
-    rows.sort();
-    println!(
+    rows.sort_by(|a, b| a.run.cmp(&b.run));
+    Ok(rows)
+}
+
+/// `ls [--json] [ROOT]`: one line per run under `root`. ROOT given and missing is an
+/// error (exit 2); the default `runs/` missing just means no runs yet.
+pub fn ls(root: Option<&Path>, json: bool) -> Result<ExitCode> {
+    use std::io::Write;
+    let given = root.is_some();
+    let root = root.unwrap_or(Path::new("runs"));
+    let rows = match ls_rows(root) {
+        Ok(rows) => rows,
+        Err(e) if given => return Err(UsageError(format!("{}: {e}", root.display())).into()),
+        Err(_) if json => return Ok(ExitCode::SUCCESS),
+        Err(_) => {
+            println!("no runs under {}", root.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        for r in &rows {
+            serde_json::to_writer(&mut out, r)?;
+            writeln!(out)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
         "{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}  {:<16} TAGS",
         "RUN", "CONFIG", "STATUS", "PHASE", "STEP", "AGE", "BRANCHED FROM"
-    );
-    for (id, cfg, status, phase, step, age, from) in rows {
-        println!("{id:<36} {cfg:<22} {status:<10} {phase:<14} {step:>9} {age:>5}  {from}");
+    )?;
+    for r in rows {
+        let age = r.age_s.map_or("-".into(), crate::ui::fmt::age);
+        let (phase, from) = if r.why.is_empty() {
+            let from = if r.branched_from.is_empty() { "-".to_string() } else { r.branched_from };
+            // An external run's tags (`init(tags=…)`) beside where it came from.
+            let from = if r.tags.is_empty() { from } else { format!("{from:<16} {}", r.tags.join(",")) };
+            (r.phase, from)
+        } else {
+            ("-".into(), r.why)
+        };
+        writeln!(
+            out,
+            "{:<36} {:<22} {:<10} {:<14} {:>9} {:>5}  {from}",
+            r.run, r.config, r.status, phase, r.step, age
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ mod commands;
 mod host_args;
 mod remote;
 mod run_external;
+mod workspace;
 
 use clap::{Parser, Subcommand};
 // The crates' modules under short names, for `commands`.
@@ -98,10 +99,22 @@ enum Cmd {
         #[command(flatten)]
         view: ViewArgs,
     },
+    /// Every run under the roots in one list (local, or user@host:ROOT over ssh): filter,
+    /// select, compare, open. Plain `phasetop` in a terminal opens it on runs/.
+    Workspace {
+        /// Directories of runs, or user@host:ROOT (default: runs)
+        roots: Vec<String>,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
     /// List runs: id, config, status, phase, step, age.
     Ls {
         /// Where the runs are (default: runs); a ROOT that does not exist is an error.
         root: Option<PathBuf>,
+        /// One JSON object a line (run, path, config, status, phase, step, age_s,
+        /// branched_from, tags, last_loss, recent_loss) instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate configs without training.
     Check {
@@ -210,10 +223,15 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let result = match cli.command.unwrap_or(Cmd::Train {
-        opts: Default::default(),
-        view: ViewArgs { layout: "default".into(), ..Default::default() },
-    }) {
+    // Plain `phasetop`: the workspace in a terminal; elsewhere (a script, CI) the
+    // headless demo run, as before the workspace existed.
+    let default = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        Cmd::Workspace { roots: Vec::new(), view: ViewArgs { layout: "default".into(), ..Default::default() } }
+    } else {
+        Cmd::Train { opts: Default::default(), view: ViewArgs { layout: "default".into(), ..Default::default() } }
+    };
+    let result = match cli.command.unwrap_or(default) {
+        Cmd::Workspace { roots, view } => workspace::workspace(roots, view.into_options()),
         Cmd::Train { opts, view } => commands::train(commands::TrainArgs {
             config: opts.config,
             headless: opts.headless,
@@ -239,9 +257,9 @@ fn main() -> ExitCode {
             Some(spec) => remote::attach(&spec, with_parent, view.into_options()),
             None => commands::attach(run_dir, with_parent, view.into_options()),
         },
-        Cmd::Ls { root } => match root.as_deref().and_then(remote::spec_of) {
-            Some(spec) => remote::ls(&spec),
-            None => commands::ls(root.as_deref()),
+        Cmd::Ls { root, json } => match root.as_deref().and_then(remote::spec_of) {
+            Some(spec) => remote::ls(&spec, json),
+            None => commands::ls(root.as_deref(), json),
         },
         Cmd::Replay { run_dirs, speed, from, uniform, headless, with_parent, view } => {
             remote::fetch_for_replay(&run_dirs).and_then(|(run_dirs, _mirrors)| {

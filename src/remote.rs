@@ -133,9 +133,10 @@ pub fn fetch_for_replay(run_dirs: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Arc<M
 }
 
 /// `ls host:[path]`: the remote `phasetop ls` (default `runs`), its output and exit code.
-pub fn ls(spec: &Spec) -> Result<ExitCode> {
+pub fn ls(spec: &Spec, json: bool) -> Result<ExitCode> {
     let root = if spec.path.is_empty() { "runs" } else { spec.path.as_str() };
-    run_remote(spec, &["ls", root], None)
+    let args: &[&str] = if json { &["ls", "--json", root] } else { &["ls", root] };
+    run_remote(spec, args, None)
 }
 
 /// `ctl host:run COMMAND`: checked here (a typo is a usage error before any ssh), then

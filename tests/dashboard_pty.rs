@@ -583,3 +583,50 @@ fn notifications_ring_and_send_osc_unless_off() {
     let off = run("quiet.toml", "c", &[], &[]);
     assert!(!has(&off, b"\x07") && !has(&off, b"\x1b]9;") && !has(&off, b"\x1b]777;"), "[dashboard] notify = off");
 }
+
+/// Issue 25: the workspace lists the runs under a root; by keyboard alone the user
+/// filters to one config, selects two runs, compares them, comes back to the list with
+/// its filter and selection intact, opens one run and comes back again, and quits.
+#[test]
+fn the_workspace_filters_selects_compares_and_opens_runs_by_keyboard() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_small_config(tmp.path(), 20, "every=10", &format!("{WARM}{MAIN}"));
+    let other = std::fs::read_to_string(tmp.path().join("small.toml")).unwrap().replace("name='small'", "name='other'");
+    std::fs::write(tmp.path().join("other.toml"), other).unwrap();
+    for (config, run) in [("small.toml", "s-first"), ("small.toml", "s-second"), ("other.toml", "o-only")] {
+        let out = std::process::Command::new(BIN)
+            .args(["train", config, "--headless", "--run-dir"])
+            .arg(format!("root/{run}"))
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut tty = Tty::spawn(&["workspace", "root"], tmp.path());
+    tty.wait_for("3 runs", 30);
+    for run in ["s-first", "s-second", "o-only"] {
+        tty.wait_for(run, 10);
+    }
+    tty.keys("/config:small\r");
+    tty.wait_for("2 shown", 10);
+    assert!(!tty.contents().contains("o-only"), "filtered out:\n{}", tty.contents());
+    tty.keys(" ");
+    tty.keys(" ");
+    tty.wait_for("2 selected", 10);
+    // Compare: both runs on the same charts (a replay), named in the loss chart's legend.
+    tty.keys("c");
+    tty.wait_header("REPLAY", 30);
+    let legend = tty.contents().lines().nth(1).unwrap_or_default().to_string();
+    assert!(legend.contains("s-first") && legend.contains("s-second"), "{legend}");
+    tty.keys("q");
+    tty.wait_for("phasetop workspace", 30);
+    tty.wait_for("2 selected", 10);
+    assert!(tty.contents().contains("/config:small"), "the filter is kept:\n{}", tty.contents());
+    // Enter: the cursor's run alone.
+    tty.keys("\r");
+    tty.wait_header("REPLAY", 30);
+    tty.keys("q");
+    tty.wait_for("phasetop workspace", 30);
+    tty.keys("q");
+    tty.wait_exit(10);
+}

@@ -44,6 +44,44 @@ pub fn step(s: u64) -> String {
     out
 }
 
+/// How long ago, in the largest unit that keeps it short: `45s`, `12m`, `5h`, `3d`
+/// (`ls`'s AGE column and the workspace's).
+pub fn age(secs: u64) -> String {
+    if secs < 120 {
+        format!("{secs}s")
+    } else if secs < 7200 {
+        format!("{}m", secs / 60)
+    } else if secs < 172_800 {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{}d", secs / 86400)
+    }
+}
+
+/// `values` as a one-line sparkline of at most `width` cells (the newest at the right;
+/// older values are left out, not squeezed), scaled between their min and max;
+/// ` .:-=+*#` in ASCII. Non-finite values are gaps.
+pub fn spark(values: &[f64], width: usize, ascii: bool) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    const ASCII: [char; 8] = ['_', '.', ':', '-', '=', '+', '*', '#'];
+    let glyphs = if ascii { &ASCII } else { &BARS };
+    let shown = &values[values.len().saturating_sub(width)..];
+    let finite = shown.iter().copied().filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    shown
+        .iter()
+        .map(|&v| {
+            if !v.is_finite() {
+                ' '
+            } else if hi > lo {
+                glyphs[(((v - lo) / (hi - lo)) * 7.0).round() as usize]
+            } else {
+                glyphs[3]
+            }
+        })
+        .collect()
+}
+
 /// A rate for the header: whole units (`412 it/s`), one decimal below 10.
 pub fn rate(r: f64) -> String {
     if r > 0.0 && r < 10.0 { format!("{r:.1}") } else { format!("{r:.0}") }
@@ -243,6 +281,21 @@ fn path_tail(w: &str, room: usize) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sparklines_scale_to_their_range_and_keep_the_newest() {
+        assert_eq!(spark(&[1.0, 2.0, 3.0], 10, true), "_=#");
+        assert_eq!(spark(&[3.0, 2.0, 1.0], 10, false), "█▅▁");
+        assert_eq!(spark(&[5.0, 0.0, 1.0, 2.0], 3, true), "_=#", "the oldest value is left out");
+        assert_eq!(spark(&[2.0, 2.0], 5, true), "--", "a flat line sits mid-height");
+        assert_eq!(spark(&[1.0, f64::NAN, 2.0], 5, true), "_ #");
+        assert_eq!(spark(&[], 5, true), "");
+    }
+
+    #[test]
+    fn ages_pick_a_short_unit() {
+        assert_eq!([age(45), age(600), age(18_000), age(900_000)], ["45s", "10m", "5h", "10d"]);
+    }
     use super::*;
 
     /// Issue 26 #2: a row that is one long path keeps its tail whole, not a bare mark.

@@ -86,6 +86,19 @@ pub enum Action {
     LineHistoryNext,
     LineDeleteBack,
     LineCancel,
+    // The workspace's run list (`phasetop workspace`).
+    WsDown,
+    WsUp,
+    WsPageDown,
+    WsPageUp,
+    WsTop,
+    WsBottom,
+    WsSelect,
+    WsCompare,
+    WsOpen,
+    WsFilter,
+    WsClearFilter,
+    WsQuit,
 }
 
 /// The modes a key is read in; each has its own section of [`BINDINGS`].
@@ -99,10 +112,11 @@ pub enum Section {
     Picker,
     Confirm,
     Line,
+    Workspace,
 }
 
 impl Section {
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 9] = [
         Section::Dashboard,
         Section::Transport,
         Section::List,
@@ -111,6 +125,7 @@ impl Section {
         Section::Picker,
         Section::Confirm,
         Section::Line,
+        Section::Workspace,
     ];
 
     /// The heading of its part of the help overlay.
@@ -124,6 +139,7 @@ impl Section {
             Section::Picker => "s → phase picker (any other key cancels)",
             Section::Confirm => "confirm a switch or a plan edit (any other key cancels)",
             Section::Line => ": line (typed characters are the command)",
+            Section::Workspace => "workspace: the run list (Esc in a run opened from it comes back here)",
         }
     }
 }
@@ -246,6 +262,24 @@ pub const BINDINGS: &[(Section, Action, &str, &[&str], &str)] = &[
     (Section::Line, Action::LineHistoryNext, "line_history_next", &["down"], "next command"),
     (Section::Line, Action::LineDeleteBack, "line_delete_back", &["backspace"], "delete a character"),
     (Section::Line, Action::LineCancel, "line_cancel", &["esc"], "cancel"),
+    (Section::Workspace, Action::WsDown, "ws_down", &["j", "down"], "next run"),
+    (Section::Workspace, Action::WsUp, "ws_up", &["k", "up"], "previous run"),
+    (Section::Workspace, Action::WsPageDown, "ws_page_down", &["pagedown"], "10 runs down"),
+    (Section::Workspace, Action::WsPageUp, "ws_page_up", &["pageup"], "10 runs up"),
+    (Section::Workspace, Action::WsTop, "ws_top", &["home", "g"], "the first run"),
+    (Section::Workspace, Action::WsBottom, "ws_bottom", &["end", "G"], "the last run"),
+    (Section::Workspace, Action::WsSelect, "ws_select", &["space"], "select / unselect the run (for compare)"),
+    (Section::Workspace, Action::WsCompare, "ws_compare", &["c"], "compare the selected runs"),
+    (Section::Workspace, Action::WsOpen, "ws_open", &["enter"], "open the run (live: attach; finished: replay)"),
+    (
+        Section::Workspace,
+        Action::WsFilter,
+        "ws_filter",
+        &["/"],
+        "filter: words match name, config, phase or tag; status: config: tag: phase: one field",
+    ),
+    (Section::Workspace, Action::WsClearFilter, "ws_clear_filter", &["esc"], "clear the filter"),
+    (Section::Workspace, Action::WsQuit, "ws_quit", &["q"], "quit"),
 ];
 
 /// A key as written in key files: `q`, `?`, `shift+left`, `ctrl+c`, `tab`, `f1`.

@@ -18,6 +18,7 @@ pub mod starved;
 pub mod state;
 pub mod system;
 pub mod theme;
+pub mod workspace;
 
 // The core's modules under their old names, so `crate::event::…` reads the same here.
 pub(crate) use phasetop_core::{config, control, error, event, grammar, history, rundir, runlog, session, sysmon};
@@ -117,6 +118,47 @@ pub fn load_keymap(path: Option<&Path>) -> Result<keymap::Keymap> {
     })
 }
 
+/// Takes the terminal: raw mode, the alternate screen, no cursor, cleared. A panic
+/// puts it back first (the hook is installed once, however often this is called).
+pub fn enter_terminal() -> Result<()> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            default_hook(info);
+        }));
+    });
+    terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
+    // Clearing through crossterm rather than `Terminal::clear`, which asks the terminal
+    // for the cursor position: some terminals (and emulators in tests) never answer.
+    execute!(
+        std::io::stdout(),
+        terminal::EnterAlternateScreen,
+        ratatui::crossterm::cursor::Hide,
+        terminal::Clear(terminal::ClearType::All)
+    )?;
+    Ok(())
+}
+
+/// `f` with the terminal taken ([`enter_terminal`]), given back after, whatever `f` did.
+pub fn with_terminal<T>(
+    f: impl FnOnce(&mut ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>) -> Result<T>,
+) -> Result<T> {
+    enter_terminal()?;
+    let result = ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))
+        .map_err(anyhow::Error::from)
+        .and_then(|mut t| f(&mut t));
+    restore_terminal();
+    result
+}
+
+/// Sets `flag` when signal `sig` arrives (SIGINT, SIGTERM, SIGHUP end a screen cleanly).
+pub fn on_signal(sig: i32, flag: Arc<AtomicBool>) -> Result<()> {
+    signal_hook::flag::register(sig, flag)?;
+    Ok(())
+}
+
 /// Puts the terminal back: raw mode off, main screen, cursor shown.
 pub fn restore_terminal() {
     let _ = terminal::disable_raw_mode();
@@ -199,20 +241,7 @@ pub fn run(opts: Options) -> Result<Exit> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, quit.clone())?;
     }
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        restore_terminal();
-        default_hook(info);
-    }));
-    terminal::enable_raw_mode().context("cannot put the terminal in raw mode")?;
-    // Clearing through crossterm rather than `Terminal::clear`, which asks the terminal
-    // for the cursor position: some terminals (and emulators in tests) never answer.
-    execute!(
-        std::io::stdout(),
-        terminal::EnterAlternateScreen,
-        ratatui::crossterm::cursor::Hide,
-        terminal::Clear(terminal::ClearType::All)
-    )?;
+    enter_terminal()?;
     let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
     // Only what arrives from now on notifies: the history just read does not.
     let mut notifier =
