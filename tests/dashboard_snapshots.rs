@@ -9,7 +9,7 @@ use phasetop::control::Reply;
 use phasetop::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
 use phasetop::ui::app::{App, ChartOpts, CommandSink, Exit, Mode};
 use phasetop::ui::layout::{Panel, SHIPPED};
-use phasetop::ui::state::RunView;
+use phasetop::ui::model::state::RunView;
 use phasetop::ui::theme::ThemeKind;
 use std::sync::{Arc, Mutex};
 
@@ -222,7 +222,7 @@ fn a_remote_run_with_its_link_down_says_the_link_is_down() {
 
 #[test]
 fn replay_seek_equals_folding_the_prefix() {
-    use phasetop::ui::replay::Player;
+    use phasetop::ui::player::replay::Player;
     let events = recorded_events();
     let mut player = Player::new(events.clone());
     let mut view = RunView::default();
@@ -244,7 +244,7 @@ fn replay_seek_equals_folding_the_prefix() {
     // Playing to the end gives the same screen as folding everything (state fold equality).
     let mut view = RunView::default();
     let mut p = Player::new(events.clone());
-    p.speed = phasetop::ui::replay::SPEEDS.len() - 1;
+    p.speed = phasetop::ui::player::replay::SPEEDS.len() - 1;
     while p.tick(&mut view, 0.1) {}
     let full = RunView::from_events(&events);
     let (a, b) = (app("default", view), app("default", full));
@@ -493,7 +493,7 @@ fn suggestions_say_how_to_answer_and_expire_with_the_run() {
 /// filled in; an old "nothing further" goes with the next move.
 #[test]
 fn replay_start_has_a_header_and_messages_expire() {
-    use phasetop::ui::replay::Player;
+    use phasetop::ui::player::replay::Player;
     let mut a = app("default", RunView::default());
     let mut p = Player::new(recorded_events());
     p.playing = false;
@@ -642,7 +642,7 @@ fn the_default_layout_reads_at_80x24_and_the_help_scrolls() {
     key(&mut a, KeyCode::Esc);
     assert_eq!(a.mode, Mode::Normal);
 
-    let mut p = phasetop::ui::replay::Player::new(recorded_events());
+    let mut p = phasetop::ui::player::replay::Player::new(recorded_events());
     p.playing = false;
     a.player = Some(p);
     a.mode = Mode::Help;
@@ -678,7 +678,7 @@ fn the_system_panel_shows_cpu_memory_and_the_gpu_or_its_absence() {
     .into();
     events.insert(events.len() - 1, Event::Eval { step: 3000, split: "system".into(), metrics: gpu });
     let app = app("default", RunView::from_events(&events));
-    let lines = phasetop::ui::system::lines(&app);
+    let lines = phasetop::ui::render::system::lines(&app);
     let text: Vec<String> = lines.iter().map(|(l, v)| format!("{l} {v}")).collect();
     assert_eq!(text, ["CPU 12 % (100 = a core)", "RSS 2048 MB", "GPU 87 %", "VRAM 30.5 of 143.8 GB", "temp 61 °C"]);
     let s = screen(&app, 160, 48);
@@ -710,7 +710,7 @@ fn the_system_panel_sums_up_several_gpus() {
     }
     events.insert(events.len() - 1, Event::Eval { step: 3000, split: "system".into(), metrics: m });
     let app = app_for(events);
-    let text: Vec<String> = phasetop::ui::system::lines(&app).iter().map(|(l, v)| format!("{l} {v}")).collect();
+    let text: Vec<String> = phasetop::ui::render::system::lines(&app).iter().map(|(l, v)| format!("{l} {v}")).collect();
     assert_eq!(
         text,
         [

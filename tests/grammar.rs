@@ -9,7 +9,7 @@ mod common;
 use phasetop::control::Reply;
 use phasetop::event::{Command, Event, PhaseCause};
 use phasetop::ui::app::{App, CommandSink};
-use phasetop::ui::state::RunView;
+use phasetop::ui::model::state::RunView;
 use phasetop::ui::theme::ThemeKind;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;

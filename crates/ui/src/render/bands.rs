@@ -1,6 +1,6 @@
 //! Markers along the steps: the phase band under each chart and the replay scrubber.
 
-use super::*;
+use super::parts::*;
 
 /// Scrubber glyphs: (played track, track ahead, phase change, signal, position).
 pub fn scrubber_glyphs(ascii: bool) -> [char; 5] {

@@ -1,6 +1,7 @@
 //! The charts: series drawn over the steps in view, their y range and step labels.
 
-use super::*;
+use super::bands::draw_band;
+use super::parts::*;
 
 /// Debiased exponential moving average (as TensorBoard): the bias of the zero start is
 /// divided out, so the first points are not pulled toward 0.

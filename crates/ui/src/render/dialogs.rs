@@ -1,6 +1,6 @@
 //! Overlays over the dashboard: help, the phase picker, confirmations, a row's detail.
 
-use super::*;
+use super::parts::*;
 
 /// The overlay the mode asks for (help, picker, confirmations, a row's detail), over
 /// the dashboard.

@@ -1,6 +1,6 @@
 //! The list panels: signals, plan (boxed or one line) and events.
 
-use super::*;
+use super::parts::*;
 
 /// The rows of a list panel that fit `height`, newest first, and which of them (its
 /// index in `rows`) is selected: the newest rows, or a window holding the selection.
@@ -222,14 +222,6 @@ fn draw_plan_line(f: &mut Frame, app: &App, area: Rect, focused: bool) {
         segs.push((priority, vec![Span::styled(text, t.phase_fg(i))]));
     }
     f.render_widget(Paragraph::new(Line::from(fit_segments(segs, area.width as usize))), area);
-}
-
-/// A list panel's name; comparing, with the run whose rows it shows (`r` cycles).
-pub(crate) fn rows_title(app: &App, name: &str) -> String {
-    match app.rows_run_name() {
-        Some(run) => format!("{name} · {run}"),
-        None => name.to_string(),
-    }
 }
 
 /// A plan entry's mark: the current phase, one that has run, one still to come.

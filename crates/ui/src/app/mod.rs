@@ -1,13 +1,13 @@
 //! The dashboard's view state and input handling, free of terminal I/O so that it can
 //! be driven by tests. Commands for the run go out through a [`CommandSink`].
 
-use super::keymap::{Action, Keymap, Section};
-use super::layout::{Layout, Panel};
-use super::state::RunView;
-use super::theme::Theme;
 use crate::control::Reply;
 use crate::event::Command;
 use crate::grammar::{GrammarError, Request};
+use crate::keymap::{Action, Keymap, Section};
+use crate::layout::{Layout, Panel};
+use crate::model::state::RunView;
+use crate::theme::Theme;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -146,9 +146,9 @@ pub struct App {
     pub last_plan_text: Option<String>,
     /// The run's log as a player: a replay's, or a live attach's (whose view follows the
     /// live end until moved into its history). `None`: a view without a log (tests).
-    pub player: Option<super::replay::Player>,
+    pub player: Option<crate::player::replay::Player>,
     /// Other runs overlaid on the charts (`replay RUN_A RUN_B …`), moved with `player`.
-    pub compare: Option<super::compare::Compare>,
+    pub compare: Option<crate::player::compare::Compare>,
     /// Whether the last frame used the layout's small arrangement (set when drawing):
     /// focus moves over the panels on screen.
     pub small: std::cell::Cell<bool>,
@@ -303,11 +303,11 @@ impl App {
             Some(status) => format!(
                 "the run is not live ({} at step {}): {what} needs a live run",
                 status.as_str(),
-                super::fmt::step(v.step)
+                crate::fmt::step(v.step)
             ),
             None if self.link == Link::Gone => format!(
                 "the run failed at step {}: {}; {what} needs a live run",
-                super::fmt::step(self.view.step),
+                crate::fmt::step(self.view.step),
                 crate::rundir::HOST_GONE
             ),
             None => match self.sink.down() {
@@ -484,7 +484,7 @@ impl App {
         } else {
             match words.first().copied() {
                 Some("switch") => self.live_view().plan.iter().map(|p| p.name.clone()).collect(),
-                Some("layout") => super::layout::SHIPPED.iter().map(|s| s.0.to_string()).collect(),
+                Some("layout") => crate::layout::SHIPPED.iter().map(|s| s.0.to_string()).collect(),
                 Some("set") => crate::session::SetKeys::of_run_config(&self.live_view().config)
                     .names()
                     .into_iter()
@@ -638,14 +638,14 @@ impl App {
         match panel {
             Panel::Signals => {
                 let s = self.rows_view().signals.get(i)?;
-                let title = format!("signal at step {}", super::fmt::step(s.step));
+                let title = format!("signal at step {}", crate::fmt::step(s.step));
                 let mut lines = vec![format!("{} on {}", s.detector, s.metric), s.message.clone()];
                 if s.count > 1 {
                     lines.push(format!(
                         "fired {} times in this phase, steps {} to {} (one episode, one row; each firing is a marker on the charts)",
                         s.count,
-                        super::fmt::step(s.step),
-                        super::fmt::step(s.last_step)
+                        crate::fmt::step(s.step),
+                        crate::fmt::step(s.last_step)
                     ));
                 }
                 if let Some(m) = detector_meaning(&s.detector) {
@@ -656,7 +656,7 @@ impl App {
             }
             Panel::Events => {
                 let r = self.rows_view().log.get(i)?;
-                Some((format!("{} at step {}", r.kind, super::fmt::step(r.step)), vec![r.text.clone()]))
+                Some((format!("{} at step {}", r.kind, crate::fmt::step(r.step)), vec![r.text.clone()]))
             }
             _ => None,
         }
@@ -704,8 +704,8 @@ impl App {
     fn position_status(&self) -> String {
         match &self.player {
             Some(p) if p.at_live_end() => "following the live run".to_string(),
-            Some(p) if p.is_live() => format!("history at step {}", super::fmt::step(self.view.step)),
-            _ => format!("replay at step {}", super::fmt::step(self.view.step)),
+            Some(p) if p.is_live() => format!("history at step {}", crate::fmt::step(self.view.step)),
+            _ => format!("replay at step {}", crate::fmt::step(self.view.step)),
         }
     }
 
@@ -771,7 +771,7 @@ impl App {
             Action::PlayPause if p.at_live_end() => p.leave_live(v),
             Action::PlayPause => p.playing = !p.playing,
             Action::Slower => p.speed = p.speed.saturating_sub(1),
-            Action::Faster => p.speed = (p.speed + 1).min(super::replay::SPEEDS.len() - 1),
+            Action::Faster => p.speed = (p.speed + 1).min(crate::player::replay::SPEEDS.len() - 1),
             Action::StepForward => {
                 p.playing = false;
                 p.step_forward(v);
@@ -785,8 +785,8 @@ impl App {
             Action::GotoStart => p.seek_step(v, 0),
             Action::GotoEnd => p.goto_end(v),
             a @ (Action::PrevPhaseChange | Action::NextPhaseChange | Action::PrevSignal | Action::NextSignal) => {
-                use super::replay::Jump;
-                use super::replay_index::MarkKind::{Phase, Signal};
+                use crate::model::replay_index::MarkKind::{Phase, Signal};
+                use crate::player::replay::Jump;
                 let (forward, kind) = match a {
                     Action::PrevPhaseChange => (false, Phase),
                     Action::NextPhaseChange => (true, Phase),
@@ -989,7 +989,7 @@ impl App {
                 } else if self.compare.is_some() {
                     // Over the whole timeline, every compared run's steps.
                     let (now, last) = (self.timeline_step(), self.timeline_last());
-                    let delta = (last / super::replay::SCRUB_FRACTION).max(1);
+                    let delta = (last / crate::player::replay::SCRUB_FRACTION).max(1);
                     let to = if a == Action::ScrubForward {
                         now.saturating_add(delta).min(last)
                     } else {
