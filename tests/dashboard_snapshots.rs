@@ -187,7 +187,7 @@ fn a_run_whose_host_is_gone_reads_failed() {
     let s = screen(&a, 80, 24);
     assert!(s.lines().next().unwrap().contains("FAILED"), "{s}");
     ch(&mut a, 'p');
-    let (msg, err) = a.status.clone().unwrap();
+    let (msg, err) = a.status.get().cloned().unwrap();
     assert!(
         err && msg.contains("the run failed at step") && msg.contains("host exited without recording an end"),
         "{msg}"
@@ -216,7 +216,7 @@ fn a_remote_run_with_its_link_down_says_the_link_is_down() {
     assert!(screen(&a, 80, 24).lines().next().unwrap_or_default().contains("@me@gpu-box"));
     a.link = phasetop::ui::app::Link::Stale;
     ch(&mut a, 'p');
-    let (msg, err) = a.status.clone().unwrap();
+    let (msg, err) = a.status.get().cloned().unwrap();
     assert!(err && msg.contains("link to gpu-box is down") && !msg.contains("not answering"), "{msg}");
 }
 
@@ -423,10 +423,10 @@ fn y_axes_keep_natural_bounds_and_options_are_per_chart() {
     focus(&mut a, Panel::Lr);
     ch(&mut a, 'S');
     assert_eq!(a.opts(Panel::Lr).smoothing, 0.0);
-    assert!(a.status.as_ref().unwrap().0.contains("never smoothed"));
+    assert!(a.status.get().unwrap().0.contains("never smoothed"));
     focus(&mut a, Panel::Signals);
     ch(&mut a, 'l');
-    assert!(a.status.as_ref().unwrap().0.contains("focused chart"), "{:?}", a.status);
+    assert!(a.status.get().unwrap().0.contains("focused chart"), "{:?}", a.status);
 }
 
 /// Issue 16 item 5: the first and last step in view, and the cursor's, on the x axis.
@@ -455,12 +455,12 @@ fn a_run_that_is_not_live_offers_only_what_works() {
     assert!(!footer.contains("switch") && !footer.contains("pause") && !footer.contains("checkpoint"), "{footer}");
     for c in ['p', 's', 'c'] {
         ch(&mut a, c);
-        let (msg, err) = a.status.clone().unwrap();
+        let (msg, err) = a.status.get().cloned().unwrap();
         assert!(err && msg.contains("not live") && msg.contains("completed at step 3 000"), "{c}: {msg}");
         assert_eq!(a.mode, Mode::Normal);
     }
     a.run_command_line("pause");
-    assert!(a.status.as_ref().unwrap().0.contains("not live"));
+    assert!(a.status.get().unwrap().0.contains("not live"));
     assert!(rec.0.lock().unwrap().is_empty(), "nothing was sent");
     a.mode = Mode::Help;
     let help = screen(&a, 160, 48);
@@ -503,14 +503,14 @@ fn replay_start_has_a_header_and_messages_expire() {
     let header = screen(&a, 160, 48).lines().next().unwrap().to_string();
     assert!(header.contains("memorize") && header.contains("grokking-mod59"), "{header}");
     ch(&mut a, '[');
-    assert!(a.status.as_ref().unwrap().0.contains("nothing further"));
+    assert!(a.status.get().unwrap().0.contains("nothing further"));
     ch(&mut a, '.');
-    assert!(a.status.is_none(), "the next move clears it");
+    assert!(a.status.get().is_none(), "the next move clears it");
     a.run_command_line("smooth 0.5");
-    assert!(a.status.is_some());
+    assert!(a.status.get().is_some());
     assert!(!a.expire_status(std::time::Instant::now()));
     assert!(a.expire_status(std::time::Instant::now() + std::time::Duration::from_secs(6)));
-    assert!(a.status.is_none());
+    assert!(a.status.get().is_none());
 }
 
 /// Issue 16 item 10: every detector's row says in words what it means and what one
@@ -623,7 +623,7 @@ fn the_default_layout_reads_at_80x24_and_the_help_scrolls() {
     assert!(last.contains("? or Esc closes") && last.contains("Tab completes"), "{last}");
     assert!(seen_help(&mut a).contains("starved (was N)"), "the header's words are explained");
     // PgDn moves a page (the lines on screen), not 10 lines.
-    a.help_scroll = 0;
+    a.help.scroll = 0;
     let title = |a: &App| screen(a, 80, 24).lines().find(|l| l.contains("help ")).unwrap_or_default().to_string();
     let page = |t: &str| -> Option<(usize, usize)> {
         let range = t.split("help").nth(1)?.split_whitespace().next()?;
@@ -827,7 +827,7 @@ fn repeated_signals_in_a_phase_are_one_row() {
 /// Everything the help says, scrolled through (for a word that may be below the fold).
 fn seen_help(a: &mut App) -> String {
     use ratatui::crossterm::event::KeyCode;
-    a.help_scroll = 0;
+    a.help.scroll = 0;
     let mut seen = String::new();
     for _ in 0..80 {
         seen.push_str(&screen(a, 80, 24));

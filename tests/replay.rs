@@ -684,7 +684,7 @@ fn the_scrubber_marker_moves_with_seeks_and_ticks_mark_phases_and_signals() {
     let s = screen(&live, 80, 24);
     assert!(s.lines().last().unwrap().starts_with(" ? help"), "{s}");
     live.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char(')')));
-    assert!(live.status.as_ref().is_some_and(|s| s.1), "scrubbing needs a log");
+    assert!(live.status.get().is_some_and(|s| s.1), "scrubbing needs a log");
 }
 
 #[test]

@@ -109,9 +109,9 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
     // Scrolls when taller than the screen: the title says where it is.
     let inner = area.height.saturating_sub(4).max(1) as usize;
     let max = lines.len().saturating_sub(inner);
-    app.help_max.set(max);
-    app.help_page.set(inner);
-    let top = app.help_scroll.min(max);
+    app.help.max.set(max);
+    app.help.page.set(inner);
+    let top = app.help.scroll.min(max);
     let title = if max > 0 {
         format!("help  {}-{}/{}  ↑/↓ scroll, ? or Esc closes", top + 1, (top + inner).min(lines.len()), lines.len())
     } else {

@@ -240,7 +240,7 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
         Mode::Command { input, .. } => {
             Line::from(vec![Span::styled(":", t.accent), Span::raw(input.clone()), Span::styled("▏", t.accent)])
         }
-        _ => match &app.status {
+        _ => match app.status.get() {
             Some((msg, true)) => Line::from(Span::styled(fmt::fit(msg, w, app.ascii), t.error)),
             Some((msg, false)) => Line::from(Span::raw(fmt::fit(msg, w, app.ascii))),
             None => {
@@ -299,7 +299,7 @@ fn draw_replay_footer(f: &mut Frame, app: &App, p: &crate::player::replay::Playe
     let mut spans = scrubber(app, (w / 2).max(10), now, last, &p.mark_steps());
     spans.push(Span::raw(format!(" {}/{} ", fmt::step(now), fmt::step(last))));
     let room = w.saturating_sub(spans.iter().map(|s| s.width()).sum());
-    spans.push(match &app.status {
+    spans.push(match app.status.get() {
         Some((msg, true)) => Span::styled(fmt::fit(msg, room, app.ascii), t.error),
         Some((msg, false)) => Span::raw(fmt::fit(msg, room, app.ascii)),
         None => {
