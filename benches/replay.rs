@@ -60,6 +60,7 @@ fn write_log(path: &std::path::Path, n: u64) {
                 metric: "train_loss".into(),
                 score: 1.0,
                 message: "flat".into(),
+                figures: Default::default(),
             })
             .unwrap();
             written += 1;

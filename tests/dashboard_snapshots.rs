@@ -73,6 +73,7 @@ pub fn recorded_events() -> Vec<Event> {
                 metric: "val_acc".into(),
                 score: 0.41,
                 message: "+0.41 in 80 steps".into(),
+                figures: Default::default(),
             });
             ev.push(Event::Suggestion { step, id: 1, to_phase: "consolidate".into(), because: "jump(val_acc)".into() });
         }
@@ -280,7 +281,14 @@ fn numbered_events() -> Vec<Event> {
     {
         ev.insert(
             at + i,
-            Event::Signal { step: 2200, detector: det.into(), metric: metric.into(), score: 1.0, message: msg.into() },
+            Event::Signal {
+                step: 2200,
+                detector: det.into(),
+                metric: metric.into(),
+                score: 1.0,
+                message: msg.into(),
+                figures: Default::default(),
+            },
         );
     }
     for e in ev.iter_mut() {
@@ -538,6 +546,7 @@ fn signal_rows_say_what_they_mean_and_markers_spare_phase_names() {
             metric: metric.to_string(),
             score: 1.0,
             message: message.to_string(),
+            figures: Default::default(),
         };
         events.insert(at + i, e);
     }
@@ -545,7 +554,8 @@ fn signal_rows_say_what_they_mean_and_markers_spare_phase_names() {
     let late = events.iter().position(|e| matches!(e, Event::Step { step: 2600, .. })).unwrap();
     let message = "plateau since step 2500: level 0.1, change 0.10% per 500 steps (tolerance 1.00%)".to_string();
     let (detector, metric) = ("plateau".to_string(), "train_loss".to_string());
-    events.insert(late, Event::Signal { step: 2600, detector, metric, score: 1.0, message });
+    events
+        .insert(late, Event::Signal { step: 2600, detector, metric, score: 1.0, message, figures: Default::default() });
     let view = RunView::from_events(&events);
     let mut a = app("default", view);
     let s = screen(&a, 160, 48);
@@ -809,6 +819,7 @@ fn repeated_signals_in_a_phase_are_one_row() {
         metric: "train_loss".into(),
         score: 1.0,
         message: format!("plateau since step {}: level 0.1", step - 100),
+        figures: Default::default(),
     };
     // Three firings in consolidate (from 2 400), after one in memorize.
     for step in [2000u64, 2500, 2700, 2900] {

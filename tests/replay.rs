@@ -77,6 +77,7 @@ fn run_events(run_id: &str, steps: u64, rate: f64, resume_at: Option<(u64, u64)>
                 metric: "train_loss".into(),
                 score: 1.0,
                 message: format!("flat at {step}"),
+                figures: Default::default(),
             });
         }
         if step == switch {

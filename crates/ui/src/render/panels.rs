@@ -75,7 +75,7 @@ pub(super) fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) 
             v.plan.get(i + 1).map(|x| x.name.as_str())
         });
         let next = if v.plan.is_empty() { Some("the next phase") } else { next };
-        let mut gist = crate::app::signal_gist(&s.detector, &s.metric, s.step, &s.message, switch, next, app.ascii);
+        let mut gist = crate::app::signal_gist(s, switch, next, app.ascii);
         if s.count > 1 {
             // One episode: how often it fired and until when, after what it means (before
             // the advice, which `fit` drops first).
