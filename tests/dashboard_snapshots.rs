@@ -887,3 +887,32 @@ fn the_diversity_chart_names_its_metric() {
         ch(&mut a, 'm');
     }
 }
+
+/// Issue 26 item 6: at 160×48 a decayed learning rate's reading (`2.50e-4`) and a
+/// five-digit cursor step left no room beside "learning rate", and the readout lost lr;
+/// the chart is then titled "lr" and keeps it, at every size that shows the chart.
+#[test]
+fn the_cursor_readout_keeps_the_learning_rate() {
+    let mut events: Vec<Event> = recorded_events().into_iter().take(2).collect();
+    for step in (10..=12_000u64).step_by(10) {
+        let s = step as f64;
+        let m: Metrics = [
+            ("train_loss".to_string(), 2.0 * (-s / 3000.0).exp() + 0.1),
+            ("train_acc".to_string(), 1.0 - (-s / 2500.0).exp()),
+            ("lr".to_string(), 0.00025),
+            ("grad_norm".to_string(), 1.0),
+        ]
+        .into();
+        events.push(Event::Step { step, phase: "memorize".into(), t: 1_795_000_000.0 + s / 400.0, metrics: m });
+    }
+    for ascii in [false, true] {
+        let mut a = app("default", RunView::from_events(&events));
+        a.ascii = ascii;
+        a.cursor = Some(11_000);
+        for (w, h) in [(160, 48), (120, 40)] {
+            let s = screen(&a, w, h);
+            let title = s.lines().find(|l| l.contains(" learning rate ") || l.contains(" lr @")).unwrap_or("");
+            assert!(title.contains("@11 000 lr 2.50e-4"), "{w}x{h} ascii {ascii}: lr left out of the readout\n{s}");
+        }
+    }
+}
