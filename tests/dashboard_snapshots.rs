@@ -133,8 +133,8 @@ fn overlays_and_modes() {
     a.mode = Mode::PhasePicker { selected: 0 };
     insta::assert_snapshot!("picker_80x24", screen(&a, 80, 24));
     a.mode = Mode::Normal;
-    a.chart_opts.insert(Panel::Loss, ChartOpts { smoothing: 0.6, log_y: true, clip: false });
-    a.cursor = Some(1500);
+    a.charts.opts.insert(Panel::Loss, ChartOpts { smoothing: 0.6, log_y: true, clip: false });
+    a.charts.cursor = Some(1500);
     a.ascii = true;
     let ascii = screen(&a, 160, 48);
     insta::assert_snapshot!("log_cursor_ascii_160x48", ascii);
@@ -331,7 +331,7 @@ fn numbers_are_whole_or_absent_at_every_width() {
     let view = RunView::from_events(&numbered_events());
     for layout in ["default", "compact", "diversity"] {
         let mut a = app(layout, view.clone());
-        a.cursor = Some(1500);
+        a.charts.cursor = Some(1500);
         for w in (60..=160).step_by(7) {
             for h in [16, 24, 30] {
                 let s = screen(&a, w, h);
@@ -342,7 +342,7 @@ fn numbers_are_whole_or_absent_at_every_width() {
         }
     }
     let mut a = app("default", view);
-    a.cursor = Some(1500);
+    a.charts.cursor = Some(1500);
     insta::assert_snapshot!("numbered_80x24", screen(&a, 80, 24));
 }
 
@@ -444,8 +444,8 @@ fn x_axes_show_the_steps_in_view() {
     let s = screen(&a, 80, 24);
     let bottom = s.lines().find(|l| l.starts_with('╰')).unwrap();
     assert!(bottom.contains(" 1 ") && bottom.contains(" 3 000 "), "{bottom}");
-    a.zoom = 1;
-    a.cursor = Some(2500);
+    a.charts.zoom = 1;
+    a.charts.cursor = Some(2500);
     let s = screen(&a, 80, 24);
     let bottom = s.lines().find(|l| l.starts_with('╰')).unwrap();
     assert!(bottom.contains(" 1 501 ") && bottom.contains(" 3 000 ") && bottom.contains("@2 500"), "{bottom}");
@@ -908,7 +908,7 @@ fn the_cursor_readout_keeps_the_learning_rate() {
     for ascii in [false, true] {
         let mut a = app("default", RunView::from_events(&events));
         a.ascii = ascii;
-        a.cursor = Some(11_000);
+        a.charts.cursor = Some(11_000);
         for (w, h) in [(160, 48), (120, 40)] {
             let s = screen(&a, w, h);
             let title = s.lines().find(|l| l.contains(" learning rate ") || l.contains(" lr @")).unwrap_or("");

@@ -1,19 +1,12 @@
 //! The dashboard's keys in normal mode: the run's controls, the charts' view (zoom,
 //! pan, cursor, smoothing), focus, and compare's per-run choices.
 
-use super::{App, DIVERSITY_METRICS, Exit, Mode};
+use super::{App, Exit, Mode};
 use crate::event::Command;
 use crate::keymap::Action;
 use crate::layout::Panel;
 
 impl App {
-    pub(super) fn pan(&mut self, right: bool) {
-        let (a, b) = self.x_range();
-        let step = ((b - a) / 4).max(1);
-        let end = if right { b + step } else { b.saturating_sub(step) };
-        self.pan_end = if end >= self.view.step { None } else { Some(end) };
-    }
-
     pub(super) fn on_action(&mut self, a: Action) {
         match a {
             // Nothing to detach from or stop: quit at once.
@@ -59,7 +52,7 @@ impl App {
                 if panel == Panel::Lr && matches!(a, Action::SmoothMore | Action::SmoothLess) {
                     return self.set_status("the learning-rate chart is never smoothed", true);
                 }
-                let o = self.opts_mut(panel);
+                let o = self.charts.opts_mut(panel);
                 match a {
                     Action::LogScale => o.log_y = !o.log_y,
                     Action::IgnoreOutliers => o.clip = !o.clip,
@@ -67,14 +60,10 @@ impl App {
                     _ => o.smoothing = ((o.smoothing - 0.1).max(0.0) * 100.0).round() / 100.0,
                 }
             }
-            Action::ZoomIn => self.zoom = (self.zoom + 1).min(30),
-            Action::ZoomOut => self.zoom = self.zoom.saturating_sub(1),
-            Action::ResetView => {
-                self.zoom = 0;
-                self.pan_end = None;
-                self.cursor = None;
-            }
-            Action::FullHistory => self.full_history = !self.full_history,
+            Action::ZoomIn => self.charts.zoom = (self.charts.zoom + 1).min(30),
+            Action::ZoomOut => self.charts.zoom = self.charts.zoom.saturating_sub(1),
+            Action::ResetView => self.charts.reset(),
+            Action::FullHistory => self.charts.full_history = !self.charts.full_history,
             Action::ToggleBands => match self.compare.as_mut() {
                 Some(c) => {
                     let msg = c.cycle_bands();
@@ -114,31 +103,21 @@ impl App {
                     self.sync_compare();
                 }
             }
-            Action::PanLeft => self.pan(false),
-            Action::PanRight => self.pan(true),
+            Action::PanLeft | Action::PanRight => {
+                let range = self.x_range();
+                self.charts.pan(range, a == Action::PanRight, self.view.step);
+            }
             Action::CursorLeft | Action::CursorRight => {
-                let (a0, b0) = self.x_range();
-                let step = ((b0 - a0) / 60).max(1);
-                let c = self.cursor.unwrap_or(b0);
-                self.cursor =
-                    Some(if a == Action::CursorLeft { c.saturating_sub(step).max(a0) } else { (c + step).min(b0) });
+                let range = self.x_range();
+                self.charts.move_cursor(range, a == Action::CursorLeft);
             }
             Action::NextPanel => self.focus = (self.focus + 1) % self.panels().len().max(1),
             Action::PrevPanel => {
                 let n = self.panels().len().max(1);
                 self.focus = (self.focus + n - 1) % n;
             }
-            Action::NextLayer => {
-                let n = self.view.probe_layers.len();
-                self.diversity_layer = match self.diversity_layer {
-                    None if n > 0 => Some(0),
-                    Some(i) if i + 1 < n => Some(i + 1),
-                    _ => None,
-                };
-            }
-            Action::NextDiversityMetric => {
-                self.diversity_metric = (self.diversity_metric + 1) % DIVERSITY_METRICS.len()
-            }
+            Action::NextLayer => self.charts.next_layer(self.view.probe_layers.len()),
+            Action::NextDiversityMetric => self.charts.next_diversity_metric(),
             // The other modes' actions: their handlers read them (`on_transport_key`, …).
             _ => {}
         }

@@ -150,11 +150,8 @@ impl App {
             },
             ("goto", Some(s)) => match s.parse::<u64>() {
                 Ok(step) => {
-                    self.cursor = Some(step.min(self.view.step));
-                    let (a, b) = self.x_range();
-                    if step < a || step > b {
-                        self.pan_end = Some((step + (b - a) / 2).min(self.view.step));
-                    }
+                    let range = self.x_range();
+                    self.charts.goto(range, step, self.view.step);
                     self.set_status(format!("cursor at step {}", step.min(self.view.step)), false);
                 }
                 Err(_) => self.set_status(format!("goto needs a step number, got \"{s}\""), true),
@@ -171,10 +168,10 @@ impl App {
                     // The focused chart, or every chart but the learning rate's.
                     match self.focused_panel().filter(|p| p.is_chart()) {
                         Some(Panel::Lr) => return self.set_status("the learning-rate chart is never smoothed", true),
-                        Some(p) => self.opts_mut(p).smoothing = v,
+                        Some(p) => self.charts.opts_mut(p).smoothing = v,
                         None => {
                             for p in [Panel::Loss, Panel::Accuracy, Panel::Grad, Panel::Diversity] {
-                                self.opts_mut(p).smoothing = v;
+                                self.charts.opts_mut(p).smoothing = v;
                             }
                         }
                     }

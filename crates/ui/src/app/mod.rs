@@ -2,6 +2,7 @@
 //! be driven by tests. Commands for the run go out through a [`CommandSink`].
 
 mod actions;
+mod charts;
 mod command_line;
 mod modes;
 mod rows;
@@ -9,6 +10,7 @@ mod signals;
 mod status;
 mod timeline;
 
+pub use charts::{ChartOpts, ChartView, DIVERSITY_METRICS, RECENT_WINDOW};
 pub use command_line::{VIEW_VERBS, commands};
 pub use modes::HelpScroll;
 pub use signals::{detector_meaning, signal_gist};
@@ -81,22 +83,6 @@ pub enum Mode {
     },
 }
 
-/// A chart's own view options: `l`, `o`, `S`/`A` change the focused chart only.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ChartOpts {
-    pub smoothing: f64,
-    pub log_y: bool,
-    pub clip: bool,
-}
-
-impl ChartOpts {
-    /// Charts start smoothed (0.6), except the learning rate, which is never smoothed:
-    /// a schedule is exact, and an EMA would draw a warmup or a step that never was.
-    pub fn default_for(panel: Panel) -> ChartOpts {
-        ChartOpts { smoothing: if panel == Panel::Lr { 0.0 } else { 0.6 }, log_y: false, clip: false }
-    }
-}
-
 /// The link to the host, as the header shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
@@ -117,10 +103,6 @@ pub enum Exit {
     Stop,
 }
 
-pub const DIVERSITY_METRICS: &[&str] = &["eff_rank", "entropy", "diversity", "participation", "mean_cos"];
-/// Steps shown in the recent-window view at zoom 0.
-pub const RECENT_WINDOW: u64 = 2000;
-
 pub struct App {
     pub view: RunView,
     pub keymap: Keymap,
@@ -130,17 +112,8 @@ pub struct App {
     pub mode: Mode,
     pub link: Link,
     pub focus: usize,
-    /// Per chart kind; a chart not in the map has [`ChartOpts::default_for`].
-    pub chart_opts: BTreeMap<Panel, ChartOpts>,
-    pub full_history: bool,
-    /// Each level halves the visible span.
-    pub zoom: u32,
-    /// Right edge of the view; `None` follows the newest step.
-    pub pan_end: Option<u64>,
-    pub cursor: Option<u64>,
-    pub diversity_metric: usize,
-    /// `None` shows every probed layer.
-    pub diversity_layer: Option<usize>,
+    /// What the charts show: span, zoom, pan, cursor, each chart's options.
+    pub charts: ChartView,
     /// ASCII/dot glyphs instead of braille and box-drawing (weak terminals).
     pub ascii: bool,
     pub status: StatusLine,
@@ -186,13 +159,7 @@ impl App {
             mode: Mode::Normal,
             link: Link::Live,
             focus: 0,
-            chart_opts: BTreeMap::new(),
-            full_history: true,
-            zoom: 0,
-            pan_end: None,
-            cursor: None,
-            diversity_metric: 0,
-            diversity_layer: None,
+            charts: ChartView::default(),
             ascii: false,
             status: StatusLine::default(),
             selected: BTreeMap::new(),
@@ -236,19 +203,12 @@ impl App {
     pub fn x_range(&self) -> (u64, u64) {
         let last = self.timeline_step().max(1);
         let first = self.view.series.get("train_loss").and_then(|s| s.first_step()).unwrap_or(1).min(last);
-        let base = if self.full_history { last - first + 1 } else { RECENT_WINDOW.min(last - first + 1) };
-        let span = (base >> self.zoom.min(40)).max(10);
-        let end = self.pan_end.unwrap_or(last).clamp(first.saturating_add(span.min(last - first)).min(last), last);
-        (end.saturating_sub(span - 1).max(first.min(end)), end)
+        self.charts.x_range(first, last)
     }
 
     /// The view options of a chart panel.
     pub fn opts(&self, panel: Panel) -> ChartOpts {
-        self.chart_opts.get(&panel).copied().unwrap_or_else(|| ChartOpts::default_for(panel))
-    }
-
-    fn opts_mut(&mut self, panel: Panel) -> &mut ChartOpts {
-        self.chart_opts.entry(panel).or_insert_with(|| ChartOpts::default_for(panel))
+        self.charts.opts(panel)
     }
 
     /// A status message for the footer, gone after [`STATUS_TTL`].

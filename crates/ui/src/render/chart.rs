@@ -44,7 +44,7 @@ pub(super) fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, pa
     };
     // The cursor's step and readings: (priority, text).
     let mut cursor_segs: Vec<(u8, String)> = Vec::new();
-    if let Some(c) = app.cursor {
+    if let Some(c) = app.charts.cursor {
         cursor_segs.push((9, format!("@{} ", fmt::step(c))));
         // Each reading is its own segment: the last ones go first when room is short.
         let reads: Vec<String> = series
@@ -65,7 +65,7 @@ pub(super) fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, pa
         // Narrow, "diversity" alone leaves room for the legend.
         Panel::Diversity => {
             let title = if area.width < 72 { "diversity" } else { panel.title() };
-            format!(" {title}: {} ", DIVERSITY_METRICS[app.diversity_metric])
+            format!(" {title}: {} ", DIVERSITY_METRICS[app.charts.diversity_metric])
         }
         // The learning rate's reading (often `2.50e-4`) and the cursor's step leave no
         // room for "learning rate" in a narrow chart: "lr" keeps the reading.
@@ -256,7 +256,7 @@ fn draw_step_labels(f: &mut Frame, app: &App, area: Rect, inner: Rect, x0: u64, 
     if labels.first().is_none_or(|l| left + fw < l.0) {
         labels.push((left, first, t.dim));
     }
-    if let Some(c) = app.cursor.filter(|c| (x0..=x1).contains(c)) {
+    if let Some(c) = app.charts.cursor.filter(|c| (x0..=x1).contains(c)) {
         // The band's column of the cursor (the band spans the inner width).
         let w = right - left;
         let col = left + (((c - x0) as f64 / (x1 - x0).max(1) as f64) * (w - 1) as f64).round() as usize;

@@ -344,8 +344,8 @@ fn draw_panel(f: &mut Frame, app: &App, panel: Panel, area: Rect, focused: bool)
         Panel::Lr => draw_chart(f, app, area, focused, panel, &[("lr", "lr")]),
         Panel::Grad => draw_chart(f, app, area, focused, panel, &[("grad", "grad_norm"), ("dist", "dist_init")]),
         Panel::Diversity => {
-            let metric = DIVERSITY_METRICS[app.diversity_metric];
-            let layers: Vec<&String> = match app.diversity_layer {
+            let metric = DIVERSITY_METRICS[app.charts.diversity_metric];
+            let layers: Vec<&String> = match app.charts.diversity_layer {
                 Some(i) => app.view.probe_layers.get(i).into_iter().collect(),
                 None => app.view.probe_layers.iter().collect(),
             };
