@@ -16,7 +16,7 @@ use phasetop::event::{Event, Metrics, PhaseCause};
 use phasetop::inspect::Summary;
 use phasetop::interop::{self, Format};
 use phasetop::runlog::{self, Writer};
-use phasetop::ui::state::RunView;
+use phasetop::ui::model::state::RunView;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;

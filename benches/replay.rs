@@ -14,9 +14,9 @@ use phasetop::runlog::Writer;
 use phasetop::ui::app::App;
 use phasetop::ui::keymap::Keymap;
 use phasetop::ui::layout::{Layout, SHIPPED};
-use phasetop::ui::replay::Player;
-use phasetop::ui::replay_index::Source;
-use phasetop::ui::state::RunView;
+use phasetop::ui::model::replay_index::Source;
+use phasetop::ui::model::state::RunView;
+use phasetop::ui::player::replay::Player;
 use phasetop::ui::theme::{Theme, ThemeKind};
 use rand::{RngExt, SeedableRng};
 use ratatui::Terminal;
@@ -60,6 +60,7 @@ fn write_log(path: &std::path::Path, n: u64) {
                 metric: "train_loss".into(),
                 score: 1.0,
                 message: "flat".into(),
+                figures: Default::default(),
             })
             .unwrap();
             written += 1;
@@ -128,7 +129,7 @@ fn main() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let saved = app.player.as_ref().unwrap().index().state().saved.clone();
-    let idx = log.with_file_name(phasetop::ui::index_file::FILE);
+    let idx = log.with_file_name(phasetop::ui::model::index_file::FILE);
     let idx_bytes = std::fs::metadata(&idx).map(|m| m.len()).unwrap_or(0);
     println!(
         "  index file written             {saved:?}, {} MB ({:.0} % of the log), waited {:.1} s more after the seeks",
@@ -152,7 +153,7 @@ fn main() {
     let reopened_first = t.elapsed().as_secs_f64();
     let loaded = loop {
         let s = app.player.as_ref().unwrap().index().state();
-        if s.file != phasetop::ui::replay_index::IndexFile::Absent || s.done {
+        if s.file != phasetop::ui::model::replay_index::IndexFile::Absent || s.done {
             break (s.file.clone(), t.elapsed().as_secs_f64(), s.snapshots.len());
         }
         drop(s);

@@ -399,7 +399,7 @@ pub fn replay(
         return Err(UsageError("replay needs a run directory".into()).into());
     };
     // Checked with or without a screen, so that a script's typo is not silently ignored.
-    let speeds = crate::ui::replay::SPEEDS;
+    let speeds = crate::ui::player::replay::SPEEDS;
     let speed = if speed == "max" {
         speeds.len() - 1
     } else {
@@ -428,12 +428,12 @@ pub fn replay(
             }
             // Streamed: memory stays bounded however long the log (the view's series are).
             use std::io::Write;
-            let mut view = crate::ui::state::RunView::default();
+            let mut view = crate::ui::model::state::RunView::default();
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             for item in reader {
                 match item {
                     Ok(r) => {
-                        if let Some(line) = crate::ui::replay::story_line(&r.event) {
+                        if let Some(line) = crate::ui::player::replay::story_line(&r.event) {
                             out.write_all(line.as_bytes())?;
                         }
                         if run_dirs.len() > 1 {
@@ -459,9 +459,10 @@ pub fn replay(
             }
         }
         if run_dirs.len() > 1 {
-            let names = crate::ui::compare::run_names(&run_dirs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+            let names =
+                crate::ui::player::compare::run_names(&run_dirs.iter().map(PathBuf::as_path).collect::<Vec<_>>());
             println!("== comparison (final values) ==");
-            print!("{}", crate::ui::compare::comparison_table(&names, &views.iter().collect::<Vec<_>>()));
+            print!("{}", crate::ui::player::compare::comparison_table(&names, &views.iter().collect::<Vec<_>>()));
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -306,7 +306,7 @@ fn pruned_checkpoints_are_recorded_and_never_offered() {
     assert_eq!(listed, on_disk, "inspect lists the checkpoints that exist");
     let evs = events(&run);
     assert!(evs.iter().any(|e| matches!(e, Event::CheckpointPruned { .. })), "keep = 2 deleted some");
-    let view = phasetop::ui::state::RunView::from_events(&evs);
+    let view = phasetop::ui::model::state::RunView::from_events(&evs);
     let rows: Vec<u64> = view.log.iter().filter(|r| r.kind == "ckpt").map(|r| r.step).collect();
     assert!(rows.iter().all(|s| on_disk.contains(s)), "rows {rows:?}, on disk {on_disk:?}");
 }

@@ -9,7 +9,7 @@ use phasetop::control::Reply;
 use phasetop::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
 use phasetop::ui::app::{App, ChartOpts, CommandSink, Exit, Mode};
 use phasetop::ui::layout::{Panel, SHIPPED};
-use phasetop::ui::state::RunView;
+use phasetop::ui::model::state::RunView;
 use phasetop::ui::theme::ThemeKind;
 use std::sync::{Arc, Mutex};
 
@@ -73,6 +73,7 @@ pub fn recorded_events() -> Vec<Event> {
                 metric: "val_acc".into(),
                 score: 0.41,
                 message: "+0.41 in 80 steps".into(),
+                figures: Default::default(),
             });
             ev.push(Event::Suggestion { step, id: 1, to_phase: "consolidate".into(), because: "jump(val_acc)".into() });
         }
@@ -132,8 +133,8 @@ fn overlays_and_modes() {
     a.mode = Mode::PhasePicker { selected: 0 };
     insta::assert_snapshot!("picker_80x24", screen(&a, 80, 24));
     a.mode = Mode::Normal;
-    a.chart_opts.insert(Panel::Loss, ChartOpts { smoothing: 0.6, log_y: true, clip: false });
-    a.cursor = Some(1500);
+    a.charts.opts.insert(Panel::Loss, ChartOpts { smoothing: 0.6, log_y: true, clip: false });
+    a.charts.cursor = Some(1500);
     a.ascii = true;
     let ascii = screen(&a, 160, 48);
     insta::assert_snapshot!("log_cursor_ascii_160x48", ascii);
@@ -187,7 +188,7 @@ fn a_run_whose_host_is_gone_reads_failed() {
     let s = screen(&a, 80, 24);
     assert!(s.lines().next().unwrap().contains("FAILED"), "{s}");
     ch(&mut a, 'p');
-    let (msg, err) = a.status.clone().unwrap();
+    let (msg, err) = a.status.get().cloned().unwrap();
     assert!(
         err && msg.contains("the run failed at step") && msg.contains("host exited without recording an end"),
         "{msg}"
@@ -216,13 +217,13 @@ fn a_remote_run_with_its_link_down_says_the_link_is_down() {
     assert!(screen(&a, 80, 24).lines().next().unwrap_or_default().contains("@me@gpu-box"));
     a.link = phasetop::ui::app::Link::Stale;
     ch(&mut a, 'p');
-    let (msg, err) = a.status.clone().unwrap();
+    let (msg, err) = a.status.get().cloned().unwrap();
     assert!(err && msg.contains("link to gpu-box is down") && !msg.contains("not answering"), "{msg}");
 }
 
 #[test]
 fn replay_seek_equals_folding_the_prefix() {
-    use phasetop::ui::replay::Player;
+    use phasetop::ui::player::replay::Player;
     let events = recorded_events();
     let mut player = Player::new(events.clone());
     let mut view = RunView::default();
@@ -244,7 +245,7 @@ fn replay_seek_equals_folding_the_prefix() {
     // Playing to the end gives the same screen as folding everything (state fold equality).
     let mut view = RunView::default();
     let mut p = Player::new(events.clone());
-    p.speed = phasetop::ui::replay::SPEEDS.len() - 1;
+    p.speed = phasetop::ui::player::replay::SPEEDS.len() - 1;
     while p.tick(&mut view, 0.1) {}
     let full = RunView::from_events(&events);
     let (a, b) = (app("default", view), app("default", full));
@@ -280,7 +281,14 @@ fn numbered_events() -> Vec<Event> {
     {
         ev.insert(
             at + i,
-            Event::Signal { step: 2200, detector: det.into(), metric: metric.into(), score: 1.0, message: msg.into() },
+            Event::Signal {
+                step: 2200,
+                detector: det.into(),
+                metric: metric.into(),
+                score: 1.0,
+                message: msg.into(),
+                figures: Default::default(),
+            },
         );
     }
     for e in ev.iter_mut() {
@@ -323,7 +331,7 @@ fn numbers_are_whole_or_absent_at_every_width() {
     let view = RunView::from_events(&numbered_events());
     for layout in ["default", "compact", "diversity"] {
         let mut a = app(layout, view.clone());
-        a.cursor = Some(1500);
+        a.charts.cursor = Some(1500);
         for w in (60..=160).step_by(7) {
             for h in [16, 24, 30] {
                 let s = screen(&a, w, h);
@@ -334,7 +342,7 @@ fn numbers_are_whole_or_absent_at_every_width() {
         }
     }
     let mut a = app("default", view);
-    a.cursor = Some(1500);
+    a.charts.cursor = Some(1500);
     insta::assert_snapshot!("numbered_80x24", screen(&a, 80, 24));
 }
 
@@ -423,10 +431,10 @@ fn y_axes_keep_natural_bounds_and_options_are_per_chart() {
     focus(&mut a, Panel::Lr);
     ch(&mut a, 'S');
     assert_eq!(a.opts(Panel::Lr).smoothing, 0.0);
-    assert!(a.status.as_ref().unwrap().0.contains("never smoothed"));
+    assert!(a.status.get().unwrap().0.contains("never smoothed"));
     focus(&mut a, Panel::Signals);
     ch(&mut a, 'l');
-    assert!(a.status.as_ref().unwrap().0.contains("focused chart"), "{:?}", a.status);
+    assert!(a.status.get().unwrap().0.contains("focused chart"), "{:?}", a.status);
 }
 
 /// Issue 16 item 5: the first and last step in view, and the cursor's, on the x axis.
@@ -436,8 +444,8 @@ fn x_axes_show_the_steps_in_view() {
     let s = screen(&a, 80, 24);
     let bottom = s.lines().find(|l| l.starts_with('╰')).unwrap();
     assert!(bottom.contains(" 1 ") && bottom.contains(" 3 000 "), "{bottom}");
-    a.zoom = 1;
-    a.cursor = Some(2500);
+    a.charts.zoom = 1;
+    a.charts.cursor = Some(2500);
     let s = screen(&a, 80, 24);
     let bottom = s.lines().find(|l| l.starts_with('╰')).unwrap();
     assert!(bottom.contains(" 1 501 ") && bottom.contains(" 3 000 ") && bottom.contains("@2 500"), "{bottom}");
@@ -455,12 +463,12 @@ fn a_run_that_is_not_live_offers_only_what_works() {
     assert!(!footer.contains("switch") && !footer.contains("pause") && !footer.contains("checkpoint"), "{footer}");
     for c in ['p', 's', 'c'] {
         ch(&mut a, c);
-        let (msg, err) = a.status.clone().unwrap();
+        let (msg, err) = a.status.get().cloned().unwrap();
         assert!(err && msg.contains("not live") && msg.contains("completed at step 3 000"), "{c}: {msg}");
         assert_eq!(a.mode, Mode::Normal);
     }
     a.run_command_line("pause");
-    assert!(a.status.as_ref().unwrap().0.contains("not live"));
+    assert!(a.status.get().unwrap().0.contains("not live"));
     assert!(rec.0.lock().unwrap().is_empty(), "nothing was sent");
     a.mode = Mode::Help;
     let help = screen(&a, 160, 48);
@@ -493,7 +501,7 @@ fn suggestions_say_how_to_answer_and_expire_with_the_run() {
 /// filled in; an old "nothing further" goes with the next move.
 #[test]
 fn replay_start_has_a_header_and_messages_expire() {
-    use phasetop::ui::replay::Player;
+    use phasetop::ui::player::replay::Player;
     let mut a = app("default", RunView::default());
     let mut p = Player::new(recorded_events());
     p.playing = false;
@@ -503,14 +511,14 @@ fn replay_start_has_a_header_and_messages_expire() {
     let header = screen(&a, 160, 48).lines().next().unwrap().to_string();
     assert!(header.contains("memorize") && header.contains("grokking-mod59"), "{header}");
     ch(&mut a, '[');
-    assert!(a.status.as_ref().unwrap().0.contains("nothing further"));
+    assert!(a.status.get().unwrap().0.contains("nothing further"));
     ch(&mut a, '.');
-    assert!(a.status.is_none(), "the next move clears it");
+    assert!(a.status.get().is_none(), "the next move clears it");
     a.run_command_line("smooth 0.5");
-    assert!(a.status.is_some());
+    assert!(a.status.get().is_some());
     assert!(!a.expire_status(std::time::Instant::now()));
     assert!(a.expire_status(std::time::Instant::now() + std::time::Duration::from_secs(6)));
-    assert!(a.status.is_none());
+    assert!(a.status.get().is_none());
 }
 
 /// Issue 16 item 10: every detector's row says in words what it means and what one
@@ -538,6 +546,7 @@ fn signal_rows_say_what_they_mean_and_markers_spare_phase_names() {
             metric: metric.to_string(),
             score: 1.0,
             message: message.to_string(),
+            figures: Default::default(),
         };
         events.insert(at + i, e);
     }
@@ -545,7 +554,8 @@ fn signal_rows_say_what_they_mean_and_markers_spare_phase_names() {
     let late = events.iter().position(|e| matches!(e, Event::Step { step: 2600, .. })).unwrap();
     let message = "plateau since step 2500: level 0.1, change 0.10% per 500 steps (tolerance 1.00%)".to_string();
     let (detector, metric) = ("plateau".to_string(), "train_loss".to_string());
-    events.insert(late, Event::Signal { step: 2600, detector, metric, score: 1.0, message });
+    events
+        .insert(late, Event::Signal { step: 2600, detector, metric, score: 1.0, message, figures: Default::default() });
     let view = RunView::from_events(&events);
     let mut a = app("default", view);
     let s = screen(&a, 160, 48);
@@ -623,7 +633,7 @@ fn the_default_layout_reads_at_80x24_and_the_help_scrolls() {
     assert!(last.contains("? or Esc closes") && last.contains("Tab completes"), "{last}");
     assert!(seen_help(&mut a).contains("starved (was N)"), "the header's words are explained");
     // PgDn moves a page (the lines on screen), not 10 lines.
-    a.help_scroll = 0;
+    a.help.scroll = 0;
     let title = |a: &App| screen(a, 80, 24).lines().find(|l| l.contains("help ")).unwrap_or_default().to_string();
     let page = |t: &str| -> Option<(usize, usize)> {
         let range = t.split("help").nth(1)?.split_whitespace().next()?;
@@ -642,7 +652,7 @@ fn the_default_layout_reads_at_80x24_and_the_help_scrolls() {
     key(&mut a, KeyCode::Esc);
     assert_eq!(a.mode, Mode::Normal);
 
-    let mut p = phasetop::ui::replay::Player::new(recorded_events());
+    let mut p = phasetop::ui::player::replay::Player::new(recorded_events());
     p.playing = false;
     a.player = Some(p);
     a.mode = Mode::Help;
@@ -678,7 +688,7 @@ fn the_system_panel_shows_cpu_memory_and_the_gpu_or_its_absence() {
     .into();
     events.insert(events.len() - 1, Event::Eval { step: 3000, split: "system".into(), metrics: gpu });
     let app = app("default", RunView::from_events(&events));
-    let lines = phasetop::ui::system::lines(&app);
+    let lines = phasetop::ui::render::system::lines(&app);
     let text: Vec<String> = lines.iter().map(|(l, v)| format!("{l} {v}")).collect();
     assert_eq!(text, ["CPU 12 % (100 = a core)", "RSS 2048 MB", "GPU 87 %", "VRAM 30.5 of 143.8 GB", "temp 61 °C"]);
     let s = screen(&app, 160, 48);
@@ -710,7 +720,7 @@ fn the_system_panel_sums_up_several_gpus() {
     }
     events.insert(events.len() - 1, Event::Eval { step: 3000, split: "system".into(), metrics: m });
     let app = app_for(events);
-    let text: Vec<String> = phasetop::ui::system::lines(&app).iter().map(|(l, v)| format!("{l} {v}")).collect();
+    let text: Vec<String> = phasetop::ui::render::system::lines(&app).iter().map(|(l, v)| format!("{l} {v}")).collect();
     assert_eq!(
         text,
         [
@@ -809,6 +819,7 @@ fn repeated_signals_in_a_phase_are_one_row() {
         metric: "train_loss".into(),
         score: 1.0,
         message: format!("plateau since step {}: level 0.1", step - 100),
+        figures: Default::default(),
     };
     // Three firings in consolidate (from 2 400), after one in memorize.
     for step in [2000u64, 2500, 2700, 2900] {
@@ -827,7 +838,7 @@ fn repeated_signals_in_a_phase_are_one_row() {
 /// Everything the help says, scrolled through (for a word that may be below the fold).
 fn seen_help(a: &mut App) -> String {
     use ratatui::crossterm::event::KeyCode;
-    a.help_scroll = 0;
+    a.help.scroll = 0;
     let mut seen = String::new();
     for _ in 0..80 {
         seen.push_str(&screen(a, 80, 24));
@@ -874,5 +885,34 @@ fn the_diversity_chart_names_its_metric() {
             assert!(s.contains(&format!("diversity: {metric}")), "{metric} at {w}x{h}:\n{s}");
         }
         ch(&mut a, 'm');
+    }
+}
+
+/// Issue 26 item 6: at 160×48 a decayed learning rate's reading (`2.50e-4`) and a
+/// five-digit cursor step left no room beside "learning rate", and the readout lost lr;
+/// the chart is then titled "lr" and keeps it, at every size that shows the chart.
+#[test]
+fn the_cursor_readout_keeps_the_learning_rate() {
+    let mut events: Vec<Event> = recorded_events().into_iter().take(2).collect();
+    for step in (10..=12_000u64).step_by(10) {
+        let s = step as f64;
+        let m: Metrics = [
+            ("train_loss".to_string(), 2.0 * (-s / 3000.0).exp() + 0.1),
+            ("train_acc".to_string(), 1.0 - (-s / 2500.0).exp()),
+            ("lr".to_string(), 0.00025),
+            ("grad_norm".to_string(), 1.0),
+        ]
+        .into();
+        events.push(Event::Step { step, phase: "memorize".into(), t: 1_795_000_000.0 + s / 400.0, metrics: m });
+    }
+    for ascii in [false, true] {
+        let mut a = app("default", RunView::from_events(&events));
+        a.ascii = ascii;
+        a.charts.cursor = Some(11_000);
+        for (w, h) in [(160, 48), (120, 40)] {
+            let s = screen(&a, w, h);
+            let title = s.lines().find(|l| l.contains(" learning rate ") || l.contains(" lr @")).unwrap_or("");
+            assert!(title.contains("@11 000 lr 2.50e-4"), "{w}x{h} ascii {ascii}: lr left out of the readout\n{s}");
+        }
     }
 }

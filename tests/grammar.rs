@@ -9,7 +9,7 @@ mod common;
 use phasetop::control::Reply;
 use phasetop::event::{Command, Event, PhaseCause};
 use phasetop::ui::app::{App, CommandSink};
-use phasetop::ui::state::RunView;
+use phasetop::ui::model::state::RunView;
 use phasetop::ui::theme::ThemeKind;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
@@ -140,7 +140,7 @@ fn ctl_and_the_colon_line_give_the_same_command_or_the_same_error() {
         assert_eq!(code, 2, "ctl {line}: {stderr}");
         let (mut app, rec) = dashboard();
         app.run_command_line(line);
-        let (status, is_error) = app.status.clone().expect("a status message");
+        let (status, is_error) = app.status.get().cloned().expect("a status message");
         assert!(is_error && rec.0.lock().unwrap().is_empty(), ":{line}: {status}");
         assert!(stderr.contains(&status), ":{line} says {status:?}, ctl says {stderr:?}");
     }
@@ -150,7 +150,7 @@ fn ctl_and_the_colon_line_give_the_same_command_or_the_same_error() {
     let (mut app, _) = dashboard();
     app.run_command_line("jump");
     assert_eq!(code, 2);
-    let status = app.status.clone().unwrap().0;
+    let status = app.status.get().cloned().unwrap().0;
     assert!(stderr.contains("unknown command \"jump\", expected one of switch, pause"), "{stderr}");
     assert!(status.starts_with("unknown command \"jump\", expected one of switch, pause"), "{status}");
 }
@@ -201,7 +201,7 @@ fn set_takes_an_external_runs_own_plan_keys() {
         Box::new(rec.clone()),
     );
     app.run_command_line("set momentum=0.9");
-    let (status, is_error) = app.status.clone().expect("a status");
+    let (status, is_error) = app.status.get().cloned().expect("a status");
     assert!(is_error && status.contains("this run's plan sets"), "{status}");
     app.run_command_line("set aux_w=0.5");
     assert_eq!(rec.0.lock().unwrap().as_slice(), [Command::Set { key: "aux_w".into(), value: 0.5 }]);

@@ -116,6 +116,7 @@ fn sample_events() -> Vec<Event> {
         metric: "train_loss".into(),
         score: 0.5,
         message: "flat".into(),
+        figures: Default::default(),
     });
     evs.push(Event::Log { step: 120, level: LogLevel::Info, message: "bye".into() });
     evs.push(Event::RunEnded { step: 120, status: RunStatus::Completed, message: "done".into() });

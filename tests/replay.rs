@@ -8,10 +8,10 @@ use phasetop::config;
 use phasetop::event::{Event, Metrics, PhaseCause, RunStatus};
 use phasetop::runlog::Writer;
 use phasetop::ui::app::App;
-use phasetop::ui::compare::{Compare, Other};
-use phasetop::ui::replay::{Player, SPEEDS};
-use phasetop::ui::replay_index::{IndexFile, Source};
-use phasetop::ui::state::RunView;
+use phasetop::ui::model::replay_index::{IndexFile, Source};
+use phasetop::ui::model::state::RunView;
+use phasetop::ui::player::compare::{Compare, Other};
+use phasetop::ui::player::replay::{Player, SPEEDS};
 use phasetop::ui::theme::ThemeKind;
 use rand::{RngExt, SeedableRng};
 use std::sync::Arc;
@@ -77,6 +77,7 @@ fn run_events(run_id: &str, steps: u64, rate: f64, resume_at: Option<(u64, u64)>
                 metric: "train_loss".into(),
                 score: 1.0,
                 message: format!("flat at {step}"),
+                figures: Default::default(),
             });
         }
         if step == switch {
@@ -271,7 +272,7 @@ fn replaying_a_real_run_ends_where_its_live_dashboard_did() {
 
 #[test]
 fn phase_and_signal_jumps_use_the_index() {
-    use phasetop::ui::replay_index::MarkKind;
+    use phasetop::ui::model::replay_index::MarkKind;
     let events = run_events("marks", 3000, 1e-3, None);
     let mut p = Player::new(events.clone());
     let mut view = RunView::default();
@@ -450,8 +451,8 @@ fn a_live_attach_is_a_player_whose_log_grows_and_its_history_can_be_visited() {
     assert_eq!(p.live_step(&view), Some(2900));
 
     // `]` then `[`: the phase change at 2400, from either side.
-    use phasetop::ui::replay::Jump;
-    use phasetop::ui::replay_index::MarkKind;
+    use phasetop::ui::model::replay_index::MarkKind;
+    use phasetop::ui::player::replay::Jump;
     tick_until(&mut p, &mut view, "index to the live end", |p, _| p.following());
     assert_eq!(p.jump(&mut view, true, MarkKind::Phase), Jump::Moved);
     assert_eq!((view.step, view.current_phase().unwrap().name.as_str()), (2400, "consolidate"));
@@ -545,7 +546,7 @@ fn live_controls_act_on_the_live_run_while_the_view_is_in_its_history() {
 
 #[test]
 fn the_watch_wakes_on_appends_with_notify_and_by_polling() {
-    use phasetop::ui::follow::Watch;
+    use phasetop::ui::model::follow::Watch;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
     std::fs::write(&path, b"a").unwrap();
@@ -624,7 +625,7 @@ fn the_transport_moves_every_compared_run() {
     app.run_command_line("goto 1500");
     let b = run_events("grokking-b", 3400, 1.0 / 150.0, None);
     assert_same(&app.compare.as_ref().unwrap().others[0].view, &fold_to_step(&b, 1500), "other run at 1500");
-    let table = phasetop::ui::compare::comparison_table(
+    let table = phasetop::ui::player::compare::comparison_table(
         &["run-a".into(), "run-b".into()],
         &[&app.view, &app.compare.as_ref().unwrap().others[0].view],
     );
@@ -684,7 +685,7 @@ fn the_scrubber_marker_moves_with_seeks_and_ticks_mark_phases_and_signals() {
     let s = screen(&live, 80, 24);
     assert!(s.lines().last().unwrap().starts_with(" ? help"), "{s}");
     live.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char(')')));
-    assert!(live.status.as_ref().is_some_and(|s| s.1), "scrubbing needs a log");
+    assert!(live.status.get().is_some_and(|s| s.1), "scrubbing needs a log");
 }
 
 #[test]
@@ -799,7 +800,7 @@ fn index_log(log: &std::path::Path) -> (Player, IndexFile) {
 fn the_index_file_is_used_when_sound_and_rebuilt_when_stale_or_damaged() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("events.log");
-    let idx = dir.path().join(phasetop::ui::index_file::FILE);
+    let idx = dir.path().join(phasetop::ui::model::index_file::FILE);
     let events = run_events("long", 20_000, 1.0 / 3000.0, Some((9_000, 12_000)));
     let (first, head) = events.split_at(events.len() - 300);
     write_log(&log, first);

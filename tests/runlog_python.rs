@@ -69,6 +69,7 @@ fn events() -> Vec<Event> {
             metric: "val_loss".into(),
             score: 0.9,
             message: "flat".into(),
+            figures: Default::default(),
         },
         Event::Suggestion { step: 200, id: 1, to_phase: "b".into(), because: "plateau on \"val_loss\"".into() },
         Event::Command {

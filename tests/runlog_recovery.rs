@@ -53,6 +53,7 @@ fn sample_events(n: u64) -> Vec<Event> {
             metric: "train_loss".into(),
             score: 0.75,
             message: "flat".into(),
+            figures: Default::default(),
         },
         Event::Suggestion { step: n, id: 1, to_phase: "main".into(), because: "plateau".into() },
         Event::Command {

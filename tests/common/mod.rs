@@ -3,8 +3,8 @@
 use phasetop::ui::app::{App, CommandSink};
 use phasetop::ui::keymap::Keymap;
 use phasetop::ui::layout::{Layout, SHIPPED};
+use phasetop::ui::model::state::RunView;
 use phasetop::ui::render;
-use phasetop::ui::state::RunView;
 use phasetop::ui::theme::{Theme, ThemeKind};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;

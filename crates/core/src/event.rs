@@ -97,6 +97,10 @@ pub enum Event {
         metric: String,
         score: f64,
         message: String,
+        /// The firing's figures, so that readers need not parse `message`; each is
+        /// optional (older logs have none, and a detector fills only what it has).
+        #[serde(flatten)]
+        figures: SignalFigures,
     },
     Suggestion {
         step: u64,
@@ -168,6 +172,34 @@ pub enum Event {
         #[serde(default)]
         message: String,
     },
+}
+
+/// A signal's figures beside its message (`since_step`, `before`, `level` in the log's
+/// `signal` event). Every field is optional: logs written before they existed have none,
+/// and each detector sets only those it has (docs/RUNLOG.md).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SignalFigures {
+    /// Where the condition began: a plateau's first flat step, a jump's last step near
+    /// its base, a change point's last step before the change, a sustained divergence's
+    /// start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_step: Option<u64>,
+    /// The metric's level before: a jump's base, a spike's or divergence's running level,
+    /// a collapse's starting level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<f64>,
+    /// The metric's level at the firing: a plateau's level, the value a jump or spike
+    /// reached, a collapse's smoothed value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<f64>,
+}
+
+impl SignalFigures {
+    /// Figures with the non-finite ones left out (JSON has no NaN or infinity).
+    pub fn finite(since_step: Option<u64>, before: Option<f64>, level: Option<f64>) -> SignalFigures {
+        SignalFigures { since_step, before: before.filter(|x| x.is_finite()), level: level.filter(|x| x.is_finite()) }
+    }
 }
 
 impl Event {
@@ -330,6 +362,29 @@ mod finite_or_null {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signal_figures_are_optional_fields_beside_the_message() {
+        let ev = Event::Signal {
+            step: 900,
+            detector: "jump".into(),
+            metric: "val_acc".into(),
+            score: 0.4,
+            message: "jump up: 0.5 at step 850 → 0.9 (50 steps)".into(),
+            figures: SignalFigures::finite(Some(850), Some(0.5), Some(f64::NAN)),
+        };
+        let json = serde_json::to_string(&ev).unwrap();
+        // Flat beside the message; a non-finite figure is left out, not written as null.
+        assert!(json.contains("\"since_step\":850,\"before\":0.5}"), "{json}");
+        assert!(!json.contains("level"), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), ev);
+        // A log written before figures existed reads with none.
+        let old = r#"{"type":"signal","step":5,"detector":"plateau","metric":"train_loss","score":0.1,"message":"plateau since step 2"}"#;
+        let Event::Signal { figures, message, .. } = serde_json::from_str::<Event>(old).unwrap() else {
+            panic!("kind")
+        };
+        assert_eq!((figures, message.as_str()), (SignalFigures::default(), "plateau since step 2"));
+    }
 
     #[test]
     fn nan_metrics_round_trip_as_null() {

@@ -736,6 +736,7 @@ mod tests {
                         metric: "train_loss".into(),
                         score: 0.9,
                         message: "flat".into(),
+                        figures: Default::default(),
                     },
                 },
                 Record {

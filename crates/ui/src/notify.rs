@@ -130,7 +130,14 @@ mod tests {
     use crate::event::RunStatus;
 
     fn signal(step: u64) -> Event {
-        Event::Signal { step, detector: "plateau".into(), metric: "train_loss".into(), score: 1.0, message: "m".into() }
+        Event::Signal {
+            step,
+            detector: "plateau".into(),
+            metric: "train_loss".into(),
+            score: 1.0,
+            message: "m".into(),
+            figures: Default::default(),
+        }
     }
 
     #[test]

@@ -303,7 +303,7 @@ fn write_tfevents(contents: &LogContents, out: &mut impl Write) -> Result<usize>
                 text.push(')');
                 (*step, vec![proto::Value::text("phases", &text)])
             }
-            Event::Signal { step, detector, metric, score, message } => {
+            Event::Signal { step, detector, metric, score, message, .. } => {
                 (*step, vec![proto::Value::text("signals", &format!("{detector}({metric}) score {score}: {message}"))])
             }
             ev => match metrics_of(ev) {

@@ -234,6 +234,7 @@ pub struct Signal {
     pub metric: String,
     pub score: f64,
     pub message: String,
+    pub figures: crate::event::SignalFigures,
 }
 
 impl Signal {
@@ -244,6 +245,7 @@ impl Signal {
             metric: metric.to_string(),
             score: f.score,
             message: f.message,
+            figures: f.figures,
         }
     }
 
@@ -255,6 +257,7 @@ impl Signal {
             metric: self.metric.clone(),
             score: self.score,
             message: self.message.clone(),
+            figures: self.figures.clone(),
         }
     }
 }

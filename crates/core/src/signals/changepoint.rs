@@ -16,6 +16,7 @@
 
 use super::stats::{DiffScale, ema_alpha, ln_gamma, log_add_exp};
 use super::{Detector, DetectorKind, Firing};
+use crate::event::SignalFigures;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -764,6 +765,7 @@ impl Detector for Changepoint {
             f.x_sum += s as f64;
             f.n += 1;
         }
+        let before = f.raw_level;
         self.fired = Some(f);
         self.holds = true;
         let size = if self.log_transform == Some(true) {
@@ -778,6 +780,7 @@ impl Detector for Changepoint {
                 "change point after step {after}: level {size} (P(run ≤ {} points) = {short:.2}, most likely run {map} points)",
                 self.p.short_run
             ),
+            figures: SignalFigures::finite(Some(after), Some(before), None),
         })
     }
 

@@ -2,6 +2,7 @@
 
 use super::stats::{DiffScale, ema_alpha, fmt_num};
 use super::{Detector, DetectorKind, Firing};
+use crate::event::SignalFigures;
 use serde::{Deserialize, Serialize};
 
 /// Time constant (points) of the robust noise estimate.
@@ -119,6 +120,7 @@ impl Detector for Collapse {
                         100.0 * ratio,
                         fmt_num(base)
                     ),
+                    figures: SignalFigures::finite(None, Some(base), Some(self.smoothed)),
                 });
             }
         } else {

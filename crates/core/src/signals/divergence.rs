@@ -7,6 +7,7 @@
 
 use super::stats::{DiffScale, ema_alpha, fmt_num};
 use super::{Detector, DetectorKind, Firing};
+use crate::event::SignalFigures;
 use serde::{Deserialize, Serialize};
 
 /// Time constant (points) of the robust noise estimate.
@@ -253,9 +254,12 @@ impl Divergence {
 impl Detector for Divergence {
     fn push(&mut self, step: u64, value: f64) -> Option<Firing> {
         let firing = match self.x.push(step, value) {
-            Outcome::NonFinite => {
-                Some(Firing { step, score: f64::MAX, message: format!("non-finite value ({value})") })
-            }
+            Outcome::NonFinite => Some(Firing {
+                step,
+                score: f64::MAX,
+                message: format!("non-finite value ({value})"),
+                figures: SignalFigures::default(),
+            }),
             Outcome::Sustained { since, ratio, level } => Some(Firing {
                 step,
                 score: ratio,
@@ -264,6 +268,7 @@ impl Detector for Divergence {
                     fmt_num(level),
                     step - since
                 ),
+                figures: SignalFigures::finite(Some(since), Some(level), None),
             }),
             _ => None,
         };
@@ -318,6 +323,7 @@ impl Detector for Spike {
                     fmt_num(value),
                     fmt_num(level)
                 ),
+                figures: SignalFigures::finite(None, Some(level), Some(value)),
             }),
             _ => None,
         }

@@ -11,6 +11,7 @@
 
 use super::stats::{DiffScale, fmt_num};
 use super::{Detector, DetectorKind, Firing};
+use crate::event::SignalFigures;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -161,6 +162,7 @@ impl Detector for Jump {
                         fmt_num(value),
                         step - self.near_base
                     ),
+                    figures: SignalFigures::finite(Some(self.near_base), Some(s * base), Some(value)),
                 });
                 self.mins.clear();
                 self.peak = Some(v);

@@ -45,6 +45,8 @@ pub struct Firing {
     pub score: f64,
     /// A short human-readable explanation.
     pub message: String,
+    /// The figures behind the message, for readers that would otherwise parse it.
+    pub figures: crate::event::SignalFigures,
 }
 
 /// A streaming detector over one metric series.

@@ -3,6 +3,7 @@
 
 use super::stats::fmt_num;
 use super::{Detector, DetectorKind, Firing};
+use crate::event::SignalFigures;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -238,6 +239,7 @@ impl Detector for Plateau {
                 self.p.window,
                 100.0 * self.p.tolerance
             ),
+            figures: SignalFigures::finite(Some(since), None, Some(level)),
         })
     }
 
@@ -270,6 +272,16 @@ mod tests {
         let fired: Vec<u64> = (0..5000).filter_map(|s| d.push(s, 2.0)).map(|f| f.step).collect();
         // A full window of 500 steps from the first point.
         assert_eq!(fired, vec![500]);
+    }
+
+    #[test]
+    fn the_firing_carries_where_the_plateau_began_and_its_level() {
+        let mut d = Plateau::new(PlateauParams::default());
+        let f = (0..2000).find_map(|s| d.push(s, if s < 300 { 5.0 - s as f64 / 100.0 } else { 2.0 })).unwrap();
+        let since = f.figures.since_step.expect("a plateau says where it began");
+        assert!(since >= 250 && since < f.step, "since {since}, fired at {}", f.step);
+        assert!(f.message.contains(&format!("since step {since}")), "{}", f.message);
+        assert_eq!(f.figures.level, Some(2.0));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Markers along the steps: the phase band under each chart and the replay scrubber.
 
-use super::*;
+use super::parts::*;
 
 /// Scrubber glyphs: (played track, track ahead, phase change, signal, position).
 pub fn scrubber_glyphs(ascii: bool) -> [char; 5] {
@@ -103,7 +103,7 @@ pub(super) fn draw_band(f: &mut Frame, app: &App, v: &RunView, area: Rect, x0: u
     for (c, g) in glyphs {
         cells[c].0 = g;
     }
-    if let Some(c) = app.cursor.and_then(col_of) {
+    if let Some(c) = app.charts.cursor.and_then(col_of) {
         cells[c] = (if app.ascii { '|' } else { '│' }, app.theme.warn);
     }
     let spans: Vec<Span> = cells.into_iter().map(|(c, s)| Span::styled(c.to_string(), s)).collect();

@@ -1,6 +1,7 @@
 //! The charts: series drawn over the steps in view, their y range and step labels.
 
-use super::*;
+use super::bands::draw_band;
+use super::parts::*;
 
 /// Debiased exponential moving average (as TensorBoard): the bias of the zero start is
 /// divided out, so the first points are not pulled toward 0.
@@ -41,6 +42,22 @@ pub(super) fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, pa
         Some(c) => c.views(v),
         None => vec![v],
     };
+    // The cursor's step and readings: (priority, text).
+    let mut cursor_segs: Vec<(u8, String)> = Vec::new();
+    if let Some(c) = app.charts.cursor {
+        cursor_segs.push((9, format!("@{} ", fmt::step(c))));
+        // Each reading is its own segment: the last ones go first when room is short.
+        let reads: Vec<String> = series
+            .iter()
+            .filter_map(|(label, key)| v.series.get(*key)?.value_at(c).map(|x| format!("{label} {} ", fmt::num(x))))
+            .collect();
+        let n = reads.len() as u8;
+        for (i, r) in reads.into_iter().enumerate() {
+            cursor_segs.push((8 - (i as u8).min(n).min(4), r));
+        }
+    }
+    let avail = (area.width as usize).saturating_sub(2);
+    let cursor_w: usize = cursor_segs.iter().map(|(_, text)| text.chars().count()).sum();
     // The title: its name always; the cursor's step next (never cut), then its
     // readings, the legend, and the flags, each dropped whole when there is no room.
     // The diversity chart's metric (cycled by `m`) is part of its name, never dropped.
@@ -48,8 +65,11 @@ pub(super) fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, pa
         // Narrow, "diversity" alone leaves room for the legend.
         Panel::Diversity => {
             let title = if area.width < 72 { "diversity" } else { panel.title() };
-            format!(" {title}: {} ", DIVERSITY_METRICS[app.diversity_metric])
+            format!(" {title}: {} ", DIVERSITY_METRICS[app.charts.diversity_metric])
         }
+        // The learning rate's reading (often `2.50e-4`) and the cursor's step leave no
+        // room for "learning rate" in a narrow chart: "lr" keeps the reading.
+        Panel::Lr if (" learning rate ".len() + cursor_w) > avail => " lr ".to_string(),
         _ => format!(" {} ", panel.title()),
     };
     let mut segs: Vec<(u8, Vec<Span>)> = vec![(u8::MAX, vec![Span::styled(name, t.accent)])];
@@ -86,19 +106,10 @@ pub(super) fn draw_chart(f: &mut Frame, app: &App, area: Rect, focused: bool, pa
     if !flags.is_empty() {
         segs.push((2, vec![Span::styled(format!("({}) ", flags.join(", ")), t.dim)]));
     }
-    if let Some(c) = app.cursor {
-        segs.push((9, vec![Span::styled(format!("@{} ", fmt::step(c)), t.warn)]));
-        // Each reading is its own segment: the last ones go first when room is short.
-        let reads: Vec<String> = series
-            .iter()
-            .filter_map(|(label, key)| v.series.get(*key)?.value_at(c).map(|x| format!("{label} {} ", fmt::num(x))))
-            .collect();
-        let n = reads.len() as u8;
-        for (i, r) in reads.into_iter().enumerate() {
-            segs.push((8 - (i as u8).min(n).min(4), vec![Span::styled(r, t.warn)]));
-        }
+    for (p, text) in cursor_segs {
+        segs.push((p, vec![Span::styled(text, t.warn)]));
     }
-    let title = fit_segments(segs, (area.width as usize).saturating_sub(2));
+    let title = fit_segments(segs, avail);
     let block = panel_block(app, Line::from(title), focused);
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -245,7 +256,7 @@ fn draw_step_labels(f: &mut Frame, app: &App, area: Rect, inner: Rect, x0: u64, 
     if labels.first().is_none_or(|l| left + fw < l.0) {
         labels.push((left, first, t.dim));
     }
-    if let Some(c) = app.cursor.filter(|c| (x0..=x1).contains(c)) {
+    if let Some(c) = app.charts.cursor.filter(|c| (x0..=x1).contains(c)) {
         // The band's column of the cursor (the band spans the inner width).
         let w = right - left;
         let col = left + (((c - x0) as f64 / (x1 - x0).max(1) as f64) * (w - 1) as f64).round() as usize;

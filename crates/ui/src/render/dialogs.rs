@@ -1,6 +1,6 @@
 //! Overlays over the dashboard: help, the phase picker, confirmations, a row's detail.
 
-use super::*;
+use super::parts::*;
 
 /// The overlay the mode asks for (help, picker, confirmations, a row's detail), over
 /// the dashboard.
@@ -76,6 +76,8 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
         Section::Transport => app.player.is_some(),
         Section::Quit => app.is_live(),
         Section::Picker | Section::Confirm => app.is_live(),
+        // The workspace's list keys are its own help's.
+        Section::Workspace => false,
         _ => true,
     };
     let dim = |s: &str| Line::from(Span::styled(s.to_string(), app.theme.dim));
@@ -109,9 +111,9 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
     // Scrolls when taller than the screen: the title says where it is.
     let inner = area.height.saturating_sub(4).max(1) as usize;
     let max = lines.len().saturating_sub(inner);
-    app.help_max.set(max);
-    app.help_page.set(inner);
-    let top = app.help_scroll.min(max);
+    app.help.max.set(max);
+    app.help.page.set(inner);
+    let top = app.help.scroll.min(max);
     let title = if max > 0 {
         format!("help  {}-{}/{}  ↑/↓ scroll, ? or Esc closes", top + 1, (top + inner).min(lines.len()), lines.len())
     } else {

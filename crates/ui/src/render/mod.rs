@@ -5,27 +5,16 @@ mod bands;
 mod chart;
 mod dialogs;
 mod panels;
+mod parts;
+pub mod system;
 
+use bands::scrubber;
 pub use bands::scrubber_glyphs;
-use bands::{draw_band, scrubber};
 use chart::draw_chart;
 pub use chart::{debiased_ema, natural_bounds};
-pub(crate) use panels::rows_title;
 use panels::{draw_events, draw_plan, draw_signals};
 
-use super::app::{App, DIVERSITY_METRICS, Link, Mode};
-use super::compare;
-use super::fmt;
-use super::layout::Panel;
-use super::replay_index::MarkKind;
-use super::state::{Mark, RunView};
-use crate::event::RunStatus;
-use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Modifier, Style};
-use ratatui::symbols;
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, BorderType, Borders, Chart, Clear, Dataset, GraphType, Paragraph, Wrap};
+use parts::*;
 
 pub const MIN_WIDTH: u16 = 60;
 pub const MIN_HEIGHT: u16 = 16;
@@ -87,13 +76,9 @@ fn asciify(buf: &mut ratatui::buffer::Buffer) {
     }
 }
 
-pub(super) fn phase_index(v: &RunView, name: &str) -> usize {
-    v.plan.iter().position(|p| p.name == name).unwrap_or(0)
-}
-
 /// A player's transport in words: playing or paused, the speed, and a seek that waits
 /// for the index.
-fn transport_label(app: &App, p: &super::replay::Player) -> String {
+fn transport_label(app: &App, p: &crate::player::replay::Player) -> String {
     let seeking = match (p.pending_seek, p.pending_mark) {
         (Some(u64::MAX), _) => " → end (indexing)".to_string(),
         (Some(s), _) => format!(" → {} (indexing)", fmt::step(s)),
@@ -124,7 +109,7 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
         // that goes back to it.
         _ if app.in_history() => {
             let p = app.player.as_ref().expect("checked");
-            let back = app.keymap.first_key(super::keymap::Action::GotoEnd);
+            let back = app.keymap.first_key(crate::keymap::Action::GotoEnd);
             let (at, to) = if live.ended.is_some() { ("run ended at", "the end") } else { ("live at", "live") };
             replay_label = format!(
                 "HISTORY {} · {at} step {} · {back} back to {to}",
@@ -224,7 +209,7 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
 /// The step the run will end at: `(step, exact)`. Exact where the current phase and every
 /// later one end by a step count (or `max_steps` comes first); else `max_steps`, an upper
 /// bound (a phase that ends by a rule or by hand may end the plan sooner, or run to it).
-pub(crate) fn plan_end(v: &crate::state::RunView) -> Option<(u64, bool)> {
+pub(crate) fn plan_end(v: &crate::model::state::RunView) -> Option<(u64, bool)> {
     let max = v.max_steps;
     let exact = v.current_phase().and_then(|span| {
         let i = v.plan.iter().position(|p| p.name == span.name)?;
@@ -255,7 +240,7 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
         Mode::Command { input, .. } => {
             Line::from(vec![Span::styled(":", t.accent), Span::raw(input.clone()), Span::styled("▏", t.accent)])
         }
-        _ => match &app.status {
+        _ => match app.status.get() {
             Some((msg, true)) => Line::from(Span::styled(fmt::fit(msg, w, app.ascii), t.error)),
             Some((msg, false)) => Line::from(Span::raw(fmt::fit(msg, w, app.ascii))),
             None => {
@@ -263,7 +248,7 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
                 let mut keys = footer_keys(app);
                 if app.is_live() && app.live_view().pending_suggestion().is_some() {
                     // What to do with the suggestion comes first, in the warning colour.
-                    use super::keymap::Action as A;
+                    use crate::keymap::Action as A;
                     let k = |a| app.keymap.first_key(a).to_string();
                     spans.push(Span::styled(format!(" {} accept  {} dismiss ", k(A::Accept), k(A::Dismiss)), t.warn));
                 }
@@ -285,7 +270,7 @@ fn draw_footer(f: &mut Frame, app: &App, area: Rect) {
 /// The footer's key hints: only keys that do something here (a run that is not live
 /// has no pause, switch or checkpoint).
 fn footer_keys(app: &App) -> Vec<String> {
-    use super::keymap::Action as A;
+    use crate::keymap::Action as A;
     let k = |a| app.keymap.first_key(a).to_string();
     let mut parts = vec![format!("{} help", k(A::Help))];
     if app.is_live() {
@@ -305,8 +290,8 @@ fn footer_keys(app: &App) -> Vec<String> {
 
 /// The replay footer: the scrubber over half the width, the position, then the status
 /// (or the replay keys).
-fn draw_replay_footer(f: &mut Frame, app: &App, p: &super::replay::Player, area: Rect) {
-    use super::keymap::Action as A;
+fn draw_replay_footer(f: &mut Frame, app: &App, p: &crate::player::replay::Player, area: Rect) {
+    use crate::keymap::Action as A;
     let t = &app.theme;
     let w = area.width as usize;
     // The timeline spans every compared run: a longer second run's tail is reachable.
@@ -314,7 +299,7 @@ fn draw_replay_footer(f: &mut Frame, app: &App, p: &super::replay::Player, area:
     let mut spans = scrubber(app, (w / 2).max(10), now, last, &p.mark_steps());
     spans.push(Span::raw(format!(" {}/{} ", fmt::step(now), fmt::step(last))));
     let room = w.saturating_sub(spans.iter().map(|s| s.width()).sum());
-    spans.push(match &app.status {
+    spans.push(match app.status.get() {
         Some((msg, true)) => Span::styled(fmt::fit(msg, room, app.ascii), t.error),
         Some((msg, false)) => Span::raw(fmt::fit(msg, room, app.ascii)),
         None => {
@@ -352,23 +337,6 @@ fn draw_body(f: &mut Frame, app: &App, area: Rect) {
     }
 }
 
-const ASCII_BORDER: symbols::border::Set = symbols::border::Set {
-    top_left: "+",
-    top_right: "+",
-    bottom_left: "+",
-    bottom_right: "+",
-    vertical_left: "|",
-    vertical_right: "|",
-    horizontal_top: "-",
-    horizontal_bottom: "-",
-};
-
-pub(crate) fn panel_block<'a>(app: &App, title: Line<'a>, focused: bool) -> Block<'a> {
-    let b = Block::default().borders(Borders::ALL).title(title);
-    let b = if app.ascii { b.border_set(ASCII_BORDER) } else { b.border_type(BorderType::Rounded) };
-    b.border_style(if focused { app.theme.focus_border } else { app.theme.border })
-}
-
 fn draw_panel(f: &mut Frame, app: &App, panel: Panel, area: Rect, focused: bool) {
     match panel {
         Panel::Loss => draw_chart(f, app, area, focused, panel, &[("train", "train_loss"), ("val", "val_loss")]),
@@ -376,8 +344,8 @@ fn draw_panel(f: &mut Frame, app: &App, panel: Panel, area: Rect, focused: bool)
         Panel::Lr => draw_chart(f, app, area, focused, panel, &[("lr", "lr")]),
         Panel::Grad => draw_chart(f, app, area, focused, panel, &[("grad", "grad_norm"), ("dist", "dist_init")]),
         Panel::Diversity => {
-            let metric = DIVERSITY_METRICS[app.diversity_metric];
-            let layers: Vec<&String> = match app.diversity_layer {
+            let metric = DIVERSITY_METRICS[app.charts.diversity_metric];
+            let layers: Vec<&String> = match app.charts.diversity_layer {
                 Some(i) => app.view.probe_layers.get(i).into_iter().collect(),
                 None => app.view.probe_layers.iter().collect(),
             };
@@ -388,23 +356,6 @@ fn draw_panel(f: &mut Frame, app: &App, panel: Panel, area: Rect, focused: bool)
         Panel::Signals => draw_signals(f, app, area, focused),
         Panel::Plan => draw_plan(f, app, area, focused),
         Panel::Events => draw_events(f, app, area, focused),
-        Panel::System => super::system::draw(f, app, area, focused),
+        Panel::System => crate::render::system::draw(f, app, area, focused),
     }
-}
-
-/// Spans that fit `width` cells: segments are dropped whole, least important first
-/// (each segment is (priority, spans); a higher priority is kept longer), and the kept
-/// ones stay in their order.
-pub(super) fn fit_segments<'a>(mut segs: Vec<(u8, Vec<Span<'a>>)>, width: usize) -> Vec<Span<'a>> {
-    let w = |segs: &[(u8, Vec<Span>)]| segs.iter().flat_map(|s| s.1.iter()).map(|s| s.width()).sum::<usize>();
-    while w(&segs) > width {
-        let Some(lowest) = segs.iter().enumerate().min_by_key(|(i, s)| (s.0, usize::MAX - i)).map(|(i, _)| i) else {
-            break;
-        };
-        if segs[lowest].0 == u8::MAX {
-            break;
-        }
-        segs.remove(lowest);
-    }
-    segs.into_iter().flat_map(|s| s.1).collect()
 }

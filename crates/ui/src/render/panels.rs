@@ -1,6 +1,6 @@
 //! The list panels: signals, plan (boxed or one line) and events.
 
-use super::*;
+use super::parts::*;
 
 /// The rows of a list panel that fit `height`, newest first, and which of them (its
 /// index in `rows`) is selected: the newest rows, or a window holding the selection.
@@ -75,7 +75,7 @@ pub(super) fn draw_signals(f: &mut Frame, app: &App, area: Rect, focused: bool) 
             v.plan.get(i + 1).map(|x| x.name.as_str())
         });
         let next = if v.plan.is_empty() { Some("the next phase") } else { next };
-        let mut gist = crate::app::signal_gist(&s.detector, &s.metric, s.step, &s.message, switch, next, app.ascii);
+        let mut gist = crate::app::signal_gist(s, switch, next, app.ascii);
         if s.count > 1 {
             // One episode: how often it fired and until when, after what it means (before
             // the advice, which `fit` drops first).
@@ -222,14 +222,6 @@ fn draw_plan_line(f: &mut Frame, app: &App, area: Rect, focused: bool) {
         segs.push((priority, vec![Span::styled(text, t.phase_fg(i))]));
     }
     f.render_widget(Paragraph::new(Line::from(fit_segments(segs, area.width as usize))), area);
-}
-
-/// A list panel's name; comparing, with the run whose rows it shows (`r` cycles).
-pub(crate) fn rows_title(app: &App, name: &str) -> String {
-    match app.rows_run_name() {
-        Some(run) => format!("{name} · {run}"),
-        None => name.to_string(),
-    }
 }
 
 /// A plan entry's mark: the current phase, one that has run, one still to come.

@@ -268,7 +268,7 @@ impl Series {
     }
 }
 
-/// The replay index file ([`super::index_file`]) stores frozen series in binary: the
+/// The replay index file ([`super::index_file`], written with [`super::codec`]) stores frozen series in binary: the
 /// bucket chunks once each (shared between snapshots, by number), the rest per snapshot.
 impl Frozen {
     pub(crate) fn chunks(&self) -> &[std::sync::Arc<[Bucket]>] {
@@ -276,11 +276,7 @@ impl Frozen {
     }
 
     /// Writes the series, naming each chunk by `chunk_id`.
-    pub(crate) fn encode(
-        &self,
-        e: &mut super::index_file::Enc,
-        mut chunk_id: impl FnMut(&std::sync::Arc<[Bucket]>) -> u32,
-    ) {
+    pub(crate) fn encode(&self, e: &mut super::codec::Enc, mut chunk_id: impl FnMut(&std::sync::Arc<[Bucket]>) -> u32) {
         e.u32(self.runs.len() as u32);
         for &(first, stride, n) in &self.runs {
             e.u64(first);
@@ -308,7 +304,7 @@ impl Frozen {
         }
     }
 
-    pub(crate) fn decode(d: &mut super::index_file::Dec, chunks: &[std::sync::Arc<[Bucket]>]) -> Option<Frozen> {
+    pub(crate) fn decode(d: &mut super::codec::Dec, chunks: &[std::sync::Arc<[Bucket]>]) -> Option<Frozen> {
         let n = d.len(20)?;
         let mut runs = Vec::with_capacity(n);
         for _ in 0..n {
@@ -338,7 +334,7 @@ impl Frozen {
 }
 
 impl Bucket {
-    pub(crate) fn encode(&self, e: &mut super::index_file::Enc) {
+    pub(crate) fn encode(&self, e: &mut super::codec::Enc) {
         e.u64(self.first);
         e.u64(self.last);
         e.f32(self.min);
@@ -348,7 +344,7 @@ impl Bucket {
         e.u32(self.non_finite);
     }
 
-    pub(crate) fn decode(d: &mut super::index_file::Dec) -> Option<Bucket> {
+    pub(crate) fn decode(d: &mut super::codec::Dec) -> Option<Bucket> {
         Some(Bucket {
             first: d.u64()?,
             last: d.u64()?,

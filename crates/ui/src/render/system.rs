@@ -4,9 +4,9 @@
 //! replay shows them as they were at its position. With several GPUs: their mean and
 //! max utilisation, memory summed, the hottest.
 
-use super::app::App;
-use super::fmt;
-use super::render::{panel_block, rows_title};
+use super::parts::{panel_block, rows_title};
+use crate::app::App;
+use crate::fmt;
 use crate::sysmon;
 use ratatui::Frame;
 use ratatui::layout::Rect;

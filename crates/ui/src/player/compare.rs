@@ -4,8 +4,8 @@
 //! and, where colour is unavailable (mono, NO_COLOR, ASCII), by marker and line style.
 
 use super::replay::Player;
-use super::state::RunView;
-use super::theme::{Theme, ThemeKind};
+use crate::model::state::RunView;
+use crate::theme::{Theme, ThemeKind};
 use ratatui::style::Style;
 use ratatui::symbols::Marker;
 use ratatui::widgets::GraphType;
@@ -238,7 +238,7 @@ pub fn comparison_table(names: &[String], views: &[&RunView]) -> String {
         let cells = views
             .iter()
             .map(|v| match v.series.get(k).and_then(|s| s.last()) {
-                Some((_, x)) => super::fmt::num(x),
+                Some((_, x)) => crate::fmt::num(x),
                 None => "-".into(),
             })
             .collect();

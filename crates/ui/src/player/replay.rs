@@ -14,9 +14,9 @@
 //! snapshot spacing whatever the log's length. A live attach starts its index only when
 //! the view first leaves the live end.
 
-use super::replay_index::{Index, LiveCheck, LogReader, MarkKind, Source};
-use super::state::RunView;
 use crate::event::Event;
+use crate::model::replay_index::{Index, LiveCheck, LogReader, MarkKind, Source};
+use crate::model::state::RunView;
 use crate::runlog::{Record, Tail};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -114,7 +114,7 @@ impl Player {
     /// A player over a log; the index is built in the background, and with `live` the
     /// log is followed while it grows.
     pub fn open(source: Source, live: Option<LiveCheck>) -> Player {
-        Player::with_budget(source, live, super::replay_index::DEFAULT_BUDGET)
+        Player::with_budget(source, live, crate::model::replay_index::DEFAULT_BUDGET)
     }
 
     pub fn with_budget(source: Source, live: Option<LiveCheck>, budget: usize) -> Player {
@@ -129,7 +129,7 @@ impl Player {
         let (mut tail, mut front) = (Tail::new(log), Front::default());
         tail.poll_each(|r| front.fold(view, &r))?;
         let source = Source::File(log.to_path_buf());
-        let index = Index::deferred(source.clone(), Some(live), super::replay_index::LIVE_BUDGET);
+        let index = Index::deferred(source.clone(), Some(live), crate::model::replay_index::LIVE_BUDGET);
         let mut p = Player::over(source, index);
         p.playing = false;
         p.live = Some(LiveEnd { tail, front, aside: None });
@@ -259,7 +259,7 @@ impl Player {
 
     pub fn speed_label(&self) -> String {
         let s = SPEEDS[self.speed];
-        super::fmt::speed(s, self.uniform.then_some(s * UNIFORM_STEPS_PER_S))
+        crate::fmt::speed(s, self.uniform.then_some(s * UNIFORM_STEPS_PER_S))
     }
 
     /// Switches between uniform (by steps) and recorded (by wall clock) pacing, starting
@@ -499,7 +499,7 @@ impl Player {
     }
 
     /// Restores the state just before event `events` from `snap` (or the start).
-    fn restore(&mut self, view: &mut RunView, snap: Option<std::sync::Arc<super::replay_index::Snapshot>>) {
+    fn restore(&mut self, view: &mut RunView, snap: Option<std::sync::Arc<crate::model::replay_index::Snapshot>>) {
         self.reader = None;
         self.ahead.clear();
         match snap {

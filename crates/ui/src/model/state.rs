@@ -2,7 +2,7 @@
 //! run and a replayed run are the same events, so they draw the same screen.
 
 use super::series::Series;
-use crate::event::Event;
+use crate::event::{Event, SignalFigures};
 use crate::history::{self, Suggestion, SuggestionState};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -37,6 +37,9 @@ pub struct SignalRow {
     /// The step of the latest firing folded in.
     #[serde(default)]
     pub last_step: u64,
+    /// The first firing's figures (none from a log written before they were recorded).
+    #[serde(default)]
+    pub figures: SignalFigures,
 }
 
 fn one() -> u32 {
@@ -184,7 +187,7 @@ impl RunView {
                 }
                 self.push_metrics(*step, Some(layer), metrics);
             }
-            Event::Signal { step, detector, metric, message, .. } => {
+            Event::Signal { step, detector, metric, message, figures, .. } => {
                 // A repeat in the same phase folds into the episode's row (its first
                 // message and step stay; the count and span grow).
                 let phase_start = self.timeline.phase_at(*step).map(|p| p.start);
@@ -205,6 +208,7 @@ impl RunView {
                         message: message.clone(),
                         count: 1,
                         last_step: *step,
+                        figures: figures.clone(),
                     }),
                 }
                 self.markers.push(Marker { step: *step, kind: Mark::Signal, label: format!("{detector}({metric})") });
