@@ -31,6 +31,8 @@ pub struct ViewOptions {
     pub keys_file: Option<PathBuf>,
     /// `--notify`: off, bell or osc (`None`: the config's `[dashboard] notify`, else osc).
     pub notify: Option<crate::config::NotifyMode>,
+    /// Opened from the workspace: Esc goes back to its list.
+    pub back_to_list: bool,
 }
 
 pub fn train(args: TrainArgs) -> Result<ExitCode> {
@@ -517,6 +519,7 @@ fn attach_dir(
         replay,
         overlay,
         remote: None,
+        back_to_list: view.back_to_list,
     })?;
     match exit {
         crate::ui::app::Exit::Detach => {

@@ -198,6 +198,7 @@ impl ViewArgs {
             ascii: self.ascii,
             keys_file: self.keys,
             notify: self.notify.as_deref().and_then(config::NotifyMode::parse),
+            back_to_list: false,
         }
     }
 }

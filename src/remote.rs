@@ -59,6 +59,7 @@ fn ui_options(dir: PathBuf, view: ViewOptions) -> crate::ui::Options {
         overlay: Vec::new(),
         remote: None,
         notify: view.notify,
+        back_to_list: view.back_to_list,
     }
 }
 

@@ -81,6 +81,8 @@ pub fn workspace(roots: Vec<String>, view: ViewOptions) -> Result<ExitCode> {
     let label = roots.join(" ");
     let setup = term::Setup { keymap: &keymap, theme: &theme, ascii: view.ascii, roots: &label, quit: &quit };
     let mut ws = Workspace::default();
+    // A run opened from the list comes back to it on Esc.
+    let view = ViewOptions { back_to_list: true, ..view };
     let mut scan = || {
         let (mut rows, mut problems) = (Vec::new(), Vec::new());
         if let Ok(l) = listings.lock() {

@@ -622,11 +622,12 @@ fn the_workspace_filters_selects_compares_and_opens_runs_by_keyboard() {
     tty.wait_for("phasetop workspace", 30);
     tty.wait_for("2 selected", 10);
     assert!(tty.contents().contains("/config:small"), "the filter is kept:\n{}", tty.contents());
-    // Enter: the cursor's run alone.
+    // Enter: the cursor's run alone; Esc back to the list.
     tty.keys("\r");
     tty.wait_header("REPLAY", 30);
-    tty.keys("q");
+    tty.keys("\x1b");
     tty.wait_for("phasetop workspace", 30);
+    tty.wait_for("2 selected", 10);
     tty.keys("q");
     tty.wait_exit(10);
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     Quit,
+    Back,
     Help,
     Pause,
     SwitchPhase,
@@ -148,6 +149,7 @@ impl Section {
 pub const BINDINGS: &[(Section, Action, &str, &[&str], &str)] = &[
     (Section::Dashboard, Action::Quit, "quit", &["q"], "quit (a live run asks: detach or stop it)"),
     (Section::Dashboard, Action::Help, "help", &["?"], "this help"),
+    (Section::Dashboard, Action::Back, "back", &["esc"], "back to the workspace's list (a run opened from it)"),
     (
         Section::Dashboard,
         Action::CommandLine,

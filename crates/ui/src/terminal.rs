@@ -35,6 +35,8 @@ pub struct Options {
     /// A remote run's link (its local mirror is `run_dir`): commands go over it and it
     /// says whether the run is live, instead of the run directory's control socket.
     pub remote: Option<RemoteLink>,
+    /// Opened from the workspace: Esc returns to its list.
+    pub back_to_list: bool,
 }
 
 /// Whether a run's host is live (its socket answers, or a remote run's link says so).
@@ -218,6 +220,7 @@ pub fn run(opts: Options) -> Result<Exit> {
         app
     };
     app.ascii = opts.ascii;
+    app.back_to_list = opts.back_to_list;
 
     // SIGTERM/SIGHUP/SIGINT end the dashboard cleanly (the run goes on).
     let quit = Arc::new(AtomicBool::new(false));

@@ -12,6 +12,8 @@ impl App {
             // Nothing to detach from or stop: quit at once.
             Action::Quit if !self.is_live() => self.exit = Some(Exit::Detach),
             Action::Quit => self.mode = Mode::Quit { selected: 0 },
+            // Back to the workspace's list: a live run is detached from, never stopped.
+            Action::Back if self.back_to_list => self.exit = Some(Exit::Detach),
             Action::Pause | Action::SwitchPhase | Action::Checkpoint | Action::Accept | Action::Dismiss
                 if !self.is_live() =>
             {

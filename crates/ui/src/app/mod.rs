@@ -116,6 +116,8 @@ pub struct App {
     pub charts: ChartView,
     /// ASCII/dot glyphs instead of braille and box-drawing (weak terminals).
     pub ascii: bool,
+    /// Opened from the workspace: Esc goes back to its list (the run goes on).
+    pub back_to_list: bool,
     pub status: StatusLine,
     /// Selected row of a list panel (signals, events), counted from the oldest row;
     /// none: the panel follows the newest rows.
@@ -161,6 +163,7 @@ impl App {
             focus: 0,
             charts: ChartView::default(),
             ascii: false,
+            back_to_list: false,
             status: StatusLine::default(),
             selected: BTreeMap::new(),
             history: Vec::new(),
@@ -279,6 +282,7 @@ impl App {
             Action::Accept | Action::Dismiss => self.is_live(),
             Action::ScrubBack | Action::ScrubForward | Action::ToggleUniform => self.player.is_some(),
             Action::ToggleBands | Action::CycleRun => self.compare.is_some(),
+            Action::Back => self.back_to_list,
             _ => true,
         }
     }
