@@ -631,3 +631,39 @@ fn the_workspace_filters_selects_compares_and_opens_runs_by_keyboard() {
     tty.keys("q");
     tty.wait_exit(10);
 }
+
+/// Issue 25: the console pane shows the run's own output — here a real external job's
+/// `job.log`, a progress bar's carriage returns resolved to its last redraw — scrolls,
+/// and closes, in a replay.
+#[test]
+fn the_console_pane_shows_the_jobs_own_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = "for i in $(seq 1 60); do echo \"line $i from the job\"; done; printf '10%%\\r50%%\\r100%% done\\n'";
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--headless", "--run-dir", "ext", "--", "sh", "-c", job])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut tty = Tty::spawn(&["replay", "ext"], tmp.path());
+    tty.wait_header("REPLAY", 30);
+    tty.keys("O");
+    tty.wait_for("console: job.log", 10);
+    tty.wait_for("100% done", 10);
+    tty.wait_for("line 60 from the job", 10);
+    assert!(!tty.contents().contains("50%"), "a redrawn line shows its last state:\n{}", tty.contents());
+    // Scrolled back a page: older lines, and the title says how far.
+    tty.keys("\x1b[5~");
+    tty.wait_for("lines up", 10);
+    assert!(!tty.contents().contains("100% done"), "{}", tty.contents());
+    tty.keys("G");
+    tty.wait_for("following", 10);
+    tty.keys("\x1b");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tty.contents().contains("console: job.log") {
+        assert!(Instant::now() < deadline, "the console did not close:\n{}", tty.contents());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tty.keys("q");
+    tty.wait_exit(10);
+}

@@ -13,6 +13,8 @@ pub const CHECKPOINT_DIR: &str = "checkpoints";
 pub const SOCKET_FILE: &str = "control.sock";
 /// stdout/stderr of a host started in the background.
 pub const HOST_LOG: &str = "host.log";
+/// stdout/stderr of an external run's job (`phasetop run -- CMD`).
+pub const JOB_LOG: &str = "job.log";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunMeta {

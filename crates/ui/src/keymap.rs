@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 pub enum Action {
     Quit,
     Back,
+    Console,
     Help,
     Pause,
     SwitchPhase,
@@ -87,6 +88,14 @@ pub enum Action {
     LineHistoryNext,
     LineDeleteBack,
     LineCancel,
+    // The console pane (the run's own output).
+    ConsoleDown,
+    ConsoleUp,
+    ConsolePageDown,
+    ConsolePageUp,
+    ConsoleTop,
+    ConsoleFollow,
+    ConsoleClose,
     // The workspace's run list (`phasetop workspace`).
     WsDown,
     WsUp,
@@ -113,11 +122,12 @@ pub enum Section {
     Picker,
     Confirm,
     Line,
+    Console,
     Workspace,
 }
 
 impl Section {
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 10] = [
         Section::Dashboard,
         Section::Transport,
         Section::List,
@@ -126,6 +136,7 @@ impl Section {
         Section::Picker,
         Section::Confirm,
         Section::Line,
+        Section::Console,
         Section::Workspace,
     ];
 
@@ -140,6 +151,7 @@ impl Section {
             Section::Picker => "s → phase picker (any other key cancels)",
             Section::Confirm => "confirm a switch or a plan edit (any other key cancels)",
             Section::Line => ": line (typed characters are the command)",
+            Section::Console => "O → console: the run's output, job.log / host.log (any other key is ignored)",
             Section::Workspace => "workspace: the run list (Esc in a run opened from it comes back here)",
         }
     }
@@ -149,6 +161,7 @@ impl Section {
 pub const BINDINGS: &[(Section, Action, &str, &[&str], &str)] = &[
     (Section::Dashboard, Action::Quit, "quit", &["q"], "quit (a live run asks: detach or stop it)"),
     (Section::Dashboard, Action::Help, "help", &["?"], "this help"),
+    (Section::Dashboard, Action::Console, "console", &["O"], "console: the run's own output (job.log, host.log)"),
     (Section::Dashboard, Action::Back, "back", &["esc"], "back to the workspace's list (a run opened from it)"),
     (
         Section::Dashboard,
@@ -264,6 +277,13 @@ pub const BINDINGS: &[(Section, Action, &str, &[&str], &str)] = &[
     (Section::Line, Action::LineHistoryNext, "line_history_next", &["down"], "next command"),
     (Section::Line, Action::LineDeleteBack, "line_delete_back", &["backspace"], "delete a character"),
     (Section::Line, Action::LineCancel, "line_cancel", &["esc"], "cancel"),
+    (Section::Console, Action::ConsoleUp, "console_up", &["k", "up"], "a line up (older)"),
+    (Section::Console, Action::ConsoleDown, "console_down", &["j", "down"], "a line down (newer)"),
+    (Section::Console, Action::ConsolePageUp, "console_page_up", &["pageup"], "a page up"),
+    (Section::Console, Action::ConsolePageDown, "console_page_down", &["pagedown", "space"], "a page down"),
+    (Section::Console, Action::ConsoleTop, "console_top", &["home", "g"], "the oldest line kept"),
+    (Section::Console, Action::ConsoleFollow, "console_follow", &["end", "G"], "the end: follow new output"),
+    (Section::Console, Action::ConsoleClose, "console_close", &["esc"], "close"),
     (Section::Workspace, Action::WsDown, "ws_down", &["j", "down"], "next run"),
     (Section::Workspace, Action::WsUp, "ws_up", &["k", "up"], "previous run"),
     (Section::Workspace, Action::WsPageDown, "ws_page_down", &["pagedown"], "10 runs down"),

@@ -221,6 +221,10 @@ pub fn run(opts: Options) -> Result<Exit> {
     };
     app.ascii = opts.ascii;
     app.back_to_list = opts.back_to_list;
+    // A remote run's output stays on its host: its mirror has no job.log to read.
+    if app.remote.is_none() {
+        app.console = Some(app::ConsolePane::new(crate::model::console::Console::for_run(&dir.path)));
+    }
 
     // SIGTERM/SIGHUP/SIGINT end the dashboard cleanly (the run goes on).
     let quit = Arc::new(AtomicBool::new(false));
@@ -301,6 +305,9 @@ pub fn run(opts: Options) -> Result<Exit> {
                 }
             }
             if app.sync_compare() {
+                dirty = true;
+            }
+            if app.poll_console() {
                 dirty = true;
             }
             if app.expire_status(Instant::now()) {

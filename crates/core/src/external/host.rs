@@ -16,8 +16,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The job's output.
-pub const JOB_LOG: &str = "job.log";
+pub use crate::rundir::JOB_LOG;
 /// Connections served at once. At the limit the connection idle the longest among
 /// those that have not said `hello` (not the job's) is closed to make room, so `ctl`
 /// always gets in however many idle connections are held open; only when every

@@ -29,6 +29,7 @@ impl App {
                 self.set_status(msg, true);
             }
             Action::Help => self.mode = Mode::Help,
+            Action::Console => self.open_console(),
             Action::CommandLine => self.mode = Mode::Command { input: String::new(), history_pos: None },
             Action::Pause => self.send(if self.live_view().paused { Command::Resume } else { Command::Pause }),
             Action::SwitchPhase => {

@@ -4,6 +4,7 @@
 mod actions;
 mod charts;
 mod command_line;
+mod console;
 mod modes;
 mod rows;
 mod signals;
@@ -12,6 +13,7 @@ mod timeline;
 
 pub use charts::{ChartOpts, ChartView, DIVERSITY_METRICS, RECENT_WINDOW};
 pub use command_line::{VIEW_VERBS, commands};
+pub use console::ConsolePane;
 pub use modes::HelpScroll;
 pub use signals::{detector_meaning, signal_gist};
 pub use status::{STATUS_TTL, StatusLine};
@@ -76,6 +78,8 @@ pub enum Mode {
         text: String,
         phases: Vec<String>,
     },
+    /// The console pane (the run's own output).
+    Console,
     /// A signal or event row's full text (Enter on a focused row).
     Detail {
         title: String,
@@ -141,6 +145,8 @@ pub struct App {
     sink: Box<dyn CommandSink>,
     /// A remote run's host (from its sink), said in the header.
     pub remote: Option<String>,
+    /// The run's own output (a local run's job.log / host.log); `None`: none to read.
+    pub console: Option<console::ConsolePane>,
 }
 
 impl App {
@@ -176,6 +182,7 @@ impl App {
             rows_run: 0,
             remote: sink.remote(),
             sink,
+            console: None,
         }
     }
 
@@ -302,6 +309,7 @@ impl App {
         let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
         match self.mode.clone() {
             Mode::Help => self.on_help_key(key),
+            Mode::Console => self.on_console_key(key),
             Mode::Detail { .. } => self.mode = Mode::Normal,
             Mode::Command { input, history_pos } => self.on_command_key(key, input, history_pos),
             Mode::PhasePicker { selected } => self.on_picker_key(key, selected),

@@ -7,6 +7,7 @@ use super::parts::*;
 pub(super) fn draw_overlay(f: &mut Frame, app: &App, area: Rect) {
     match &app.mode {
         Mode::Help => draw_help(f, app, area),
+        Mode::Console => super::console::draw_console(f, app, area),
         Mode::PhasePicker { selected } => draw_picker(f, app, area, *selected),
         Mode::Confirm { phase } => {
             let text =
@@ -78,6 +79,7 @@ fn draw_help(f: &mut Frame, app: &App, area: Rect) {
         Section::Picker | Section::Confirm => app.is_live(),
         // The workspace's list keys are its own help's.
         Section::Workspace => false,
+        Section::Console => app.console.is_some(),
         _ => true,
     };
     let dim = |s: &str| Line::from(Span::styled(s.to_string(), app.theme.dim));

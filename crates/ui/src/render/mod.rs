@@ -3,6 +3,7 @@
 
 mod bands;
 mod chart;
+mod console;
 mod dialogs;
 mod panels;
 mod parts;
