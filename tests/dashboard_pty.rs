@@ -664,6 +664,11 @@ fn the_console_pane_shows_the_jobs_own_output() {
         assert!(Instant::now() < deadline, "the console did not close:\n{}", tty.contents());
         std::thread::sleep(Duration::from_millis(50));
     }
+    // `i`: the run overview (issue 27), any key closes it.
+    tty.keys("i");
+    tty.wait_for("run overview", 10);
+    tty.wait_for("status  completed at step 0", 10);
+    tty.keys("x");
     tty.keys("q");
     tty.wait_exit(10);
 }

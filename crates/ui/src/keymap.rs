@@ -14,6 +14,7 @@ pub enum Action {
     Quit,
     Back,
     Console,
+    Overview,
     Help,
     Pause,
     SwitchPhase,
@@ -161,6 +162,13 @@ impl Section {
 pub const BINDINGS: &[(Section, Action, &str, &[&str], &str)] = &[
     (Section::Dashboard, Action::Quit, "quit", &["q"], "quit (a live run asks: detach or stop it)"),
     (Section::Dashboard, Action::Help, "help", &["?"], "this help"),
+    (
+        Section::Dashboard,
+        Action::Overview,
+        "overview",
+        &["i"],
+        "run overview: config, tags, notes, summary, last values",
+    ),
     (Section::Dashboard, Action::Console, "console", &["O"], "console: the run's own output (job.log, host.log)"),
     (Section::Dashboard, Action::Back, "back", &["esc"], "back to the workspace's list (a run opened from it)"),
     (

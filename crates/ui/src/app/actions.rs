@@ -30,6 +30,7 @@ impl App {
             }
             Action::Help => self.mode = Mode::Help,
             Action::Console => self.open_console(),
+            Action::Overview => self.open_overview(),
             Action::CommandLine => self.mode = Mode::Command { input: String::new(), history_pos: None },
             Action::Pause => self.send(if self.live_view().paused { Command::Resume } else { Command::Pause }),
             Action::SwitchPhase => {

@@ -6,6 +6,7 @@ mod charts;
 mod command_line;
 mod console;
 mod modes;
+mod overview;
 mod rows;
 mod signals;
 mod status;
