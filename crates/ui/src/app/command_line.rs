@@ -9,6 +9,25 @@ use crate::keymap::{Action, Section};
 use crate::layout::{Layout, Panel};
 use ratatui::crossterm::event::{KeyCode, KeyEvent};
 
+/// The lines run on the `:` line, oldest first (↑/↓ recall them).
+#[derive(Debug, Default)]
+pub struct LineHistory(pub Vec<String>);
+
+impl LineHistory {
+    /// The line before `pos` (from none: the newest) and its position; the history is
+    /// not empty.
+    fn prev(&self, pos: Option<usize>) -> (String, usize) {
+        let pos = pos.map_or(self.0.len() - 1, |p| p.saturating_sub(1));
+        (self.0[pos].clone(), pos)
+    }
+
+    /// The line after `pos`; past the newest, an empty line and no position.
+    fn next(&self, pos: Option<usize>) -> (String, Option<usize>) {
+        let pos = pos.map(|p| p + 1).filter(|p| *p < self.0.len());
+        (pos.map(|p| self.0[p].clone()).unwrap_or_default(), pos)
+    }
+}
+
 impl App {
     pub(super) fn on_command_key(&mut self, key: KeyEvent, mut input: String, history_pos: Option<usize>) {
         match self.keymap.action_in(Section::Line, &key) {
@@ -17,7 +36,7 @@ impl App {
                 self.mode = Mode::Normal;
                 let line = input.trim().to_string();
                 if !line.is_empty() {
-                    self.history.push(line.clone());
+                    self.line_history.0.push(line.clone());
                     self.run_command_line(&line);
                 }
             }
@@ -29,13 +48,12 @@ impl App {
                 let completed = self.complete(&input);
                 self.mode = Mode::Command { input: completed, history_pos: None };
             }
-            Some(Action::LineHistoryPrev) if !self.history.is_empty() => {
-                let pos = history_pos.map_or(self.history.len() - 1, |p| p.saturating_sub(1));
-                self.mode = Mode::Command { input: self.history[pos].clone(), history_pos: Some(pos) };
+            Some(Action::LineHistoryPrev) if !self.line_history.0.is_empty() => {
+                let (input, pos) = self.line_history.prev(history_pos);
+                self.mode = Mode::Command { input, history_pos: Some(pos) };
             }
             Some(Action::LineHistoryNext) => {
-                let pos = history_pos.map(|p| p + 1).filter(|p| *p < self.history.len());
-                let input = pos.map(|p| self.history[p].clone()).unwrap_or_default();
+                let (input, pos) = self.line_history.next(history_pos);
                 self.mode = Mode::Command { input, history_pos: pos };
             }
             Some(_) => {}
@@ -219,4 +237,21 @@ pub const VIEW_VERBS: &[&str] = &["goto", "smooth", "layout", "bands", "help"];
 /// Every verb the `:` line knows, for completion and errors.
 pub fn commands() -> Vec<&'static str> {
     crate::grammar::VERBS.iter().chain(VIEW_VERBS).copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_and_down_walk_the_lines_run_and_end_on_an_empty_line() {
+        let h = LineHistory(vec!["pause".into(), "switch cool".into()]);
+        // ↑ from a fresh line: the newest, then the one before, which it stays at.
+        assert_eq!(h.prev(None), ("switch cool".to_string(), 1));
+        assert_eq!(h.prev(Some(1)), ("pause".to_string(), 0));
+        assert_eq!(h.prev(Some(0)), ("pause".to_string(), 0));
+        // ↓ back: the newer line, then past the newest an empty line.
+        assert_eq!(h.next(Some(0)), ("switch cool".to_string(), Some(1)));
+        assert_eq!(h.next(Some(1)), (String::new(), None));
+    }
 }

@@ -11,8 +11,9 @@ mod status;
 mod timeline;
 
 pub use charts::{ChartOpts, ChartView, DIVERSITY_METRICS, RECENT_WINDOW};
-pub use command_line::{VIEW_VERBS, commands};
+pub use command_line::{LineHistory, VIEW_VERBS, commands};
 pub use modes::HelpScroll;
+pub use rows::Rows;
 pub use signals::{detector_meaning, signal_gist};
 pub use status::{STATUS_TTL, StatusLine};
 
@@ -23,7 +24,6 @@ use crate::layout::{Layout, Panel};
 use crate::model::state::RunView;
 use crate::theme::Theme;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -117,10 +117,10 @@ pub struct App {
     /// ASCII/dot glyphs instead of braille and box-drawing (weak terminals).
     pub ascii: bool,
     pub status: StatusLine,
-    /// Selected row of a list panel (signals, events), counted from the oldest row;
-    /// none: the panel follows the newest rows.
-    pub selected: BTreeMap<Panel, usize>,
-    pub history: Vec<String>,
+    /// The list panels' selection and, comparing, whose rows they show.
+    pub rows: Rows,
+    /// The `:` line's history.
+    pub line_history: LineHistory,
     pub exit: Option<Exit>,
     /// The last config text offered, so one edit asks once.
     pub last_plan_text: Option<String>,
@@ -134,8 +134,6 @@ pub struct App {
     pub small: std::cell::Cell<bool>,
     /// The help overlay's scrolling.
     pub help: HelpScroll,
-    /// Compare: the run (0: the first) whose signals, events and plan the panels show.
-    pub rows_run: usize,
     sink: Box<dyn CommandSink>,
     /// A remote run's host (from its sink), said in the header.
     pub remote: Option<String>,
@@ -162,15 +160,14 @@ impl App {
             charts: ChartView::default(),
             ascii: false,
             status: StatusLine::default(),
-            selected: BTreeMap::new(),
-            history: Vec::new(),
+            rows: Rows::default(),
+            line_history: LineHistory::default(),
             exit: None,
             last_plan_text: None,
             player: None,
             compare: None,
             small: std::cell::Cell::new(false),
             help: HelpScroll::default(),
-            rows_run: 0,
             remote: sink.remote(),
             sink,
         }
@@ -184,14 +181,14 @@ impl App {
     /// or (comparing, after `r`) another's.
     pub fn rows_view(&self) -> &RunView {
         match &self.compare {
-            Some(c) if self.rows_run > 0 => c.others.get(self.rows_run - 1).map_or(&self.view, |o| &o.view),
+            Some(c) if self.rows.run > 0 => c.others.get(self.rows.run - 1).map_or(&self.view, |o| &o.view),
             _ => &self.view,
         }
     }
 
     /// Comparing: the name of the run the list panels show, for their titles.
     pub fn rows_run_name(&self) -> Option<&str> {
-        self.compare.as_ref().map(|c| c.names.get(self.rows_run).map_or("", |n| n.as_str()))
+        self.compare.as_ref().map(|c| c.names.get(self.rows.run).map_or("", |n| n.as_str()))
     }
 
     /// The panels on screen, in focus order.

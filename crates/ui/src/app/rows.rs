@@ -4,6 +4,51 @@ use super::{App, Mode, signals::detector_meaning};
 use crate::keymap::{Action, Section};
 use crate::layout::Panel;
 use ratatui::crossterm::event::KeyEvent;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default)]
+pub struct Rows {
+    /// Selected row of a list panel (signals, events), counted from the oldest row;
+    /// none: the panel follows the newest rows.
+    pub selected: BTreeMap<Panel, usize>,
+    /// Compare: the run (0: the first) whose signals, events and plan the panels show.
+    pub run: usize,
+}
+
+impl Rows {
+    /// Moves a panel's selection of `n` rows for a list key; false when the action is
+    /// not a move.
+    fn on_action(&mut self, panel: Panel, n: usize, action: Option<Action>) -> bool {
+        // Positions counted from the newest row (the top of the panel).
+        let pos = self.selected.get(&panel).map(|&i| n.saturating_sub(1).saturating_sub(i));
+        let new_pos: Option<usize> = match action {
+            Some(Action::RowNext) => Some(pos.map_or(0, |p| p + 1)),
+            Some(Action::RowPrev) => pos.and_then(|p| p.checked_sub(1)),
+            Some(Action::RowsPageDown) => Some(pos.map_or(0, |p| p + 10)),
+            Some(Action::RowsPageUp) => pos.and_then(|p| p.checked_sub(10)),
+            Some(Action::RowsNewest) => None,
+            Some(Action::RowsOldest) => Some(n.saturating_sub(1)),
+            _ => return false,
+        };
+        match new_pos.filter(|_| n > 0) {
+            Some(p) => {
+                let p = p.min(n - 1);
+                self.selected.insert(panel, n - 1 - p);
+            }
+            None => {
+                self.selected.remove(&panel);
+            }
+        }
+        true
+    }
+
+    /// Comparing `runs` runs: the next run's rows, none selected; returns which.
+    pub fn next_run(&mut self, runs: usize) -> usize {
+        self.run = (self.run + 1) % runs.max(1);
+        self.selected.clear();
+        self.run
+    }
+}
 
 impl App {
     /// Rows in a list panel, oldest first.
@@ -50,35 +95,15 @@ impl App {
     pub(super) fn on_list_key(&mut self, key: KeyEvent) -> bool {
         let Some(panel) = self.focused_panel().filter(|p| p.is_list()) else { return false };
         let n = self.list_len(panel);
-        // Positions counted from the newest row (the top of the panel).
-        let pos = self.selected.get(&panel).map(|&i| n.saturating_sub(1).saturating_sub(i));
-        let new_pos: Option<Option<usize>> = match self.keymap.action_in(Section::List, &key) {
-            Some(Action::RowNext) => Some(Some(pos.map_or(0, |p| p + 1))),
-            Some(Action::RowPrev) => Some(pos.and_then(|p| p.checked_sub(1))),
-            Some(Action::RowsPageDown) => Some(Some(pos.map_or(0, |p| p + 10))),
-            Some(Action::RowsPageUp) => Some(pos.and_then(|p| p.checked_sub(10))),
-            Some(Action::RowsNewest) => Some(None),
-            Some(Action::RowsOldest) => Some(Some(n.saturating_sub(1))),
-            Some(Action::RowOpen) => {
-                let i = self.selected.get(&panel).copied().unwrap_or(n.saturating_sub(1));
-                match self.row_detail(panel, i) {
-                    Some((title, lines)) => self.mode = Mode::Detail { title, lines },
-                    None => self.set_status(format!("no {} yet", panel.title()), false),
-                }
-                return true;
+        let action = self.keymap.action_in(Section::List, &key);
+        if action == Some(Action::RowOpen) {
+            let i = self.rows.selected.get(&panel).copied().unwrap_or(n.saturating_sub(1));
+            match self.row_detail(panel, i) {
+                Some((title, lines)) => self.mode = Mode::Detail { title, lines },
+                None => self.set_status(format!("no {} yet", panel.title()), false),
             }
-            _ => None,
-        };
-        let Some(new_pos) = new_pos else { return false };
-        match new_pos.filter(|_| n > 0) {
-            Some(p) => {
-                let p = p.min(n - 1);
-                self.selected.insert(panel, n - 1 - p);
-            }
-            None => {
-                self.selected.remove(&panel);
-            }
+            return true;
         }
-        true
+        self.rows.on_action(panel, n, action)
     }
 }
