@@ -1,29 +1,35 @@
 //! The dashboard's view state and input handling, free of terminal I/O so that it can
 //! be driven by tests. Commands for the run go out through a [`CommandSink`].
 
-mod actions;
+// The rooms App is made of (types with their own methods; none of them imports App)…
 mod charts;
-mod command_line;
-mod modes;
+mod help;
+mod line_history;
 mod rows;
 mod signals;
 mod status;
+// …and App's handlers, each using App and the rooms, never the other way round:
+// `keys` dispatches to `modes`, `command_line`, `timeline`, `lists` and `actions`.
+mod actions;
+pub mod command_line;
+mod keys;
+mod lists;
+mod modes;
 mod timeline;
 
 pub use charts::{ChartOpts, ChartView, DIVERSITY_METRICS, RECENT_WINDOW};
-pub use command_line::{LineHistory, VIEW_VERBS, commands};
-pub use modes::HelpScroll;
+pub use help::HelpScroll;
+pub use line_history::LineHistory;
 pub use rows::Rows;
 pub use signals::{detector_meaning, signal_gist};
 pub use status::{STATUS_TTL, StatusLine};
 
 use crate::control::Reply;
 use crate::event::Command;
-use crate::keymap::{Action, Keymap, Section};
+use crate::keymap::{Action, Keymap};
 use crate::layout::{Layout, Panel};
 use crate::model::state::RunView;
 use crate::theme::Theme;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -196,13 +202,6 @@ impl App {
         self.layout.panels_for(self.small.get())
     }
 
-    /// The step range the charts show.
-    pub fn x_range(&self) -> (u64, u64) {
-        let last = self.timeline_step().max(1);
-        let first = self.view.series.get("train_loss").and_then(|s| s.first_step()).unwrap_or(1).min(last);
-        self.charts.x_range(first, last)
-    }
-
     /// The view options of a chart panel.
     pub fn opts(&self, panel: Panel) -> ChartOpts {
         self.charts.opts(panel)
@@ -288,43 +287,6 @@ impl App {
         match self.sink.send(&c) {
             Ok(r) => self.set_status(format!("step {}: {}", r.step, r.message), !r.ok),
             Err(e) => self.set_status(e, true),
-        }
-    }
-
-    pub fn on_key(&mut self, key: KeyEvent) {
-        let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
-        match self.mode.clone() {
-            Mode::Help => self.on_help_key(key),
-            Mode::Detail { .. } => self.mode = Mode::Normal,
-            Mode::Command { input, history_pos } => self.on_command_key(key, input, history_pos),
-            Mode::PhasePicker { selected } => self.on_picker_key(key, selected),
-            Mode::Confirm { phase } => match self.keymap.action_in(Section::Confirm, &key) {
-                Some(Action::ConfirmYes) => {
-                    self.mode = Mode::Normal;
-                    self.send(Command::Switch { phase });
-                }
-                _ => {
-                    self.mode = Mode::Normal;
-                    self.set_status("switch cancelled", false);
-                }
-            },
-            Mode::Quit { selected } => self.on_quit_key(key, selected),
-            Mode::ConfirmPlan { text, .. } => {
-                self.mode = Mode::Normal;
-                if self.keymap.action_in(Section::Confirm, &key) == Some(Action::ConfirmYes) {
-                    self.send(Command::Plan { config: text });
-                } else {
-                    self.set_status("plan edit not applied", false);
-                }
-            }
-            Mode::Normal if ctrl_c => self.on_action(Action::Quit),
-            Mode::Normal if self.player.is_some() && self.on_transport_key(key) => {}
-            Mode::Normal if self.on_list_key(key) => {}
-            Mode::Normal => {
-                if let Some(a) = self.keymap.action(&key) {
-                    self.on_action(a);
-                }
-            }
         }
     }
 }

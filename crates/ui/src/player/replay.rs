@@ -16,6 +16,7 @@
 
 mod live;
 
+use super::live_end::{LiveEnd, time_of};
 use crate::event::Event;
 use crate::model::replay_index::{Index, LiveCheck, LogReader, MarkKind, Source};
 use crate::model::state::RunView;
@@ -64,7 +65,7 @@ pub struct Player {
     /// index to reach the log's end (a live attach's index starts on the first move).
     pub pending_mark: Option<(bool, MarkKind)>,
     /// A live run's newest end; `None` for a replay.
-    live: Option<live::LiveEnd>,
+    live: Option<LiveEnd>,
 }
 
 /// What a jump to a phase change or signal did.
@@ -494,15 +495,6 @@ impl Player {
     pub fn step_back(&mut self, view: &mut RunView) {
         let target = view.step.saturating_sub(1);
         self.move_to_step(view, target);
-    }
-}
-
-/// An event's recorded time: a step's own, else carried from the last one.
-fn time_of(carried: f64, e: &Event) -> f64 {
-    match e {
-        Event::Step { t, .. } => *t,
-        Event::RunStarted { started_at, .. } if carried == 0.0 => *started_at,
-        _ => carried,
     }
 }
 

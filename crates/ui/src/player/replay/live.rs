@@ -4,35 +4,9 @@
 use super::Player;
 use crate::model::replay_index::{Index, LiveCheck, Source};
 use crate::model::state::RunView;
+use crate::player::live_end::{Front, LiveEnd};
 use crate::runlog::{Record, Tail};
 use std::path::Path;
-
-/// A live attach's newest end: the log's tail, folded as it grows.
-pub(super) struct LiveEnd {
-    pub(super) tail: Tail,
-    pub(super) front: Front,
-    /// The live fold while the view shows history; `None` at the live end, where the
-    /// dashboard's view is the live fold itself.
-    pub(super) aside: Option<Box<RunView>>,
-}
-
-/// Where the live fold is: records folded from the tail (the log's length in events),
-/// the largest step, and the newest event's recorded time.
-#[derive(Default)]
-pub(super) struct Front {
-    pub(super) events: u64,
-    pub(super) max_step: u64,
-    pub(super) t: f64,
-}
-
-impl Front {
-    pub(super) fn fold(&mut self, view: &mut RunView, r: &Record) {
-        self.t = super::time_of(self.t, &r.event);
-        self.max_step = self.max_step.max(r.event.step().unwrap_or(0));
-        self.events += 1;
-        view.apply(&r.event);
-    }
-}
 
 impl Player {
     /// A live attach: folds the log as it is now into `view` (streamed, record by record:
