@@ -77,9 +77,8 @@ impl App {
             },
             Action::CycleRun => match self.compare.as_ref() {
                 Some(c) => {
-                    self.rows_run = (self.rows_run + 1) % c.names.len().max(1);
-                    self.selected.clear();
-                    let msg = format!("signals, events and plan: {}", c.names[self.rows_run]);
+                    let run = self.rows.next_run(c.names.len());
+                    let msg = format!("signals, events and plan: {}", c.names[run]);
                     self.set_status(msg, false);
                 }
                 None => self.set_status("whose rows: only when comparing runs (replay RUN_A RUN_B)", true),

@@ -17,7 +17,7 @@ impl App {
                 self.mode = Mode::Normal;
                 let line = input.trim().to_string();
                 if !line.is_empty() {
-                    self.history.push(line.clone());
+                    self.line_history.0.push(line.clone());
                     self.run_command_line(&line);
                 }
             }
@@ -29,13 +29,12 @@ impl App {
                 let completed = self.complete(&input);
                 self.mode = Mode::Command { input: completed, history_pos: None };
             }
-            Some(Action::LineHistoryPrev) if !self.history.is_empty() => {
-                let pos = history_pos.map_or(self.history.len() - 1, |p| p.saturating_sub(1));
-                self.mode = Mode::Command { input: self.history[pos].clone(), history_pos: Some(pos) };
+            Some(Action::LineHistoryPrev) if !self.line_history.0.is_empty() => {
+                let (input, pos) = self.line_history.prev(history_pos);
+                self.mode = Mode::Command { input, history_pos: Some(pos) };
             }
             Some(Action::LineHistoryNext) => {
-                let pos = history_pos.map(|p| p + 1).filter(|p| *p < self.history.len());
-                let input = pos.map(|p| self.history[p].clone()).unwrap_or_default();
+                let (input, pos) = self.line_history.next(history_pos);
                 self.mode = Mode::Command { input, history_pos: pos };
             }
             Some(_) => {}

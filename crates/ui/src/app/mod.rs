@@ -1,32 +1,38 @@
 //! The dashboard's view state and input handling, free of terminal I/O so that it can
 //! be driven by tests. Commands for the run go out through a [`CommandSink`].
 
-mod actions;
+// The rooms App is made of (types with their own methods; none of them imports App)…
 mod charts;
-mod command_line;
-mod console;
-mod modes;
-mod overview;
+mod help;
+mod line_history;
 mod rows;
 mod signals;
 mod status;
+// …and App's handlers, each using App and the rooms, never the other way round:
+// `keys` dispatches to `modes`, `command_line`, `timeline`, `lists` and `actions`.
+mod actions;
+pub mod command_line;
+mod console;
+mod keys;
+mod lists;
+mod modes;
+mod overview;
 mod timeline;
 
 pub use charts::{ChartOpts, ChartView, DIVERSITY_METRICS, RECENT_WINDOW};
-pub use command_line::{VIEW_VERBS, commands};
 pub use console::ConsolePane;
-pub use modes::HelpScroll;
+pub use help::HelpScroll;
+pub use line_history::LineHistory;
+pub use rows::Rows;
 pub use signals::{detector_meaning, signal_gist};
 pub use status::{STATUS_TTL, StatusLine};
 
 use crate::control::Reply;
 use crate::event::Command;
-use crate::keymap::{Action, Keymap, Section};
+use crate::keymap::{Action, Keymap};
 use crate::layout::{Layout, Panel};
 use crate::model::state::RunView;
 use crate::theme::Theme;
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -124,10 +130,10 @@ pub struct App {
     /// Opened from the workspace: Esc goes back to its list (the run goes on).
     pub back_to_list: bool,
     pub status: StatusLine,
-    /// Selected row of a list panel (signals, events), counted from the oldest row;
-    /// none: the panel follows the newest rows.
-    pub selected: BTreeMap<Panel, usize>,
-    pub history: Vec<String>,
+    /// The list panels' selection and, comparing, whose rows they show.
+    pub rows: Rows,
+    /// The `:` line's history.
+    pub line_history: LineHistory,
     pub exit: Option<Exit>,
     /// The last config text offered, so one edit asks once.
     pub last_plan_text: Option<String>,
@@ -141,8 +147,6 @@ pub struct App {
     pub small: std::cell::Cell<bool>,
     /// The help overlay's scrolling.
     pub help: HelpScroll,
-    /// Compare: the run (0: the first) whose signals, events and plan the panels show.
-    pub rows_run: usize,
     sink: Box<dyn CommandSink>,
     /// A remote run's host (from its sink), said in the header.
     pub remote: Option<String>,
@@ -172,15 +176,14 @@ impl App {
             ascii: false,
             back_to_list: false,
             status: StatusLine::default(),
-            selected: BTreeMap::new(),
-            history: Vec::new(),
+            rows: Rows::default(),
+            line_history: LineHistory::default(),
             exit: None,
             last_plan_text: None,
             player: None,
             compare: None,
             small: std::cell::Cell::new(false),
             help: HelpScroll::default(),
-            rows_run: 0,
             remote: sink.remote(),
             sink,
             console: None,
@@ -195,26 +198,19 @@ impl App {
     /// or (comparing, after `r`) another's.
     pub fn rows_view(&self) -> &RunView {
         match &self.compare {
-            Some(c) if self.rows_run > 0 => c.others.get(self.rows_run - 1).map_or(&self.view, |o| &o.view),
+            Some(c) if self.rows.run > 0 => c.others.get(self.rows.run - 1).map_or(&self.view, |o| &o.view),
             _ => &self.view,
         }
     }
 
     /// Comparing: the name of the run the list panels show, for their titles.
     pub fn rows_run_name(&self) -> Option<&str> {
-        self.compare.as_ref().map(|c| c.names.get(self.rows_run).map_or("", |n| n.as_str()))
+        self.compare.as_ref().map(|c| c.names.get(self.rows.run).map_or("", |n| n.as_str()))
     }
 
     /// The panels on screen, in focus order.
     pub fn panels(&self) -> Vec<Panel> {
         self.layout.panels_for(self.small.get())
-    }
-
-    /// The step range the charts show.
-    pub fn x_range(&self) -> (u64, u64) {
-        let last = self.timeline_step().max(1);
-        let first = self.view.series.get("train_loss").and_then(|s| s.first_step()).unwrap_or(1).min(last);
-        self.charts.x_range(first, last)
     }
 
     /// The view options of a chart panel.
@@ -303,44 +299,6 @@ impl App {
         match self.sink.send(&c) {
             Ok(r) => self.set_status(format!("step {}: {}", r.step, r.message), !r.ok),
             Err(e) => self.set_status(e, true),
-        }
-    }
-
-    pub fn on_key(&mut self, key: KeyEvent) {
-        let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
-        match self.mode.clone() {
-            Mode::Help => self.on_help_key(key),
-            Mode::Console => self.on_console_key(key),
-            Mode::Detail { .. } => self.mode = Mode::Normal,
-            Mode::Command { input, history_pos } => self.on_command_key(key, input, history_pos),
-            Mode::PhasePicker { selected } => self.on_picker_key(key, selected),
-            Mode::Confirm { phase } => match self.keymap.action_in(Section::Confirm, &key) {
-                Some(Action::ConfirmYes) => {
-                    self.mode = Mode::Normal;
-                    self.send(Command::Switch { phase });
-                }
-                _ => {
-                    self.mode = Mode::Normal;
-                    self.set_status("switch cancelled", false);
-                }
-            },
-            Mode::Quit { selected } => self.on_quit_key(key, selected),
-            Mode::ConfirmPlan { text, .. } => {
-                self.mode = Mode::Normal;
-                if self.keymap.action_in(Section::Confirm, &key) == Some(Action::ConfirmYes) {
-                    self.send(Command::Plan { config: text });
-                } else {
-                    self.set_status("plan edit not applied", false);
-                }
-            }
-            Mode::Normal if ctrl_c => self.on_action(Action::Quit),
-            Mode::Normal if self.player.is_some() && self.on_transport_key(key) => {}
-            Mode::Normal if self.on_list_key(key) => {}
-            Mode::Normal => {
-                if let Some(a) = self.keymap.action(&key) {
-                    self.on_action(a);
-                }
-            }
         }
     }
 }

@@ -6,6 +6,13 @@ use crate::keymap::{Action, Section};
 use ratatui::crossterm::event::KeyEvent;
 
 impl App {
+    /// The step range the charts show.
+    pub fn x_range(&self) -> (u64, u64) {
+        let last = self.timeline_step().max(1);
+        let first = self.view.series.get("train_loss").and_then(|s| s.first_step()).unwrap_or(1).min(last);
+        self.charts.x_range(first, last)
+    }
+
     /// Where the view is, for the status line after a move.
     pub(super) fn position_status(&self) -> String {
         match &self.player {

@@ -3,4 +3,5 @@
 //! Depends on `model` only.
 
 pub mod compare;
+mod live_end;
 pub mod replay;

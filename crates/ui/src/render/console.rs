@@ -1,6 +1,6 @@
 //! The console pane: the run's own output over the lower part of the dashboard.
 
-use super::*;
+use super::parts::*;
 
 pub(super) fn draw_console(f: &mut Frame, app: &App, area: Rect) {
     let Some(pane) = app.console.as_ref() else { return };

@@ -1,5 +1,5 @@
 //! Drawing: a pure function of the [`App`] onto a ratatui frame. Chart cost depends on
-//! the chart's width, not on the history length (see `series.rs`).
+//! the chart's width, not on the history length (see `model/series.rs`).
 
 mod bands;
 mod chart;

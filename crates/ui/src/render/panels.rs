@@ -5,7 +5,7 @@ use super::parts::*;
 /// The rows of a list panel that fit `height`, newest first, and which of them (its
 /// index in `rows`) is selected: the newest rows, or a window holding the selection.
 fn list_window(app: &App, panel: Panel, n: usize, height: usize) -> (Vec<usize>, Option<usize>) {
-    let sel = app.selected.get(&panel).copied().filter(|&i| i < n);
+    let sel = app.rows.selected.get(&panel).copied().filter(|&i| i < n);
     // Positions from the newest row.
     let pos = sel.map(|i| n - 1 - i);
     let skip = pos.map_or(0, |p| p.saturating_sub(height.saturating_sub(1)));
