@@ -5,8 +5,10 @@ use crate::config;
 use crate::control;
 use crate::error::UsageError;
 use crate::event::Command;
+use crate::event::RunStatus;
 use crate::inspect::Summary;
 use crate::rundir::{self, RunDir};
+use crate::session::RunSummary;
 use anyhow::{Context, Result, bail};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -218,6 +220,32 @@ pub fn inspect(run_dir: &Path, json: bool) -> Result<ExitCode> {
         print!("{}", summary.render_text());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A run's summary as of its log's current length, without folding the whole log when
+/// its `summary.json` fits: that file as it is when it reflects the whole log; caught up
+/// over the log's bytes after it when the log has grown; else (missing, unreadable, a
+/// log that was cut, damage or a resume after it) rebuilt from the whole log. A summary
+/// caught up or rebuilt is saved for the next `ls` when no host holds the run (a live
+/// host keeps its own).
+pub fn current_summary(dir: &RunDir, host: rundir::HostState) -> Option<RunSummary> {
+    let log = dir.log();
+    let len = std::fs::metadata(&log).ok()?.len();
+    let saved = RunSummary::load(&dir.path);
+    if let Some(s) = &saved
+        && s.log_len == len
+    {
+        return saved;
+    }
+    let caught_up = saved.filter(|s| s.log_len < len).and_then(|s| s.catch_up(&log, len));
+    let mut s = match caught_up {
+        Some(s) => s,
+        None => RunSummary::rebuild(&log).ok()?,
+    };
+    if host == rundir::HostState::Gone {
+        let _ = s.save(&dir.path);
+    }
+    Some(s)
 }
 
 /// `export`: the run as CSV, JSON lines or a TensorBoard event file (docs/INTEROP.md).
@@ -559,14 +587,16 @@ pub fn ls(root: Option<&Path>) -> Result<ExitCode> {
             continue;
         }
         let Ok(dir) = RunDir::open(&e.path()) else { continue };
-        let Ok(s) = Summary::load(&dir.log()) else { continue };
-        let s = s.with_host(dir.host_state());
-        let mut status = s.status.clone();
+        let host = dir.host_state();
+        let Some(s) = current_summary(&dir, host) else { continue };
         // No end, and no answer though a process still holds the run (a host starting
-        // or hung): `stale`. A run nobody holds any more is `failed` (`with_host`).
-        if status == "unknown" {
-            status = "stale".into();
-        }
+        // or hung): `stale`. A run nobody holds any more is `failed` (as `with_host`).
+        let status = match (s.status.as_str(), host) {
+            ("unknown", rundir::HostState::Answering) => RunStatus::Running.as_str().to_string(),
+            ("unknown", rundir::HostState::Gone) => RunStatus::Failed.as_str().to_string(),
+            ("unknown", rundir::HostState::Silent) => "stale".into(),
+            (other, _) => other.to_string(),
+        };
         let age = std::fs::metadata(dir.log()).and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok());
         let age = age.map_or("-".into(), |a| {
             let s = a.as_secs();
@@ -580,7 +610,7 @@ pub fn ls(root: Option<&Path>) -> Result<ExitCode> {
                 format!("{}d", s / 86400)
             }
         });
-        let phase = s.phases.last().map(|p| p.name.clone()).unwrap_or_default();
+        let phase = s.phase.clone();
         // A branch names the run and the step it leaves it at (`phasetop branch --at`).
         let meta = dir.read_meta().ok();
         let from = match (meta.as_ref().and_then(|m| m.branched_at().map(|at| (m, at))), s.parent.as_ref()) {
@@ -595,7 +625,7 @@ pub fn ls(root: Option<&Path>) -> Result<ExitCode> {
             s.config_name.clone(),
             status,
             phase,
-            s.last_step,
+            s.step,
             age,
             from,
         ));

@@ -10,7 +10,7 @@ mod run_external;
 
 use clap::{Parser, Subcommand};
 // The crates' modules under short names, for `commands`.
-use phasetop_core::{branch, config, control, error, event, inspect, interop, rundir, runlog};
+use phasetop_core::{branch, config, control, error, event, inspect, interop, rundir, runlog, session};
 use phasetop_ui as ui;
 use std::path::PathBuf;
 use std::process::ExitCode;
