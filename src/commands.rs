@@ -237,6 +237,8 @@ pub fn current_summary(dir: &RunDir, host: rundir::HostState) -> Option<RunSumma
     {
         return saved;
     }
+    // (A summary that stopped before a torn tail is caught up over those bytes again:
+    // cheap, and right if the writer finishes the record.)
     let caught_up = saved.filter(|s| s.log_len < len).and_then(|s| s.catch_up(&log, len));
     let mut s = match caught_up {
         Some(s) => s,

@@ -12,7 +12,7 @@ use std::path::Path;
 fn demo_metrics(s: u64) -> Metrics {
     let x = s as f64;
     [
-        ("train_loss", 2.302_585_092_994_046 / (1.0 + x / 1000.0)),
+        ("train_loss", 2.317_345_123_456_789 / (1.0 + x / 1000.0)),
         ("train_acc", (x / 1e5).min(0.99)),
         ("lr", 1e-3),
         ("grad_norm", if s == 77 { f64::NAN } else { 0.5 + (x * 0.37).sin() * 0.1 }),
@@ -58,7 +58,7 @@ fn demo_events(n: u64) -> Vec<Event> {
                 detail: None,
             });
         }
-        if s % 100 == 0 {
+        if s.is_multiple_of(100) {
             evs.push(Event::Log { step: s, level: LogLevel::Info, message: format!("at {s}") });
         }
     }

@@ -64,7 +64,7 @@ impl Writer {
         let file = std::os::unix::fs::OpenOptionsExt::mode(OpenOptions::new().write(true).create_new(true), mode)
             .open(path)?;
         crate::modes::set(&file, mode)?;
-        let mut w = Writer::from_file(file, 0, true);
+        let mut w = Writer::from_file(file, 0, crate::event::SCHEMA_MINOR);
         w.buf.extend_from_slice(&header_bytes());
         w.end = HEADER_LEN as u64;
         w.flush()?;
@@ -79,12 +79,12 @@ impl Writer {
     pub fn open_append(path: &Path) -> io::Result<(Writer, Option<Dropped>)> {
         let mut file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
-        let compact;
+        let minor;
         let good_end = match Reader::new(&mut file) {
             Ok(reader) => {
                 // Binary step records only in a log whose header announces them: an
                 // older log goes on in JSON, so every reader of its version reads it.
-                compact = reader.schema() >= (1, 4);
+                minor = reader.schema().1;
                 let mut reader = reader.framing_only();
                 for item in &mut reader {
                     if let Err(p) = item
@@ -99,7 +99,7 @@ impl Writer {
                 // Only a header prefix is there (parse_header said the magic matches).
                 file.set_len(0)?;
                 file.seek(SeekFrom::Start(0))?;
-                let mut w = Writer::from_file(file, 0, true);
+                let mut w = Writer::from_file(file, 0, crate::event::SCHEMA_MINOR);
                 w.buf.extend_from_slice(&header_bytes());
                 w.end = HEADER_LEN as u64;
                 w.flush()?;
@@ -115,10 +115,12 @@ impl Writer {
             None
         };
         file.seek(SeekFrom::Start(good_end))?;
-        Ok((Writer::from_file(file, good_end, compact), dropped))
+        Ok((Writer::from_file(file, good_end, minor), dropped))
     }
 
-    fn from_file(file: File, end: u64, compact: bool) -> Writer {
+    /// A writer at `end` of a log whose header's minor version is `minor`.
+    fn from_file(file: File, end: u64, minor: u32) -> Writer {
+        let compact = minor >= 4;
         Writer {
             file,
             buf: Vec::with_capacity(BUFFER_LIMIT + 4096),
@@ -130,7 +132,7 @@ impl Writer {
             // A fresh table for every writer: recorded before its first use, so a
             // resumed (possibly truncated) log never depends on what came before.
             steps: compact.then(StepKeys::new),
-            header_minor: if compact { crate::event::SCHEMA_MINOR } else { 3 },
+            header_minor: minor,
         }
     }
 

@@ -189,8 +189,9 @@ impl RunSummary {
         result
     }
 
-    /// Brings a summary up to a log that grew past `log_len`: folds the records after
-    /// it. `None` when that cannot be trusted (damage, a resume, an unreadable record):
+    /// Brings a summary up to a log that grew past `log_len` to `len`: folds the records
+    /// after it (up to a record still being written, where its `log_len` then stops).
+    /// `None` when that cannot be trusted (damage, a resume, an undecodable record):
     /// then the caller rebuilds.
     pub fn catch_up(&self, log: &Path, len: u64) -> Option<RunSummary> {
         let mut next = self.clone();
@@ -204,15 +205,14 @@ impl RunSummary {
         let mut reader =
             runlog::Reader::at(std::io::Read::take(f, len - self.log_len), self.log_len, schema).with_keys(&tables);
         for item in &mut reader {
-            let Ok(r) = item else { return None };
-            if !next.apply(&r.event) {
-                return None;
+            match item {
+                Ok(r) if next.apply(&r.event) => {}
+                // A record the writer is still writing: the summary stops before it.
+                Err(p) if p.kind == runlog::ProblemKind::TornTail => {}
+                _ => return None,
             }
         }
-        if reader.good_end() != len {
-            return None;
-        }
-        next.log_len = len;
+        next.log_len = reader.good_end();
         if let Some(t) = reader.tables().last() {
             next.keys = Some(t.clone());
         }
@@ -388,19 +388,10 @@ mod tests {
         Event::PhaseChanged { step, from: None, to: to.into(), cause: PhaseCause::Scheduled, detail: None }
     }
 
-    /// What `ls` shows, and the metrics: the fields a summary must get right.
-    fn shown(
-        s: &RunSummary,
-    ) -> (String, String, String, u64, Option<Parent>, Vec<String>, BTreeMap<String, Option<f64>>) {
-        (
-            s.config_name.clone(),
-            s.status.clone(),
-            s.phase.clone(),
-            s.step,
-            s.parent.clone(),
-            s.tags.clone(),
-            s.metrics.clone(),
-        )
+    /// What `ls` shows, and the metrics: the fields a summary must get right (the
+    /// bookkeeping cleared).
+    fn shown(s: &RunSummary) -> RunSummary {
+        RunSummary { log_len: 0, updated_at: 0.0, keys: None, seg_last: None, prev_last: None, ..s.clone() }
     }
 
     #[test]
