@@ -222,34 +222,6 @@ pub fn inspect(run_dir: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A run's summary as of its log's current length, without folding the whole log when
-/// its `summary.json` fits: that file as it is when it reflects the whole log; caught up
-/// over the log's bytes after it when the log has grown; else (missing, unreadable, a
-/// log that was cut, damage or a resume after it) rebuilt from the whole log. A summary
-/// caught up or rebuilt is saved for the next `ls` when no host holds the run (a live
-/// host keeps its own).
-pub fn current_summary(dir: &RunDir, host: rundir::HostState) -> Option<RunSummary> {
-    let log = dir.log();
-    let len = std::fs::metadata(&log).ok()?.len();
-    let saved = RunSummary::load(&dir.path);
-    if let Some(s) = &saved
-        && s.log_len == len
-    {
-        return saved;
-    }
-    // (A summary that stopped before a torn tail is caught up over those bytes again:
-    // cheap, and right if the writer finishes the record.)
-    let caught_up = saved.filter(|s| s.log_len < len).and_then(|s| s.catch_up(&log, len));
-    let mut s = match caught_up {
-        Some(s) => s,
-        None => RunSummary::rebuild(&log).ok()?,
-    };
-    if host == rundir::HostState::Gone {
-        let _ = s.save(&dir.path);
-    }
-    Some(s)
-}
-
 /// `export`: the run as CSV, JSON lines or a TensorBoard event file (docs/INTEROP.md).
 pub fn export(run_dir: &Path, format: &str, output: &Path) -> Result<ExitCode> {
     let format: crate::interop::Format = format.parse()?;
@@ -590,7 +562,7 @@ pub fn ls(root: Option<&Path>) -> Result<ExitCode> {
         }
         let Ok(dir) = RunDir::open(&e.path()) else { continue };
         let host = dir.host_state();
-        let Some(s) = current_summary(&dir, host) else { continue };
+        let Some(s) = RunSummary::current(&dir, host) else { continue };
         // No end, and no answer though a process still holds the run (a host starting
         // or hung): `stale`. A run nobody holds any more is `failed` (as `with_host`).
         let status = match (s.status.as_str(), host) {

@@ -14,6 +14,7 @@
 
 use crate::event::Event;
 use crate::inspect::Summary;
+use crate::rundir::{HostState, RunDir};
 use crate::runlog::{self, Dropped, KeyTable, Writer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -187,6 +188,34 @@ impl RunSummary {
             let _ = std::fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// A run's summary as of its log's current length, without folding the whole log when
+    /// its `summary.json` fits: that file as it is when it reflects the whole log; caught up
+    /// over the log's bytes after it when the log has grown; else (missing, unreadable, a
+    /// log that was cut, damage or a resume after it) rebuilt from the whole log. A summary
+    /// caught up or rebuilt is saved for the next `ls` when no host holds the run (a live
+    /// host keeps its own).
+    pub fn current(dir: &RunDir, host: HostState) -> Option<RunSummary> {
+        let log = dir.log();
+        let len = std::fs::metadata(&log).ok()?.len();
+        let saved = RunSummary::load(&dir.path);
+        if let Some(s) = &saved
+            && s.log_len == len
+        {
+            return saved;
+        }
+        // (A summary that stopped before a torn tail is caught up over those bytes again:
+        // cheap, and right if the writer finishes the record.)
+        let caught_up = saved.filter(|s| s.log_len < len).and_then(|s| s.catch_up(&log, len));
+        let mut s = match caught_up {
+            Some(s) => s,
+            None => RunSummary::rebuild(&log).ok()?,
+        };
+        if host == HostState::Gone {
+            let _ = s.save(&dir.path);
+        }
+        Some(s)
     }
 
     /// Brings a summary up to a log that grew past `log_len` to `len`: folds the records
