@@ -31,7 +31,13 @@ impl phasetop::ui::app::CommandSink for Nowhere {
 }
 
 fn write_log(path: &std::path::Path, n: u64) {
+    write_log_as(path, n, true)
+}
+
+/// `compact`: step records as schema 1.4's binary records, else as JSON (older logs).
+fn write_log_as(path: &std::path::Path, n: u64, compact: bool) {
     let mut w = Writer::create(path).unwrap();
+    w.set_compact_steps(compact);
     w.append(&Event::PhaseChanged { step: 0, from: None, to: "main".into(), cause: PhaseCause::Start, detail: None })
         .unwrap();
     let mut written = 1;
@@ -178,6 +184,57 @@ fn main() {
         built / loaded.1
     );
     report("seek from the first second", &reopened);
+    drop(app);
+    formats(n.min(2_000_000));
+}
+
+/// The same log as JSON step records (schema ≤ 1.3) and as compact ones (1.4), side by
+/// side: open → first frame, index build, seeks.
+fn formats(n: u64) {
+    println!("old (JSON steps) vs new (compact steps), {n} records each:");
+    let mut rows = Vec::new();
+    for compact in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("events.log");
+        write_log_as(&log, n, compact);
+        let bytes = std::fs::metadata(&log).unwrap().len();
+        let layout =
+            Layout::parse("default", "default", SHIPPED.iter().find(|(n, _)| *n == "default").unwrap().1).unwrap();
+        let mut term = Terminal::new(TestBackend::new(160, 48)).unwrap();
+        let t = Instant::now();
+        let mut player = Player::open(Source::File(log.clone()), None);
+        let mut view = RunView::default();
+        player.speed = 5;
+        player.tick(&mut view, 0.1);
+        let keymap = Keymap::new(&Default::default()).unwrap();
+        let mut app =
+            App::new(view, keymap, Theme::new(ThemeKind::Default), layout, "layouts".into(), Box::new(Nowhere));
+        app.player = Some(player);
+        term.draw(|f| phasetop::ui::render::draw(f, &app)).unwrap();
+        let first = t.elapsed().as_secs_f64() * 1e3;
+        app.player.as_mut().unwrap().index().wait_done();
+        let built = t.elapsed().as_secs_f64();
+        let max_step = app.player.as_ref().unwrap().index().state().max_step;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let seeks: Vec<u64> = (0..30).map(|_| rng.random_range(0..=max_step)).collect();
+        let mut times = seek_times(&mut app, &mut term, &seeks);
+        times.sort_by(f64::total_cmp);
+        rows.push((bytes, first, built, times[times.len() / 2], times[times.len() * 9 / 10]));
+    }
+    for (name, (bytes, first, built, median, p90)) in ["old", "new"].iter().zip(&rows) {
+        println!(
+            "  {name}: {:>6.0} MB  open → first frame {first:>6.1} ms  index built {built:>5.2} s  seek median {median:.1} ms, p90 {p90:.1} ms",
+            *bytes as f64 / 1e6
+        );
+    }
+    let (o, n) = (&rows[0], &rows[1]);
+    println!(
+        "  new/old: bytes {:.2}×, first frame {:.2}×, index build {:.2}×, seek median {:.2}×",
+        n.0 as f64 / o.0 as f64,
+        n.1 / o.1,
+        n.2 / o.2,
+        n.3 / o.3
+    );
 }
 
 fn seek_times(app: &mut App, term: &mut Terminal<TestBackend>, steps: &[u64]) -> Vec<f64> {

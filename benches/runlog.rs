@@ -125,4 +125,50 @@ fn main() {
     });
     println!("Log line ({:.0} bytes per record on disk):", bytes as f64 / n as f64);
     read(&path, n, bytes);
+    std::fs::remove_file(&path).unwrap();
+
+    demo_steps(dir.path(), n.min(500_000));
+}
+
+/// The demo's seven step metrics, as JSON step records (schema ≤ 1.3, before) and as
+/// compact binary ones (1.4, after): bytes per step (target ≤ 120), write and read rates.
+fn demo_steps(dir: &Path, n: u64) {
+    let names = ["train_loss", "train_acc", "lr", "grad_norm", "weight_norm", "dist_init", "steps_per_s"];
+    let mut rows = Vec::new();
+    for compact in [false, true] {
+        let path = dir.join(if compact { "demo-compact.log" } else { "demo-json.log" });
+        let t = Instant::now();
+        let mut w = Writer::create(&path).unwrap();
+        w.set_compact_steps(compact);
+        let mut metrics: Metrics = names.iter().map(|k| (k.to_string(), 0.0)).collect();
+        for i in 0..n {
+            let x = i as f64;
+            for (j, v) in metrics.values_mut().enumerate() {
+                *v = (x * 0.001 + j as f64).sin() * 2.3 / (1.0 + x * 1e-4);
+            }
+            let ev = Event::Step {
+                step: i,
+                phase: "main".into(),
+                t: 1_765_000_000.0 + x / 1400.0,
+                metrics: metrics.clone(),
+            };
+            w.append(&ev).unwrap();
+            w.flush_if_due().unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        let write = t.elapsed().as_secs_f64();
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        let t = Instant::now();
+        let count = Reader::open(&path).unwrap().filter(|r| r.is_ok()).count() as u64;
+        assert_eq!(count, n);
+        let read = t.elapsed().as_secs_f64();
+        rows.push((bytes as f64 / n as f64, n as f64 / write / 1e6, n as f64 / read / 1e6));
+        std::fs::remove_file(&path).unwrap();
+    }
+    let (o, c) = (rows[0], rows[1]);
+    println!("Demo step, 7 metrics, {n} steps: before (JSON) vs after (compact binary, schema 1.4):");
+    println!("  bytes per step      {:>7.1} vs {:>6.1}   ({:.2}x; target ≤ 120)", o.0, c.0, c.0 / o.0);
+    println!("  write M steps/s     {:>7.2} vs {:>6.2}", o.1, c.1);
+    println!("  read M steps/s      {:>7.2} vs {:>6.2}   (streaming Reader)", o.2, c.2);
 }

@@ -5,8 +5,10 @@ use crate::config;
 use crate::control;
 use crate::error::UsageError;
 use crate::event::Command;
+use crate::event::RunStatus;
 use crate::inspect::Summary;
 use crate::rundir::{self, RunDir};
+use crate::session::RunSummary;
 use anyhow::{Context, Result, bail};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -584,20 +586,22 @@ pub fn ls_rows(root: &Path) -> std::io::Result<Vec<LsRow>> {
             continue;
         }
         let Ok(dir) = RunDir::open(&path) else { continue };
-        let Ok(s) = Summary::load(&dir.log()) else { continue };
-        let s = s.with_host(dir.host_state());
-        let mut status = s.status.clone();
+        let host = dir.host_state();
+        let Some(s) = RunSummary::current(&dir, host) else { continue };
         // No end, and no answer though a process still holds the run (a host starting
-        // or hung): `stale`. A run nobody holds any more is `failed` (`with_host`).
-        if status == "unknown" {
-            status = "stale".into();
-        }
+        // or hung): `stale`. A run nobody holds any more is `failed` (as `with_host`).
+        let status = match (s.status.as_str(), host) {
+            ("unknown", rundir::HostState::Answering) => RunStatus::Running.as_str().to_string(),
+            ("unknown", rundir::HostState::Gone) => RunStatus::Failed.as_str().to_string(),
+            ("unknown", rundir::HostState::Silent) => "stale".into(),
+            (other, _) => other.to_string(),
+        };
         let age_s = std::fs::metadata(dir.log())
             .and_then(|m| m.modified())
             .ok()
             .and_then(|m| m.elapsed().ok())
             .map(|a| a.as_secs());
-        let phase = s.phases.last().map(|p| p.name.clone()).unwrap_or_default();
+        let phase = s.phase.clone();
         // A branch names the run and the step it leaves it at (`phasetop branch --at`).
         let meta = dir.read_meta().ok();
         let branched_from = match (meta.as_ref().and_then(|m| m.branched_at().map(|at| (m, at))), s.parent.as_ref()) {
@@ -605,19 +609,19 @@ pub fn ls_rows(root: &Path) -> std::io::Result<Vec<LsRow>> {
             (None, Some(p)) => format!("{}@{}", p.run_id, p.branch_step),
             (None, None) => String::new(),
         };
-        let last_loss = ["train_loss", "loss"].iter().find_map(|k| s.final_metrics.get(*k).copied());
+        let last_loss = ["train_loss", "loss"].iter().find_map(|k| s.metrics.get(*k).copied().flatten());
         rows.push(LsRow {
             run,
             path,
             config: s.config_name.clone(),
             status,
             phase,
-            step: s.last_step,
+            step: s.step,
             age_s,
             branched_from,
             tags: s.tags.clone(),
             last_loss,
-            recent_loss: Vec::new(),
+            recent_loss: s.loss_trend.clone(),
             why: String::new(),
         });
     }

@@ -4,7 +4,7 @@
 
 pub use phasetop_core::{
     branch, checkpoints, config, control, error, event, external, grammar, headless, history, inspect, interop, remote,
-    rules, rundir, runlog, settings, signals, sysmon,
+    rules, rundir, runlog, session, settings, signals, sysmon,
 };
 #[cfg(feature = "trainer")]
 pub use phasetop_trainer::{host, probes, tch, trainer};

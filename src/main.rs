@@ -11,7 +11,7 @@ mod workspace;
 
 use clap::{Parser, Subcommand};
 // The crates' modules under short names, for `commands`.
-use phasetop_core::{branch, config, control, error, event, inspect, interop, rundir, runlog};
+use phasetop_core::{branch, config, control, error, event, inspect, interop, rundir, runlog, session};
 use phasetop_ui as ui;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -607,6 +607,9 @@ fn the_workspace_filters_selects_compares_and_opens_runs_by_keyboard() {
     for run in ["s-first", "s-second", "o-only"] {
         tty.wait_for(run, 10);
     }
+    // Each row's loss over the run as a sparkline (from the run's summary.json).
+    let sparks = tty.contents().lines().filter(|l| l.chars().any(|c| ('▁'..='█').contains(&c))).count();
+    assert_eq!(sparks, 3, "{}", tty.contents());
     tty.keys("/config:small\r");
     tty.wait_for("2 shown", 10);
     assert!(!tty.contents().contains("o-only"), "filtered out:\n{}", tty.contents());

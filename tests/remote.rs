@@ -148,8 +148,27 @@ fn a_mirror_follows_a_live_run_and_resumes_after_a_cut_link_with_no_gap_or_dupli
     if let Some((a, b)) = mirrored.iter().zip(&source).find(|(a, b)| a != b) {
         panic!("the mirror differs from the source log:\n{a:?}\n{b:?}");
     }
-    // Byte for byte, even: payloads travel as the log holds them.
-    assert!(std::fs::read(full.dir.join("events.log")).unwrap() == std::fs::read(run.join("events.log")).unwrap());
+    // Byte for byte, even, where the log holds JSON: payloads travel as the log holds
+    // them (compact step records, schema 1.4, travel as their events' JSON, compared
+    // event for event above; the source's `keys` records are its own).
+    let json_records = |p: &Path| -> Vec<Vec<u8>> {
+        let b = std::fs::read(p).unwrap();
+        let mut out = Vec::new();
+        let mut at = 16;
+        while at + 8 <= b.len() {
+            let len = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+            let payload = &b[at + 8..at + 8 + len];
+            if payload[0] == b'{'
+                && !payload.starts_with(br#"{"type":"keys""#)
+                && !payload.starts_with(br#"{"type":"step""#)
+            {
+                out.push(payload.to_vec());
+            }
+            at += 8 + len;
+        }
+        out
+    };
+    assert!(json_records(&full.dir.join("events.log")) == json_records(&run.join("events.log")));
 
     // The thin one: every non-step event, in order; steps a subset, increasing, ending
     // on the run's last step; ~4 a second of recorded time (3 s here).

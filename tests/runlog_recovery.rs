@@ -78,9 +78,12 @@ fn sample_events(n: u64) -> Vec<Event> {
 }
 
 /// Writes `events` to a new log in `dir`; returns the path and the file's bytes.
+/// Writes a log of JSON records: these framing tests need each record to stand alone
+/// (compact step records, which need their key table, have tests/runlog_compact.rs).
 fn write_log(dir: &Path, events: &[Event]) -> (PathBuf, Vec<u8>) {
     let path = dir.join("events.log");
     let mut w = Writer::create(&path).unwrap();
+    w.set_compact_steps(false);
     for e in events {
         w.append(e).unwrap();
     }

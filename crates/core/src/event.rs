@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 /// Major version of the event schema. Readers reject a newer major version.
 pub const SCHEMA_MAJOR: u32 = 1;
 /// Minor version: additive changes only (new optional fields, new event kinds).
-pub const SCHEMA_MINOR: u32 = 3;
+pub const SCHEMA_MINOR: u32 = 4;
 
 /// Metric name → value. Ordered so that records serialise deterministically.
 pub type Metrics = BTreeMap<String, f64>;

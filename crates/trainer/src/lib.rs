@@ -14,4 +14,4 @@ pub mod trainer;
 pub use tch;
 
 // The core's modules under their old names, so `crate::config::…` reads the same here.
-pub(crate) use phasetop_core::{branch, config, control, error, event, rules, rundir, runlog, signals};
+pub(crate) use phasetop_core::{branch, config, control, error, event, rules, rundir, signals};

@@ -9,7 +9,6 @@ use super::state::{Printer, State};
 use crate::config::external::LoadedExternal;
 use crate::event::{Command, Event, LogLevel, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
 use crate::rundir::{RunDir, RunMeta, now_unix};
-use crate::runlog;
 use crate::sysmon;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -62,7 +61,8 @@ pub fn run(args: ExternalRun, printer: Option<Printer>) -> Result<RunStatus> {
         job: None,
     };
     dir.write_meta(&meta)?;
-    let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
+    let log =
+        crate::session::RunLog::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
     let mut state = State::new(log, cfg.clone(), run_id.clone(), printer);
     state.plan_file = Some(dir.config());
     state.emit(started(&args, run_id, meta.config_name.clone(), None))?;
@@ -121,8 +121,8 @@ pub fn resume(mut args: ExternalRun, printer: Option<Printer>) -> Result<RunStat
     let phase = cfg
         .phase_index(&at.phase)
         .with_context(|| format!("the run was in phase \"{}\", which its config.toml no longer has", at.phase))?;
-    let (log, dropped) =
-        runlog::Writer::open_append(&dir.log()).with_context(|| format!("cannot reopen {}", dir.log().display()))?;
+    let (log, dropped) = crate::session::RunLog::open_append(&dir.log())
+        .with_context(|| format!("cannot reopen {}", dir.log().display()))?;
     let mut state = State::new(log, cfg.clone(), meta.run_id.clone(), printer);
     state.plan_file = Some(dir.config());
     state.emit(started(&args, meta.run_id.clone(), meta.config_name.clone(), Some(at.step)))?;

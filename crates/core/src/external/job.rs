@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn a_job_that_finished_then_failed_on_its_way_out_ends_as_it_said() {
         let tmp = tempfile::tempdir().unwrap();
-        let log = crate::runlog::Writer::create(&tmp.path().join("events.log")).unwrap();
+        let log = crate::session::RunLog::create(&tmp.path().join("events.log")).unwrap();
         let cfg = crate::config::external::parse("p.toml", "[[phase]]\nname = \"a\"\n").unwrap();
         let mut st = State::new(log, cfg, "r".into(), None);
         st.finished = Some((RunStatus::Completed, String::new()));

@@ -94,7 +94,8 @@ impl Decimator {
 type Out = Arc<Mutex<dyn Write + Send>>;
 
 /// The payload of the record at `offset` as the log holds it (the bytes the mirror
-/// writes back), or `event` encoded again where that cannot be read as one line.
+/// writes back), or `event` encoded again where that cannot be read as one line or is
+/// not JSON (a compact binary step record, schema 1.4): the mirror's log is all JSON.
 fn payload(log: &mut std::fs::File, event: &Event, offset: u64) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
     let mut head = [0u8; 8];
@@ -104,6 +105,7 @@ fn payload(log: &mut std::fs::File, event: &Event, offset: u64) -> Vec<u8> {
             let mut buf = vec![0u8; len];
             if log.read_exact_at(&mut buf, offset + 8).is_ok()
                 && crc32c::crc32c(&buf) == u32::from_le_bytes([head[4], head[5], head[6], head[7]])
+                && buf.first() == Some(&b'{')
                 && !buf.contains(&b'\n')
             {
                 return buf;

@@ -2,6 +2,7 @@
 //! over a window of the file's bytes that yields records and damaged spans, asks for more
 //! bytes when it cannot decide, and never panics.
 
+use super::compact::{self, KeyTables, STEP_TAG, Undecodable};
 use super::{MAX_PAYLOAD, Problem, ProblemKind, RECORD_HEADER_LEN, Record};
 use crate::event::Event;
 use std::collections::VecDeque;
@@ -31,7 +32,8 @@ fn le32(b: &[u8]) -> u32 {
 }
 
 /// Checks the frame at the start of `b`. In `resync` mode a candidate must also look
-/// like an event (`{` ... `}`), a cheap filter that keeps garbage from costing CRCs.
+/// like an event (`{` ... `}`, or a binary step record's tag and a length it can have),
+/// a cheap filter that keeps garbage from costing CRCs.
 fn scan(b: &[u8], resync: bool) -> Scan {
     if b.len() < RECORD_HEADER_LEN {
         return Scan::Incomplete;
@@ -40,14 +42,19 @@ fn scan(b: &[u8], resync: bool) -> Scan {
     if !(2..=MAX_PAYLOAD).contains(&len) {
         return Scan::Bad(ProblemKind::BadLength);
     }
-    if resync && b.len() > RECORD_HEADER_LEN && b[RECORD_HEADER_LEN] != b'{' {
+    let binary = b.get(RECORD_HEADER_LEN) == Some(&STEP_TAG);
+    if resync
+        && b.len() > RECORD_HEADER_LEN
+        && b[RECORD_HEADER_LEN] != b'{'
+        && !(binary && len <= compact::MAX_STEP_RECORD)
+    {
         return Scan::Bad(ProblemKind::BadLength);
     }
     let end = RECORD_HEADER_LEN + len;
     if b.len() < end {
         return Scan::Incomplete;
     }
-    if resync && b[end - 1] != b'}' {
+    if resync && !binary && b[end - 1] != b'}' {
         return Scan::Bad(ProblemKind::BadLength);
     }
     if crc32c::crc32c(&b[RECORD_HEADER_LEN..end]) != le32(&b[4..]) {
@@ -70,6 +77,17 @@ struct Pending {
     overrun: Option<String>,
 }
 
+/// What the decoder does with an intact payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Parse {
+    /// Decode it into an event.
+    Events,
+    /// Only take key tables from `keys` events (finding the tables before an offset).
+    KeysOnly,
+    /// Nothing: only the framing matters.
+    Framing,
+}
+
 pub(crate) struct Decoder {
     /// A window of the file: `buf[0]` is at file offset `base`.
     buf: Vec<u8>,
@@ -78,16 +96,36 @@ pub(crate) struct Decoder {
     pos: usize,
     pending: Option<Pending>,
     ready: VecDeque<Result<Record, Problem>>,
-    /// Parse payloads into events (off when only the framing matters).
-    parse: bool,
+    /// What to make of intact payloads.
+    parse: Parse,
+    /// Key tables of the binary step records (from `keys` events, or given).
+    tables: KeyTables,
     /// End offset of the last intact frame (the header's end when none).
     good_end: u64,
 }
 
 impl Decoder {
     /// A decoder whose first byte will be at file offset `base`.
-    pub fn new(base: u64, parse: bool) -> Decoder {
-        Decoder { buf: Vec::new(), base, pos: 0, pending: None, ready: VecDeque::new(), parse, good_end: base }
+    pub fn new(base: u64, parse: Parse) -> Decoder {
+        Decoder {
+            buf: Vec::new(),
+            base,
+            pos: 0,
+            pending: None,
+            ready: VecDeque::new(),
+            parse,
+            tables: KeyTables::default(),
+            good_end: base,
+        }
+    }
+
+    /// Key tables known so far.
+    pub fn tables(&self) -> &KeyTables {
+        &self.tables
+    }
+
+    pub fn add_tables(&mut self, t: &KeyTables) {
+        self.tables.extend(t);
     }
 
     /// File offset of the next undecoded byte.
@@ -152,9 +190,22 @@ impl Decoder {
                     let total = RECORD_HEADER_LEN + len;
                     self.pos += total;
                     self.good_end = offset + total as u64;
-                    if self.parse {
-                        let payload = &self.buf[self.pos - len..self.pos];
-                        return Some(parse_payload(offset, payload));
+                    let payload = &self.buf[self.pos - len..self.pos];
+                    match self.parse {
+                        Parse::Events => {
+                            if let Some(item) = parse_payload(offset, payload, &mut self.tables) {
+                                return Some(item);
+                            }
+                        }
+                        Parse::KeysOnly => {
+                            if payload.first() == Some(&b'{')
+                                && payload.windows(6).any(|w| w == b"\"keys\"")
+                                && let Some(t) = compact::parse_keys(payload)
+                            {
+                                self.tables.insert(t);
+                            }
+                        }
+                        Parse::Framing => {}
                     }
                 }
                 Scan::Bad(kind) => {
@@ -265,12 +316,36 @@ fn describe(kind: ProblemKind, b: &[u8]) -> String {
     }
 }
 
-/// Parses an intact payload into a record, or says why it is not an event.
-pub(crate) fn parse_payload(offset: u64, payload: &[u8]) -> Result<Record, Problem> {
-    if let Some(event) = super::fast::decode(payload) {
-        return Ok(Record { offset, event });
+/// Parses an intact payload into a record, or says why it is not an event; `None` for a
+/// `keys` event, whose table goes into `tables` (it is the format's, not an event).
+pub(crate) fn parse_payload(offset: u64, payload: &[u8], tables: &mut KeyTables) -> Option<Result<Record, Problem>> {
+    if payload.first() == Some(&STEP_TAG) {
+        return Some(match compact::decode_step(payload, tables) {
+            Ok(event) => Ok(Record { offset, event }),
+            Err(Undecodable::MissingTable(id)) => Err(Problem {
+                offset,
+                kind: ProblemKind::MissingKeys,
+                detail: format!(
+                    "step record of key table {id:#010x}, whose keys event was not read (damaged, or before where reading started)"
+                ),
+            }),
+            Err(Undecodable::Malformed(why)) => Err(Problem {
+                offset,
+                kind: ProblemKind::InvalidJson,
+                detail: format!("binary step record: {why} ({} bytes)", payload.len()),
+            }),
+        });
     }
-    match serde_json::from_slice::<Event>(payload) {
+    if compact::looks_like_keys(payload)
+        && let Some(t) = compact::parse_keys(payload)
+    {
+        tables.insert(t);
+        return None;
+    }
+    if let Some(event) = super::fast::decode(payload) {
+        return Some(Ok(Record { offset, event }));
+    }
+    Some(match serde_json::from_slice::<Event>(payload) {
         Ok(event) => Ok(Record { offset, event }),
         Err(e) => {
             let msg = e.to_string();
@@ -286,9 +361,16 @@ pub(crate) fn parse_payload(offset: u64, payload: &[u8]) -> Result<Record, Probl
                 }
                 _ => format!("{msg} ({} bytes)", payload.len()),
             };
+            // A `keys` event in another spelling (fields in another order).
+            if kind == ProblemKind::UnknownEvent
+                && let Some(t) = compact::parse_keys(payload)
+            {
+                tables.insert(t);
+                return None;
+            }
             Err(Problem { offset, kind, detail })
         }
-    }
+    })
 }
 
 fn is_json_object(payload: &[u8]) -> bool {

@@ -6,6 +6,7 @@
 //! header  : b"PHTOPLOG" | u32 LE schema major | u32 LE schema minor      (16 bytes)
 //! record  : u32 LE payload length | u32 LE CRC32C(payload) | payload     (repeated)
 //! payload : UTF-8 JSON of one Event, {"type":"step",...}; 2 ..= 16 MiB bytes
+//!           or (1.4) a compact binary step record, tag 0x01 (`compact`)
 //! ```
 //!
 //! - [`Writer`] appends (buffered; `flush_if_due` on every step keeps it at most
@@ -18,12 +19,14 @@
 //!
 //! Nothing here panics on any input bytes.
 
+mod compact;
 mod decode;
 mod fast;
 mod reader;
 mod writer;
 
-pub use reader::{Reader, Tail, read_all, read_bytes};
+pub use compact::{KeyTable, KeyTables, REKEY_EVERY, STEP_TAG};
+pub use reader::{Reader, Tail, key_tables_before, key_tables_in, read_all, read_bytes};
 pub use writer::{DEFAULT_FLUSH_INTERVAL, Dropped, Writer};
 
 use crate::event::{Event, SCHEMA_MAJOR};
@@ -72,6 +75,9 @@ pub enum ProblemKind {
     UnknownEvent,
     /// Reading failed part way (the rest of the file was not read).
     Io,
+    /// An intact binary step record whose key table's `keys` event was not read (it was
+    /// damaged, or reading started after it without the tables; schema 1.4).
+    MissingKeys,
 }
 
 impl ProblemKind {
@@ -83,6 +89,7 @@ impl ProblemKind {
             ProblemKind::InvalidJson => "invalid_json",
             ProblemKind::UnknownEvent => "unknown_event",
             ProblemKind::Io => "io",
+            ProblemKind::MissingKeys => "missing_keys",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Reading a run log: the streaming [`Reader`], [`read_all`], and the live [`Tail`].
 
-use super::decode::{Decoder, Mode};
+use super::compact::KeyTables;
+use super::decode::{Decoder, Mode, Parse};
 use super::{HEADER_LEN, LogContents, LogError, Problem, ProblemKind, Record, parse_header};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -41,7 +42,7 @@ impl<R: Read> Reader<R> {
             .read_to_end(&mut header)
             .map_err(|source| LogError::Io { path: PathBuf::new(), source })?;
         let schema = parse_header(&header)?;
-        Ok(Reader { src, dec: Decoder::new(HEADER_LEN as u64, true), eof: false, done: false, schema })
+        Ok(Reader { src, dec: Decoder::new(HEADER_LEN as u64, Parse::Events), eof: false, done: false, schema })
     }
 
     /// Continues a log from `offset`, the start of a record (a [`Record::offset`] or the
@@ -49,13 +50,26 @@ impl<R: Read> Reader<R> {
     /// replay seeks restart decoding mid-file without reading from the top.
     pub fn at(src: R, offset: u64, schema: (u32, u32)) -> Reader<R> {
         let offset = offset.max(HEADER_LEN as u64);
-        Reader { src, dec: Decoder::new(offset, true), eof: false, done: false, schema }
+        Reader { src, dec: Decoder::new(offset, Parse::Events), eof: false, done: false, schema }
+    }
+
+    /// Gives the key tables of the records before `offset` (from
+    /// [`key_tables_before`], or a previous reader's [`Reader::tables`]): a reader that
+    /// starts mid-file decodes binary step records with them.
+    pub fn with_keys(mut self, tables: &KeyTables) -> Self {
+        self.dec.add_tables(tables);
+        self
+    }
+
+    /// The key tables read (or given) so far.
+    pub fn tables(&self) -> &KeyTables {
+        self.dec.tables()
     }
 
     /// Framing only: intact records are counted towards [`Reader::good_end`] but not
     /// parsed, and only damaged spans are yielded.
     pub(crate) fn framing_only(mut self) -> Self {
-        self.dec = Decoder::new(HEADER_LEN as u64, false);
+        self.dec = Decoder::new(HEADER_LEN as u64, Parse::Framing);
         self
     }
 
@@ -159,7 +173,7 @@ impl Tail {
             path: path.to_path_buf(),
             file: None,
             start,
-            dec: Decoder::new(start, true),
+            dec: Decoder::new(start, Parse::Events),
             schema: None,
             problems: Vec::new(),
         }
@@ -239,8 +253,76 @@ impl Tail {
             Err(LogError::TooShort { .. }) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
+        // Starting mid-file: the key tables recorded before the start.
+        if self.start > HEADER_LEN as u64 && self.schema >= Some((1, 4)) {
+            let tables = key_tables_before(&self.path, self.start)?;
+            self.dec.add_tables(&tables);
+        }
         file.seek(SeekFrom::Start(self.start))?;
         self.file = Some(file);
         Ok(true)
     }
+}
+
+/// The key tables recorded in a log's records before `offset` (a record start): what a
+/// reader starting there needs to decode binary step records. Reads the log up to
+/// `offset` once per log and process, then only what follows (the tables are cached by
+/// file and by the log's first record, which names the run); a log older than 1.4 has
+/// none and costs only its header.
+pub fn key_tables_before(path: &Path, offset: u64) -> std::io::Result<KeyTables> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    use std::sync::Mutex;
+    struct Scanned {
+        first: [u8; 8],
+        to: u64,
+        tables: KeyTables,
+    }
+    static CACHE: Mutex<Option<HashMap<(u64, u64), Scanned>>> = Mutex::new(None);
+    let mut file = File::open(path)?;
+    let mut header = [0u8; HEADER_LEN];
+    if file.read_exact_at(&mut header, 0).is_err() {
+        return Ok(KeyTables::default());
+    }
+    if parse_header(&header).map_err(std::io::Error::from)? < (1, 4) {
+        return Ok(KeyTables::default());
+    }
+    let meta = file.metadata()?;
+    let key = (meta.dev(), meta.ino());
+    let mut first = [0u8; 8];
+    let _ = file.read_exact_at(&mut first, HEADER_LEN as u64);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    let (from, mut tables) = match cache.get(&key) {
+        Some(s) if s.first == first && s.to <= offset => (s.to, s.tables.clone()),
+        _ => (HEADER_LEN as u64, KeyTables::default()),
+    };
+    if offset > from {
+        file.seek(SeekFrom::Start(from))?;
+        let mut dec = Decoder::new(from, Parse::KeysOnly);
+        let mut src = file.take(offset - from);
+        loop {
+            while dec.next(Mode::More).is_some() {}
+            if dec.fill(&mut src, CHUNK)? == 0 {
+                while dec.next(Mode::Final).is_some() {}
+                break;
+            }
+        }
+        tables.extend(dec.tables());
+        cache.insert(key, Scanned { first, to: offset, tables: tables.clone() });
+    }
+    Ok(tables)
+}
+
+/// [`key_tables_before`] over a log image in memory: the tables in `log[..offset]`.
+pub fn key_tables_in(log: &[u8], offset: u64) -> KeyTables {
+    let end = (offset as usize).min(log.len());
+    if end <= HEADER_LEN || parse_header(&log[..HEADER_LEN]).map_or(true, |v| v < (1, 4)) {
+        return KeyTables::default();
+    }
+    let mut dec = Decoder::new(HEADER_LEN as u64, Parse::KeysOnly);
+    let mut src = &log[HEADER_LEN..end];
+    let _ = dec.fill(&mut src, end);
+    while dec.next(Mode::Final).is_some() {}
+    dec.tables().clone()
 }

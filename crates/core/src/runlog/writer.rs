@@ -1,5 +1,6 @@
 //! Appending to a run log.
 
+use super::compact::{StepKeys, keys_json};
 use super::reader::Reader;
 use super::{HEADER_LEN, LogError, MAX_PAYLOAD, RECORD_HEADER_LEN, header_bytes};
 use crate::event::Event;
@@ -50,6 +51,10 @@ pub struct Writer {
     /// Previous `flush_if_due` call, and how many more calls flush unconditionally.
     last_call: Instant,
     eager: u32,
+    /// Compact (binary) step records: on in a log whose header says 1.4 or later.
+    steps: Option<StepKeys>,
+    /// The header's minor version.
+    header_minor: u32,
 }
 
 impl Writer {
@@ -59,7 +64,7 @@ impl Writer {
         let file = std::os::unix::fs::OpenOptionsExt::mode(OpenOptions::new().write(true).create_new(true), mode)
             .open(path)?;
         crate::modes::set(&file, mode)?;
-        let mut w = Writer::from_file(file, 0);
+        let mut w = Writer::from_file(file, 0, crate::event::SCHEMA_MINOR);
         w.buf.extend_from_slice(&header_bytes());
         w.end = HEADER_LEN as u64;
         w.flush()?;
@@ -74,8 +79,12 @@ impl Writer {
     pub fn open_append(path: &Path) -> io::Result<(Writer, Option<Dropped>)> {
         let mut file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
+        let minor;
         let good_end = match Reader::new(&mut file) {
             Ok(reader) => {
+                // Binary step records only in a log whose header announces them: an
+                // older log goes on in JSON, so every reader of its version reads it.
+                minor = reader.schema().1;
                 let mut reader = reader.framing_only();
                 for item in &mut reader {
                     if let Err(p) = item
@@ -90,7 +99,7 @@ impl Writer {
                 // Only a header prefix is there (parse_header said the magic matches).
                 file.set_len(0)?;
                 file.seek(SeekFrom::Start(0))?;
-                let mut w = Writer::from_file(file, 0);
+                let mut w = Writer::from_file(file, 0, crate::event::SCHEMA_MINOR);
                 w.buf.extend_from_slice(&header_bytes());
                 w.end = HEADER_LEN as u64;
                 w.flush()?;
@@ -106,10 +115,12 @@ impl Writer {
             None
         };
         file.seek(SeekFrom::Start(good_end))?;
-        Ok((Writer::from_file(file, good_end), dropped))
+        Ok((Writer::from_file(file, good_end, minor), dropped))
     }
 
-    fn from_file(file: File, end: u64) -> Writer {
+    /// A writer at `end` of a log whose header's minor version is `minor`.
+    fn from_file(file: File, end: u64, minor: u32) -> Writer {
+        let compact = minor >= 4;
         Writer {
             file,
             buf: Vec::with_capacity(BUFFER_LIMIT + 4096),
@@ -118,7 +129,39 @@ impl Writer {
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             last_call: Instant::now(),
             eager: 0,
+            // A fresh table for every writer: recorded before its first use, so a
+            // resumed (possibly truncated) log never depends on what came before.
+            steps: compact.then(StepKeys::new),
+            header_minor: minor,
         }
+    }
+
+    /// Writes `step` events as compact binary records (the default for a log whose
+    /// header is 1.4 or later) or as JSON (every version's readers read those; tests and
+    /// benches write both kinds into one log this way). Refused (false) for a log whose
+    /// header predates 1.4.
+    pub fn set_compact_steps(&mut self, on: bool) -> bool {
+        match (on, self.steps.is_some()) {
+            (false, _) => self.steps = None,
+            (true, true) => {}
+            (true, false) => {
+                if self.header_minor < 4 {
+                    return false;
+                }
+                self.steps = Some(StepKeys::new());
+            }
+        }
+        true
+    }
+
+    /// End offset of the bytes handed to the OS (the log as another process sees it).
+    pub fn flushed(&self) -> u64 {
+        self.end - self.buf.len() as u64
+    }
+
+    /// The key table binary step records use now (a fresh writer's is empty).
+    pub fn key_table(&self) -> Option<&super::KeyTable> {
+        self.steps.as_ref().map(StepKeys::table)
     }
 
     /// Sets how long [`Writer::flush_if_due`] lets records wait (default 250 ms).
@@ -132,13 +175,52 @@ impl Writer {
     }
 
     /// Encodes one event into the buffer (no system call unless the buffer is full).
-    /// Refuses an event whose JSON exceeds 16 MiB.
+    /// Refuses an event whose JSON exceeds 16 MiB. A `step` becomes a compact binary
+    /// record (preceded by its key table's `keys` event when that is due) unless its
+    /// names would overgrow the table.
     pub fn append(&mut self, event: &Event) -> io::Result<()> {
+        if let Event::Step { step, phase, t, metrics } = event
+            && let Some(mut keys) = self.steps.take()
+        {
+            let result = if keys.admit(phase, metrics) {
+                let table = keys.due().then(|| keys_json(keys.table()));
+                let r = match table {
+                    Some(json) => self.push_frame(|b| {
+                        b.extend_from_slice(&json);
+                        Ok(())
+                    }),
+                    None => Ok(0),
+                };
+                r.and_then(|n| {
+                    if n > 0 {
+                        keys.recorded();
+                    }
+                    self.push_frame(|b| {
+                        keys.encode(b, *step, phase, *t, metrics);
+                        Ok(())
+                    })
+                })
+                .map(|n| keys.wrote(n))
+            } else {
+                self.push_frame(|b| serde_json::to_writer(b, event).map_err(io::Error::from)).map(|n| keys.wrote(n))
+            };
+            self.steps = Some(keys);
+            return result;
+        }
+        let n = self.push_frame(|b| serde_json::to_writer(b, event).map_err(io::Error::from))?;
+        if let Some(keys) = &mut self.steps {
+            keys.wrote(n);
+        }
+        Ok(())
+    }
+
+    /// Frames the payload `fill` writes (length, CRC); returns the record's bytes.
+    fn push_frame(&mut self, fill: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> io::Result<u64> {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
-        if let Err(e) = serde_json::to_writer(&mut self.buf, event) {
+        if let Err(e) = fill(&mut self.buf) {
             self.buf.truncate(start);
-            return Err(e.into());
+            return Err(e);
         }
         let len = self.buf.len() - start - RECORD_HEADER_LEN;
         if len > MAX_PAYLOAD {
@@ -151,11 +233,12 @@ impl Writer {
         let crc = crc32c::crc32c(&self.buf[start + RECORD_HEADER_LEN..]);
         self.buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
         self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-        self.end += (RECORD_HEADER_LEN + len) as u64;
+        let total = (RECORD_HEADER_LEN + len) as u64;
+        self.end += total;
         if self.buf.len() >= BUFFER_LIMIT {
             self.write_out()?;
         }
-        Ok(())
+        Ok(total)
     }
 
     /// Appends a payload that is already an event's JSON (a remote run's mirror writes

@@ -7,6 +7,7 @@
 
 pub mod keys;
 pub mod resume;
+pub mod summary;
 
 use crate::config::UntilRule;
 use crate::event::{Command, Event, PhaseCause};
@@ -14,6 +15,7 @@ use crate::rules::{Confirmation, RuleOutcome, SignalState};
 use crate::signals::Signal;
 pub use keys::SetKeys;
 use std::time::{Duration, Instant};
+pub use summary::{RunLog, RunSummary};
 
 /// A phase change to carry out: target phase index, cause, detail.
 pub type Switch = (usize, PhaseCause, Option<String>);

@@ -4,7 +4,6 @@
 use crate::config::{self, Config};
 use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus, SCHEMA_MAJOR, SCHEMA_MINOR};
 use crate::rundir::{RunDir, RunLock, RunMeta, ScheduledSwitch, now_unix};
-use crate::runlog;
 use crate::trainer::{Trainer, checkpoint, device_name};
 use crate::{control, rules};
 use anyhow::{Context, Result};
@@ -32,7 +31,7 @@ pub struct Host {
     _lock: RunLock,
     meta: RunMeta,
     trainer: Trainer,
-    log: runlog::Writer,
+    log: phasetop_core::session::RunLog,
     stop_flag: Arc<AtomicBool>,
     status: Arc<Mutex<Status>>,
     last_val: Metrics,

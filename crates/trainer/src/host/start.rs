@@ -27,7 +27,8 @@ pub fn create(run: NewRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         job: None,
     };
     dir.write_meta(&meta)?;
-    let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
+    let log = phasetop_core::session::RunLog::create(&dir.log())
+        .with_context(|| format!("cannot create {}", dir.log().display()))?;
     let mut host = Host::assemble(dir, lock, meta, trainer, log, stop_flag);
     host.emit_started(None)?;
     let first = host.trainer.phase().name().to_string();
@@ -77,8 +78,8 @@ pub fn resume(path: &Path, stop_flag: Arc<AtomicBool>, max_steps: Option<u64>) -
         meta.max_steps = m;
         dir.write_meta(&meta)?;
     }
-    let (log, dropped) =
-        runlog::Writer::open_append(&dir.log()).with_context(|| format!("cannot reopen {}", dir.log().display()))?;
+    let (log, dropped) = phasetop_core::session::RunLog::open_append(&dir.log())
+        .with_context(|| format!("cannot reopen {}", dir.log().display()))?;
     if let Some(d) = dropped {
         warnings
             .insert(0, format!("dropped {} bytes of a torn record at offset {} before resuming", d.bytes, d.offset));
@@ -118,7 +119,8 @@ pub fn branch(b: BranchRun, stop_flag: Arc<AtomicBool>) -> Result<Host> {
         job: None,
     };
     dir.write_meta(&meta)?;
-    let log = runlog::Writer::create(&dir.log()).with_context(|| format!("cannot create {}", dir.log().display()))?;
+    let log = phasetop_core::session::RunLog::create(&dir.log())
+        .with_context(|| format!("cannot create {}", dir.log().display()))?;
     let mut host = Host::assemble(dir, lock, meta, trainer, log, stop_flag);
     host.emit_started(None)?;
     let history = RunDir::open(Path::new(&b.parent.run_dir)).and_then(|p| logged_history(&p, b.checkpoint.step));
@@ -164,7 +166,7 @@ impl Host {
         lock: RunLock,
         meta: RunMeta,
         trainer: Trainer,
-        log: runlog::Writer,
+        log: phasetop_core::session::RunLog,
         stop_flag: Arc<AtomicBool>,
     ) -> Host {
         let status = Arc::new(Mutex::new(Status {

@@ -59,7 +59,13 @@ impl Source {
         };
         let schema = Reader::new(&mut src)?.schema();
         src.seek(SeekFrom::Start(offset))?;
-        Ok(Reader::at(Box::new(src) as Box<dyn Read + Send>, offset, schema))
+        // The key tables of compact step records before `offset` (schema 1.4; cached
+        // per log, so a seek reads only what it has not read before).
+        let tables = match self {
+            Source::File(p) => runlog::key_tables_before(p, offset)?,
+            Source::Bytes(b) => runlog::key_tables_in(b, offset),
+        };
+        Ok(Reader::at(Box::new(src) as Box<dyn Read + Send>, offset, schema).with_keys(&tables))
     }
 }
 

@@ -17,7 +17,6 @@ use crate::control::{Reply, Status};
 use crate::event::{Command, Event, LogLevel, Metrics, PhaseCause, RunStatus};
 use crate::rules::SignalState;
 use crate::rundir::now_unix;
-use crate::runlog;
 use crate::session::{Decision, Delivery, Effect, Position, Session, SetKeys, Switch};
 use std::time::Instant;
 
@@ -36,7 +35,7 @@ const LOGGED_REJECTIONS: u64 = 20;
 pub type Printer = Box<dyn FnMut(&Event) + Send>;
 
 pub struct State {
-    log: runlog::Writer,
+    log: crate::session::RunLog,
     pub cfg: ExternalConfig,
     run_id: String,
     phase: usize,
@@ -95,7 +94,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(log: runlog::Writer, cfg: ExternalConfig, run_id: String, printer: Option<Printer>) -> State {
+    pub fn new(log: crate::session::RunLog, cfg: ExternalConfig, run_id: String, printer: Option<Printer>) -> State {
         let mut signals = SignalState::for_rule(cfg.phases[0].until.as_ref());
         for layer in &cfg.probes.layers {
             signals.watch_probe_layer(layer);

@@ -3,7 +3,7 @@ use super::*;
 const PLAN: &str = "[run]\nname = \"t\"\nmax_steps = 100\n\n[[phase]]\nname = \"warm\"\nsteps = 10\nlr = 0.1\n\n[[phase]]\nname = \"main\"\nlr = 0.01\n";
 
 fn state(dir: &std::path::Path, protocol: u32) -> State {
-    let log = runlog::Writer::create(&dir.join("events.log")).unwrap();
+    let log = crate::session::RunLog::create(&dir.join("events.log")).unwrap();
     let cfg = crate::config::external::parse("plan.toml", PLAN).unwrap();
     let mut s = State::new(log, cfg, "t".into(), None);
     let hello = serde_json::json!({"type": "hello", "protocol": protocol, "rank": 0, "world_size": 1});
@@ -14,7 +14,7 @@ fn state(dir: &std::path::Path, protocol: u32) -> State {
 
 fn changes(s: &mut State, dir: &std::path::Path) -> Vec<(u64, String, PhaseCause)> {
     s.flush_log().unwrap();
-    let all = runlog::read_all(&dir.join("events.log")).unwrap();
+    let all = crate::runlog::read_all(&dir.join("events.log")).unwrap();
     all.records
         .into_iter()
         .filter_map(|r| match r.event {
@@ -37,7 +37,7 @@ fn points_that_go_back_are_refused_with_a_reason() {
     let c = s.sync(11, None);
     assert!(c.errors.iter().any(|e| e.contains("step 4 (rank 0) goes back: the run is at step 10")), "{:?}", c.errors);
     s.flush_log().unwrap();
-    let all = runlog::read_all(&tmp.path().join("events.log")).unwrap();
+    let all = crate::runlog::read_all(&tmp.path().join("events.log")).unwrap();
     let steps: Vec<u64> = all
         .records
         .iter()
@@ -62,7 +62,7 @@ fn steps_per_s_is_the_scripts_rate_by_its_own_clock() {
     s.job("test", serde_json::from_value(frame).unwrap());
     s.flush_open();
     s.flush_log().unwrap();
-    let all = runlog::read_all(&tmp.path().join("events.log")).unwrap();
+    let all = crate::runlog::read_all(&tmp.path().join("events.log")).unwrap();
     let rate = all.records.iter().rev().find_map(|r| match &r.event {
         Event::Step { metrics, .. } => metrics.get("steps_per_s").copied(),
         _ => None,
