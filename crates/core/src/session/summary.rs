@@ -426,6 +426,10 @@ impl Drop for RunLog {
     }
 }
 
+fn one() -> u64 {
+    1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,8 +602,4 @@ mod tests {
         std::fs::write(&log, &bytes).unwrap();
         assert!(saved.catch_up(&log, bytes.len() as u64).is_none());
     }
-}
-
-fn one() -> u64 {
-    1
 }
