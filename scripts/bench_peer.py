@@ -1,7 +1,11 @@
 """The PyTorch eager peer for benches/trainer.rs: the same models, optimizer, batch and
 thread count, written the way a PyTorch user would. Prints steps/s as JSON.
 
-usage: bench_peer.py mlp|transformer STEPS THREADS
+usage: bench_peer.py mlp|transformer STEPS THREADS [--device DEVICE]
+
+--device (default cpu): where the model, data and batches live, e.g. cuda for the
+device check (scripts/device/check-device); `loss.item()` each step synchronises, as
+phasetop's loss read does.
 """
 import json
 import math
@@ -51,8 +55,8 @@ class Transformer(nn.Module):
         return self.head(self.ln(h[:, -1]))
 
 
-def setup(kind, threads):
-    """The model, optimizer and data of `kind`; returns one training step."""
+def setup(kind, threads, device="cpu"):
+    """The model, optimizer and data of `kind` on `device`; returns one training step."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     if kind == "mlp":
@@ -72,11 +76,12 @@ def setup(kind, threads):
         x_all = torch.randint(0, p, (1392, 3))
         y_all = torch.randint(0, p, (1392,))
         batch, lr, wd = 512, 0.001, 1.0
+    model, x_all, y_all = model.to(device), x_all.to(device), y_all.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     n = x_all.shape[0]
 
     def step():
-        idx = torch.randint(0, n, (batch,))
+        idx = torch.randint(0, n, (batch,), device=device)
         x, y = x_all[idx], y_all[idx]
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
@@ -88,15 +93,20 @@ def setup(kind, threads):
 
 
 def main():
-    kind, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    step = setup(kind, threads)
+    args, device = sys.argv[1:], "cpu"
+    if "--device" in args:
+        i = args.index("--device")
+        device = args[i + 1]
+        del args[i : i + 2]
+    kind, steps, threads = args[0], int(args[1]), int(args[2])
+    step = setup(kind, threads, device)
     for _ in range(20):
         step()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
     dt = time.perf_counter() - t0
-    print(json.dumps({"kind": kind, "steps_per_s": steps / dt}))
+    print(json.dumps({"kind": kind, "device": device, "steps_per_s": steps / dt}))
 
 
 if __name__ == "__main__":

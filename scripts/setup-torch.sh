@@ -9,7 +9,14 @@
 # Also installs lightning and transformers (+ accelerate, which transformers' Trainer
 # needs), pinned, with torch held at its version: tests/external.rs runs the client's
 # Lightning and Hugging Face adapters in real runs.
+#
+# `scripts/setup-torch.sh VERSION` (another PyTorch than the default, e.g. 2.11.0, the
+# device image's; docs/DEVICE.md) installs torch==VERSION and numpy alone into
+# $cache/torch-VERSION, prints its torch directory and touches nothing of this checkout:
+# what scripts/build-host-for-torch links a second phasetop-host against.
 set -euo pipefail
+# What the workspace's tch expects (torch-sys's build.rs); scripts/build-host-for-torch
+# maps other versions to their tch release.
 TORCH_VERSION=2.13.0
 TENSORBOARD_VERSION=2.21.0
 SKLEARN_VERSION=1.9.1
@@ -20,6 +27,20 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${PHASETOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/phasetop}
 venv="$cache/torch-$TORCH_VERSION"
 python=${PYTHON:-python3}
+
+if [ $# -gt 0 ] && [ "$1" != "$TORCH_VERSION" ]; then
+  other="$cache/torch-$1"
+  if [ ! -f "$other/.complete" ]; then
+    echo "phasetop: installing torch==$1 into $other (once per machine, ~2 min, ~5 GB)" >&2
+    rm -rf "$other"
+    mkdir -p "$cache"
+    "$python" -m venv "$other"
+    "$other/bin/pip" install --quiet --disable-pip-version-check "torch==$1" numpy
+    touch "$other/.complete"
+  fi
+  "$other/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))'
+  exit 0
+fi
 
 if [ ! -f "$venv/.complete" ]; then
   echo "phasetop: installing torch==$TORCH_VERSION into $venv (once per machine, ~2 min, ~5 GB)" >&2

@@ -207,6 +207,34 @@ fn resource_bombs_in_configs_are_refused_with_a_location() {
     println!("reliability: bad configs: tried {}, held {}", cases.len() + 1, cases.len() + 1);
 }
 
+/// `device = "cuda"` on a machine where libtorch sees no GPU: `check` and `train` exit 2
+/// with the device line's location and what to write instead, and `train` leaves no
+/// run directory. (Where CUDA is present the config is good: nothing to check.)
+#[test]
+fn asking_for_cuda_where_there_is_none_is_a_located_config_error() {
+    if phasetop::tch::Cuda::is_available() {
+        println!("CUDA is present: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let body = config(20, 0, "device = \"cuda\"");
+    let line = body.lines().position(|l| l.starts_with("device")).unwrap() + 1;
+    let p = write_config(tmp.path(), "gpu.toml", &body);
+    let want = format!("gpu.toml:{line}:");
+    let run = tmp.path().join("run");
+    for args in [vec!["check"], vec!["train", "--headless", "--run-dir", run.to_str().unwrap()]] {
+        let mut a = args.clone();
+        a.push(p.to_str().unwrap());
+        let out = bin(&a);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(&want), "{args:?}: not located at {want}: {err}");
+        assert!(err.contains("device cuda:0 requested but CUDA reports 0 devices"), "{args:?}: {err}");
+        assert!(err.contains("use device = \"auto\""), "{args:?}: {err}");
+    }
+    assert!(!run.exists(), "train left its run directory");
+}
+
 /// `path:LINE:COL:` with both numbers ≥ 1.
 fn regex_free_location() -> impl Fn(&str) -> bool {
     |s: &str| {

@@ -211,15 +211,9 @@ pub fn preflight(loaded: &LoadedConfig) -> Result<(), ConfigError> {
     let file = loaded.path.display().to_string();
     let src = &loaded.source;
     if let crate::config::DeviceChoice::Cuda(n) = cfg.run.device {
-        let count = tch::Cuda::device_count().max(0) as usize;
+        let count = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
         if n >= count {
-            return Err(crate::config::error_at_key(
-                &file,
-                src,
-                Some("run"),
-                "device",
-                format!("device cuda:{n} requested but CUDA reports {count} device(s)"),
-            ));
+            return Err(crate::config::error_at_key(&file, src, Some("run"), "device", super::cuda_missing(n, count)));
         }
     }
     let at_path = |e: anyhow::Error| {

@@ -79,12 +79,25 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<Device> {
         DeviceChoice::Cpu => Device::Cpu,
         DeviceChoice::Auto => Device::cuda_if_available(),
         DeviceChoice::Cuda(n) => {
-            if !tch::Cuda::is_available() || n >= tch::Cuda::device_count() as usize {
-                bail!("device cuda:{n} requested but CUDA reports {} device(s)", tch::Cuda::device_count());
+            let count = if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 };
+            if n >= count {
+                bail!("{}", cuda_missing(n, count));
             }
             Device::Cuda(n)
         }
     })
+}
+
+/// Why `cuda:n` cannot be had with `count` devices: one wording for the preflight (which
+/// locates it in the config) and for a trainer built without one (a resumed run).
+pub fn cuda_missing(n: usize, count: usize) -> String {
+    match count {
+        0 => format!(
+            "device cuda:{n} requested but CUDA reports 0 devices: libtorch sees no GPU (no NVIDIA \
+             driver, or a CPU-only PyTorch); use device = \"auto\" (CUDA when present) or \"cpu\""
+        ),
+        _ => format!("device cuda:{n} requested but CUDA reports {count} device(s): cuda:0 to cuda:{}", count - 1),
+    }
 }
 
 pub fn device_name(d: Device) -> String {
@@ -129,7 +142,10 @@ impl Trainer {
                 );
             }
         }
-        let vs = nn::VarStore::new(device);
+        // Initial values are drawn on the CPU and then moved: CUDA's generator is not the
+        // CPU's, and a seed should mean the same run on either device (the device check
+        // compares their losses step by step; docs/DEVICE.md).
+        let mut vs = nn::VarStore::new(Device::Cpu);
         let (model, mut named, mut buffers, layers) = if *cfg.model.kind.get_ref() == ModelKind::TorchScript {
             let path = cfg.model.path.as_ref().expect("validated").get_ref();
             let rows = data.train_x.size()[0].min(2);
@@ -139,6 +155,8 @@ impl Trainer {
             (Model::Script(loaded.model), loaded.params, loaded.buffers, layers)
         } else {
             let model = Model::new(&vs.root(), &cfg.model, data.inputs, &data.sample_shape, data.classes);
+            // In place (`set_data`): the model's layers hold these same tensors.
+            vs.set_device(device);
             // Variables that do not train (batch norm's running statistics) are buffers.
             let (named, buffers): (Vec<_>, Vec<_>) = vs.variables().into_iter().partition(|(_, v)| v.requires_grad());
             (model, named, buffers, cfg.model.layer_names())
