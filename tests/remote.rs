@@ -58,8 +58,16 @@ fn step(step: u64, t: f64) -> Event {
 }
 
 /// A run directory whose log a thread writes "live": `steps` steps at `per_sec` of
-/// recorded time (written as fast as the test needs), an eval and a log line every 50.
-fn write_run(dir: &Path, steps: u64, per_sec: f64, pace: Duration) -> std::thread::JoinHandle<()> {
+/// recorded time (written as fast as the test needs), an eval and a log line every 50,
+/// never past `allowed` (the test lets it on, so a reader can never run out of steps to
+/// wait for however slow the machine is).
+fn write_run(
+    dir: &Path,
+    steps: u64,
+    per_sec: f64,
+    pace: Duration,
+    allowed: Arc<std::sync::atomic::AtomicU64>,
+) -> std::thread::JoinHandle<()> {
     std::fs::create_dir_all(dir).unwrap();
     let meta = serde_json::json!({
         "run_id": "r1", "config_name": "synthetic", "seed": 1, "max_steps": steps,
@@ -86,6 +94,9 @@ fn write_run(dir: &Path, steps: u64, per_sec: f64, pace: Duration) -> std::threa
     w.flush().unwrap();
     std::thread::spawn(move || {
         for i in 1..=steps {
+            while i > allowed.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             w.append(&step(i, 1000.0 + i as f64 / per_sec)).unwrap();
             if i % 50 == 0 {
                 w.append(&Event::Eval { step: i, split: "val".into(), metrics: Metrics::new() }).unwrap();
@@ -118,7 +129,8 @@ fn a_mirror_follows_a_live_run_and_resumes_after_a_cut_link_with_no_gap_or_dupli
     let run = tmp.path().join("runs/r1");
     let cache = tmp.path().join("cache");
     // 3000 steps over ~3 s of wall time, recorded at 1000 steps/s.
-    let writer = write_run(&run, 3000, 1000.0, Duration::from_millis(20));
+    let allowed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = write_run(&run, 3000, 1000.0, Duration::from_millis(20), allowed.clone());
     let spec = Spec { host: HOST.into(), path: run.display().to_string() };
     let full = Mirror::open(&spec, &cache, 0.0).unwrap();
     let thin = Mirror::open(&spec, &cache, 4.0).unwrap();
@@ -130,11 +142,14 @@ fn a_mirror_follows_a_live_run_and_resumes_after_a_cut_link_with_no_gap_or_dupli
     // Cut the link mid-stream, twice: SIGKILL of the ssh process.
     for _ in 0..2 {
         let before = full.events();
+        // A thousand more steps to come: the link is cut while they flow.
+        allowed.fetch_add(1000, std::sync::atomic::Ordering::SeqCst);
         wait_until("events to flow", 20, || full.events() > before + 100);
         let pid = full.ssh_pid().expect("a link is up");
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         wait_until("the reconnect", 20, || full.ssh_pid().is_some_and(|p| p != pid) && full.is_connected());
     }
+    allowed.store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
     writer.join().unwrap();
     let ended = |m: &Mirror| matches!(events(&m.dir.join("events.log")).last(), Some(Event::RunEnded { .. }));
     wait_until("the full mirror's end", 30, || ended(&full));
@@ -329,6 +344,15 @@ fn a_training_host_over_ssh_ls_ctl_the_link_and_the_dashboard() {
     let out = std::process::Command::new(BIN).args(["ls", &format!("{HOST}:{}", runs.display())]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("small-1") && text.contains("running"), "{text}");
+    // `ls --json` over ssh: what the workspace reads of a remote root, one run a line.
+    let out =
+        std::process::Command::new(BIN).args(["ls", "--json", &format!("{HOST}:{}", runs.display())]).output().unwrap();
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        rows.iter().any(|r| r["run"] == "small-1" && r["status"] == "running" && r["step"].as_u64().is_some()),
+        "{rows:?}"
+    );
 
     // ctl host:run: the command reaches the host and is applied.
     let out = std::process::Command::new(BIN).args(["ctl", &remote, "pause"]).output().unwrap();
