@@ -675,3 +675,55 @@ fn the_console_pane_shows_the_jobs_own_output() {
     tty.keys("q");
     tty.wait_exit(10);
 }
+
+/// The workspace under a shell in a terminal that goes away (tmux's kill-server, a
+/// dropped SSH link): the shell gets the SIGHUP, the list must notice the hang-up itself
+/// and end, not spin on the dead terminal (it once kept a core busy for an hour).
+const WORKSPACE_HANG_UP: &str = r#"
+import os, pty, select, subprocess, sys, time
+bin, cwd = sys.argv[1], sys.argv[2]
+os.chdir(cwd)
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["TERM"] = "xterm-256color"
+    os.execv("/bin/sh", ["sh", "-c", "'" + bin + "' workspace runs; exit 0"])
+import fcntl, struct, termios
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+seen = b""
+deadline = time.time() + 30
+while b"workspace" not in seen and time.time() < deadline:
+    if select.select([fd], [], [], 0.1)[0]:
+        try:
+            seen += os.read(fd, 65536)
+        except OSError:
+            break
+if b"workspace" not in seen:
+    print("the workspace never drew")
+    sys.exit(0)
+me = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+os.close(fd)
+end = time.time() + 10
+while time.time() < end:
+    alive = [p for p in me if os.path.exists(f"/proc/{p}") and not open(f"/proc/{p}/stat").read().split()[2] == "Z"]
+    if not alive:
+        print("exited")
+        sys.exit(0)
+    time.sleep(0.1)
+for p in me:
+    os.kill(int(p), 9)
+print("still running 10 s after the hang-up")
+"#;
+
+#[test]
+fn a_workspace_whose_terminal_hangs_up_ends() {
+    if !std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("python3 not found: skipping");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("runs")).unwrap();
+    let out =
+        std::process::Command::new("python3").args(["-c", WORKSPACE_HANG_UP, BIN]).arg(tmp.path()).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said.trim(), "exited", "{said}{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -260,30 +260,18 @@ pub fn run(opts: Options) -> Result<Exit> {
                 return Ok(e);
             }
             // A dropped SSH connection or a closed terminal: detach (training goes on).
-            // Checked before every poll: crossterm's poll never returns on a hung-up tty.
-            if terminal_hung_up() {
-                return Ok(Exit::Detach);
-            }
             let wait = FRAME.saturating_sub(last_draw.elapsed()).max(Duration::from_millis(10));
-            // Wait in our own poll(2), which returns on a hang-up: crossterm's poll spins
-            // forever on a tty that hangs up while it waits (a dropped SSH link while the
-            // screen is idle). Crossterm then only collects what is already there.
-            let timeout = match wait_for_terminal(wait) {
-                TerminalWait::HungUp => return Ok(Exit::Detach),
-                TerminalWait::Ready => Duration::ZERO,
-                TerminalWait::Unwatched => wait,
+            let Input::Events(events) = read_input(wait)? else {
+                return Ok(Exit::Detach);
             };
-            while cevent::poll(timeout)? {
-                match cevent::read()? {
+            for ev in events {
+                match ev {
                     TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
                         app.on_key(k);
                         dirty = true;
                     }
                     TermEvent::Resize(..) => dirty = true,
                     _ => {}
-                }
-                if timeout > Duration::ZERO || terminal_hung_up() {
-                    break;
                 }
             }
             if let Some(p) = app.player.as_mut() {
@@ -378,6 +366,38 @@ pub fn run(opts: Options) -> Result<Exit> {
     })();
     restore_terminal();
     result
+}
+
+/// What the terminal gave within `wait`.
+pub enum Input {
+    /// Keys, resizes, … that arrived (none when the wait ran out).
+    Events(Vec<TermEvent>),
+    /// The terminal is gone (a dropped SSH link, a closed pty).
+    HungUp,
+}
+
+/// The terminal's events within `wait`, or that it hung up. Every screen reads input
+/// here: the hang-up is checked before every poll, and the wait is our own poll(2),
+/// which returns on a hang-up — crossterm's poll spins for ever on a tty that hangs up
+/// while it waits (SIGHUP does not always come: a process whose parent shell got it
+/// keeps running). Crossterm then only collects what is already there.
+pub fn read_input(wait: Duration) -> Result<Input> {
+    if terminal_hung_up() {
+        return Ok(Input::HungUp);
+    }
+    let timeout = match wait_for_terminal(wait) {
+        TerminalWait::HungUp => return Ok(Input::HungUp),
+        TerminalWait::Ready => Duration::ZERO,
+        TerminalWait::Unwatched => wait,
+    };
+    let mut events = Vec::new();
+    while cevent::poll(timeout)? {
+        events.push(cevent::read()?);
+        if timeout > Duration::ZERO || terminal_hung_up() || events.len() >= 256 {
+            break;
+        }
+    }
+    Ok(Input::Events(events))
 }
 
 /// Whether the terminal on stdin has gone away. crossterm keeps reading EOF from a

@@ -6,6 +6,7 @@
 use super::draw::{self, Look};
 use super::{Choice, RunRow, Workspace};
 use crate::keymap::{Action, Keymap, Section};
+use crate::terminal::{Input, read_input};
 use crate::theme::Theme;
 use anyhow::Result;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind};
@@ -57,18 +58,21 @@ where
             term.draw(|f| draw::draw(f, ws, &look))?;
             dirty = false;
         }
-        if !event::poll(Duration::from_millis(100))? {
-            continue;
-        }
-        match event::read()? {
-            TermEvent::Resize(..) => dirty = true,
-            TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
-                dirty = true;
-                if let Some(choice) = key(ws, setup.keymap, &k) {
-                    return Ok(choice);
+        // A closed terminal or a dropped SSH link ends the list (as it ends a dashboard).
+        let Input::Events(events) = read_input(Duration::from_millis(100))? else {
+            return Ok(Choice::Quit);
+        };
+        for ev in events {
+            match ev {
+                TermEvent::Resize(..) => dirty = true,
+                TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
+                    dirty = true;
+                    if let Some(choice) = key(ws, setup.keymap, &k) {
+                        return Ok(choice);
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
     }
 }
