@@ -624,12 +624,18 @@ mod tests {
         assert!(tree.iter().all(|p| p.pgrp == root), "{tree:?}");
         let me = std::process::id();
         assert!(!pids(root, Some(root)).contains(&me));
-        // The orphan: in the group, parent no longer in the tree.
-        let group = job_processes(root, Some(root)).unwrap();
-        let orphan: Vec<_> =
-            group.iter().filter(|p| !tree.contains(p) && !tree.iter().any(|t| t.pid == p.pid)).collect();
-        assert_eq!(orphan.len(), 1, "{group:?}");
-        assert!(orphan[0].rss_pages > 0);
+        // The orphan: in the group, parent no longer in the tree, and measured (its
+        // memory too: on a busy machine the walk may first catch it between fork and
+        // exec, or its subshell on the way out, so wait for it rather than look once).
+        let orphans = || {
+            let tree = job_processes(root, None).unwrap_or_default();
+            let group = job_processes(root, Some(root)).unwrap_or_default();
+            group.into_iter().filter(|p| !tree.iter().any(|t| t.pid == p.pid)).collect::<Vec<_>>()
+        };
+        wait_for("one orphan, with its memory", || {
+            let o = orphans();
+            o.len() == 1 && o[0].rss_pages > 0
+        });
         stop(c);
         wait_for("the job to be gone", || job_processes(root, Some(root)).is_none());
     }
