@@ -506,8 +506,15 @@ class Run:
         if self._interval and self._meet_cost:
             k = math.ceil(self._meet_cost / (self._MEET_SHARE * self._interval))
             k = max(1, min(k, int(self._MEET_MAX_S / self._interval) or 1, 1000))
-        if self._boundary is not None and self._stride and step < self._boundary:
-            k = max(1, min(k, math.ceil((self._boundary - step) / self._stride)))
+        if self._boundary is not None and self._stride:
+            if step < self._boundary:
+                k = max(1, min(k, math.ceil((self._boundary - step) / self._stride)))
+            else:
+                # At the boundary the host gave: the next one (a later phase's end, the
+                # run's max_steps) comes with the answer now outstanding, so meet at the
+                # next call to learn it. Scheduling by timing alone from here overshot a
+                # max_steps 163 steps away on a busy machine (the stop landed 20 late).
+                k = 1
         return self._calls + k
 
     def sync(self, step=None):
