@@ -335,7 +335,12 @@ fn ctl_controls_a_live_run() {
 
     let (code, out, _) = ctl(&run, &["resume"]);
     assert_eq!(code, 0, "{out}");
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait for a step trained after the switch to be in the log.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !events(&run).iter().any(|e| matches!(e, Event::Step { step, .. } if *step > switch_step)) {
+        assert!(Instant::now() < deadline, "no step after resuming");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (code, out, _) = ctl(&run, &["checkpoint"]);
     assert_eq!(code, 0, "{out}");
     let (code, out, _) = ctl(&run, &["stop"]);
@@ -430,7 +435,16 @@ fn kill_9_then_inspect_and_resume() {
         assert!(Instant::now() < deadline, "the resumed host never answered");
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait for a step the resumed host trained to be in the log.
+    let trained_since_resume = || {
+        let evs = events(&run);
+        let started = evs.iter().rposition(|e| matches!(e, Event::RunStarted { resumed_from_step: Some(_), .. }));
+        started.is_some_and(|i| evs[i..].iter().any(|e| matches!(e, Event::Step { .. })))
+    };
+    while !trained_since_resume() {
+        assert!(Instant::now() < deadline, "the resumed host trained no step");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(ctl(&run, &["stop"]).0, 0);
     assert!(wait_exit(&mut resumed, 60).success());
     let after = events(&run);

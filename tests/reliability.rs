@@ -89,7 +89,15 @@ fn a_refused_resume_leaves_a_live_run_untouched() {
     let host = start_host(&["train", "--headless", "--run-dir", r, cfg.to_str().unwrap()], &run);
     let out = ctl(&run, &["pause"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    std::thread::sleep(Duration::from_millis(400)); // the pause's records are flushed
+    // The pause's record is flushed: from then on the paused host writes nothing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !events(&run)
+        .iter()
+        .any(|e| matches!(e, Event::Command { command: phasetop::event::Command::Pause, applied: true, .. }))
+    {
+        assert!(Instant::now() < deadline, "the pause was never recorded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let before = snapshot(&run);
     let mut tried = 0;
     let out = bin(&["train", "--resume", r, "--max-steps", "5000", "--headless"]);
