@@ -328,7 +328,10 @@ fn attach_visits_a_live_runs_history_and_follows_it_again() {
         assert!(Instant::now() < deadline, "p never paused the live run:\n{}", t.contents());
         std::thread::sleep(Duration::from_millis(100));
     }
-    t.keys("p");
+    // Resumed by ctl: a second `p` could reach the dashboard before it has read the
+    // pause's record, and would pause again.
+    let out = std::process::Command::new(BIN).arg("ctl").arg(&run).arg("resume").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // `G`: following the live end again, past where the view had been.
     t.keys("G");
@@ -551,32 +554,37 @@ fn a_branch_dashboard_switches_at_the_asked_step_between_checkpoints() {
 #[test]
 fn notifications_ring_and_send_osc_unless_off() {
     let tmp = tempfile::tempdir().unwrap();
-    write_small_config(tmp.path(), 3000, "every=0", WARM);
+    // A run too long to end by itself: the test ends it once the dashboard watches it live
+    // (a short run could end before the dashboard's first look, and an end seen in the
+    // backfill is not news).
+    write_small_config(tmp.path(), 100_000_000, "every=0", WARM);
     let quiet = std::fs::read_to_string(tmp.path().join("small.toml")).unwrap();
     std::fs::write(tmp.path().join("quiet.toml"), format!("[dashboard]\nnotify = 'off'\n{quiet}")).unwrap();
-    // No wait after COMPLETED: the dashboard writes a batch's notifications before it
+    // No wait after STOPPED: the dashboard writes a batch's notifications before it
     // draws the frame the batch changed, and the reader keeps raw bytes before it updates
-    // the screen, so once the header says COMPLETED every notification is in `raw`.
+    // the screen, so once the header says STOPPED every notification is in `raw`.
     let run = |cfg: &str, dir: &str, flag: &[&str], env: &[(&str, &str)]| -> Vec<u8> {
         let mut args = vec!["train", cfg, "--run-dir", dir];
         args.extend_from_slice(flag);
         let mut t = Tty::spawn_env(&args, tmp.path(), env);
         t.wait_header("LIVE", 60);
-        t.wait_header("COMPLETED", 120);
+        let out = std::process::Command::new(BIN).args(["ctl", dir, "stop"]).current_dir(tmp.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        t.wait_header("STOPPED", 120);
         t.keys("q");
         t.wait_exit(5);
         t.raw.lock().unwrap().clone()
     };
     let has = |b: &[u8], what: &[u8]| b.windows(what.len()).any(|w| w == what);
 
-    let osc777 = b"\x1bPtmux;\x1b\x1b]777;notify;phasetop: a;run completed at step 3 000";
+    let osc777 = b"\x1bPtmux;\x1b\x1b]777;notify;phasetop: a;run stopped at step ";
     let osc = run("small.toml", "a", &["--notify", "osc"], &[("TMUX", "/tmp/tmux-0/default,1,0")]);
     let text = String::from_utf8_lossy(&osc);
     // 400 characters from the first passthrough, cut on a character boundary (the screen
     // holds multi-byte box drawing: a byte slice could panic in this diagnostic).
     let at: String = text.find("\x1bPtmux;").map_or("none".into(), |i| text[i..].chars().take(400).collect());
     assert!(has(&osc, b"\x07"), "a bell");
-    assert!(has(&osc, b"\x1bPtmux;\x1b\x1b]9;phasetop: a: run completed at step 3 000"), "OSC 9 through tmux: {at:?}");
+    assert!(has(&osc, b"\x1bPtmux;\x1b\x1b]9;phasetop: a: run stopped at step "), "OSC 9 through tmux: {at:?}");
     assert!(has(&osc, osc777), "OSC 777: {at:?}");
 
     let bell = run("quiet.toml", "b", &["--notify", "bell"], &[]);

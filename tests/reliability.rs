@@ -485,9 +485,10 @@ fn the_control_server_is_bounded_and_answers_bad_frames() {
     assert!(out.status.success(), "status with {} idle connections: {}", idle.len(), text(&out.stderr));
     // The oldest idle ones were closed to make room.
     let mut first = &idle[0];
-    first.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    first.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut buf = [0u8; 1];
-    assert_eq!(first.read(&mut buf).unwrap_or(0), 0, "an idle connection over the limit is closed");
+    let read = first.read(&mut buf);
+    assert!(matches!(read, Ok(0)), "an idle connection over the limit is closed: {read:?}");
     drop(idle);
     stop_host(&run, host);
     assert!(events(&run).iter().any(|e| matches!(e, Event::RunEnded { status: RunStatus::Stopped, .. })));
@@ -760,11 +761,12 @@ fn bin_within(args: &[&str], secs: u64) -> Output {
 
 /// Issue 24 #1: a line of nested `[` (the campaign's 120 bytes, and more) on the built-in
 /// host's control socket and through `phasetop stream`'s stdin is answered with an error;
-/// the host keeps running (`ctl status` answers) and the run ends completed.
+/// the host keeps running (`ctl status` answers) and trains on when resumed.
 #[test]
 fn deeply_nested_json_is_refused_and_the_run_trains_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(tmp.path(), "rel.toml", &config(3000, 0, ""));
+    // Long enough that a fast machine cannot finish it before the pause reaches it.
+    let cfg = write_config(tmp.path(), "rel.toml", &config(100_000_000, 0, ""));
     let run = tmp.path().join("live");
     let mut host =
         start_host(&["train", "--headless", "--run-dir", run.to_str().unwrap(), cfg.to_str().unwrap()], &run);
@@ -830,13 +832,24 @@ fn deeply_nested_json_is_refused_and_the_run_trains_on() {
     }
     drop(stdin); // the stream ends with its input
     exit_within(&mut stream, 30, "phasetop stream");
+    let last_step = |evs: &[Event]| {
+        evs.iter().filter_map(|e| if let Event::Step { step, .. } = e { Some(*step) } else { None }).max()
+    };
+    let paused_at = last_step(&events(&run));
     let out = ctl(&run, &["resume"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while last_step(&events(&run)) <= paused_at {
+        assert!(Instant::now() < deadline, "no step after resuming (paused at {paused_at:?})");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = ctl(&run, &["stop"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let status = exit_within(&mut host, 120, "the host");
     assert!(status.success(), "{status}");
     assert!(
-        events(&run).iter().any(|e| matches!(e, Event::RunEnded { status: RunStatus::Completed, step: 3000, .. })),
-        "the run did not complete"
+        matches!(events(&run).last(), Some(Event::RunEnded { status: RunStatus::Stopped, .. })),
+        "the run did not end as stopped"
     );
     println!("reliability: nested JSON: tried {} socket lines + 1 stream line, held all", frames.len());
 }

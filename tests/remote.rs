@@ -194,7 +194,9 @@ fn a_mirror_follows_a_live_run_and_resumes_after_a_cut_link_with_no_gap_or_dupli
         thin_evs.iter().filter_map(|e| if let Event::Step { step, .. } = e { Some(*step) } else { None }).collect();
     assert!(steps.windows(2).all(|w| w[0] < w[1]), "steps in order, none twice");
     assert_eq!(steps.last(), Some(&3000), "the last step is the run's");
-    assert!((10..=20).contains(&steps.len()), "about 4 steps per recorded second: {} kept", steps.len());
+    // About 4 steps per recorded second (12), plus the step held back each time the log
+    // stops growing for a moment (a busy machine's stalls): a few, never thousands.
+    assert!((10..=40).contains(&steps.len()), "about 4 steps per recorded second: {} kept", steps.len());
     assert!(
         thin.bytes_received() * 5 < full.bytes_received(),
         "{} vs {}",
@@ -405,14 +407,14 @@ fn fake_ssh(dir: &Path, body: &str) -> String {
     p.display().to_string()
 }
 
-/// Runs the binary with `args` under a fake ssh, killed (and the test failed) after
-/// `secs`: (exit code, stdout, stderr).
-fn run_with_ssh(ssh: &str, args: &[&str], secs: u64) -> (Option<i32>, String, String) {
+/// Runs the binary with `args` under a fake ssh and a remote deadline of `remote_timeout`
+/// seconds, killed (and the test failed) after `secs`: (exit code, stdout, stderr).
+fn run_with_ssh(ssh: &str, args: &[&str], remote_timeout: u64, secs: u64) -> (Option<i32>, String, String) {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(BIN)
         .args(args)
         .env("PHASETOP_SSH", ssh)
-        .env("PHASETOP_REMOTE_TIMEOUT_S", "2")
+        .env("PHASETOP_REMOTE_TIMEOUT_S", remote_timeout.to_string())
         .env("PHASETOP_REMOTE_BIN", "phasetop")
         .env("XDG_CACHE_HOME", tmp.path())
         .stdin(std::process::Stdio::null())
@@ -471,7 +473,7 @@ fn a_hanging_ssh_ends_within_the_deadline_with_a_message() {
         &["replay", "user@stuck-host:runs/a"],
     ] {
         let started = Instant::now();
-        let (code, _out, err) = run_with_ssh(&ssh, args, 30);
+        let (code, _out, err) = run_with_ssh(&ssh, args, 2, 30);
         assert!(started.elapsed() < Duration::from_secs(20), "{args:?} took {:?}", started.elapsed());
         assert!(code.is_some_and(|c| c != 0), "{args:?} exit {code:?}: {err}");
         assert!(
@@ -494,7 +496,7 @@ fn ls_and_ctl_over_ssh_never_copy_escape_sequences() {
 printf 'warn \033]52;c;aGk=\033\\ done\n' >&2",
     );
     for args in [&["ls", "box:runs"][..], &["ctl", "box:runs/a", "status"]] {
-        let (code, out, err) = run_with_ssh(&ssh, args, 30);
+        let (code, out, err) = run_with_ssh(&ssh, args, 20, 60);
         assert_eq!(code, Some(0), "{args:?}: {err}");
         assert_eq!(out, "run-1  completed red\nx\n", "{args:?}");
         assert!(!err.contains('\u{1b}') && err.contains("warn  done"), "{args:?}: {err:?}");
@@ -507,7 +509,7 @@ fn a_missing_remote_phasetop_says_how_to_fix_it() {
     let tmp = tempfile::tempdir().unwrap();
     let ssh = fake_ssh(tmp.path(), "echo 'bash: line 1: phasetop: command not found' >&2\nexit 127");
     for args in [&["ls", "box:runs"][..], &["replay", "box:runs/a"]] {
-        let (code, _out, err) = run_with_ssh(&ssh, args, 30);
+        let (code, _out, err) = run_with_ssh(&ssh, args, 20, 60);
         assert!(code.is_some_and(|c| c != 0), "{args:?}");
         assert!(err.contains("PHASETOP_REMOTE_BIN") && err.contains("install phasetop"), "{args:?}: {err}");
     }

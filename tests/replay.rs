@@ -559,8 +559,9 @@ fn the_watch_wakes_on_appends_with_notify_and_by_polling() {
             std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"more").unwrap();
         });
         let t0 = Instant::now();
-        w.wait(Duration::from_secs(5), &stop);
-        assert!(t0.elapsed() < Duration::from_secs(2), "notify={} took {:?}", w.uses_notify(), t0.elapsed());
+        // Woken by the append, long before the wait's own limit (however busy the machine).
+        w.wait(Duration::from_secs(60), &stop);
+        assert!(t0.elapsed() < Duration::from_secs(30), "notify={} took {:?}", w.uses_notify(), t0.elapsed());
         writer.join().unwrap();
     }
 }

@@ -215,7 +215,9 @@ fn flush_if_due_flushes_every_call_when_calls_are_sparse() {
     let path = dir.path().join("events.log");
     let len = || std::fs::metadata(&path).unwrap().len();
     let mut w = Writer::create(&path).unwrap();
-    w.set_flush_interval(Duration::from_millis(500));
+    // An interval long enough that no stall of a busy machine between two calls here
+    // passes for a slow step.
+    w.set_flush_interval(Duration::from_secs(3));
     let ev = Event::Log { step: 1, level: LogLevel::Info, message: "x".into() };
     // Calls close together: the first append waits for the interval.
     w.flush_if_due().unwrap();
@@ -224,7 +226,7 @@ fn flush_if_due_flushes_every_call_when_calls_are_sparse() {
     assert_eq!(len(), 16);
     // A slow step: a gap longer than the interval between calls. From then on each call
     // flushes, including the second record of the burst right after the first.
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(3100));
     w.append(&ev).unwrap();
     w.flush_if_due().unwrap();
     assert_eq!(len(), w.offset());
