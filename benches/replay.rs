@@ -82,11 +82,9 @@ fn main() {
         println!("replay benchmark: run it with `cargo bench --bench replay`");
         return;
     }
-    let n: u64 = std::env::args()
-        .skip_while(|a| a != "--bench")
-        .nth(1)
-        .and_then(|a| a.replace('_', "").parse().ok())
-        .unwrap_or(10_000_000);
+    // The record count is the first argument that is a number: cargo puts its own
+    // `--bench` after the arguments given after `--`.
+    let n: u64 = std::env::args().skip(1).find_map(|a| a.replace(['_', ','], "").parse().ok()).unwrap_or(10_000_000);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("events.log");
     let t = Instant::now();

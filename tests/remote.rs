@@ -2,7 +2,8 @@
 //! key made for the test, the current user, a free high port): the stream mirrored
 //! locally, a link cut mid-stream (ssh killed) resuming with no gap and no duplicate,
 //! decimation keeping every non-step event, `ls host:`, `ctl host:run` and the stream's
-//! own command channel on a real training host, and `attach host:run` in a terminal.
+//! own command channel on a real training host, `attach host:run` and the workspace of a
+//! remote root in a terminal.
 //! Skipped, saying why, only where sshd cannot run.
 
 use phasetop::event::{Event, LogLevel, Metrics, RunStatus};
@@ -390,6 +391,22 @@ fn a_training_host_over_ssh_ls_ctl_the_link_and_the_dashboard() {
     t.keys("d");
     t.wait_exit(10);
     assert!(std::os::unix::net::UnixStream::connect(run.join("control.sock")).is_ok(), "detach leaves the run going");
+
+    // The workspace of a remote root: its runs listed by `ls --json` over ssh, the live
+    // one opened (attach over ssh) by enter, Esc back to the list, q out.
+    let mut w = Tty::spawn(&["workspace", &format!("{HOST}:{}", runs.display())], tmp.path(), &cache);
+    w.wait_for("phasetop workspace", 30);
+    w.wait_for("1 run ", 30);
+    w.wait_for("phasetop-test:small-1", 30);
+    w.wait_for("live", 30);
+    w.keys("\r");
+    wait_until("the opened run LIVE", 30, || header(&w).contains("LIVE"));
+    w.wait_for("● main", 15);
+    w.keys("\x1b");
+    w.wait_for("phasetop workspace", 30);
+    w.keys("q");
+    w.wait_exit(10);
+    assert!(std::os::unix::net::UnixStream::connect(run.join("control.sock")).is_ok(), "the workspace leaves it going");
 
     let out = std::process::Command::new(BIN).args(["ctl", &remote, "stop"]).output().unwrap();
     assert!(out.status.success());

@@ -33,7 +33,7 @@ pub fn draw(f: &mut Frame, ws: &Workspace, look: &Look) {
     let vis = ws.visible();
     let mut title = vec![
         Span::styled(" phasetop workspace ", look.theme.accent),
-        Span::raw(format!("{}  {} runs", look.roots, ws.rows().len())),
+        Span::raw(format!("{}  {} run{}", look.roots, ws.rows().len(), if ws.rows().len() == 1 { "" } else { "s" })),
     ];
     if !ws.filter.is_empty() || ws.editing_filter {
         title.push(Span::raw(format!(", {} shown  ", vis.len())));
