@@ -1,5 +1,5 @@
-//! Probe formulas over a layer's features on the fixed probe batch (docs/ARCHITECTURE.md,
-//! "Signals"). Everything is computed in f64 on the tensor's device; only plain numbers
+//! Probe formulas over a layer's features on the fixed probe batch (docs/SIGNALS.md,
+//! "Probe metrics"). Everything is computed in f64 on the tensor's device; only plain numbers
 //! leave this module.
 //!
 //! For features H (n × d; more dimensions are flattened to n × rest):

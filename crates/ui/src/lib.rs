@@ -2,7 +2,7 @@
 //! commands over the control socket; it never owns the run, so closing it, or losing
 //! the terminal, never stops training.
 //!
-//! Rooms, each depending only on the ones before it (docs/ARCHITECTURE.md):
+//! Rooms, each depending only on the ones before it (docs/DASHBOARD.md):
 //! the shared leaves (`fmt`, `theme`, `keymap`, `layout`, `notify`) ← [`model`] (what a
 //! run log says) ← [`player`] (moving through it) ← [`app`] (keys, modes, the `:` line)
 //! ← [`render`] (drawing) ← [`terminal`] (the loop).
