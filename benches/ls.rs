@@ -7,8 +7,10 @@
 //! system sample a second) and 1 000 runs of 2 000 steps. Each run is written by the
 //! hosts' own log writer (`session::RunLog`), which keeps `summary.json`. Timed: the
 //! `phasetop ls` process with summaries (targets: ≤ 150 ms for 30 runs, ≤ 1 s for
-//! 1 000); the same with every summary deleted (old runs: the first `ls` rebuilds and
-//! saves them), and then again; and, in-process, the whole-log fold per run
+//! 1 000); the workspace's first frame with every row of the list (`phasetop workspace
+//! ROOT` in a pseudo-terminal, 160×48, from spawn until its screen shows the run count
+//! and the first run); the same `ls` with every summary deleted (old runs: the first `ls`
+//! rebuilds and saves them), and then again; and, in-process, the whole-log fold per run
 //! (`Summary::load`) that `ls` did before. Without `--bench` (under `cargo test`) it
 //! only checks, on three small runs, that `ls` lists them from their summaries.
 
@@ -78,6 +80,45 @@ fn ls(root: &Path) -> (f64, String) {
     (secs, String::from_utf8(out.stdout).unwrap())
 }
 
+/// `phasetop workspace ROOT` in a pseudo-terminal: seconds from spawn to the first frame
+/// that lists the runs (title "N runs" and the first run's row), then `q`.
+fn workspace_open(root: &Path, n: usize) -> f64 {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::{Read, Write};
+    let (rows, cols) = (48, 160);
+    let pair = native_pty_system().openpty(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 }).unwrap();
+    let mut cmd = CommandBuilder::new(BIN);
+    cmd.arg("workspace");
+    cmd.arg(root);
+    cmd.env("TERM", "xterm-256color");
+    cmd.env_remove("TMUX");
+    let t = Instant::now();
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let mut writer = pair.master.take_writer().unwrap();
+    let mut screen =
+        vt100::Parser::new(std::num::NonZeroU16::new(rows).unwrap(), std::num::NonZeroU16::new(cols).unwrap(), 0);
+    let title = format!("{n} runs");
+    let mut buf = [0u8; 65536];
+    let secs = loop {
+        let got = reader.read(&mut buf).unwrap();
+        assert!(got > 0, "the workspace ended before listing the runs:\n{}", screen.screen().contents());
+        screen.process(&buf[..got]);
+        let text = screen.screen().contents();
+        if text.contains(&title) && text.contains("run-0") {
+            break t.elapsed().as_secs_f64();
+        }
+    };
+    writer.write_all(b"q").unwrap();
+    writer.flush().unwrap();
+    // Drain until the workspace has given the terminal back and exited.
+    std::thread::spawn(move || while matches!(reader.read(&mut buf), Ok(k) if k > 0) {});
+    assert!(child.wait().unwrap().success());
+    drop(pair.master);
+    secs
+}
+
 fn set(n: usize, steps: u64, target_ms: f64) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("runs");
@@ -95,6 +136,7 @@ fn set(n: usize, steps: u64, target_ms: f64) {
     ls(&root); // warm the page cache, as a user's second look
     let (with, out) = ls(&root);
     assert_eq!(out.lines().count(), n + 1, "{out}");
+    let open = workspace_open(&root, n);
     assert!(out.lines().skip(1).all(|l| l.contains("completed") && l.contains(&steps.to_string())), "{out}");
     let t = Instant::now();
     for k in 0..n {
@@ -117,6 +159,7 @@ fn set(n: usize, steps: u64, target_ms: f64) {
     };
     assert_eq!(no_age(&out), no_age(&out3), "a rebuilt summary lists the same");
     println!("  ls, summaries kept by the host   {:>8.1} ms   (target ≤ {target_ms:.0} ms)", with * 1e3);
+    println!("  workspace open (first frame)     {:>8.1} ms   ({:.1}× the ls)", open * 1e3, open / with);
     println!(
         "  full fold of every log (before)  {:>8.1} ms   (in-process Summary::load per run; {:.0}× the summary ls)",
         fold * 1e3,
@@ -135,6 +178,8 @@ fn main() {
         }
         let (_, out) = ls(tmp.path());
         assert_eq!(out.lines().filter(|l| l.contains("completed") && l.contains(" 50 ")).count(), 3, "{out}");
+        let open = workspace_open(tmp.path(), 3);
+        assert!(open > 0.0);
         println!("ls benchmark: run it with `cargo bench --bench ls`");
         return;
     }

@@ -1,6 +1,6 @@
 //! `phasetop workspace [ROOT|user@host:ROOT …]` (and plain `phasetop` in a terminal):
-//! the runs of every root in one list (`ui::workspace`), rescanned in the background —
-//! local roots about once a second (`commands::ls_rows`), remote ones every few seconds
+//! the runs of every root in one list (`ui::workspace`), listed in the background (a
+//! thread per root) — local roots about once a second (`commands::ls_rows`), remote ones every few seconds
 //! by `phasetop ls --json` over the user's ssh — and what the user picks opened with
 //! the commands that already do it: `attach` for a live run, `replay` (at its end) for
 //! a finished one, `replay A B …` to compare. Leaving a run comes back to the list, its
@@ -34,8 +34,8 @@ impl Root {
     }
 }
 
-/// The latest listing of each root: rows, or why there are none.
-type Listings = Arc<Mutex<Vec<Result<Vec<RunRow>, String>>>>;
+/// The latest listing of each root: rows, or why there are none (None: not listed yet).
+type Listings = Arc<Mutex<Vec<Option<Result<Vec<RunRow>, String>>>>>;
 
 pub fn workspace(roots: Vec<String>, view: ViewOptions) -> Result<ExitCode> {
     use std::io::IsTerminal;
@@ -54,7 +54,7 @@ pub fn workspace(roots: Vec<String>, view: ViewOptions) -> Result<ExitCode> {
             return Err(crate::error::UsageError(format!("{r}: not a directory of runs")).into());
         }
     }
-    let listings: Listings = Arc::new(Mutex::new(vec![Ok(Vec::new()); roots.len()]));
+    let listings: Listings = Arc::new(Mutex::new(vec![None; roots.len()]));
     for (i, r) in roots.iter().enumerate() {
         let listings = listings.clone();
         let root = Root::parse(r);
@@ -65,7 +65,7 @@ pub fn workspace(roots: Vec<String>, view: ViewOptions) -> Result<ExitCode> {
                     Root::Remote(spec) => (remote_rows(spec), REMOTE_EVERY),
                 };
                 match listings.lock() {
-                    Ok(mut l) => l[i] = rows,
+                    Ok(mut l) => l[i] = Some(rows),
                     Err(_) => return,
                 }
                 std::thread::sleep(every);
@@ -84,16 +84,17 @@ pub fn workspace(roots: Vec<String>, view: ViewOptions) -> Result<ExitCode> {
     // A run opened from the list comes back to it on Esc.
     let view = ViewOptions { back_to_list: true, ..view };
     let mut scan = || {
-        let (mut rows, mut problems) = (Vec::new(), Vec::new());
+        let mut listed = term::Listed::default();
         if let Ok(l) = listings.lock() {
             for (root, listing) in roots.iter().zip(l.iter()) {
                 match listing {
-                    Ok(r) => rows.extend(r.iter().cloned()),
-                    Err(e) => problems.push(format!("{root}: {e}")),
+                    Some(Ok(r)) => listed.rows.extend(r.iter().cloned()),
+                    Some(Err(e)) => listed.problems.push(format!("{root}: {e}")),
+                    None => listed.pending.push(root.clone()),
                 }
             }
         }
-        (rows, problems)
+        listed
     };
     loop {
         let choice = crate::ui::with_terminal(|term| term::run(term, &mut ws, &mut scan, &setup))?;
@@ -102,9 +103,11 @@ pub fn workspace(roots: Vec<String>, view: ViewOptions) -> Result<ExitCode> {
             Choice::Quit => return Ok(ExitCode::SUCCESS),
             Choice::Open(row) => open(&row, view.clone()),
             Choice::Compare(rows) => {
-                let dirs: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r.key)).collect();
+                // Remote runs are fetched whole into mirrors first, as `replay` does.
+                let keys: Vec<PathBuf> = rows.iter().map(|r| PathBuf::from(&r.key)).collect();
                 let end = rows.iter().map(|r| r.step).max();
-                commands::replay(&dirs, "1", end, false, false, false, view.clone())
+                crate::remote::fetch_for_replay(&keys)
+                    .and_then(|(dirs, _mirrors)| commands::replay(&dirs, "1", end, false, false, false, view.clone()))
             }
         };
         if let Err(e) = opened {

@@ -412,6 +412,30 @@ fn a_training_host_over_ssh_ls_ctl_the_link_and_the_dashboard() {
     assert!(out.status.success());
     let status = host.wait().unwrap();
     assert!(status.success());
+
+    // Compare from the workspace takes remote runs too: the run under its local root and
+    // the same run over ssh, both selected, `c` replays them together (the remote one
+    // fetched into a mirror first), q back to the list.
+    let mut w = Tty::spawn(&["workspace", "runs", &format!("{HOST}:{}", runs.display())], tmp.path(), &cache);
+    w.wait_for("2 runs", 30);
+    w.wait_for("phasetop-test:small-1", 30);
+    w.keys(" ");
+    w.keys("j");
+    w.keys(" ");
+    w.wait_for("2 selected", 10);
+    w.keys("c");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !header(&w).contains("REPLAY") {
+        assert!(Instant::now() < deadline, "no compare REPLAY:\n{}", w.contents());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let legend = w.contents().lines().nth(1).unwrap_or_default().to_string();
+    // The same run twice (local and fetched), told apart in the legend.
+    assert!(legend.contains("small-1 ━ small-1#2"), "both runs in the legend: {legend}");
+    w.keys("q");
+    w.wait_for("phasetop workspace", 30);
+    w.keys("q");
+    w.wait_exit(10);
 }
 
 /// A fake `ssh` (a shell script given as PHASETOP_SSH) whose body is `body`; it ignores

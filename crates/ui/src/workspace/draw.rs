@@ -43,6 +43,9 @@ pub fn draw(f: &mut Frame, ws: &Workspace, look: &Look) {
     if !ws.selected.is_empty() {
         title.push(Span::raw(format!("  {} selected", ws.selected.len())));
     }
+    if !ws.pending.is_empty() && !ws.rows().is_empty() {
+        title.push(Span::styled(format!("  listing {}…", ws.pending.join(", ")), look.theme.dim));
+    }
     f.render_widget(Paragraph::new(Line::from(title)), head);
     let lines: Vec<Line> =
         ws.problems.iter().take(3).map(|p| Line::from(Span::styled(format!(" {p}"), look.theme.warn))).collect();
@@ -57,7 +60,9 @@ pub fn draw(f: &mut Frame, ws: &Workspace, look: &Look) {
 fn draw_table(f: &mut Frame, ws: &Workspace, vis: &[&RunRow], look: &Look, area: Rect) {
     let block = Block::default().borders(Borders::TOP).border_style(look.theme.border);
     if vis.is_empty() {
-        let why = if ws.rows().is_empty() {
+        let why = if ws.rows().is_empty() && !ws.pending.is_empty() {
+            format!("listing {}…", ws.pending.join(", "))
+        } else if ws.rows().is_empty() {
             "no runs under these roots yet".to_string()
         } else {
             format!("no run matches \"{}\" (Esc in the filter clears it)", ws.filter)
@@ -155,4 +160,38 @@ fn draw_help(f: &mut Frame, ws: &Workspace, look: &Look, area: Rect) {
     f.render_widget(Clear, r);
     let block = Block::default().borders(Borders::ALL).title(" help: ?/esc closes, j/k scroll ");
     f.render_widget(Paragraph::new(lines).block(block).scroll((ws.help_scroll, 0)), r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::theme::ThemeKind;
+    use ratatui::{Terminal, backend::TestBackend};
+
+    fn screen(ws: &Workspace) -> String {
+        let (theme, keymap) = (Theme::new(ThemeKind::Default), Keymap::new(&Default::default()).unwrap());
+        let look = Look { theme: &theme, keymap: &keymap, ascii: false, roots: "runs me@gpu:runs" };
+        let mut term = Terminal::new(TestBackend::new(120, 12)).unwrap();
+        term.draw(|f| draw(f, ws, &look)).unwrap();
+        let buf = term.backend().buffer();
+        (0..buf.area.height)
+            .map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect::<String>() + "\n")
+            .collect()
+    }
+
+    /// Before a root has answered the list says it is listing it, never "no runs"; once
+    /// some rows are in, the header names the roots still being listed.
+    #[test]
+    fn roots_not_listed_yet_are_said_to_be_listing() {
+        let mut ws = Workspace { pending: vec!["runs".into(), "me@gpu:runs".into()], ..Workspace::default() };
+        let s = screen(&ws);
+        assert!(s.contains("listing runs, me@gpu:runs…") && !s.contains("no runs"), "{s}");
+        ws.set_rows(vec![RunRow { key: "runs/a".into(), name: "a".into(), ..RunRow::default() }]);
+        ws.pending = vec!["me@gpu:runs".into()];
+        let s = screen(&ws);
+        assert!(s.lines().next().unwrap_or("").contains("1 run  listing me@gpu:runs…"), "{s}");
+        ws.pending.clear();
+        ws.set_rows(Vec::new());
+        assert!(screen(&ws).contains("no runs under these roots yet"));
+    }
 }

@@ -68,6 +68,9 @@ pub struct Workspace {
     pub message: Option<String>,
     /// Roots that could not be listed, with why (shown above the list).
     pub problems: Vec<String>,
+    /// Roots not listed yet (a first `ls` over ssh takes seconds): the list says it is
+    /// still listing them rather than that there are no runs.
+    pub pending: Vec<String>,
     pub help: bool,
     pub help_scroll: u16,
 }
@@ -180,8 +183,6 @@ impl Workspace {
                         "compare needs two or more runs: select them with space ({} selected)",
                         picked.len()
                     ));
-                } else if picked.iter().any(|r| !r.host.is_empty()) {
-                    self.message = Some("compare reads local runs only: open a remote run with enter".into());
                 } else {
                     return Some(Choice::Compare(picked));
                 }

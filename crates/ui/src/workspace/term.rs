@@ -1,5 +1,6 @@
-//! The workspace's terminal loop: rescans the roots about once a second (live runs
-//! move), redraws when something changed, and returns the user's [`Choice`]. The
+//! The workspace's terminal loop: takes the roots' latest listings (made by the caller
+//! in the background) every tick, so the first frame with rows comes as soon as a root
+//! is listed, redraws when something changed, and returns the user's [`Choice`]. The
 //! terminal is the caller's to set up and restore (`crate::terminal`), so a dashboard
 //! opened from the list and the list itself share one session of it.
 
@@ -13,11 +14,22 @@ use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind}
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// How often the roots are listed again.
-const RESCAN: Duration = Duration::from_secs(1);
+/// How often the latest listings are taken (cheap: the caller's background listing
+/// does the work; this only picks up what it found).
+const RESCAN: Duration = Duration::from_millis(100);
 
-/// The rows of every root, and the roots that could not be listed (with why).
-pub type Scan<'a> = dyn FnMut() -> (Vec<RunRow>, Vec<String>) + 'a;
+/// The roots' latest listings as the list shows them.
+#[derive(Debug, Default, PartialEq)]
+pub struct Listed {
+    /// The rows of every root listed so far.
+    pub rows: Vec<RunRow>,
+    /// Roots that could not be listed, with why.
+    pub problems: Vec<String>,
+    /// Roots not listed yet.
+    pub pending: Vec<String>,
+}
+
+pub type Scan<'a> = dyn FnMut() -> Listed + 'a;
 
 pub struct Setup<'a> {
     pub keymap: &'a Keymap,
@@ -45,11 +57,14 @@ where
         if setup.quit.load(Ordering::Relaxed) {
             return Ok(Choice::Quit);
         }
-        if last_scan.is_none_or(|t| t.elapsed() >= RESCAN) {
-            let (rows, problems) = scan();
-            if rows != ws.rows() || problems != ws.problems {
-                ws.set_rows(rows);
-                ws.problems = problems;
+        // While a root is still being listed, look every tick: its rows show at once.
+        let waiting = !ws.pending.is_empty();
+        if waiting || last_scan.is_none_or(|t| t.elapsed() >= RESCAN) {
+            let listed = scan();
+            if listed.rows != ws.rows() || listed.problems != ws.problems || listed.pending != ws.pending {
+                ws.set_rows(listed.rows);
+                ws.problems = listed.problems;
+                ws.pending = listed.pending;
                 dirty = true;
             }
             last_scan = Some(Instant::now());
@@ -59,7 +74,8 @@ where
             dirty = false;
         }
         // A closed terminal or a dropped SSH link ends the list (as it ends a dashboard).
-        let Input::Events(events) = read_input(Duration::from_millis(100))? else {
+        let tick = Duration::from_millis(if ws.pending.is_empty() { 100 } else { 10 });
+        let Input::Events(events) = read_input(tick)? else {
             return Ok(Choice::Quit);
         };
         for ev in events {
