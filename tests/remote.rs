@@ -377,10 +377,23 @@ fn a_training_host_over_ssh_ls_ctl_the_link_and_the_dashboard() {
     drop(m);
 
     // attach host:run: the dashboard, live, driving the remote run with its keys.
+    let host_log = run.join("host.log");
+    let say = |line: &str| {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&host_log).unwrap();
+        writeln!(f, "{line}").unwrap();
+    };
+    say("printed on the far side before the attach");
     let mut t = Tty::spawn(&["attach", &remote], tmp.path(), &cache);
     let header = |t: &Tty| t.contents().lines().next().unwrap_or("").to_string();
     wait_until("LIVE in the header", 30, || header(&t).contains("LIVE"));
     t.wait_for("warm", 10);
+    // The console pane (O) shows the remote run's host.log, copied over the link, and
+    // follows it as it grows there.
+    t.keys("O");
+    t.wait_for("printed on the far side before the attach", 15);
+    say("and this one while attached ✓");
+    t.wait_for("and this one while attached ✓", 15);
+    t.keys("O");
     t.keys(":switch main\r");
     wait_until("the switch over ssh", 15, || {
         events(&run.join("events.log")).iter().any(|e| matches!(e, Event::PhaseChanged { to, .. } if to == "main"))

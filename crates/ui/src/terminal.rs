@@ -221,10 +221,8 @@ pub fn run(opts: Options) -> Result<Exit> {
     };
     app.ascii = opts.ascii;
     app.back_to_list = opts.back_to_list;
-    // A remote run's output stays on its host: its mirror has no job.log to read.
-    if app.remote.is_none() {
-        app.console = Some(app::ConsolePane::new(crate::model::console::Console::for_run(&dir.path)));
-    }
+    // A remote run's mirror holds its console files too (copied over the link).
+    app.console = Some(app::ConsolePane::new(crate::model::console::Console::for_run(&dir.path)));
 
     // SIGTERM/SIGHUP/SIGINT end the dashboard cleanly (the run goes on).
     let quit = Arc::new(AtomicBool::new(false));

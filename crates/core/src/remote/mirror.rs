@@ -2,9 +2,12 @@
 //! appended to a local mirror run directory (`events.log` by the ordinary
 //! [`runlog::Writer`], `run.json` and `config.toml` copied), so every local reader — the
 //! dashboard above all — works on a remote run unchanged. Commands go back on the same
-//! link. A link that drops (ssh exits, or nothing arrives for [`LINK_TIMEOUT`]) is
-//! re-made with `--from` the offset after the last event mirrored: no gap, no duplicate.
+//! link, and the run's console files come the same way (`job.log`, `host.log`:
+//! [`super::console`]). A link that drops (ssh exits, or nothing arrives for
+//! [`LINK_TIMEOUT`]) is re-made with `--from` the offset after the last event mirrored:
+//! no gap, no duplicate.
 
+use super::console::{self, ConsoleMirror};
 use super::proto::{CommandRequest, Frame, Hello, LINK_TIMEOUT, MAX_FRAME};
 use super::{Spec, ssh_phasetop};
 use crate::control::Reply;
@@ -123,8 +126,10 @@ impl Mirror {
         });
         let s = shared.clone();
         let run_id = hello.meta.as_ref().and_then(|m| m.get("run_id").cloned());
-        let pump =
-            std::thread::Builder::new().name("remote-mirror".into()).spawn(move || pump(&s, writer, lines, run_id))?;
+        let console = ConsoleMirror::new(&dir);
+        let pump = std::thread::Builder::new()
+            .name("remote-mirror".into())
+            .spawn(move || pump(&s, writer, lines, run_id, console))?;
         let s = shared.clone();
         let watchdog = std::thread::Builder::new().name("remote-watchdog".into()).spawn(move || watchdog(&s))?;
         Ok(Mirror { shared, dir, hello, threads: vec![pump, watchdog], _lock: lock })
@@ -349,12 +354,33 @@ fn mirror_dir(cache: &Path, spec: &Spec) -> Result<(PathBuf, RunLock)> {
     bail!("cannot lock a mirror directory under {}", base.display())
 }
 
+/// Asks the stream for the run's console output from where `console`'s copy is (a
+/// stream too old to know the request passes it to the host, which refuses it; no
+/// reply is waited for).
+fn subscribe(s: &Shared, console: &ConsoleMirror) {
+    let req = CommandRequest { id: console::REQUEST_ID, cmd: console.subscription() };
+    let Ok(mut line) = serde_json::to_vec(&req) else { return };
+    line.push(b'\n');
+    if let Ok(mut g) = s.stdin.lock()
+        && let Some(w) = g.as_mut()
+    {
+        let _ = w.write_all(&line).and_then(|_| w.flush());
+    }
+}
+
 /// Reads frames into the mirror, re-making the link when it drops, until stopped.
-fn pump(s: &Shared, mut writer: Writer, mut lines: Lines, run_id: Option<serde_json::Value>) {
+fn pump(
+    s: &Shared,
+    mut writer: Writer,
+    mut lines: Lines,
+    run_id: Option<serde_json::Value>,
+    mut console: ConsoleMirror,
+) {
     let mut buf = Vec::new();
     let mut backoff = Duration::from_millis(200);
     let mut unflushed_at: Option<u64> = None;
     loop {
+        subscribe(s, &console);
         // One link: frames until it ends.
         let why = loop {
             match read_frame(&mut lines, &mut buf) {
@@ -398,6 +424,10 @@ fn pump(s: &Shared, mut writer: Writer, mut lines: Lines, run_id: Option<serde_j
                             {
                                 let _ = tx.send(reply);
                             }
+                        }
+                        // Best effort: the console never costs the run's mirror its link.
+                        Frame::Console(c) => {
+                            let _ = console.write(&c);
                         }
                         Frame::Error(e) => {
                             break format!("remote: {}", super::sanitize(e.as_bytes(), &mut Default::default()));

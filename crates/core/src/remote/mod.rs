@@ -6,8 +6,10 @@
 //! offset as framed JSON lines on stdout and takes commands on stdin. [`mirror`] keeps a
 //! local copy of the stream as an ordinary run directory, so the dashboard attaches to a
 //! remote run exactly as to a local one, and reconnects after a dropped link from the
-//! last offset it had.
+//! last offset it had; [`console`] copies the run's console output (`job.log`,
+//! `host.log`) the same way.
 
+pub mod console;
 pub mod mirror;
 pub mod proto;
 pub mod stream;

@@ -11,10 +11,14 @@
 //! - `{"hb":{"at":NEXT,"live":BOOL,"len":LOG_LEN}}`: a heartbeat when nothing else was
 //!   sent for [`HEARTBEAT`]; `at` never passes a step held back for decimation.
 //! - `{"reply":{"id":N,"ok":..,"step":..,"message":..}}`: the answer to a command.
+//! - `{"console":{"file":"job.log","at":A,"next":B,"text":"..."}}`: what a console file
+//!   gained, from its byte `A` up to `B` (only after the local side asked; see
+//!   [`super::console`]).
 //! - `{"error":"..."}`: the stream cannot start (no such run, unreadable log); it exits.
 //!
 //! Local side → `phasetop stream` (its stdin): `{"id":N,"cmd":BODY}`, BODY being what
-//! `ctl` sends to the control socket (`{"cmd":"pause"}`, `{"cmd":"status"}`, …).
+//! `ctl` sends to the control socket (`{"cmd":"pause"}`, `{"cmd":"status"}`, …), or
+//! `{"cmd":"console","from":{FILE:OFFSET}}`, which the stream answers itself.
 
 use crate::control::Reply;
 use serde::{Deserialize, Serialize};
@@ -60,6 +64,16 @@ pub struct Heartbeat {
     pub len: u64,
 }
 
+/// Console output: `text` is the file's bytes `at..next` (as UTF-8; see
+/// [`super::console`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConsoleChunk {
+    pub file: String,
+    pub at: u64,
+    pub next: u64,
+    pub text: String,
+}
+
 /// A line from the stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
@@ -75,6 +89,7 @@ pub enum Frame {
         id: u64,
         reply: Reply,
     },
+    Console(ConsoleChunk),
     Error(String),
 }
 
@@ -91,6 +106,7 @@ enum Wire {
     Hello(Hello),
     Hb(Heartbeat),
     Reply(ReplyFrame),
+    Console(ConsoleChunk),
     Error(String),
 }
 
@@ -108,6 +124,7 @@ impl Frame {
             Frame::Reply { id, reply } => {
                 serde_json::to_vec(&Wire::Reply(ReplyFrame { id: *id, reply: reply.clone() }))
             }
+            Frame::Console(c) => serde_json::to_vec(&Wire::Console(c.clone())),
             Frame::Error(e) => serde_json::to_vec(&Wire::Error(e.clone())),
         }
         .expect("frames serialise");
@@ -132,6 +149,7 @@ impl Frame {
             Wire::Hello(h) => Frame::Hello(h),
             Wire::Hb(h) => Frame::Heartbeat(h),
             Wire::Reply(r) => Frame::Reply { id: r.id, reply: r.reply },
+            Wire::Console(c) => Frame::Console(c),
             Wire::Error(e) => Frame::Error(e),
         })
     }
@@ -184,6 +202,7 @@ mod tests {
             },
             Frame::Heartbeat(Heartbeat { at: 80, live: false, len: 90 }),
             Frame::Reply { id: 7, reply: Reply { ok: true, step: 5, message: "paused".into() } },
+            Frame::Console(ConsoleChunk { file: "job.log".into(), at: 10, next: 25, text: "50%\r100% ✓\n".into() }),
             Frame::Error("no run".into()),
         ];
         for f in frames {

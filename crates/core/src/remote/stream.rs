@@ -1,8 +1,10 @@
 //! `phasetop stream RUN`: the remote end of a remote attach. Reads the run's log from an
 //! offset (backfill, then the live tail), decimates step events, writes frames to stdout,
-//! and answers command requests from stdin through the run's control socket. It holds
-//! no more than one record at a time and never writes to the run directory.
+//! and answers command requests from stdin through the run's control socket; once asked,
+//! it also follows the run's console files (`super::console`). It holds no more than one
+//! record at a time and never writes to the run directory.
 
+use super::console::{self, ConsoleTail};
 use super::proto::{CommandRequest, Frame, HEARTBEAT, Heartbeat, Hello, PROTO};
 use crate::control::{self, Reply};
 use crate::event::Event;
@@ -172,8 +174,11 @@ pub fn serve(
     // Commands: one thread reads requests and answers each through the control socket
     // (a command waits for the trainer's next step; the events keep flowing meanwhile).
     let closed = Arc::new(AtomicBool::new(false));
+    // The console's tail, once the local side asks for it (`console` frames).
+    let console: Arc<Mutex<Option<ConsoleTail>>> = Arc::new(Mutex::new(None));
     {
         let (closed, out, socket) = (closed.clone(), out.clone(), dir.socket());
+        let (console, run_path) = (console.clone(), dir.path.clone());
         std::thread::Builder::new().name("stream-commands".into()).spawn(move || {
             let mut input = input;
             let mut line = String::new();
@@ -188,6 +193,13 @@ pub fn serve(
                 }
                 let (id, reply) = match crate::jsonline::from_slice::<CommandRequest>(line.as_bytes()) {
                     Err(e) => (0, Reply { ok: false, step: 0, message: format!("bad command request: {e}") }),
+                    // The console subscription is the stream's own, never the host's.
+                    Ok(req) if req.cmd.get("cmd").and_then(|c| c.as_str()) == Some(console::COMMAND) => {
+                        if let Ok(mut c) = console.lock() {
+                            *c = Some(ConsoleTail::from_request(&run_path, &req.cmd));
+                        }
+                        (req.id, Reply { ok: true, step: 0, message: "console follows".into() })
+                    }
                     Ok(req) => (
                         req.id,
                         control::request(&socket, &req.cmd).unwrap_or_else(|e| Reply {
@@ -243,6 +255,15 @@ pub fn serve(
         {
             frames.push(Frame::Event { payload: payload(&mut raw, &e, o), offset: o, at });
         }
+        let mut console_sent = false;
+        if let Ok(mut c) = console.lock()
+            && let Some(tail) = c.as_mut()
+        {
+            for chunk in tail.poll() {
+                frames.push(Frame::Console(chunk));
+                console_sent = true;
+            }
+        }
         if frames.is_empty() && last_sent.elapsed() >= HEARTBEAT {
             let at = dec.held_offset().unwrap_or(tail.offset());
             let len = std::fs::metadata(dir.log()).map(|m| m.len()).unwrap_or(0);
@@ -256,7 +277,7 @@ pub fn serve(
         if !ok {
             return Ok(());
         }
-        if n == 0 {
+        if n == 0 && !console_sent {
             std::thread::sleep(POLL);
         }
     }

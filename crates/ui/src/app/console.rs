@@ -74,13 +74,7 @@ impl App {
                 c.poll();
                 self.mode = Mode::Console;
             }
-            None => {
-                let why = match &self.remote {
-                    Some(host) => format!("the console reads a local run's output; this run's job.log is on {host}"),
-                    None => "no console for this view".to_string(),
-                };
-                self.set_status(why, true);
-            }
+            None => self.set_status("no console for this view".to_string(), true),
         }
     }
 
