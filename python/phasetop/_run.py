@@ -178,6 +178,7 @@ class Run:
         self._finished = False
         self._warned = set()
         self._lock = threading.Lock()
+        self._lock_lose = threading.Lock()
         self._flush_interval = flush_interval
         self._host_process = host_process
         self._last = {"phase": None, "settings": {}}
@@ -201,6 +202,11 @@ class Run:
         self._idle.set()
         self._stop_sender = False
         self._sender = None
+        # After a lost host (a timeout): a thread that tries to reach it again, and the
+        # connections it made, adopted by rank 0 at its next meeting.
+        self._logs_wanted = self._logs
+        self._rejoiner = None
+        self._rejoined = None
         if socket_path is None:
             return
         try:
@@ -253,14 +259,94 @@ class Run:
         return json.loads(line)
 
     def _lose(self, why):
-        """The host is gone: training goes on, nothing more is recorded."""
-        if not self._dead:
+        """The host is gone: training goes on, nothing is recorded until rank 0 reaches
+        the host again (a host that was only stopped or starved answers again)."""
+        with self._lock_lose:
+            if self._dead:
+                return
             self._dead = True
             if self._sock is not None or self._lsock is not None:
                 self._lost_at = self._step
             self._logs = False
             self._buf.clear()
-            _warn(f"{why}; training goes on, nothing more is recorded")
+            again = self._talks and self._lost_at is not None and not self._finished
+            _warn(f"{why}; training goes on, nothing is recorded"
+                  + (" until the host answers again" if again else ""))
+            if again and self._rejoiner is None:
+                self._rejoiner = threading.Thread(target=self._rejoin_loop, name="phasetop-rejoin", daemon=True)
+                self._rejoiner.start()
+
+    # How often a lost host is tried again: from the first delay, doubling to the last.
+    _REJOIN_FIRST_S = 0.5
+    _REJOIN_LAST_S = 30.0
+
+    def _rejoin_loop(self):
+        """Off the training path: connects to the lost host again, says `hello` with
+        `rejoin` and, once welcomed, leaves the connections for rank 0 to adopt at its
+        next meeting (`_adopt`). A host that refuses the rejoin is not asked again."""
+        wait = self._REJOIN_FIRST_S
+        lost_at = self._lost_at
+        while not self._finished:
+            time.sleep(wait)
+            wait = min(wait * 2, self._REJOIN_LAST_S)
+            socks = []
+            try:
+                s = self._connect()
+                socks.append(s)
+                s.sendall(_dumps({"type": "hello", "protocol": PROTOCOL, "rank": self.rank,
+                                  "world_size": self.world_size, "pid": os.getpid(),
+                                  "client": "python phasetop 0.1", "rejoin": lost_at}))
+                rfile = s.makefile("rb")
+                welcome = json.loads(rfile.readline() or b"{}")
+                if welcome.get("type") == "error":
+                    _warn(f"the run's host refused to take the job back ({welcome.get('message')})")
+                    s.close()
+                    return
+                if welcome.get("type") != "welcome":
+                    raise OSError("no welcome")
+                lsock = None
+                if self._logs_wanted:
+                    lsock = self._connect()
+                    socks.append(lsock)
+                    lsock.settimeout(None)
+                self._rejoined = (s, rfile, lsock, welcome)
+                return
+            except (OSError, ValueError):
+                for x in socks:
+                    try:
+                        x.close()
+                    except OSError:
+                        pass
+
+    def _adopt(self, step):
+        """Rank 0, at a meeting: takes the connections the rejoin thread made; the
+        host's phase, settings, pause and stop as it answered (an answer to apply now,
+        like a sync's), and recording goes on from this step."""
+        s, rfile, lsock, welcome = self._rejoined
+        self._rejoined = self._rejoiner = None
+        for old in (self._sock, self._lsock):
+            if old is not None:
+                try:
+                    old.shutdown(socket.SHUT_RDWR)
+                    old.close()
+                except OSError:
+                    pass
+        self._sock, self._rfile, self._lsock = s, rfile, lsock
+        self._outstanding = False
+        self._boundary = welcome.get("boundary")
+        answer = dict(self._quiet_reply(step), type="control", phase=welcome.get("phase"),
+                      settings=welcome.get("settings") or {}, paused=bool(welcome.get("paused")),
+                      should_stop=bool(welcome.get("should_stop")), boundary=welcome.get("boundary"))
+        answer["phase_changed"] = answer["phase"] != self.phase
+        self._hold(answer)
+        lost_at, self._lost_at = self._lost_at, None
+        self._logs = self._logs_wanted
+        self._dead = False
+        if self._logs and (self._sender is None or not self._sender.is_alive()):
+            self._sender = threading.Thread(target=self._send_loop, name="phasetop-sender", daemon=True)
+            self._sender.start()
+        _warn(f"reached the run's host again at step {step}; recording goes on "
+              f"(nothing was recorded after step {lost_at})")
 
     def _warn_once(self, msg):
         if msg not in self._warned and len(self._warned) < 100:
@@ -386,26 +472,30 @@ class Run:
             if n or self._dropped:
                 self._idle.clear()
                 items = [buf.popleft() for _ in range(n)]
+                sock = self._lsock
                 try:
                     for frame in self._frames(items):
-                        self._lsock.sendall(frame)
-                    self._drain_replies()
+                        sock.sendall(frame)
+                    self._drain_replies(sock)
                 except OSError as e:
-                    self._lose(f"lost the run's host ({e})")
-                    self._idle.set()
-                    return
+                    if sock is self._lsock:
+                        self._lose(f"lost the run's host ({e})")
+                        self._idle.set()
+                        return
+                    # A connection given up for a new one (the host reached again).
+                    continue
             if not buf:
                 self._idle.set()
             if self._stop_sender and not buf:
                 return
 
-    def _drain_replies(self):
+    def _drain_replies(self, sock):
         # Only a frame the host could not read is answered here; say so once.
         import select
 
-        if not select.select([self._lsock], [], [], 0)[0]:
+        if not select.select([sock], [], [], 0)[0]:
             return
-        data = self._lsock.recv(65536)
+        data = sock.recv(65536)
         if not data:
             raise OSError("the host closed the connection")
         for line in data.splitlines():
@@ -474,6 +564,8 @@ class Run:
         paused). Returns the answer to apply (None between meetings)."""
         if not meeting:
             return None
+        if self._dead and self._rejoined is not None:
+            self._adopt(step)
         if not self._talks or self._dead:
             return self._quiet_reply(step)
         try:
@@ -693,7 +785,9 @@ class Run:
                     s.close()
             except (OSError, ValueError):
                 pass
-        for s in (self._sock, self._lsock):
+        pending = self._rejoined
+        self._rejoined = None
+        for s in (self._sock, self._lsock) + ((pending[0], pending[2]) if pending else ()):
             if s is not None:
                 try:
                     s.close()

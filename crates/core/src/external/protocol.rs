@@ -48,7 +48,8 @@ impl JobFrame {
                 lost_at.map_or(Ok(()), |s| check_step("finish's \"lost_at\"", s))
             }
             JobFrame::Summary { step, .. } => step.map_or(Ok(()), |s| check_step("summary", s)),
-            JobFrame::Hello { .. } | JobFrame::Log { .. } | JobFrame::Config { .. } => Ok(()),
+            JobFrame::Hello { rejoin, .. } => rejoin.map_or(Ok(()), |s| check_step("hello's \"rejoin\"", s)),
+            JobFrame::Log { .. } | JobFrame::Config { .. } => Ok(()),
         }
     }
 }
@@ -77,6 +78,10 @@ pub enum JobFrame {
         notes: String,
         #[serde(default)]
         group: Option<String>,
+        /// Rank 0 connecting again after it lost the host (a timeout: the host was
+        /// stopped or starved): the last step the host had recorded, as the job saw it.
+        #[serde(default)]
+        rejoin: Option<u64>,
     },
     /// `run.summary[key] = value`: final figures (numbers, strings, booleans).
     Summary {

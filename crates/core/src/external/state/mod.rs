@@ -90,6 +90,9 @@ pub struct State {
     /// (last step recorded, step the job ran to): the client lost the host and the job
     /// trained on unrecorded (its `finish` said so).
     pub unrecorded: Option<(u64, u64)>,
+    /// Rank 0 said `hello` again after losing the host (`rejoin`): its next sync says,
+    /// once, which steps went unrecorded.
+    rejoined: bool,
     printer: Option<Printer>,
 }
 
@@ -130,6 +133,7 @@ impl State {
             finished: None,
             job_pids: Vec::new(),
             unrecorded: None,
+            rejoined: false,
             resumed: None,
             plan_file: None,
             job_info: None,
@@ -227,7 +231,18 @@ impl State {
     /// Handles one job frame; `Some` is the reply line's JSON.
     pub fn job(&mut self, client: &str, frame: JobFrame) -> Option<serde_json::Value> {
         match frame {
-            JobFrame::Hello { protocol: version, rank, world_size, pid, config, client: who, tags, notes, group } => {
+            JobFrame::Hello {
+                protocol: version,
+                rank,
+                world_size,
+                pid,
+                config,
+                client: who,
+                tags,
+                notes,
+                group,
+                rejoin,
+            } => {
                 if version > protocol::PROTOCOL {
                     return Some(serde_json::json!({"type": "error", "message": format!(
                         "the client speaks protocol {version}; this host speaks {}: upgrade phasetop", protocol::PROTOCOL)}));
@@ -235,6 +250,15 @@ impl State {
                 let mut line = format!("job connected on {client}: rank {rank} of {world_size}, pid {pid}");
                 if !who.is_empty() {
                     line += &format!(", {who}");
+                }
+                // A hello sent while this host was stopped may be read after the job
+                // finished (its connection queued): that one starts nothing.
+                if let Some(lost) = rejoin
+                    && rank == 0
+                    && self.finished.is_none()
+                {
+                    line += &format!(", again after losing this host at step {lost}");
+                    self.rejoined = true;
                 }
                 self.note(LogLevel::Info, line);
                 if pid != 0 && !self.job_pids.contains(&pid) && self.job_pids.len() < 4096 {
@@ -533,6 +557,17 @@ impl State {
     /// protocol-2 job applied the switch it was last given).
     pub fn sync(&mut self, step: u64, applied: Option<u64>) -> Control {
         self.flush_open();
+        if std::mem::take(&mut self.rejoined) && step > self.step + 1 {
+            self.note(
+                LogLevel::Warn,
+                format!(
+                    "the job reached this host again at step {step}: steps {} to {} went unrecorded (the host did \
+                     not answer within the client's timeout: stopped or starved)",
+                    self.step + 1,
+                    step - 1
+                ),
+            );
+        }
         self.step = self.step.max(step);
         if let Some(at) = applied
             && let Some(sw) = self.in_flight.take()

@@ -120,3 +120,39 @@ fn protocol_2_scheduled_switch_lands_on_its_boundary() {
     assert_eq!(changes(&mut s, tmp.path()), vec![(10, "main".into(), PhaseCause::Scheduled)]);
     assert!(s.sync(100, None).should_stop, "max_steps");
 }
+
+/// Rank 0 back after losing the host (`hello` with `rejoin`): its next sync records,
+/// once, which steps went unrecorded; a rejoin read after the job finished (a hello
+/// queued while the host was stopped) starts nothing.
+#[test]
+fn a_rejoin_says_once_which_steps_went_unrecorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = state(tmp.path(), 2);
+    let frame = |v: serde_json::Value| serde_json::from_value(v).unwrap();
+    s.job("test", frame(serde_json::json!({"type": "log", "points": [{"step": 5, "metrics": {"train_loss": 1.0}}]})));
+    s.sync(5, None);
+    let hello = serde_json::json!({"type": "hello", "protocol": 2, "rank": 0, "world_size": 1, "rejoin": 5});
+    let welcome = s.job("test", frame(hello.clone())).unwrap();
+    assert_eq!(welcome["type"], "welcome");
+    s.sync(40, None);
+    s.sync(41, None);
+    s.job("test", frame(serde_json::json!({"type": "finish", "step": 41})));
+    s.job("test", frame(hello));
+    s.flush_log().unwrap();
+    let lines: Vec<String> = crate::runlog::read_all(&tmp.path().join("events.log"))
+        .unwrap()
+        .records
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Log { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    let gaps: Vec<&String> = lines.iter().filter(|l| l.contains("went unrecorded")).collect();
+    assert_eq!(gaps.len(), 1, "{lines:?}");
+    assert!(gaps[0].contains("at step 40: steps 6 to 39 went unrecorded"), "{}", gaps[0]);
+    assert_eq!(lines.iter().filter(|l| l.contains("again after losing this host at step 5")).count(), 1, "{lines:?}");
+    // A rejoin's step is bounded like every step.
+    let big = serde_json::json!({"type": "hello", "rank": 0, "rejoin": 1u64 << 60});
+    assert!(crate::external::protocol::parse(big.to_string().as_bytes()).is_err());
+}
