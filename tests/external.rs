@@ -890,6 +890,57 @@ fn a_host_that_answers_again_gets_the_rest_of_the_run() {
     assert!(!message.contains("recorded up to"), "{message}");
 }
 
+/// The rejoin with two gloo ranks: after the host was stopped past the client's timeout
+/// and continued, a switch and a stop still reach both ranks at one step, and at every
+/// step both ranks trained in the same phase at the same lr.
+#[test]
+fn after_a_rejoin_both_ranks_still_switch_and_stop_at_one_step() {
+    let Some((bin, _one)) = venv() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "ddp.toml", TWO_PHASES);
+    let mut job = vec!["env".to_string(), "PHASETOP_HOST_TIMEOUT_S=2".to_string()];
+    job.extend(torchrun_job(&bin, 1_000_000));
+    let mut child = spawn_run(tmp.path(), Some(&cfg), &job.iter().map(String::as_str).collect::<Vec<_>>());
+    let host = child.id();
+    struct Cont(u32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg("-CONT").arg(self.0.to_string()).stderr(Stdio::null()).status();
+        }
+    }
+    let _cont = Cont(host);
+    let (run, rec) = (tmp.path().join("run"), tmp.path().join("rec"));
+    let job_log = || std::fs::read_to_string(run.join("job.log")).unwrap_or_default();
+    wait_until("20 logged steps", 120, || last_step(&run) >= 20);
+    signal(host, "STOP");
+    wait_until("rank 0 to lose the stopped host", 60, || job_log().contains("until the host answers again"));
+    signal(host, "CONT");
+    wait_until("rank 0 to reach the host again", 60, || job_log().contains("reached the run's host again"));
+    ctl(&run, &["switch", "main"]);
+    wait_until("both ranks in main", 60, || (0..2).all(|r| record(&rec, r).iter().any(|x| x.1 == "main")));
+    ctl(&run, &["stop"]);
+    let exit = wait_exit(&mut child, 60);
+    assert!(exit.success(), "job.log:\n{}", job_log_why(&run));
+    let evs = events(&run);
+    let manual: Vec<u64> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::PhaseChanged { step, cause: PhaseCause::Manual, to, .. } if to == "main" => Some(*step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(manual.len(), 1, "{manual:?}");
+    let (r0, r1) = (record(&rec, 0), record(&rec, 1));
+    let first_main = |r: &[(u64, String, f64)]| r.iter().find(|x| x.1 == "main").map(|x| x.0);
+    assert_eq!(first_main(&r0), Some(manual[0]), "rank 0 switched at the logged step");
+    assert_eq!(first_main(&r1), Some(manual[0]), "rank 1 switched at the same step");
+    assert_eq!(r0, r1, "both ranks trained every step in the same phase at the same lr");
+    assert_eq!(
+        evs.iter().filter(|e| matches!(e, Event::Log { message, .. } if message.contains("went unrecorded"))).count(),
+        1
+    );
+}
+
 fn ctl_ok(run: &Path) {
     ctl(run, &["status"]);
     ctl(run, &["stop"]);
