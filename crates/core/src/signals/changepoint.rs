@@ -586,6 +586,14 @@ impl Changepoint {
         Some((line, dev, big))
     }
 
+    /// Points kept in `recent`: the trend before the earliest birth judged (up to
+    /// 3 × `short_run` points back: a birth up to `short_run` old and the earlier one
+    /// twice its age before it) must still have its [`BEFORE_MAX`] points, and a run of
+    /// `max_run` its own.
+    fn recent_capacity(&self) -> usize {
+        self.p.max_run.max(3 * self.p.short_run.max(10)) + self.p.confirm + BEFORE_MAX + 1
+    }
+
     fn sigma(&self) -> f64 {
         // A floor keeps the prior proper on constant (or quantised, not yet moving) series.
         let (_, y) = self.last.unwrap_or((0, 0.0));
@@ -615,7 +623,7 @@ impl Detector for Changepoint {
         }
         self.raw_range = (self.raw_range.0.min(value), self.raw_range.1.max(value));
         self.recent.push_back((step, y, value));
-        if self.recent.len() > self.p.max_run + self.p.confirm + BEFORE_MAX + 1 {
+        if self.recent.len() > self.recent_capacity() {
             self.recent.pop_front();
         }
         if let Some(f) = &mut self.fired
@@ -735,15 +743,19 @@ impl Detector for Changepoint {
         // points past it fit the old segment as well as a new one), and a trend fitted
         // across the kink bends with it: an earlier birth, 2 × max(its age, 10 points)
         // before, is also judged, but only where the course before it was level (no
-        // significant slope), so that a smooth descent gains no second try. Too small a
+        // significant slope over at least half of `BEFORE_MAX` points: over a dozen, a
+        // smooth descent's slope hides in its wobble and the descent itself would pass
+        // for the change), so that a smooth descent gains no second try. Too small a
         // change to matter: keep watching while the posterior holds (the change may still
         // grow), without firing.
         let map_birth = self.runs[map].birth;
         let lag = (step - map_birth).max((10.0 * self.spacing).round() as u64);
-        let (after, (line, delta, _)) = [0, 2 * lag]
-            .into_iter()
-            .map(|back| map_birth.saturating_sub(back))
-            .find_map(|b| self.effect(b).filter(|e| e.2 && (b == map_birth || e.0.slope == 0.0)).map(|e| (b, e)))?;
+        let (after, (line, delta, _)) =
+            [0, 2 * lag].into_iter().map(|back| map_birth.saturating_sub(back)).find_map(|b| {
+                self.effect(b)
+                    .filter(|e| e.2 && (b == map_birth || (e.0.slope == 0.0 && e.0.n >= BEFORE_MAX / 2)))
+                    .map(|e| (b, e))
+            })?;
         self.held = 0;
         self.armed = false;
         let mut f = Fired {

@@ -7,6 +7,14 @@ use serde::{Deserialize, Serialize};
 
 /// Time constant (points) of the robust noise estimate.
 const SCALE_POINTS: f64 = 200.0;
+/// On a noisy metric (a minibatch loss, 10–20 % a step) the EMA crosses the line by
+/// chance a little before the metric does, and three points of patience are not
+/// independent tries: the smoothed value must also be this many of its own noise's
+/// standard deviations under [`SLACK`] × the line — the metric is then within 5 % of the
+/// line or under it, with confidence. On a quiet metric (a probe's rank) the line itself
+/// is the stricter bound and nothing changes.
+const MARGIN_SD: f64 = 2.0;
+const SLACK: f64 = 1.05;
 
 /// Parameters of [`Collapse`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,8 +44,10 @@ impl Default for CollapseParams {
 }
 
 /// Fires when an EMA of the value (over `ema_points` points) has been below
-/// `fraction ×` the baseline (mean of the first `baseline_points` points), and below
-/// the baseline by `min_z` noise standard deviations, for `patience` consecutive points. Re-arms when the smoothed value recovers to at least
+/// `fraction ×` the baseline (mean of the first `baseline_points` points) — and, on a
+/// noisy metric, under 1.05 × that line by two standard deviations of the EMA's own
+/// noise (see [`MARGIN_SD`]) — and below the baseline by `min_z`
+/// noise standard deviations, for `patience` consecutive points. Re-arms when the smoothed value recovers to at least
 /// `(1 + fraction) / 2 ×` the baseline. Never fires when the baseline is ≤ 0.
 /// Score: smoothed value / baseline.
 #[derive(Clone, Debug)]
@@ -104,8 +114,13 @@ impl Detector for Collapse {
         if base <= 0.0 {
             return None;
         }
-        let clear = self.p.min_z <= 0.0 || base - self.smoothed >= self.p.min_z * self.scale.sigma();
-        if self.smoothed < self.p.fraction * base && clear {
+        let sigma = self.scale.sigma();
+        let clear = self.p.min_z <= 0.0 || base - self.smoothed >= self.p.min_z * sigma;
+        // The EMA's noise: σ · √(α / (2 − α)) for i.i.d. noise of σ a point.
+        let a = ema_alpha(1.0, self.p.ema_points);
+        let line = self.p.fraction * base;
+        let limit = line.min(SLACK * line - MARGIN_SD * sigma * (a / (2.0 - a)).sqrt());
+        if self.smoothed < limit && clear {
             self.below += 1;
             if self.armed && self.below >= self.p.patience.max(1) {
                 self.armed = false;

@@ -48,6 +48,12 @@ impl Default for PlateauParams {
 pub const PLATEAU_BLOCKS: u64 = 10;
 /// Non-empty blocks needed for a slope.
 const MIN_BLOCKS: usize = 3;
+/// Standard errors of the fitted change added before it is compared with `tolerance`:
+/// flat means flat beyond the estimate's own noise. On a minibatch loss (10–20 % noise a
+/// step) the change across a window is known to ±2–3 %, and a descent still falling
+/// 10 % a window was called flat at "4.8 %" (3 false `auto` switches in 120 seeded
+/// control runs); with the bound, none.
+const FLAT_SE: f64 = 1.0;
 
 /// Fires once when the slope of the last `window` steps, fitted robustly, changes the
 /// series by at most `tolerance` of its level across the window (and the series has at
@@ -95,6 +101,8 @@ pub struct Plateau {
     log: Option<bool>,
     /// The window's level at the last test.
     level: f64,
+    /// The change at the last test plus [`FLAT_SE`] standard errors.
+    upper: f64,
     /// Re-armed since the last test.
     rearmed: bool,
 }
@@ -126,6 +134,7 @@ impl Plateau {
             change: None,
             log: None,
             level: 0.0,
+            upper: 0.0,
             rearmed: false,
         }
     }
@@ -145,9 +154,11 @@ impl Plateau {
         (self.p.window / self.block).max(1)
     }
 
-    /// (relative change across `window`, the window's level in the series' units) from
-    /// the complete blocks in the window; None with fewer than `MIN_BLOCKS`.
-    fn fit(&self) -> Option<(f64, f64)> {
+    /// (relative change across `window`, the same plus [`FLAT_SE`] standard errors, the
+    /// window's level in the series' units) from the complete blocks in the window; None
+    /// with fewer than `MIN_BLOCKS`. The standard error is the slope's, from the block
+    /// medians' scatter about the line (a curve bending within the window widens it too).
+    fn fit(&self) -> Option<(f64, f64, f64)> {
         let n = self.blocks.len();
         if n < MIN_BLOCKS {
             return None;
@@ -158,14 +169,21 @@ impl Plateau {
         let y0 = self.blocks.iter().map(|b| b.1).sum::<f64>() / n as f64;
         let sxx: f64 = xs.map(|x| (x - x0) * (x - x0)).sum();
         let sxy: f64 = self.blocks.iter().map(|b| (b.0 as f64 - x0) * (b.1 - y0)).sum();
-        let slope = if sxx > 0.0 { sxy / sxx / self.block as f64 } else { 0.0 };
+        let per_block = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+        let slope = per_block / self.block as f64;
+        let rss: f64 =
+            self.blocks.iter().map(|b| (b.1 - y0 - per_block * (b.0 as f64 - x0)).powi(2)).sum::<f64>().max(0.0);
+        let se = if sxx > 0.0 && n > 2 { (rss / (n - 2) as f64 / sxx).sqrt() / self.block as f64 } else { 0.0 };
         let mut levels: Vec<f64> = self.blocks.iter().map(|b| b.1).collect();
         let level = median(&mut levels);
-        let across = (slope * self.p.window as f64).abs();
+        let w = self.p.window as f64;
+        let across = (slope * w).abs();
+        let upper = across + FLAT_SE * se * w;
         Some(if self.log == Some(true) {
-            (across.exp_m1(), level.exp())
+            (across.exp_m1(), upper.exp_m1(), level.exp())
         } else {
-            (across / level.abs().max(self.p.min_scale), level)
+            let scale = level.abs().max(self.p.min_scale);
+            (across / scale, upper / scale, level)
         })
     }
 
@@ -207,14 +225,15 @@ impl Detector for Plateau {
             Some((_, vals)) => vals.push(y),
             None => self.cur = Some((index, vec![y])),
         }
-        let (change, level) = if closed && step - first >= self.p.window {
-            let (change, level) = self.fit()?;
+        let (change, upper, level) = if closed && step - first >= self.p.window {
+            let (change, upper, level) = self.fit()?;
             self.change = Some(change);
+            self.upper = upper;
             self.level = level;
-            (change, level)
+            (change, upper, level)
         } else if self.rearmed && self.holds {
             // Re-armed on a plateau that never ended: the last test still stands.
-            (self.change?, self.level)
+            (self.change?, self.upper, self.level)
         } else {
             return None;
         };
@@ -223,7 +242,7 @@ impl Detector for Plateau {
             self.holds = false;
             self.armed = true;
         }
-        if change > self.p.tolerance || !self.armed {
+        if upper > self.p.tolerance || !self.armed {
             return None;
         }
         self.armed = false;
@@ -233,10 +252,12 @@ impl Detector for Plateau {
             step,
             score: change,
             message: format!(
-                "plateau since step {since}: level {}, change {:.2}% per {} steps (tolerance {:.2}%)",
+                "plateau since step {since}: level {}, change {:.2}% per {} steps (at most {:.2}% by the \
+                 window's scatter; tolerance {:.2}%)",
                 fmt_num(level),
                 100.0 * change,
                 self.p.window,
+                100.0 * upper,
                 100.0 * self.p.tolerance
             ),
             figures: SignalFigures::finite(Some(since), None, Some(level)),
