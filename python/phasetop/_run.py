@@ -324,14 +324,17 @@ class Run:
         like a sync's), and recording goes on from this step."""
         s, rfile, lsock, welcome = self._rejoined
         self._rejoined = self._rejoiner = None
-        for old in (self._sock, self._lsock):
+        # The new connections first: a sender still writing to the old one then fails
+        # on a connection that is no longer the run's, and carries on with the new one.
+        old_socks = (self._sock, self._lsock)
+        self._sock, self._rfile, self._lsock = s, rfile, lsock
+        for old in old_socks:
             if old is not None:
                 try:
                     old.shutdown(socket.SHUT_RDWR)
                     old.close()
                 except OSError:
                     pass
-        self._sock, self._rfile, self._lsock = s, rfile, lsock
         self._outstanding = False
         self._boundary = welcome.get("boundary")
         answer = dict(self._quiet_reply(step), type="control", phase=welcome.get("phase"),
